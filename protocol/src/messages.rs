@@ -1,0 +1,236 @@
+//! The signaling messages. Every message is one JSON object in one WebSocket text frame, tagged by
+//! `"type"`. Peers are addressed by id, so rooms of more than two fit without a new protocol.
+//!
+//! A client sends `join` (with a room code, or without one to have the server make a room), then
+//! `signal`s addressed to other peers; the server answers `welcome`, tells of `peer_joined` /
+//! `peer_left`, relays `signal`s (stamping `from`), and reports problems with `error`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RoomCode;
+
+/// Bumped on any incompatible change; the server refuses a `join` with another major version.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest message either side accepts (text of one WebSocket message).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Display names are cut to this many characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// A peer's id, unique on its server for the server's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PeerId(pub u64);
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer-{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub id: PeerId,
+    pub name: String,
+}
+
+/// An ICE server in the shape of the browser's `RTCIceServer`, so the web client can pass it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// What one peer tells another through the server. The server relays it untouched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignalPayload {
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    /// A trickled ICE candidate, in the browser's `RTCIceCandidateInit` shape.
+    Candidate {
+        candidate: String,
+        #[serde(default, rename = "sdpMid", skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        #[serde(
+            default,
+            rename = "sdpMLineIndex",
+            skip_serializing_if = "Option::is_none"
+        )]
+        sdp_mline_index: Option<u16>,
+    },
+    /// No more candidates will follow from this peer.
+    EndOfCandidates,
+    /// The sender is hanging up (it will also leave the room).
+    Bye,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Enter a room; with no `room`, the server creates one with a fresh code.
+    Join {
+        version: u32,
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    /// Relay `payload` to peer `to` in the same room.
+    Signal { to: PeerId, payload: SignalPayload },
+    /// Leave the room (closing the socket does the same).
+    Leave,
+    /// Application-level keepalive for clients that cannot send WebSocket pings; answered `pong`.
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to `join`: who you are, who is already there, and which ICE servers to use.
+    Welcome {
+        version: u32,
+        room: RoomCode,
+        you: PeerId,
+        peers: Vec<PeerInfo>,
+        ice_servers: Vec<IceServer>,
+    },
+    PeerJoined {
+        peer: PeerInfo,
+    },
+    PeerLeft {
+        id: PeerId,
+    },
+    Signal {
+        from: PeerId,
+        payload: SignalPayload,
+    },
+    Pong,
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Machine-readable error kinds; `message` carries the human sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or JSON that is not a message of this protocol.
+    BadMessage,
+    /// A `type` this server does not know.
+    UnknownType,
+    TooLarge,
+    BadRoomCode,
+    RoomFull,
+    /// `signal` addressed to a peer not in your room.
+    UnknownPeer,
+    /// `signal` or `leave` before `join`.
+    NotInRoom,
+    AlreadyInRoom,
+    VersionMismatch,
+    RateLimited,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip_client(msg: ClientMessage, expected: serde_json::Value) {
+        let text = serde_json::to_string(&msg).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            expected
+        );
+        assert_eq!(serde_json::from_str::<ClientMessage>(&text).unwrap(), msg);
+    }
+
+    #[test]
+    fn client_messages_have_a_stable_shape() {
+        round_trip_client(
+            ClientMessage::Join {
+                version: 1,
+                room: Some("kfq-wmzt-pxd".into()),
+                name: Some("Ada".into()),
+            },
+            json!({"type": "join", "version": 1, "room": "kfq-wmzt-pxd", "name": "Ada"}),
+        );
+        round_trip_client(
+            ClientMessage::Signal {
+                to: PeerId(7),
+                payload: SignalPayload::Candidate {
+                    candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                },
+            },
+            json!({"type": "signal", "to": 7, "payload": {"kind": "candidate",
+                "candidate": "candidate:1 1 udp 1 127.0.0.1 5000 typ host",
+                "sdpMid": "0", "sdpMLineIndex": 0}}),
+        );
+        round_trip_client(ClientMessage::Leave, json!({"type": "leave"}));
+    }
+
+    #[test]
+    fn join_fields_are_optional() {
+        let msg: ClientMessage = serde_json::from_str(r#"{"type":"join","version":1}"#).unwrap();
+        assert_eq!(
+            msg,
+            ClientMessage::Join {
+                version: 1,
+                room: None,
+                name: None
+            }
+        );
+    }
+
+    #[test]
+    fn server_messages_have_a_stable_shape() {
+        let msg = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            room: RoomCode::parse("kfq-wmzt-pxd").unwrap(),
+            you: PeerId(2),
+            peers: vec![PeerInfo {
+                id: PeerId(1),
+                name: "Ada".into(),
+            }],
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:stun.example:3478".into()],
+                username: None,
+                credential: None,
+            }],
+        };
+        let value = serde_json::to_value(&msg).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "welcome", "version": 1, "room": "kfq-wmzt-pxd", "you": 2,
+                "peers": [{"id": 1, "name": "Ada"}],
+                "ice_servers": [{"urls": ["stun:stun.example:3478"]}]})
+        );
+        assert_eq!(serde_json::from_value::<ServerMessage>(value).unwrap(), msg);
+        assert_eq!(
+            serde_json::to_value(ServerMessage::error(ErrorCode::RoomFull, "full")).unwrap(),
+            json!({"type": "error", "code": "room_full", "message": "full"})
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! The HTTP side: binds the socket (plain or TLS), routes `/ws` to the signaling protocol and
+//! `/healthz` to a health report, and shuts down gracefully.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use confab_protocol::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::connection::serve_socket;
+use crate::{Hub, ServerConfig};
+
+/// Frames above this size are refused by the WebSocket layer itself (close 1009); up to it, the
+/// protocol answers oversize messages with an `error` and keeps the connection.
+const HARD_FRAME_LIMIT: usize = 16 * MAX_MESSAGE_BYTES;
+
+/// How long connections get to finish when the server shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot load TLS certificate {cert} / key {key}: {source}")]
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        source: io::Error,
+    },
+    #[error("server stopped: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: Arc<Hub>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Builds and starts signaling servers.
+pub struct Server;
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    tls: bool,
+    hub: Arc<Hub>,
+    handle: Handle,
+    shutdown_tx: watch::Sender<bool>,
+    task: JoinHandle<io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` and starts serving on the current tokio runtime.
+    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
+        let listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let tls = match &config.tls {
+            Some((cert, key)) => {
+                // Both ring and aws-lc-rs are compiled in (webrtc uses them); pick one explicitly.
+                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                Some(
+                    RustlsConfig::from_pem_file(cert, key)
+                        .await
+                        .map_err(|source| ServeError::Tls {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let hub = Arc::new(Hub::new(Arc::new(config)));
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let app = router(AppState {
+            hub: hub.clone(),
+            shutdown: shutdown_rx,
+        });
+        let handle = Handle::new();
+        let service = app.into_make_service();
+        let task = match tls.clone() {
+            Some(tls) => tokio::spawn(
+                axum_server::from_tcp_rustls(listener, tls)
+                    .handle(handle.clone())
+                    .serve(service),
+            ),
+            None => tokio::spawn(
+                axum_server::from_tcp(listener)
+                    .handle(handle.clone())
+                    .serve(service),
+            ),
+        };
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        tracing::info!(%local_addr, scheme, "signaling server listening");
+        Ok(RunningServer {
+            local_addr,
+            tls: tls.is_some(),
+            hub,
+            handle,
+            shutdown_tx,
+            task,
+        })
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
+    ws.max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| serve_socket(socket, state.hub, state.shutdown))
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let (rooms, peers) = state.hub.counts();
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "protocol": PROTOCOL_VERSION,
+        "rooms": rooms,
+        "peers": peers,
+    }))
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The WebSocket URL of this server, e.g. `ws://127.0.0.1:8443/ws`; an unspecified listen
+    /// address (0.0.0.0) is shown as loopback.
+    pub fn ws_url(&self) -> String {
+        let mut addr = self.local_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{}://{addr}/ws", if self.tls { "wss" } else { "ws" })
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Tells every client the server is going away, then stops within a few seconds.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let _ = self.shutdown_tx.send(true);
+        self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        self.wait().await
+    }
+
+    /// Runs until the server stops by itself (an accept error).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        flatten(self.task.await)
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(mut self) -> Result<(), ServeError> {
+        tokio::select! {
+            () = shutdown_signal() => tracing::info!("shutting down"),
+            result = &mut self.task => return flatten(result),
+        }
+        self.shutdown().await
+    }
+}
+
+fn flatten(result: Result<io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match result {
+        Ok(result) => Ok(result?),
+        Err(join) => Err(ServeError::Io(io::Error::other(join))),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

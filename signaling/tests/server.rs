@@ -1,0 +1,305 @@
+//! The real signaling server over real sockets on port 0: rooms, relaying, every kind of bad input,
+//! liveness, TLS and health.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_pair_meets, Client};
+use confab_protocol::{
+    ClientMessage, ErrorCode, PeerId, ServerMessage, SignalPayload, MAX_MESSAGE_BYTES,
+};
+use confab_signaling::{RunningServer, Server, ServerConfig};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+async fn start(adjust: impl FnOnce(&mut ServerConfig)) -> RunningServer {
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    adjust(&mut config);
+    Server::start(config).await.expect("server starts")
+}
+
+#[tokio::test]
+async fn two_clients_meet_and_swap_messages() {
+    let server = start(|_| {}).await;
+    assert_pair_meets(&server.ws_url()).await;
+    // Both left or are leaving; the room disappears once empty.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.hub().counts(), (0, 0));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_bad_input_gets_its_error_and_the_server_keeps_serving() {
+    let server = start(|_| {}).await;
+    let url = server.ws_url();
+    let mut c = Client::connect(&url).await;
+
+    c.send_text("{this is not json").await;
+    assert!(c
+        .expect_error(ErrorCode::BadMessage)
+        .await
+        .contains("not valid JSON"));
+    c.send_text(r#"{"type":"teleport"}"#).await;
+    assert!(c
+        .expect_error(ErrorCode::UnknownType)
+        .await
+        .contains("teleport"));
+    c.send_text(r#"{"type":"join","version":"one"}"#).await;
+    c.expect_error(ErrorCode::BadMessage).await;
+    let huge = format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(MAX_MESSAGE_BYTES)
+    );
+    c.send_text(&huge).await;
+    assert!(c
+        .expect_error(ErrorCode::TooLarge)
+        .await
+        .contains("over the limit"));
+    c.send_binary(&[1, 2, 3]).await;
+    c.expect_error(ErrorCode::BadMessage).await;
+    let signal = ClientMessage::Signal {
+        to: PeerId(424242),
+        payload: SignalPayload::Bye,
+    };
+    c.send(&signal).await;
+    c.expect_error(ErrorCode::NotInRoom).await;
+    match c.join(Some("not-a-code!"), "x").await {
+        ServerMessage::Error {
+            code: ErrorCode::BadRoomCode,
+            message,
+        } => assert!(message.contains("room code")),
+        other => panic!("{other:?}"),
+    }
+    match c.send_join_version(99).await {
+        ServerMessage::Error {
+            code: ErrorCode::VersionMismatch,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    // The same connection still works: it joins, then signals a peer who is not there.
+    let (room, _, _) = c.join_ok(None, "Carol").await;
+    c.send(&signal).await;
+    assert!(c
+        .expect_error(ErrorCode::UnknownPeer)
+        .await
+        .contains("not in room"));
+    match c.join(Some(room.as_str()), "again").await {
+        ServerMessage::Error {
+            code: ErrorCode::AlreadyInRoom,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+    // A second and a third person: the third is refused.
+    let mut d = Client::connect(&url).await;
+    d.join_ok(Some(room.as_str()), "Dan").await;
+    let mut e = Client::connect(&url).await;
+    match e.join(Some(room.as_str()), "Eve").await {
+        ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            message,
+        } => assert!(message.contains("full")),
+        other => panic!("{other:?}"),
+    }
+    c.send_text(r#"{"type":"ping"}"#).await;
+    assert!(matches!(c.recv().await, ServerMessage::PeerJoined { .. }));
+    assert_eq!(c.recv().await, ServerMessage::Pong);
+    // Everyone else is still served.
+    assert_pair_meets(&url).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_frame_beyond_the_hard_limit_closes_only_that_connection() {
+    let server = start(|_| {}).await;
+    let url = server.ws_url();
+    let mut c = Client::connect(&url).await;
+    c.send_text(&"x".repeat(32 * MAX_MESSAGE_BYTES)).await;
+    c.expect_close(1009).await;
+    assert_pair_meets(&url).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_limited_then_cut_off() {
+    let server = start(|c| c.rate_per_sec = 10).await;
+    let url = server.ws_url();
+    let mut flood = Client::connect(&url).await;
+    for _ in 0..200 {
+        flood.send_text(r#"{"type":"ping"}"#).await;
+    }
+    // The burst (4 x 10) is answered, then a rate-limit warning, then the connection is closed.
+    let mut pongs = 0;
+    let mut warned = false;
+    loop {
+        match flood.next_frame().await {
+            tokio_tungstenite::tungstenite::Message::Text(text) => {
+                match serde_json::from_str::<ServerMessage>(&text).unwrap() {
+                    ServerMessage::Pong => pongs += 1,
+                    ServerMessage::Error {
+                        code: ErrorCode::RateLimited,
+                        ..
+                    } => warned = true,
+                    other => panic!("{other:?}"),
+                }
+            }
+            tokio_tungstenite::tungstenite::Message::Close(Some(frame)) => {
+                assert_eq!(u16::from(frame.code), 1008, "{}", frame.reason);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(warned, "the client was told it is rate limited");
+    assert!(
+        (40..=60).contains(&pongs),
+        "about a burst of pings was answered: {pongs}"
+    );
+    assert_pair_meets(&url).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_client_loses_its_seat() {
+    let server = start(|c| c.idle_timeout = Duration::from_millis(600)).await;
+    let url = server.ws_url();
+    let mut ada = Client::connect(&url).await;
+    let (room, _, _) = ada.join_ok(None, "Ada").await;
+    // Bob joins, then never reads nor writes again (so never answers a ping).
+    let mut bob = Client::connect(&url).await;
+    let (_, bob_id, _) = bob.join_ok(Some(room.as_str()), "Bob").await;
+    assert!(matches!(ada.recv().await, ServerMessage::PeerJoined { .. }));
+    let mut carol = Client::connect(&url).await;
+    assert!(matches!(
+        carol.join(Some(room.as_str()), "Carol").await,
+        ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }
+    ));
+    // Ada keeps answering pings (tungstenite does while she reads) and outlives Bob.
+    assert_eq!(ada.recv().await, ServerMessage::PeerLeft { id: bob_id });
+    carol.join_ok(Some(room.as_str()), "Carol").await;
+    drop(bob);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients() {
+    let server = start(|_| {}).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.join_ok(None, "Ada").await;
+    let stopping = tokio::spawn(server.shutdown());
+    assert!(c
+        .expect_error(ErrorCode::ServerShutdown)
+        .await
+        .contains("shutting down"));
+    c.expect_close(1001).await;
+    stopping.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn healthz_reports_rooms_and_peers() {
+    let server = start(|_| {}).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.join_ok(None, "Ada").await;
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: serde_json::Value =
+        serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["rooms"], 1);
+    assert_eq!(body["peers"], 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+
+    let server = start(|c| c.tls = Some((cert_path.clone(), key_path.clone()))).await;
+    let url = server.ws_url();
+    assert!(url.starts_with("wss://"), "{url}");
+    let url = url.replace("127.0.0.1", "localhost");
+
+    // A client that trusts exactly this certificate.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let connect = |tls: Arc<rustls::ClientConfig>| {
+        let url = url.clone();
+        async move {
+            let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+                url,
+                None,
+                false,
+                Some(tokio_tungstenite::Connector::Rustls(tls)),
+            )
+            .await
+            .expect("wss connect");
+            Client { ws }
+        }
+    };
+    let mut ada = connect(tls.clone()).await;
+    let mut bob = connect(tls.clone()).await;
+    let (room, _, _) = ada.join_ok(None, "Ada").await;
+    let (_, _, others) = bob.join_ok(Some(room.as_str()), "Bob").await;
+    assert_eq!(others.len(), 1);
+
+    // A plain ws:// client cannot talk to the TLS port.
+    let plain = format!("ws://{}/ws", server.local_addr());
+    assert!(tokio_tungstenite::connect_async(plain).await.is_err());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_certificate_is_a_clear_error() {
+    let result = Server::start({
+        let mut c = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+        c.tls = Some((
+            "/nonexistent/cert.pem".into(),
+            "/nonexistent/key.pem".into(),
+        ));
+        c
+    })
+    .await;
+    let err = result.err().expect("start fails").to_string();
+    assert!(
+        err.contains("cannot load TLS certificate /nonexistent/cert.pem"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_clear_error() {
+    let server = start(|_| {}).await;
+    let err = Server::start(ServerConfig::new(server.local_addr()))
+        .await
+        .err()
+        .expect("port taken")
+        .to_string();
+    assert!(err.contains("cannot listen on"), "{err}");
+    server.shutdown().await.unwrap();
+}
