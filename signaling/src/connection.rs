@@ -21,6 +21,9 @@ mod close {
     pub const TOO_BIG: u16 = 1009;
 }
 
+/// How long a closing connection waits for its last frames to go out and for the client's close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// The message types a client may send, to tell "unknown type" from "malformed".
 const CLIENT_TYPES: &[&str] = &["join", "signal", "leave", "ping"];
 
@@ -82,7 +85,14 @@ pub(crate) async fn serve_socket(
     drop(client);
     drop(me);
     // The writer ends once every sender is gone or after the close frame.
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    if reason.is_some() {
+        // The closing handshake: discard what the client still sends until it answers our close
+        // frame. Closing a socket with unread data makes the kernel send a reset, which can
+        // overtake the close frame and hide the reason from the client.
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    }
     tracing::debug!("disconnected");
 }
 

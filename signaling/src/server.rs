@@ -24,6 +24,12 @@ use crate::{Hub, ServerConfig};
 /// protocol answers oversize messages with an `error` and keeps the connection.
 const HARD_FRAME_LIMIT: usize = 16 * MAX_MESSAGE_BYTES;
 
+/// Connections waiting to be accepted (the kernel caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bytes read from a socket at a time.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// How long connections get to finish when the server shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -63,13 +69,12 @@ pub struct RunningServer {
 impl Server {
     /// Binds `config.listen` and starts serving on the current tokio runtime.
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServeError> {
-        let listener =
-            std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        listener.set_nonblocking(true)?;
+        let listener = bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
+        raise_open_file_limit();
         let tls = match &config.tls {
             Some((cert, key)) => {
                 // Both ring and aws-lc-rs are compiled in (webrtc uses them); pick one explicitly.
@@ -119,6 +124,31 @@ impl Server {
     }
 }
 
+/// A listening socket with a deep accept queue: std's default backlog of 128 drops SYNs when
+/// thousands of clients connect at once (they then wait a second for the retransmit).
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(LISTEN_BACKLOG)?.into_std()?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Every client is a socket: lift the soft open-file limit (often 1024) to the hard limit.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(err) => tracing::warn!(%err, "cannot raise the open-file limit"),
+    }
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
@@ -127,7 +157,12 @@ fn router(state: AppState) -> Router {
 }
 
 async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
-    ws.max_message_size(HARD_FRAME_LIMIT)
+    // Small buffers: signaling messages are small, and tungstenite's 128 KiB defaults would cost
+    // that much per idle connection.
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(HARD_FRAME_LIMIT)
+        .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| serve_socket(socket, state.hub, state.shutdown))
 }
