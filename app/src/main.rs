@@ -1,5 +1,9 @@
 //! `confab`: the desktop app, and its command-line modes (see `confab --help`).
 
+mod capture;
+mod codec;
+mod media;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

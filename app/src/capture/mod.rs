@@ -1,0 +1,128 @@
+//! Where frames and samples come from and where received audio goes: one trait per device kind,
+//! each with real and synthetic implementations. `open_*` turn a command-line SPEC (`test`,
+//! `file:PATH`, `none`, or a device) into a source or sink.
+//!
+//! Sources block until their next frame or block is due (they pace themselves); they never touch
+//! the network or the codecs.
+
+mod error;
+mod pacer;
+pub mod test_sources;
+pub mod wav;
+pub mod y4m;
+
+pub use error::CaptureError;
+pub use pacer::Pacer;
+
+use crate::media::VideoFrame;
+
+/// Frames from a camera, a screen, a file or a pattern.
+pub trait VideoSource: Send {
+    /// What this source is, for logs and the UI.
+    fn name(&self) -> &str;
+    /// Blocks until the next frame is due and returns it.
+    fn next_frame(&mut self) -> Result<VideoFrame, CaptureError>;
+}
+
+/// Mono samples at 48 kHz from a microphone, a file or a generator.
+pub trait AudioSource: Send {
+    fn name(&self) -> &str;
+    /// Blocks until `out.len()` samples are available, fills `out`, and returns the wall-clock
+    /// time (µs) of the first sample.
+    fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError>;
+}
+
+/// Where received audio goes: a speaker, a file, or nowhere.
+pub trait AudioSink: Send {
+    fn name(&self) -> &str;
+    /// Plays (or stores) mono 48 kHz samples; must not block for long.
+    fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError>;
+    /// Flushes what is buffered (files are finalized); called once at the end.
+    fn finish(&mut self) -> Result<(), CaptureError> {
+        Ok(())
+    }
+}
+
+/// What a video SPEC asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VideoSpec {
+    None,
+    Test,
+    File(std::path::PathBuf),
+    Device(String),
+}
+
+impl VideoSpec {
+    pub fn parse(spec: &str) -> Self {
+        match spec.trim() {
+            "" | "none" => Self::None,
+            "test" => Self::Test,
+            s => match s.strip_prefix("file:") {
+                Some(path) => Self::File(path.into()),
+                None => Self::Device(s.to_owned()),
+            },
+        }
+    }
+}
+
+/// Opens the video source a `--camera` SPEC names.
+pub fn open_camera(
+    spec: &VideoSpec,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> Result<Option<Box<dyn VideoSource>>, CaptureError> {
+    Ok(match spec {
+        VideoSpec::None => None,
+        VideoSpec::Test => Some(Box::new(test_sources::TestPattern::new(width, height, fps))),
+        VideoSpec::File(path) => Some(Box::new(y4m::Y4mSource::open(path)?)),
+        VideoSpec::Device(name) => {
+            return Err(CaptureError::Unavailable(format!(
+                "camera {name:?}: this build has no camera support yet; use --camera test or file:X.y4m"
+            )))
+        }
+    })
+}
+
+/// Opens the audio source a `--mic` SPEC names.
+pub fn open_mic(spec: &VideoSpec) -> Result<Option<Box<dyn AudioSource>>, CaptureError> {
+    Ok(match spec {
+        VideoSpec::None => None,
+        VideoSpec::Test => Some(Box::new(test_sources::TestSignal::new())),
+        VideoSpec::File(path) => Some(Box::new(wav::WavSource::open(path)?)),
+        VideoSpec::Device(name) => {
+            return Err(CaptureError::Unavailable(format!(
+                "microphone {name:?}: this build has no microphone support yet; use --mic test or file:X.wav"
+            )))
+        }
+    })
+}
+
+/// Opens the sink a `--speaker` SPEC names (`null`, `file:X.wav`).
+pub fn open_speaker(spec: &str) -> Result<Box<dyn AudioSink>, CaptureError> {
+    match spec.trim() {
+        "" | "null" | "none" => Ok(Box::new(wav::NullSink)),
+        s => match s.strip_prefix("file:") {
+            Some(path) => Ok(Box::new(wav::WavSink::create(std::path::Path::new(path))?)),
+            None => Err(CaptureError::Unavailable(format!(
+                "speaker {s:?}: this build has no speaker support yet; use null or file:X.wav"
+            ))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        assert_eq!(VideoSpec::parse("test"), VideoSpec::Test);
+        assert_eq!(VideoSpec::parse("none"), VideoSpec::None);
+        assert_eq!(
+            VideoSpec::parse("file:/a b.y4m"),
+            VideoSpec::File("/a b.y4m".into())
+        );
+        assert_eq!(VideoSpec::parse("0"), VideoSpec::Device("0".into()));
+    }
+}

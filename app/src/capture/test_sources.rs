@@ -1,0 +1,115 @@
+//! The synthetic twins of camera and microphone: the stamped test pattern (`--camera test`) and
+//! the test signal (`--mic test`), both paced in real time.
+
+use std::time::Duration;
+
+use super::{AudioSource, CaptureError, Pacer, VideoSource};
+use crate::media::{clock, pattern, test_signal, VideoFrame, SAMPLE_RATE_HZ};
+
+/// The stamped moving pattern of `media::pattern`, at a fixed size and rate.
+pub struct TestPattern {
+    width: u32,
+    height: u32,
+    pacer: Pacer,
+    name: String,
+}
+
+impl TestPattern {
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        Self {
+            width: width & !1,
+            height: height & !1,
+            pacer: Pacer::new(Duration::from_secs(1) / fps.max(1)),
+            name: format!("test pattern {width}x{height}@{fps}"),
+        }
+    }
+}
+
+impl VideoSource for TestPattern {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn next_frame(&mut self) -> Result<VideoFrame, CaptureError> {
+        // The tick number is the frame index: a tick skipped under load shows as a lost frame.
+        let index = self.pacer.wait() as u32;
+        Ok(pattern::render(
+            index,
+            self.width,
+            self.height,
+            clock::now_us(),
+        ))
+    }
+}
+
+/// The test signal of `media::test_signal`, delivered in real time.
+pub struct TestSignal {
+    /// Wall-clock time of the next sample to deliver.
+    next_us: u64,
+    samples_out: u64,
+    start_us: u64,
+}
+
+impl TestSignal {
+    pub fn new() -> Self {
+        let start_us = clock::now_us();
+        Self {
+            next_us: start_us,
+            samples_out: 0,
+            start_us,
+        }
+    }
+}
+
+impl Default for TestSignal {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AudioSource for TestSignal {
+    fn name(&self) -> &str {
+        "test signal"
+    }
+
+    fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError> {
+        let first_us = self.next_us;
+        test_signal::fill(out, first_us);
+        self.samples_out += out.len() as u64;
+        self.next_us = self.start_us + self.samples_out * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
+        // Like a microphone, the block is available once its last sample has been "recorded".
+        let now = clock::now_us();
+        if self.next_us > now {
+            std::thread::sleep(Duration::from_micros(self.next_us - now));
+        }
+        Ok(first_us)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::stamp;
+
+    #[test]
+    fn pattern_frames_are_stamped_in_order() {
+        let mut source = TestPattern::new(320, 180, 100);
+        let a = source.next_frame().unwrap();
+        let b = source.next_frame().unwrap();
+        let (sa, sb) = (stamp::read(&a).unwrap(), stamp::read(&b).unwrap());
+        assert_eq!(sb.index, sa.index + 1);
+        assert!(sb.capture_ts_us > sa.capture_ts_us);
+    }
+
+    #[test]
+    fn signal_blocks_are_contiguous_in_time() {
+        let mut source = TestSignal::new();
+        let mut block = vec![0f32; 480];
+        let t0 = source.read(&mut block).unwrap();
+        let t1 = source.read(&mut block).unwrap();
+        assert_eq!(t1 - t0, 10_000);
+        let mut expected = vec![0f32; 480];
+        test_signal::fill(&mut expected, t1);
+        assert_eq!(block, expected);
+    }
+}

@@ -1,0 +1,17 @@
+//! Turning raw media into compressed media and back: H.264 (openh264) for video, Opus for audio,
+//! and resampling. Pure computation on the calling thread: no devices, no network, no threads.
+
+pub mod h264;
+pub mod opus;
+pub mod resample;
+
+/// A codec could not be set up, or could not encode or decode.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("H.264 encoder: {0}")]
+    H264Encode(String),
+    #[error("H.264 decoder: {0}")]
+    H264Decode(String),
+    #[error("Opus: {0}")]
+    Opus(String),
+}
