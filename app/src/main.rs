@@ -1,40 +1,33 @@
 //! `confab`: the desktop app, and its command-line modes (see `confab --help`).
 
+mod call;
 mod capture;
+mod cli;
 mod codec;
+mod join;
 mod media;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use cli::{Cli, Command};
 use confab_signaling::{ServeArgs, Server, ServerConfig};
 
-/// Confab: video calls straight from one computer to another.
-///
-/// With no command, opens the app window.
-#[derive(Parser)]
-#[command(name = "confab", version, propagate_version = true)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the signaling server that matches room codes and relays SDP and ICE candidates.
-    Serve(ServeArgs),
-}
+/// Our own progress at info; the WebRTC stack's chatter only when it is an error.
+const DEFAULT_LOG: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error,confab=info,confab_signaling=info";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Join(args)) => join::run(args),
         None => Err(anyhow::anyhow!(
             "the app window is not built yet; see `confab --help`"
         )),

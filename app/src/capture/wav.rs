@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{AudioSink, AudioSource, CaptureError};
-use crate::codec::resample::resample_clip;
+use crate::media::resample::resample_clip;
 use crate::media::{clock, SAMPLE_RATE_HZ};
 
 /// Loads a WAV file as mono f32 at 48 kHz.

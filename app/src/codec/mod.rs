@@ -1,9 +1,8 @@
-//! Turning raw media into compressed media and back: H.264 (openh264) for video, Opus for audio,
-//! and resampling. Pure computation on the calling thread: no devices, no network, no threads.
+//! Turning raw media into compressed media and back: H.264 (openh264) for video and Opus for
+//! audio. Pure computation on the calling thread: no devices, no network, no threads.
 
 pub mod h264;
 pub mod opus;
-pub mod resample;
 
 /// A codec could not be set up, or could not encode or decode.
 #[derive(Debug, thiserror::Error)]

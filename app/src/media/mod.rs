@@ -7,6 +7,7 @@ pub mod clock;
 pub mod frame;
 pub mod pattern;
 pub mod quality;
+pub mod resample;
 pub mod stamp;
 pub mod test_signal;
 

@@ -1,0 +1,297 @@
+//! The audio jitter buffer: holds Opus packets by RTP timestamp and decides, once per 20 ms of
+//! playout, what to play: the packet that is due, a recovery of it from the next packet's FEC, or
+//! concealment. Its target delay adapts: it follows the measured arrival jitter (RFC 3550's
+//! estimator), so it stays short on a clean network and grows when packets arrive unevenly; when
+//! more audio piles up than the target, a frame is dropped to bring latency back down.
+//!
+//! Pure logic: time is a parameter.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::media::audio::FRAME_SAMPLES;
+use crate::media::SAMPLE_RATE_HZ;
+
+const FRAME_TICKS: u64 = FRAME_SAMPLES as u64;
+const MIN_TARGET: Duration = Duration::from_millis(20);
+const MAX_TARGET: Duration = Duration::from_millis(400);
+/// Packets held at most (8 s): a stuck playout cannot grow memory.
+const MAX_HELD: usize = 400;
+
+/// What to play for the next 20 ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Not started yet (filling to the target delay), or the stream has not begun: play silence.
+    Silence,
+    /// Decode this packet.
+    Packet(Bytes),
+    /// The due packet is missing but the next one is here: decode its FEC data.
+    Recover(Bytes),
+    /// Nothing usable: let the decoder conceal.
+    Conceal,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AudioJitterStats {
+    pub packets: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub played: u64,
+    pub recovered: u64,
+    pub concealed: u64,
+    /// Frames dropped to bring the delay back to the target.
+    pub dropped_for_latency: u64,
+    pub jitter_ms: f64,
+    pub target_ms: f64,
+}
+
+pub struct AudioJitterBuffer {
+    held: BTreeMap<u64, (Bytes, Instant)>,
+    highest_ts: Option<u64>,
+    /// Extended RTP timestamp due next; `None` until playout starts.
+    next_ts: Option<u64>,
+    /// (arrival, timestamp) of the previous packet, for the jitter estimate.
+    last_arrival: Option<(Instant, u64)>,
+    jitter_s: f64,
+    /// Concealments in a row: the stream may have stopped (muted, gone).
+    missing_run: u32,
+    stats: AudioJitterStats,
+}
+
+impl Default for AudioJitterBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AudioJitterBuffer {
+    pub fn new() -> Self {
+        Self {
+            held: BTreeMap::new(),
+            highest_ts: None,
+            next_ts: None,
+            last_arrival: None,
+            jitter_s: 0.0,
+            missing_run: 0,
+            stats: AudioJitterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> AudioJitterStats {
+        AudioJitterStats {
+            jitter_ms: self.jitter_s * 1000.0,
+            target_ms: self.target().as_secs_f64() * 1000.0,
+            ..self.stats
+        }
+    }
+
+    /// The delay the buffer aims for: room for three times the jitter, within 20..400 ms.
+    pub fn target(&self) -> Duration {
+        Duration::from_secs_f64(MIN_TARGET.as_secs_f64() + 3.0 * self.jitter_s).min(MAX_TARGET)
+    }
+
+    fn extend(&self, ts: u32) -> u64 {
+        let Some(highest) = self.highest_ts else {
+            return (1 << 33) + u64::from(ts);
+        };
+        let base = (highest & !0xFFFF_FFFF) | u64::from(ts);
+        [base.wrapping_sub(1 << 32), base, base + (1 << 32)]
+            .into_iter()
+            .min_by_key(|c| c.abs_diff(highest))
+            .unwrap_or(base)
+    }
+
+    pub fn push(&mut self, timestamp: u32, payload: Bytes, now: Instant) {
+        self.stats.packets += 1;
+        let ts = self.extend(timestamp);
+        if self.next_ts.is_some_and(|next| ts < next) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.held.contains_key(&ts) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if let Some((prev_arrival, prev_ts)) = self.last_arrival {
+            // RFC 3550 A.8: D = (arrival difference) - (timestamp difference), J += (|D| - J) / 16.
+            let arrival = now.duration_since(prev_arrival).as_secs_f64()
+                - prev_arrival.duration_since(now).as_secs_f64();
+            let media = (ts as f64 - prev_ts as f64) / f64::from(SAMPLE_RATE_HZ);
+            let d = (arrival - media).abs();
+            self.jitter_s += (d - self.jitter_s) / 16.0;
+        }
+        self.last_arrival = Some((now, ts));
+        self.highest_ts = Some(self.highest_ts.map_or(ts, |h| h.max(ts)));
+        self.held.insert(ts, (payload, now));
+        while self.held.len() > MAX_HELD {
+            self.held.pop_first();
+        }
+    }
+
+    /// Audio held ahead of playout.
+    fn buffered(&self) -> Duration {
+        match (self.next_ts, self.highest_ts) {
+            (Some(next), Some(high)) if high + FRAME_TICKS > next => Duration::from_secs_f64(
+                (high + FRAME_TICKS - next) as f64 / f64::from(SAMPLE_RATE_HZ),
+            ),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// What to play for the next 20 ms.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let Some(next) = self.next_ts else {
+            // Start once the first packet has waited out the target delay.
+            let Some((&first, &(_, arrival))) = self.held.first_key_value() else {
+                return Playout::Silence;
+            };
+            if now.duration_since(arrival) < self.target() {
+                return Playout::Silence;
+            }
+            self.next_ts = Some(first);
+            return self.pop(now);
+        };
+        // Too much piled up (a burst after a stall): skip a frame to cut the delay.
+        if self.buffered() > self.target() + Duration::from_millis(60)
+            && self.held.contains_key(&(next + FRAME_TICKS))
+        {
+            self.held.remove(&next);
+            self.next_ts = Some(next + FRAME_TICKS);
+            self.stats.dropped_for_latency += 1;
+            return self.pop(now);
+        }
+        self.held.retain(|&ts, _| ts >= next);
+        self.next_ts = Some(next + FRAME_TICKS);
+        if let Some((payload, _)) = self.held.remove(&next) {
+            self.missing_run = 0;
+            self.stats.played += 1;
+            return Playout::Packet(payload);
+        }
+        self.missing_run += 1;
+        if self.held.is_empty() && self.missing_run > 10 {
+            // The stream paused (muted, or gone): start over when it resumes, at the target delay.
+            self.next_ts = None;
+            return Playout::Silence;
+        }
+        if let Some((payload, _)) = self.held.get(&(next + FRAME_TICKS)) {
+            self.stats.recovered += 1;
+            return Playout::Recover(payload.clone());
+        }
+        self.stats.concealed += 1;
+        Playout::Conceal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: Duration = Duration::from_millis(20);
+
+    fn payload(n: u32) -> Bytes {
+        Bytes::from(n.to_be_bytes().to_vec())
+    }
+
+    /// Runs a clean stream with arrivals offset by `jitter(n)` and returns what was played.
+    fn run(
+        frames: u32,
+        jitter: impl Fn(u32) -> Duration,
+        drop: impl Fn(u32) -> bool,
+    ) -> (Vec<Playout>, AudioJitterBuffer) {
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        let mut arrivals: Vec<(Instant, u32)> = (0..frames)
+            .filter(|&n| !drop(n))
+            .map(|n| (t0 + F * n + jitter(n), n))
+            .collect();
+        arrivals.sort();
+        let mut out = Vec::new();
+        let mut i = 0;
+        for tick in 0..frames + 20 {
+            let now = t0 + F * tick + Duration::from_millis(1);
+            while i < arrivals.len() && arrivals[i].0 <= now {
+                let n = arrivals[i].1;
+                jb.push(1000 + n * 960, payload(n), arrivals[i].0);
+                i += 1;
+            }
+            out.push(jb.pop(now));
+        }
+        (out, jb)
+    }
+
+    #[test]
+    fn a_clean_stream_plays_everything_with_a_short_delay() {
+        let (out, jb) = run(100, |_| Duration::ZERO, |_| false);
+        let played: Vec<&Playout> = out
+            .iter()
+            .filter(|p| matches!(p, Playout::Packet(_)))
+            .collect();
+        assert_eq!(played.len(), 100);
+        assert_eq!(
+            out.iter().position(|p| matches!(p, Playout::Packet(_))),
+            Some(1),
+            "starts after ~20 ms"
+        );
+        assert_eq!(played[0], &Playout::Packet(payload(0)));
+        assert_eq!(played[99], &Playout::Packet(payload(99)));
+        assert!(jb.stats().target_ms < 25.0, "{:?}", jb.stats());
+    }
+
+    #[test]
+    fn loss_is_recovered_from_fec_or_concealed() {
+        let (out, jb) = run(50, |_| Duration::ZERO, |n| n == 10 || n == 20 || n == 21);
+        let s = jb.stats();
+        assert_eq!(s.played, 47);
+        assert_eq!(s.recovered, 2, "10 from 11, 21 from 22");
+        assert_eq!(s.concealed, 1, "20 has no next packet to recover from");
+        assert!(out.contains(&Playout::Recover(payload(11))));
+    }
+
+    #[test]
+    fn the_target_grows_under_jitter_and_late_packets_are_counted() {
+        // Every 4th packet arrives 70 ms late.
+        let (_, jb) = run(
+            300,
+            |n| {
+                if n % 4 == 0 {
+                    Duration::from_millis(70)
+                } else {
+                    Duration::ZERO
+                }
+            },
+            |_| false,
+        );
+        let s = jb.stats();
+        assert!(s.target_ms > 60.0, "target grew: {s:?}");
+        assert!(s.played > 280, "{s:?}");
+        // Same stream with no jitter stays at the minimum.
+        let (_, calm) = run(300, |_| Duration::ZERO, |_| false);
+        assert!(calm.stats().target_ms < 25.0);
+    }
+
+    #[test]
+    fn a_backlog_is_trimmed_and_a_pause_restarts_cleanly() {
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        // 15 frames arrive at once after a stall.
+        for n in 0..15 {
+            jb.push(n * 960, payload(n), t0);
+        }
+        let mut played = Vec::new();
+        for tick in 0..15 {
+            played.push(jb.pop(t0 + F * (tick + 2)));
+        }
+        assert!(jb.stats().dropped_for_latency >= 5, "{:?}", jb.stats());
+        // Then nothing for a long time: it goes back to silence instead of concealing forever.
+        let later: Vec<Playout> = (0..30).map(|k| jb.pop(t0 + F * (20 + k))).collect();
+        assert_eq!(later.last(), Some(&Playout::Silence));
+        // Timestamps wrap at 2^32 without confusion.
+        let mut wrap = AudioJitterBuffer::new();
+        wrap.push(u32::MAX - 959, payload(1), t0);
+        wrap.push(0, payload(2), t0 + F);
+        assert_eq!(wrap.pop(t0 + F * 2), Playout::Packet(payload(1)));
+        assert_eq!(wrap.pop(t0 + F * 3), Playout::Packet(payload(2)));
+    }
+}

@@ -1,0 +1,185 @@
+//! Shared call statistics: every pipeline adds to one `Collector` behind a mutex (a few times per
+//! frame at most), and `snapshot` turns it into the `CallStats` contract. It also does the
+//! stamp-based analysis of received video: latency from the stamp's capture time, lost frames from
+//! gaps in stamp indices, and PSNR against the regenerated source frame.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::stats::{percentiles, CallStats, FileStats, FreezeDetector, RateMeter};
+use crate::media::{clock, pattern, quality, stamp, VideoFrame};
+
+/// Received-frame analysis keeps at most this many samples (a long call must not grow memory).
+const MAX_SAMPLES: usize = 100_000;
+
+#[derive(Default)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push(&mut self, v: f64) {
+        if self.0.len() < MAX_SAMPLES {
+            self.0.push(v);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Collector {
+    pub stats: CallStats,
+    started: Option<Instant>,
+    encode_ms: Samples,
+    decode_ms: Samples,
+    video_latency_ms: Samples,
+    psnr_db: Samples,
+    audio_latency_ms: Samples,
+    freezes: FreezeDetector,
+    send_rate: RateMeter,
+    recv_rate: RateMeter,
+    first_decoded: Option<Instant>,
+    last_decoded: Option<Instant>,
+    stamp_range: Option<(u32, u32)>,
+}
+
+/// A cloneable handle on the call's statistics.
+#[derive(Clone, Default)]
+pub struct StatsHandle(Arc<Mutex<Collector>>);
+
+impl StatsHandle {
+    pub fn new(started: Instant) -> Self {
+        let handle = Self::default();
+        handle.lock().started = Some(started);
+        handle
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Collector> {
+        // Statistics are counters; a panic elsewhere while holding the lock leaves them usable.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> CallStats {
+        self.lock().snapshot()
+    }
+}
+
+impl Collector {
+    fn since_start(&self, now: Instant) -> Duration {
+        self.started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+
+    /// Milliseconds from the start of `join` to now.
+    pub fn ms_now(&self) -> u64 {
+        self.since_start(Instant::now()).as_millis() as u64
+    }
+
+    pub fn frame_captured(&mut self) {
+        self.stats.video_send.frames_captured += 1;
+    }
+
+    pub fn frame_encoded(
+        &mut self,
+        bytes: usize,
+        keyframe: bool,
+        encode: Duration,
+        width: u32,
+        height: u32,
+    ) {
+        let s = &mut self.stats.video_send;
+        s.frames_encoded += 1;
+        s.keyframes += u64::from(keyframe);
+        s.width = width;
+        s.height = height;
+        self.encode_ms.push(encode.as_secs_f64() * 1000.0);
+        let at = self.since_start(Instant::now());
+        self.send_rate.add(at, bytes as u64);
+    }
+
+    pub fn keyframe_request_received(&mut self) {
+        self.stats.video_send.keyframe_requests_received += 1;
+    }
+
+    pub fn video_frame_received(&mut self, bytes: usize) {
+        self.stats.video_recv.frames_received += 1;
+        let at = self.since_start(Instant::now());
+        self.recv_rate.add(at, bytes as u64);
+    }
+
+    /// A decoded remote frame: counts it, and when it carries a stamp, measures latency, loss and
+    /// PSNR against the regenerated test pattern.
+    pub fn frame_decoded(&mut self, frame: &VideoFrame, decode: Duration) {
+        let now = Instant::now();
+        if self.stats.ms_to.first_video_frame.is_none() {
+            self.stats.ms_to.first_video_frame = Some(self.ms_now());
+        }
+        let at = self.since_start(now);
+        let r = &mut self.stats.video_recv;
+        r.frames_decoded += 1;
+        r.width = frame.width;
+        r.height = frame.height;
+        self.decode_ms.push(decode.as_secs_f64() * 1000.0);
+        self.first_decoded.get_or_insert(now);
+        self.last_decoded = Some(now);
+        self.freezes.frame(at);
+        if let Some(s) = stamp::read(frame) {
+            r.stamped_frames += 1;
+            let latency_us = clock::now_us().saturating_sub(s.capture_ts_us);
+            self.video_latency_ms.push(latency_us as f64 / 1000.0);
+            self.stamp_range = Some(match self.stamp_range {
+                None => (s.index, s.index),
+                Some((lo, hi)) => (lo.min(s.index), hi.max(s.index)),
+            });
+            let source = pattern::render(s.index, frame.width, frame.height, s.capture_ts_us);
+            if let Some(psnr) = quality::psnr_y(&source, frame) {
+                self.psnr_db.push(psnr);
+            }
+        }
+    }
+
+    pub fn audio_encoded(&mut self) {
+        self.stats.audio_send.frames_encoded += 1;
+    }
+
+    pub fn audio_latency(&mut self, latency_us: u64) {
+        self.audio_latency_ms.push(latency_us as f64 / 1000.0);
+    }
+
+    pub fn first_audio(&mut self) {
+        if self.stats.ms_to.first_audio.is_none() {
+            self.stats.ms_to.first_audio = Some(self.ms_now());
+        }
+    }
+
+    pub fn file(&mut self, file: FileStats) {
+        self.stats.files.push(file);
+    }
+
+    pub fn snapshot(&self) -> CallStats {
+        let mut stats = self.stats.clone();
+        stats.duration_s = self.since_start(Instant::now()).as_secs_f64();
+        stats.video_send.encode_ms = percentiles(&self.encode_ms.0);
+        stats.video_send.bitrate_kbps = self.send_rate.kbps();
+        let r = &mut stats.video_recv;
+        r.decode_ms = percentiles(&self.decode_ms.0);
+        r.latency_ms = percentiles(&self.video_latency_ms.0);
+        r.psnr_db = percentiles(&self.psnr_db.0);
+        r.freezes = self.freezes.freezes;
+        r.total_freeze_ms = self.freezes.total_freeze_ms;
+        r.bitrate_kbps = self.recv_rate.kbps();
+        if let (Some(first), Some(last)) = (self.first_decoded, self.last_decoded) {
+            let span = last.duration_since(first).as_secs_f64();
+            if span > 0.0 {
+                r.fps = (r.frames_decoded.saturating_sub(1)) as f64 / span;
+            }
+        }
+        if let Some((lo, hi)) = self.stamp_range {
+            r.frames_lost = (u64::from(hi - lo) + 1).saturating_sub(r.stamped_frames);
+        }
+        stats.audio_recv.latency_ms = percentiles(&self.audio_latency_ms.0);
+        let a = &mut stats.audio_recv;
+        let played = a.frames_decoded + a.frames_recovered_fec + a.frames_concealed;
+        if played > 0 {
+            a.concealed_ratio = a.frames_concealed as f64 / played as f64;
+        }
+        stats
+    }
+}

@@ -1,0 +1,302 @@
+//! What travels on the data channels. Channel `confab` (reliable, ordered) carries JSON messages:
+//! chat and the file-transfer handshake. Channel `confab-file` (reliable, ordered) carries file
+//! chunks as binary messages `[u32 transfer id, big-endian][bytes]`, so a large file never holds up
+//! a chat message. A receiver writes into its receive folder only, under a sanitized name, and
+//! keeps a file only if its size and SHA-256 match what the sender announced.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const CONTROL_LABEL: &str = "confab";
+pub const FILE_LABEL: &str = "confab-file";
+/// Bytes of file data per binary message.
+pub const CHUNK_BYTES: usize = 16 * 1024;
+/// The largest control message accepted (chat text is cut well below this).
+pub const MAX_CONTROL_BYTES: usize = 64 * 1024;
+pub const MAX_CHAT_CHARS: usize = 4000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlMessage {
+    Chat {
+        text: String,
+    },
+    FileOffer {
+        id: u32,
+        name: String,
+        size: u64,
+        sha256: String,
+    },
+    FileAccept {
+        id: u32,
+    },
+    FileDecline {
+        id: u32,
+    },
+    /// The receiver's verdict once all bytes arrived (or why it stopped).
+    FileResult {
+        id: u32,
+        ok: bool,
+        error: Option<String>,
+    },
+    FileCancel {
+        id: u32,
+    },
+}
+
+/// Splits a chunk message into (transfer id, bytes).
+pub fn parse_chunk(data: &[u8]) -> Option<(u32, &[u8])> {
+    let (id, rest) = data.split_first_chunk::<4>()?;
+    Some((u32::from_be_bytes(*id), rest))
+}
+
+pub fn chunk_message(id: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(4 + bytes.len());
+    msg.extend_from_slice(&id.to_be_bytes());
+    msg.extend_from_slice(bytes);
+    msg
+}
+
+/// SHA-256 of a file, as lowercase hex.
+pub fn file_sha256(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+const WINDOWS_RESERVED: &[&str] = &[
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+];
+
+/// A file name that is safe on every OS and cannot leave the receive folder: the last path
+/// component only, no control or reserved characters, no leading dots, at most 200 bytes.
+pub fn sanitize_file_name(claimed: &str) -> String {
+    let last = claimed.rsplit(['/', '\\']).next().unwrap_or("");
+    let mut name: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*'))
+        .collect();
+    name = name
+        .trim()
+        .trim_start_matches('.')
+        .trim_end_matches(['.', ' '])
+        .to_owned();
+    while name.len() > 200 {
+        name.pop();
+    }
+    let stem = name.split('.').next().unwrap_or("").to_ascii_lowercase();
+    if WINDOWS_RESERVED.contains(&stem.as_str()) {
+        name.insert(0, '_');
+    }
+    if name.is_empty() {
+        name = "received-file".to_owned();
+    }
+    name
+}
+
+/// `dir/name`, or `dir/stem (n).ext` when that exists already.
+pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let candidate = dir.join(name);
+    if !candidate.exists() {
+        return candidate;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|n| dir.join(format!("{stem} ({n}){ext}")))
+        .find(|p| !p.exists())
+        .expect("invariant: some numbered name is free")
+}
+
+/// A file being received: bytes go to a hidden `.part` file that becomes the real file only when
+/// size and hash match.
+pub struct IncomingFile {
+    pub id: u32,
+    pub name: String,
+    pub size: u64,
+    sha256: String,
+    dir: PathBuf,
+    part: PathBuf,
+    out: File,
+    hasher: Sha256,
+    pub received: u64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FileError {
+    #[error("cannot write into {0}: {1}")]
+    Write(String, String),
+    #[error("the sender sent more than the {0} bytes it announced")]
+    TooMuch(u64),
+    #[error("the file arrived damaged (SHA-256 mismatch)")]
+    HashMismatch,
+    #[error("announced SHA-256 {0:?} is not 64 hex digits")]
+    BadHash(String),
+}
+
+impl IncomingFile {
+    pub fn create(
+        dir: &Path,
+        id: u32,
+        claimed_name: &str,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Self, FileError> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(FileError::BadHash(sha256.chars().take(80).collect()));
+        }
+        let write_err =
+            |e: std::io::Error| FileError::Write(dir.display().to_string(), e.to_string());
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+        let name = sanitize_file_name(claimed_name);
+        let part = dir.join(format!(".{name}.{id}.part"));
+        let out = File::create(&part).map_err(write_err)?;
+        Ok(Self {
+            id,
+            name,
+            size,
+            sha256: sha256.to_ascii_lowercase(),
+            dir: dir.to_owned(),
+            part,
+            out,
+            hasher: Sha256::new(),
+            received: 0,
+        })
+    }
+
+    /// Appends a chunk; `Ok(true)` once all announced bytes are in.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<bool, FileError> {
+        if self.received + bytes.len() as u64 > self.size {
+            return Err(FileError::TooMuch(self.size));
+        }
+        self.out
+            .write_all(bytes)
+            .map_err(|e| FileError::Write(self.dir.display().to_string(), e.to_string()))?;
+        self.hasher.update(bytes);
+        self.received += bytes.len() as u64;
+        Ok(self.received == self.size)
+    }
+
+    /// Verifies the hash and moves the file into place; returns its final path and hash.
+    pub fn finish(self) -> Result<(PathBuf, String), FileError> {
+        let write_err =
+            |e: std::io::Error| FileError::Write(self.dir.display().to_string(), e.to_string());
+        self.out.sync_all().map_err(write_err)?;
+        let digest = hex::encode(self.hasher.clone().finalize());
+        if digest != self.sha256 {
+            let _ = std::fs::remove_file(&self.part);
+            return Err(FileError::HashMismatch);
+        }
+        let path = unique_path(&self.dir, &self.name);
+        std::fs::rename(&self.part, &path).map_err(write_err)?;
+        Ok((path, digest))
+    }
+
+    /// Removes the partial file (transfer cancelled or failed).
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.part);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_escape_or_hide() {
+        let cases = [
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("..\\..\\Windows\\system32\\evil.dll", "evil.dll"),
+            ("/absolute/path/x.txt", "x.txt"),
+            ("..", "received-file"),
+            ("", "received-file"),
+            (".bashrc", "bashrc"),
+            ("a\u{0}b\nc.txt", "abc.txt"),
+            ("what?<>|*.txt", "what.txt"),
+            ("CON.txt", "_CON.txt"),
+            ("nul", "_nul"),
+            ("trailing. . ", "trailing"),
+            ("C:secret", "Csecret"),
+        ];
+        for (claimed, expected) in cases {
+            assert_eq!(sanitize_file_name(claimed), expected, "{claimed:?}");
+        }
+        let long = "x".repeat(1000);
+        assert_eq!(sanitize_file_name(&long).len(), 200);
+    }
+
+    #[test]
+    fn control_messages_have_a_stable_shape() {
+        let msg = ControlMessage::FileOffer {
+            id: 3,
+            name: "a".into(),
+            size: 9,
+            sha256: "ab".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&msg).unwrap(),
+            serde_json::json!({"type": "file_offer", "id": 3, "name": "a", "size": 9, "sha256": "ab"})
+        );
+        assert_eq!(
+            parse_chunk(&chunk_message(7, b"xyz")),
+            Some((7, &b"xyz"[..]))
+        );
+        assert_eq!(parse_chunk(&[1, 2]), None);
+    }
+
+    #[test]
+    fn receiving_checks_size_and_hash_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = b"hello confab";
+        let sha = hex::encode(Sha256::digest(data));
+        std::fs::write(dir.path().join("note.txt"), b"already here").unwrap();
+
+        let mut file =
+            IncomingFile::create(dir.path(), 1, "../note.txt", data.len() as u64, &sha).unwrap();
+        assert!(!file.write(&data[..5]).unwrap());
+        assert!(file.write(&data[5..]).unwrap());
+        let (path, digest) = file.finish().unwrap();
+        assert_eq!(path, dir.path().join("note (1).txt"));
+        assert_eq!(digest, sha);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(
+            std::fs::read(dir.path().join("note.txt")).unwrap(),
+            b"already here"
+        );
+
+        let mut damaged = IncomingFile::create(dir.path(), 2, "d.bin", 3, &sha).unwrap();
+        assert!(damaged.write(b"abc").unwrap());
+        assert_eq!(damaged.finish().err(), Some(FileError::HashMismatch));
+        assert!(!dir.path().join("d.bin").exists());
+
+        let mut greedy = IncomingFile::create(dir.path(), 3, "g.bin", 2, &sha).unwrap();
+        assert_eq!(greedy.write(b"abc").err(), Some(FileError::TooMuch(2)));
+        greedy.abandon();
+        assert!(IncomingFile::create(dir.path(), 4, "x", 1, "nothex").is_err());
+        // Only the two real files remain: no .part leftovers.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["note (1).txt", "note.txt"]);
+    }
+}

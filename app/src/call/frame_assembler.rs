@@ -1,0 +1,471 @@
+//! The video jitter buffer: puts RTP packets back in order, assembles each frame once all its
+//! packets are there, and releases frames in decode order as soon as they are complete (no fixed
+//! playout delay: video latency is what a call feels). A gap waits for a NACK retransmission up to
+//! `max_wait`; after that the missing frames are given up, and since the frames after them reference
+//! what was lost, nothing but a keyframe is released until one arrives (and one is requested).
+//!
+//! Pure logic: time is a parameter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::depacketize::{depacketize, AccessUnit};
+
+/// Packets held before the buffer gives up on a gap regardless of time (about 1.5 s of 720p).
+const MAX_HELD: usize = 1500;
+/// Keyframe requests are repeated at most this often while waiting for one.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(250);
+
+/// The fields of an RTP packet the assembler needs.
+#[derive(Debug, Clone)]
+pub struct RtpIn {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Bytes,
+}
+
+#[derive(Debug)]
+struct Held {
+    timestamp: u32,
+    marker: bool,
+    payload: Bytes,
+    arrival: Instant,
+}
+
+/// A complete frame, ready to decode.
+#[derive(Debug, Clone)]
+pub struct AssembledFrame {
+    pub rtp_timestamp: u32,
+    pub au: AccessUnit,
+    pub first_arrival: Instant,
+    pub packets: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Frame(AssembledFrame),
+    /// Ask the sender for a keyframe (send a PLI).
+    KeyframeNeeded,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AssemblerStats {
+    pub packets: u64,
+    pub duplicates: u64,
+    /// Arrived after the buffer had moved past them.
+    pub late: u64,
+    /// Arrived after a packet with a higher sequence number.
+    pub reordered: u64,
+    pub frames: u64,
+    /// Given up (missing packets), malformed, or undecodable while waiting for a keyframe.
+    pub frames_dropped: u64,
+    pub keyframe_requests: u64,
+}
+
+enum Head {
+    Empty,
+    Incomplete,
+    /// The frame occupies extended sequence numbers start..=end.
+    Ready(u64, u64),
+}
+
+pub struct FrameAssembler {
+    held: BTreeMap<u64, Held>,
+    highest: Option<u64>,
+    /// Last extended sequence number released or given up.
+    played: Option<u64>,
+    stall_since: Option<Instant>,
+    max_wait: Duration,
+    need_keyframe: bool,
+    last_keyframe_request: Option<Instant>,
+    stats: AssemblerStats,
+}
+
+impl Default for FrameAssembler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameAssembler {
+    pub fn new() -> Self {
+        Self {
+            held: BTreeMap::new(),
+            highest: None,
+            played: None,
+            stall_since: None,
+            max_wait: Duration::from_millis(100),
+            // Decoding can only start at a keyframe.
+            need_keyframe: true,
+            last_keyframe_request: None,
+            stats: AssemblerStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> AssemblerStats {
+        self.stats
+    }
+
+    /// How long a gap waits for a retransmission: enough for a NACK round trip.
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(20))
+            .clamp(Duration::from_millis(40), Duration::from_millis(400));
+    }
+
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    fn extend(&self, seq: u16) -> u64 {
+        let Some(highest) = self.highest else {
+            // Start well above zero so that packets just before the first one still extend.
+            return (1 << 32) + u64::from(seq);
+        };
+        let base = (highest & !0xFFFF) | u64::from(seq);
+        [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
+            .into_iter()
+            .min_by_key(|c| c.abs_diff(highest))
+            .unwrap_or(base)
+    }
+
+    /// Takes one packet; returns what became ready.
+    pub fn push(&mut self, packet: RtpIn, now: Instant) -> Vec<Event> {
+        self.stats.packets += 1;
+        let ext = self.extend(packet.seq);
+        if self.played.is_some_and(|p| ext <= p) {
+            self.stats.late += 1;
+            return self.poll(now);
+        }
+        if self.held.contains_key(&ext) {
+            self.stats.duplicates += 1;
+            return self.poll(now);
+        }
+        if self.highest.is_some_and(|h| ext < h) {
+            self.stats.reordered += 1;
+        }
+        self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        self.held.insert(
+            ext,
+            Held {
+                timestamp: packet.timestamp,
+                marker: packet.marker,
+                payload: packet.payload,
+                arrival: now,
+            },
+        );
+        self.poll(now)
+    }
+
+    /// Releases what is ready and gives up on gaps that waited too long. Call it every few ms.
+    pub fn poll(&mut self, now: Instant) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            match self.head() {
+                Head::Empty => {
+                    self.stall_since = None;
+                    break;
+                }
+                Head::Ready(start, end) => {
+                    self.stall_since = None;
+                    self.release(start, end, &mut events);
+                }
+                Head::Incomplete => {
+                    let since = *self.stall_since.get_or_insert(now);
+                    if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
+                        self.give_up();
+                        self.stall_since = None;
+                    } else {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.need_keyframe
+            && self.highest.is_some()
+            && self
+                .last_keyframe_request
+                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY)
+        {
+            self.last_keyframe_request = Some(now);
+            self.stats.keyframe_requests += 1;
+            events.push(Event::KeyframeNeeded);
+        }
+        events
+    }
+
+    fn head(&self) -> Head {
+        let Some((&first, _)) = self.held.first_key_value() else {
+            return Head::Empty;
+        };
+        let start = self.played.map_or(first, |p| p + 1);
+        let Some(head) = self.held.get(&start) else {
+            return Head::Incomplete;
+        };
+        let mut seq = start;
+        loop {
+            let packet = &self.held[&seq];
+            if packet.marker {
+                return Head::Ready(start, seq);
+            }
+            match self.held.get(&(seq + 1)) {
+                None => return Head::Incomplete,
+                // A new timestamp without a marker before it: the frame ended anyway.
+                Some(next) if next.timestamp != head.timestamp => return Head::Ready(start, seq),
+                Some(_) => seq += 1,
+            }
+        }
+    }
+
+    fn release(&mut self, start: u64, end: u64, events: &mut Vec<Event>) {
+        let packets: Vec<Held> = (start..=end).filter_map(|s| self.held.remove(&s)).collect();
+        self.played = Some(end);
+        let first_arrival = packets
+            .iter()
+            .map(|p| p.arrival)
+            .min()
+            .expect("invariant: a ready frame has packets");
+        let rtp_timestamp = packets[0].timestamp;
+        match depacketize(packets.iter().map(|p| p.payload.as_ref())) {
+            Ok(au) if au.keyframe || !self.need_keyframe => {
+                self.need_keyframe = false;
+                self.stats.frames += 1;
+                events.push(Event::Frame(AssembledFrame {
+                    rtp_timestamp,
+                    au,
+                    first_arrival,
+                    packets: packets.len(),
+                }));
+            }
+            Ok(_) => self.stats.frames_dropped += 1,
+            Err(err) => {
+                tracing::debug!(%err, "dropping a malformed frame");
+                self.stats.frames_dropped += 1;
+                self.need_keyframe = true;
+            }
+        }
+    }
+
+    /// Skips the gap at the head: drops everything up to the next packet that cleanly starts a
+    /// frame (its predecessor is held and ends a frame), or everything if there is none.
+    fn give_up(&mut self) {
+        let clean_start = self
+            .held
+            .iter()
+            .zip(self.held.iter().skip(1))
+            .find(|((&a, pa), (&b, pb))| b == a + 1 && (pa.marker || pa.timestamp != pb.timestamp))
+            .map(|(_, (&b, _))| b);
+        let cut = clean_start.unwrap_or(u64::MAX);
+        let dropped: BTreeSet<u32> = self.held.range(..cut).map(|(_, p)| p.timestamp).collect();
+        self.held.retain(|&seq, _| seq >= cut);
+        self.played = Some(match clean_start {
+            Some(start) => start - 1,
+            None => self.highest.unwrap_or(0),
+        });
+        self.stats.frames_dropped += dropped.len().max(1) as u64;
+        self.need_keyframe = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Packets of a frame: `n` packets, IDR when `key`.
+    fn frame(first_seq: u16, ts: u32, n: usize, key: bool) -> Vec<RtpIn> {
+        let nal_type = if key { 5 } else { 1 };
+        if n == 1 {
+            return vec![RtpIn {
+                seq: first_seq,
+                timestamp: ts,
+                marker: true,
+                payload: Bytes::from(vec![0x60 | nal_type, ts as u8]),
+            }];
+        }
+        (0..n)
+            .map(|i| {
+                let mut fu = nal_type;
+                if i == 0 {
+                    fu |= 0x80;
+                }
+                if i == n - 1 {
+                    fu |= 0x40;
+                }
+                RtpIn {
+                    seq: first_seq.wrapping_add(i as u16),
+                    timestamp: ts,
+                    marker: i == n - 1,
+                    payload: Bytes::from(vec![0x7C, fu, i as u8]),
+                }
+            })
+            .collect()
+    }
+
+    fn frames(events: &[Event]) -> Vec<u32> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Frame(f) => Some(f.rtp_timestamp),
+                Event::KeyframeNeeded => None,
+            })
+            .collect()
+    }
+
+    fn keyframe_requests(events: &[Event]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::KeyframeNeeded))
+            .count()
+    }
+
+    #[test]
+    fn in_order_frames_come_out_at_once() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut out = Vec::new();
+        out.extend(a.push(frame(10, 0, 1, true).remove(0), t0));
+        for p in frame(11, 3000, 3, false) {
+            out.extend(a.push(p, t0));
+        }
+        assert_eq!(frames(&out), vec![0, 3000]);
+        assert_eq!(keyframe_requests(&out), 0);
+        let Event::Frame(f) = &out[1] else { panic!() };
+        assert_eq!(f.packets, 3);
+        assert_eq!(f.au.annexb, vec![0, 0, 0, 1, 0x61, 0, 1, 2]);
+    }
+
+    #[test]
+    fn reordered_packets_wait_for_each_other() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut key = frame(100, 0, 3, true);
+        key.swap(0, 2);
+        let mut out = Vec::new();
+        for p in key {
+            out.extend(a.push(p, t0));
+        }
+        assert_eq!(frames(&out), vec![0]);
+        assert_eq!(a.stats().reordered, 2);
+    }
+
+    #[test]
+    fn a_retransmission_within_the_wait_fills_the_gap() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.push(frame(1, 0, 1, true).remove(0), t0);
+        let mut second = frame(2, 3000, 3, false);
+        let lost = second.remove(1);
+        for p in second {
+            assert!(frames(&a.push(p, t0)).is_empty());
+        }
+        assert!(frames(&a.push(frame(5, 6000, 1, false).remove(0), t0)).is_empty());
+        assert!(frames(&a.poll(t0 + Duration::from_millis(50))).is_empty());
+        let out = a.push(lost, t0 + Duration::from_millis(60));
+        assert_eq!(frames(&out), vec![3000, 6000]);
+        assert_eq!(a.stats().frames_dropped, 0);
+    }
+
+    #[test]
+    fn loss_gives_up_after_the_wait_then_waits_for_a_keyframe() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(20)); // max_wait 70 ms
+        assert_eq!(a.max_wait(), Duration::from_millis(70));
+        a.push(frame(1, 0, 1, true).remove(0), t0);
+        let mut second = frame(2, 3000, 3, false);
+        second.remove(1);
+        for p in second {
+            a.push(p, t0);
+        }
+        a.push(frame(5, 6000, 2, false).remove(0), t0);
+        a.push(frame(5, 6000, 2, false).remove(1), t0);
+        let out = a.poll(t0 + Duration::from_millis(69));
+        assert!(out.is_empty());
+        let out = a.poll(t0 + Duration::from_millis(70));
+        assert!(
+            frames(&out).is_empty(),
+            "the P frame after the loss cannot be decoded"
+        );
+        assert_eq!(keyframe_requests(&out), 1);
+        assert_eq!(a.stats().frames_dropped, 2);
+        // Requests repeat while no keyframe comes, but not more often than KEYFRAME_RETRY.
+        assert_eq!(
+            keyframe_requests(&a.poll(t0 + Duration::from_millis(100))),
+            0
+        );
+        assert_eq!(
+            keyframe_requests(&a.poll(t0 + Duration::from_millis(330))),
+            1
+        );
+        // The lost packet arrives far too late: counted, ignored.
+        a.push(
+            frame(3, 3000, 1, false).remove(0),
+            t0 + Duration::from_millis(340),
+        );
+        assert_eq!(a.stats().late, 1);
+        let out = a.push(
+            frame(7, 9000, 1, true).remove(0),
+            t0 + Duration::from_millis(350),
+        );
+        assert_eq!(frames(&out), vec![9000]);
+        assert_eq!(keyframe_requests(&out), 0);
+    }
+
+    #[test]
+    fn starts_only_at_a_keyframe() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let out = a.push(frame(50, 0, 1, false).remove(0), t0);
+        assert!(frames(&out).is_empty());
+        assert_eq!(keyframe_requests(&out), 1);
+        assert_eq!(
+            frames(&a.push(frame(51, 3000, 1, true).remove(0), t0)),
+            vec![3000]
+        );
+    }
+
+    #[test]
+    fn duplicates_wraparound_and_garbage() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let mut out = Vec::new();
+        for p in frame(65534, 0, 4, true) {
+            out.extend(a.push(p.clone(), t0));
+            out.extend(a.push(p, t0));
+        }
+        assert_eq!(frames(&out), vec![0], "a frame across the 16-bit wrap");
+        assert_eq!(
+            a.stats().duplicates,
+            3,
+            "the last duplicate arrives after release: late"
+        );
+        assert_eq!(a.stats().late, 1);
+        // A malformed frame (FU-A without start) is dropped and a keyframe requested.
+        let bad = RtpIn {
+            seq: 2,
+            timestamp: 3000,
+            marker: true,
+            payload: Bytes::from_static(&[0x7C, 0x41, 9]),
+        };
+        let out = a.push(bad, t0);
+        assert!(frames(&out).is_empty());
+        assert_eq!(keyframe_requests(&out), 1);
+    }
+
+    #[test]
+    fn a_flood_of_unfinished_frames_is_bounded() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.push(frame(0, 0, 1, true).remove(0), t0);
+        // Packet 1 never arrives; thousands of later packets pile up behind it.
+        for i in 0..3000u16 {
+            a.push(
+                frame(2 + i, 3000 + u32::from(i) * 3000, 1, false).remove(0),
+                t0,
+            );
+        }
+        assert!(a.held.len() <= MAX_HELD);
+    }
+}

@@ -1,0 +1,247 @@
+//! The send pipelines. Video: a named thread pulls frames from the source, encodes them with
+//! openh264 (a keyframe when the receiver asks) and hands them to a tokio task that packetizes them
+//! onto the track; a second task listens for keyframe requests. Audio: a thread reads 20 ms blocks,
+//! encodes Opus, and a task writes them. Hand-over queues are bounded: when the network side falls
+//! behind, frames are dropped (and counted), never queued without end.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::media::Sample;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+
+use super::collector::StatsHandle;
+use super::keyframe_forwarder::is_keyframe_request;
+use crate::capture::{AudioSource, VideoSource};
+use crate::codec::h264::{EncoderSettings, H264Encoder};
+use crate::codec::opus::OpusEncoder;
+use crate::media::audio::FRAME_SAMPLES;
+
+/// Something went wrong in a pipeline thread; the session reports it and carries on without it.
+pub type PipelineErrors = mpsc::UnboundedSender<String>;
+
+/// A running send pipeline; stops (and joins its thread) on drop.
+pub struct Pipeline {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Pipeline {
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where encoded media goes: a track, its SSRC and negotiated payload type.
+#[derive(Clone)]
+pub struct TrackOut {
+    pub track: Arc<TrackLocalStaticSample>,
+    pub ssrc: u32,
+    pub payload_type: u8,
+}
+
+struct Encoded {
+    data: Vec<u8>,
+    duration: Duration,
+    at: Instant,
+}
+
+fn spawn_writer(out: TrackOut, mut rx: mpsc::Receiver<Encoded>) {
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let sample = Sample {
+                data: Bytes::from(e.data),
+                duration: e.duration,
+                ..Sample::new(e.at)
+            };
+            if let Err(err) = out
+                .track
+                .sample_writer(out.ssrc, out.payload_type)
+                .write_sample(&sample)
+                .await
+            {
+                tracing::debug!(%err, "could not send a sample");
+            }
+        }
+    });
+}
+
+/// Answers keyframe requests (PLI/FIR) arriving for this track.
+fn spawn_keyframe_listener(
+    track: Arc<TrackLocalStaticSample>,
+    flag: Arc<AtomicBool>,
+    stats: StatsHandle,
+) {
+    tokio::spawn(async move {
+        while let Some(event) = track.poll().await {
+            let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+                continue;
+            };
+            if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                tracing::debug!("keyframe requested");
+                flag.store(true, Ordering::Relaxed);
+                stats.lock().keyframe_request_received();
+            }
+        }
+    });
+}
+
+pub fn start_video(
+    mut source: Box<dyn VideoSource>,
+    settings: EncoderSettings,
+    out: TrackOut,
+    stats: StatsHandle,
+    errors: PipelineErrors,
+) -> Pipeline {
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let keyframe = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Encoded>(4);
+    spawn_writer(out.clone(), rx);
+    spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
+    let thread = {
+        let (stop, dropped) = (stop.clone(), dropped.clone());
+        std::thread::Builder::new()
+            .name("video-encode".into())
+            .spawn(move || {
+                let mut encoder = match H264Encoder::new(settings) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        let _ = errors.send(format!("video is off: {err}"));
+                        return;
+                    }
+                };
+                let mut last_capture: Option<u64> = None;
+                let frame_interval = Duration::from_secs_f32(1.0 / settings.max_fps.max(1.0));
+                while !stop.load(Ordering::Relaxed) {
+                    let frame = match source.next_frame() {
+                        Ok(frame) => frame,
+                        Err(err) => {
+                            let _ = errors
+                                .send(format!("video is off: {} failed: {err}", source.name()));
+                            return;
+                        }
+                    };
+                    stats.lock().frame_captured();
+                    if keyframe.swap(false, Ordering::Relaxed) {
+                        encoder.request_keyframe();
+                    }
+                    let at = Instant::now();
+                    let encoded = match encoder.encode(&frame) {
+                        Ok(Some(encoded)) => encoded,
+                        Ok(None) => continue,
+                        Err(err) => {
+                            let _ = errors.send(format!("video is off: {err}"));
+                            return;
+                        }
+                    };
+                    stats.lock().frame_encoded(
+                        encoded.data.len(),
+                        encoded.keyframe,
+                        at.elapsed(),
+                        frame.width,
+                        frame.height,
+                    );
+                    // RTP time advances by the capture interval, so skipped frames keep the clock.
+                    let duration = last_capture
+                        .map(|prev| Duration::from_micros(frame.capture_ts_us.saturating_sub(prev)))
+                        .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
+                        .unwrap_or(frame_interval);
+                    last_capture = Some(frame.capture_ts_us);
+                    let item = Encoded {
+                        data: encoded.data,
+                        duration,
+                        at,
+                    };
+                    if tx.try_send(item).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                        // The receiver will miss a reference frame: start over from a keyframe.
+                        keyframe.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("invariant: the OS can start a thread")
+    };
+    Pipeline {
+        stop,
+        thread: Some(thread),
+        dropped,
+    }
+}
+
+pub fn start_audio(
+    mut source: Box<dyn AudioSource>,
+    bitrate_bps: i32,
+    muted: Arc<AtomicBool>,
+    out: TrackOut,
+    stats: StatsHandle,
+    errors: PipelineErrors,
+) -> Pipeline {
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::channel::<Encoded>(8);
+    spawn_writer(out, rx);
+    let thread = {
+        let (stop, dropped) = (stop.clone(), dropped.clone());
+        std::thread::Builder::new()
+            .name("audio-send".into())
+            .spawn(move || {
+                let mut encoder = match OpusEncoder::new(bitrate_bps) {
+                    Ok(e) => e,
+                    Err(err) => {
+                        let _ = errors.send(format!("audio is off: {err}"));
+                        return;
+                    }
+                };
+                let mut block = vec![0f32; FRAME_SAMPLES];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(err) = source.read(&mut block) {
+                        let _ =
+                            errors.send(format!("audio is off: {} failed: {err}", source.name()));
+                        return;
+                    }
+                    if muted.load(Ordering::Relaxed) {
+                        block.fill(0.0);
+                    }
+                    let at = Instant::now();
+                    let data = match encoder.encode(&block) {
+                        Ok(data) => data,
+                        Err(err) => {
+                            let _ = errors.send(format!("audio is off: {err}"));
+                            return;
+                        }
+                    };
+                    stats.lock().audio_encoded();
+                    let item = Encoded {
+                        data,
+                        duration: Duration::from_millis(20),
+                        at,
+                    };
+                    if tx.try_send(item).is_err() {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("invariant: the OS can start a thread")
+    };
+    Pipeline {
+        stop,
+        thread: Some(thread),
+        dropped,
+    }
+}

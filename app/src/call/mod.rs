@@ -1,0 +1,22 @@
+//! Moving media and messages between two peers: the signaling client, the WebRTC PeerConnection
+//! (negotiation, trickle ICE), RTP send and receive with jitter buffers, the data channel (chat and
+//! files), and call statistics. No device or UI code: the headless `join` and the window drive the
+//! same session.
+
+pub mod audio_jitter;
+pub mod collector;
+pub mod data;
+pub mod data_link;
+pub mod depacketize;
+pub mod error;
+pub mod frame_assembler;
+pub mod keyframe_forwarder;
+pub mod media_recv;
+pub mod media_send;
+pub mod peer;
+pub mod security;
+pub mod session;
+pub mod signaling_client;
+pub mod stats;
+
+pub use error::CallError;

@@ -1,0 +1,177 @@
+//! The client side of the signaling protocol: connects to `ws://` or `wss://`, joins a room and
+//! then sends and receives protocol messages. The socket runs in its own task; callers use
+//! bounded channels and never block on the network.
+
+use confab_protocol::{
+    ClientMessage, ErrorCode, IceServer, PeerId, PeerInfo, RoomCode, ServerMessage,
+    PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::CallError;
+
+/// What the server said when we joined.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub room: RoomCode,
+    pub me: PeerId,
+    pub peers: Vec<PeerInfo>,
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A joined signaling connection.
+pub struct SignalingClient {
+    tx: mpsc::Sender<ClientMessage>,
+    rx: mpsc::Receiver<Result<ServerMessage, CallError>>,
+}
+
+/// Adds `/ws` to a bare server URL (`ws://host:port` -> `ws://host:port/ws`).
+pub fn normalize_url(url: &str) -> String {
+    let trimmed = url.trim().trim_end_matches('/');
+    let has_path = trimmed
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if has_path {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/ws")
+    }
+}
+
+impl SignalingClient {
+    /// Connects and joins `room` (a new room when `None`).
+    pub async fn join(
+        url: &str,
+        room: Option<&RoomCode>,
+        name: &str,
+    ) -> Result<(Self, Joined), CallError> {
+        let url = normalize_url(url);
+        let unreachable = |reason: String| CallError::ServerUnreachable {
+            url: url.clone(),
+            reason,
+        };
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(unreachable(
+                "the address must start with ws:// or wss://".into(),
+            ));
+        }
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let (ws, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio_tungstenite::connect_async(&url),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 10 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let (out_tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
+        let (in_tx, in_rx) = mpsc::channel::<Result<ServerMessage, CallError>>(256);
+        tokio::spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                let Ok(text) = serde_json::to_string(&msg) else {
+                    continue;
+                };
+                if sink.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        tokio::spawn(async move {
+            let closed = loop {
+                match stream.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        match serde_json::from_str::<ServerMessage>(&text) {
+                            Ok(msg) => {
+                                if in_tx.send(Ok(msg)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => tracing::warn!(%e, "unreadable message from the server"),
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break frame.map_or_else(|| "closed".to_owned(), |f| f.reason.to_string())
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "closed".to_owned(),
+                }
+            };
+            let _ = in_tx.send(Err(CallError::ServerClosed(closed))).await;
+        });
+        let mut client = Self {
+            tx: out_tx,
+            rx: in_rx,
+        };
+        client
+            .send(ClientMessage::Join {
+                version: PROTOCOL_VERSION,
+                room: room.map(|r| r.to_string()),
+                name: Some(name.to_owned()),
+            })
+            .await?;
+        match client.recv().await? {
+            ServerMessage::Welcome {
+                room,
+                you,
+                peers,
+                ice_servers,
+                ..
+            } => Ok((
+                client,
+                Joined {
+                    room,
+                    me: you,
+                    peers,
+                    ice_servers,
+                },
+            )),
+            ServerMessage::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            } => Err(CallError::RoomFull(
+                room.map_or_else(String::new, ToString::to_string),
+            )),
+            ServerMessage::Error { message, .. } => Err(CallError::Refused(message)),
+            other => Err(CallError::Refused(format!(
+                "unexpected answer to join: {other:?}"
+            ))),
+        }
+    }
+
+    pub async fn send(&self, msg: ClientMessage) -> Result<(), CallError> {
+        self.tx
+            .send(msg)
+            .await
+            .map_err(|_| CallError::ServerClosed("connection lost".into()))
+    }
+
+    /// A sender usable from other tasks.
+    pub fn sender(&self) -> mpsc::Sender<ClientMessage> {
+        self.tx.clone()
+    }
+
+    /// The next message from the server; an error once the connection is gone.
+    pub async fn recv(&mut self) -> Result<ServerMessage, CallError> {
+        match self.rx.recv().await {
+            Some(result) => result,
+            None => Err(CallError::ServerClosed("connection lost".into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_the_ws_path() {
+        assert_eq!(normalize_url("ws://h:1"), "ws://h:1/ws");
+        assert_eq!(normalize_url("wss://h:1/"), "wss://h:1/ws");
+        assert_eq!(normalize_url("ws://h:1/ws"), "ws://h:1/ws");
+        assert_eq!(normalize_url("wss://h/custom/path"), "wss://h/custom/path");
+    }
+}

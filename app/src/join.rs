@@ -1,0 +1,281 @@
+//! `confab join --headless`: a call driven from the command line. Opens the sources the flags
+//! name, runs a `Session`, sends the requested chat and files once connected, leaves after
+//! `--duration`, and writes `--stats-json`. Exit status 0 only when the call happened as asked;
+//! otherwise one line says why.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use confab_protocol::RoomCode;
+
+use crate::call::data_link::LinkNotice;
+use crate::call::media_recv::VideoOut;
+use crate::call::peer::NetworkSettings;
+use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent};
+use crate::capture::y4m::Y4mWriter;
+use crate::capture::{self, AudioSink, CaptureError, VideoSpec};
+use crate::cli::{parse_ice_server, JoinArgs};
+use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
+use crate::media::VideoFrame;
+
+/// Writes received frames to a y4m file.
+struct Recorder {
+    writer: Mutex<Option<Y4mWriter>>,
+}
+
+impl VideoOut for Recorder {
+    fn frame(&self, frame: &VideoFrame) {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(writer) = guard.as_mut() {
+            if let Err(err) = writer.write(frame) {
+                tracing::warn!(%err, "recording stopped");
+                *guard = None;
+            }
+        }
+    }
+}
+
+/// Plays into one sink and records into a second.
+struct Tee(Box<dyn AudioSink>, Box<dyn AudioSink>);
+
+impl AudioSink for Tee {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError> {
+        self.1.write(samples)?;
+        self.0.write(samples)
+    }
+    fn finish(&mut self) -> Result<(), CaptureError> {
+        self.1.finish()?;
+        self.0.finish()
+    }
+}
+
+fn default_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "Guest".to_owned())
+}
+
+pub fn default_receive_dir() -> PathBuf {
+    directories::UserDirs::new()
+        .and_then(|d| d.download_dir().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+pub fn run(args: JoinArgs) -> anyhow::Result<()> {
+    if !args.headless {
+        bail!("the call window is not built yet; add --headless");
+    }
+    let started = Instant::now();
+    let room = match args.room.trim() {
+        "new" => None,
+        text => Some(RoomCode::parse(text)?),
+    };
+    let extra_ice_servers = args
+        .ice_server
+        .iter()
+        .map(|s| parse_ice_server(s).map_err(|e| anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for path in &args.send_file {
+        if !path.is_file() {
+            bail!("--send-file {}: no such file", path.display());
+        }
+    }
+
+    // Sources that cannot open are reported, and the call goes on with what remains.
+    let camera_spec = VideoSpec::parse(&args.camera);
+    let camera = capture::open_camera(
+        &camera_spec,
+        args.video_size.width,
+        args.video_size.height,
+        args.fps,
+    )
+    .unwrap_or_else(|err| {
+        eprintln!("confab: {err}; continuing without video");
+        None
+    });
+    let mic = capture::open_mic(&VideoSpec::parse(&args.mic)).unwrap_or_else(|err| {
+        eprintln!("confab: {err}; continuing without microphone");
+        None
+    });
+    let speaker_spec = if args.speaker == "default" {
+        "null"
+    } else {
+        args.speaker.as_str()
+    };
+    let mut speaker: Box<dyn AudioSink> = capture::open_speaker(speaker_spec)?;
+    if let Some(path) = &args.record_audio {
+        speaker = Box::new(Tee(speaker, Box::new(capture::wav::WavSink::create(path)?)));
+    }
+    let recorder = match &args.record_video {
+        Some(path) => Some(Y4mWriter::create(path, args.fps)?),
+        None => None,
+    };
+    let video_out = Arc::new(Recorder {
+        writer: Mutex::new(recorder),
+    });
+
+    let config = SessionConfig {
+        server_url: args.server.clone(),
+        room,
+        name: args.name.clone().unwrap_or_else(default_name),
+        extra_ice_servers,
+        relay_only: args.relay_only,
+        bind: if args.bind.is_empty() {
+            NetworkSettings::default_bind()
+        } else {
+            args.bind.clone()
+        },
+        video: EncoderSettings {
+            bitrate_bps: args.video_bitrate.map_or_else(
+                || default_bitrate_bps(args.video_size.width, args.video_size.height, args.fps),
+                |k| k * 1000,
+            ),
+            max_fps: args.fps as f32,
+            screen: false,
+        },
+        audio_bitrate_bps: 32_000,
+        receive_dir: args.receive_dir.clone().unwrap_or_else(default_receive_dir),
+        auto_accept_files: true,
+        eager_offer: args.eager_offer,
+    };
+    let io = MediaIo {
+        camera,
+        mic,
+        speaker,
+        video_out: video_out.clone(),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(drive(&args, config, io, started));
+    if let Some(writer) = video_out
+        .writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
+        writer.finish()?;
+    }
+    result
+}
+
+async fn drive(
+    args: &JoinArgs,
+    config: SessionConfig,
+    io: MediaIo,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let mut session = Session::start(config, io, started);
+    let wait = Duration::from_secs_f64(args.wait.max(0.0));
+    let mut room = String::new();
+    let mut connected_at: Option<Instant> = None;
+    let mut peer_seen = false;
+    let mut pending_files = args.send_file.len();
+    let mut failed_files = Vec::new();
+    let mut hung_up = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let result = loop {
+        tokio::select! {
+            event = session.events.recv() => match event {
+                Some(SessionEvent::Joined { room: code, .. }) => {
+                    room = code.to_string();
+                    // The one line scripts read: the room to share.
+                    println!("room {code}");
+                }
+                Some(SessionEvent::PeerJoined { name }) => {
+                    peer_seen = true;
+                    eprintln!("confab: {name} is here; connecting");
+                }
+                Some(SessionEvent::Connected { security_code }) => {
+                    if connected_at.is_none() {
+                        connected_at = Some(Instant::now());
+                        eprintln!("confab: connected (security code {})", security_code.as_deref().unwrap_or("unavailable"));
+                        for text in &args.chat {
+                            let _ = session.commands.send(SessionCommand::Chat(text.clone())).await;
+                        }
+                        for path in &args.send_file {
+                            let _ = session.commands.send(SessionCommand::SendFile(path.clone())).await;
+                        }
+                    }
+                }
+                Some(SessionEvent::Reconnecting) => eprintln!("confab: connection lost; reconnecting"),
+                Some(SessionEvent::PeerLeft) => eprintln!("confab: the other person left"),
+                Some(SessionEvent::Data(LinkNotice::Chat(text))) => eprintln!("confab: chat: {text}"),
+                Some(SessionEvent::Data(LinkNotice::FileDone(file))) => {
+                    if file.direction == "sent" {
+                        pending_files = pending_files.saturating_sub(1);
+                        if !file.ok {
+                            failed_files.push(format!("{}: {}", file.name, file.error.clone().unwrap_or_default()));
+                        }
+                    }
+                    eprintln!("confab: file {} {} ({} bytes, ok: {})", file.name, file.direction, file.bytes, file.ok);
+                }
+                Some(SessionEvent::Data(LinkNotice::Problem(problem))) => {
+                    eprintln!("confab: {problem}");
+                    if problem.contains("declined") || problem.starts_with("cannot send") || problem.starts_with("sending") {
+                        pending_files = pending_files.saturating_sub(1);
+                        failed_files.push(problem);
+                    }
+                }
+                Some(SessionEvent::Data(_)) => {}
+                Some(SessionEvent::Warning(w)) => eprintln!("confab: {w}"),
+                None => {}
+            },
+            _ = tick.tick() => {
+                if connected_at.is_none() && started.elapsed() > wait {
+                    break Err(if peer_seen {
+                        anyhow!("could not connect to the other person within {} s (ICE did not succeed)", wait.as_secs())
+                    } else {
+                        anyhow!("nobody joined room {room} within {} s", wait.as_secs())
+                    });
+                }
+                if let (Some(at), Some(duration)) = (connected_at, args.duration) {
+                    // Stay until the duration is over and our files are delivered.
+                    if !hung_up && at.elapsed().as_secs_f64() >= duration && pending_files == 0 {
+                        hung_up = true;
+                        let _ = session.commands.send(SessionCommand::Hangup).await;
+                    }
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                let _ = session.commands.send(SessionCommand::Hangup).await;
+                hung_up = true;
+            }
+            ended = &mut session.task => {
+                break match ended {
+                    Ok(Ok(Ended::HungUp | Ended::PeerLeft)) if connected_at.is_some() => Ok(()),
+                    Ok(Ok(_)) => Err(anyhow!("the call ended before it connected")),
+                    Ok(Err(err)) => Err(anyhow!(err)),
+                    Err(join) => Err(anyhow!("the call stopped unexpectedly: {join}")),
+                };
+            }
+        }
+    };
+    let result = result.and_then(|()| {
+        if !failed_files.is_empty() {
+            bail!("file transfer failed: {}", failed_files.join("; "));
+        }
+        if pending_files > 0 {
+            bail!("{pending_files} file(s) were not delivered before the call ended");
+        }
+        Ok(())
+    });
+    if !session.task.is_finished() {
+        let _ = session.commands.send(SessionCommand::Hangup).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), &mut session.task).await;
+    }
+    if let Some(path) = &args.stats_json {
+        let stats = session.stats.snapshot();
+        let json = serde_json::to_string_pretty(&stats)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    result
+}

@@ -1,0 +1,112 @@
+//! Call benchmark (a program, not a test): `confab serve` and two `confab join --headless` peers
+//! with the stamped test pattern at 1280x720@30 on loopback. Prints, per peer: ms from join to the
+//! first remote frame, glass-to-glass latency p50/p95, CPU seconds and peak RSS, encode and decode
+//! ms per frame, and the rest of the call's quality numbers.
+//!
+//!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS]
+
+use std::time::{Duration, Instant};
+
+use confab_e2e::{num, room_code, Peer, Server};
+
+/// (cpu seconds, peak RSS KiB) of a live process.
+fn usage(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((ticks / 100.0, hwm))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let secs = args.first().cloned().unwrap_or_else(|| "15".into());
+    let size = args.get(1).cloned().unwrap_or_else(|| "1280x720".into());
+    let fps = args.get(2).cloned().unwrap_or_else(|| "30".into());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&[]);
+    let room = room_code(99);
+    let peer_args = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--video-size",
+        &size,
+        "--fps",
+        &fps,
+        "--duration",
+        &secs,
+        "--wait",
+        "30",
+    ];
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &peer_args);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &peer_args);
+    let (pa, pb) = (a.proc.pid(), b.proc.pid());
+    let mut last = [(0.0, 0u64); 2];
+    let deadline = Instant::now() + Duration::from_secs(secs.parse::<u64>().unwrap_or(15) + 40);
+    while Instant::now() < deadline {
+        let (ua, ub) = (usage(pa), usage(pb));
+        if ua.is_none() && ub.is_none() {
+            break;
+        }
+        if let Some(u) = ua {
+            last[0] = u;
+        }
+        if let Some(u) = ub {
+            last[1] = u;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let outcomes = [
+        a.finish(Duration::from_secs(30)),
+        b.finish(Duration::from_secs(30)),
+    ];
+    println!(
+        "call benchmark: {size}@{fps}, {secs} s, loopback, stamped test pattern + test signal"
+    );
+    for (i, (name, outcome)) in ["a (waited)", "b (offered)"]
+        .iter()
+        .zip(&outcomes)
+        .enumerate()
+    {
+        let Some(s) = &outcome.stats else {
+            println!("{name}: no stats ({}): {}", outcome.status, outcome.stderr);
+            continue;
+        };
+        let (cpu, rss_kib) = last[i];
+        let call_secs = num(s, "/duration_s");
+        println!(
+            "{name}: join->first remote frame {:.0} ms (ICE connected at {:.0} ms), latency p50 {:.1} ms p95 {:.1} ms, \
+             {:.1} fps, PSNR {:.1} dB, freezes {}, CPU {:.2} s ({:.2} cores), peak RSS {:.0} MiB, \
+             encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps, audio latency p50 {:.0} ms",
+            num(s, "/ms_to/first_video_frame"),
+            num(s, "/ms_to/ice_connected"),
+            num(s, "/video_recv/latency_ms/p50"),
+            num(s, "/video_recv/latency_ms/p95"),
+            num(s, "/video_recv/fps"),
+            num(s, "/video_recv/psnr_db/mean"),
+            num(s, "/video_recv/freezes"),
+            cpu,
+            cpu / call_secs.max(1.0),
+            rss_kib as f64 / 1024.0,
+            num(s, "/video_send/encode_ms/mean"),
+            num(s, "/video_recv/decode_ms/mean"),
+            num(s, "/video_send/bitrate_kbps"),
+            num(s, "/audio_recv/latency_ms/p50"),
+        );
+    }
+    drop(server);
+}

@@ -1,0 +1,245 @@
+//! Two real `confab join --headless` processes and a real `confab serve` on loopback: a ~10 s call
+//! at 640x360 with the stamped test pattern and test signal, chat both ways, and a 3 MB file.
+//! And the ways a join must fail: no server, a bad room, a full room, nobody coming.
+
+use std::time::Duration;
+
+use confab_e2e::{num, random_file, room_code, serial, Outcome, Peer, Server};
+
+const CALL_SECS: &str = "10";
+
+fn media_args() -> Vec<&'static str> {
+    vec![
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--video-size",
+        "640x360",
+        "--fps",
+        "30",
+        "--duration",
+        CALL_SECS,
+        "--wait",
+        "30",
+    ]
+}
+
+fn chat(stats: &serde_json::Value) -> Vec<String> {
+    stats["chat"]["received"]
+        .as_array()
+        .expect("chat.received")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The other side decoded at least 90% of what this side encoded, with good quality.
+fn assert_video_flowed(sender: &serde_json::Value, receiver: &serde_json::Value, who: &str) {
+    let encoded = num(sender, "/video_send/frames_encoded");
+    let decoded = num(receiver, "/video_recv/frames_decoded");
+    assert!(
+        encoded > 250.0,
+        "{who}: only {encoded} frames encoded in a 10 s call"
+    );
+    assert!(
+        decoded >= 0.9 * encoded,
+        "{who}: decoded {decoded} of {encoded} frames"
+    );
+    let psnr = num(receiver, "/video_recv/psnr_db/mean");
+    assert!(psnr >= 30.0, "{who}: PSNR mean {psnr} dB");
+    assert_eq!(num(receiver, "/video_recv/width"), 640.0);
+    assert!(
+        num(receiver, "/video_recv/stamped_frames") >= 0.9 * encoded,
+        "{who}: stamps unreadable"
+    );
+    let frames = num(receiver, "/audio_recv/frames_decoded");
+    assert!(
+        frames >= 400.0,
+        "{who}: only {frames} audio frames played in 10 s"
+    );
+    assert!(num(sender, "/audio_send/frames_encoded") >= 450.0);
+}
+
+fn run_call(first_is_offerer_side: bool) {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(u64::from(first_is_offerer_side));
+    let file = dir.path().join("payload.bin");
+    let sha = random_file(&file, 3 * 1024 * 1024);
+    let (rx_a, rx_b) = (dir.path().join("rx-a"), dir.path().join("rx-b"));
+
+    let mut a_args = media_args();
+    a_args.extend([
+        "--chat",
+        "hello from a",
+        "--chat",
+        "second from a",
+        "--receive-dir",
+        rx_a.to_str().unwrap(),
+    ]);
+    a_args.extend(["--send-file", file.to_str().unwrap()]);
+    let mut b_args = media_args();
+    b_args.extend([
+        "--chat",
+        "hello from b",
+        "--receive-dir",
+        rx_b.to_str().unwrap(),
+    ]);
+
+    // Whoever starts first waits; the second to arrive makes the offer.
+    let (a, b) = if first_is_offerer_side {
+        let a = Peer::start(dir.path(), "a", &server.url, &room, &a_args);
+        std::thread::sleep(Duration::from_millis(300));
+        (a, Peer::start(dir.path(), "b", &server.url, &room, &b_args))
+    } else {
+        let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
+        std::thread::sleep(Duration::from_millis(300));
+        (Peer::start(dir.path(), "a", &server.url, &room, &a_args), b)
+    };
+    let a: Outcome = a.finish(Duration::from_secs(60));
+    let b: Outcome = b.finish(Duration::from_secs(60));
+    assert!(a.status.success(), "a failed: {}", a.stderr);
+    assert!(b.status.success(), "b failed: {}", b.stderr);
+    let (sa, sb) = (a.stats.expect("a stats"), b.stats.expect("b stats"));
+
+    assert_video_flowed(&sa, &sb, "a -> b");
+    assert_video_flowed(&sb, &sa, "b -> a");
+    assert_eq!(chat(&sb), vec!["hello from a", "second from a"]);
+    assert_eq!(chat(&sa), vec!["hello from b"]);
+    assert_eq!(
+        sa["security_code"], sb["security_code"],
+        "both sides show the same security code"
+    );
+    assert!(sa["security_code"].is_string());
+
+    let received = std::fs::read(rx_b.join("payload.bin")).expect("b saved the file");
+    use sha2::Digest as _;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&received)), sha);
+    assert_eq!(sb["files"][0]["sha256"], sha);
+    assert_eq!(sb["files"][0]["direction"], "received");
+    assert_eq!(sa["files"][0]["ok"], true);
+    assert_eq!(sa["ice"]["local_candidate_type"], "host");
+}
+
+#[test]
+fn a_call_where_the_first_peer_waits() {
+    run_call(true);
+}
+
+#[test]
+fn a_call_where_the_other_peer_starts_first() {
+    run_call(false);
+}
+
+#[test]
+fn simultaneous_offers_do_not_deadlock() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(7);
+    let args = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--video-size",
+        "320x180",
+        "--duration",
+        "3",
+        "--wait",
+        "20",
+        "--eager-offer",
+    ];
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
+    std::thread::sleep(Duration::from_millis(200));
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
+    let (a, b) = (
+        a.finish(Duration::from_secs(40)),
+        b.finish(Duration::from_secs(40)),
+    );
+    assert!(a.status.success(), "a failed: {}", a.stderr);
+    assert!(b.status.success(), "b failed: {}", b.stderr);
+    for stats in [a.stats.unwrap(), b.stats.unwrap()] {
+        assert!(
+            num(&stats, "/video_recv/frames_decoded") > 30.0,
+            "{stats:#}"
+        );
+    }
+}
+
+fn assert_fails(outcome: Outcome, expected: &str) {
+    assert!(
+        !outcome.status.success(),
+        "should have failed: {}",
+        outcome.stderr
+    );
+    let last = outcome
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(
+        last.contains(expected),
+        "last line {last:?} lacks {expected:?}; stderr:\n{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn joins_that_cannot_happen_say_why() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let quick = [
+        "--camera",
+        "test",
+        "--mic",
+        "none",
+        "--video-size",
+        "320x180",
+    ];
+
+    // No server: a port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let room = room_code(11);
+    assert_fails(
+        Peer::start(dir.path(), "noserver", &url, &room, &quick).finish(Duration::from_secs(20)),
+        "cannot reach the signaling server",
+    );
+
+    let server = Server::start(&[]);
+    assert_fails(
+        Peer::start(dir.path(), "badroom", &server.url, "not-a-room!", &quick)
+            .finish(Duration::from_secs(20)),
+        "room code",
+    );
+
+    // Nobody comes within --wait.
+    let mut alone = quick.to_vec();
+    alone.extend(["--wait", "1"]);
+    assert_fails(
+        Peer::start(dir.path(), "alone", &server.url, &room, &alone)
+            .finish(Duration::from_secs(20)),
+        "nobody joined room",
+    );
+
+    // A third person in a full room.
+    let full = room_code(12);
+    let mut stay = quick.to_vec();
+    stay.extend(["--duration", "30", "--wait", "30"]);
+    let _one = Peer::start(dir.path(), "one", &server.url, &full, &stay);
+    let _two = Peer::start(dir.path(), "two", &server.url, &full, &stay);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_fails(
+        Peer::start(dir.path(), "three", &server.url, &full, &quick)
+            .finish(Duration::from_secs(20)),
+        "is full",
+    );
+}

@@ -1,0 +1,208 @@
+//! The harness for end-to-end tests: finds the release binaries, starts the signaling server and
+//! peers as child processes on free ports, and cleans every one of them up (on drop, so also when
+//! a test fails). Tests that drive real processes run one at a time (`serial`), since two cores
+//! cannot run two calls without distorting both.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The directory of the binaries built alongside this test (target/release or target/debug).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
+}
+
+/// A binary of the workspace; panics with the command to run when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --release --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the machine for one test that runs real calls.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit; kills it after that.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not exit within {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A signaling server on a free loopback port.
+pub struct Server {
+    pub proc: Proc,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(bin("confab"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start confab serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self {
+            proc: Proc {
+                child,
+                name: "confab serve".into(),
+            },
+            url,
+        }
+    }
+}
+
+/// A finished `confab join`.
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stderr: String,
+    pub stats: Option<serde_json::Value>,
+}
+
+/// A `confab join --headless` in progress.
+pub struct Peer {
+    pub proc: Proc,
+    stderr_path: PathBuf,
+    stats_path: PathBuf,
+}
+
+impl Peer {
+    /// Starts `confab join ROOM --headless --server URL` with `args`; stats go to `dir`.
+    pub fn start(dir: &Path, name: &str, server: &str, room: &str, args: &[&str]) -> Self {
+        let stderr_path = dir.join(format!("{name}.stderr"));
+        let stats_path = dir.join(format!("{name}.json"));
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(bin("confab"))
+            .args([
+                "join",
+                room,
+                "--headless",
+                "--server",
+                server,
+                "--name",
+                name,
+            ])
+            .arg("--stats-json")
+            .arg(&stats_path)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start confab join");
+        Self {
+            proc: Proc {
+                child,
+                name: format!("peer {name}"),
+            },
+            stderr_path,
+            stats_path,
+        }
+    }
+
+    pub fn finish(mut self, timeout: Duration) -> Outcome {
+        let status = self.proc.wait(timeout);
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let stats = std::fs::read_to_string(&self.stats_path)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        Outcome {
+            status,
+            stderr,
+            stats,
+        }
+    }
+}
+
+/// A file of `len` pseudo-random bytes; returns its SHA-256.
+pub fn random_file(path: &Path, len: usize) -> String {
+    use sha2::Digest as _;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    std::fs::write(path, &data).expect("write test file");
+    hex::encode(sha2::Sha256::digest(&data))
+}
+
+/// A fresh valid room code (letters from the clock and a counter; unique per run).
+pub fn room_code(salt: u64) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut n = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let letters: String = (0..10)
+        .map(|_| {
+            let c = (b'a' + (n % 26) as u8) as char;
+            n /= 26;
+            c
+        })
+        .collect();
+    format!("{}-{}-{}", &letters[..3], &letters[3..7], &letters[7..])
+}
+
+/// Reads a number at a JSON pointer like `/video_recv/frames_decoded`.
+pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
+    stats
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {pointer} in {stats:#}"))
+}
