@@ -194,18 +194,17 @@ async fn drive(
                     peer_seen = true;
                     eprintln!("confab: {name} is here; connecting");
                 }
-                Some(SessionEvent::Connected { security_code }) => {
-                    if connected_at.is_none() {
-                        connected_at = Some(Instant::now());
-                        eprintln!("confab: connected (security code {})", security_code.as_deref().unwrap_or("unavailable"));
-                        for text in &args.chat {
-                            let _ = session.commands.send(SessionCommand::Chat(text.clone())).await;
-                        }
-                        for path in &args.send_file {
-                            let _ = session.commands.send(SessionCommand::SendFile(path.clone())).await;
-                        }
+                Some(SessionEvent::Connected { security_code }) if connected_at.is_none() => {
+                    connected_at = Some(Instant::now());
+                    eprintln!("confab: connected (security code {})", security_code.as_deref().unwrap_or("unavailable"));
+                    for text in &args.chat {
+                        let _ = session.commands.send(SessionCommand::Chat(text.clone())).await;
+                    }
+                    for path in &args.send_file {
+                        let _ = session.commands.send(SessionCommand::SendFile(path.clone())).await;
                     }
                 }
+                Some(SessionEvent::Connected { .. }) => eprintln!("confab: connected again"),
                 Some(SessionEvent::Reconnecting) => eprintln!("confab: connection lost; reconnecting"),
                 Some(SessionEvent::PeerLeft) => eprintln!("confab: the other person left"),
                 Some(SessionEvent::Data(LinkNotice::Chat(text))) => eprintln!("confab: chat: {text}"),

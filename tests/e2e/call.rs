@@ -44,7 +44,9 @@ fn assert_video_flowed(sender: &serde_json::Value, receiver: &serde_json::Value,
     );
     assert!(
         decoded >= 0.9 * encoded,
-        "{who}: decoded {decoded} of {encoded} frames"
+        "{who}: decoded {decoded} of {encoded} frames\nsender: {:#}\nreceiver: {:#}",
+        sender["video_send"],
+        receiver["video_recv"]
     );
     let psnr = num(receiver, "/video_recv/psnr_db/mean");
     assert!(psnr >= 30.0, "{who}: PSNR mean {psnr} dB");

@@ -43,6 +43,8 @@ pub struct AudioJitterStats {
     pub concealed: u64,
     /// Frames dropped to bring the delay back to the target.
     pub dropped_for_latency: u64,
+    /// Concealed frames inserted to grow the delay to the target.
+    pub stretched: u64,
     pub jitter_ms: f64,
     pub target_ms: f64,
 }
@@ -57,6 +59,8 @@ pub struct AudioJitterBuffer {
     jitter_s: f64,
     /// Concealments in a row: the stream may have stopped (muted, gone).
     missing_run: u32,
+    /// Frames played since the last inserted (stretching) frame.
+    since_stretch: u32,
     stats: AudioJitterStats,
 }
 
@@ -75,6 +79,7 @@ impl AudioJitterBuffer {
             last_arrival: None,
             jitter_s: 0.0,
             missing_run: 0,
+            since_stretch: 0,
             stats: AudioJitterStats::default(),
         }
     }
@@ -106,14 +111,7 @@ impl AudioJitterBuffer {
     pub fn push(&mut self, timestamp: u32, payload: Bytes, now: Instant) {
         self.stats.packets += 1;
         let ts = self.extend(timestamp);
-        if self.next_ts.is_some_and(|next| ts < next) {
-            self.stats.late += 1;
-            return;
-        }
-        if self.held.contains_key(&ts) {
-            self.stats.duplicates += 1;
-            return;
-        }
+        // Every arrival (late ones above all) tells how uneven the network is.
         if let Some((prev_arrival, prev_ts)) = self.last_arrival {
             // RFC 3550 A.8: D = (arrival difference) - (timestamp difference), J += (|D| - J) / 16.
             let arrival = now.duration_since(prev_arrival).as_secs_f64()
@@ -123,6 +121,14 @@ impl AudioJitterBuffer {
             self.jitter_s += (d - self.jitter_s) / 16.0;
         }
         self.last_arrival = Some((now, ts));
+        if self.next_ts.is_some_and(|next| ts < next) {
+            self.stats.late += 1;
+            return;
+        }
+        if self.held.contains_key(&ts) {
+            self.stats.duplicates += 1;
+            return;
+        }
         self.highest_ts = Some(self.highest_ts.map_or(ts, |h| h.max(ts)));
         self.held.insert(ts, (payload, now));
         while self.held.len() > MAX_HELD {
@@ -161,6 +167,18 @@ impl AudioJitterBuffer {
             self.next_ts = Some(next + FRAME_TICKS);
             self.stats.dropped_for_latency += 1;
             return self.pop(now);
+        }
+        // Too little held for the jitter seen: play one concealed frame without advancing, which
+        // adds 20 ms of delay (NetEq's "expand"), so packets that come late still come in time.
+        // At most one in five frames, so that audio keeps moving while the delay grows.
+        self.since_stretch = self.since_stretch.saturating_add(1);
+        if self.since_stretch > 5
+            && self.buffered() + Duration::from_millis(20) <= self.target()
+            && self.held.contains_key(&next)
+        {
+            self.since_stretch = 0;
+            self.stats.stretched += 1;
+            return Playout::Conceal;
         }
         self.held.retain(|&ts, _| ts >= next);
         self.next_ts = Some(next + FRAME_TICKS);
@@ -209,7 +227,8 @@ mod tests {
         arrivals.sort();
         let mut out = Vec::new();
         let mut i = 0;
-        for tick in 0..frames + 20 {
+        // Until the last frame is due.
+        for tick in 0..=frames {
             let now = t0 + F * tick + Duration::from_millis(1);
             while i < arrivals.len() && arrivals[i].0 <= now {
                 let n = arrivals[i].1;

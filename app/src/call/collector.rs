@@ -29,6 +29,7 @@ pub struct Collector {
     started: Option<Instant>,
     encode_ms: Samples,
     decode_ms: Samples,
+    assembly_ms: Samples,
     video_latency_ms: Samples,
     psnr_db: Samples,
     audio_latency_ms: Samples,
@@ -94,12 +95,19 @@ impl Collector {
         self.send_rate.add(at, bytes as u64);
     }
 
+    /// An encoded frame the network side could not take in time.
+    pub fn frame_dropped_before_send(&mut self) {
+        self.stats.video_send.frames_dropped += 1;
+    }
+
     pub fn keyframe_request_received(&mut self) {
         self.stats.video_send.keyframe_requests_received += 1;
     }
 
-    pub fn video_frame_received(&mut self, bytes: usize) {
+    /// A complete frame left the assembler after `assembly` (first packet to last).
+    pub fn video_frame_received(&mut self, bytes: usize, assembly: Duration) {
         self.stats.video_recv.frames_received += 1;
+        self.assembly_ms.push(assembly.as_secs_f64() * 1000.0);
         let at = self.since_start(Instant::now());
         self.recv_rate.add(at, bytes as u64);
     }
@@ -160,6 +168,7 @@ impl Collector {
         stats.video_send.bitrate_kbps = self.send_rate.kbps();
         let r = &mut stats.video_recv;
         r.decode_ms = percentiles(&self.decode_ms.0);
+        r.assembly_ms = percentiles(&self.assembly_ms.0);
         r.latency_ms = percentiles(&self.video_latency_ms.0);
         r.psnr_db = percentiles(&self.psnr_db.0);
         r.freezes = self.freezes.freezes;
@@ -176,7 +185,8 @@ impl Collector {
         }
         stats.audio_recv.latency_ms = percentiles(&self.audio_latency_ms.0);
         let a = &mut stats.audio_recv;
-        let played = a.frames_decoded + a.frames_recovered_fec + a.frames_concealed;
+        let played =
+            a.frames_decoded + a.frames_recovered_fec + a.frames_concealed + a.frames_stretched;
         if played > 0 {
             a.concealed_ratio = a.frames_concealed as f64 / played as f64;
         }

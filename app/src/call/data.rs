@@ -128,7 +128,6 @@ pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
 /// A file being received: bytes go to a hidden `.part` file that becomes the real file only when
 /// size and hash match.
 pub struct IncomingFile {
-    pub id: u32,
     pub name: String,
     pub size: u64,
     sha256: String,
@@ -169,7 +168,6 @@ impl IncomingFile {
         let part = dir.join(format!(".{name}.{id}.part"));
         let out = File::create(&part).map_err(write_err)?;
         Ok(Self {
-            id,
             name,
             size,
             sha256: sha256.to_ascii_lowercase(),

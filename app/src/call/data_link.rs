@@ -479,9 +479,4 @@ impl DataLink {
             }
         }
     }
-
-    /// Transfers that have not finished (for deciding when a call may end).
-    pub fn busy(&self) -> bool {
-        !self.outgoing.is_empty() || !self.incoming.is_empty() || !self.queued_files.is_empty()
-    }
 }

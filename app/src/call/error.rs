@@ -10,14 +10,10 @@ pub enum CallError {
     RoomFull(String),
     #[error("the server refused: {0}")]
     Refused(String),
-    #[error("nobody joined room {room} within {secs} s")]
-    NoPeer { room: String, secs: u64 },
     #[error("could not connect to the other person (ICE failed){hint}")]
     IceFailed { hint: &'static str },
     #[error("WebRTC: {0}")]
     WebRtc(String),
-    #[error("{0}")]
-    Media(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

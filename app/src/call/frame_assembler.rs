@@ -40,8 +40,8 @@ struct Held {
 pub struct AssembledFrame {
     pub rtp_timestamp: u32,
     pub au: AccessUnit,
+    /// When its first packet arrived: release minus this is the time spent assembling.
     pub first_arrival: Instant,
-    pub packets: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +81,7 @@ pub struct FrameAssembler {
     max_wait: Duration,
     need_keyframe: bool,
     last_keyframe_request: Option<Instant>,
+    first_packet_at: Option<Instant>,
     stats: AssemblerStats,
 }
 
@@ -101,6 +102,7 @@ impl FrameAssembler {
             // Decoding can only start at a keyframe.
             need_keyframe: true,
             last_keyframe_request: None,
+            first_packet_at: None,
             stats: AssemblerStats::default(),
         }
     }
@@ -109,12 +111,14 @@ impl FrameAssembler {
         self.stats
     }
 
-    /// How long a gap waits for a retransmission: enough for a NACK round trip.
+    /// How long a gap waits for a retransmission: a few NACK rounds (sent every 20 ms) plus
+    /// round trips.
     pub fn set_rtt(&mut self, rtt: Duration) {
-        self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(20))
-            .clamp(Duration::from_millis(40), Duration::from_millis(400));
+        self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(60))
+            .clamp(Duration::from_millis(60), Duration::from_millis(500));
     }
 
+    #[cfg(test)]
     pub fn max_wait(&self) -> Duration {
         self.max_wait
     }
@@ -134,6 +138,7 @@ impl FrameAssembler {
     /// Takes one packet; returns what became ready.
     pub fn push(&mut self, packet: RtpIn, now: Instant) -> Vec<Event> {
         self.stats.packets += 1;
+        self.first_packet_at.get_or_insert(now);
         let ext = self.extend(packet.seq);
         if self.played.is_some_and(|p| ext <= p) {
             self.stats.late += 1;
@@ -183,8 +188,13 @@ impl FrameAssembler {
                 }
             }
         }
+        // At the start the first frame is normally a keyframe on its way: ask only once something
+        // was dropped, or when none has come within the wait.
+        let waited = self
+            .first_packet_at
+            .is_some_and(|t| now.duration_since(t) >= self.max_wait);
         if self.need_keyframe
-            && self.highest.is_some()
+            && (self.stats.frames_dropped > 0 || waited)
             && self
                 .last_keyframe_request
                 .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY)
@@ -204,6 +214,11 @@ impl FrameAssembler {
         let Some(head) = self.held.get(&start) else {
             return Head::Incomplete;
         };
+        // Before the first frame we do not know where the stream starts: the lowest packet held
+        // must at least begin a NAL unit (earlier packets may still be on their way).
+        if self.played.is_none() && !begins_nal_unit(&head.payload) {
+            return Head::Incomplete;
+        }
         let mut seq = start;
         loop {
             let packet = &self.held[&seq];
@@ -236,7 +251,6 @@ impl FrameAssembler {
                     rtp_timestamp,
                     au,
                     first_arrival,
-                    packets: packets.len(),
                 }));
             }
             Ok(_) => self.stats.frames_dropped += 1,
@@ -266,6 +280,15 @@ impl FrameAssembler {
         });
         self.stats.frames_dropped += dropped.len().max(1) as u64;
         self.need_keyframe = true;
+    }
+}
+
+/// Whether an H.264 RTP payload starts a NAL unit (single NAL, STAP-A, or the first FU-A).
+fn begins_nal_unit(payload: &[u8]) -> bool {
+    match payload.first().map(|h| h & 0x1F) {
+        Some(1..=24) => true,
+        Some(28) => payload.get(1).is_some_and(|fu| fu & 0x80 != 0),
+        _ => false,
     }
 }
 
@@ -332,7 +355,6 @@ mod tests {
         assert_eq!(frames(&out), vec![0, 3000]);
         assert_eq!(keyframe_requests(&out), 0);
         let Event::Frame(f) = &out[1] else { panic!() };
-        assert_eq!(f.packets, 3);
         assert_eq!(f.au.annexb, vec![0, 0, 0, 1, 0x61, 0, 1, 2]);
     }
 
@@ -371,7 +393,7 @@ mod tests {
     fn loss_gives_up_after_the_wait_then_waits_for_a_keyframe() {
         let t0 = Instant::now();
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(20)); // max_wait 70 ms
+        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
         assert_eq!(a.max_wait(), Duration::from_millis(70));
         a.push(frame(1, 0, 1, true).remove(0), t0);
         let mut second = frame(2, 3000, 3, false);

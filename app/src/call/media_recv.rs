@@ -3,7 +3,7 @@
 //! hands them to the `VideoOut`. Audio: a task fills the audio jitter buffer, and a named thread
 //! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,10 +29,12 @@ pub trait VideoOut: Send + Sync {
 /// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
 const DECODE_QUEUE: usize = 8;
 
+/// `rtt_us`: the latest round-trip time (0 until known), which sets how long a gap waits for NACK.
 pub fn spawn_video(
     track: Arc<dyn TrackRemote>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
+    rtt_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
     let (frame_tx, frame_rx) = sync_channel::<AssembledFrame>(DECODE_QUEUE);
@@ -48,13 +50,16 @@ pub fn spawn_video(
         }
     }
     tokio::spawn(async move {
-        let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+        // The SSRC keyframe requests name: the one the packets carry.
+        let mut media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
         let mut assembler = FrameAssembler::new();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         loop {
             let events = tokio::select! {
                 event = track.poll() => match event {
-                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => assembler.push(
+                    Some(TrackRemoteEvent::OnRtpPacket(packet)) => {
+                        media_ssrc = packet.header.ssrc;
+                        assembler.push(
                         RtpIn {
                             seq: packet.header.sequence_number,
                             timestamp: packet.header.timestamp,
@@ -62,13 +67,18 @@ pub fn spawn_video(
                             payload: packet.payload,
                         },
                         Instant::now(),
-                    ),
+                    )
+                    }
                     Some(TrackRemoteEvent::OnEnded) | None => break,
                     Some(_) => continue,
                 },
                 _ = tick.tick() => {
                     if stop.load(Ordering::Relaxed) {
                         break;
+                    }
+                    let rtt = rtt_us.load(Ordering::Relaxed);
+                    if rtt > 0 {
+                        assembler.set_rtt(Duration::from_micros(rtt));
                     }
                     let mut events = assembler.poll(Instant::now());
                     if need_keyframe.swap(false, Ordering::Relaxed) {
@@ -85,7 +95,10 @@ pub fn spawn_video(
             for event in events {
                 match event {
                     Event::Frame(frame) => {
-                        stats.lock().video_frame_received(frame.au.annexb.len());
+                        stats.lock().video_frame_received(
+                            frame.au.annexb.len(),
+                            frame.first_arrival.elapsed(),
+                        );
                         match frame_tx.try_send(frame) {
                             Ok(()) => {}
                             Err(TrySendError::Full(_)) => {
@@ -134,6 +147,7 @@ fn decode_loop(
                     capture_ts_us: clock::now_us(),
                     ..picture
                 };
+                tracing::trace!(rtp_timestamp = frame.rtp_timestamp, "decoded");
                 stats.lock().frame_decoded(&picture, started.elapsed());
                 out.frame(&picture);
             }
@@ -194,7 +208,7 @@ pub fn spawn_audio(
                     let samples = &pcm[..n];
                     let play_us = clock::now_us();
                     if let Err(err) = sink.write(samples) {
-                        tracing::warn!(%err, "the speaker failed; remote audio is off");
+                        tracing::warn!(%err, speaker = sink.name(), "the speaker failed; remote audio is off");
                         break;
                     }
                     let mut c = stats.lock();
@@ -212,7 +226,8 @@ pub fn spawn_audio(
                     a.packets_received = s.packets;
                     a.frames_decoded = s.played;
                     a.frames_recovered_fec = s.recovered;
-                    a.frames_concealed = s.concealed;
+                                    a.frames_concealed = s.concealed;
+                a.frames_stretched = s.stretched;
                     a.jitter_buffer_ms = s.target_ms;
                 }
                 if let Err(err) = sink.finish() {

@@ -4,7 +4,7 @@
 //! encodes Opus, and a task writes them. Hand-over queues are bounded: when the network side falls
 //! behind, frames are dropped (and counted), never queued without end.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ pub type PipelineErrors = mpsc::UnboundedSender<String>;
 pub struct Pipeline {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    pub dropped: Arc<AtomicU64>,
 }
 
 impl Pipeline {
@@ -109,13 +108,12 @@ pub fn start_video(
     errors: PipelineErrors,
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
-    let dropped = Arc::new(AtomicU64::new(0));
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
     spawn_writer(out.clone(), rx);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
-        let (stop, dropped) = (stop.clone(), dropped.clone());
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("video-encode".into())
             .spawn(move || {
@@ -169,7 +167,7 @@ pub fn start_video(
                         at,
                     };
                     if tx.try_send(item).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                        stats.lock().frame_dropped_before_send();
                         // The receiver will miss a reference frame: start over from a keyframe.
                         keyframe.store(true, Ordering::Relaxed);
                     }
@@ -180,7 +178,6 @@ pub fn start_video(
     Pipeline {
         stop,
         thread: Some(thread),
-        dropped,
     }
 }
 
@@ -193,11 +190,10 @@ pub fn start_audio(
     errors: PipelineErrors,
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
-    let dropped = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Encoded>(8);
     spawn_writer(out, rx);
     let thread = {
-        let (stop, dropped) = (stop.clone(), dropped.clone());
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("audio-send".into())
             .spawn(move || {
@@ -233,7 +229,7 @@ pub fn start_audio(
                         at,
                     };
                     if tx.try_send(item).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!("dropped an audio frame: the network side is behind");
                     }
                 }
             })
@@ -242,6 +238,5 @@ pub fn start_audio(
     Pipeline {
         stop,
         thread: Some(thread),
-        dropped,
     }
 }

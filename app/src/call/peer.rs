@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_protocol::IceServer;
-use rtc::interceptor::Slot;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
 };
@@ -119,6 +121,9 @@ impl NetworkSettings {
 
 pub type Peer = Arc<dyn PeerConnection>;
 
+/// How often missing video packets are asked for again.
+pub const NACK_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Data channels are sent in bounded chunks; `send` waits once this much is buffered.
 const DATA_CHANNEL_BUFFER: usize = 1024 * 1024;
 
@@ -131,7 +136,6 @@ pub async fn build(
         RTCRtpCodecParameters {
             rtp_codec: h264_codec(),
             payload_type: 102,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )?;
@@ -139,14 +143,34 @@ pub async fn build(
         RTCRtpCodecParameters {
             rtp_codec: opus_codec(),
             payload_type: 111,
-            ..Default::default()
         },
         RtpCodecKind::Audio,
     )?;
-    let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
-        Slot::from(keyframe_forwarder::SLOT),
-        KeyframeForwarder::default(),
-    );
+    // register_default_interceptors' set, but with NACKs every 20 ms instead of 100 ms: a lost
+    // video packet is asked for again quickly, so the frame it belongs to is late, not lost.
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = Registry::new()
+        .with(Slot::NackResponder, NackResponderBuilder::new().build())
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_interval(NACK_INTERVAL)
+                .build(),
+        )
+        .with(
+            Slot::from(keyframe_forwarder::SLOT),
+            KeyframeForwarder::default(),
+        );
+    let registry = configure_rtcp_reports(registry);
+    let registry = configure_twcc_receiver_only(registry, &mut media)?;
 
     let ice_servers = settings
         .ice_servers

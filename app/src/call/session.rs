@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,10 @@ pub enum SessionEvent {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    dead_code,
+    reason = "AcceptFile, DeclineFile and SetMicMuted come from the window"
+)]
 pub enum SessionCommand {
     Chat(String),
     SendFile(PathBuf),
@@ -388,6 +392,8 @@ async fn run(
     let (error_tx, mut error_rx) = mpsc::unbounded_channel::<String>();
     let stop_receivers = Arc::new(AtomicBool::new(false));
     let mic_muted = Arc::new(AtomicBool::new(false));
+    let rtt_us = Arc::new(AtomicU64::new(0));
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut pipelines: Vec<Pipeline> = Vec::new();
     let mut speaker = Some(std::mem::replace(
         &mut io.speaker,
@@ -512,7 +518,7 @@ async fn run(
                     }
                 }
                 Some(PeerEvent::Track(track)) => match track.kind().await {
-                    RtpCodecKind::Video => media_recv::spawn_video(track, io.video_out.clone(), stats.clone(), stop_receivers.clone()),
+                    RtpCodecKind::Video => media_recv::spawn_video(track, io.video_out.clone(), stats.clone(), rtt_us.clone(), stop_receivers.clone()),
                     RtpCodecKind::Audio => {
                         if let Some(sink) = speaker.take() {
                             media_recv::spawn_audio(track, sink, stats.clone(), stop_receivers.clone());
@@ -540,6 +546,13 @@ async fn run(
                 }
             }
             Some(message) = error_rx.recv() => call.emit(SessionEvent::Warning(message)).await,
+            _ = stats_tick.tick(), if ever_connected => {
+                fill_ice_stats(&pc, &stats).await;
+                let rtt_ms = stats.lock().stats.ice.rtt_ms;
+                if let Some(rtt_ms) = rtt_ms {
+                    rtt_us.store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
+                }
+            }
             command = commands.recv() => match command {
                 Some(SessionCommand::Chat(text)) => link.chat(text).await,
                 Some(SessionCommand::SendFile(path)) => {

@@ -27,6 +27,8 @@ pub struct VideoSendStats {
     pub frames_encoded: u64,
     pub keyframes: u64,
     pub keyframe_requests_received: u64,
+    /// Encoded frames dropped because the network side fell behind.
+    pub frames_dropped: u64,
     pub bitrate_kbps: f64,
     pub encode_ms: Percentiles,
     pub width: u32,
@@ -57,6 +59,8 @@ pub struct VideoRecvStats {
     pub latency_ms: Percentiles,
     pub psnr_db: Percentiles,
     pub decode_ms: Percentiles,
+    /// From a frame's first packet to its last (waits for reordered or retransmitted packets).
+    pub assembly_ms: Percentiles,
     pub stamped_frames: u64,
     /// Frames missing between the first and last stamp index seen.
     pub frames_lost: u64,
@@ -75,6 +79,8 @@ pub struct AudioRecvStats {
     pub frames_decoded: u64,
     pub frames_recovered_fec: u64,
     pub frames_concealed: u64,
+    /// Concealed frames inserted to grow the jitter buffer (not losses).
+    pub frames_stretched: u64,
     pub concealed_ratio: f64,
     pub latency_ms: Percentiles,
     pub jitter_buffer_ms: f64,

@@ -117,6 +117,7 @@ impl Y4mSource {
         Ok(source)
     }
 
+    #[cfg(test)]
     pub fn header(&self) -> Y4mHeader {
         self.header
     }
@@ -219,9 +220,9 @@ impl Y4mWriter {
         let result = match self.size {
             None => {
                 self.size = Some(size);
-                write!(
+                writeln!(
                     self.out,
-                    "YUV4MPEG2 W{} H{} F{}:1 Ip A1:1 C420jpeg\n",
+                    "YUV4MPEG2 W{} H{} F{}:1 Ip A1:1 C420jpeg",
                     frame.width, frame.height, self.fps
                 )
                 .and_then(|()| self.write_frame(frame))

@@ -10,30 +10,17 @@ pub const BLOCK_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 100;
 /// Samples in one 20 ms Opus frame.
 pub const FRAME_SAMPLES: usize = 2 * BLOCK_SAMPLES;
 
-/// A stretch of mono audio and the wall-clock time of its first sample.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AudioBlock {
-    pub samples: Vec<f32>,
-    pub capture_ts_us: u64,
-}
-
 /// Root-mean-square level in dBFS (-inf for silence).
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the microphone level meter uses it")
+)]
 pub fn rms_dbfs(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return f64::NEG_INFINITY;
     }
     let energy: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
     10.0 * (energy / samples.len() as f64).log10()
-}
-
-/// Converts to 16-bit PCM with saturation.
-pub fn to_i16(samples: &[f32], out: &mut Vec<i16>) {
-    out.clear();
-    out.extend(
-        samples
-            .iter()
-            .map(|&s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16),
-    );
 }
 
 #[cfg(test)]
@@ -45,8 +32,5 @@ mod tests {
         assert_eq!(rms_dbfs(&[]), f64::NEG_INFINITY);
         assert!((rms_dbfs(&[1.0, -1.0]) - 0.0).abs() < 1e-9);
         assert!((rms_dbfs(&[0.5; 10]) + 6.0206).abs() < 1e-3);
-        let mut pcm = Vec::new();
-        to_i16(&[2.0, -2.0, 0.5], &mut pcm);
-        assert_eq!(pcm, vec![32767, -32767, 16384]);
     }
 }

@@ -11,5 +11,5 @@ pub mod resample;
 pub mod stamp;
 pub mod test_signal;
 
-pub use audio::{AudioBlock, SAMPLE_RATE_HZ};
+pub use audio::SAMPLE_RATE_HZ;
 pub use frame::VideoFrame;
