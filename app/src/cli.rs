@@ -22,6 +22,12 @@ pub enum Command {
     Join(JoinArgs),
     /// Run the signaling server that matches room codes and relays SDP and ICE candidates.
     Serve(ServeArgs),
+    /// List cameras (with their formats), microphones, speakers, screens and windows.
+    Devices {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A video size like 1280x720.
@@ -81,6 +87,21 @@ pub struct JoinArgs {
     /// Speaker: a device name or index, `file:PATH.wav`, or `null`.
     #[arg(long, value_name = "SPEC", default_value = "default")]
     pub speaker: String,
+    /// Share a screen instead of the camera: a screen index or name, or `window:TITLE`.
+    #[arg(long, value_name = "SPEC")]
+    pub screen: Option<String>,
+    /// Turn off echo cancellation.
+    #[arg(long)]
+    pub no_aec: bool,
+    /// Turn off noise suppression.
+    #[arg(long)]
+    pub no_ns: bool,
+    /// Turn off automatic gain control.
+    #[arg(long)]
+    pub no_agc: bool,
+    /// Turn off the high-pass filter.
+    #[arg(long)]
+    pub no_hpf: bool,
     /// Size of the video you send.
     #[arg(long, value_name = "WxH", default_value = "1280x720")]
     pub video_size: VideoSize,

@@ -17,6 +17,7 @@ use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfi
 use crate::capture::y4m::Y4mWriter;
 use crate::capture::{self, AudioSink, CaptureError, VideoSpec};
 use crate::cli::{parse_ice_server, JoinArgs};
+use crate::codec::apm::ApmSettings;
 use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
 use crate::media::VideoFrame;
 
@@ -102,12 +103,25 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         eprintln!("confab: {err}; continuing without microphone");
         None
     });
-    let speaker_spec = if args.speaker == "default" {
-        "null"
-    } else {
-        args.speaker.as_str()
+    let mut speaker: Box<dyn AudioSink> = match capture::open_speaker(&args.speaker) {
+        Ok(speaker) => speaker,
+        // No speaker is no reason to miss the call: the other person is still heard by the stats.
+        Err(err) if args.speaker == "default" => {
+            eprintln!("confab: {err}; continuing without a speaker");
+            Box::new(capture::wav::NullSink)
+        }
+        Err(err) => return Err(err.into()),
     };
-    let mut speaker: Box<dyn AudioSink> = capture::open_speaker(speaker_spec)?;
+    let screen = match &args.screen {
+        Some(spec) => match capture::open_screen(spec, capture::screen::DEFAULT_FPS) {
+            Ok(source) => Some(source),
+            Err(err) => {
+                eprintln!("confab: {err}; continuing without screen sharing");
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(path) = &args.record_audio {
         speaker = Box::new(Tee(speaker, Box::new(capture::wav::WavSink::create(path)?)));
     }
@@ -139,6 +153,12 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
             screen: false,
         },
         audio_bitrate_bps: 32_000,
+        apm: ApmSettings {
+            echo_cancellation: !args.no_aec,
+            noise_suppression: !args.no_ns,
+            gain_control: !args.no_agc,
+            high_pass_filter: !args.no_hpf,
+        },
         receive_dir: args.receive_dir.clone().unwrap_or_else(default_receive_dir),
         auto_accept_files: true,
         eager_offer: args.eager_offer,
@@ -147,6 +167,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         camera,
         mic,
         speaker,
+        screen,
         video_out: video_out.clone(),
     };
 
@@ -206,6 +227,7 @@ async fn drive(
                 }
                 Some(SessionEvent::Connected { .. }) => eprintln!("confab: connected again"),
                 Some(SessionEvent::Reconnecting) => eprintln!("confab: connection lost; reconnecting"),
+                Some(SessionEvent::ScreenSharing(on)) => eprintln!("confab: screen sharing {}", if on { "on" } else { "off" }),
                 Some(SessionEvent::PeerLeft) => eprintln!("confab: the other person left"),
                 Some(SessionEvent::Data(LinkNotice::Chat(text))) => eprintln!("confab: chat: {text}"),
                 Some(SessionEvent::Data(LinkNotice::FileDone(file))) => {

@@ -4,6 +4,7 @@ mod call;
 mod capture;
 mod cli;
 mod codec;
+mod devices;
 mod join;
 mod media;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Join(args)) => join::run(args),
+        Some(Command::Devices { json }) => devices::run(json),
         None => Err(anyhow::anyhow!(
             "the app window is not built yet; see `confab --help`"
         )),

@@ -12,6 +12,7 @@ mod hub;
 mod rate_limit;
 mod server;
 pub mod turn;
+mod web;
 
 pub use config::{ConfigError, ServeArgs, ServerConfig};
 pub use hub::Hub;

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::connection::serve_socket;
+use crate::web;
 use crate::{Hub, ServerConfig};
 
 /// Frames above this size are refused by the WebSocket layer itself (close 1009); up to it, the
@@ -153,6 +154,11 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
+        // The web client, so a browser can join a room from a link.
+        .route("/", get(web::index))
+        .route("/join/{code}", get(web::index))
+        .route("/confab.js", get(web::script))
+        .route("/style.css", get(web::style))
         .with_state(state)
 }
 

@@ -222,6 +222,49 @@ async fn healthz_reports_rooms_and_peers() {
     server.shutdown().await.unwrap();
 }
 
+async fn http_get(server: &RunningServer, path: &str) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn the_web_client_is_served() {
+    let server = start(|_| {}).await;
+    for (path, content_type, marker) in [
+        ("/", "text/html", "<script src=\"/confab.js\">"),
+        (
+            "/join/kfq-wmzt-pxd",
+            "text/html",
+            "<script src=\"/confab.js\">",
+        ),
+        ("/confab.js", "text/javascript", "PROTOCOL_VERSION = 1"),
+        ("/style.css", "text/css", "{"),
+    ] {
+        let response = http_get(&server, path).await;
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{path}: {response:.200}"
+        );
+        assert!(
+            response
+                .to_lowercase()
+                .contains(&format!("content-type: {content_type}")),
+            "{path}"
+        );
+        assert!(response.contains(marker), "{path} lacks {marker:?}");
+    }
+    assert!(http_get(&server, "/nothing-here")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn tls_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();

@@ -106,6 +106,8 @@ impl Server {
     }
 }
 
+pub mod services;
+
 /// A finished `confab join`.
 pub struct Outcome {
     pub status: ExitStatus,
@@ -123,6 +125,18 @@ pub struct Peer {
 impl Peer {
     /// Starts `confab join ROOM --headless --server URL` with `args`; stats go to `dir`.
     pub fn start(dir: &Path, name: &str, server: &str, room: &str, args: &[&str]) -> Self {
+        Self::start_with_env(dir, name, server, room, args, &[])
+    }
+
+    /// Like `start`, with extra environment variables (a display, an audio server).
+    pub fn start_with_env(
+        dir: &Path,
+        name: &str,
+        server: &str,
+        room: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         let stderr_path = dir.join(format!("{name}.stderr"));
         let stats_path = dir.join(format!("{name}.json"));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
@@ -139,6 +153,7 @@ impl Peer {
             .arg("--stats-json")
             .arg(&stats_path)
             .args(args)
+            .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

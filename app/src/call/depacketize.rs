@@ -48,7 +48,10 @@ pub fn depacketize<'a>(
         out.extend_from_slice(nal);
     };
     for payload in payloads {
-        let &header = payload.first().ok_or(DepacketizeError::Empty)?;
+        // Padding-only packets carry nothing.
+        let Some(&header) = payload.first() else {
+            continue;
+        };
         match header & 0x1F {
             1..=23 => {
                 if in_fu {

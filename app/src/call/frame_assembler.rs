@@ -63,11 +63,16 @@ pub struct AssemblerStats {
     /// Given up (missing packets), malformed, or undecodable while waiting for a keyframe.
     pub frames_dropped: u64,
     pub keyframe_requests: u64,
+    /// Packets without payload (padding), skipped.
+    pub padding: u64,
 }
 
 enum Head {
     Empty,
     Incomplete,
+    /// A packet with no payload (bandwidth-probing padding, which browsers send): it only uses
+    /// up a sequence number.
+    Padding(u64),
     /// The frame occupies extended sequence numbers start..=end.
     Ready(u64, u64),
 }
@@ -177,6 +182,11 @@ impl FrameAssembler {
                     self.stall_since = None;
                     self.release(start, end, &mut events);
                 }
+                Head::Padding(seq) => {
+                    self.held.remove(&seq);
+                    self.played = Some(seq);
+                    self.stats.padding += 1;
+                }
                 Head::Incomplete => {
                     let since = *self.stall_since.get_or_insert(now);
                     if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
@@ -214,6 +224,9 @@ impl FrameAssembler {
         let Some(head) = self.held.get(&start) else {
             return Head::Incomplete;
         };
+        if head.payload.is_empty() {
+            return Head::Padding(start);
+        }
         // Before the first frame we do not know where the stream starts: the lowest packet held
         // must at least begin a NAL unit (earlier packets may still be on their way).
         if self.played.is_none() && !begins_nal_unit(&head.payload) {
@@ -474,6 +487,31 @@ mod tests {
         let out = a.push(bad, t0);
         assert!(frames(&out).is_empty());
         assert_eq!(keyframe_requests(&out), 1);
+    }
+
+    #[test]
+    fn padding_packets_are_skipped_not_mistaken_for_frames() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let pad = |seq: u16, ts: u32| RtpIn {
+            seq,
+            timestamp: ts,
+            marker: false,
+            payload: Bytes::new(),
+        };
+        let mut out = Vec::new();
+        // Padding before the first frame, between frames, and after the last.
+        out.extend(a.push(pad(9, 0), t0));
+        out.extend(a.push(frame(10, 0, 2, true).remove(0), t0));
+        out.extend(a.push(frame(10, 0, 2, true).remove(1), t0));
+        out.extend(a.push(pad(12, 0), t0));
+        out.extend(a.push(pad(13, 0), t0));
+        out.extend(a.push(frame(14, 3000, 1, false).remove(0), t0));
+        out.extend(a.push(pad(15, 3000), t0));
+        assert_eq!(frames(&out), vec![0, 3000]);
+        assert_eq!(keyframe_requests(&out), 0);
+        assert_eq!(a.stats().frames_dropped, 0);
+        assert_eq!(a.stats().padding, 4);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
 use crate::capture::{AudioSink, Pacer};
+use crate::codec::apm::AudioProcessor;
 use crate::codec::h264::H264Decoder;
 use crate::codec::opus::OpusDecoder;
 use crate::media::audio::FRAME_SAMPLES;
@@ -160,9 +161,11 @@ fn decode_loop(
     }
 }
 
+/// `apm`: the call's echo canceller, told about everything played (its far end).
 pub fn spawn_audio(
     track: Arc<dyn TrackRemote>,
     mut sink: Box<dyn AudioSink>,
+    apm: Option<Arc<AudioProcessor>>,
     stats: StatsHandle,
     stop: Arc<AtomicBool>,
 ) {
@@ -206,7 +209,10 @@ pub fn spawn_audio(
                         }
                     };
                     let samples = &pcm[..n];
-                    let play_us = clock::now_us();
+                if let Some(apm) = &apm {
+                    apm.render(samples);
+                }
+                let play_us = clock::now_us();
                     if let Err(err) = sink.write(samples) {
                         tracing::warn!(%err, speaker = sink.name(), "the speaker failed; remote audio is off");
                         break;

@@ -18,6 +18,7 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
 use crate::capture::{AudioSource, VideoSource};
+use crate::codec::apm::AudioProcessor;
 use crate::codec::h264::{EncoderSettings, H264Encoder};
 use crate::codec::opus::OpusEncoder;
 use crate::media::audio::FRAME_SAMPLES;
@@ -100,16 +101,30 @@ fn spawn_keyframe_listener(
     });
 }
 
+/// Changes what the video pipeline sends, without touching the track (so no renegotiation).
+pub enum VideoControl {
+    /// Send from this source now (screen sharing starts); the current one waits underneath.
+    Push(Box<dyn VideoSource>, EncoderSettings),
+    /// Go back to the source underneath (screen sharing stops); with none, send nothing.
+    Pop,
+}
+
+/// The video send pipeline and its control channel.
+pub struct VideoPipeline {
+    pub pipeline: Pipeline,
+    pub control: std::sync::mpsc::Sender<VideoControl>,
+}
+
 pub fn start_video(
-    mut source: Box<dyn VideoSource>,
-    settings: EncoderSettings,
+    initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
     out: TrackOut,
     stats: StatsHandle,
     errors: PipelineErrors,
-) -> Pipeline {
+) -> VideoPipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
+    let (control, control_rx) = std::sync::mpsc::channel::<VideoControl>();
     spawn_writer(out.clone(), rx);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
@@ -117,23 +132,58 @@ pub fn start_video(
         std::thread::Builder::new()
             .name("video-encode".into())
             .spawn(move || {
-                let mut encoder = match H264Encoder::new(settings) {
-                    Ok(e) => e,
-                    Err(err) => {
-                        let _ = errors.send(format!("video is off: {err}"));
-                        return;
-                    }
-                };
+                // The sources, newest on top; only the top one is read.
+                let mut stack = initial;
+                let mut encoder: Option<H264Encoder> = None;
                 let mut last_capture: Option<u64> = None;
-                let frame_interval = Duration::from_secs_f32(1.0 / settings.max_fps.max(1.0));
+                let apply =
+                    |msg: VideoControl,
+                     stack: &mut Vec<(Box<dyn VideoSource>, EncoderSettings)>| {
+                        match msg {
+                            VideoControl::Push(source, settings) => stack.push((source, settings)),
+                            VideoControl::Pop => drop(stack.pop()),
+                        }
+                    };
                 while !stop.load(Ordering::Relaxed) {
+                    loop {
+                        match control_rx.try_recv() {
+                            Ok(msg) => {
+                                apply(msg, &mut stack);
+                                // A new encoder for the new source: it starts with a keyframe
+                                // and may use other settings (screen content).
+                                encoder = None;
+                            }
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                        }
+                    }
+                    let Some((source, settings)) = stack.last_mut() else {
+                        match control_rx.recv_timeout(Duration::from_millis(100)) {
+                            Ok(msg) => apply(msg, &mut stack),
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                        continue;
+                    };
                     let frame = match source.next_frame() {
                         Ok(frame) => frame,
                         Err(err) => {
-                            let _ = errors
-                                .send(format!("video is off: {} failed: {err}", source.name()));
-                            return;
+                            let _ = errors.send(format!("{} stopped: {err}", source.name()));
+                            // Fall back to what was sent before (the camera, after a screen).
+                            stack.pop();
+                            encoder = None;
+                            continue;
                         }
+                    };
+                    let encoder = match &mut encoder {
+                        Some(e) => e,
+                        None => match H264Encoder::new(*settings) {
+                            Ok(e) => encoder.insert(e),
+                            Err(err) => {
+                                let _ = errors.send(format!("video is off: {err}"));
+                                return;
+                            }
+                        },
                     };
                     stats.lock().frame_captured();
                     if keyframe.swap(false, Ordering::Relaxed) {
@@ -156,6 +206,7 @@ pub fn start_video(
                         frame.height,
                     );
                     // RTP time advances by the capture interval, so skipped frames keep the clock.
+                    let frame_interval = Duration::from_secs_f32(1.0 / settings.max_fps.max(1.0));
                     let duration = last_capture
                         .map(|prev| Duration::from_micros(frame.capture_ts_us.saturating_sub(prev)))
                         .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
@@ -175,9 +226,12 @@ pub fn start_video(
             })
             .expect("invariant: the OS can start a thread")
     };
-    Pipeline {
-        stop,
-        thread: Some(thread),
+    VideoPipeline {
+        pipeline: Pipeline {
+            stop,
+            thread: Some(thread),
+        },
+        control,
     }
 }
 
@@ -185,6 +239,7 @@ pub fn start_audio(
     mut source: Box<dyn AudioSource>,
     bitrate_bps: i32,
     muted: Arc<AtomicBool>,
+    apm: Option<Arc<AudioProcessor>>,
     out: TrackOut,
     stats: StatsHandle,
     errors: PipelineErrors,
@@ -211,6 +266,10 @@ pub fn start_audio(
                             errors.send(format!("audio is off: {} failed: {err}", source.name()));
                         return;
                     }
+                    // Echo cancellation, noise suppression, gain control, high-pass.
+                    if let Some(apm) = &apm {
+                        apm.capture(&mut block);
+                    }
                     if muted.load(Ordering::Relaxed) {
                         block.fill(0.0);
                     }
@@ -222,7 +281,17 @@ pub fn start_audio(
                             return;
                         }
                     };
-                    stats.lock().audio_encoded();
+                    let mut c = stats.lock();
+                    c.audio_encoded();
+                    if let Some(apm) = apm
+                        .as_ref()
+                        .filter(|_| c.stats.audio_send.frames_encoded.is_multiple_of(50))
+                    {
+                        let (erle, delay) = apm.echo_stats();
+                        c.stats.audio_send.aec_erle_db = erle;
+                        c.stats.audio_send.aec_delay_ms = delay;
+                    }
+                    drop(c);
                     let item = Encoded {
                         data,
                         duration: Duration::from_millis(20),

@@ -28,13 +28,15 @@ use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
 use super::media_recv::{self, VideoOut};
-use super::media_send::{self, Pipeline, TrackOut};
+use super::media_send::{self, Pipeline, TrackOut, VideoControl, VideoPipeline};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::security_code;
 use super::signaling_client::{Joined, SignalingClient};
 use super::CallError;
+use crate::capture::{self, screen};
 use crate::capture::{AudioSink, AudioSource, VideoSource};
-use crate::codec::h264::EncoderSettings;
+use crate::codec::apm::{ApmSettings, AudioProcessor};
+use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
 
 /// How to place the call.
 #[derive(Debug, Clone)]
@@ -48,6 +50,7 @@ pub struct SessionConfig {
     pub bind: Vec<SocketAddr>,
     pub video: EncoderSettings,
     pub audio_bitrate_bps: i32,
+    pub apm: ApmSettings,
     pub receive_dir: PathBuf,
     pub auto_accept_files: bool,
     /// Offer as soon as the other person joins, even when they will offer too (tests glare).
@@ -59,6 +62,8 @@ pub struct MediaIo {
     pub camera: Option<Box<dyn VideoSource>>,
     pub mic: Option<Box<dyn AudioSource>>,
     pub speaker: Box<dyn AudioSink>,
+    /// A screen to share from the start (`--screen`), sent instead of the camera.
+    pub screen: Option<Box<dyn VideoSource>>,
     pub video_out: Arc<dyn VideoOut>,
 }
 
@@ -76,6 +81,7 @@ pub enum SessionEvent {
     },
     /// The connection dropped; ICE is trying to get it back.
     Reconnecting,
+    ScreenSharing(bool),
     PeerLeft,
     Data(LinkNotice),
     Warning(String),
@@ -92,6 +98,8 @@ pub enum SessionCommand {
     AcceptFile(u32),
     DeclineFile(u32),
     SetMicMuted(bool),
+    /// Start sharing this screen (`0`, a name, or `window:TITLE`), or stop with `None`.
+    ShareScreen(Option<String>),
     Hangup,
 }
 
@@ -265,6 +273,17 @@ fn candidate_payload(c: RTCIceCandidateInit) -> SignalPayload {
     }
 }
 
+/// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
+/// bits a full-HD screen of text needs.
+fn screen_settings(camera: EncoderSettings) -> EncoderSettings {
+    let (w, h) = screen::MAX_SIZE;
+    EncoderSettings {
+        bitrate_bps: default_bitrate_bps(w, h, screen::DEFAULT_FPS).max(camera.bitrate_bps),
+        max_fps: screen::DEFAULT_FPS as f32,
+        screen: true,
+    }
+}
+
 /// Whether we sent an offer that is not answered yet (signaling state "have-local-offer").
 async fn has_local_offer(pc: &Peer) -> bool {
     pc.pending_local_description()
@@ -357,18 +376,9 @@ async fn run(
     let (peer_tx, mut peer_rx) = mpsc::channel::<PeerEvent>(256);
     let pc = peer::build(&network, peer_tx).await?;
 
-    let video_track = match io.camera {
-        Some(_) => Some(add_local_track(&pc, RtpCodecKind::Video).await?),
-        None => {
-            let init = RTCRtpTransceiverInit {
-                direction: RTCRtpTransceiverDirection::Recvonly,
-                ..Default::default()
-            };
-            pc.add_transceiver_from_kind(RtpCodecKind::Video, Some(init))
-                .await?;
-            None
-        }
-    };
+    // Always a video track to send on, even without a camera: screen sharing can start any time
+    // and must not need a renegotiation.
+    let video_track = add_local_track(&pc, RtpCodecKind::Video).await?;
     let audio_track = match io.mic {
         Some(_) => Some(add_local_track(&pc, RtpCodecKind::Audio).await?),
         None => {
@@ -395,6 +405,22 @@ async fn run(
     let rtt_us = Arc::new(AtomicU64::new(0));
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut pipelines: Vec<Pipeline> = Vec::new();
+    let mut video: Option<VideoPipeline> = None;
+    // Echo cancellation and friends, shared by the send (capture) and playout (render) threads.
+    let apm = match (&io.mic, config.apm.any()) {
+        (Some(_), true) => match AudioProcessor::new(config.apm) {
+            Ok(apm) => Some(Arc::new(apm)),
+            Err(err) => {
+                let _ = events
+                    .send(SessionEvent::Warning(format!(
+                        "{err}; audio goes out unprocessed"
+                    )))
+                    .await;
+                None
+            }
+        },
+        _ => None,
+    };
     let mut speaker = Some(std::mem::replace(
         &mut io.speaker,
         Box::new(crate::capture::wav::NullSink),
@@ -484,15 +510,23 @@ async fn run(
                                     let mut c = stats.lock();
                                     c.stats.ms_to.ice_connected = Some(c.ms_now());
                                 }
-                                if let (Some(source), Some(track)) = (io.camera.take(), &video_track) {
-                                    match track_out(&pc, track).await {
-                                        Some(out) => pipelines.push(media_send::start_video(source, config.video, out, stats.clone(), error_tx.clone())),
-                                        None => call.emit(SessionEvent::Warning("video could not be negotiated".into())).await,
+                                match track_out(&pc, &video_track).await {
+                                    Some(out) => {
+                                        let mut initial = Vec::new();
+                                        if let Some(camera) = io.camera.take() {
+                                            initial.push((camera, config.video));
+                                        }
+                                        if let Some(screen) = io.screen.take() {
+                                            initial.push((screen, screen_settings(config.video)));
+                                            call.emit(SessionEvent::ScreenSharing(true)).await;
+                                        }
+                                        video = Some(media_send::start_video(initial, out, stats.clone(), error_tx.clone()));
                                     }
+                                    None => call.emit(SessionEvent::Warning("video could not be negotiated".into())).await,
                                 }
                                 if let (Some(source), Some(track)) = (io.mic.take(), &audio_track) {
                                     match track_out(&pc, track).await {
-                                        Some(out) => pipelines.push(media_send::start_audio(source, config.audio_bitrate_bps, mic_muted.clone(), out, stats.clone(), error_tx.clone())),
+                                        Some(out) => pipelines.push(media_send::start_audio(source, config.audio_bitrate_bps, mic_muted.clone(), apm.clone(), out, stats.clone(), error_tx.clone())),
                                         None => call.emit(SessionEvent::Warning("audio could not be negotiated".into())).await,
                                     }
                                 }
@@ -521,7 +555,7 @@ async fn run(
                     RtpCodecKind::Video => media_recv::spawn_video(track, io.video_out.clone(), stats.clone(), rtt_us.clone(), stop_receivers.clone()),
                     RtpCodecKind::Audio => {
                         if let Some(sink) = speaker.take() {
-                            media_recv::spawn_audio(track, sink, stats.clone(), stop_receivers.clone());
+                            media_recv::spawn_audio(track, sink, apm.clone(), stats.clone(), stop_receivers.clone());
                         }
                     }
                     _ => {}
@@ -567,6 +601,30 @@ async fn run(
                 }
                 Some(SessionCommand::DeclineFile(id)) => link.decline(id).await,
                 Some(SessionCommand::SetMicMuted(muted)) => mic_muted.store(muted, Ordering::Relaxed),
+                Some(SessionCommand::ShareScreen(spec)) => {
+                    let Some(pipeline) = &video else {
+                        call.emit(SessionEvent::Warning("screen sharing starts once the call is connected".into())).await;
+                        continue;
+                    };
+                    match spec {
+                        Some(spec) => {
+                            // Opening captures one frame: keep it off the async threads.
+                            let opened = tokio::task::spawn_blocking(move || capture::open_screen(&spec, screen::DEFAULT_FPS)).await;
+                            match opened {
+                                Ok(Ok(source)) => {
+                                    let _ = pipeline.control.send(VideoControl::Push(source, screen_settings(config.video)));
+                                    call.emit(SessionEvent::ScreenSharing(true)).await;
+                                }
+                                Ok(Err(err)) => call.emit(SessionEvent::Warning(format!("cannot share the screen: {err}"))).await,
+                                Err(err) => call.emit(SessionEvent::Warning(format!("cannot share the screen: {err}"))).await,
+                            }
+                        }
+                        None => {
+                            let _ = pipeline.control.send(VideoControl::Pop);
+                            call.emit(SessionEvent::ScreenSharing(false)).await;
+                        }
+                    }
+                }
                 Some(SessionCommand::Hangup) | None => {
                     call.signal(SignalPayload::Bye).await;
                     break Ok(Ended::HungUp);
@@ -577,6 +635,9 @@ async fn run(
 
     fill_ice_stats(&pc, &stats).await;
     stop_receivers.store(true, Ordering::Relaxed);
+    if let Some(mut v) = video.take() {
+        v.pipeline.stop();
+    }
     for mut p in pipelines {
         p.stop();
     }

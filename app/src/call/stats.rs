@@ -71,6 +71,10 @@ pub struct VideoRecvStats {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AudioSendStats {
     pub frames_encoded: u64,
+    /// Echo return loss enhancement the echo canceller reports (dB), when it runs.
+    pub aec_erle_db: Option<f64>,
+    /// The echo path delay the echo canceller found.
+    pub aec_delay_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

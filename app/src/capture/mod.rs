@@ -5,8 +5,11 @@
 //! Sources block until their next frame or block is due (they pace themselves); they never touch
 //! the network or the codecs.
 
+pub mod audio_device;
+pub mod camera;
 mod error;
 mod pacer;
+pub mod screen;
 pub mod test_sources;
 pub mod wav;
 pub mod y4m;
@@ -76,12 +79,18 @@ pub fn open_camera(
         VideoSpec::None => None,
         VideoSpec::Test => Some(Box::new(test_sources::TestPattern::new(width, height, fps))),
         VideoSpec::File(path) => Some(Box::new(y4m::Y4mSource::open(path)?)),
-        VideoSpec::Device(name) => {
-            return Err(CaptureError::Unavailable(format!(
-                "camera {name:?}: this build has no camera support yet; use --camera test or file:X.y4m"
-            )))
-        }
+        VideoSpec::Device(name) => Some(Box::new(camera::CameraSource::open(
+            name, width, height, fps,
+        )?)),
     })
+}
+
+/// Opens the screen (or window) a `--screen` SPEC names.
+pub fn open_screen(spec: &str, fps: u32) -> Result<Box<dyn VideoSource>, CaptureError> {
+    Ok(Box::new(screen::ScreenSource::open(
+        &screen::ScreenSpec::parse(spec),
+        fps,
+    )?))
 }
 
 /// Opens the audio source a `--mic` SPEC names.
@@ -90,11 +99,7 @@ pub fn open_mic(spec: &VideoSpec) -> Result<Option<Box<dyn AudioSource>>, Captur
         VideoSpec::None => None,
         VideoSpec::Test => Some(Box::new(test_sources::TestSignal::new())),
         VideoSpec::File(path) => Some(Box::new(wav::WavSource::open(path)?)),
-        VideoSpec::Device(name) => {
-            return Err(CaptureError::Unavailable(format!(
-                "microphone {name:?}: this build has no microphone support yet; use --mic test or file:X.wav"
-            )))
-        }
+        VideoSpec::Device(name) => Some(Box::new(audio_device::MicSource::open(name)?)),
     })
 }
 
@@ -104,9 +109,7 @@ pub fn open_speaker(spec: &str) -> Result<Box<dyn AudioSink>, CaptureError> {
         "" | "null" | "none" => Ok(Box::new(wav::NullSink)),
         s => match s.strip_prefix("file:") {
             Some(path) => Ok(Box::new(wav::WavSink::create(std::path::Path::new(path))?)),
-            None => Err(CaptureError::Unavailable(format!(
-                "speaker {s:?}: this build has no speaker support yet; use null or file:X.wav"
-            ))),
+            None => Ok(Box::new(audio_device::SpeakerSink::open(s)?)),
         },
     }
 }

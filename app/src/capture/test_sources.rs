@@ -42,6 +42,9 @@ impl VideoSource for TestPattern {
     }
 }
 
+/// How far behind real time a paced audio source may fall before it skips ahead.
+pub const RESYNC_US: u64 = 100_000;
+
 /// The test signal of `media::test_signal`, delivered in real time.
 pub struct TestSignal {
     /// Wall-clock time of the next sample to deliver.
@@ -73,6 +76,14 @@ impl AudioSource for TestSignal {
     }
 
     fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError> {
+        // A source opened a while before its first read (or a stalled reader) resumes at the
+        // present instead of delivering the backlog in a burst.
+        let now = clock::now_us();
+        if now.saturating_sub(self.next_us) > RESYNC_US {
+            self.start_us = now;
+            self.samples_out = 0;
+            self.next_us = now;
+        }
         let first_us = self.next_us;
         test_signal::fill(out, first_us);
         self.samples_out += out.len() as u64;
@@ -99,6 +110,18 @@ mod tests {
         let (sa, sb) = (stamp::read(&a).unwrap(), stamp::read(&b).unwrap());
         assert_eq!(sb.index, sa.index + 1);
         assert!(sb.capture_ts_us > sa.capture_ts_us);
+    }
+
+    #[test]
+    fn a_late_first_read_does_not_burst() {
+        let mut source = TestSignal::new();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut block = vec![0f32; 960];
+        let t0 = source.read(&mut block).unwrap();
+        assert!(
+            clock::now_us() - t0 < 50_000,
+            "the first block is from now, not from 300 ms ago"
+        );
     }
 
     #[test]

@@ -85,6 +85,15 @@ impl AudioSource for WavSource {
     }
 
     fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError> {
+        let now = clock::now_us();
+        if now
+            .saturating_sub(self.start_us + self.delivered * 1_000_000 / u64::from(SAMPLE_RATE_HZ))
+            > super::test_sources::RESYNC_US
+        {
+            // Opened long before the first read: start from the present, not with a burst.
+            self.start_us = now;
+            self.delivered = 0;
+        }
         let first_us = self.start_us + self.delivered * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
         for s in out.iter_mut() {
             *s = self.samples[self.position];

@@ -1,6 +1,7 @@
 //! Turning raw media into compressed media and back: H.264 (openh264) for video and Opus for
 //! audio. Pure computation on the calling thread: no devices, no network, no threads.
 
+pub mod apm;
 pub mod h264;
 pub mod opus;
 
@@ -13,4 +14,6 @@ pub enum CodecError {
     H264Decode(String),
     #[error("Opus: {0}")]
     Opus(String),
+    #[error("audio processing: {0}")]
+    AudioProcessing(String),
 }

@@ -4,11 +4,13 @@
 
 pub mod audio;
 pub mod clock;
+pub mod convert;
 pub mod frame;
 pub mod pattern;
 pub mod quality;
 pub mod resample;
 pub mod stamp;
+pub mod stream_resampler;
 pub mod test_signal;
 
 pub use audio::SAMPLE_RATE_HZ;

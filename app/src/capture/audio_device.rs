@@ -1,0 +1,482 @@
+//! Microphones and speakers through cpal, at whatever rate, channel count and sample format the
+//! device offers. The cpal callbacks only copy (converting the sample type) into lock-free SPSC
+//! rings; downmixing, resampling to 48 kHz and back happen on our own audio threads. Each stream
+//! lives on a small `audio-device` thread that owns it (cpal streams are not `Send` everywhere).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{Device, FromSample, Sample as _, SampleFormat, SizedSample, StreamConfig};
+use ringbuf::traits::{Consumer as _, Observer as _, Producer as _, Split as _};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+use serde::Serialize;
+
+use super::{AudioSink, AudioSource, CaptureError};
+use crate::media::stream_resampler::StreamResampler;
+use crate::media::{clock, SAMPLE_RATE_HZ};
+
+/// A device that delivers nothing for this long has stopped (unplugged).
+const STALL: Duration = Duration::from_secs(2);
+/// Audio buffered towards the speaker at most; more is dropped (the device clock is slower).
+const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioDeviceDescription {
+    pub index: usize,
+    pub name: String,
+    pub default: bool,
+    pub sample_rate_hz: Option<u32>,
+    pub channels: Option<u16>,
+    pub sample_format: Option<String>,
+}
+
+fn unavailable(what: impl std::fmt::Display) -> CaptureError {
+    CaptureError::Unavailable(what.to_string())
+}
+
+fn device_name(device: &Device) -> String {
+    device
+        .description()
+        .map(|d| d.to_string())
+        .or_else(|_| device.id().map(|id| id.to_string()))
+        .unwrap_or_else(|_| "unknown device".to_owned())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Input => "microphone",
+            Self::Output => "speaker",
+        }
+    }
+}
+
+fn devices(direction: Direction) -> Result<Vec<Device>, CaptureError> {
+    let host = cpal::default_host();
+    let list = match direction {
+        Direction::Input => host.input_devices(),
+        Direction::Output => host.output_devices(),
+    };
+    Ok(list
+        .map_err(|e| unavailable(format!("cannot list audio devices: {e}")))?
+        .collect())
+}
+
+pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError> {
+    let direction = if input {
+        Direction::Input
+    } else {
+        Direction::Output
+    };
+    let host = cpal::default_host();
+    let default = match direction {
+        Direction::Input => host.default_input_device(),
+        Direction::Output => host.default_output_device(),
+    }
+    .map(|d| device_name(&d));
+    Ok(devices(direction)?
+        .iter()
+        .enumerate()
+        .map(|(index, device)| {
+            let config = match direction {
+                Direction::Input => device.default_input_config(),
+                Direction::Output => device.default_output_config(),
+            }
+            .ok();
+            let name = device_name(device);
+            AudioDeviceDescription {
+                index,
+                default: default.as_deref() == Some(name.as_str()),
+                name,
+                sample_rate_hz: config.as_ref().map(|c| c.sample_rate()),
+                channels: config.as_ref().map(|c| c.channels()),
+                sample_format: config.as_ref().map(|c| c.sample_format().to_string()),
+            }
+        })
+        .collect())
+}
+
+/// `default`, an index, or part of a name.
+fn find(spec: &str, direction: Direction) -> Result<Device, CaptureError> {
+    let host = cpal::default_host();
+    if spec == "default" {
+        let device = match direction {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        };
+        return device.ok_or_else(|| unavailable(format!("no {} found", direction.noun())));
+    }
+    let list = devices(direction)?;
+    if let Ok(i) = spec.parse::<usize>() {
+        if let Some(device) = list.get(i) {
+            return Ok(device.clone());
+        }
+    }
+    let wanted = spec.to_lowercase();
+    let names: Vec<String> = list.iter().map(device_name).collect();
+    list.into_iter()
+        .find(|d| device_name(d).to_lowercase().contains(&wanted))
+        .ok_or_else(|| {
+            unavailable(format!(
+                "no {} matches {spec:?}; there are: {}",
+                direction.noun(),
+                names.join(", ")
+            ))
+        })
+}
+
+/// Shared between a stream's callbacks and its owner.
+#[derive(Default)]
+struct StreamState {
+    /// A fatal error: the device is gone.
+    error: Mutex<Option<String>>,
+    /// Samples the device delivered (input) or asked for (output).
+    frames: AtomicU64,
+    /// Passing problems (under/overruns, a backend hiccup) the stream survived.
+    glitches: AtomicU64,
+}
+
+impl StreamState {
+    /// Sorts a stream error: the device going away ends the stream; everything else (an xrun,
+    /// an I/O hiccup that ALSA's pulse plugin reports while starting) is counted and survived.
+    fn report(&self, e: &cpal::Error) {
+        use cpal::ErrorKind as K;
+        match e.kind() {
+            K::DeviceNotAvailable
+            | K::HostUnavailable
+            | K::StreamInvalidated
+            | K::PermissionDenied => {
+                *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+            }
+            _ => {
+                if self.glitches.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::debug!(%e, "audio stream glitch (continuing)");
+                }
+            }
+        }
+    }
+}
+
+/// Starts a stream on its own thread; returns once it plays (or why it cannot).
+fn run_stream(
+    name: String,
+    stop: Arc<AtomicBool>,
+    build: impl FnOnce() -> Result<cpal::Stream, String> + Send + 'static,
+) -> Result<(), CaptureError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    std::thread::Builder::new()
+        .name("audio-device".into())
+        .spawn(move || {
+            let stream = match build().and_then(|s| s.play().map(|()| s).map_err(|e| e.to_string()))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            drop(stream);
+        })
+        .map_err(|e| unavailable(format!("cannot start an audio thread: {e}")))?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| unavailable(format!("{name} did not start within 10 s")))?
+        .map_err(|e| unavailable(format!("{name} cannot be opened: {e}")))
+}
+
+fn input_stream<T>(
+    device: &Device,
+    config: StreamConfig,
+    mut ring: HeapProd<f32>,
+    state: Arc<StreamState>,
+) -> Result<cpal::Stream, String>
+where
+    T: SizedSample + Send + 'static,
+    f32: FromSample<T>,
+{
+    let err_state = state.clone();
+    device
+        .build_input_stream(
+            config,
+            move |data: &[T], _: &cpal::InputCallbackInfo| {
+                // Only copy: convert the sample type into the ring, nothing else.
+                for &s in data {
+                    let _ = ring.try_push(f32::from_sample(s));
+                }
+                state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
+            },
+            move |e| err_state.report(&e),
+            None,
+        )
+        .map_err(|e| e.to_string())
+}
+
+fn output_stream<T>(
+    device: &Device,
+    config: StreamConfig,
+    mut ring: HeapCons<f32>,
+    state: Arc<StreamState>,
+) -> Result<cpal::Stream, String>
+where
+    T: SizedSample + FromSample<f32> + Send + 'static,
+{
+    let err_state = state.clone();
+    device
+        .build_output_stream(
+            config,
+            move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+                for out in data.iter_mut() {
+                    *out = T::from_sample(ring.try_pop().unwrap_or(0.0));
+                }
+                state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
+            },
+            move |e| err_state.report(&e),
+            None,
+        )
+        .map_err(|e| e.to_string())
+}
+
+macro_rules! by_format {
+    ($format:expr, $f:ident, $($arg:expr),*) => {
+        match $format {
+            SampleFormat::I16 => $f::<i16>($($arg),*),
+            SampleFormat::I32 => $f::<i32>($($arg),*),
+            SampleFormat::U16 => $f::<u16>($($arg),*),
+            SampleFormat::F32 => $f::<f32>($($arg),*),
+            SampleFormat::F64 => $f::<f64>($($arg),*),
+            SampleFormat::U8 => $f::<u8>($($arg),*),
+            SampleFormat::I8 => $f::<i8>($($arg),*),
+            other => Err(format!("sample format {other} is not supported")),
+        }
+    };
+}
+
+/// A microphone, delivering mono 48 kHz.
+pub struct MicSource {
+    ring: HeapCons<f32>,
+    channels: usize,
+    resampler: StreamResampler,
+    raw: Vec<f32>,
+    mono: Vec<f32>,
+    state: Arc<StreamState>,
+    stop: Arc<AtomicBool>,
+    name: String,
+}
+
+impl MicSource {
+    pub fn open(spec: &str) -> Result<Self, CaptureError> {
+        let device = find(spec, Direction::Input)?;
+        let name = device_name(&device);
+        let supported = device
+            .default_input_config()
+            .map_err(|e| unavailable(format!("microphone {name}: {e}")))?;
+        let (rate, channels, format) = (
+            supported.sample_rate(),
+            supported.channels(),
+            supported.sample_format(),
+        );
+        let config: StreamConfig = supported.into();
+        // One second of raw device audio.
+        let (prod, cons) = HeapRb::<f32>::new(rate as usize * usize::from(channels)).split();
+        let state = Arc::new(StreamState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (state, device) = (state.clone(), device.clone());
+            run_stream(format!("microphone {name}"), stop.clone(), move || {
+                by_format!(format, input_stream, &device, config, prod, state)
+            })?;
+        }
+        Ok(Self {
+            ring: cons,
+            channels: usize::from(channels.max(1)),
+            resampler: StreamResampler::new(rate, SAMPLE_RATE_HZ).map_err(unavailable)?,
+            raw: vec![0.0; 4096],
+            mono: Vec::new(),
+            state,
+            stop,
+            name: format!("{name} ({rate} Hz, {channels} ch, {format})"),
+        })
+    }
+}
+
+impl AudioSource for MicSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError> {
+        let started = Instant::now();
+        loop {
+            if let Some(e) = self
+                .state
+                .error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                return Err(CaptureError::Stopped(format!(
+                    "microphone {}: {e}",
+                    self.name
+                )));
+            }
+            // Whole frames only, so channels never slip.
+            let whole = (self.raw.len() / self.channels) * self.channels;
+            let n = self.ring.pop_slice(&mut self.raw[..whole]);
+            if n > 0 {
+                self.mono.clear();
+                self.mono.extend(
+                    self.raw[..n]
+                        .chunks_exact(self.channels)
+                        .map(|f| f.iter().sum::<f32>() / self.channels as f32),
+                );
+                self.resampler.push(&self.mono);
+                continue;
+            }
+            if self.resampler.pop(out) {
+                // The last of these samples was recorded about now.
+                let span_us = (out.len() + self.resampler.available()) as u64 * 1_000_000
+                    / u64::from(SAMPLE_RATE_HZ);
+                return Ok(clock::now_us().saturating_sub(span_us));
+            }
+            if started.elapsed() > STALL {
+                return Err(CaptureError::Stopped(format!(
+                    "microphone {} delivered nothing for {} s (unplugged?)",
+                    self.name,
+                    STALL.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+impl Drop for MicSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A speaker, fed mono 48 kHz.
+pub struct SpeakerSink {
+    ring: HeapProd<f32>,
+    channels: usize,
+    rate: u32,
+    resampler: StreamResampler,
+    converted: Vec<f32>,
+    interleaved: Vec<f32>,
+    state: Arc<StreamState>,
+    stop: Arc<AtomicBool>,
+    dropped: u64,
+    /// (device frames played, when that count last moved), to notice a speaker that stopped.
+    progress: (u64, Instant),
+    name: String,
+}
+
+impl SpeakerSink {
+    pub fn open(spec: &str) -> Result<Self, CaptureError> {
+        let device = find(spec, Direction::Output)?;
+        let name = device_name(&device);
+        let supported = device
+            .default_output_config()
+            .map_err(|e| unavailable(format!("speaker {name}: {e}")))?;
+        let (rate, channels, format) = (
+            supported.sample_rate(),
+            supported.channels(),
+            supported.sample_format(),
+        );
+        let config: StreamConfig = supported.into();
+        let (prod, cons) = HeapRb::<f32>::new(rate as usize * usize::from(channels)).split();
+        let state = Arc::new(StreamState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (state, device) = (state.clone(), device.clone());
+            run_stream(format!("speaker {name}"), stop.clone(), move || {
+                by_format!(format, output_stream, &device, config, cons, state)
+            })?;
+        }
+        Ok(Self {
+            ring: prod,
+            channels: usize::from(channels.max(1)),
+            rate,
+            resampler: StreamResampler::new(SAMPLE_RATE_HZ, rate).map_err(unavailable)?,
+            converted: Vec::new(),
+            interleaved: Vec::new(),
+            state,
+            stop,
+            dropped: 0,
+            progress: (0, Instant::now()),
+            name: format!("{name} ({rate} Hz, {channels} ch, {format})"),
+        })
+    }
+}
+
+impl AudioSink for SpeakerSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError> {
+        if let Some(e) = self
+            .state
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(CaptureError::Stopped(format!("speaker {}: {e}", self.name)));
+        }
+        let played = self.state.frames.load(Ordering::Relaxed);
+        if played != self.progress.0 {
+            self.progress = (played, Instant::now());
+        } else if self.progress.1.elapsed() > STALL + Duration::from_secs(2) {
+            // Allow for PulseAudio's slow start; after that a silent device is a stopped one.
+            return Err(CaptureError::Stopped(format!(
+                "speaker {} stopped playing",
+                self.name
+            )));
+        }
+        self.resampler.push(samples);
+        self.converted.resize(self.resampler.available(), 0.0);
+        if !self.resampler.pop(&mut self.converted) {
+            return Ok(());
+        }
+        self.interleaved.clear();
+        for &s in &self.converted {
+            self.interleaved
+                .extend(std::iter::repeat_n(s, self.channels));
+        }
+        let limit =
+            (MAX_SPEAKER_BUFFER.as_secs_f64() * f64::from(self.rate)) as usize * self.channels;
+        if self.ring.occupied_len() + self.interleaved.len() > limit {
+            // The device plays slower than we deliver: drop rather than let delay grow.
+            self.dropped += self.interleaved.len() as u64;
+            return Ok(());
+        }
+        self.ring.push_slice(&self.interleaved);
+        Ok(())
+    }
+}
+
+impl Drop for SpeakerSink {
+    fn drop(&mut self) {
+        if self.dropped > 0 {
+            tracing::debug!(
+                samples = self.dropped,
+                "speaker: dropped samples to bound latency"
+            );
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,1318 @@
+// The Confab web client: joins a room through the signaling server's WebSocket (`/ws`, the JSON
+// protocol of protocol/src/messages.rs), negotiates one RTCPeerConnection with the other person
+// the way the native app does (app/src/call/session.rs), and runs chat and file transfer on the two
+// data channels (app/src/call/data.rs). Plain browser JavaScript, no build step, no downloads.
+//
+// Roles: whoever finds someone already in the room creates the data channels and offers; the one
+// who was waiting answers. On an offer collision the peer with the higher id is polite (rolls
+// back and answers) and the lower id ignores the incoming offer. ICE candidates trickle both ways;
+// remote ones that arrive before the remote description are queued.
+//
+// For tests the page exposes `window.confab` (state, error, room, chatReceived, filesReceived,
+// stats(), sendChat()); tests/web/browser_call.js drives it in headless Chromium.
+//
+// The pure helpers at the top (room codes, file names, SHA-256) have no DOM and are exported to
+// Node as well, so they can be checked without a browser.
+
+'use strict';
+
+// ---- Constants shared with the Rust side ------------------------------------------------------
+
+const PROTOCOL_VERSION = 1; // protocol::PROTOCOL_VERSION
+const MAX_NAME_CHARS = 64; // protocol::MAX_NAME_CHARS
+const CONTROL_LABEL = 'confab'; // data::CONTROL_LABEL: JSON chat and file handshake
+const FILE_LABEL = 'confab-file'; // data::FILE_LABEL: binary chunks [u32 BE id][bytes]
+const CHUNK_BYTES = 16 * 1024; // data::CHUNK_BYTES
+const MAX_CONTROL_BYTES = 64 * 1024; // data::MAX_CONTROL_BYTES
+const MAX_CHAT_CHARS = 4000; // data::MAX_CHAT_CHARS
+/** Files are received into memory (a Blob), so the page refuses offers larger than this. */
+const MAX_INCOMING_BYTES = 1024 * 1024 * 1024;
+/** Sending pauses while this much is queued on the file channel, and resumes below the low mark. */
+const SEND_BUFFER_HIGH = 1024 * 1024;
+const SEND_BUFFER_LOW = 256 * 1024;
+/** Giving up on the server if `welcome` does not come within this long. */
+const JOIN_TIMEOUT_MS = 10000;
+
+/** What the server's error codes mean, for errors that come without a message. */
+const SERVER_ERRORS = {
+  room_full: 'This room is full.',
+  bad_room_code: 'The server did not accept this room code.',
+  version_mismatch: 'This page and the server speak different protocol versions; reload the page.',
+  already_in_room: 'This connection is already in a room.',
+  rate_limited: 'Too many messages too fast; the server is slowing this page down.',
+  server_shutdown: 'The signaling server is shutting down.',
+  too_large: 'A message was too large for the server.',
+  bad_message: 'The server could not read a message from this page.',
+  unknown_type: 'The server did not understand a message from this page.',
+  unknown_peer: 'The other person is no longer in the room.',
+  not_in_room: 'This page is not in a room (yet).',
+};
+/** Errors that mean the join itself failed (the others are reported and the call goes on). */
+const FATAL_ERRORS = new Set(['room_full', 'bad_room_code', 'version_mismatch', 'already_in_room']);
+
+// ---- Pure helpers --------------------------------------------------------------------------------
+
+/**
+ * Parses what a person typed or pasted, forgiving case, spaces, dashes, underscores, dots and a
+ * link that ends in a code, exactly like `RoomCode::parse` in protocol/src/room_code.rs.
+ * Returns `{ code: 'kfq-wmzt-pxd' }` or `{ error: 'why' }`.
+ */
+function parseRoomCode(input) {
+  const trimmed = String(input).trim().replace(/\/+$/, '');
+  // In a link the code is whatever follows the last separator of path, query or fragment.
+  const parts = trimmed.split(/[/#=?&]/);
+  const tail = parts[parts.length - 1];
+  let letters = '';
+  for (const c of tail) {
+    if (c >= 'a' && c <= 'z') letters += c;
+    else if (c >= 'A' && c <= 'Z') letters += c.toLowerCase();
+    else if ('-_ \t.'.includes(c)) continue;
+    else return { error: `a room code has only the letters a-z; "${input}" has "${c}"` };
+  }
+  if (letters.length !== 10) {
+    return { error: `a room code is 10 letters like kfq-wmzt-pxd; "${input}" has ${letters.length} letters` };
+  }
+  return { code: `${letters.slice(0, 3)}-${letters.slice(3, 7)}-${letters.slice(7)}` };
+}
+
+/**
+ * A file name safe to offer as a download: the last path component, no control or reserved
+ * characters, no leading dots, at most 200 characters (the rules of `sanitize_file_name`).
+ */
+function sanitizeFileName(claimed) {
+  const parts = String(claimed).split(/[/\\]/);
+  let name = Array.from(parts[parts.length - 1])
+    .filter((c) => c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) !== 0x7f && !'<>:"|?*'.includes(c))
+    .join('')
+    .trim()
+    .replace(/^\.+/, '')
+    .replace(/[. ]+$/, '');
+  name = Array.from(name).slice(0, 200).join('');
+  const stem = name.split('.')[0].toLowerCase();
+  if (/^(con|prn|aux|nul|com[1-9]|lpt[1-9])$/.test(stem)) name = `_${name}`;
+  return name || 'received-file';
+}
+
+const SHA256_K = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+
+/**
+ * SHA-256 in plain JavaScript, for pages served over plain http from another machine: browsers
+ * hide `crypto.subtle` outside secure contexts, and a file is kept only when its hash matches.
+ */
+function sha256Fallback(bytes) {
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  const h = new Uint32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+  ]);
+  const length = bytes.length;
+  const padded = new Uint8Array(Math.ceil((length + 9) / 64) * 64);
+  padded.set(bytes);
+  padded[length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 8, Math.floor(length / 0x20000000)); // bits above 32
+  view.setUint32(padded.length - 4, (length * 8) >>> 0);
+  const w = new Uint32Array(64);
+  for (let offset = 0; offset < padded.length; offset += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(offset + 4 * i);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      hh = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+  }
+  return Array.from(h, (x) => x.toString(16).padStart(8, '0')).join('');
+}
+
+/** SHA-256 of `bytes` (an ArrayBuffer or Uint8Array) as lowercase hex. */
+async function sha256Hex(bytes) {
+  const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const subtle = typeof crypto !== 'undefined' && crypto.subtle;
+  if (!subtle) return sha256Fallback(data);
+  const digest = await subtle.digest('SHA-256', data);
+  return Array.from(new Uint8Array(digest), (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The signaling URL: `?server=` when given (with `/ws` added to a bare host, like the native
+ * `--server`), else the page's own host with ws:// or wss:// matching http:// or https://.
+ */
+function signalingUrl(location, params) {
+  const override = params.get('server');
+  if (override) {
+    const url = new URL(override);
+    if (url.pathname === '' || url.pathname === '/') url.pathname = '/ws';
+    return url.toString();
+  }
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws`;
+}
+
+/** The room code the URL carries: `?room=CODE`, `#CODE` or a path ending in `/join/CODE`. */
+function roomFromUrl(location, params) {
+  const fromPath = /\/join\/([^/]+)\/?$/.exec(location.pathname);
+  return params.get('room') || decodeURIComponent(location.hash.slice(1)) || (fromPath ? decodeURIComponent(fromPath[1]) : '');
+}
+
+/** Orders codec capabilities: H.264 constrained baseline (42e01f, packetization-mode 1) first,
+ *  then other H.264 with packetization-mode 1, then the rest; repair codecs last. */
+function preferH264(codecs) {
+  const rank = (c) => {
+    const mime = c.mimeType.toLowerCase();
+    const fmtp = (c.sdpFmtpLine || '').toLowerCase();
+    if (['video/rtx', 'video/red', 'video/ulpfec', 'video/flexfec-03'].includes(mime)) return 5;
+    if (mime !== 'video/h264') return 4;
+    if (!fmtp.includes('packetization-mode=1')) return 3;
+    return fmtp.includes('profile-level-id=42e01f') ? 0 : fmtp.includes('profile-level-id=42') ? 1 : 2;
+  };
+  return codecs
+    .map((codec, index) => ({ codec, index, rank: rank(codec) }))
+    .sort((x, y) => x.rank - y.rank || x.index - y.index)
+    .map((x) => x.codec);
+}
+
+if (typeof module !== 'undefined' && module.exports) {
+  module.exports = { parseRoomCode, sanitizeFileName, sha256Fallback, signalingUrl, roomFromUrl, preferH264 };
+}
+
+// ---- The page --------------------------------------------------------------------------------
+
+if (typeof document !== 'undefined') {
+  (() => {
+    const $ = (id) => document.getElementById(id);
+    const ui = {
+      state: $('state'),
+      roomLabel: $('room-label'),
+      message: $('message'),
+      lobby: $('lobby'),
+      room: $('room'),
+      name: $('name'),
+      join: $('join'),
+      call: $('call'),
+      remoteVideo: $('remote-video'),
+      localVideo: $('local-video'),
+      placeholder: $('remote-placeholder'),
+      toggleMic: $('toggle-mic'),
+      toggleCamera: $('toggle-camera'),
+      unmuteRemote: $('unmute-remote'),
+      hangup: $('hangup'),
+      invite: $('invite'),
+      inviteLink: $('invite-link'),
+      callStats: $('call-stats'),
+      chatLog: $('chat-log'),
+      chatForm: $('chat-form'),
+      chatInput: $('chat-input'),
+      chatSend: $('chat-send'),
+      fileInput: $('file-input'),
+      fileList: $('file-list'),
+    };
+    const params = new URLSearchParams(location.search);
+
+    /** What tests (and curious people in the console) can read. Updated in place. */
+    const confab = {
+      state: 'idle', // idle | joining | waiting | connecting | connected | ended | error
+      error: null,
+      room: null,
+      me: null,
+      peer: null, // { id, name } of the other person
+      media: null, // what we send: 'camera+mic', 'camera', 'mic' or 'receive-only'
+      server: null,
+      chatReceived: [],
+      chatSent: [],
+      filesReceived: [], // { name, size, sha256, ok, error }
+      filesSent: [], // { name, size, sha256, ok, error }
+      // Milliseconds since Join: welcome, offer/answer, ICE connected, first remote video frame.
+      timing: {},
+      stats,
+      sendChat,
+      sendFile,
+      join,
+      hangup,
+    };
+    window.confab = confab;
+
+    let call = null; // the current Call, if any
+    let lastStats = null; // the final stats of the previous call, once it ended
+    let localStream = null; // camera and microphone while in a call
+    let mediaNote = ''; // what the other person will miss (no camera, no microphone)
+
+    function log(...args) {
+      console.log('[confab]', ...args);
+    }
+
+    function setState(state) {
+      confab.state = state;
+      ui.state.textContent = state;
+      ui.state.dataset.state = state;
+      const inCall = ['joining', 'waiting', 'connecting', 'connected'].includes(state);
+      ui.lobby.hidden = inCall;
+      ui.join.disabled = inCall;
+      ui.call.hidden = state === 'idle' || (state === 'error' && !call);
+      ui.hangup.disabled = !inCall;
+      ui.placeholder.textContent = {
+        joining: 'Joining…',
+        waiting: 'Waiting for the other person…',
+        connecting: 'Connecting…',
+        ended: 'The call ended.',
+        error: 'No call.',
+      }[state] || '';
+      ui.placeholder.hidden = state === 'connected' && ui.remoteVideo.videoWidth > 0;
+    }
+
+    /** Shows a status line; while in a call, the note about missing devices stays on it. */
+    function showMessage(text, isError = false) {
+      const inCall = call && !call.closed;
+      const full = inCall && mediaNote && !isError ? `${text} ${mediaNote}`.trim() : text;
+      ui.message.textContent = full;
+      ui.message.hidden = !full;
+      ui.message.classList.toggle('error', isError);
+    }
+
+    function fail(text) {
+      log('error:', text);
+      confab.error = text;
+      showMessage(text, true);
+      if (call) call.close();
+      setState('error');
+    }
+
+    // ---- Camera and microphone -------------------------------------------------------------------
+
+    /** Camera and mic if we may; one of them, or nothing (receive-only), with a clear message. */
+    async function openMedia() {
+      if (localStream) return localStream;
+      mediaNote = '';
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        mediaNote = 'This browser gives no camera or microphone to this page (it needs https or localhost): '
+          + 'you can see and hear the other person, but they cannot see or hear you.';
+        showMessage('');
+        confab.media = 'receive-only';
+        return null;
+      }
+      const attempts = [
+        ['camera+mic', { video: true, audio: true }],
+        ['camera', { video: true }],
+        ['mic', { audio: true }],
+      ];
+      let lastError = null;
+      for (const [what, constraints] of attempts) {
+        try {
+          localStream = await navigator.mediaDevices.getUserMedia(constraints);
+          confab.media = what;
+          if (what !== 'camera+mic') {
+            const [have, miss] = what === 'camera' ? ['camera', 'not hear'] : ['microphone', 'not see'];
+            mediaNote = `Only your ${have} is on (${lastError.name}): the other person will ${miss} you.`;
+            showMessage('');
+          }
+          ui.localVideo.srcObject = localStream;
+          ui.localVideo.hidden = localStream.getVideoTracks().length === 0;
+          return localStream;
+        } catch (err) {
+          lastError = err;
+          log('getUserMedia', JSON.stringify(constraints), 'failed:', err.name, err.message);
+        }
+      }
+      confab.media = 'receive-only';
+      ui.localVideo.hidden = true;
+      mediaNote = `No camera or microphone (${lastError.name}: ${lastError.message}): `
+        + 'you can see and hear the other person, but they cannot see or hear you.';
+      showMessage('');
+      return null;
+    }
+
+    /** Turns the camera and microphone off (the next Join opens them again). */
+    function closeMedia() {
+      if (!localStream) return;
+      for (const track of localStream.getTracks()) track.stop();
+      localStream = null;
+      ui.localVideo.srcObject = null;
+      updateToggles();
+    }
+
+    function updateToggles() {
+      const audio = localStream ? localStream.getAudioTracks()[0] : null;
+      const video = localStream ? localStream.getVideoTracks()[0] : null;
+      ui.toggleMic.disabled = !audio;
+      ui.toggleCamera.disabled = !video;
+      ui.toggleMic.setAttribute('aria-pressed', String(!!audio && !audio.enabled));
+      ui.toggleMic.textContent = audio && !audio.enabled ? 'Unmute' : 'Mute';
+      ui.toggleCamera.setAttribute('aria-pressed', String(!!video && !video.enabled));
+      ui.toggleCamera.textContent = video && !video.enabled ? 'Start video' : 'Stop video';
+    }
+
+    ui.toggleMic.addEventListener('click', () => {
+      for (const track of localStream ? localStream.getAudioTracks() : []) track.enabled = !track.enabled;
+      updateToggles();
+    });
+    ui.toggleCamera.addEventListener('click', () => {
+      for (const track of localStream ? localStream.getVideoTracks() : []) track.enabled = !track.enabled;
+      updateToggles();
+    });
+    ui.unmuteRemote.addEventListener('click', () => {
+      ui.remoteVideo.muted = false;
+      ui.remoteVideo.play().catch(() => {});
+      ui.unmuteRemote.hidden = true;
+    });
+
+    // ---- One call --------------------------------------------------------------------------------
+
+    /** One visit to a room: the socket, the PeerConnection, its data channels and transfers. */
+    class Call {
+      constructor(serverUrl, room, name) {
+        this.serverUrl = serverUrl;
+        this.room = room; // null: ask the server for a new room
+        this.name = name;
+        this.t0 = performance.now();
+        this.ws = null;
+        this.opened = false; // the socket connected
+        this.welcomed = false;
+        this.inbox = Promise.resolve(); // server messages are handled one after another
+        this.pc = null;
+        this.me = null;
+        this.remote = null; // { id, name }
+        this.makingOffer = false;
+        this.channelsCreated = false;
+        this.pendingCandidates = []; // remote candidates before the remote description
+        this.channels = {}; // label -> open RTCDataChannel
+        this.queuedChat = [];
+        this.queuedFiles = [];
+        this.nextFileId = 1;
+        this.outgoing = new Map(); // id -> { file, name, size, sha256, row }
+        this.incoming = new Map(); // id -> { name, size, sha256, chunks, received, row }
+        this.remoteStream = new MediaStream();
+        this.closed = false;
+        this.ending = false;
+        this.statsTimer = null;
+        this.joinTimer = null;
+      }
+
+      mark(what) {
+        if (confab.timing[what] === undefined) confab.timing[what] = Math.round(performance.now() - this.t0);
+      }
+
+      // -- signaling --
+
+      start() {
+        log('connecting to', this.serverUrl);
+        try {
+          this.ws = new WebSocket(this.serverUrl);
+        } catch (err) {
+          fail(`Bad server address ${this.serverUrl}: ${err.message}`);
+          return;
+        }
+        this.joinTimer = setTimeout(() => {
+          if (this.welcomed || this.closed) return;
+          fail(`The signaling server at ${this.serverUrl} did not answer within ${JOIN_TIMEOUT_MS / 1000} s.`);
+        }, JOIN_TIMEOUT_MS);
+        this.ws.onopen = () => {
+          this.opened = true;
+          const join = { type: 'join', version: PROTOCOL_VERSION, name: this.name };
+          if (this.room) join.room = this.room;
+          this.send(join);
+        };
+        this.ws.onmessage = (event) => {
+          if (this.closed) return;
+          let msg;
+          try {
+            msg = JSON.parse(event.data);
+          } catch (err) {
+            log('ignoring an unreadable server message:', String(event.data).slice(0, 200));
+            return;
+          }
+          // One message at a time, in order: negotiation steps must not interleave.
+          this.inbox = this.inbox
+            .then(() => (this.closed ? undefined : this.onServerMessage(msg)))
+            .catch((err) => fail(`Negotiation failed: ${err.message || err}`));
+        };
+        this.ws.onclose = (event) => this.onSocketClosed(event);
+      }
+
+      send(msg) {
+        if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+      }
+
+      signal(payload) {
+        if (this.remote) this.send({ type: 'signal', to: this.remote.id, payload });
+      }
+
+      onSocketClosed(event) {
+        if (this.closed) return;
+        const reason = event.reason ? `: ${event.reason}` : '';
+        log('signaling closed', event.code, event.reason);
+        if (!this.opened) {
+          fail(`Cannot reach the signaling server at ${this.serverUrl}.`);
+        } else if (!this.welcomed) {
+          fail(`The signaling server closed the connection before letting this page in (code ${event.code}${reason}).`);
+        } else if (confab.state === 'connected') {
+          // The call is peer to peer: it goes on without the server (as in the native app).
+          showMessage(`Lost the signaling server${reason}; the call continues.`);
+        } else {
+          fail(`Lost the signaling server before the call connected (code ${event.code}${reason}).`);
+        }
+      }
+
+      async onServerMessage(msg) {
+        switch (msg.type) {
+          case 'welcome':
+            return this.onWelcome(msg);
+          case 'peer_joined':
+            if (!this.remote && msg.peer) {
+              this.setRemote(msg.peer);
+              setState('connecting');
+              showMessage(`${this.remote.name || 'Someone'} joined; connecting…`);
+            }
+            return undefined;
+          case 'peer_left':
+            if (this.remote && msg.id === this.remote.id) {
+              await this.end(`${this.remote.name || 'The other person'} left the call.`);
+            }
+            return undefined;
+          case 'signal':
+            return this.onSignal(msg.from, msg.payload || {});
+          case 'pong':
+            return undefined;
+          case 'error':
+            return this.onServerError(msg);
+          default:
+            log('ignoring server message of type', msg.type);
+            return undefined;
+        }
+      }
+
+      onServerError(msg) {
+        // The server's sentence says it best ("room kfq-wmzt-pxd is full (2 of 2 people are in it)").
+        const message = typeof msg.message === 'string' ? msg.message.trim() : '';
+        let text = message
+          ? `${message[0].toUpperCase()}${message.slice(1)}${/[.!?]$/.test(message) ? '' : '.'}`
+          : SERVER_ERRORS[msg.code] || `The server reported a problem (${msg.code}).`;
+        if (msg.code === 'version_mismatch' && message) text += ' Reload the page.';
+        if (!this.welcomed || FATAL_ERRORS.has(msg.code)) {
+          fail(text);
+        } else {
+          log('server error', msg.code, message);
+          showMessage(text, true);
+        }
+      }
+
+      async onWelcome(msg) {
+        clearTimeout(this.joinTimer);
+        if (msg.version !== PROTOCOL_VERSION) {
+          fail(SERVER_ERRORS.version_mismatch);
+          return;
+        }
+        this.welcomed = true;
+        this.mark('welcome');
+        this.me = msg.you;
+        confab.me = msg.you;
+        confab.room = msg.room;
+        ui.room.value = msg.room;
+        ui.roomLabel.textContent = msg.room;
+        ui.roomLabel.hidden = false;
+        showInvite(msg.room);
+        log('joined room', msg.room, 'as', msg.you, 'with', (msg.peers || []).length, 'peer(s)');
+        this.buildPeerConnection(Array.isArray(msg.ice_servers) ? msg.ice_servers : []);
+        const first = (msg.peers || [])[0];
+        if (first) {
+          this.setRemote(first);
+          setState('connecting');
+          await this.makeOffer();
+        } else {
+          setState('waiting');
+          showMessage('Waiting for the other person to join. Share the invite link.');
+        }
+      }
+
+      setRemote(peer) {
+        this.remote = { id: peer.id, name: String(peer.name || '') };
+        confab.peer = this.remote;
+      }
+
+      async onSignal(from, payload) {
+        if (!this.remote) this.setRemote({ id: from, name: '' });
+        if (from !== this.remote.id || !this.pc) return; // rooms of more than two: not ours
+        switch (payload.kind) {
+          case 'offer':
+            return this.onOffer(payload.sdp);
+          case 'answer':
+            return this.onAnswer(payload.sdp);
+          case 'candidate':
+            return this.onRemoteCandidate({
+              candidate: payload.candidate,
+              sdpMid: payload.sdpMid === undefined ? null : payload.sdpMid,
+              sdpMLineIndex: payload.sdpMLineIndex === undefined ? null : payload.sdpMLineIndex,
+            });
+          case 'end_of_candidates':
+            return undefined;
+          case 'bye':
+            return this.end(`${this.remote.name || 'The other person'} hung up.`);
+          default:
+            log('ignoring signal of kind', payload.kind);
+            return undefined;
+        }
+      }
+
+      // -- the PeerConnection --
+
+      buildPeerConnection(iceServers) {
+        const pc = new RTCPeerConnection({ iceServers });
+        this.pc = pc;
+        // addTrack (not addTransceiver), so an incoming offer reuses these senders (JSEP).
+        if (localStream) for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+        pc.onicecandidate = ({ candidate }) => {
+          if (!candidate) {
+            this.signal({ kind: 'end_of_candidates' });
+          } else if (candidate.candidate) {
+            this.signal({
+              kind: 'candidate',
+              candidate: candidate.candidate,
+              sdpMid: candidate.sdpMid,
+              sdpMLineIndex: candidate.sdpMLineIndex,
+            });
+          }
+        };
+        pc.ontrack = ({ track }) => {
+          log('remote', track.kind, 'track');
+          this.remoteStream.addTrack(track);
+          ui.remoteVideo.srcObject = this.remoteStream;
+          playRemote();
+          if (track.kind === 'video') watchFirstFrame(this);
+        };
+        pc.ondatachannel = ({ channel }) => this.watchChannel(channel);
+        pc.onconnectionstatechange = () => this.onConnectionState(pc.connectionState);
+      }
+
+      onConnectionState(state) {
+        log('connection state', state);
+        if (this.closed) return;
+        if (state === 'connected') {
+          this.mark('connected');
+          setState('connected');
+          showMessage(`In a call with ${this.remote && this.remote.name ? this.remote.name : 'the other person'}.`);
+          if (!this.statsTimer) this.statsTimer = setInterval(() => showStats(), 1000);
+        } else if (state === 'disconnected' && confab.state === 'connected') {
+          setState('connecting');
+          showMessage('The connection dropped; trying to get it back…');
+        } else if (state === 'failed') {
+          fail('The connection failed: no network path between you and the other person (a TURN server may be needed).');
+        }
+      }
+
+      /** Puts our tracks on senders that carry none yet (after an offer created the transceivers). */
+      attachLocalTracks() {
+        if (!localStream) return;
+        const sending = new Set(this.pc.getSenders().map((s) => s.track).filter(Boolean));
+        for (const track of localStream.getTracks()) {
+          if (sending.has(track)) continue;
+          const free = this.pc.getTransceivers()
+            .find((t) => !t.stopped && t.receiver.track.kind === track.kind && !t.sender.track);
+          if (!free) continue;
+          free.sender.replaceTrack(track);
+          free.sender.setStreams(localStream);
+          free.direction = 'sendrecv';
+        }
+      }
+
+      /** Puts H.264 (42e01f, packetization-mode 1) first on the video transceivers. */
+      preferH264() {
+        if (typeof RTCRtpReceiver === 'undefined' || !RTCRtpReceiver.getCapabilities) return;
+        const caps = RTCRtpReceiver.getCapabilities('video');
+        if (!caps) return;
+        const codecs = preferH264(caps.codecs);
+        for (const t of this.pc.getTransceivers()) {
+          if (t.stopped || t.receiver.track.kind !== 'video' || !t.setCodecPreferences) continue;
+          try {
+            t.setCodecPreferences(codecs);
+          } catch (err) {
+            log('setCodecPreferences failed:', err.message);
+          }
+        }
+      }
+
+      async makeOffer() {
+        if (!this.channelsCreated) {
+          this.channelsCreated = true;
+          this.watchChannel(this.pc.createDataChannel(CONTROL_LABEL, { ordered: true }));
+          this.watchChannel(this.pc.createDataChannel(FILE_LABEL, { ordered: true }));
+        }
+        // Receive a kind even when we have nothing to send of it.
+        for (const kind of ['video', 'audio']) {
+          if (!this.pc.getTransceivers().some((t) => t.receiver.track.kind === kind)) {
+            this.pc.addTransceiver(kind, { direction: 'recvonly' });
+          }
+        }
+        this.preferH264();
+        this.makingOffer = true;
+        try {
+          await this.pc.setLocalDescription(await this.pc.createOffer());
+        } finally {
+          this.makingOffer = false;
+        }
+        this.mark('offer');
+        log('sending offer');
+        this.signal({ kind: 'offer', sdp: this.pc.localDescription.sdp });
+      }
+
+      async onOffer(sdp) {
+        const glare = this.makingOffer || this.pc.signalingState !== 'stable';
+        // Perfect negotiation: the newer peer (higher id) is polite and yields.
+        const polite = this.me > this.remote.id;
+        if (glare && !polite) {
+          log('offer collision: keeping ours');
+          return;
+        }
+        if (glare) {
+          log('offer collision: rolling back ours');
+          await this.pc.setLocalDescription({ type: 'rollback' });
+        }
+        await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        await this.flushCandidates();
+        this.attachLocalTracks();
+        this.preferH264();
+        await this.pc.setLocalDescription(await this.pc.createAnswer());
+        this.mark('answer');
+        log('sending answer');
+        this.signal({ kind: 'answer', sdp: this.pc.localDescription.sdp });
+      }
+
+      async onAnswer(sdp) {
+        if (this.pc.signalingState !== 'have-local-offer') {
+          log('ignoring an answer we did not ask for');
+          return;
+        }
+        await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        this.mark('answer');
+        await this.flushCandidates();
+      }
+
+      async onRemoteCandidate(init) {
+        if (!this.pc.remoteDescription) {
+          this.pendingCandidates.push(init);
+          return;
+        }
+        await this.addCandidate(init);
+      }
+
+      async flushCandidates() {
+        const pending = this.pendingCandidates;
+        this.pendingCandidates = [];
+        for (const init of pending) await this.addCandidate(init);
+      }
+
+      async addCandidate(init) {
+        try {
+          await this.pc.addIceCandidate(init);
+        } catch (err) {
+          // A candidate naming an unknown m-line: with BUNDLE every m-line shares one transport,
+          // so the first one does as well.
+          try {
+            await this.pc.addIceCandidate({ candidate: init.candidate, sdpMLineIndex: 0 });
+          } catch (err2) {
+            log('ignoring a remote candidate:', err2.message, JSON.stringify(init));
+          }
+        }
+      }
+
+      // -- data channels --
+
+      watchChannel(dc) {
+        dc.binaryType = 'arraybuffer';
+        const label = dc.label;
+        const opened = () => {
+          if (this.channels[label] === dc) return; // both already open and the open event
+          log('data channel open:', label);
+          this.channels[label] = dc;
+          this.onChannelsChanged();
+        };
+        if (dc.readyState === 'open') opened();
+        dc.onopen = opened;
+        dc.onclose = () => {
+          log('data channel closed:', label);
+          if (this.channels[label] === dc) delete this.channels[label];
+          this.onChannelsChanged();
+        };
+        dc.onmessage = ({ data }) => {
+          if (label === CONTROL_LABEL && typeof data === 'string') {
+            if (data.length > MAX_CONTROL_BYTES) {
+              log('ignoring an oversized control message');
+              return;
+            }
+            this.onControl(data).catch((err) => log('control message failed:', err.message));
+          } else if (label === FILE_LABEL && data instanceof ArrayBuffer) {
+            this.onChunk(data).catch((err) => log('file chunk failed:', err.message));
+          } else {
+            log('ignoring a message of the wrong kind on', label);
+          }
+        };
+      }
+
+      onChannelsChanged() {
+        const control = this.channels[CONTROL_LABEL];
+        const file = this.channels[FILE_LABEL];
+        ui.chatInput.disabled = !control;
+        ui.chatSend.disabled = !control;
+        ui.fileInput.disabled = !(control && file);
+        if (control) {
+          while (this.queuedChat.length) this.chat(this.queuedChat.shift());
+          if (file) while (this.queuedFiles.length) this.offerFile(this.queuedFiles.shift());
+        }
+      }
+
+      sendControl(msg) {
+        const dc = this.channels[CONTROL_LABEL];
+        if (!dc) return false;
+        try {
+          dc.send(JSON.stringify(msg));
+          return true;
+        } catch (err) {
+          log('could not send on the data channel:', err.message);
+          return false;
+        }
+      }
+
+      chat(text) {
+        text = Array.from(String(text)).slice(0, MAX_CHAT_CHARS).join('');
+        if (!this.channels[CONTROL_LABEL]) {
+          this.queuedChat.push(text);
+          return;
+        }
+        if (this.sendControl({ type: 'chat', text })) {
+          confab.chatSent.push(text);
+          addChatLine('You', text, true);
+        }
+      }
+
+      async onControl(text) {
+        let msg;
+        try {
+          msg = JSON.parse(text);
+        } catch (err) {
+          log('ignoring an unreadable data-channel message');
+          return;
+        }
+        if (!msg || typeof msg !== 'object') return;
+        const id = msg.id;
+        switch (msg.type) {
+          case 'chat': {
+            const line = Array.from(String(msg.text)).slice(0, MAX_CHAT_CHARS).join('');
+            confab.chatReceived.push(line);
+            addChatLine(this.remote && this.remote.name ? this.remote.name : 'Them', line, false);
+            break;
+          }
+          case 'file_offer':
+            this.onFileOffer(msg);
+            break;
+          case 'file_accept':
+            if (this.outgoing.has(id)) this.streamFile(id);
+            break;
+          case 'file_decline': {
+            const out = this.outgoing.get(id);
+            if (out) this.finishOutgoing(id, false, 'declined by the other person');
+            break;
+          }
+          case 'file_result':
+            if (this.outgoing.has(id)) this.finishOutgoing(id, msg.ok === true, msg.error || null);
+            break;
+          case 'file_cancel': {
+            const file = this.incoming.get(id);
+            if (file) {
+              this.incoming.delete(id);
+              setFileRow(file.row, `${file.name}: cancelled by the sender`, 'bad');
+              const error = 'cancelled by the sender';
+              confab.filesReceived.push({ name: file.name, size: file.size, sha256: file.sha256, ok: false, error });
+            }
+            break;
+          }
+          default:
+            log('ignoring data-channel message of type', msg.type);
+        }
+      }
+
+      // -- files: receiving (auto-accepted into memory, kept only if size and SHA-256 match) --
+
+      onFileOffer(msg) {
+        const { id, size } = msg;
+        const sha256 = typeof msg.sha256 === 'string' ? msg.sha256.toLowerCase() : '';
+        if (!Number.isInteger(id) || id < 0 || id > 0xffffffff || this.incoming.has(id)) return;
+        const name = sanitizeFileName(msg.name);
+        let problem = null;
+        if (!Number.isSafeInteger(size) || size < 0) problem = 'the announced size is not a byte count';
+        else if (size > MAX_INCOMING_BYTES) problem = `it is over ${MAX_INCOMING_BYTES >> 20} MiB, the most this page keeps in memory`;
+        else if (!/^[0-9a-f]{64}$/.test(sha256)) problem = 'the announced SHA-256 is not 64 hex digits';
+        if (problem) {
+          this.sendControl({ type: 'file_decline', id });
+          addFileRow(`${name}: declined, ${problem}`, 'bad');
+          return;
+        }
+        const file = { name, size, sha256, chunks: [], received: 0, row: addFileRow(`${name}: receiving`, '', size) };
+        this.incoming.set(id, file);
+        this.sendControl({ type: 'file_accept', id });
+        if (size === 0) this.finishIncoming(id);
+      }
+
+      async onChunk(buffer) {
+        if (buffer.byteLength < 4) return;
+        const id = new DataView(buffer).getUint32(0, false);
+        const file = this.incoming.get(id);
+        if (!file) {
+          log('chunk for an unknown transfer', id);
+          return;
+        }
+        const bytes = buffer.slice(4);
+        if (file.received + bytes.byteLength > file.size) {
+          this.incoming.delete(id);
+          const error = `the sender sent more than the ${file.size} bytes it announced`;
+          this.sendControl({ type: 'file_result', id, ok: false, error });
+          setFileRow(file.row, `${file.name}: ${error}`, 'bad');
+          confab.filesReceived.push({ name: file.name, size: file.size, sha256: file.sha256, ok: false, error });
+          return;
+        }
+        file.chunks.push(bytes);
+        file.received += bytes.byteLength;
+        setProgress(file.row, file.received);
+        if (file.received === file.size) await this.finishIncoming(id);
+      }
+
+      async finishIncoming(id) {
+        const file = this.incoming.get(id);
+        if (!file) return;
+        this.incoming.delete(id);
+        const blob = new Blob(file.chunks);
+        file.chunks = [];
+        const digest = await sha256Hex(await blob.arrayBuffer());
+        const ok = digest === file.sha256;
+        const error = ok ? null : 'the file arrived damaged (SHA-256 mismatch)';
+        this.sendControl({ type: 'file_result', id, ok, error });
+        confab.filesReceived.push({ name: file.name, size: file.size, sha256: digest, ok, error });
+        if (ok) {
+          setFileRow(file.row, `${file.name} (${formatBytes(file.size)}) received, SHA-256 verified `, 'ok');
+          const link = document.createElement('a');
+          link.href = URL.createObjectURL(blob);
+          link.download = file.name;
+          link.textContent = 'download';
+          file.row.append(link);
+        } else {
+          setFileRow(file.row, `${file.name}: ${error}`, 'bad');
+        }
+      }
+
+      // -- files: sending --
+
+      async offerFile(file) {
+        if (!this.channels[CONTROL_LABEL] || !this.channels[FILE_LABEL]) {
+          this.queuedFiles.push(file);
+          return;
+        }
+        const id = this.nextFileId++;
+        const row = addFileRow(`${file.name}: hashing`, '', file.size);
+        let sha256;
+        try {
+          sha256 = await sha256Hex(await file.arrayBuffer());
+        } catch (err) {
+          setFileRow(row, `cannot send ${file.name}: ${err.message}`, 'bad');
+          return;
+        }
+        this.outgoing.set(id, { file, name: file.name, size: file.size, sha256, row });
+        setFileRow(row, `${file.name}: offered, waiting for the other side`);
+        this.sendControl({ type: 'file_offer', id, name: file.name, size: file.size, sha256 });
+      }
+
+      /** Streams an accepted file in 16 KiB chunks, pausing while the channel's buffer is full. */
+      async streamFile(id) {
+        const out = this.outgoing.get(id);
+        const dc = this.channels[FILE_LABEL];
+        if (!out || !dc) return;
+        setFileRow(out.row, `${out.name}: sending`);
+        dc.bufferedAmountLowThreshold = SEND_BUFFER_LOW;
+        try {
+          for (let offset = 0; offset < out.size; offset += CHUNK_BYTES) {
+            if (!this.outgoing.has(id) || this.closed) return;
+            const bytes = new Uint8Array(await out.file.slice(offset, offset + CHUNK_BYTES).arrayBuffer());
+            const message = new Uint8Array(4 + bytes.length);
+            new DataView(message.buffer).setUint32(0, id, false);
+            message.set(bytes, 4);
+            while (dc.bufferedAmount > SEND_BUFFER_HIGH) {
+              if (dc.readyState !== 'open') throw new Error('the file channel closed');
+              await new Promise((resolve) => {
+                dc.addEventListener('bufferedamountlow', resolve, { once: true });
+                setTimeout(resolve, 1000); // and look again in case the event never comes
+              });
+            }
+            dc.send(message);
+            setProgress(out.row, Math.min(out.size, offset + bytes.length));
+          }
+          setFileRow(out.row, `${out.name}: sent, waiting for the other side to verify`);
+        } catch (err) {
+          this.sendControl({ type: 'file_cancel', id });
+          this.finishOutgoing(id, false, `sending failed: ${err.message}`);
+        }
+      }
+
+      finishOutgoing(id, ok, error) {
+        const out = this.outgoing.get(id);
+        if (!out) return;
+        this.outgoing.delete(id);
+        confab.filesSent.push({ name: out.name, size: out.size, sha256: out.sha256, ok, error });
+        if (ok) setFileRow(out.row, `${out.name} (${formatBytes(out.size)}) delivered and verified`, 'ok');
+        else setFileRow(out.row, `${out.name}: ${error || 'not delivered'}`, 'bad');
+      }
+
+      // -- the end --
+
+      /** The other side left or hung up: keep the last stats, close, and show why. */
+      async end(why) {
+        if (this.closed || this.ending) return;
+        this.ending = true; // a `peer_left` may follow the `bye` while the stats are read
+        lastStats = await collectStats(this.pc);
+        this.close();
+        showMessage(`${why} Join again to start a new call.`);
+        setState('ended');
+      }
+
+      /** Hangs up: tells the other side, leaves the room, closes everything. */
+      async hangup() {
+        if (this.closed || this.ending) return;
+        this.ending = true;
+        this.signal({ kind: 'bye' });
+        this.send({ type: 'leave' });
+        lastStats = await collectStats(this.pc);
+        this.close();
+        showMessage('You hung up.');
+        setState('ended');
+      }
+
+      close() {
+        if (this.closed) return;
+        this.closed = true;
+        clearTimeout(this.joinTimer);
+        clearInterval(this.statsTimer);
+        for (const dc of Object.values(this.channels)) dc.close();
+        this.channels = {};
+        if (this.pc) this.pc.close();
+        if (this.ws) this.ws.close(1000, 'leaving');
+        for (const track of this.remoteStream.getTracks()) track.stop();
+        ui.remoteVideo.srcObject = null;
+        ui.remoteVideo.muted = false;
+        ui.unmuteRemote.hidden = true;
+        closeMedia();
+        ui.chatInput.disabled = true;
+        ui.chatSend.disabled = true;
+        ui.fileInput.disabled = true;
+      }
+    }
+
+    // ---- Remote media ----------------------------------------------------------------------------
+
+    /** Plays the remote stream with sound; when the browser wants a click first, plays muted and
+     *  shows a button to turn the sound on. */
+    function playRemote() {
+      ui.remoteVideo.play().catch(() => {
+        ui.remoteVideo.muted = true;
+        ui.unmuteRemote.hidden = false;
+        ui.remoteVideo.play().catch((err) => log('cannot play the remote video:', err.message));
+      });
+    }
+
+    function watchFirstFrame(current) {
+      const shown = () => {
+        if (call !== current) return;
+        current.mark('first_frame');
+        ui.placeholder.hidden = true;
+      };
+      if (ui.remoteVideo.requestVideoFrameCallback) ui.remoteVideo.requestVideoFrameCallback(shown);
+      else ui.remoteVideo.addEventListener('loadeddata', shown, { once: true });
+    }
+
+    // ---- Stats -----------------------------------------------------------------------------------
+
+    /** What getStats says about the call (see `window.confab.stats`). */
+    async function collectStats(pc) {
+      const out = {
+        framesDecoded: 0,
+        framesReceived: 0,
+        frameWidth: 0,
+        frameHeight: 0,
+        framesPerSecond: 0,
+        freezeCount: 0,
+        keyFramesDecoded: 0,
+        framesDropped: 0, // received but not decoded or shown
+        packetsLost: 0,
+        pliCount: 0, // keyframe requests we sent
+        nackCount: 0,
+        decoder: null,
+        audioPacketsReceived: 0,
+        audioConcealedSamples: 0,
+        audioTotalSamplesReceived: 0,
+        audioCodec: null,
+        codec: null, // mimeType of the inbound video
+        codecFmtp: null,
+        framesEncoded: 0,
+        keyFramesEncoded: 0,
+        pliReceived: 0, // keyframe requests from the other side
+        sendCodec: null,
+        encoder: null,
+        audioPacketsSent: 0,
+        candidateType: null, // local end of the selected pair
+        remoteCandidateType: null,
+        rttMs: null,
+      };
+      if (!pc || pc.connectionState === 'closed') return out;
+      const report = await pc.getStats();
+      const codecOf = (r) => (r.codecId && report.get(r.codecId)) || {};
+      let pair = null;
+      report.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') {
+          out.framesDecoded = r.framesDecoded || 0;
+          out.framesReceived = r.framesReceived || 0;
+          out.frameWidth = r.frameWidth || 0;
+          out.frameHeight = r.frameHeight || 0;
+          out.framesPerSecond = r.framesPerSecond || 0;
+          out.freezeCount = r.freezeCount || 0;
+          out.keyFramesDecoded = r.keyFramesDecoded || 0;
+          out.framesDropped = r.framesDropped || 0;
+          out.packetsLost = r.packetsLost || 0;
+          out.pliCount = r.pliCount || 0;
+          out.nackCount = r.nackCount || 0;
+          out.decoder = r.decoderImplementation || null;
+          out.codec = codecOf(r).mimeType || null;
+          out.codecFmtp = codecOf(r).sdpFmtpLine || null;
+        } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+          out.audioPacketsReceived = r.packetsReceived || 0;
+          out.audioConcealedSamples = r.concealedSamples || 0;
+          out.audioTotalSamplesReceived = r.totalSamplesReceived || 0;
+          out.audioCodec = codecOf(r).mimeType || null;
+        } else if (r.type === 'outbound-rtp' && r.kind === 'video') {
+          out.framesEncoded = r.framesEncoded || 0;
+          out.keyFramesEncoded = r.keyFramesEncoded || 0;
+          out.pliReceived = (r.pliCount || 0) + (r.firCount || 0);
+          out.sendCodec = codecOf(r).mimeType || null;
+          out.encoder = r.encoderImplementation || null;
+        } else if (r.type === 'outbound-rtp' && r.kind === 'audio') {
+          out.audioPacketsSent = r.packetsSent || 0;
+        } else if (r.type === 'transport' && r.selectedCandidatePairId) {
+          pair = report.get(r.selectedCandidatePairId) || pair;
+        } else if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded' && !pair) {
+          pair = r;
+        }
+      });
+      if (pair) {
+        const local = report.get(pair.localCandidateId) || {};
+        const remote = report.get(pair.remoteCandidateId) || {};
+        out.candidateType = local.candidateType || null;
+        out.remoteCandidateType = remote.candidateType || null;
+        if (pair.currentRoundTripTime !== undefined) out.rttMs = Math.round(pair.currentRoundTripTime * 1000 * 10) / 10;
+      }
+      return out;
+    }
+
+    /** Stats of the current call, or the last ones of the call that ended. */
+    async function stats() {
+      if (call && !call.closed && call.pc) return collectStats(call.pc);
+      return lastStats || collectStats(null);
+    }
+
+    async function showStats() {
+      if (!call || call.closed) return;
+      const s = await collectStats(call.pc);
+      const codec = s.codec ? s.codec.replace('video/', '') : '-';
+      ui.callStats.textContent = `${s.frameWidth}x${s.frameHeight} ${Math.round(s.framesPerSecond)} fps ${codec} · `
+        + `${s.framesDecoded} frames · ${s.candidateType || '-'} > ${s.remoteCandidateType || '-'}`
+        + (s.rttMs !== null ? ` · rtt ${s.rttMs} ms` : '');
+    }
+
+    // ---- Chat and file lists ---------------------------------------------------------------------
+
+    function addChatLine(who, text, mine) {
+      const li = document.createElement('li');
+      if (mine) li.className = 'mine';
+      const name = document.createElement('span');
+      name.className = 'who';
+      name.textContent = who;
+      li.append(name, document.createTextNode(text)); // text only: never parsed as HTML
+      ui.chatLog.append(li);
+      ui.chatLog.scrollTop = ui.chatLog.scrollHeight;
+    }
+
+    function addFileRow(text, cls = '', total = 0) {
+      const li = document.createElement('li');
+      const label = document.createElement('span');
+      li.append(label);
+      if (total > 0) {
+        const bar = document.createElement('progress');
+        bar.max = total;
+        bar.value = 0;
+        li.append(bar);
+      }
+      ui.fileList.append(li);
+      setFileRow(li, text, cls);
+      return li;
+    }
+
+    function setFileRow(li, text, cls = '') {
+      li.firstChild.textContent = text;
+      li.firstChild.className = cls;
+      if (cls) {
+        const bar = li.querySelector('progress');
+        if (bar) bar.remove();
+      }
+    }
+
+    function setProgress(li, done) {
+      const bar = li.querySelector('progress');
+      if (bar) bar.value = done;
+    }
+
+    function formatBytes(n) {
+      if (n < 1024) return `${n} B`;
+      if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+      return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+    }
+
+    function showInvite(room) {
+      // Readable: ':' and '/' need no escaping in a query value.
+      const escape = (v) => encodeURIComponent(v).replace(/%3A/gi, ':').replace(/%2F/gi, '/');
+      let invite = `${location.origin}${location.pathname}?room=${room}`;
+      if (params.get('server')) invite += `&server=${escape(params.get('server'))}`;
+      ui.inviteLink.href = invite;
+      ui.inviteLink.textContent = invite;
+      ui.invite.hidden = false;
+      // So a reload rejoins the same room.
+      const here = new URL(location.href);
+      here.searchParams.set('room', room);
+      history.replaceState(null, '', here.toString());
+    }
+
+    // ---- Actions ---------------------------------------------------------------------------------
+
+    /** Joins the room in the form (or a new room when it is empty). */
+    async function join() {
+      if (call && !call.closed) return;
+      const typed = ui.room.value.trim();
+      let room = null;
+      if (typed) {
+        const parsed = parseRoomCode(typed);
+        if (parsed.error) {
+          confab.error = parsed.error;
+          showMessage(`That is not a room code: ${parsed.error}.`, true);
+          setState('error');
+          return;
+        }
+        room = parsed.code;
+        ui.room.value = room;
+      }
+      const name = Array.from(ui.name.value.trim() || 'Browser').slice(0, MAX_NAME_CHARS).join('');
+      try {
+        localStorage.setItem('confab.name', name);
+      } catch (err) {
+        // Storage may be off (private windows); the name is only a convenience.
+      }
+      let serverUrl;
+      try {
+        serverUrl = signalingUrl(location, params);
+      } catch (err) {
+        confab.error = `Bad ?server= address: ${err.message}`;
+        showMessage(confab.error, true);
+        setState('error');
+        return;
+      }
+      confab.error = null;
+      confab.room = room;
+      confab.server = serverUrl;
+      confab.peer = null;
+      confab.timing = {};
+      confab.chatReceived = [];
+      confab.chatSent = [];
+      confab.filesReceived = [];
+      confab.filesSent = [];
+      lastStats = null;
+      ui.chatLog.replaceChildren();
+      ui.fileList.replaceChildren();
+      ui.callStats.textContent = '';
+      showMessage('');
+      call = new Call(serverUrl, room, name);
+      setState('joining');
+      await openMedia();
+      updateToggles();
+      if (call.closed) return;
+      call.t0 = performance.now(); // timings count from the moment signaling starts
+      call.start();
+    }
+
+    async function hangup() {
+      if (call) await call.hangup();
+    }
+
+    function sendChat(text) {
+      if (!call || call.closed) throw new Error('not in a call');
+      call.chat(text);
+    }
+
+    /** Offers a File (from the file input, or made by a test) to the other side. */
+    function sendFile(file) {
+      if (!call || call.closed) throw new Error('not in a call');
+      return call.offerFile(file);
+    }
+
+    ui.lobby.addEventListener('submit', (event) => {
+      event.preventDefault();
+      join();
+    });
+    ui.hangup.addEventListener('click', () => hangup());
+    ui.chatForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const text = ui.chatInput.value;
+      if (!text.trim() || !call) return;
+      call.chat(text);
+      ui.chatInput.value = '';
+    });
+    ui.fileInput.addEventListener('change', () => {
+      for (const file of ui.fileInput.files) if (call && !call.closed) call.offerFile(file);
+      ui.fileInput.value = '';
+    });
+    window.addEventListener('pagehide', () => {
+      if (call && !call.closed) {
+        call.signal({ kind: 'bye' });
+        call.send({ type: 'leave' });
+        call.close();
+      }
+    });
+
+    // ---- Start -----------------------------------------------------------------------------------
+
+    const fromUrl = roomFromUrl(location, params);
+    if (fromUrl) {
+      const parsed = parseRoomCode(fromUrl);
+      ui.room.value = parsed.code || fromUrl;
+    }
+    let savedName = '';
+    try {
+      savedName = localStorage.getItem('confab.name') || '';
+    } catch (err) {
+      // No storage: no remembered name.
+    }
+    ui.name.value = params.get('name') || savedName;
+    setState('idle');
+    updateToggles();
+    if (typeof RTCPeerConnection === 'undefined') {
+      confab.error = 'This browser has no WebRTC (RTCPeerConnection), so it cannot join a call.';
+      showMessage(confab.error, true);
+      ui.join.disabled = true;
+    } else if (params.get('autojoin') === '1' && fromUrl) {
+      join();
+    }
+  })();
+}

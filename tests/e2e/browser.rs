@@ -1,0 +1,144 @@
+//! A browser joins a room: Debian's headless Chromium (driven by playwright-core, never a
+//! downloaded browser) opens the web page the signaling server serves, and calls a native
+//! `confab join --headless` peer: H.264 and Opus both ways, chat both ways.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use confab_e2e::{num, room_code, serial, Peer, Server};
+
+fn web_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
+}
+
+/// Runs tests/web/browser_call.js; returns (exit success, its JSON line, stderr).
+fn browser(url: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
+    let script = web_dir().join("browser_call.js");
+    assert!(
+        web_dir().join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm install` in tests/web (scripts/setup.sh --test does)"
+    );
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(url)
+        .args(args)
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(line).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn call_with_browser(native_first: bool) {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(if native_first { 61 } else { 62 });
+    let http = server
+        .url
+        .replace("ws://", "http://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let url = format!("{http}/join/{room}?autojoin=1&name=Browser");
+    let native_args = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--speaker",
+        "null",
+        "--video-size",
+        "640x360",
+        "--duration",
+        "12",
+        "--wait",
+        "40",
+        "--chat",
+        "hi from native",
+    ];
+    let browser_args = [
+        "--frames",
+        "90",
+        "--timeout",
+        "40",
+        "--hold",
+        "12",
+        "--chat",
+        "hi from browser",
+        "--expect-chat",
+        "1",
+    ];
+
+    let (native, (ok, json, stderr)) = if native_first {
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        std::thread::sleep(Duration::from_millis(500));
+        (native, browser(&url, &browser_args))
+    } else {
+        // The browser waits in the room; the native peer arrives second and offers.
+        let url = url.clone();
+        let handle = std::thread::spawn(move || browser(&url, &browser_args));
+        std::thread::sleep(Duration::from_secs(3));
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        (native, handle.join().unwrap())
+    };
+    let native = native.finish(Duration::from_secs(60));
+    assert!(ok, "browser side failed: {json}\n{stderr}");
+    assert!(
+        native.status.success(),
+        "native side failed: {}",
+        native.stderr
+    );
+    let stats = native.stats.expect("native stats");
+
+    // The browser decoded our H.264 and got our chat.
+    assert!(
+        json["framesDecoded"].as_f64().unwrap_or(0.0) >= 90.0,
+        "{json}"
+    );
+    assert!(
+        json["codec"]
+            .as_str()
+            .unwrap_or_default()
+            .eq_ignore_ascii_case("video/H264"),
+        "{json}"
+    );
+    assert_eq!(
+        json["chatReceived"],
+        serde_json::json!(["hi from native"]),
+        "{json}"
+    );
+    // We decoded the browser's video and audio, and got its chat.
+    assert!(
+        num(&stats, "/video_recv/frames_decoded") >= 100.0,
+        "{stats:#}"
+    );
+    assert!(
+        num(&stats, "/audio_recv/frames_decoded") >= 300.0,
+        "{stats:#}"
+    );
+    assert_eq!(
+        stats["chat"]["received"],
+        serde_json::json!(["hi from browser"])
+    );
+    // Chrome's padding packets must not be mistaken for broken frames.
+    assert!(
+        num(&stats, "/video_recv/frames_dropped") <= 2.0,
+        "{stats:#}"
+    );
+}
+
+#[test]
+fn a_browser_joins_a_native_peer_who_waits() {
+    call_with_browser(true);
+}
+
+#[test]
+fn a_native_peer_joins_a_browser_who_waits() {
+    call_with_browser(false);
+}

@@ -1,0 +1,502 @@
+//! Real device paths, driven through virtual devices: PulseAudio null sinks as microphones and
+//! speakers (cpal through ALSA), a call where one peer's speaker feeds its own microphone (AEC on
+//! and off), screen sharing of an Xvfb display compared with a screenshot, and device listing.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use confab_e2e::services::{Pulse, Xvfb};
+use confab_e2e::{num, room_code, serial, Peer, Server};
+
+/// 16-bit mono WAV samples as f32 (the header is skipped by finding the `data` chunk).
+fn read_wav(path: &Path) -> (u32, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rate = u32::from_le_bytes(bytes[24..28].try_into().unwrap());
+    let data = bytes
+        .windows(4)
+        .position(|w| w == b"data")
+        .expect("data chunk")
+        + 8;
+    let samples = bytes[data..]
+        .chunks_exact(2)
+        .map(|c| f32::from(i16::from_le_bytes([c[0], c[1]])) / 32768.0)
+        .collect();
+    (rate, samples)
+}
+
+fn goertzel(x: &[f32], hz: f64, rate: u32) -> f64 {
+    let k = 2.0 * (std::f64::consts::TAU * hz / f64::from(rate)).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2) / (x.len() as f64).powi(2)
+}
+
+fn level_dbfs(x: &[f32]) -> f64 {
+    10.0 * (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).log10()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tone(path: &Path, hz: u32, secs: u32) {
+    run(Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
+        .arg(path)
+        .args([
+            "synth",
+            &secs.to_string(),
+            "sine",
+            &hz.to_string(),
+            "vol",
+            "0.3",
+        ]));
+}
+
+#[test]
+fn audio_flows_both_ways_through_pulseaudio_devices() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(&["spk_a", "spk_b", "mic_a", "mic_b"]);
+    let (tone_a, tone_b) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+    tone(&tone_a, 440, 20);
+    tone(&tone_b, 660, 20);
+    let _feed_a = pulse.play("mic_a", &tone_a);
+    let _feed_b = pulse.play("mic_b", &tone_b);
+    let (heard_a, heard_b) = (
+        dir.path().join("heard-a.wav"),
+        dir.path().join("heard-b.wav"),
+    );
+    let mut rec_a = pulse.record("spk_a.monitor", &heard_a);
+    let mut rec_b = pulse.record("spk_b.monitor", &heard_b);
+
+    let server = Server::start(&[]);
+    let room = room_code(21);
+    // Audio processing off: steady tones are what noise suppression removes and what confuses an
+    // echo canceller; this test is about the devices (the next one is about AEC).
+    let args = [
+        "--camera",
+        "none",
+        "--mic",
+        "default",
+        "--speaker",
+        "default",
+        "--no-aec",
+        "--no-ns",
+        "--no-agc",
+        "--duration",
+        "8",
+        "--wait",
+        "30",
+    ];
+    let a = Peer::start_with_env(
+        dir.path(),
+        "a",
+        &server.url,
+        &room,
+        &args,
+        &pulse.env(Some("spk_a"), Some("mic_a.monitor")),
+    );
+    let b = Peer::start_with_env(
+        dir.path(),
+        "b",
+        &server.url,
+        &room,
+        &args,
+        &pulse.env(Some("spk_b"), Some("mic_b.monitor")),
+    );
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    let _ = Command::new("kill")
+        .args(["-INT", &rec_a.pid().to_string(), &rec_b.pid().to_string()])
+        .status();
+    rec_a.wait(Duration::from_secs(5));
+    rec_b.wait(Duration::from_secs(5));
+    assert!(a.status.success(), "a: {}", a.stderr);
+    assert!(b.status.success(), "b: {}", b.stderr);
+    for (name, s) in [("a", a.stats.unwrap()), ("b", b.stats.unwrap())] {
+        assert!(
+            num(&s, "/audio_send/frames_encoded") > 250.0,
+            "{name} captured from its microphone: {s:#}"
+        );
+        assert!(
+            num(&s, "/audio_recv/frames_decoded") > 250.0,
+            "{name} received audio: {s:#}"
+        );
+    }
+    // What each virtual speaker played is the other side's tone.
+    for (path, want, other, who) in [
+        (&heard_b, 440.0, 660.0, "b hears a"),
+        (&heard_a, 660.0, 440.0, "a hears b"),
+    ] {
+        let (rate, samples) = read_wav(path);
+        // A monitor records only while its sink plays: seconds 1 to 5 of the call's audio.
+        let r = rate as usize;
+        let tail = &samples[r.min(samples.len())..(5 * r).min(samples.len())];
+        let (p_want, p_other) = (goertzel(tail, want, rate), goertzel(tail, other, rate));
+        let level = level_dbfs(tail);
+        eprintln!(
+            "{who}: level {level:.1} dBFS, {want} Hz / {other} Hz power ratio {:.1} dB",
+            10.0 * (p_want / p_other).log10()
+        );
+        assert!(level > -30.0, "{who}: speaker level {level:.1} dBFS");
+        assert!(p_want > 100.0 * p_other, "{who}: the right tone dominates");
+    }
+}
+
+#[test]
+fn echo_cancellation_stops_a_peers_voice_coming_back() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let speech = dir.path().join("speech.wav");
+    run(Command::new("espeak-ng").args(["-v", "en-us", "-s", "150", "-w"]).arg(&speech).arg(
+        "This is the far end talking. I am reading a long paragraph so that the echo canceller on the other side \
+         has time to learn the room. The quick brown fox jumps over the lazy dog, and then it jumps back again. \
+         We keep talking for a while: one, two, three, four, five, six, seven, eight, nine, ten. Thank you.",
+    ));
+    let mut levels = Vec::new();
+    for aec in [true, false] {
+        let pulse = Pulse::start(&["spk_a", "spk_b", "mic_b"]);
+        let _talk = pulse.play("mic_b", &speech);
+        let server = Server::start(&[]);
+        let room = room_code(if aec { 31 } else { 32 });
+        let back = dir.path().join(format!("back-{aec}.wav"));
+        let mut a_args = vec![
+            "--camera",
+            "none",
+            "--mic",
+            "default",
+            "--speaker",
+            "default",
+            "--no-ns",
+            "--no-agc",
+            "--duration",
+            "14",
+            "--wait",
+            "30",
+        ];
+        if !aec {
+            a_args.push("--no-aec");
+        }
+        let b_args = [
+            "--camera",
+            "none",
+            "--mic",
+            "default",
+            "--speaker",
+            "default",
+            "--no-ns",
+            "--no-agc",
+            "--duration",
+            "14",
+            "--wait",
+            "30",
+            "--record-audio",
+            back.to_str().unwrap(),
+        ];
+        // A's microphone is its own speaker's output: everything A plays, A hears.
+        let a = Peer::start_with_env(
+            dir.path(),
+            "a",
+            &server.url,
+            &room,
+            &a_args,
+            &pulse.env(Some("spk_a"), Some("spk_a.monitor")),
+        );
+        let b = Peer::start_with_env(
+            dir.path(),
+            "b",
+            &server.url,
+            &room,
+            &b_args,
+            &pulse.env(Some("spk_b"), Some("mic_b.monitor")),
+        );
+        let (a, b) = (
+            a.finish(Duration::from_secs(60)),
+            b.finish(Duration::from_secs(60)),
+        );
+        assert!(a.status.success(), "a: {}", a.stderr);
+        assert!(b.status.success(), "b: {}", b.stderr);
+        // B's own voice coming back, after A's canceller had 6 s to converge, while B talks.
+        let (rate, samples) = read_wav(&back);
+        let window = &samples
+            [(rate as usize * 6).min(samples.len())..(rate as usize * 13).min(samples.len())];
+        levels.push(level_dbfs(window));
+    }
+    let (on, off) = (levels[0], levels[1]);
+    eprintln!("echo of B's voice returning from A: {on:.1} dBFS with AEC, {off:.1} dBFS without: {:.1} dB less", off - on);
+    assert!(
+        off > -45.0,
+        "without AEC the echo must be audible ({off:.1} dBFS), or the test proves nothing"
+    );
+    assert!(
+        off - on >= 15.0,
+        "AEC removed only {:.1} dB of echo",
+        off - on
+    );
+}
+
+/// Luma (BT.601, limited range) of packed RGB.
+fn luma(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .map(|p| {
+            (((66 * i32::from(p[0]) + 129 * i32::from(p[1]) + 25 * i32::from(p[2]) + 128) >> 8)
+                + 16) as u8
+        })
+        .collect()
+}
+
+/// Y plane of the last frame of a y4m file, with its size.
+fn last_y4m_frame(path: &Path) -> (u32, u32, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let header = String::from_utf8_lossy(&bytes[..header_end]).to_string();
+    let field = |tag: char| -> u32 {
+        header
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(tag))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (w, h) = (field('W'), field('H'));
+    let frame_len = 6 + (w * h * 3 / 2) as usize;
+    let frames = (bytes.len() - header_end - 1) / frame_len;
+    assert!(frames > 0, "no frames recorded");
+    let start = header_end + 1 + (frames - 1) * frame_len + 6;
+    (w, h, bytes[start..start + (w * h) as usize].to_vec())
+}
+
+/// Shows `png` in a window at the top-left of `display` (a real window: X servers return the
+/// root window's background pixmap as black to a GetImage, which is what screen capture does).
+fn show(display: &str, png: &Path) -> confab_e2e::Proc {
+    let child = Command::new("display")
+        .args(["-display", display, "-geometry", "+0+0"])
+        .arg(png)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("display (ImageMagick)");
+    // Give it time to map and draw.
+    std::thread::sleep(Duration::from_millis(1500));
+    confab_e2e::Proc {
+        child,
+        name: "display".into(),
+    }
+}
+
+fn screenshot_luma(display: &str, dir: &Path) -> Vec<u8> {
+    let shot = dir.join("shot.rgb");
+    run(Command::new("import")
+        .args(["-display", display, "-window", "root", "-depth", "8"])
+        .arg(format!("rgb:{}", shot.display())));
+    luma(&std::fs::read(&shot).unwrap())
+}
+
+fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (255.0f64.powi(2) / mse.max(1e-3)).log10()
+}
+
+#[test]
+fn a_shared_screen_arrives_as_it_looks() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(1280, 720);
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+    let (first, second) = (dir.path().join("first.png"), dir.path().join("second.png"));
+    run(Command::new("convert")
+        .args([
+            "-size",
+            "1280x720",
+            "gradient:#203050-#d0a040",
+            "-fill",
+            "white",
+            "-font",
+            font,
+            "-pointsize",
+            "40",
+        ])
+        .args([
+            "-annotate",
+            "+60+120",
+            "Confab screen sharing test",
+            "-annotate",
+            "+60+220",
+            "Quarterly numbers: 42, 17, 3.14",
+        ])
+        .args(["-fill", "#c03030", "-draw", "rectangle 700,300 1100,600"])
+        .arg(&first));
+    run(Command::new("convert")
+        .args([
+            "-size",
+            "1280x720",
+            "xc:#f4f4f0",
+            "-fill",
+            "#202020",
+            "-font",
+            font,
+            "-pointsize",
+            "28",
+        ])
+        .args([
+            "-annotate",
+            "+40+80",
+            "fn main() { println!(\"the second slide\"); }",
+            "-annotate",
+            "+40+140",
+            "Small text must stay legible: 0123456789",
+        ])
+        .args(["-fill", "#3060c0", "-draw", "circle 900,450 1000,550"])
+        .arg(&second));
+    let shown = show(&x.display, &first);
+    let first_luma = screenshot_luma(&x.display, dir.path());
+
+    let server = Server::start(&[]);
+    let room = room_code(41);
+    let received = dir.path().join("received.y4m");
+    let env = vec![("DISPLAY".to_owned(), x.display.clone())];
+    let a = Peer::start_with_env(
+        dir.path(),
+        "a",
+        &server.url,
+        &room,
+        &[
+            "--camera",
+            "none",
+            "--mic",
+            "none",
+            "--screen",
+            "0",
+            "--duration",
+            "7",
+            "--wait",
+            "30",
+        ],
+        &env,
+    );
+    let b = Peer::start(
+        dir.path(),
+        "b",
+        &server.url,
+        &room,
+        &[
+            "--camera",
+            "none",
+            "--mic",
+            "none",
+            "--duration",
+            "7",
+            "--wait",
+            "30",
+            "--record-video",
+            received.to_str().unwrap(),
+        ],
+    );
+    // Half way through the call the screen changes: what arrives must follow it.
+    std::thread::sleep(Duration::from_secs(3));
+    let _second_shown = show(&x.display, &second);
+    drop(shown);
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    assert!(a.status.success(), "a: {}", a.stderr);
+    assert!(b.status.success(), "b: {}", b.stderr);
+
+    let second_luma = screenshot_luma(&x.display, dir.path());
+    let (w, h, got) = last_y4m_frame(&received);
+    assert_eq!((w, h), (1280, 720));
+    let (now, before) = (psnr(&second_luma, &got), psnr(&first_luma, &got));
+    eprintln!("screen share: received 1280x720; PSNR {now:.1} dB against the screen at the end, {before:.1} dB against the earlier screen");
+    assert!(now >= 30.0, "PSNR {now:.1} dB");
+    assert!(
+        before < 20.0,
+        "the received picture followed the change ({before:.1} dB against the old screen)"
+    );
+    let stats = b.stats.unwrap();
+    assert!(
+        num(&stats, "/video_recv/frames_decoded") >= 2.0,
+        "{stats:#}"
+    );
+}
+
+#[test]
+fn devices_are_listed_and_missing_ones_explained() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(&["spk"]);
+    let x = Xvfb::start(800, 600);
+    let mut env = pulse.env(Some("spk"), Some("spk.monitor"));
+    env.push(("DISPLAY".to_owned(), x.display.clone()));
+    let out = Command::new(confab_e2e::bin("confab"))
+        .args(["devices", "--json"])
+        .envs(env.clone())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["cameras"],
+        serde_json::json!([]),
+        "no camera here, and that is not an error"
+    );
+    assert!(
+        json["microphones"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "{json:#}"
+    );
+    assert!(
+        json["speakers"].as_array().is_some_and(|m| !m.is_empty()),
+        "{json:#}"
+    );
+    assert_eq!(json["screens"][0]["width"], 800);
+
+    // Asking for a camera that is not there says so, and the call goes on without video.
+    let server = Server::start(&[]);
+    let p = Peer::start_with_env(
+        dir.path(),
+        "nocam",
+        &server.url,
+        &room_code(51),
+        &["--camera", "default", "--mic", "none", "--wait", "1"],
+        &env,
+    )
+    .finish(Duration::from_secs(20));
+    assert!(
+        p.stderr.contains("no camera found") && p.stderr.contains("continuing without video"),
+        "{}",
+        p.stderr
+    );
+    let text = Command::new(confab_e2e::bin("confab"))
+        .arg("devices")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Cameras:") && text.contains("(none)"),
+        "{text}"
+    );
+}

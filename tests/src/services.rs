@@ -1,0 +1,193 @@
+//! Real services the device tests need, each started on private sockets and stopped on drop:
+//! PulseAudio in user space with null sinks as virtual speakers and microphones (cpal reaches it
+//! through ALSA's pulse plugin), and Xvfb as a display to capture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Proc;
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not come up within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A private PulseAudio server.
+pub struct Pulse {
+    _proc: Proc,
+    dir: tempfile::TempDir,
+}
+
+impl Pulse {
+    /// Starts PulseAudio with one null sink per name. A sink `x` plays into `x.monitor`, which
+    /// serves as a microphone: whatever is played to `x` is "heard" there.
+    pub fn start(sinks: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        // cpal talks to ALSA; ALSA's default device goes to PulseAudio.
+        std::fs::write(
+            home.join(".asoundrc"),
+            "pcm.!default { type pulse }\nctl.!default { type pulse }\n",
+        )
+        .unwrap();
+        let socket = dir.path().join("native");
+        let mut cmd = Command::new("pulseaudio");
+        cmd.args([
+            "-n",
+            "--daemonize=no",
+            "--system=false",
+            "--exit-idle-time=-1",
+            "--disallow-exit",
+            "--disable-shm=yes",
+            "--use-pid-file=no",
+        ])
+        .arg(format!(
+            "--load=module-native-protocol-unix auth-anonymous=1 socket={}",
+            socket.display()
+        ));
+        for sink in sinks {
+            cmd.arg(format!("--load=module-null-sink sink_name={sink} rate=48000 sink_properties=device.description={sink}"));
+        }
+        let child = cmd
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &run)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "pulseaudio is needed for the device tests (scripts/setup.sh --test installs it)",
+            );
+        let pulse = Self {
+            _proc: Proc {
+                child,
+                name: "pulseaudio".into(),
+            },
+            dir,
+        };
+        let env = pulse.env(None, None);
+        wait_for("PulseAudio", Duration::from_secs(15), || {
+            Command::new("pactl")
+                .arg("info")
+                .envs(env.clone())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        pulse
+    }
+
+    /// Environment for a client: its default sink and source (PULSE_SINK / PULSE_SOURCE).
+    pub fn env(&self, sink: Option<&str>, source: Option<&str>) -> Vec<(String, String)> {
+        let mut env = vec![
+            (
+                "PULSE_SERVER".to_owned(),
+                format!("unix:{}", self.dir.path().join("native").display()),
+            ),
+            (
+                "HOME".to_owned(),
+                self.dir.path().join("home").display().to_string(),
+            ),
+            (
+                "XDG_RUNTIME_DIR".to_owned(),
+                self.dir.path().join("run").display().to_string(),
+            ),
+        ];
+        if let Some(sink) = sink {
+            env.push(("PULSE_SINK".to_owned(), sink.to_owned()));
+        }
+        if let Some(source) = source {
+            env.push(("PULSE_SOURCE".to_owned(), source.to_owned()));
+        }
+        env
+    }
+
+    /// Plays a WAV file into `sink` (in the background; killed on drop).
+    pub fn play(&self, sink: &str, wav: &Path) -> Proc {
+        let child = Command::new("paplay")
+            .arg(format!("--device={sink}"))
+            .arg(wav)
+            .envs(self.env(None, None))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("paplay");
+        Proc {
+            child,
+            name: "paplay".into(),
+        }
+    }
+
+    /// Records `source` to a WAV file (48 kHz mono) until the returned process is stopped.
+    pub fn record(&self, source: &str, wav: &Path) -> Proc {
+        let child = Command::new("parecord")
+            .args([
+                &format!("--device={source}"),
+                "--file-format=wav",
+                "--rate=48000",
+                "--channels=1",
+                "--format=s16le",
+            ])
+            .arg(wav)
+            .envs(self.env(None, None))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("parecord");
+        Proc {
+            child,
+            name: "parecord".into(),
+        }
+    }
+}
+
+/// A private X display.
+pub struct Xvfb {
+    _proc: Proc,
+    pub display: String,
+}
+
+impl Xvfb {
+    pub fn start(width: u32, height: u32) -> Self {
+        let n = (90..400)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display number");
+        let display = format!(":{n}");
+        let child = Command::new("Xvfb")
+            .args([
+                &display,
+                "-screen",
+                "0",
+                &format!("{width}x{height}x24"),
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is needed for the screen tests (scripts/setup.sh --test installs it)");
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        wait_for("Xvfb", Duration::from_secs(10), || socket.exists());
+        Self {
+            _proc: Proc {
+                child,
+                name: "Xvfb".into(),
+            },
+            display,
+        }
+    }
+}

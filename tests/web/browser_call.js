@@ -1,0 +1,296 @@
+#!/usr/bin/env node
+// One browser side of a Confab call, for interop tests: launches Debian's headless Chromium
+// (/usr/bin/chromium through playwright-core; browsers are never downloaded) with fake camera and
+// microphone, opens the Confab web page (signaling/web/) with a room in its URL, waits until the
+// call is connected and enough remote video frames were decoded, optionally sends chat messages
+// and files, and prints ONE JSON line on stdout with what `window.confab` reports. The page's
+// console goes to stderr.
+//
+// Exit status: 0 when the call connected and the goals were met (decoded frames, and the chat
+// messages and files asked for with --expect-chat / --expect-files); 1 when not, with the reason
+// in the JSON's "reason"; 2 for a usage error or a browser that would not start.
+//
+// Usage:
+//   node browser_call.js URL [--frames N] [--timeout SECS] [--chat TEXT]... [--expect-chat N]
+//        [--send-file PATH]... [--expect-files N] [--hold SECS] [--fake-video FILE.y4m]
+//        [--deny-media] [--chromium PATH]
+// URL is the page with its room, e.g.
+//   http://127.0.0.1:8000/?room=kfq-wmzt-pxd&autojoin=1&server=ws://127.0.0.1:8443/ws
+
+'use strict';
+
+const path = require('path');
+const { chromium } = require('playwright-core');
+
+const USAGE = `usage: node browser_call.js URL [options]
+  --frames N            remote video frames that must be decoded (default 30)
+  --timeout SECS        give up when the goals are not met within this long (default 30)
+  --chat TEXT           send a chat message once connected (repeatable)
+  --expect-chat N       also wait until N chat messages have arrived (default 0)
+  --send-file PATH      offer a file once the data channels are open (repeatable)
+  --expect-files N      also wait until N files have arrived and verified (default 0)
+  --hold SECS           after the goals are met, stay in the call this long or until the other
+                        side leaves (default 0), so that it can finish its own measurements
+  --fake-video FILE     camera from a .y4m file (--use-file-for-fake-video-capture)
+  --deny-media          refuse camera and microphone: the page joins receive-only (use
+                        --frames 0 when the other side sends nothing either)
+  --chromium PATH       the browser (default /usr/bin/chromium)`;
+
+/**
+ * Chromium's switches: headless, no name lookups, fake devices, loopback ICE. `hosts` are the hosts
+ * the page must reach (its own and the signaling server's): `MAP *` catches IP literals too, so
+ * each of them is excluded from the rule that makes every other lookup fail.
+ */
+function chromiumArgs(opts, hosts) {
+  const exclude = ['localhost', ...hosts.filter((h) => h !== 'localhost')].map((h) => `EXCLUDE ${h}`);
+  const args = [
+    '--no-sandbox', // we run as root
+    '--headless',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--use-fake-device-for-media-stream',
+    // Answers the permission prompt for camera and microphone: yes, or no with --deny-media.
+    opts.denyMedia ? '--use-fake-ui-for-media-stream=deny' : '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection',
+    // No quotes: the arguments reach Chromium without a shell in between.
+    `--host-resolver-rules=MAP * ~NOTFOUND , ${exclude.join(' , ')}`,
+    // Play remote audio without a click (the page also copes without this).
+    '--autoplay-policy=no-user-gesture-required',
+  ];
+  if (opts.fakeVideo) args.push(`--use-file-for-fake-video-capture=${path.resolve(opts.fakeVideo)}`);
+  return args;
+}
+
+function parseArgs(argv) {
+  const opts = {
+    url: null,
+    frames: 30,
+    timeout: 30,
+    chat: [],
+    expectChat: 0,
+    sendFile: [],
+    expectFiles: 0,
+    hold: 0,
+    fakeVideo: null,
+    denyMedia: false,
+    chromium: '/usr/bin/chromium',
+  };
+  const number = (flag, value) => {
+    const n = Number(value);
+    if (value === undefined || !Number.isFinite(n) || n < 0) throw new Error(`${flag} needs a number, got ${value}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) throw new Error(`${arg} needs a value`);
+      return argv[++i];
+    };
+    switch (arg) {
+      case '--frames': opts.frames = number(arg, value()); break;
+      case '--timeout': opts.timeout = number(arg, value()); break;
+      case '--chat': opts.chat.push(value()); break;
+      case '--expect-chat': opts.expectChat = number(arg, value()); break;
+      case '--send-file': opts.sendFile.push(path.resolve(value())); break;
+      case '--expect-files': opts.expectFiles = number(arg, value()); break;
+      case '--hold': opts.hold = number(arg, value()); break;
+      case '--fake-video': opts.fakeVideo = value(); break;
+      case '--deny-media': opts.denyMedia = true; break;
+      case '--chromium': opts.chromium = value(); break;
+      case '-h':
+      case '--help':
+        console.error(USAGE);
+        process.exit(0);
+        break;
+      default:
+        if (arg.startsWith('-') || opts.url) throw new Error(`unexpected argument ${arg}`);
+        opts.url = arg;
+    }
+  }
+  if (!opts.url) throw new Error('the page URL is missing');
+  return opts;
+}
+
+/** The hosts the page talks to: its own, and the signaling server's from `?server=`. */
+function pageHosts(url) {
+  const page = new URL(url);
+  const hosts = new Set([page.hostname]);
+  const server = page.searchParams.get('server');
+  if (server) hosts.add(new URL(server).hostname);
+  return [...hosts];
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What the page says about itself, in one round trip. */
+async function snapshot(page) {
+  return page.evaluate(async () => {
+    const c = window.confab;
+    if (!c) return null;
+    return {
+      state: c.state,
+      error: c.error,
+      room: c.room,
+      media: c.media,
+      chatReceived: c.chatReceived.slice(),
+      chatSent: c.chatSent.slice(),
+      filesReceived: c.filesReceived.slice(),
+      filesSent: c.filesSent.slice(),
+      timing: { ...c.timing },
+      stats: await c.stats(),
+    };
+  });
+}
+
+/** What is still missing, or null when every goal is met. */
+function missing(opts, snap) {
+  if (snap.state !== 'connected') return `not connected (state ${snap.state})`;
+  if (snap.stats.framesDecoded < opts.frames) return `decoded ${snap.stats.framesDecoded} of ${opts.frames} remote video frames`;
+  const chats = snap.chatReceived.length;
+  if (chats < opts.expectChat) return `received ${chats} of ${opts.expectChat} chat messages`;
+  const verified = snap.filesReceived.filter((f) => f.ok).length;
+  if (verified < opts.expectFiles) return `received ${verified} of ${opts.expectFiles} files intact`;
+  return null;
+}
+
+async function run(opts, result) {
+  const tStart = Date.now();
+  const browser = await chromium.launch({
+    executablePath: opts.chromium,
+    headless: true,
+    chromiumSandbox: false,
+    args: chromiumArgs(opts, pageHosts(opts.url)),
+    // Playwright mutes audio in headless mode; a call test wants the audio path as in real use.
+    ignoreDefaultArgs: ['--mute-audio'],
+    timeout: 30000,
+  });
+  try {
+    result.browserVersion = browser.version();
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
+    page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
+    result.msToLaunch = Date.now() - tStart;
+    await page.goto(opts.url, { waitUntil: 'load', timeout: 15000 });
+
+    // The page joins by itself with ?autojoin=1; otherwise press Join.
+    const autojoin = new URL(opts.url).searchParams.get('autojoin') === '1';
+    if (!autojoin) await page.click('#join');
+
+    const deadline = Date.now() + opts.timeout * 1000;
+    let chatsSent = false;
+    let filesSent = false;
+    let snap = null;
+    let why = 'timed out';
+    for (;;) {
+      snap = await snapshot(page);
+      if (!snap) throw new Error('the page has no window.confab (is this the Confab page?)');
+      if (snap.state === 'error') {
+        why = `the page reports an error: ${snap.error}`;
+        break;
+      }
+      if (snap.state === 'ended') {
+        why = 'the call ended before the goals were met';
+        break;
+      }
+      if (snap.state === 'connected' && !chatsSent) {
+        chatsSent = true;
+        for (const text of opts.chat) await page.evaluate((t) => window.confab.sendChat(t), text);
+      }
+      if (snap.state === 'connected' && !filesSent && opts.sendFile.length) {
+        // The file input is enabled once both data channels are open.
+        if (await page.isEnabled('#file-input')) {
+          filesSent = true;
+          await page.setInputFiles('#file-input', opts.sendFile);
+        }
+      }
+      const need = missing(opts, snap);
+      if (!need) {
+        why = null;
+        break;
+      }
+      if (Date.now() > deadline) {
+        why = `timed out after ${opts.timeout} s: ${need}`;
+        break;
+      }
+      await sleep(200);
+    }
+    result.ok = why === null;
+    result.reason = why;
+    result.msToGoal = result.ok ? Date.now() - tStart : null;
+
+    if (result.ok && opts.hold > 0) {
+      // Stay so the other side can measure what we send (and deliver its files and chat).
+      const holdUntil = Date.now() + opts.hold * 1000;
+      while (Date.now() < holdUntil) {
+        await sleep(250);
+        const state = await page.evaluate(() => window.confab.state);
+        if (state !== 'connected' && state !== 'connecting') break;
+      }
+      snap = await snapshot(page);
+    }
+    Object.assign(result, summarize(snap));
+    // Hang up properly (bye + leave), so the other side ends its call at once rather than
+    // waiting for ICE to time out.
+    await page.evaluate(() => window.confab.hangup()).catch(() => {});
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+/** The JSON line: the headline numbers first, then everything the page knows. */
+function summarize(snap) {
+  const s = snap.stats;
+  return {
+    state: snap.state,
+    error: snap.error,
+    room: snap.room,
+    media: snap.media,
+    framesDecoded: s.framesDecoded,
+    framesReceived: s.framesReceived,
+    codec: s.codec,
+    codecFmtp: s.codecFmtp,
+    frameSize: `${s.frameWidth}x${s.frameHeight}`,
+    audioPacketsReceived: s.audioPacketsReceived,
+    audioCodec: s.audioCodec,
+    candidateType: s.candidateType,
+    remoteCandidateType: s.remoteCandidateType,
+    msToConnected: snap.timing.connected === undefined ? null : snap.timing.connected,
+    msToFirstFrame: snap.timing.first_frame === undefined ? null : snap.timing.first_frame,
+    chatSent: snap.chatSent,
+    chatReceived: snap.chatReceived,
+    filesSent: snap.filesSent,
+    filesReceived: snap.filesReceived,
+    timing: snap.timing,
+    stats: s,
+  };
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error(`browser_call: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  const result = { ok: false, reason: null, url: opts.url };
+  let status = 1;
+  try {
+    await run(opts, result);
+    status = result.ok ? 0 : 1;
+  } catch (err) {
+    result.ok = false;
+    result.reason = `browser_call failed: ${err.message.split('\n')[0]}`;
+    console.error(err.stack || String(err));
+    status = result.browserVersion ? 1 : 2;
+  }
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exitCode = status;
+}
+
+main();
