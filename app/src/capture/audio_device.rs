@@ -32,6 +32,33 @@ pub struct AudioDeviceDescription {
     pub sample_format: Option<String>,
 }
 
+/// ALSA prints its complaints (a machine without a sound card has many) straight to stderr;
+/// while the returned guard lives, this thread's are collected instead, for the debug log.
+#[cfg(target_os = "linux")]
+fn quiet_alsa() -> impl Drop {
+    struct Guard(Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(output) = &self.0 {
+                let text = output.borrow().to_string();
+                if !text.trim().is_empty() {
+                    tracing::debug!(alsa = %text.trim(), "ALSA said");
+                }
+            }
+        }
+    }
+    Guard(alsa::Output::local_error_handler().ok())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn quiet_alsa() -> impl Drop {
+    struct Guard;
+    impl Drop for Guard {
+        fn drop(&mut self) {}
+    }
+    Guard
+}
+
 fn unavailable(what: impl std::fmt::Display) -> CaptureError {
     CaptureError::Unavailable(what.to_string())
 }
@@ -71,6 +98,7 @@ fn devices(direction: Direction) -> Result<Vec<Device>, CaptureError> {
 }
 
 pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError> {
+    let _quiet = quiet_alsa();
     let direction = if input {
         Direction::Input
     } else {
@@ -82,30 +110,33 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
         Direction::Output => host.default_output_device(),
     }
     .map(|d| device_name(&d));
+    // Devices that cannot say how they would run (ALSA lists every PCM plugin installed, most of
+    // them unusable here) are left out; indices stay those `find` understands.
     Ok(devices(direction)?
         .iter()
         .enumerate()
-        .map(|(index, device)| {
+        .filter_map(|(index, device)| {
             let config = match direction {
                 Direction::Input => device.default_input_config(),
                 Direction::Output => device.default_output_config(),
             }
-            .ok();
+            .ok()?;
             let name = device_name(device);
-            AudioDeviceDescription {
+            Some(AudioDeviceDescription {
                 index,
                 default: default.as_deref() == Some(name.as_str()),
                 name,
-                sample_rate_hz: config.as_ref().map(|c| c.sample_rate()),
-                channels: config.as_ref().map(|c| c.channels()),
-                sample_format: config.as_ref().map(|c| c.sample_format().to_string()),
-            }
+                sample_rate_hz: Some(config.sample_rate()),
+                channels: Some(config.channels()),
+                sample_format: Some(config.sample_format().to_string()),
+            })
         })
         .collect())
 }
 
 /// `default`, an index, or part of a name.
 fn find(spec: &str, direction: Direction) -> Result<Device, CaptureError> {
+    let _quiet = quiet_alsa();
     let host = cpal::default_host();
     if spec == "default" {
         let device = match direction {
@@ -175,6 +206,7 @@ fn run_stream(
     std::thread::Builder::new()
         .name("audio-device".into())
         .spawn(move || {
+            let _quiet = quiet_alsa();
             let stream = match build().and_then(|s| s.play().map(|()| s).map_err(|e| e.to_string()))
             {
                 Ok(s) => s,
