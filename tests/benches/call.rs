@@ -38,6 +38,8 @@ fn main() {
     let server = Server::start(&[]);
     let room = room_code(99);
     let peer_args = [
+        "--speaker",
+        "null",
         "--camera",
         "test",
         "--mic",

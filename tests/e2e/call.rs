@@ -10,6 +10,8 @@ const CALL_SECS: &str = "10";
 
 fn media_args() -> Vec<&'static str> {
     vec![
+        "--speaker",
+        "null",
         "--camera",
         "test",
         "--mic",
@@ -142,6 +144,8 @@ fn simultaneous_offers_do_not_deadlock() {
     let server = Server::start(&[]);
     let room = room_code(7);
     let args = [
+        "--speaker",
+        "null",
         "--camera",
         "test",
         "--mic",
@@ -195,6 +199,8 @@ fn joins_that_cannot_happen_say_why() {
     let _machine = serial();
     let dir = tempfile::tempdir().unwrap();
     let quick = [
+        "--speaker",
+        "null",
         "--camera",
         "test",
         "--mic",
