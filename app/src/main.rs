@@ -7,6 +7,7 @@ mod codec;
 mod devices;
 mod join;
 mod media;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -28,11 +29,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Join(args)) => join::run(args),
+        Some(Command::Join(args)) if args.headless => join::run(args),
+        Some(Command::Join(args)) => open_window(Some(args)),
         Some(Command::Devices { json }) => devices::run(json),
-        None => Err(anyhow::anyhow!(
-            "the app window is not built yet; see `confab --help`"
-        )),
+        None => open_window(None),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +41,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The app window; with `join` arguments, straight into that call.
+fn open_window(join: Option<cli::JoinArgs>) -> anyhow::Result<()> {
+    let start = match join {
+        Some(args) => Some(ui::StartCall {
+            room: match args.room.trim() {
+                "new" => None,
+                text => Some(confab_protocol::RoomCode::parse(text)?),
+            },
+            server: Some(args.server),
+            camera: Some(args.camera),
+            mic: Some(args.mic),
+            speaker: Some(args.speaker),
+            name: args.name,
+        }),
+        None => None,
+    };
+    ui::run(start)
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

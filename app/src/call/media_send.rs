@@ -22,6 +22,7 @@ use crate::codec::apm::AudioProcessor;
 use crate::codec::h264::{EncoderSettings, H264Encoder};
 use crate::codec::opus::OpusEncoder;
 use crate::media::audio::FRAME_SAMPLES;
+use crate::media::{clock, VideoFrame};
 
 /// Something went wrong in a pipeline thread; the session reports it and carries on without it.
 pub type PipelineErrors = mpsc::UnboundedSender<String>;
@@ -107,6 +108,37 @@ pub enum VideoControl {
     Push(Box<dyn VideoSource>, EncoderSettings),
     /// Go back to the source underneath (screen sharing stops); with none, send nothing.
     Pop,
+    /// Camera off (true) or on: while paused nothing is read or sent, after one black frame so
+    /// the other side does not keep the last picture.
+    Paused(bool),
+}
+
+/// What the encode thread sends from: a stack of sources (newest on top), and camera-off state.
+struct Sources {
+    stack: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
+    paused: bool,
+    /// One black frame to send when the camera goes off.
+    black: Option<VideoFrame>,
+    last_size: (u32, u32),
+}
+
+impl Sources {
+    fn apply(&mut self, msg: VideoControl) {
+        match msg {
+            VideoControl::Push(source, settings) => self.stack.push((source, settings)),
+            VideoControl::Pop => drop(self.stack.pop()),
+            VideoControl::Paused(on) => {
+                if on && !self.paused {
+                    self.black = Some(VideoFrame::black(
+                        self.last_size.0,
+                        self.last_size.1,
+                        clock::now_us(),
+                    ));
+                }
+                self.paused = on;
+            }
+        }
+    }
 }
 
 /// The video send pipeline and its control channel.
@@ -133,22 +165,19 @@ pub fn start_video(
             .name("video-encode".into())
             .spawn(move || {
                 // The sources, newest on top; only the top one is read.
-                let mut stack = initial;
+                let mut s = Sources {
+                    stack: initial,
+                    paused: false,
+                    black: None,
+                    last_size: (640, 360),
+                };
                 let mut encoder: Option<H264Encoder> = None;
                 let mut last_capture: Option<u64> = None;
-                let apply =
-                    |msg: VideoControl,
-                     stack: &mut Vec<(Box<dyn VideoSource>, EncoderSettings)>| {
-                        match msg {
-                            VideoControl::Push(source, settings) => stack.push((source, settings)),
-                            VideoControl::Pop => drop(stack.pop()),
-                        }
-                    };
                 while !stop.load(Ordering::Relaxed) {
                     loop {
                         match control_rx.try_recv() {
                             Ok(msg) => {
-                                apply(msg, &mut stack);
+                                s.apply(msg);
                                 // A new encoder for the new source: it starts with a keyframe
                                 // and may use other settings (screen content).
                                 encoder = None;
@@ -157,20 +186,25 @@ pub fn start_video(
                             Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
                         }
                     }
-                    let Some((source, settings)) = stack.last_mut() else {
+                    let idle = s.paused && s.black.is_none();
+                    let Some((source, settings)) = s.stack.last_mut().filter(|_| !idle) else {
                         match control_rx.recv_timeout(Duration::from_millis(100)) {
-                            Ok(msg) => apply(msg, &mut stack),
+                            Ok(msg) => s.apply(msg),
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                         }
                         continue;
                     };
-                    let frame = match source.next_frame() {
+                    let next = match s.black.take() {
+                        Some(frame) => Ok(frame),
+                        None => source.next_frame(),
+                    };
+                    let frame = match next {
                         Ok(frame) => frame,
                         Err(err) => {
                             let _ = errors.send(format!("{} stopped: {err}", source.name()));
                             // Fall back to what was sent before (the camera, after a screen).
-                            stack.pop();
+                            s.stack.pop();
                             encoder = None;
                             continue;
                         }
@@ -185,6 +219,7 @@ pub fn start_video(
                             }
                         },
                     };
+                    s.last_size = (frame.width, frame.height);
                     stats.lock().frame_captured();
                     if keyframe.swap(false, Ordering::Relaxed) {
                         encoder.request_keyframe();

@@ -88,10 +88,6 @@ pub enum SessionEvent {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-#[expect(
-    dead_code,
-    reason = "AcceptFile, DeclineFile and SetMicMuted come from the window"
-)]
 pub enum SessionCommand {
     Chat(String),
     SendFile(PathBuf),
@@ -100,6 +96,8 @@ pub enum SessionCommand {
     SetMicMuted(bool),
     /// Start sharing this screen (`0`, a name, or `window:TITLE`), or stop with `None`.
     ShareScreen(Option<String>),
+    /// Turn the camera off (nothing is sent) or back on.
+    SetCameraOn(bool),
     Hangup,
 }
 
@@ -601,6 +599,11 @@ async fn run(
                 }
                 Some(SessionCommand::DeclineFile(id)) => link.decline(id).await,
                 Some(SessionCommand::SetMicMuted(muted)) => mic_muted.store(muted, Ordering::Relaxed),
+                Some(SessionCommand::SetCameraOn(on)) => {
+                    if let Some(pipeline) = &video {
+                        let _ = pipeline.control.send(VideoControl::Paused(!on));
+                    }
+                }
                 Some(SessionCommand::ShareScreen(spec)) => {
                     let Some(pipeline) = &video else {
                         call.emit(SessionEvent::Warning("screen sharing starts once the call is connected".into())).await;

@@ -11,10 +11,6 @@ pub const BLOCK_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 100;
 pub const FRAME_SAMPLES: usize = 2 * BLOCK_SAMPLES;
 
 /// Root-mean-square level in dBFS (-inf for silence).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the microphone level meter uses it")
-)]
 pub fn rms_dbfs(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return f64::NEG_INFINITY;

@@ -190,10 +190,6 @@ pub fn gray_to_i420(
 }
 
 /// I420 to RGBA (for textures).
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the window draws video with it")
-)]
 pub fn i420_to_rgba(frame: &VideoFrame, out: &mut Vec<u8>) {
     let (w, h) = (frame.width as usize, frame.height as usize);
     out.resize(w * h * 4, 255);

@@ -1,0 +1,511 @@
+//! One call as the window sees it: the running `Session`, what happened in it (state, chat, file
+//! transfers, warnings), the video slots, and a minute of statistics for the plots. Session events
+//! arrive on a tokio task that queues them and wakes the UI; the UI drains the queue each frame
+//! and never waits on the session.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::TextureHandle;
+use tokio::sync::mpsc;
+
+use super::video::VideoSlot;
+use crate::call::collector::StatsHandle;
+use crate::call::data_link::LinkNotice;
+use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent};
+use crate::call::CallError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallState {
+    Joining,
+    Waiting,
+    Connecting,
+    Connected,
+    Reconnecting,
+    PeerLeft,
+    /// The call is over; with the reason when it failed.
+    Ended(Option<String>),
+}
+
+impl CallState {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Joining => "Joining…".into(),
+            Self::Waiting => "Waiting for the other person…".into(),
+            Self::Connecting => "Connecting…".into(),
+            Self::Connected => "Connected".into(),
+            Self::Reconnecting => "Connection lost, reconnecting…".into(),
+            Self::PeerLeft => "The other person left".into(),
+            Self::Ended(None) => "Call ended".into(),
+            Self::Ended(Some(e)) => format!("Call failed: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatLine {
+    pub mine: bool,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransferState {
+    /// Offered to us: waiting for Accept or Decline.
+    Offered,
+    Moving,
+    Done,
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    pub id: u32,
+    pub name: String,
+    pub incoming: bool,
+    pub done: u64,
+    pub total: u64,
+    pub state: TransferState,
+}
+
+/// One sample a second for the statistics plots.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsSample {
+    pub t: f64,
+    pub send_kbps: f64,
+    pub recv_kbps: f64,
+    pub fps: f64,
+    pub rtt_ms: f64,
+}
+
+pub struct CallUi {
+    pub room: String,
+    pub state: CallState,
+    pub peer_name: Option<String>,
+    pub security_code: Option<String>,
+    pub chat: Vec<ChatLine>,
+    pub chat_input: String,
+    pub unread: usize,
+    pub transfers: Vec<Transfer>,
+    pub mic_muted: bool,
+    pub camera_off: bool,
+    pub sharing: bool,
+    pub show_chat: bool,
+    pub show_stats: bool,
+    pub remote: Arc<VideoSlot>,
+    pub local: Arc<VideoSlot>,
+    pub remote_texture: Option<TextureHandle>,
+    pub local_texture: Option<TextureHandle>,
+    pub stats: StatsHandle,
+    pub history: VecDeque<StatsSample>,
+    pub warnings: VecDeque<(Instant, String)>,
+    pub started: Instant,
+    pub connected_at: Option<Instant>,
+    commands: mpsc::Sender<SessionCommand>,
+    events: Arc<Mutex<VecDeque<SessionEvent>>>,
+    task: Option<tokio::task::JoinHandle<Result<Ended, CallError>>>,
+    last_sample: Instant,
+    last_frames: u64,
+}
+
+impl CallUi {
+    /// Starts a call on `runtime`; events wake `ctx`.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        ctx: &egui::Context,
+        config: SessionConfig,
+        io: MediaIo,
+        remote: Arc<VideoSlot>,
+        local: Arc<VideoSlot>,
+    ) -> Self {
+        let room = config
+            .room
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let _guard = runtime.enter();
+        let mut session = Session::start(config, io, Instant::now());
+        let events = Arc::new(Mutex::new(VecDeque::new()));
+        {
+            let (events, ctx) = (events.clone(), ctx.clone());
+            let mut rx = std::mem::replace(&mut session.events, mpsc::channel(1).1);
+            runtime.spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    events
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push_back(event);
+                    ctx.request_repaint();
+                }
+                // The session ended: one more repaint to show it.
+                ctx.request_repaint();
+            });
+        }
+        Self {
+            room,
+            state: CallState::Joining,
+            peer_name: None,
+            security_code: None,
+            chat: Vec::new(),
+            chat_input: String::new(),
+            unread: 0,
+            transfers: Vec::new(),
+            mic_muted: false,
+            camera_off: false,
+            sharing: false,
+            show_chat: false,
+            show_stats: false,
+            remote,
+            local,
+            remote_texture: None,
+            local_texture: None,
+            stats: session.stats.clone(),
+            history: VecDeque::new(),
+            warnings: VecDeque::new(),
+            started: Instant::now(),
+            connected_at: None,
+            commands: session.commands.clone(),
+            events,
+            task: Some(session.task),
+            last_sample: Instant::now(),
+            last_frames: 0,
+        }
+    }
+
+    pub fn command(&self, command: SessionCommand) {
+        // The session is gone when this fails; the state shows it already.
+        let _ = self.commands.try_send(command);
+    }
+
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, CallState::Ended(_) | CallState::PeerLeft)
+    }
+
+    fn warn(&mut self, text: String) {
+        self.warnings.push_back((Instant::now(), text));
+        while self.warnings.len() > 4 {
+            self.warnings.pop_front();
+        }
+    }
+
+    fn transfer(&mut self, id: u32, incoming: bool) -> Option<&mut Transfer> {
+        self.transfers
+            .iter_mut()
+            .find(|t| t.id == id && t.incoming == incoming)
+    }
+
+    /// Applies what the session reported since the last frame.
+    pub fn poll(&mut self) {
+        let events: Vec<SessionEvent> = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for event in events {
+            self.apply(event);
+        }
+        if let Some(task) = self.task.as_ref().filter(|t| t.is_finished()) {
+            let _ = task;
+            let task = self.task.take().expect("invariant: checked above");
+            let result =
+                futures_util::FutureExt::now_or_never(task).unwrap_or(Ok(Ok(Ended::HungUp)));
+            match result {
+                Ok(Ok(Ended::PeerLeft)) => self.state = CallState::PeerLeft,
+                Ok(Ok(Ended::HungUp)) => self.state = CallState::Ended(None),
+                Ok(Err(e)) => self.state = CallState::Ended(Some(e.to_string())),
+                Err(e) => {
+                    self.state =
+                        CallState::Ended(Some(format!("the call stopped unexpectedly: {e}")))
+                }
+            }
+        }
+        if self.last_sample.elapsed() >= Duration::from_secs(1) {
+            self.sample();
+        }
+        let now = Instant::now();
+        self.warnings
+            .retain(|(at, _)| now.duration_since(*at) < Duration::from_secs(8));
+    }
+
+    fn sample(&mut self) {
+        let elapsed = self.last_sample.elapsed().as_secs_f64();
+        self.last_sample = Instant::now();
+        let s = self.stats.snapshot();
+        let frames = s.video_recv.frames_decoded;
+        let fps = (frames.saturating_sub(self.last_frames)) as f64 / elapsed.max(0.001);
+        self.last_frames = frames;
+        self.history.push_back(StatsSample {
+            t: self.started.elapsed().as_secs_f64(),
+            send_kbps: s.video_send.bitrate_kbps,
+            recv_kbps: s.video_recv.bitrate_kbps,
+            fps,
+            rtt_ms: s.ice.rtt_ms.unwrap_or(0.0),
+        });
+        while self.history.len() > 60 {
+            self.history.pop_front();
+        }
+    }
+
+    fn apply(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Joined { room, .. } => {
+                self.room = room.to_string();
+                if self.state == CallState::Joining {
+                    self.state = CallState::Waiting;
+                }
+            }
+            SessionEvent::PeerJoined { name } => {
+                self.peer_name = Some(name);
+                self.state = CallState::Connecting;
+            }
+            SessionEvent::Connected { security_code } => {
+                self.security_code = security_code;
+                self.state = CallState::Connected;
+                self.connected_at.get_or_insert_with(Instant::now);
+            }
+            SessionEvent::Reconnecting => self.state = CallState::Reconnecting,
+            SessionEvent::PeerLeft => self.state = CallState::PeerLeft,
+            SessionEvent::ScreenSharing(on) => self.sharing = on,
+            SessionEvent::Warning(w) => self.warn(w),
+            SessionEvent::Data(notice) => self.apply_data(notice),
+        }
+    }
+
+    fn apply_data(&mut self, notice: LinkNotice) {
+        match notice {
+            LinkNotice::Chat(text) => {
+                self.chat.push(ChatLine { mine: false, text });
+                if !self.show_chat {
+                    self.unread += 1;
+                }
+            }
+            LinkNotice::FileOffered { id, name, size } => self.transfers.push(Transfer {
+                id,
+                name,
+                incoming: true,
+                done: 0,
+                total: size,
+                state: TransferState::Offered,
+            }),
+            LinkNotice::Progress {
+                id,
+                name,
+                incoming,
+                done,
+                total,
+            } => match self.transfer(id, incoming) {
+                Some(t) => {
+                    t.done = done;
+                    t.total = total;
+                    t.state = TransferState::Moving;
+                }
+                None => self.transfers.push(Transfer {
+                    id,
+                    name,
+                    incoming,
+                    done,
+                    total,
+                    state: TransferState::Moving,
+                }),
+            },
+            LinkNotice::FileDone(file) => {
+                let incoming = file.direction == "received";
+                let state = if file.ok {
+                    TransferState::Done
+                } else {
+                    TransferState::Failed(file.error.clone().unwrap_or_default())
+                };
+                // Outgoing transfers are keyed by name (their id is the sender's).
+                let existing = self.transfers.iter_mut().rev().find(|t| {
+                    t.incoming == incoming
+                        && (t.name == file.name || incoming)
+                        && t.state != TransferState::Done
+                });
+                match existing {
+                    Some(t) => {
+                        t.done = file.bytes;
+                        t.total = file.bytes;
+                        t.state = state;
+                        t.name = file.name;
+                    }
+                    None => self.transfers.push(Transfer {
+                        id: 0,
+                        name: file.name,
+                        incoming,
+                        done: file.bytes,
+                        total: file.bytes,
+                        state,
+                    }),
+                }
+            }
+            LinkNotice::Problem(p) => self.warn(p),
+        }
+    }
+
+    pub fn send_chat(&mut self) {
+        let text = self.chat_input.trim().to_owned();
+        if text.is_empty() {
+            return;
+        }
+        self.command(SessionCommand::Chat(text.clone()));
+        self.chat.push(ChatLine { mine: true, text });
+        self.chat_input.clear();
+    }
+
+    pub fn send_file(&mut self, path: std::path::PathBuf) {
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        self.transfers.push(Transfer {
+            id: 0,
+            name,
+            incoming: false,
+            done: 0,
+            total,
+            state: TransferState::Moving,
+        });
+        self.command(SessionCommand::SendFile(path));
+    }
+
+    pub fn answer_offer(&mut self, id: u32, accept: bool) {
+        if let Some(t) = self.transfer(id, true) {
+            t.state = if accept {
+                TransferState::Moving
+            } else {
+                TransferState::Failed("declined".into())
+            };
+        }
+        self.command(if accept {
+            SessionCommand::AcceptFile(id)
+        } else {
+            SessionCommand::DeclineFile(id)
+        });
+    }
+
+    pub fn toggle_mute(&mut self) {
+        self.mic_muted = !self.mic_muted;
+        self.command(SessionCommand::SetMicMuted(self.mic_muted));
+    }
+
+    pub fn toggle_camera(&mut self) {
+        self.camera_off = !self.camera_off;
+        self.command(SessionCommand::SetCameraOn(!self.camera_off));
+    }
+
+    pub fn hang_up(&mut self) {
+        self.command(SessionCommand::Hangup);
+    }
+}
+
+impl Drop for CallUi {
+    fn drop(&mut self) {
+        self.command(SessionCommand::Hangup);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::stats::FileStats;
+
+    fn bare() -> CallUi {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (commands, _rx) = mpsc::channel(8);
+        CallUi {
+            room: "kfq-wmzt-pxd".into(),
+            state: CallState::Joining,
+            peer_name: None,
+            security_code: None,
+            chat: Vec::new(),
+            chat_input: String::new(),
+            unread: 0,
+            transfers: Vec::new(),
+            mic_muted: false,
+            camera_off: false,
+            sharing: false,
+            show_chat: false,
+            show_stats: false,
+            remote: VideoSlot::new(None),
+            local: VideoSlot::new(None),
+            remote_texture: None,
+            local_texture: None,
+            stats: StatsHandle::default(),
+            history: VecDeque::new(),
+            warnings: VecDeque::new(),
+            started: Instant::now(),
+            connected_at: None,
+            commands,
+            events: Arc::new(Mutex::new(VecDeque::new())),
+            task: Some(runtime.spawn(std::future::pending())),
+            last_sample: Instant::now(),
+            last_frames: 0,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_session() {
+        let mut call = bare();
+        let room = confab_protocol::RoomCode::parse("kfq-wmzt-pxd").unwrap();
+        call.apply(SessionEvent::Joined {
+            room,
+            me: confab_protocol::PeerId(1),
+        });
+        assert_eq!(call.state, CallState::Waiting);
+        call.apply(SessionEvent::PeerJoined { name: "Bob".into() });
+        assert_eq!(call.state, CallState::Connecting);
+        call.apply(SessionEvent::Connected {
+            security_code: Some("1234 5678 9012".into()),
+        });
+        assert_eq!(call.state, CallState::Connected);
+        call.apply(SessionEvent::Reconnecting);
+        assert_eq!(call.state.label(), "Connection lost, reconnecting…");
+        call.apply(SessionEvent::PeerLeft);
+        assert!(call.is_over());
+    }
+
+    #[test]
+    fn chat_unread_and_transfers() {
+        let mut call = bare();
+        call.apply(SessionEvent::Data(LinkNotice::Chat("hi".into())));
+        assert_eq!(call.unread, 1);
+        call.apply(SessionEvent::Data(LinkNotice::FileOffered {
+            id: 4,
+            name: "a.pdf".into(),
+            size: 10,
+        }));
+        call.apply(SessionEvent::Data(LinkNotice::Progress {
+            id: 4,
+            name: "a.pdf".into(),
+            incoming: true,
+            done: 5,
+            total: 10,
+        }));
+        assert_eq!(call.transfers[0].state, TransferState::Moving);
+        call.apply(SessionEvent::Data(LinkNotice::FileDone(FileStats {
+            name: "a.pdf".into(),
+            bytes: 10,
+            sha256: "x".into(),
+            direction: "received",
+            ok: true,
+            error: None,
+        })));
+        assert_eq!(call.transfers.len(), 1);
+        assert_eq!(
+            (call.transfers[0].done, &call.transfers[0].state),
+            (10, &TransferState::Done)
+        );
+        call.chat_input = "  hello  ".into();
+        call.send_chat();
+        assert_eq!(
+            call.chat.last(),
+            Some(&ChatLine {
+                mine: true,
+                text: "hello".into()
+            })
+        );
+        assert!(call.chat_input.is_empty());
+    }
+}

@@ -1,0 +1,286 @@
+//! The lobby: camera preview and microphone level, name, room code (join one, or make a new one
+//! and share its code or link), device pickers, and where the signaling server is.
+
+use confab_protocol::RoomCode;
+use egui::{Color32, RichText};
+
+use super::app::ConfabApp;
+use super::devices::{Choice, DeviceLists};
+use super::settings::ServerMode;
+use super::video::fit_rect;
+
+fn picker(ui: &mut egui::Ui, label: &str, choices: &[Choice], value: &mut String) -> bool {
+    let mut changed = false;
+    egui::ComboBox::from_label(label)
+        .selected_text(DeviceLists::label(choices, value).to_owned())
+        .width(260.0)
+        .show_ui(ui, |ui| {
+            for choice in choices {
+                changed |= ui
+                    .selectable_value(value, choice.spec.clone(), &choice.label)
+                    .changed();
+            }
+        });
+    changed
+}
+
+fn level_meter(ui: &mut egui::Ui, dbfs: f32) {
+    // -60 dBFS .. 0 dBFS mapped to the bar.
+    let fraction = if dbfs.is_finite() {
+        ((dbfs + 60.0) / 60.0).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let colour = if fraction > 0.9 {
+        Color32::from_rgb(220, 80, 60)
+    } else {
+        Color32::from_rgb(70, 170, 90)
+    };
+    ui.add(
+        egui::ProgressBar::new(fraction)
+            .desired_width(320.0)
+            .fill(colour)
+            .text("Microphone level"),
+    );
+}
+
+pub fn lobby_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+    egui::CentralPanel::default().show(ui, |ui| {
+        ui.heading("Confab");
+        ui.label("Video calls straight from one computer to another.");
+        ui.add_space(12.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| preview_ui(app, ui));
+            ui.add_space(24.0);
+            ui.vertical(|ui| join_ui(app, ui));
+        });
+    });
+}
+
+fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+    let size = egui::vec2(360.0, 202.5);
+    let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
+    ui.painter().rect_filled(rect, 8.0, Color32::from_gray(24));
+    if let Some(preview) = &app.preview {
+        preview
+            .camera
+            .upload(ui.ctx(), "preview", &mut app.preview_texture);
+        if let (Some(texture), Some(source)) = (&app.preview_texture, preview.camera.source_size())
+        {
+            let r = fit_rect(rect, source);
+            ui.painter().image(
+                texture.id(),
+                r,
+                egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+                Color32::WHITE,
+            );
+        } else {
+            let message = preview
+                .camera_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| {
+                    if app.settings.camera == "none" {
+                        "Camera off".into()
+                    } else {
+                        "Starting camera…".into()
+                    }
+                });
+            ui.painter().text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                message,
+                egui::FontId::proportional(14.0),
+                Color32::GRAY,
+            );
+        }
+        ui.add_space(6.0);
+        level_meter(ui, preview.level_dbfs());
+        if let Some(e) = preview
+            .mic_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            ui.colored_label(Color32::from_rgb(220, 120, 60), e);
+        }
+    }
+    ui.add_space(10.0);
+    let lists = app
+        .devices
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if !lists.loaded {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("Looking for cameras and microphones…");
+        });
+    }
+    let mut devices_changed = false;
+    devices_changed |= picker(ui, "Camera", &lists.cameras, &mut app.settings.camera);
+    devices_changed |= picker(ui, "Microphone", &lists.mics, &mut app.settings.mic);
+    picker(ui, "Speaker", &lists.speakers, &mut app.settings.speaker);
+    ui.checkbox(&mut app.settings.echo_cancellation, "Echo cancellation");
+    ui.checkbox(&mut app.settings.noise_suppression, "Noise suppression");
+    if devices_changed {
+        app.save_settings();
+        app.restart_preview();
+    }
+}
+
+fn join_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+    ui.label("Your name");
+    ui.add(
+        egui::TextEdit::singleline(&mut app.settings.name)
+            .hint_text("How others see you")
+            .desired_width(320.0),
+    );
+    ui.add_space(10.0);
+    ui.label("Room code or link");
+    let field = ui.add(
+        egui::TextEdit::singleline(&mut app.room_input)
+            .hint_text("kfq-wmzt-pxd")
+            .desired_width(320.0),
+    );
+    let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+    ui.horizontal(|ui| {
+        let join = ui
+            .add_enabled(!app.room_input.trim().is_empty(), egui::Button::new("Join"))
+            .on_hover_text("Join the room (Enter)");
+        if join.clicked() || enter {
+            match RoomCode::parse(&app.room_input) {
+                Ok(room) => app.start_call(Some(room)),
+                Err(e) => app.error = Some(e.to_string()),
+            }
+        }
+        if ui
+            .button("New room")
+            .on_hover_text("Make a new room and share its code")
+            .clicked()
+        {
+            let room = RoomCode::generate();
+            app.room_input = room.to_string();
+            app.new_room = Some(room);
+        }
+    });
+    if let Some(room) = app.new_room.clone() {
+        ui.add_space(6.0);
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.label(RichText::new(room.to_string()).monospace().size(22.0));
+            ui.horizontal(|ui| {
+                if ui.button("Copy code").clicked() {
+                    ui.ctx().copy_text(room.to_string());
+                }
+                let link = match (&app.settings.server_mode, &app.hosted) {
+                    (ServerMode::Host, Some(h)) => format!("{}{room}", h.lan_http),
+                    _ => {
+                        let base = app
+                            .settings
+                            .server_url
+                            .trim()
+                            .trim_end_matches("/ws")
+                            .trim_end_matches('/');
+                        format!(
+                            "{}/join/{room}",
+                            base.replacen("wss://", "https://", 1)
+                                .replacen("ws://", "http://", 1)
+                        )
+                    }
+                };
+                if ui.button("Copy link").on_hover_text(&link).clicked() {
+                    ui.ctx().copy_text(link);
+                }
+                if ui
+                    .button("Start")
+                    .on_hover_text("Enter the new room and wait for the others")
+                    .clicked()
+                {
+                    app.start_call(Some(room.clone()));
+                }
+            });
+        });
+    }
+    if let Some(error) = &app.error {
+        ui.add_space(6.0);
+        ui.colored_label(Color32::from_rgb(230, 90, 70), error);
+    }
+    ui.add_space(16.0);
+    ui.separator();
+    ui.label(RichText::new("Server").strong());
+    let before = app.settings.server_mode;
+    ui.radio_value(
+        &mut app.settings.server_mode,
+        ServerMode::Host,
+        "Host on this computer",
+    );
+    if app.settings.server_mode == ServerMode::Host {
+        match (&app.hosted, &app.host_error) {
+            (Some(h), _) => {
+                ui.horizontal(|ui| {
+                    ui.label("Others on your network use:");
+                    ui.label(RichText::new(&h.lan_url).monospace());
+                    if ui.small_button("Copy").clicked() {
+                        ui.ctx().copy_text(h.lan_url.clone());
+                    }
+                });
+            }
+            (None, Some(e)) => {
+                ui.colored_label(
+                    Color32::from_rgb(230, 90, 70),
+                    format!("The local server could not start: {e}"),
+                );
+            }
+            _ => {}
+        }
+    }
+    ui.radio_value(
+        &mut app.settings.server_mode,
+        ServerMode::Remote,
+        "Use a server",
+    );
+    if app.settings.server_mode == ServerMode::Remote {
+        ui.add(
+            egui::TextEdit::singleline(&mut app.settings.server_url)
+                .hint_text("wss://confab.example.org:8443")
+                .desired_width(320.0),
+        );
+    }
+    if before != app.settings.server_mode {
+        app.ensure_hosted();
+        app.save_settings();
+    }
+    egui::CollapsingHeader::new("Network (STUN / TURN)").show(ui, |ui| {
+        ui.label("STUN servers, one per line");
+        ui.add(
+            egui::TextEdit::multiline(&mut app.settings.stun)
+                .hint_text("stun:stun.example.org:3478")
+                .desired_rows(2)
+                .desired_width(320.0),
+        );
+        ui.label("TURN server");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.settings.turn)
+                .hint_text("turn:turn.example.org:3478?transport=udp")
+                .desired_width(320.0),
+        );
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(&mut app.settings.turn_user)
+                    .hint_text("user")
+                    .desired_width(150.0),
+            );
+            ui.add(
+                egui::TextEdit::singleline(&mut app.settings.turn_pass)
+                    .hint_text("password")
+                    .password(true)
+                    .desired_width(150.0),
+            );
+        });
+        ui.checkbox(
+            &mut app.settings.relay_only,
+            "Only connect through the TURN relay",
+        );
+    });
+}

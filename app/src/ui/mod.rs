@@ -1,0 +1,34 @@
+//! The desktop app (egui/eframe): a lobby (preview, device pickers, room code, server choice) and
+//! the call window (remote video large, self view small, toolbar with shortcuts, chat, files,
+//! statistics). The UI never blocks and never owns the call: it sends `SessionCommand`s and reads
+//! what the session reported; media threads hand it frames through `VideoSlot`s.
+
+mod app;
+mod call;
+mod call_view;
+mod devices;
+mod lobby;
+mod preview;
+mod settings;
+mod video;
+
+pub use app::{ConfabApp, StartCall};
+
+/// Opens the app window; returns when it is closed.
+pub fn run(start: Option<StartCall>) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Confab")
+            .with_app_id("confab")
+            .with_inner_size([1100.0, 720.0])
+            .with_min_inner_size([640.0, 420.0])
+            .with_icon(app::icon()),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Confab",
+        options,
+        Box::new(move |cc| Ok(Box::new(ConfabApp::new(cc.egui_ctx.clone(), None, start)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
