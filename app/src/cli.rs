@@ -22,6 +22,18 @@ pub enum Command {
     Join(JoinArgs),
     /// Run the signaling server that matches room codes and relays SDP and ICE candidates.
     Serve(ServeArgs),
+    /// Read the frame stamp of the test pattern out of a screenshot (for the window tests).
+    #[command(hide = true)]
+    DebugStamp {
+        /// A PNG screenshot.
+        image: std::path::PathBuf,
+        /// Where the video is in it: X,Y,W,H in pixels.
+        #[arg(long)]
+        rect: String,
+        /// The size of the video that was sent.
+        #[arg(long)]
+        size: VideoSize,
+    },
     /// List cameras (with their formats), microphones, speakers, screens and windows.
     Devices {
         /// Print JSON instead of text.

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Some(Command::Join(args)) if args.headless => join::run(args),
         Some(Command::Join(args)) => open_window(Some(args)),
         Some(Command::Devices { json }) => devices::run(json),
+        Some(Command::DebugStamp { image, rect, size }) => debug_stamp(&image, &rect, size),
         None => open_window(None),
     };
     match result {
@@ -60,6 +61,35 @@ fn open_window(join: Option<cli::JoinArgs>) -> anyhow::Result<()> {
         None => None,
     };
     ui::run(start)
+}
+
+/// Crops the video out of a screenshot, scales it back to the size it was sent at, and prints the
+/// stamp it carries (JSON), or fails when there is none.
+fn debug_stamp(path: &std::path::Path, rect: &str, size: cli::VideoSize) -> anyhow::Result<()> {
+    use media::convert::{packed_to_i420, scale, Packed};
+    let image = image::open(path)?.to_rgba8();
+    let numbers = rect
+        .split(',')
+        .map(|v| v.trim().parse::<f32>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let [x, y, w, h] =
+        <[f32; 4]>::try_from(numbers).map_err(|_| anyhow::anyhow!("--rect is X,Y,W,H"))?;
+    let (x, y) = (x.round().max(0.0) as u32, y.round().max(0.0) as u32);
+    let (w, h) = (
+        (w.round() as u32).min(image.width().saturating_sub(x)),
+        (h.round() as u32).min(image.height().saturating_sub(y)),
+    );
+    let crop = image::imageops::crop_imm(&image, x, y, w, h).to_image();
+    let frame = packed_to_i420(crop.as_raw(), w, h, w as usize * 4, Packed::Rgba, 0)?;
+    let frame = scale(&frame, size.width, size.height);
+    let stamp = media::stamp::read(&frame)
+        .ok_or_else(|| anyhow::anyhow!("no readable stamp in that part of {}", path.display()))?;
+    let age_ms = media::clock::now_us().saturating_sub(stamp.capture_ts_us) as f64 / 1000.0;
+    println!(
+        "{}",
+        serde_json::json!({"index": stamp.index, "capture_ts_us": stamp.capture_ts_us, "age_ms": age_ms})
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -189,21 +189,32 @@ pub fn gray_to_i420(
     Ok(frame)
 }
 
-/// I420 to RGBA (for textures).
+/// I420 to RGBA (for textures). Works on 2x2 blocks: the chroma terms are computed once for
+/// the four pixels that share them.
 pub fn i420_to_rgba(frame: &VideoFrame, out: &mut Vec<u8>) {
     let (w, h) = (frame.width as usize, frame.height as usize);
     out.resize(w * h * 4, 255);
     let (yp, up, vp) = (frame.y(), frame.u(), frame.v());
-    for y in 0..h {
-        for x in 0..w {
-            let c = (y / 2) * (w / 2) + x / 2;
-            let yy = 298 * (i32::from(yp[y * w + x]) - 16);
-            let (u, v) = (i32::from(up[c]) - 128, i32::from(vp[c]) - 128);
-            let o = (y * w + x) * 4;
-            out[o] = ((yy + 409 * v + 128) >> 8).clamp(0, 255) as u8;
-            out[o + 1] = ((yy - 100 * u - 208 * v + 128) >> 8).clamp(0, 255) as u8;
-            out[o + 2] = ((yy + 516 * u + 128) >> 8).clamp(0, 255) as u8;
-            out[o + 3] = 255;
+    let cw = w / 2;
+    for cy in 0..h / 2 {
+        let (u_row, v_row) = (&up[cy * cw..(cy + 1) * cw], &vp[cy * cw..(cy + 1) * cw]);
+        for row in [2 * cy, 2 * cy + 1] {
+            let y_row = &yp[row * w..(row + 1) * w];
+            let o_row = &mut out[row * w * 4..(row + 1) * w * 4];
+            for (cx, (&u, &v)) in u_row.iter().zip(v_row).enumerate() {
+                let (u, v) = (i32::from(u) - 128, i32::from(v) - 128);
+                let (r_off, g_off, b_off) =
+                    (409 * v + 128, -100 * u - 208 * v + 128, 516 * u + 128);
+                for dx in 0..2 {
+                    let x = 2 * cx + dx;
+                    let yy = 298 * (i32::from(y_row[x]) - 16);
+                    let o = &mut o_row[x * 4..x * 4 + 4];
+                    o[0] = ((yy + r_off) >> 8).clamp(0, 255) as u8;
+                    o[1] = ((yy + g_off) >> 8).clamp(0, 255) as u8;
+                    o[2] = ((yy + b_off) >> 8).clamp(0, 255) as u8;
+                    o[3] = 255;
+                }
+            }
         }
     }
 }

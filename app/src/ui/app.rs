@@ -356,7 +356,7 @@ impl eframe::App for ConfabApp {
         self.show(ui);
     }
 
-    fn on_exit(&mut self) {
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.save_settings();
         if let Some(call) = &mut self.call {
             call.hang_up();

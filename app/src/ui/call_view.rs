@@ -366,8 +366,8 @@ fn chat_ui(call: &mut CallUi, ui: &mut egui::Ui) {
     let mut answers = Vec::new();
     for t in &call.transfers {
         ui.separator();
-        let arrow = if t.incoming { "⬇" } else { "⬆" };
-        ui.label(format!("{arrow} {}", t.name));
+        let direction = if t.incoming { "Receiving" } else { "Sending" };
+        ui.label(format!("{direction} {}", t.name));
         match &t.state {
             TransferState::Offered => {
                 ui.horizontal(|ui| {
@@ -478,7 +478,7 @@ fn stats_window(call: &mut CallUi, ctx: &egui::Context) {
                         "Path",
                         match (&s.ice.local_candidate_type, &s.ice.remote_candidate_type) {
                             (Some(l), Some(r)) => format!(
-                                "{l} ↔ {r}{}",
+                                "{l} to {r}{}",
                                 if l == "relay" || r == "relay" {
                                     " (through TURN)"
                                 } else {

@@ -96,7 +96,11 @@ fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
             );
         }
         ui.add_space(6.0);
-        level_meter(ui, preview.level_dbfs());
+        if app.settings.mic == "none" {
+            ui.label("Microphone off");
+        } else {
+            level_meter(ui, preview.level_dbfs());
+        }
         if let Some(e) = preview
             .mic_error
             .lock()

@@ -1,0 +1,130 @@
+//! The real `confab` window under Xvfb, in a call with a headless peer that sends the stamped test
+//! pattern: a screenshot of the display must show the remote pattern, readable stamp and all.
+//! The screenshot is kept in target/ui-screenshots/ for people to look at.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use confab_e2e::services::Xvfb;
+use confab_e2e::{bin, room_code, serial, Peer, Proc, Server};
+
+fn screenshots_dir() -> PathBuf {
+    let dir = confab_e2e::bin_dir().join("..").join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_window_shows_the_other_persons_video() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(1280, 800);
+    let server = Server::start(&[]);
+    let room = room_code(71);
+    let layout = dir.path().join("layout.json");
+    let window = Command::new(bin("confab"))
+        .args([
+            "join",
+            &room,
+            "--server",
+            &server.url,
+            "--camera",
+            "test",
+            "--mic",
+            "test",
+            "--speaker",
+            "null",
+            "--name",
+            "Window",
+        ])
+        .env("DISPLAY", &x.display)
+        .env("CONFAB_CONFIG_DIR", dir.path())
+        .env("CONFAB_UI_LAYOUT", &layout)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("window.stderr")).unwrap())
+        .spawn()
+        .expect("confab window");
+    let _window = Proc {
+        child: window,
+        name: "confab window".into(),
+    };
+    let peer = Peer::start(
+        dir.path(),
+        "peer",
+        &server.url,
+        &room,
+        &[
+            "--camera",
+            "test",
+            "--mic",
+            "test",
+            "--speaker",
+            "null",
+            "--video-size",
+            "640x360",
+            "--duration",
+            "12",
+            "--wait",
+            "30",
+        ],
+    );
+
+    // The window reports where it draws the remote video once it does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !layout.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed remote video: {}",
+            std::fs::read_to_string(dir.path().join("window.stderr")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let shot = screenshots_dir().join("call.png");
+    let status = Command::new("import")
+        .args(["-display", &x.display, "-window", "root"])
+        .arg(&shot)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let layout: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&layout).unwrap()).unwrap();
+    let r: Vec<f64> = layout["remote_video"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let size = &layout["video_size"];
+    assert_eq!(size, &serde_json::json!([640, 360]));
+    let out = Command::new(bin("confab"))
+        .arg("debug-stamp")
+        .arg(&shot)
+        .arg("--rect")
+        .arg(format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
+        .args(["--size", "640x360"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "no stamp on screen ({}): {}",
+        shot.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stamp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "window screenshot {}: remote frame {} shown, {:.0} ms after capture",
+        shot.display(),
+        stamp["index"],
+        stamp["age_ms"]
+    );
+    assert!(
+        stamp["index"].as_u64().unwrap() > 30,
+        "a frame from after the start of the call: {stamp}"
+    );
+    // Screenshot and stamp check took a moment; the frame on screen was fresh when taken.
+    assert!(stamp["age_ms"].as_f64().unwrap() < 3000.0, "{stamp}");
+    let peer = peer.finish(Duration::from_secs(40));
+    assert!(peer.status.success(), "{}", peer.stderr);
+}
