@@ -237,7 +237,11 @@ impl ConfabApp {
                 gain_control: true,
                 high_pass_filter: true,
             },
-            receive_dir: crate::join::default_receive_dir(),
+            receive_dir: if s.download_dir.trim().is_empty() {
+                crate::join::default_receive_dir()
+            } else {
+                PathBuf::from(s.download_dir.trim())
+            },
             auto_accept_files: false,
             eager_offer: false,
         };

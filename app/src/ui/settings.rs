@@ -34,6 +34,8 @@ pub struct Settings {
     pub echo_cancellation: bool,
     pub noise_suppression: bool,
     pub last_room: String,
+    /// Where received files go; empty for the OS Downloads folder.
+    pub download_dir: String,
 }
 
 impl Default for Settings {
@@ -56,6 +58,7 @@ impl Default for Settings {
             echo_cancellation: true,
             noise_suppression: true,
             last_room: String::new(),
+            download_dir: String::new(),
         }
     }
 }

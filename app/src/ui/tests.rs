@@ -121,6 +121,7 @@ fn lobby_join_call_chat_toggles_hang_up() {
 
     // Test devices for the call; join a room nobody is in yet.
     harness.state_mut().settings.server_url = url.clone();
+    harness.state_mut().settings.download_dir = dir.path().join("downloads").display().to_string();
     harness.state_mut().settings.camera = "test".into();
     harness.state_mut().settings.mic = "test".into();
     let room = "kfq-wmzt-pxd";
@@ -177,6 +178,29 @@ fn lobby_join_call_chat_toggles_hang_up() {
     run_until(&mut harness, "chat delivered", |_| {
         peer.stats.snapshot().chat.received == vec!["hello from the window".to_owned()]
     });
+
+    // A file from the peer: offered, accepted with a click, saved, progress shown as done.
+    let outbox = tempfile::tempdir().unwrap();
+    let file = outbox.path().join("confab-ui-test-report.bin");
+    std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+    peer.commands
+        .try_send(crate::call::session::SessionCommand::SendFile(file.clone()))
+        .unwrap();
+    run_until(&mut harness, "the offer", |h| {
+        h.query_by_label("Accept").is_some()
+    });
+    harness.get_by_label_contains("Receiving confab-ui-test-report.bin");
+    harness.get_by_label("Accept").click();
+    run_until(&mut harness, "the file saved", |h| {
+        h.query_by_label("Saved to your Downloads folder").is_some()
+    });
+    let saved = std::fs::read(
+        dir.path()
+            .join("downloads")
+            .join("confab-ui-test-report.bin"),
+    )
+    .unwrap();
+    assert_eq!(saved, vec![7u8; 300_000]);
 
     // Hang up: back in the lobby, and the peer sees us leave.
     harness.get_by_label("Hang up").click();
