@@ -152,6 +152,76 @@ impl Pulse {
     }
 }
 
+/// coturn on loopback, with coturn's shared-secret ("TURN REST API") authentication, so that it
+/// only accepts credentials minted the way the signaling server mints them.
+pub struct Coturn {
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Coturn {
+    pub fn start(secret: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        // Relay ports in a range of their own.
+        let min = 40_000 + (port % 2_000) * 10;
+        let log = std::fs::File::create(dir.path().join("turnserver.log")).expect("log file");
+        let child = Command::new("turnserver")
+            .args([
+                "-n",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--fingerprint",
+                "--allow-loopback-peers",
+            ])
+            .args([
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+                "--realm=confab.test",
+            ])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={min}"))
+            .arg(format!("--max-port={}", min + 9))
+            .args([
+                "--use-auth-secret",
+                &format!("--static-auth-secret={secret}"),
+            ])
+            .arg(format!(
+                "--pidfile={}",
+                dir.path().join("turnserver.pid").display()
+            ))
+            .arg(format!("--userdb={}", dir.path().join("turndb").display()))
+            .args(["--log-file=stdout", "--simple-log"])
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("coturn is needed for the TURN tests (scripts/setup.sh --test installs it)");
+        let log_path = dir.path().join("turnserver.log");
+        wait_for("coturn", Duration::from_secs(10), || {
+            std::fs::read_to_string(&log_path)
+                .is_ok_and(|l| l.contains("listener opened") || l.contains("Total General servers"))
+        });
+        Self {
+            _proc: Proc {
+                child,
+                name: "turnserver".into(),
+            },
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// coturn's log so far (to see which credentials it accepted).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("turnserver.log")).unwrap_or_default()
+    }
+}
+
 /// A private X display.
 pub struct Xvfb {
     _proc: Proc,

@@ -54,6 +54,7 @@ pub fn spawn_video(
         // The SSRC keyframe requests name: the one the packets carry.
         let mut media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
         let mut assembler = FrameAssembler::new();
+        let mut plis_sent = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         loop {
             let events = tokio::select! {
@@ -88,7 +89,7 @@ pub fn spawn_video(
                     let s = assembler.stats();
                     let mut c = stats.lock();
                     c.stats.video_recv.frames_dropped = s.frames_dropped;
-                    c.stats.video_recv.keyframe_requests_sent = s.keyframe_requests;
+                    c.stats.video_recv.keyframe_requests_sent = plis_sent;
                     c.stats.video_recv.packets_late = s.late;
                     events
                 }
@@ -109,6 +110,7 @@ pub fn spawn_video(
                         }
                     }
                     Event::KeyframeNeeded => {
+                        plis_sent += 1;
                         let pli = PictureLossIndication {
                             sender_ssrc: 0,
                             media_ssrc,
@@ -154,7 +156,7 @@ fn decode_loop(
             }
             Ok(None) => {}
             Err(err) => {
-                tracing::debug!(%err, "decode failed; asking for a keyframe");
+                tracing::debug!(%err, bytes = frame.au.annexb.len(), keyframe = frame.au.keyframe, head = ?&frame.au.annexb[..frame.au.annexb.len().min(24)], "decode failed; asking for a keyframe");
                 need_keyframe.store(true, Ordering::Relaxed);
             }
         }

@@ -247,11 +247,8 @@ pub fn start_video(
                         .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
                         .unwrap_or(frame_interval);
                     last_capture = Some(frame.capture_ts_us);
-                    let item = Encoded {
-                        data: encoded.data,
-                        duration,
-                        at,
-                    };
+                    tracing::trace!(bytes = encoded.data.len(), keyframe = encoded.keyframe, head = ?&encoded.data[..encoded.data.len().min(24)], "encoded");
+                    let item = Encoded { data: encoded.data, duration, at };
                     if tx.try_send(item).is_err() {
                         stats.lock().frame_dropped_before_send();
                         // The receiver will miss a reference frame: start over from a keyframe.

@@ -293,6 +293,7 @@ async fn has_local_offer(pc: &Peer) -> bool {
 async fn add_local_track(
     pc: &Peer,
     kind: RtpCodecKind,
+    stream_tag: u32,
 ) -> Result<Arc<TrackLocalStaticSample>, CallError> {
     let codec = match kind {
         RtpCodecKind::Video => peer::h264_codec(),
@@ -300,9 +301,11 @@ async fn add_local_track(
     };
     let track = Arc::new(TrackLocalStaticSample::new(
         Instant::now(),
+        // Ids unique to this peer: webrtc-rs routes incoming RTCP by track id, and a remote track
+        // with the same id as ours would receive the keyframe requests meant for our sender.
         MediaStreamTrack::new(
-            "confab".to_owned(),
-            format!("confab-{kind}"),
+            format!("confab-{stream_tag:08x}"),
+            format!("confab-{kind}-{stream_tag:08x}"),
             format!("confab-{kind}"),
             kind,
             vec![RTCRtpEncodingParameters {
@@ -374,11 +377,12 @@ async fn run(
     let (peer_tx, mut peer_rx) = mpsc::channel::<PeerEvent>(256);
     let pc = peer::build(&network, peer_tx).await?;
 
+    let stream_tag = rand::random::<u32>();
     // Always a video track to send on, even without a camera: screen sharing can start any time
     // and must not need a renegotiation.
-    let video_track = add_local_track(&pc, RtpCodecKind::Video).await?;
+    let video_track = add_local_track(&pc, RtpCodecKind::Video, stream_tag).await?;
     let audio_track = match io.mic {
-        Some(_) => Some(add_local_track(&pc, RtpCodecKind::Audio).await?),
+        Some(_) => Some(add_local_track(&pc, RtpCodecKind::Audio, stream_tag).await?),
         None => {
             let init = RTCRtpTransceiverInit {
                 direction: RTCRtpTransceiverDirection::Recvonly,
