@@ -71,6 +71,18 @@ impl Drop for Proc {
     }
 }
 
+/// A command for a workspace binary, run inside `ns` when given.
+fn wrapped(ns: Option<&services::Netns>, name: &str) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(ns.prefix()).arg(bin(name));
+            cmd
+        }
+        None => Command::new(bin(name)),
+    }
+}
+
 /// A signaling server on a free loopback port.
 pub struct Server {
     pub proc: Proc,
@@ -79,7 +91,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
-        let mut child = Command::new(bin("confab"))
+        Self::start_in(None, extra)
+    }
+
+    /// Starts the server inside a network namespace (`ip netns exec ...`) when given one.
+    pub fn start_in(ns: Option<&services::Netns>, extra: &[&str]) -> Self {
+        let mut child = wrapped(ns, "confab")
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
@@ -137,10 +154,34 @@ impl Peer {
         args: &[&str],
         env: &[(String, String)],
     ) -> Self {
+        Self::start_full(None, dir, name, server, room, args, env)
+    }
+
+    /// Starts a peer inside a network namespace.
+    pub fn start_in(
+        ns: &services::Netns,
+        dir: &Path,
+        name: &str,
+        server: &str,
+        room: &str,
+        args: &[&str],
+    ) -> Self {
+        Self::start_full(Some(ns), dir, name, server, room, args, &[])
+    }
+
+    fn start_full(
+        ns: Option<&services::Netns>,
+        dir: &Path,
+        name: &str,
+        server: &str,
+        room: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         let stderr_path = dir.join(format!("{name}.stderr"));
         let stats_path = dir.join(format!("{name}.json"));
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(bin("confab"))
+        let child = wrapped(ns, "confab")
             .args([
                 "join",
                 room,

@@ -222,6 +222,80 @@ impl Coturn {
     }
 }
 
+/// A private network namespace with its own loopback, optionally lossy: everything started in
+/// it (server and peers) talks over that loopback, where iptables drops a share of UDP packets
+/// (media and RTCP; signaling is TCP). Deleted on drop. Needs root (as CI has).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(udp_loss: f64) -> Self {
+        let name = format!("confab-test-{}-{}", std::process::id(), rand_suffix());
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {} (network tests need root)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        let ns = Self { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        if udp_loss > 0.0 {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &ns.name,
+                    "iptables",
+                    "-A",
+                    "INPUT",
+                    "-p",
+                    "udp",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                ])
+                .arg(format!("{udp_loss}"))
+                .args(["-j", "DROP"])
+                .output()
+                .expect("iptables");
+            assert!(
+                out.status.success(),
+                "iptables: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        ns
+    }
+
+    /// The arguments that run a program inside the namespace: `ip netns exec NAME ...`.
+    pub fn prefix(&self) -> Vec<String> {
+        vec!["netns".into(), "exec".into(), self.name.clone()]
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
 /// A private X display.
 pub struct Xvfb {
     _proc: Proc,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use confab_protocol::IceServer;
+use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_twcc_receiver_only,
@@ -127,9 +128,25 @@ pub const NACK_INTERVAL: Duration = Duration::from_millis(20);
 /// Data channels are sent in bounded chunks; `send` waits once this much is buffered.
 const DATA_CHANNEL_BUFFER: usize = 1024 * 1024;
 
+/// Builds the PeerConnection. mDNS (to resolve browsers' `.local` host candidates) needs a
+/// multicast-capable interface; where there is none (a bare network namespace), it is turned off.
 pub async fn build(
     settings: &NetworkSettings,
     events: mpsc::Sender<PeerEvent>,
+) -> Result<Peer, CallError> {
+    match build_with(settings, events.clone(), MulticastDnsMode::QueryOnly).await {
+        Ok(pc) => Ok(pc),
+        Err(err) => {
+            tracing::debug!(%err, "retrying without mDNS");
+            build_with(settings, events, MulticastDnsMode::Disabled).await
+        }
+    }
+}
+
+async fn build_with(
+    settings: &NetworkSettings,
+    events: mpsc::Sender<PeerEvent>,
+    mdns: MulticastDnsMode,
 ) -> Result<Peer, CallError> {
     let mut media = MediaEngine::default();
     media.register_codec(
@@ -186,6 +203,7 @@ pub async fn build(
         config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
     }
     let setting_engine = SettingEngineBuilder::new()
+        .with_multicast_dns_mode(mdns)
         .with_include_loopback_candidate(settings.bind.iter().any(|a| a.ip().is_loopback()))
         // Check candidate pairs every 20 ms instead of 200 ms: connects in tens of ms.
         .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(50))
