@@ -22,7 +22,7 @@ BUILD_PKGS=(build-essential pkg-config cmake nasm ninja-build libclang-dev clang
   xdg-utils)
 TEST_PKGS=(xvfb x11-apps imagemagick xdotool pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
   espeak-ng sox ffmpeg chromium coturn iptables iproute2 libnetfilter-queue-dev
-  dpkg-dev openssl procps psmisc fonts-dejavu-core)
+  dpkg-dev openssl procps psmisc fonts-dejavu-core desktop-file-utils binutils)
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

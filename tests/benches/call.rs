@@ -11,19 +11,10 @@ use confab_e2e::{num, room_code, Peer, Server};
 
 /// (cpu seconds, peak RSS KiB) of a live process.
 fn usage(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((ticks / 100.0, hwm))
+    Some((
+        confab_e2e::cpu_seconds(pid)?,
+        confab_e2e::memory_kib(pid, "VmHWM")?,
+    ))
 }
 
 fn main() {

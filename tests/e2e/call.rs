@@ -244,7 +244,7 @@ fn joins_that_cannot_happen_say_why() {
     stay.extend(["--duration", "30", "--wait", "30"]);
     let _one = Peer::start(dir.path(), "one", &server.url, &full, &stay);
     let _two = Peer::start(dir.path(), "two", &server.url, &full, &stay);
-    std::thread::sleep(Duration::from_millis(800));
+    server.wait_for_peers(2);
     assert_fails(
         Peer::start(dir.path(), "three", &server.url, &full, &quick)
             .finish(Duration::from_secs(20)),

@@ -157,6 +157,70 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
 }
 
 #[test]
+fn a_call_goes_on_when_the_audio_devices_vanish() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(&["spk_a", "mic_a"]);
+    let server = Server::start(&[]);
+    let room = room_code(23);
+    let a_args = [
+        "--camera",
+        "test",
+        "--mic",
+        "default",
+        "--speaker",
+        "default",
+        "--video-size",
+        "320x180",
+        "--duration",
+        "8",
+        "--wait",
+        "30",
+    ];
+    let b_args = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--speaker",
+        "null",
+        "--video-size",
+        "320x180",
+        "--duration",
+        "8",
+        "--wait",
+        "30",
+    ];
+    let a = Peer::start_with_env(
+        dir.path(),
+        "a",
+        &server.url,
+        &room,
+        &a_args,
+        &pulse.env(Some("spk_a"), Some("mic_a.monitor")),
+    );
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
+    // Three seconds in, the sound server (A's microphone and speaker) goes away: "unplugged".
+    std::thread::sleep(Duration::from_secs(3));
+    drop(pulse);
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    assert!(a.status.success(), "the call went on: {}", a.stderr);
+    assert!(b.status.success(), "{}", b.stderr);
+    assert!(
+        a.stderr.contains("audio is off"),
+        "A was told its microphone stopped: {}",
+        a.stderr
+    );
+    // Video kept flowing both ways for the whole call.
+    let (sa, sb) = (a.stats.unwrap(), b.stats.unwrap());
+    assert!(num(&sb, "/video_recv/frames_decoded") > 150.0, "{sb:#}");
+    assert!(num(&sa, "/video_recv/frames_decoded") > 150.0, "{sa:#}");
+}
+
+#[test]
 fn echo_cancellation_stops_a_peers_voice_coming_back() {
     let _machine = serial();
     let dir = tempfile::tempdir().unwrap();

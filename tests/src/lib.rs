@@ -125,6 +125,33 @@ impl Server {
 
 pub mod services;
 
+impl Server {
+    /// The server's /healthz report.
+    pub fn health(&self) -> Option<serde_json::Value> {
+        use std::io::{Read as _, Write as _};
+        let addr = self.url.trim_start_matches("ws://").trim_end_matches("/ws");
+        let mut tcp = std::net::TcpStream::connect(addr).ok()?;
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        tcp.read_to_string(&mut response).ok()?;
+        serde_json::from_str(response.split("\r\n\r\n").nth(1)?).ok()
+    }
+
+    /// Waits until `n` people are in rooms (peers take a moment to start and join).
+    pub fn wait_for_peers(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.health().and_then(|h| h["peers"].as_u64()) != Some(n) {
+            assert!(
+                Instant::now() < deadline,
+                "{n} peers never joined: {:?}",
+                self.health()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// A finished `confab join`.
 pub struct Outcome {
     pub status: ExitStatus,
@@ -261,4 +288,25 @@ pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
         .pointer(pointer)
         .and_then(serde_json::Value::as_f64)
         .unwrap_or_else(|| panic!("no number at {pointer} in {stats:#}"))
+}
+
+/// CPU seconds (user + system) a live process has used, from /proc.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// A memory figure of a live process in KiB (`VmRSS`, `VmHWM`...), from /proc.
+pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }

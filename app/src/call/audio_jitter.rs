@@ -17,6 +17,9 @@ use crate::media::SAMPLE_RATE_HZ;
 const FRAME_TICKS: u64 = FRAME_SAMPLES as u64;
 const MIN_TARGET: Duration = Duration::from_millis(20);
 const MAX_TARGET: Duration = Duration::from_millis(400);
+/// More audio than the target by this much is trimmed (one frame at a time). With the 20 ms
+/// growth step it leaves a 10 ms dead band, so the delay does not oscillate.
+const SHRINK_MARGIN: Duration = Duration::from_millis(30);
 /// Packets held at most (8 s): a stuck playout cannot grow memory.
 const MAX_HELD: usize = 400;
 
@@ -41,7 +44,7 @@ pub struct AudioJitterStats {
     pub played: u64,
     pub recovered: u64,
     pub concealed: u64,
-    /// Frames dropped to bring the delay back to the target.
+    /// Frames dropped to bring the delay back to the target (more than 30 ms above it).
     pub dropped_for_latency: u64,
     /// Concealed frames inserted to grow the delay to the target.
     pub stretched: u64,
@@ -160,7 +163,7 @@ impl AudioJitterBuffer {
             return self.pop(now);
         };
         // Too much piled up (a burst after a stall): skip a frame to cut the delay.
-        if self.buffered() > self.target() + Duration::from_millis(60)
+        if self.buffered() > self.target() + SHRINK_MARGIN
             && self.held.contains_key(&(next + FRAME_TICKS))
         {
             self.held.remove(&next);

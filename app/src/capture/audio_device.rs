@@ -295,6 +295,70 @@ macro_rules! by_format {
     };
 }
 
+/// A device and the configuration it runs at (its default one).
+struct DeviceConfig {
+    device: Device,
+    direction: Direction,
+    name: String,
+    config: StreamConfig,
+    rate: u32,
+    channels: u16,
+    format: SampleFormat,
+}
+
+impl DeviceConfig {
+    fn find(spec: &str, direction: Direction) -> Result<Self, CaptureError> {
+        let device = find(spec, direction)?;
+        let name = device_name(&device);
+        let supported = match direction {
+            Direction::Input => device.default_input_config(),
+            Direction::Output => device.default_output_config(),
+        }
+        .map_err(|e| unavailable(format!("{} {name}: {e}", direction.noun())))?;
+        let (rate, channels, format) = (
+            supported.sample_rate(),
+            supported.channels(),
+            supported.sample_format(),
+        );
+        Ok(Self {
+            device,
+            direction,
+            name,
+            config: supported.into(),
+            rate,
+            channels,
+            format,
+        })
+    }
+
+    /// One second of raw device audio.
+    fn ring(&self) -> HeapRb<f32> {
+        HeapRb::<f32>::new(self.rate as usize * usize::from(self.channels.max(1)))
+    }
+
+    /// Builds the stream with `build` on its own thread and starts it.
+    fn start(
+        self,
+        build: impl FnOnce(
+                &Device,
+                StreamConfig,
+                SampleFormat,
+                Arc<StreamState>,
+            ) -> Result<cpal::Stream, String>
+            + Send
+            + 'static,
+    ) -> Result<(Arc<StreamState>, Arc<AtomicBool>), CaptureError> {
+        let state = Arc::new(StreamState::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let what = format!("{} {}", self.direction.noun(), self.name);
+        let callback_state = state.clone();
+        run_stream(what, stop.clone(), move || {
+            build(&self.device, self.config, self.format, callback_state)
+        })?;
+        Ok((state, stop))
+    }
+}
+
 /// A microphone, delivering mono 48 kHz.
 pub struct MicSource {
     ring: HeapCons<f32>,
@@ -309,27 +373,12 @@ pub struct MicSource {
 
 impl MicSource {
     pub fn open(spec: &str) -> Result<Self, CaptureError> {
-        let device = find(spec, Direction::Input)?;
-        let name = device_name(&device);
-        let supported = device
-            .default_input_config()
-            .map_err(|e| unavailable(format!("microphone {name}: {e}")))?;
-        let (rate, channels, format) = (
-            supported.sample_rate(),
-            supported.channels(),
-            supported.sample_format(),
-        );
-        let config: StreamConfig = supported.into();
-        // One second of raw device audio.
-        let (prod, cons) = HeapRb::<f32>::new(rate as usize * usize::from(channels)).split();
-        let state = Arc::new(StreamState::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (state, device) = (state.clone(), device.clone());
-            run_stream(format!("microphone {name}"), stop.clone(), move || {
-                by_format!(format, input_stream, &device, config, prod, state)
-            })?;
-        }
+        let dc = DeviceConfig::find(spec, Direction::Input)?;
+        let (prod, cons) = dc.ring().split();
+        let (name, rate, channels, format) = (dc.name.clone(), dc.rate, dc.channels, dc.format);
+        let (state, stop) = dc.start(move |device, config, format, state| {
+            by_format!(format, input_stream, device, config, prod, state)
+        })?;
         Ok(Self {
             ring: cons,
             channels: usize::from(channels.max(1)),
@@ -418,26 +467,12 @@ pub struct SpeakerSink {
 
 impl SpeakerSink {
     pub fn open(spec: &str) -> Result<Self, CaptureError> {
-        let device = find(spec, Direction::Output)?;
-        let name = device_name(&device);
-        let supported = device
-            .default_output_config()
-            .map_err(|e| unavailable(format!("speaker {name}: {e}")))?;
-        let (rate, channels, format) = (
-            supported.sample_rate(),
-            supported.channels(),
-            supported.sample_format(),
-        );
-        let config: StreamConfig = supported.into();
-        let (prod, cons) = HeapRb::<f32>::new(rate as usize * usize::from(channels)).split();
-        let state = Arc::new(StreamState::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let (state, device) = (state.clone(), device.clone());
-            run_stream(format!("speaker {name}"), stop.clone(), move || {
-                by_format!(format, output_stream, &device, config, cons, state)
-            })?;
-        }
+        let dc = DeviceConfig::find(spec, Direction::Output)?;
+        let (prod, cons) = dc.ring().split();
+        let (name, rate, channels, format) = (dc.name.clone(), dc.rate, dc.channels, dc.format);
+        let (state, stop) = dc.start(move |device, config, format, state| {
+            by_format!(format, output_stream, device, config, cons, state)
+        })?;
         Ok(Self {
             ring: prod,
             channels: usize::from(channels.max(1)),
