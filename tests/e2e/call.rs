@@ -242,9 +242,9 @@ fn joins_that_cannot_happen_say_why() {
     let full = room_code(12);
     let mut stay = quick.to_vec();
     stay.extend(["--duration", "30", "--wait", "30"]);
-    let _one = Peer::start(dir.path(), "one", &server.url, &full, &stay);
-    let _two = Peer::start(dir.path(), "two", &server.url, &full, &stay);
-    server.wait_for_peers(2);
+    let one = Peer::start(dir.path(), "one", &server.url, &full, &stay);
+    let two = Peer::start(dir.path(), "two", &server.url, &full, &stay);
+    server.wait_for_peers(2, &[&one, &two]);
     assert_fails(
         Peer::start(dir.path(), "three", &server.url, &full, &quick)
             .finish(Duration::from_secs(20)),

@@ -138,15 +138,19 @@ impl Server {
         serde_json::from_str(response.split("\r\n\r\n").nth(1)?).ok()
     }
 
-    /// Waits until `n` people are in rooms (peers take a moment to start and join).
-    pub fn wait_for_peers(&self, n: u64) {
+    /// Waits until `n` people are in rooms (peers take a moment to start and join); on failure
+    /// the panic shows what `peers` printed.
+    pub fn wait_for_peers(&self, n: u64, peers: &[&Peer]) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.health().and_then(|h| h["peers"].as_u64()) != Some(n) {
-            assert!(
-                Instant::now() < deadline,
-                "{n} peers never joined: {:?}",
-                self.health()
-            );
+            if Instant::now() > deadline {
+                let said: Vec<String> = peers.iter().map(|p| p.stderr_so_far()).collect();
+                panic!(
+                    "{n} peers never joined: {:?}\npeers said:\n{}",
+                    self.health(),
+                    said.join("\n---\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -234,6 +238,12 @@ impl Peer {
             stderr_path,
             stats_path,
         }
+    }
+
+    /// What the peer has written to stderr so far (and whether it is still running).
+    pub fn stderr_so_far(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        format!("[{} pid {}] {text}", self.proc.name, self.proc.pid())
     }
 
     pub fn finish(mut self, timeout: Duration) -> Outcome {
