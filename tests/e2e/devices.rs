@@ -520,6 +520,11 @@ fn devices_are_listed_and_missing_ones_explained() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !said.contains("jack server"),
+        "listing must not wake libjack when no JACK server runs:\n{said}"
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         json["cameras"],
@@ -554,13 +559,20 @@ fn devices_are_listed_and_missing_ones_explained() {
         "{}",
         p.stderr
     );
+    // Without a display, the screens are unavailable, and the listing says why.
     let text = Command::new(confab_e2e::bin("confab"))
         .arg("devices")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
         text.contains("Cameras:") && text.contains("(none)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("neither DISPLAY nor WAYLAND_DISPLAY is set"),
         "{text}"
     );
 }

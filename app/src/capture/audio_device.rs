@@ -116,6 +116,9 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
         .iter()
         .enumerate()
         .filter_map(|(index, device)| {
+            if is_idle_jack(device) {
+                return None;
+            }
             let config = match direction {
                 Direction::Input => device.default_input_config(),
                 Direction::Output => device.default_output_config(),
@@ -132,6 +135,24 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
             })
         })
         .collect())
+}
+
+/// ALSA's `jack` plugin: asking it for a configuration makes libjack try to reach (and start) a
+/// JACK server, and it prints its failures straight to stderr. It is only worth asking while a
+/// JACK server runs: JACK2 keeps its sockets in /dev/shm as `jack_SERVER_UID_N`, JACK1 under
+/// `jack-UID/`; `jack_db-UID` is libjack's own metadata, left behind by any client.
+fn is_idle_jack(device: &Device) -> bool {
+    let is_jack = device.id().is_ok_and(|id| id.id() == "jack");
+    is_jack && !jack_server_running()
+}
+
+fn jack_server_running() -> bool {
+    std::fs::read_dir("/dev/shm").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .any(|name| name.starts_with("jack") && !name.starts_with("jack_db"))
+    })
 }
 
 /// `default`, an index, or part of a name.

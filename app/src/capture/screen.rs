@@ -54,8 +54,30 @@ fn unavailable(what: impl std::fmt::Display) -> CaptureError {
     CaptureError::Unavailable(what.to_string())
 }
 
+/// On Linux, xcap needs an X or Wayland display; without one its error ("error during parsing
+/// display string") says little, so say what is missing instead.
+fn display_available() -> Result<(), CaptureError> {
+    let has = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    if cfg!(target_os = "linux") && !has("DISPLAY") && !has("WAYLAND_DISPLAY") {
+        return Err(unavailable(
+            "no display to capture (neither DISPLAY nor WAYLAND_DISPLAY is set)",
+        ));
+    }
+    Ok(())
+}
+
+fn all_monitors() -> Result<Vec<Monitor>, CaptureError> {
+    display_available()?;
+    Monitor::all().map_err(|e| unavailable(format!("cannot list screens: {e}")))
+}
+
+fn all_windows() -> Result<Vec<Window>, CaptureError> {
+    display_available()?;
+    Window::all().map_err(|e| unavailable(format!("cannot list windows: {e}")))
+}
+
 pub fn screens() -> Result<Vec<ScreenDescription>, CaptureError> {
-    let monitors = Monitor::all().map_err(|e| unavailable(format!("cannot list screens: {e}")))?;
+    let monitors = all_monitors()?;
     Ok(monitors
         .iter()
         .enumerate()
@@ -70,7 +92,7 @@ pub fn screens() -> Result<Vec<ScreenDescription>, CaptureError> {
 }
 
 pub fn windows() -> Result<Vec<WindowDescription>, CaptureError> {
-    let windows = Window::all().map_err(|e| unavailable(format!("cannot list windows: {e}")))?;
+    let windows = all_windows()?;
     Ok(windows
         .iter()
         .filter(|w| !w.is_minimized().unwrap_or(false))
@@ -102,8 +124,7 @@ impl ScreenSource {
     pub fn open(spec: &ScreenSpec, fps: u32) -> Result<Self, CaptureError> {
         let (target, name) = match spec {
             ScreenSpec::Monitor(which) => {
-                let monitors =
-                    Monitor::all().map_err(|e| unavailable(format!("cannot list screens: {e}")))?;
+                let monitors = all_monitors()?;
                 if monitors.is_empty() {
                     return Err(unavailable("no screen to share"));
                 }
@@ -135,8 +156,7 @@ impl ScreenSource {
             }
             ScreenSpec::Window(title) => {
                 let wanted = title.to_lowercase();
-                let window = Window::all()
-                    .map_err(|e| unavailable(format!("cannot list windows: {e}")))?
+                let window = all_windows()?
                     .into_iter()
                     .find(|w| w.title().is_ok_and(|t| t.to_lowercase().contains(&wanted)))
                     .ok_or_else(|| {
