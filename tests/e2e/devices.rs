@@ -231,6 +231,7 @@ fn echo_cancellation_stops_a_peers_voice_coming_back() {
          We keep talking for a while: one, two, three, four, five, six, seven, eight, nine, ten. Thank you.",
     ));
     let mut levels = Vec::new();
+    let mut details = Vec::new();
     for aec in [true, false] {
         let pulse = Pulse::start(&["spk_a", "spk_b", "mic_b"]);
         let _talk = pulse.play("mic_b", &speech);
@@ -298,16 +299,32 @@ fn echo_cancellation_stops_a_peers_voice_coming_back() {
         let window = &samples
             [(rate as usize * 6).min(samples.len())..(rate as usize * 13).min(samples.len())];
         levels.push(level_dbfs(window));
+        // What A's canceller reported, and how A's playout went: the first place to look when the
+        // echo comes back louder than it should.
+        let stats = a.stats.unwrap_or_default();
+        details.push(format!(
+            "AEC {}: canceller ERLE {} dB, delay {} ms; A concealed {} and stretched {} of {} frames",
+            if aec { "on" } else { "off" },
+            stats.pointer("/audio_send/aec_erle_db").unwrap_or(&serde_json::Value::Null),
+            stats.pointer("/audio_send/aec_delay_ms").unwrap_or(&serde_json::Value::Null),
+            stats.pointer("/audio_recv/frames_concealed").unwrap_or(&serde_json::Value::Null),
+            stats.pointer("/audio_recv/frames_stretched").unwrap_or(&serde_json::Value::Null),
+            stats.pointer("/audio_recv/frames_decoded").unwrap_or(&serde_json::Value::Null),
+        ));
     }
     let (on, off) = (levels[0], levels[1]);
-    eprintln!("echo of B's voice returning from A: {on:.1} dBFS with AEC, {off:.1} dBFS without: {:.1} dB less", off - on);
+    let details = details.join("\n");
+    eprintln!(
+        "echo of B's voice returning from A: {on:.1} dBFS with AEC, {off:.1} dBFS without: {:.1} dB less\n{details}",
+        off - on
+    );
     assert!(
         off > -45.0,
         "without AEC the echo must be audible ({off:.1} dBFS), or the test proves nothing"
     );
     assert!(
         off - on >= 15.0,
-        "AEC removed only {:.1} dB of echo",
+        "AEC removed only {:.1} dB of echo\n{details}",
         off - on
     );
 }

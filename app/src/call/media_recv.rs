@@ -211,12 +211,13 @@ pub fn spawn_audio(
                         }
                     };
                     let samples = &pcm[..n];
-                if let Some(apm) = &apm {
-                    apm.render(samples);
-                }
-                let play_us = clock::now_us();
+                    if let Some(apm) = &apm {
+                        apm.render(samples);
+                    }
+                    let play_us = clock::now_us();
                     if let Err(err) = sink.write(samples) {
-                        tracing::warn!(%err, speaker = sink.name(), "the speaker failed; remote audio is off");
+                        let speaker = sink.name();
+                        tracing::warn!(%err, speaker, "the speaker failed; remote audio is off");
                         break;
                     }
                     let mut c = stats.lock();
@@ -234,8 +235,8 @@ pub fn spawn_audio(
                     a.packets_received = s.packets;
                     a.frames_decoded = s.played;
                     a.frames_recovered_fec = s.recovered;
-                                    a.frames_concealed = s.concealed;
-                a.frames_stretched = s.stretched;
+                    a.frames_concealed = s.concealed;
+                    a.frames_stretched = s.stretched;
                     a.jitter_buffer_ms = s.target_ms;
                 }
                 if let Err(err) = sink.finish() {
