@@ -15,7 +15,7 @@ use crate::call::media_recv::VideoOut;
 use crate::call::peer::NetworkSettings;
 use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent};
 use crate::capture::y4m::Y4mWriter;
-use crate::capture::{self, AudioSink, CaptureError, VideoSpec};
+use crate::capture::{self, AudioSink, CaptureError, EchoReference, VideoSpec};
 use crate::cli::{parse_ice_server, JoinArgs};
 use crate::codec::apm::ApmSettings;
 use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
@@ -52,6 +52,9 @@ impl AudioSink for Tee {
     fn finish(&mut self) -> Result<(), CaptureError> {
         self.1.finish()?;
         self.0.finish()
+    }
+    fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        self.0.set_echo_reference(reference)
     }
 }
 

@@ -14,11 +14,11 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
-use crate::capture::{AudioSink, Pacer};
+use crate::capture::{AudioSink, EchoReference, Pacer};
 use crate::codec::apm::AudioProcessor;
 use crate::codec::h264::H264Decoder;
 use crate::codec::opus::OpusDecoder;
-use crate::media::audio::FRAME_SAMPLES;
+use crate::media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
 use crate::media::test_signal::MarkerDetector;
 use crate::media::{clock, VideoFrame};
 
@@ -163,7 +163,19 @@ fn decode_loop(
     }
 }
 
-/// `apm`: the call's echo canceller, told about everything played (its far end).
+/// Feeds what the speaker plays to `apm` (its far end), in the 10 ms blocks it takes.
+fn echo_reference(apm: Arc<AudioProcessor>) -> EchoReference {
+    let mut pending: Vec<f32> = Vec::with_capacity(4 * BLOCK_SAMPLES);
+    Box::new(move |samples| {
+        pending.extend_from_slice(samples);
+        let whole = pending.len() / BLOCK_SAMPLES * BLOCK_SAMPLES;
+        apm.render(&pending[..whole]);
+        pending.drain(..whole);
+    })
+}
+
+/// `apm`: the call's echo canceller, told about everything played (its far end): by the sink when
+/// it knows what the device really plays, otherwise as written.
 pub fn spawn_audio(
     track: Arc<dyn TrackRemote>,
     mut sink: Box<dyn AudioSink>,
@@ -184,6 +196,7 @@ pub fn spawn_audio(
                         return;
                     }
                 };
+                let mut far_end = apm.and_then(|apm| sink.set_echo_reference(echo_reference(apm)));
                 let mut pacer = Pacer::new(Duration::from_millis(20));
                 let mut pcm = vec![0f32; FRAME_SAMPLES * 6];
                 let mut markers = MarkerDetector::default();
@@ -211,8 +224,8 @@ pub fn spawn_audio(
                         }
                     };
                     let samples = &pcm[..n];
-                    if let Some(apm) = &apm {
-                        apm.render(samples);
+                    if let Some(far_end) = &mut far_end {
+                        far_end(samples);
                     }
                     let play_us = clock::now_us();
                     if let Err(err) = sink.write(samples) {

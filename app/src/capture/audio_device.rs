@@ -13,7 +13,7 @@ use ringbuf::traits::{Consumer as _, Observer as _, Producer as _, Split as _};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use serde::Serialize;
 
-use super::{AudioSink, AudioSource, CaptureError};
+use super::{AudioSink, AudioSource, CaptureError, EchoReference};
 use crate::media::stream_resampler::StreamResampler;
 use crate::media::{clock, SAMPLE_RATE_HZ};
 
@@ -194,6 +194,10 @@ struct StreamState {
     frames: AtomicU64,
     /// Passing problems (under/overruns, a backend hiccup) the stream survived.
     glitches: AtomicU64,
+    /// Output: samples the device asked for that the ring did not have (played as silence).
+    underrun_samples: AtomicU64,
+    /// Output: samples the device asked for in its latest callback (its period).
+    request_samples: AtomicU64,
 }
 
 impl StreamState {
@@ -290,10 +294,19 @@ where
         .build_output_stream(
             config,
             move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+                let mut missing = 0;
                 for out in data.iter_mut() {
-                    *out = T::from_sample(ring.try_pop().unwrap_or(0.0));
+                    *out = T::from_sample(ring.try_pop().unwrap_or_else(|| {
+                        missing += 1;
+                        0.0
+                    }));
                 }
-                state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
+                let n = data.len() as u64;
+                state.frames.fetch_add(n, Ordering::Relaxed);
+                state.request_samples.store(n, Ordering::Relaxed);
+                if missing > 0 {
+                    state.underrun_samples.fetch_add(missing, Ordering::Relaxed);
+                }
             },
             move |e| err_state.report(&e),
             None,
@@ -484,6 +497,29 @@ pub struct SpeakerSink {
     /// (device frames played, when that count last moved), to notice a speaker that stopped.
     progress: (u64, Instant),
     name: String,
+    /// The stream's underrun count already acted on.
+    underruns_seen: u64,
+    echo: Option<EchoTrack>,
+}
+
+/// Keeps an echo reference in step with what the device plays.
+struct EchoTrack {
+    reference: EchoReference,
+    /// Device frames of silence not yet passed on (a fraction of a 48 kHz sample), in 48 kHz
+    /// samples times the device rate.
+    remainder: u64,
+    silence: Vec<f32>,
+}
+
+impl EchoTrack {
+    /// Passes on `frames` device frames of silence, as 48 kHz samples.
+    fn silence(&mut self, frames: u64, rate: u32) {
+        let scaled = frames * u64::from(SAMPLE_RATE_HZ) + self.remainder;
+        let samples = (scaled / u64::from(rate)).min(u64::from(SAMPLE_RATE_HZ)) as usize;
+        self.remainder = scaled % u64::from(rate);
+        self.silence.resize(samples, 0.0);
+        (self.reference)(&self.silence);
+    }
 }
 
 impl SpeakerSink {
@@ -506,6 +542,8 @@ impl SpeakerSink {
             dropped: 0,
             progress: (0, Instant::now()),
             name: format!("{name} ({rate} Hz, {channels} ch, {format})"),
+            underruns_seen: 0,
+            echo: None,
         })
     }
 }
@@ -535,6 +573,12 @@ impl AudioSink for SpeakerSink {
                 self.name
             )));
         }
+        self.keep_fed();
+        if let Some(echo) = &mut self.echo {
+            // Played as they are after resampling (a constant delay), unless the device falls so
+            // far behind that they are dropped below: rare, and the canceller re-aligns then.
+            (echo.reference)(samples);
+        }
         self.resampler.push(samples);
         self.converted.resize(self.resampler.available(), 0.0);
         if !self.resampler.pop(&mut self.converted) {
@@ -555,6 +599,44 @@ impl AudioSink for SpeakerSink {
         self.ring.push_slice(&self.interleaved);
         Ok(())
     }
+
+    fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        self.echo = Some(EchoTrack {
+            reference,
+            remainder: 0,
+            silence: Vec::new(),
+        });
+        None
+    }
+}
+
+impl SpeakerSink {
+    /// After the device ran dry (it played silence, which shifts everything after it), tops the
+    /// ring up to one device period plus 20 ms so that the next periods find audio waiting, and
+    /// tells the echo reference about every silence played or queued.
+    fn keep_fed(&mut self) {
+        let underruns = self.state.underrun_samples.load(Ordering::Relaxed);
+        let missed = underruns.saturating_sub(self.underruns_seen);
+        self.underruns_seen = underruns;
+        if let Some(echo) = &mut self.echo {
+            echo.silence(missed / self.channels as u64, self.rate);
+        }
+        if missed == 0 && self.ring.occupied_len() > 0 {
+            return;
+        }
+        let period = self.state.request_samples.load(Ordering::Relaxed) as usize;
+        let cushion = period + (self.rate as usize / 50) * self.channels;
+        let pad = cushion.saturating_sub(self.ring.occupied_len()) / self.channels * self.channels;
+        if pad == 0 {
+            return;
+        }
+        self.interleaved.clear();
+        self.interleaved.resize(pad, 0.0);
+        self.ring.push_slice(&self.interleaved);
+        if let Some(echo) = &mut self.echo {
+            echo.silence((pad / self.channels) as u64, self.rate);
+        }
+    }
 }
 
 impl Drop for SpeakerSink {
@@ -565,6 +647,52 @@ impl Drop for SpeakerSink {
                 "speaker: dropped samples to bound latency"
             );
         }
+        if self.underruns_seen > 0 {
+            tracing::debug!(
+                samples = self.underruns_seen,
+                "speaker: ran dry (played silence)"
+            );
+        }
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(heard: Arc<Mutex<Vec<f32>>>) -> EchoTrack {
+        EchoTrack {
+            reference: Box::new(move |s: &[f32]| heard.lock().unwrap().extend_from_slice(s)),
+            remainder: 0,
+            silence: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn silence_at_the_device_rate_is_passed_on_at_48k_without_drift() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut echo = track(heard.clone());
+        // One second of 44.1 kHz underruns in uneven pieces: exactly one second at 48 kHz.
+        let pieces = [441u64, 1, 99, 1000, 7, 1452];
+        let mut total = 0;
+        while total < 44_100 {
+            for &p in &pieces {
+                let p = p.min(44_100 - total);
+                echo.silence(p, 44_100);
+                total += p;
+            }
+        }
+        let heard = heard.lock().unwrap();
+        assert_eq!(heard.len(), 48_000);
+        assert!(heard.iter().all(|&s| s == 0.0));
+    }
+
+    #[test]
+    fn a_long_silence_is_capped_at_one_second() {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let mut echo = track(heard.clone());
+        echo.silence(10 * 48_000, 48_000);
+        assert_eq!(heard.lock().unwrap().len(), 48_000);
     }
 }

@@ -35,11 +35,21 @@ pub trait AudioSource: Send {
     fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError>;
 }
 
+/// Told the mono 48 kHz audio a speaker plays, in the order it plays it, silence included: the far
+/// end an echo canceller needs.
+pub type EchoReference = Box<dyn FnMut(&[f32]) + Send>;
+
 /// Where received audio goes: a speaker, a file, or nowhere.
 pub trait AudioSink: Send {
     fn name(&self) -> &str;
     /// Plays (or stores) mono 48 kHz samples; must not block for long.
     fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError>;
+    /// A sink that knows what it really plays (a speaker inserts silence when it runs dry) keeps
+    /// `reference` and tells it; the others hand it back, and the caller passes on what it
+    /// writes.
+    fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
+        Some(reference)
+    }
     /// Flushes what is buffered (files are finalized); called once at the end.
     fn finish(&mut self) -> Result<(), CaptureError> {
         Ok(())
