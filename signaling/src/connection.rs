@@ -238,10 +238,9 @@ impl<'h> Client<'h> {
                     .hub
                     .join(&self.me, version, room.as_deref(), name.as_deref())
                 {
-                    Ok((code, welcome)) => {
+                    Ok(code) => {
                         tracing::info!(room = %code, "joined");
                         self.room = Some(code);
-                        self.send(welcome);
                     }
                     Err(refusal) => self.refuse(refusal),
                 }

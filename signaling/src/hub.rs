@@ -85,14 +85,16 @@ impl Hub {
         (rooms.len(), rooms.values().map(|r| r.members.len()).sum())
     }
 
-    /// Puts `peer` into a room (a new one when `room` is `None`) and returns the `welcome`.
+    /// Puts `peer` into a room (a new one when `room` is `None`) and queues its `Welcome`; returns
+    /// the room's code. The welcome is queued under the rooms lock, so it always comes before
+    /// news of anyone who joins right after.
     pub(crate) fn join(
         &self,
         peer: &PeerHandle,
         version: u32,
         room: Option<&str>,
         name: Option<&str>,
-    ) -> Result<(RoomCode, ServerMessage), Refusal> {
+    ) -> Result<RoomCode, Refusal> {
         if version != PROTOCOL_VERSION {
             return Err((
                 ErrorCode::VersionMismatch,
@@ -124,18 +126,6 @@ impl Hub {
                 format!("room {code} is full ({full} of {full} people are in it)"),
             ));
         }
-        let peers: Vec<PeerInfo> = room.members.iter().map(|m| m.info.clone()).collect();
-        for member in &room.members {
-            deliver(
-                &member.handle,
-                ServerMessage::PeerJoined { peer: info.clone() },
-            );
-        }
-        room.members.push(Member {
-            info: info.clone(),
-            handle: peer.clone(),
-        });
-        drop(rooms);
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -143,10 +133,21 @@ impl Hub {
             version: PROTOCOL_VERSION,
             room: code.clone(),
             you: peer.id,
-            peers,
+            peers: room.members.iter().map(|m| m.info.clone()).collect(),
             ice_servers: self.config.ice_servers_for(&info.name, now_unix),
         };
-        Ok((code, welcome))
+        deliver(peer, welcome);
+        for member in &room.members {
+            deliver(
+                &member.handle,
+                ServerMessage::PeerJoined { peer: info.clone() },
+            );
+        }
+        room.members.push(Member {
+            info,
+            handle: peer.clone(),
+        });
+        Ok(code)
     }
 
     /// Relays `payload` from `from` to `to`, both in room `code`.
@@ -248,13 +249,12 @@ mod tests {
     fn two_meet_a_third_is_refused_and_empty_rooms_vanish() {
         let hub = hub();
         let (a, mut a_rx) = peer(&hub);
-        let (b, _b_rx) = peer(&hub);
+        let (b, mut b_rx) = peer(&hub);
         let (c, _c_rx) = peer(&hub);
-        let (code, _) = hub.join(&a, 1, None, Some("Ada")).unwrap();
-        let (_, welcome) = hub
-            .join(&b, 1, Some(code.as_str()), Some(" Bob\u{7} "))
+        let code = hub.join(&a, 1, None, Some("Ada")).unwrap();
+        hub.join(&b, 1, Some(code.as_str()), Some(" Bob\u{7} "))
             .unwrap();
-        let ServerMessage::Welcome { peers, you, .. } = welcome else {
+        let ServerMessage::Welcome { peers, you, .. } = next(&mut b_rx) else {
             panic!()
         };
         assert_eq!(you, b.id);
@@ -265,6 +265,8 @@ mod tests {
                 name: "Ada".into()
             }]
         );
+        // Each learns it is in before it hears of anyone else joining.
+        assert!(matches!(next(&mut a_rx), ServerMessage::Welcome { you, .. } if you == a.id));
         assert_eq!(
             next(&mut a_rx),
             ServerMessage::PeerJoined {
@@ -293,11 +295,12 @@ mod tests {
         let (a, _a_rx) = peer(&hub);
         let (b, mut b_rx) = peer(&hub);
         let (stranger, _s_rx) = peer(&hub);
-        let (code, _) = hub.join(&a, 1, None, None).unwrap();
+        let code = hub.join(&a, 1, None, None).unwrap();
         hub.join(&b, 1, Some(code.as_str()), None).unwrap();
-        let (other_code, _) = hub.join(&stranger, 1, None, None).unwrap();
+        let other_code = hub.join(&stranger, 1, None, None).unwrap();
 
         hub.relay(&code, a.id, b.id, SignalPayload::Bye).unwrap();
+        assert!(matches!(next(&mut b_rx), ServerMessage::Welcome { .. }));
         assert_eq!(
             next(&mut b_rx),
             ServerMessage::Signal {
@@ -336,7 +339,7 @@ mod tests {
         let hub = hub();
         let (a, _a_rx) = peer(&hub);
         let (b, _b_rx) = peer(&hub); // never drained; queue of 4
-        let (code, _) = hub.join(&a, 1, None, None).unwrap();
+        let code = hub.join(&a, 1, None, None).unwrap();
         hub.join(&b, 1, Some(code.as_str()), None).unwrap();
         for _ in 0..5 {
             hub.relay(&code, a.id, b.id, SignalPayload::EndOfCandidates)
