@@ -302,9 +302,14 @@ fn echo_cancellation_stops_a_peers_voice_coming_back() {
         // What A's canceller reported, and how A's playout went: the first place to look when the
         // echo comes back louder than it should.
         let stats = a.stats.unwrap_or_default();
+        let per_second: Vec<String> = window
+            .chunks(rate as usize)
+            .map(|s| format!("{:.0}", level_dbfs(s)))
+            .collect();
         details.push(format!(
-            "AEC {}: canceller ERLE {} dB, delay {} ms; A concealed {} and stretched {} of {} frames",
+            "AEC {}: level per second {} dBFS; canceller ERLE {} dB, delay {} ms; A concealed {} and stretched {} of {} frames",
             if aec { "on" } else { "off" },
+            per_second.join(" "),
             stats.pointer("/audio_send/aec_erle_db").unwrap_or(&serde_json::Value::Null),
             stats.pointer("/audio_send/aec_delay_ms").unwrap_or(&serde_json::Value::Null),
             stats.pointer("/audio_recv/frames_concealed").unwrap_or(&serde_json::Value::Null),
