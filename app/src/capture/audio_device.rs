@@ -517,6 +517,9 @@ impl EchoTrack {
         let scaled = frames * u64::from(SAMPLE_RATE_HZ) + self.remainder;
         let samples = (scaled / u64::from(rate)).min(u64::from(SAMPLE_RATE_HZ)) as usize;
         self.remainder = scaled % u64::from(rate);
+        if samples == 0 {
+            return;
+        }
         self.silence.resize(samples, 0.0);
         (self.reference)(&self.silence);
     }
