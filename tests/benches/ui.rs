@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use confab_e2e::services::Xvfb;
-use confab_e2e::{bin, room_code, Peer, Proc, Server};
+use confab_e2e::{bin, room_code, test_media, Peer, Proc, Server};
 
 fn cpu_seconds(pid: u32) -> f64 {
     confab_e2e::cpu_seconds(pid).unwrap_or(0.0)
@@ -86,20 +86,10 @@ fn main() {
         "peer",
         &server.url,
         &room,
-        &[
-            "--camera",
-            "test",
-            "--mic",
-            "test",
-            "--speaker",
-            "null",
-            "--video-size",
+        &test_media(
             "1280x720",
-            "--duration",
-            &(secs + 8).to_string(),
-            "--wait",
-            "30",
-        ],
+            &["--duration", &(secs + 8).to_string(), "--wait", "30"],
+        ),
     );
     std::thread::sleep(Duration::from_secs(3));
     let (cores, rss) = measure(call.pid(), secs);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use confab_e2e::{num, room_code, serial, Peer, Server};
+use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
 
 fn web_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web")
@@ -46,22 +46,17 @@ fn call_with_browser(native_first: bool) {
         .trim_end_matches("/ws")
         .to_owned();
     let url = format!("{http}/join/{room}?autojoin=1&name=Browser");
-    let native_args = [
-        "--camera",
-        "test",
-        "--mic",
-        "test",
-        "--speaker",
-        "null",
-        "--video-size",
+    let native_args = test_media(
         "640x360",
-        "--duration",
-        "12",
-        "--wait",
-        "40",
-        "--chat",
-        "hi from native",
-    ];
+        &[
+            "--duration",
+            "12",
+            "--wait",
+            "40",
+            "--chat",
+            "hi from native",
+        ],
+    );
     let browser_args = [
         "--frames",
         "90",

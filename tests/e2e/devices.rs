@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use confab_e2e::services::{Pulse, Xvfb};
-use confab_e2e::{num, room_code, serial, Peer, Server};
+use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
 
 /// 16-bit mono WAV samples as f32 (the header is skipped by finding the `data` chunk).
 fn read_wav(path: &Path) -> (u32, Vec<f32>) {
@@ -177,20 +177,7 @@ fn a_call_goes_on_when_the_audio_devices_vanish() {
         "--wait",
         "30",
     ];
-    let b_args = [
-        "--camera",
-        "test",
-        "--mic",
-        "test",
-        "--speaker",
-        "null",
-        "--video-size",
-        "320x180",
-        "--duration",
-        "8",
-        "--wait",
-        "30",
-    ];
+    let b_args = test_media("320x180", &["--duration", "8", "--wait", "30"]);
     let a = Peer::start_with_env(
         dir.path(),
         "a",

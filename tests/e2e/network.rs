@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use confab_e2e::services::Netns;
-use confab_e2e::{num, room_code, serial, Peer, Server};
+use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
 
 #[test]
 fn a_call_survives_five_percent_loss() {
@@ -14,22 +14,10 @@ fn a_call_survives_five_percent_loss() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start_in(Some(&ns), &[]);
     let room = room_code(101);
-    let args = [
-        "--camera",
-        "test",
-        "--mic",
-        "test",
-        "--speaker",
-        "null",
-        "--video-size",
+    let args = test_media(
         "640x360",
-        "--duration",
-        "15",
-        "--wait",
-        "30",
-        "--bind",
-        "127.0.0.1:0",
-    ];
+        &["--duration", "15", "--wait", "30", "--bind", "127.0.0.1:0"],
+    );
     let a = Peer::start_in(&ns, dir.path(), "a", &server.url, &room, &args);
     std::thread::sleep(Duration::from_millis(300));
     let b = Peer::start_in(&ns, dir.path(), "b", &server.url, &room, &args);

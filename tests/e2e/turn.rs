@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use confab_e2e::services::Coturn;
-use confab_e2e::{num, room_code, serial, Peer, Server};
+use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -19,21 +19,10 @@ fn relay_call(
     let server = Server::start(&["--turn", &turn, "--turn-secret", server_secret]);
     let dir = tempfile::tempdir().unwrap();
     let room = room_code(salt);
-    let args = [
-        "--camera",
-        "test",
-        "--mic",
-        "test",
-        "--speaker",
-        "null",
-        "--video-size",
+    let args = test_media(
         "320x180",
-        "--relay-only",
-        "--duration",
-        "4",
-        "--wait",
-        "12",
-    ];
+        &["--relay-only", "--duration", "4", "--wait", "12"],
+    );
     let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
     std::thread::sleep(Duration::from_millis(300));
     let b = Peer::start(dir.path(), "b", &server.url, &room, &args);

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confab_e2e::services::Xvfb;
-use confab_e2e::{bin, room_code, serial, Peer, Proc, Server};
+use confab_e2e::{bin, room_code, serial, test_media, Peer, Proc, Server};
 
 fn screenshots_dir() -> PathBuf {
     let dir = confab_e2e::bin_dir().join("..").join("ui-screenshots");
@@ -54,20 +54,7 @@ fn the_window_shows_the_other_persons_video() {
         "peer",
         &server.url,
         &room,
-        &[
-            "--camera",
-            "test",
-            "--mic",
-            "test",
-            "--speaker",
-            "null",
-            "--video-size",
-            "640x360",
-            "--duration",
-            "12",
-            "--wait",
-            "30",
-        ],
+        &test_media("640x360", &["--duration", "12", "--wait", "30"]),
     );
 
     // The window reports where it draws the remote video once it does.

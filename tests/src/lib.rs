@@ -292,6 +292,23 @@ pub fn room_code(salt: u64) -> String {
     format!("{}-{}-{}", &letters[..3], &letters[3..7], &letters[7..])
 }
 
+/// The synthetic media a headless test peer sends and plays (stamped test pattern at `size`, test
+/// signal, no speaker), followed by `more` arguments.
+pub fn test_media<'a>(size: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--speaker",
+        "null",
+        "--video-size",
+        size,
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
 /// Reads a number at a JSON pointer like `/video_recv/frames_decoded`.
 pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
     stats
