@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use crate::capture::audio_device::{self, AudioDeviceDescription};
-use crate::capture::camera::{self, CameraDescription};
-use crate::capture::screen::{self, ScreenDescription, WindowDescription};
-use crate::capture::CaptureError;
+use confab_devices::audio_device::{self, AudioDeviceDescription};
+use confab_devices::camera::{self, CameraDescription};
+use confab_devices::screen::{self, ScreenDescription, WindowDescription};
+use confab_devices::CaptureError;
 
 /// One kind of device: the list, or why it could not be listed.
 #[derive(Serialize)]

@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use confab_protocol::RoomCode;
 
-use crate::call::data_link::LinkNotice;
-use crate::call::media_recv::VideoOut;
-use crate::call::peer::NetworkSettings;
-use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent};
-use crate::capture::y4m::Y4mWriter;
-use crate::capture::{self, AudioSink, CaptureError, EchoReference, VideoSpec};
 use crate::cli::{parse_ice_server, JoinArgs};
-use crate::codec::apm::ApmSettings;
-use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
-use crate::media::VideoFrame;
+use confab_codecs::apm::ApmSettings;
+use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
+use confab_devices::y4m::Y4mWriter;
+use confab_devices::{AudioSink, CaptureError, EchoReference, VideoSpec};
+use confab_engine::data_link::LinkNotice;
+use confab_engine::peer::NetworkSettings;
+use confab_engine::session::{
+    Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
+};
+use confab_media::VideoFrame;
+use confab_media::VideoOut;
 
 /// Writes received frames to a y4m file.
 struct Recorder {
@@ -89,7 +91,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
 
     // Sources that cannot open are reported, and the call goes on with what remains.
     let camera_spec = VideoSpec::parse(&args.camera);
-    let camera = capture::open_camera(
+    let camera = confab_devices::open_camera(
         &camera_spec,
         args.video_size.width,
         args.video_size.height,
@@ -99,31 +101,36 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         eprintln!("confab: {err}; continuing without video");
         None
     });
-    let mic = capture::open_mic(&VideoSpec::parse(&args.mic)).unwrap_or_else(|err| {
+    let mic = confab_devices::open_mic(&VideoSpec::parse(&args.mic)).unwrap_or_else(|err| {
         eprintln!("confab: {err}; continuing without microphone");
         None
     });
-    let mut speaker: Box<dyn AudioSink> = match capture::open_speaker(&args.speaker) {
+    let mut speaker: Box<dyn AudioSink> = match confab_devices::open_speaker(&args.speaker) {
         Ok(speaker) => speaker,
         // No speaker is no reason to miss the call: the other person is still heard by the stats.
         Err(err) if args.speaker == "default" => {
             eprintln!("confab: {err}; continuing without a speaker");
-            Box::new(capture::wav::NullSink)
+            Box::new(confab_devices::wav::NullSink)
         }
         Err(err) => return Err(err.into()),
     };
     let screen = match &args.screen {
-        Some(spec) => match capture::open_screen(spec, capture::screen::DEFAULT_FPS) {
-            Ok(source) => Some(source),
-            Err(err) => {
-                eprintln!("confab: {err}; continuing without screen sharing");
-                None
+        Some(spec) => {
+            match confab_devices::open_screen(spec, confab_devices::screen::DEFAULT_FPS) {
+                Ok(source) => Some(source),
+                Err(err) => {
+                    eprintln!("confab: {err}; continuing without screen sharing");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     if let Some(path) = &args.record_audio {
-        speaker = Box::new(Tee(speaker, Box::new(capture::wav::WavSink::create(path)?)));
+        speaker = Box::new(Tee(
+            speaker,
+            Box::new(confab_devices::wav::WavSink::create(path)?),
+        ));
     }
     let recorder = match &args.record_video {
         Some(path) => Some(Y4mWriter::create(path, args.fps)?),
@@ -166,7 +173,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     let io = MediaIo {
         camera,
         mic,
-        speaker,
+        speaker: Some(speaker),
         screen,
         video_out: video_out.clone(),
     };

@@ -1,12 +1,8 @@
 //! `confab`: the desktop app, and its command-line modes (see `confab --help`).
 
-mod call;
-mod capture;
 mod cli;
-mod codec;
 mod devices;
 mod join;
-mod media;
 mod ui;
 
 use std::process::ExitCode;
@@ -66,7 +62,7 @@ fn open_window(join: Option<cli::JoinArgs>) -> anyhow::Result<()> {
 /// Crops the video out of a screenshot, scales it back to the size it was sent at, and prints the
 /// stamp it carries (JSON), or fails when there is none.
 fn debug_stamp(path: &std::path::Path, rect: &str, size: cli::VideoSize) -> anyhow::Result<()> {
-    use media::convert::{packed_to_i420, scale, Packed};
+    use confab_media::convert::{packed_to_i420, scale, Packed};
     let image = image::open(path)?.to_rgba8();
     let numbers = rect
         .split(',')
@@ -82,9 +78,9 @@ fn debug_stamp(path: &std::path::Path, rect: &str, size: cli::VideoSize) -> anyh
     let crop = image::imageops::crop_imm(&image, x, y, w, h).to_image();
     let frame = packed_to_i420(crop.as_raw(), w, h, w as usize * 4, Packed::Rgba, 0)?;
     let frame = scale(&frame, size.width, size.height);
-    let stamp = media::stamp::read(&frame)
+    let stamp = confab_media::stamp::read(&frame)
         .ok_or_else(|| anyhow::anyhow!("no readable stamp in that part of {}", path.display()))?;
-    let age_ms = media::clock::now_us().saturating_sub(stamp.capture_ts_us) as f64 / 1000.0;
+    let age_ms = confab_media::clock::now_us().saturating_sub(stamp.capture_ts_us) as f64 / 1000.0;
     println!(
         "{}",
         serde_json::json!({"index": stamp.index, "capture_ts_us": stamp.capture_ts_us, "age_ms": age_ms})

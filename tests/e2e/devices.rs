@@ -26,18 +26,11 @@ fn read_wav(path: &Path) -> (u32, Vec<f32>) {
 }
 
 fn goertzel(x: &[f32], hz: f64, rate: u32) -> f64 {
-    let k = 2.0 * (std::f64::consts::TAU * hz / f64::from(rate)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s0 = f64::from(v) + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (x.len() as f64).powi(2)
+    confab_media::audio::tone_power(x, hz, rate)
 }
 
 fn level_dbfs(x: &[f32]) -> f64 {
-    10.0 * (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).log10()
+    confab_media::audio::rms_dbfs(x)
 }
 
 fn run(cmd: &mut Command) {
@@ -321,16 +314,6 @@ fn echo_cancellation_stops_a_peers_voice_coming_back() {
     );
 }
 
-/// Luma (BT.601, limited range) of packed RGB.
-fn luma(rgb: &[u8]) -> Vec<u8> {
-    rgb.chunks_exact(3)
-        .map(|p| {
-            (((66 * i32::from(p[0]) + 129 * i32::from(p[1]) + 25 * i32::from(p[2]) + 128) >> 8)
-                + 16) as u8
-        })
-        .collect()
-}
-
 /// Y plane of the last frame of a y4m file, with its size.
 fn last_y4m_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     let bytes = std::fs::read(path).unwrap();
@@ -374,18 +357,11 @@ fn screenshot_luma(display: &str, dir: &Path) -> Vec<u8> {
     run(Command::new("import")
         .args(["-display", display, "-window", "root", "-depth", "8"])
         .arg(format!("rgb:{}", shot.display())));
-    luma(&std::fs::read(&shot).unwrap())
+    confab_media::convert::rgb_luma(&std::fs::read(&shot).unwrap())
 }
 
 fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum::<f64>()
-        / a.len() as f64;
-    10.0 * (255.0f64.powi(2) / mse.max(1e-3)).log10()
+    confab_media::quality::psnr(a, b).expect("two planes of the same size")
 }
 
 #[test]

@@ -13,11 +13,11 @@ use super::devices::DeviceLists;
 use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::video::{SelfView, VideoSlot};
-use crate::call::peer::NetworkSettings;
-use crate::call::session::{MediaIo, SessionConfig};
-use crate::capture::{self, AudioSink, VideoSpec};
-use crate::codec::apm::ApmSettings;
-use crate::codec::h264::{default_bitrate_bps, EncoderSettings};
+use confab_codecs::apm::ApmSettings;
+use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
+use confab_devices::{AudioSink, VideoSpec};
+use confab_engine::peer::NetworkSettings;
+use confab_engine::session::{MediaIo, SessionConfig};
 
 /// A call to start as soon as the window opens (`confab join ROOM` without `--headless`).
 #[derive(Debug, Clone)]
@@ -253,29 +253,34 @@ impl ConfabApp {
             .name("open-devices".into())
             .spawn(move || {
                 let mut problems = Vec::new();
-                let camera =
-                    match capture::open_camera(&VideoSpec::parse(&s.camera), width, height, fps) {
-                        Ok(c) => c.map(|c| {
-                            Box::new(SelfView::new(c, local_slot)) as Box<dyn capture::VideoSource>
-                        }),
-                        Err(e) => {
-                            problems.push(format!("{e}; the call goes on without video"));
-                            None
-                        }
-                    };
-                let mic = capture::open_mic(&VideoSpec::parse(&s.mic)).unwrap_or_else(|e| {
+                let camera = match confab_devices::open_camera(
+                    &VideoSpec::parse(&s.camera),
+                    width,
+                    height,
+                    fps,
+                ) {
+                    Ok(c) => c.map(|c| {
+                        Box::new(SelfView::new(c, local_slot))
+                            as Box<dyn confab_devices::VideoSource>
+                    }),
+                    Err(e) => {
+                        problems.push(format!("{e}; the call goes on without video"));
+                        None
+                    }
+                };
+                let mic = confab_devices::open_mic(&VideoSpec::parse(&s.mic)).unwrap_or_else(|e| {
                     problems.push(format!("{e}; the call goes on without your microphone"));
                     None
                 });
-                let speaker: Box<dyn AudioSink> =
-                    capture::open_speaker(&s.speaker).unwrap_or_else(|e| {
+                let speaker: Box<dyn AudioSink> = confab_devices::open_speaker(&s.speaker)
+                    .unwrap_or_else(|e| {
                         problems.push(format!("{e}; you will not hear the other person"));
-                        Box::new(capture::wav::NullSink)
+                        Box::new(confab_devices::wav::NullSink)
                     });
                 let io = MediaIo {
                     camera,
                     mic,
-                    speaker,
+                    speaker: Some(speaker),
                     screen: None,
                     video_out: remote_slot,
                 };

@@ -11,10 +11,13 @@ use egui::TextureHandle;
 use tokio::sync::mpsc;
 
 use super::video::VideoSlot;
-use crate::call::collector::StatsHandle;
-use crate::call::data_link::LinkNotice;
-use crate::call::session::{Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent};
-use crate::call::CallError;
+use confab_engine::collector::StatsHandle;
+use confab_engine::data_link::LinkNotice;
+use confab_engine::session::{
+    Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
+};
+use confab_engine::CallError;
+use confab_media::VideoSource;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallState {
@@ -106,6 +109,8 @@ pub struct CallUi {
     task: Option<tokio::task::JoinHandle<Result<Ended, CallError>>>,
     last_sample: Instant,
     last_frames: u64,
+    /// A screen being opened on a helper thread (opening captures a frame: not on the UI thread).
+    screen_opening: Option<std::sync::mpsc::Receiver<Result<Box<dyn VideoSource>, String>>>,
 }
 
 impl CallUi {
@@ -169,12 +174,33 @@ impl CallUi {
             task: Some(session.task),
             last_sample: Instant::now(),
             last_frames: 0,
+            screen_opening: None,
         }
     }
 
     pub fn command(&self, command: SessionCommand) {
         // The session is gone when this fails; the state shows it already.
         let _ = self.commands.try_send(command);
+    }
+
+    /// Opens the screen (or window) `spec` names on a helper thread; sharing starts when it is
+    /// open (see `poll`).
+    pub fn share_screen(&mut self, spec: String, ctx: &egui::Context) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let ctx = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("open-screen".into())
+            .spawn(move || {
+                let opened =
+                    confab_devices::open_screen(&spec, confab_devices::screen::DEFAULT_FPS)
+                        .map_err(|e| format!("cannot share the screen: {e}"));
+                let _ = tx.send(opened);
+                ctx.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.screen_opening = Some(rx),
+            Err(e) => self.warn(format!("cannot share the screen: {e}")),
+        }
     }
 
     pub fn is_over(&self) -> bool {
@@ -204,6 +230,20 @@ impl CallUi {
             .collect();
         for event in events {
             self.apply(event);
+        }
+        if let Some(rx) = &self.screen_opening {
+            match rx.try_recv() {
+                Ok(Ok(source)) => {
+                    self.screen_opening = None;
+                    self.command(SessionCommand::ShareScreen(Some(source)));
+                }
+                Ok(Err(problem)) => {
+                    self.screen_opening = None;
+                    self.warn(problem);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.screen_opening = None,
+            }
         }
         if let Some(task) = self.task.as_ref().filter(|t| t.is_finished()) {
             let _ = task;
@@ -409,7 +449,7 @@ impl Drop for CallUi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::call::stats::FileStats;
+    use confab_engine::stats::FileStats;
 
     fn bare() -> CallUi {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -442,6 +482,7 @@ mod tests {
             task: Some(runtime.spawn(std::future::pending())),
             last_sample: Instant::now(),
             last_frames: 0,
+            screen_opening: None,
         }
     }
 

@@ -8,7 +8,7 @@ use egui_plot::{Legend, Line, Plot};
 use super::app::ConfabApp;
 use super::call::{CallState, CallUi, TransferState};
 use super::video::fit_rect;
-use crate::call::session::SessionCommand;
+use confab_engine::session::SessionCommand;
 
 const RED: Color32 = Color32::from_rgb(200, 60, 50);
 
@@ -272,7 +272,7 @@ pub fn call_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
                 }
                 for choice in &screens {
                     if ui.button(&choice.label).clicked() {
-                        call.command(SessionCommand::ShareScreen(Some(choice.spec.clone())));
+                        call.share_screen(choice.spec.clone(), &ctx);
                         app.share_menu = false;
                     }
                 }

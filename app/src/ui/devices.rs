@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::capture::{audio_device, camera, screen};
+use confab_devices::{audio_device, camera, screen};
 
 /// A choice in a picker: what the user sees, and the SPEC it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,9 +7,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::video::VideoSlot;
-use crate::capture::{self, VideoSpec};
-use crate::media::audio::{rms_dbfs, BLOCK_SAMPLES};
-use crate::media::convert::{fit, scale};
+use confab_devices::VideoSpec;
+use confab_media::audio::{rms_dbfs, BLOCK_SAMPLES};
+use confab_media::convert::{fit, scale};
 
 pub struct Preview {
     pub camera: Arc<VideoSlot>,
@@ -36,7 +36,7 @@ impl Preview {
                 std::thread::Builder::new()
                     .name("preview-camera".into())
                     .spawn(
-                        move || match capture::open_camera(&camera_spec, 640, 360, 30) {
+                        move || match confab_devices::open_camera(&camera_spec, 640, 360, 30) {
                             Ok(Some(mut source)) => {
                                 while !stop.load(Ordering::Relaxed) {
                                     match source.next_frame() {
@@ -69,7 +69,7 @@ impl Preview {
             threads.extend(
                 std::thread::Builder::new()
                     .name("preview-mic".into())
-                    .spawn(move || match capture::open_mic(&mic_spec) {
+                    .spawn(move || match confab_devices::open_mic(&mic_spec) {
                         Ok(Some(mut source)) => {
                             let mut block = vec![0f32; BLOCK_SAMPLES * 5];
                             while !stop.load(Ordering::Relaxed) {

@@ -10,14 +10,14 @@ use egui_kittest::Harness;
 
 use super::settings::{ServerMode, Settings};
 use super::ConfabApp;
-use crate::call::media_recv::VideoOut;
-use crate::call::peer::NetworkSettings;
-use crate::call::session::{MediaIo, Session, SessionConfig};
-use crate::capture::test_sources::{TestPattern, TestSignal};
-use crate::capture::wav::NullSink;
-use crate::codec::apm::ApmSettings;
-use crate::codec::h264::EncoderSettings;
-use crate::media::VideoFrame;
+use confab_codecs::apm::ApmSettings;
+use confab_codecs::h264::EncoderSettings;
+use confab_devices::test_sources::{TestPattern, TestSignal};
+use confab_devices::wav::NullSink;
+use confab_engine::peer::NetworkSettings;
+use confab_engine::session::{MediaIo, Session, SessionConfig};
+use confab_media::VideoFrame;
+use confab_media::VideoOut;
 
 struct Discard;
 impl VideoOut for Discard {
@@ -52,7 +52,7 @@ fn peer(server_url: &str, room: &str, started: Instant) -> Session {
     let io = MediaIo {
         camera: Some(Box::new(TestPattern::new(320, 180, 15))),
         mic: Some(Box::new(TestSignal::new())),
-        speaker: Box::new(NullSink),
+        speaker: Some(Box::new(NullSink)),
         screen: None,
         video_out: std::sync::Arc::new(Discard),
     };
@@ -184,7 +184,9 @@ fn lobby_join_call_chat_toggles_hang_up() {
     let file = outbox.path().join("confab-ui-test-report.bin");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
     peer.commands
-        .try_send(crate::call::session::SessionCommand::SendFile(file.clone()))
+        .try_send(confab_engine::session::SessionCommand::SendFile(
+            file.clone(),
+        ))
         .unwrap();
     run_until(&mut harness, "the offer", |h| {
         h.query_by_label("Accept").is_some()
@@ -210,7 +212,7 @@ fn lobby_join_call_chat_toggles_hang_up() {
     let ended =
         net.block_on(async { tokio::time::timeout(Duration::from_secs(10), peer.task).await });
     assert!(
-        matches!(ended, Ok(Ok(Ok(crate::call::session::Ended::PeerLeft)))),
+        matches!(ended, Ok(Ok(Ok(confab_engine::session::Ended::PeerLeft)))),
         "{ended:?}"
     );
     drop(harness);

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
-use crate::call::media_recv::VideoOut;
-use crate::capture::{CaptureError, VideoSource};
-use crate::media::convert::{fit, i420_to_rgba, scale};
-use crate::media::VideoFrame;
+use confab_devices::{CaptureError, VideoSource};
+use confab_media::convert::{fit, i420_to_rgba, scale};
+use confab_media::VideoFrame;
+use confab_media::VideoOut;
 
 /// The newest frame, waiting for the UI thread.
 #[derive(Default)]
@@ -119,7 +119,7 @@ pub fn fit_rect(area: egui::Rect, size: [usize; 2]) -> egui::Rect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern;
+    use confab_media::pattern;
 
     #[test]
     fn latest_frame_wins_and_is_taken_once() {

@@ -19,6 +19,24 @@ pub fn rms_dbfs(samples: &[f32]) -> f64 {
     10.0 * (energy / samples.len() as f64).log10()
 }
 
+/// Goertzel power of the `hz` component of `samples` taken at `rate_hz` (unnormalized: it grows
+/// with the square of the length).
+pub fn goertzel_power(samples: &[f32], hz: f64, rate_hz: u32) -> f64 {
+    let k = 2.0 * (std::f64::consts::TAU * hz / f64::from(rate_hz)).cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s0 = f64::from(x) + k * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    s1 * s1 + s2 * s2 - k * s1 * s2
+}
+
+/// Power of the `hz` component per sample squared, comparable between windows of any length.
+pub fn tone_power(samples: &[f32], hz: f64, rate_hz: u32) -> f64 {
+    goertzel_power(samples, hz, rate_hz) / (samples.len().max(1) as f64).powi(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

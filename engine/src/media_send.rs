@@ -17,15 +17,24 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
-use crate::capture::{AudioSource, VideoSource};
-use crate::codec::apm::AudioProcessor;
-use crate::codec::h264::{EncoderSettings, H264Encoder};
-use crate::codec::opus::OpusEncoder;
-use crate::media::audio::FRAME_SAMPLES;
-use crate::media::{clock, VideoFrame};
+use confab_codecs::apm::AudioProcessor;
+use confab_codecs::h264::{EncoderSettings, H264Encoder};
+use confab_codecs::opus::OpusEncoder;
+use confab_media::audio::FRAME_SAMPLES;
+use confab_media::{clock, VideoFrame};
+use confab_media::{AudioSource, VideoSource};
 
 /// Something went wrong in a pipeline thread; the session reports it and carries on without it.
-pub type PipelineErrors = mpsc::UnboundedSender<String>;
+/// Bounded: a thread reports with `try_send`, and a report that finds the queue full is only
+/// logged (the person has plenty to read already).
+pub type PipelineErrors = mpsc::Sender<String>;
+
+/// Reports a pipeline problem without blocking.
+pub fn report(errors: &PipelineErrors, problem: String) {
+    if let Err(err) = errors.try_send(problem) {
+        tracing::warn!(problem = %err.into_inner(), "pipeline problem not reported: the queue is full");
+    }
+}
 
 /// A running send pipeline; stops (and joins its thread) on drop.
 pub struct Pipeline {
@@ -202,7 +211,7 @@ pub fn start_video(
                     let frame = match next {
                         Ok(frame) => frame,
                         Err(err) => {
-                            let _ = errors.send(format!("{} stopped: {err}", source.name()));
+                            report(&errors, format!("{} stopped: {err}", source.name()));
                             // Fall back to what was sent before (the camera, after a screen).
                             s.stack.pop();
                             encoder = None;
@@ -214,7 +223,7 @@ pub fn start_video(
                         None => match H264Encoder::new(*settings) {
                             Ok(e) => encoder.insert(e),
                             Err(err) => {
-                                let _ = errors.send(format!("video is off: {err}"));
+                                report(&errors, format!("video is off: {err}"));
                                 return;
                             }
                         },
@@ -229,7 +238,7 @@ pub fn start_video(
                         Ok(Some(encoded)) => encoded,
                         Ok(None) => continue,
                         Err(err) => {
-                            let _ = errors.send(format!("video is off: {err}"));
+                            report(&errors, format!("video is off: {err}"));
                             return;
                         }
                     };
@@ -287,15 +296,17 @@ pub fn start_audio(
                 let mut encoder = match OpusEncoder::new(bitrate_bps) {
                     Ok(e) => e,
                     Err(err) => {
-                        let _ = errors.send(format!("audio is off: {err}"));
+                        report(&errors, format!("audio is off: {err}"));
                         return;
                     }
                 };
                 let mut block = vec![0f32; FRAME_SAMPLES];
                 while !stop.load(Ordering::Relaxed) {
                     if let Err(err) = source.read(&mut block) {
-                        let _ =
-                            errors.send(format!("audio is off: {} failed: {err}", source.name()));
+                        report(
+                            &errors,
+                            format!("audio is off: {} failed: {err}", source.name()),
+                        );
                         return;
                     }
                     // Echo cancellation, noise suppression, gain control, high-pass.
@@ -309,7 +320,7 @@ pub fn start_audio(
                     let data = match encoder.encode(&block) {
                         Ok(data) => data,
                         Err(err) => {
-                            let _ = errors.send(format!("audio is off: {err}"));
+                            report(&errors, format!("audio is off: {err}"));
                             return;
                         }
                     };

@@ -8,14 +8,14 @@ use std::time::Duration;
 use serde::Serialize;
 use xcap::{Monitor, Window};
 
-use super::{CaptureError, Pacer, VideoSource};
-use crate::media::convert::{fit, packed_to_i420, scale, Packed};
-use crate::media::{clock, VideoFrame};
+use confab_media::convert::{fit, packed_to_i420, scale, Packed};
+use confab_media::{clock, VideoFrame};
+use confab_media::{CaptureError, Pacer, VideoSource};
 
 /// Largest size sent for a shared screen.
-pub const MAX_SIZE: (u32, u32) = (1920, 1080);
+pub const MAX_SIZE: (u32, u32) = confab_media::SCREEN_MAX_SIZE;
 /// Frame rate of a shared screen.
-pub const DEFAULT_FPS: u32 = 10;
+pub const DEFAULT_FPS: u32 = confab_media::SCREEN_FPS;
 
 /// What to share: `0`/`1`/... or a monitor name; `window:TITLE` for one window.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{AudioSink, AudioSource, CaptureError};
-use crate::media::resample::resample_clip;
-use crate::media::{clock, SAMPLE_RATE_HZ};
+use confab_media::resample::resample_clip;
+use confab_media::{clock, SAMPLE_RATE_HZ};
+use confab_media::{AudioSink, AudioSource, CaptureError};
 
 /// Loads a WAV file as mono f32 at 48 kHz.
 pub fn load_mono_48k(path: &Path) -> Result<Vec<f32>, CaptureError> {

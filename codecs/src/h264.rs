@@ -10,7 +10,7 @@ use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 
 use super::CodecError;
-use crate::media::VideoFrame;
+use confab_media::VideoFrame;
 
 /// What the encoder is asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,7 +151,7 @@ impl H264Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{pattern, quality, stamp};
+    use confab_media::{pattern, quality, stamp};
 
     #[test]
     fn stamps_survive_a_low_bitrate_round_trip() {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::media::audio::FRAME_SAMPLES;
-use crate::media::SAMPLE_RATE_HZ;
+use confab_media::audio::FRAME_SAMPLES;
+use confab_media::SAMPLE_RATE_HZ;
 
 const FRAME_TICKS: u64 = FRAME_SAMPLES as u64;
 const MIN_TARGET: Duration = Duration::from_millis(20);

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::{AudioSource, CaptureError, Pacer, VideoSource};
-use crate::media::{clock, pattern, test_signal, VideoFrame, SAMPLE_RATE_HZ};
+use confab_media::{clock, pattern, test_signal, VideoFrame, SAMPLE_RATE_HZ};
+use confab_media::{AudioSource, CaptureError, Pacer, VideoSource};
 
 /// The stamped moving pattern of `media::pattern`, at a fixed size and rate.
 pub struct TestPattern {
@@ -100,7 +100,7 @@ impl AudioSource for TestSignal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::stamp;
+    use confab_media::stamp;
 
     #[test]
     fn pattern_frames_are_stamped_in_order() {

@@ -15,9 +15,9 @@ use nokhwa::utils::{
 use nokhwa::Camera;
 use serde::Serialize;
 
-use super::{CaptureError, VideoSource};
-use crate::media::convert::{gray_to_i420, nv12_to_i420, packed_to_i420, yuyv_to_i420, Packed};
-use crate::media::{clock, VideoFrame};
+use confab_media::convert::{gray_to_i420, nv12_to_i420, packed_to_i420, yuyv_to_i420, Packed};
+use confab_media::{clock, VideoFrame};
+use confab_media::{CaptureError, VideoSource};
 
 /// A camera frame that has not come for this long means the camera stopped (unplugged, taken).
 const STALL: Duration = Duration::from_secs(5);

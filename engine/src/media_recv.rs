@@ -4,8 +4,9 @@
 //! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -14,42 +15,41 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
-use crate::capture::{AudioSink, EchoReference, Pacer};
-use crate::codec::apm::AudioProcessor;
-use crate::codec::h264::H264Decoder;
-use crate::codec::opus::OpusDecoder;
-use crate::media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
-use crate::media::test_signal::MarkerDetector;
-use crate::media::{clock, VideoFrame};
-
-/// Where decoded remote video goes (the window, a recorder, statistics).
-pub trait VideoOut: Send + Sync {
-    fn frame(&self, frame: &VideoFrame);
-}
+use confab_codecs::apm::AudioProcessor;
+use confab_codecs::h264::H264Decoder;
+use confab_codecs::opus::OpusDecoder;
+use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
+use confab_media::test_signal::MarkerDetector;
+use confab_media::{clock, VideoFrame};
+use confab_media::{AudioSink, EchoReference, Pacer, VideoOut};
 
 /// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
 const DECODE_QUEUE: usize = 8;
 
 /// `rtt_us`: the latest round-trip time (0 until known), which sets how long a gap waits for NACK.
+/// Returns the decode thread, which ends soon after `stop` is set.
 pub fn spawn_video(
     track: Arc<dyn TrackRemote>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
     rtt_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) {
+) -> Option<JoinHandle<()>> {
     let (frame_tx, frame_rx) = sync_channel::<AssembledFrame>(DECODE_QUEUE);
     let need_keyframe = Arc::new(AtomicBool::new(false));
-    {
+    let decoder = {
         let (stats, need_keyframe, stop) = (stats.clone(), need_keyframe.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("video-decode".into())
             .spawn(move || decode_loop(frame_rx, out, stats, need_keyframe, stop));
-        if let Err(err) = spawned {
-            tracing::error!(%err, "cannot start the video decoder thread");
-            return;
+        match spawned {
+            Ok(thread) => thread,
+            Err(err) => {
+                tracing::error!(%err, "cannot start the video decoder thread");
+                return None;
+            }
         }
-    }
+    };
     tokio::spawn(async move {
         // The SSRC keyframe requests name: the one the packets carry.
         let mut media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
@@ -123,6 +123,7 @@ pub fn spawn_video(
             }
         }
     });
+    Some(decoder)
 }
 
 fn decode_loop(
@@ -139,7 +140,18 @@ fn decode_loop(
             return;
         }
     };
-    while let Ok(frame) = frames.recv() {
+    loop {
+        // A timeout so that `stop` is seen even when the receive task can no longer run.
+        let frame = match frames.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => frame,
+            Err(RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -176,15 +188,16 @@ fn echo_reference(apm: Arc<AudioProcessor>) -> EchoReference {
 
 /// `apm`: the call's echo canceller, told about everything played (its far end): by the sink when
 /// it knows what the device really plays, otherwise as written.
+/// Returns the playout thread, which finishes the sink and ends soon after `stop` is set.
 pub fn spawn_audio(
     track: Arc<dyn TrackRemote>,
     mut sink: Box<dyn AudioSink>,
     apm: Option<Arc<AudioProcessor>>,
     stats: StatsHandle,
     stop: Arc<AtomicBool>,
-) {
+) -> Option<JoinHandle<()>> {
     let jitter = Arc::new(Mutex::new(AudioJitterBuffer::new()));
-    {
+    let playout = {
         let (jitter, stats, stop) = (jitter.clone(), stats.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("audio-playout".into())
@@ -256,11 +269,14 @@ pub fn spawn_audio(
                     tracing::warn!(%err, "could not finish the audio output");
                 }
             });
-        if let Err(err) = spawned {
-            tracing::error!(%err, "cannot start the audio playout thread");
-            return;
+        match spawned {
+            Ok(thread) => thread,
+            Err(err) => {
+                tracing::error!(%err, "cannot start the audio playout thread");
+                return None;
+            }
         }
-    }
+    };
     tokio::spawn(async move {
         while let Some(event) = track.poll().await {
             match event {
@@ -276,4 +292,5 @@ pub fn spawn_audio(
             }
         }
     });
+    Some(playout)
 }

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{CaptureError, Pacer, VideoSource};
-use crate::media::{clock, VideoFrame};
+use confab_media::{clock, VideoFrame};
+use confab_media::{CaptureError, Pacer, VideoSource};
 
 /// Header fields of a y4m stream.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -255,7 +255,7 @@ impl Y4mWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::pattern;
+    use confab_media::pattern;
 
     #[test]
     fn headers() {

@@ -2,8 +2,8 @@
 //! decoder that can recover a lost frame from the next one (FEC) or conceal it (PLC).
 
 use super::CodecError;
-use crate::media::audio::FRAME_SAMPLES;
-use crate::media::SAMPLE_RATE_HZ;
+use confab_media::audio::FRAME_SAMPLES;
+use confab_media::SAMPLE_RATE_HZ;
 
 /// Bytes an encoded frame may take (far above what 20 ms at our bitrates needs).
 const MAX_PACKET: usize = 1500;
@@ -87,7 +87,7 @@ impl OpusDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{audio::rms_dbfs, test_signal};
+    use confab_media::{audio::rms_dbfs, test_signal};
 
     #[test]
     fn round_trip_fec_and_concealment() {

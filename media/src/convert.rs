@@ -191,6 +191,13 @@ pub fn gray_to_i420(
 
 /// I420 to RGBA (for textures). Works on 2x2 blocks: the chroma terms are computed once for
 /// the four pixels that share them.
+/// The luma plane (BT.601, limited range) of packed RGB, as `packed_to_i420` computes it.
+pub fn rgb_luma(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks_exact(3)
+        .map(|p| y_of(i32::from(p[0]), i32::from(p[1]), i32::from(p[2])))
+        .collect()
+}
+
 pub fn i420_to_rgba(frame: &VideoFrame, out: &mut Vec<u8>) {
     let (w, h) = (frame.width as usize, frame.height as usize);
     out.resize(w * h * 4, 255);
@@ -364,7 +371,7 @@ mod tests {
         assert_eq!(fit(3840, 2160, 1920, 1080), (1920, 1080));
         assert_eq!(fit(2560, 1600, 1920, 1080), (1728, 1080));
         assert_eq!(fit(800, 600, 1920, 1080), (800, 600));
-        let big = crate::media::pattern::render(3, 640, 360, 0);
+        let big = crate::pattern::render(3, 640, 360, 0);
         let small = scale(&big, 320, 180);
         assert_eq!((small.width, small.height), (320, 180));
         // A 2x box downscale of the pattern keeps its mean brightness.

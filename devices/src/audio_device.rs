@@ -13,9 +13,9 @@ use ringbuf::traits::{Consumer as _, Observer as _, Producer as _, Split as _};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 use serde::Serialize;
 
-use super::{AudioSink, AudioSource, CaptureError, EchoReference};
-use crate::media::stream_resampler::StreamResampler;
-use crate::media::{clock, SAMPLE_RATE_HZ};
+use confab_media::stream_resampler::StreamResampler;
+use confab_media::{clock, SAMPLE_RATE_HZ};
+use confab_media::{AudioSink, AudioSource, CaptureError, EchoReference};
 
 /// A device that delivers nothing for this long has stopped (unplugged).
 const STALL: Duration = Duration::from_secs(2);

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::stats::{percentiles, CallStats, FileStats, FreezeDetector, RateMeter};
-use crate::media::{clock, pattern, quality, stamp, VideoFrame};
+use confab_media::{clock, pattern, quality, stamp, VideoFrame};
 
 /// Received-frame analysis keeps at most this many samples (a long call must not grow memory).
 const MAX_SAMPLES: usize = 100_000;

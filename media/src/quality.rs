@@ -7,10 +7,18 @@ pub fn psnr_y(a: &VideoFrame, b: &VideoFrame) -> Option<f64> {
     if (a.width, a.height) != (b.width, b.height) {
         return None;
     }
+    psnr(a.y(), b.y())
+}
+
+/// PSNR in dB of two 8-bit planes of the same size, capped at 100 for identical planes; `None`
+/// when the lengths differ or the planes are empty.
+pub fn psnr(a: &[u8], b: &[u8]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
     let sse: u64 = a
-        .y()
         .iter()
-        .zip(b.y())
+        .zip(b)
         .map(|(&p, &q)| {
             let d = i64::from(p) - i64::from(q);
             (d * d) as u64
@@ -19,7 +27,7 @@ pub fn psnr_y(a: &VideoFrame, b: &VideoFrame) -> Option<f64> {
     if sse == 0 {
         return Some(100.0);
     }
-    let mse = sse as f64 / a.y().len() as f64;
+    let mse = sse as f64 / a.len() as f64;
     Some((10.0 * (255.0 * 255.0 / mse).log10()).min(100.0))
 }
 

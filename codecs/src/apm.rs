@@ -11,8 +11,8 @@ use webrtc_audio_processing::config::{
 use webrtc_audio_processing::Processor;
 
 use super::CodecError;
-use crate::media::audio::BLOCK_SAMPLES;
-use crate::media::SAMPLE_RATE_HZ;
+use confab_media::audio::BLOCK_SAMPLES;
+use confab_media::SAMPLE_RATE_HZ;
 
 /// Which parts of the processing run (each can be switched off by a flag).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,7 @@ mod tests {
     //! goals of DESIGN.md §5 (30 dB echo reduction, near end within 3 dB), which NOTES.md reports.
 
     use super::*;
-    use crate::capture::wav::load_mono_48k;
+    use confab_devices::wav::load_mono_48k;
 
     const FAR_TEXT: &str = "Good morning everyone. Thanks for joining the weekly call. Today we review the \
         release plan, the open bugs and the test results from last night. The build was green on all \

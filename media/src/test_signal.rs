@@ -33,14 +33,7 @@ pub fn fill(out: &mut [f32], start_us: u64) {
 const WINDOW: usize = SAMPLE_RATE_HZ as usize / 400;
 
 fn goertzel_power(samples: &[f32], hz: f64) -> f64 {
-    let k = 2.0 * (TAU * hz / f64::from(SAMPLE_RATE_HZ)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - k * s1 * s2
+    crate::audio::goertzel_power(samples, hz, SAMPLE_RATE_HZ)
 }
 
 /// Finds burst onsets in received audio and turns them into latencies.

@@ -74,7 +74,7 @@ pub fn render(index: u32, width: u32, height: u32, capture_ts_us: u64) -> VideoF
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::quality::psnr_y;
+    use crate::quality::psnr_y;
 
     #[test]
     fn pure_function_of_index_and_time() {

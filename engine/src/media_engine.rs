@@ -1,0 +1,230 @@
+//! Every media thread of one call, owned in one place: the send pipelines (camera or screen ->
+//! H.264, microphone -> echo cancellation -> Opus) and the receive pipelines (decode, playout).
+//! The session tells it what happened on the connection (connected, a track arrived) and what the
+//! person asked for (mute, camera off, share a screen); `stop` (also on drop) ends every thread
+//! and waits for it, so when it returns the sinks are finished and recordings are complete.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use confab_codecs::apm::{ApmSettings, AudioProcessor};
+use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
+use confab_media::{AudioSink, AudioSource, VideoOut, VideoSource, SCREEN_FPS, SCREEN_MAX_SIZE};
+use webrtc::media_stream::track_remote::TrackRemote;
+
+use super::collector::StatsHandle;
+use super::media_recv;
+use super::media_send::{self, Pipeline, PipelineErrors, TrackOut, VideoControl, VideoPipeline};
+
+/// The devices (or their synthetic twins) a call uses; opened by the caller.
+pub struct MediaIo {
+    pub camera: Option<Box<dyn VideoSource>>,
+    pub mic: Option<Box<dyn AudioSource>>,
+    /// Taken by the first remote audio track.
+    pub speaker: Option<Box<dyn AudioSink>>,
+    /// A screen to share from the start (`--screen`), sent instead of the camera.
+    pub screen: Option<Box<dyn VideoSource>>,
+    pub video_out: Arc<dyn VideoOut>,
+}
+
+/// How media is encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaSettings {
+    pub video: EncoderSettings,
+    pub audio_bitrate_bps: i32,
+    pub apm: ApmSettings,
+}
+
+/// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
+/// bits a full-HD screen of text needs.
+pub fn screen_settings(camera: EncoderSettings) -> EncoderSettings {
+    let (w, h) = SCREEN_MAX_SIZE;
+    EncoderSettings {
+        bitrate_bps: default_bitrate_bps(w, h, SCREEN_FPS).max(camera.bitrate_bps),
+        max_fps: SCREEN_FPS as f32,
+        screen: true,
+    }
+}
+
+pub struct MediaEngine {
+    io: MediaIo,
+    settings: MediaSettings,
+    stats: StatsHandle,
+    errors: PipelineErrors,
+    /// Echo cancellation and friends, shared by the send (capture) and playout (render) threads.
+    apm: Option<Arc<AudioProcessor>>,
+    mic_muted: Arc<AtomicBool>,
+    rtt_us: Arc<AtomicU64>,
+    /// Tells the receive pipelines to end.
+    stop_receivers: Arc<AtomicBool>,
+    video: Option<VideoPipeline>,
+    audio: Option<Pipeline>,
+    receivers: Vec<JoinHandle<()>>,
+}
+
+impl MediaEngine {
+    /// Takes the call's devices; nothing runs until `start_sending` and `receive`. The second
+    /// value is a problem to tell the person (audio processing could not start).
+    pub fn new(
+        io: MediaIo,
+        settings: MediaSettings,
+        stats: StatsHandle,
+        errors: PipelineErrors,
+    ) -> (Self, Option<String>) {
+        let mut problem = None;
+        let apm = match (&io.mic, settings.apm.any()) {
+            (Some(_), true) => match AudioProcessor::new(settings.apm) {
+                Ok(apm) => Some(Arc::new(apm)),
+                Err(err) => {
+                    problem = Some(format!("{err}; audio goes out unprocessed"));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let engine = Self {
+            io,
+            settings,
+            stats,
+            errors,
+            apm,
+            mic_muted: Arc::new(AtomicBool::new(false)),
+            rtt_us: Arc::new(AtomicU64::new(0)),
+            stop_receivers: Arc::new(AtomicBool::new(false)),
+            video: None,
+            audio: None,
+            receivers: Vec::new(),
+        };
+        (engine, problem)
+    }
+
+    /// Whether there is a microphone to send from.
+    pub fn has_mic(&self) -> bool {
+        self.io.mic.is_some()
+    }
+
+    /// Starts the send pipelines on the negotiated tracks (`None`: that kind could not be
+    /// negotiated). Returns whether a screen is shared from the start.
+    pub fn start_sending(&mut self, video: Option<TrackOut>, audio: Option<TrackOut>) -> bool {
+        let mut sharing = false;
+        if let Some(out) = video {
+            let mut initial = Vec::new();
+            if let Some(camera) = self.io.camera.take() {
+                initial.push((camera, self.settings.video));
+            }
+            if let Some(screen) = self.io.screen.take() {
+                initial.push((screen, screen_settings(self.settings.video)));
+                sharing = true;
+            }
+            self.video = Some(media_send::start_video(
+                initial,
+                out,
+                self.stats.clone(),
+                self.errors.clone(),
+            ));
+        }
+        if let (Some(source), Some(out)) = (self.io.mic.take(), audio) {
+            self.audio = Some(media_send::start_audio(
+                source,
+                self.settings.audio_bitrate_bps,
+                self.mic_muted.clone(),
+                self.apm.clone(),
+                out,
+                self.stats.clone(),
+                self.errors.clone(),
+            ));
+        }
+        sharing
+    }
+
+    /// Whether video is being sent (so a screen can be shared).
+    pub fn sending_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// A remote track arrived: decode and show (video) or play (audio, the first track only).
+    pub fn receive_video(&mut self, track: Arc<dyn TrackRemote>) {
+        let thread = media_recv::spawn_video(
+            track,
+            self.io.video_out.clone(),
+            self.stats.clone(),
+            self.rtt_us.clone(),
+            self.stop_receivers.clone(),
+        );
+        self.receivers.extend(thread);
+    }
+
+    pub fn receive_audio(&mut self, track: Arc<dyn TrackRemote>) {
+        let Some(sink) = self.io.speaker.take() else {
+            tracing::debug!("a second audio track: nothing left to play it on");
+            return;
+        };
+        let thread = media_recv::spawn_audio(
+            track,
+            sink,
+            self.apm.clone(),
+            self.stats.clone(),
+            self.stop_receivers.clone(),
+        );
+        self.receivers.extend(thread);
+    }
+
+    pub fn set_mic_muted(&self, muted: bool) {
+        self.mic_muted.store(muted, Ordering::Relaxed);
+    }
+
+    pub fn set_camera_on(&self, on: bool) {
+        if let Some(video) = &self.video {
+            let _ = video.control.send(VideoControl::Paused(!on));
+        }
+    }
+
+    /// Sends `source` instead of the camera (or goes back to the camera with `None`). Returns
+    /// false when no video is being sent yet.
+    pub fn share_screen(&self, source: Option<Box<dyn VideoSource>>) -> bool {
+        let Some(video) = &self.video else {
+            return false;
+        };
+        let control = match source {
+            Some(source) => VideoControl::Push(source, screen_settings(self.settings.video)),
+            None => VideoControl::Pop,
+        };
+        video.control.send(control).is_ok()
+    }
+
+    /// The latest round-trip time, which sets how long a gap in the video waits for a resend.
+    pub fn set_rtt_ms(&self, rtt_ms: f64) {
+        self.rtt_us
+            .store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
+    }
+
+    /// Ends every media thread and waits for each: when this returns, the sinks have finished
+    /// (a recording is complete). Blocks; from async code, call it through `spawn_blocking`.
+    pub fn stop(&mut self) {
+        self.stop_receivers.store(true, Ordering::Relaxed);
+        if let Some(mut video) = self.video.take() {
+            video.pipeline.stop();
+        }
+        if let Some(mut audio) = self.audio.take() {
+            audio.stop();
+        }
+        for thread in self.receivers.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a media receive thread panicked");
+            }
+        }
+        // A speaker that never got a track still finishes (a recording with no audio is valid).
+        if let Some(mut sink) = self.io.speaker.take() {
+            if let Err(err) = sink.finish() {
+                tracing::warn!(%err, "could not finish the audio output");
+            }
+        }
+    }
+}
+
+impl Drop for MediaEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

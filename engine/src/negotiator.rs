@@ -1,0 +1,597 @@
+//! Who offers, who yields, and what to do with every description and candidate: the "perfect
+//! negotiation" pattern as a pure state machine. It takes inputs (a peer arrived, a signal came,
+//! a local description was set, one failed) and returns `Action`s for the session to carry out on
+//! the PeerConnection, then tells it the result. No I/O and no WebRTC types, so every ordering
+//! (glare, both join orders, candidates before descriptions, a malformed description) is a unit
+//! test.
+//!
+//! Roles: the newer peer (higher id) is *polite*: when both offer at once it rolls its own offer
+//! back and answers; the older one ignores the colliding offer and waits for the answer to its own.
+
+use confab_protocol::{PeerId, SignalPayload};
+
+/// An ICE candidate as it travels (the browser's `RTCIceCandidateInit`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+}
+
+impl Candidate {
+    fn payload(self) -> SignalPayload {
+        SignalPayload::Candidate {
+            candidate: self.candidate,
+            sdp_mid: self.sdp_mid,
+            sdp_mline_index: self.sdp_mline_index,
+        }
+    }
+}
+
+/// What the session must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create an offer and set it as the local description, then call `local_offer_set` (or
+    /// `local_description_failed`).
+    MakeOffer,
+    /// Roll our unanswered offer back (we are polite and theirs collided with ours).
+    Rollback,
+    /// Set this offer as the remote description, then call `remote_description_set` (or
+    /// `remote_description_failed`); on success create an answer, set it, and call
+    /// `local_answer_set`.
+    AcceptOffer(String),
+    /// Set this answer as the remote description, then call `remote_description_set` (or
+    /// `remote_description_failed`).
+    AcceptAnswer(String),
+    /// Add a remote candidate (the remote description is set).
+    AddCandidate(Candidate),
+    /// Send this to the other peer through the signaling server.
+    Send(PeerId, SignalPayload),
+    /// The other peer said goodbye.
+    PeerLeft,
+    /// Something the person should hear about; the call goes on.
+    Notice(String),
+}
+
+/// Where the offer/answer exchange stands (the PeerConnection's signaling state, as far as
+/// negotiation needs it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    Stable,
+    /// `MakeOffer` was handed out and its result is not in yet.
+    MakingOffer,
+    /// Our offer is set and sent; waiting for the answer.
+    HaveLocalOffer,
+    /// `AcceptOffer` was handed out; the answer is not sent yet.
+    Answering,
+    /// `AcceptAnswer` was handed out and its result is not in yet.
+    ApplyingAnswer,
+}
+
+#[derive(Debug)]
+pub struct Negotiator {
+    me: PeerId,
+    remote: Option<PeerId>,
+    exchange: Exchange,
+    /// A remote description has been set at least once, so remote candidates can be added.
+    has_remote_description: bool,
+    /// Remote candidates that came before a remote description.
+    remote_pending: Vec<Candidate>,
+    /// Local candidates gathered before we knew whom to send them to.
+    local_pending: Vec<Candidate>,
+    /// An offer was asked for while another exchange was under way: make it when stable.
+    offer_wanted: bool,
+}
+
+impl Negotiator {
+    pub fn new(me: PeerId) -> Self {
+        Self {
+            me,
+            remote: None,
+            exchange: Exchange::Stable,
+            has_remote_description: false,
+            remote_pending: Vec::new(),
+            local_pending: Vec::new(),
+            offer_wanted: false,
+        }
+    }
+
+    /// The peer we negotiate with, once known.
+    pub fn remote(&self) -> Option<PeerId> {
+        self.remote
+    }
+
+    /// Whether we yield in a collision (we are the newer peer).
+    pub fn polite(&self) -> bool {
+        self.remote.is_some_and(|r| self.me > r)
+    }
+
+    /// A peer is in the room with us. `offer`: we start the exchange (we arrived second, or we
+    /// are asked to offer eagerly). Returns nothing when we already have a peer.
+    pub fn peer_arrived(&mut self, id: PeerId, offer: bool) -> Vec<Action> {
+        if self.remote.is_some_and(|r| r != id) {
+            return Vec::new();
+        }
+        let mut actions = self.set_remote(id);
+        if offer {
+            actions.extend(self.offer_needed());
+        }
+        actions
+    }
+
+    /// The session wants a (new) offer: at the start, or to renegotiate.
+    pub fn offer_needed(&mut self) -> Vec<Action> {
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        if self.exchange != Exchange::Stable {
+            self.offer_wanted = true;
+            return Vec::new();
+        }
+        self.exchange = Exchange::MakingOffer;
+        vec![Action::MakeOffer]
+    }
+
+    /// A message from a peer through the signaling server.
+    pub fn on_signal(&mut self, from: PeerId, payload: SignalPayload) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.remote.is_none() {
+            actions.extend(self.set_remote(from));
+        }
+        if Some(from) != self.remote {
+            return actions;
+        }
+        match payload {
+            SignalPayload::Offer { sdp } => actions.extend(self.on_offer(sdp)),
+            SignalPayload::Answer { sdp } => actions.extend(self.on_answer(sdp)),
+            SignalPayload::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
+                let candidate = Candidate {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                };
+                if self.has_remote_description {
+                    actions.push(Action::AddCandidate(candidate));
+                } else {
+                    self.remote_pending.push(candidate);
+                }
+            }
+            SignalPayload::EndOfCandidates => {}
+            SignalPayload::Bye => actions.push(Action::PeerLeft),
+        }
+        actions
+    }
+
+    fn on_offer(&mut self, sdp: String) -> Vec<Action> {
+        let collision = matches!(
+            self.exchange,
+            Exchange::MakingOffer | Exchange::HaveLocalOffer
+        );
+        if collision && !self.polite() {
+            tracing::debug!("offer collision: keeping ours");
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        if collision {
+            tracing::debug!("offer collision: rolling back ours");
+            // Ours is gone. Both sides offer the same media, so their offer covers ours and
+            // no second exchange is needed (webrtc-rs attaches our tracks to their sections).
+            actions.push(Action::Rollback);
+        }
+        self.exchange = Exchange::Answering;
+        actions.push(Action::AcceptOffer(sdp));
+        actions
+    }
+
+    fn on_answer(&mut self, sdp: String) -> Vec<Action> {
+        if self.exchange != Exchange::HaveLocalOffer {
+            tracing::debug!("ignoring an answer we did not ask for");
+            return Vec::new();
+        }
+        self.exchange = Exchange::ApplyingAnswer;
+        vec![Action::AcceptAnswer(sdp)]
+    }
+
+    /// Our offer is the local description now; send it.
+    pub fn local_offer_set(&mut self, sdp: String) -> Vec<Action> {
+        if self.exchange != Exchange::MakingOffer {
+            // A colliding offer was accepted meanwhile (we rolled back): this one is stale.
+            return Vec::new();
+        }
+        self.exchange = Exchange::HaveLocalOffer;
+        self.send(SignalPayload::Offer { sdp })
+    }
+
+    /// The remote description (offer or answer) is set: add the candidates that waited for it.
+    pub fn remote_description_set(&mut self) -> Vec<Action> {
+        self.has_remote_description = true;
+        let mut actions: Vec<Action> = std::mem::take(&mut self.remote_pending)
+            .into_iter()
+            .map(Action::AddCandidate)
+            .collect();
+        if self.exchange == Exchange::ApplyingAnswer {
+            self.exchange = Exchange::Stable;
+            actions.extend(self.pending_offer());
+        }
+        actions
+    }
+
+    /// Our answer is the local description now; send it.
+    pub fn local_answer_set(&mut self, sdp: String) -> Vec<Action> {
+        if self.exchange != Exchange::Answering {
+            return Vec::new();
+        }
+        self.exchange = Exchange::Stable;
+        let mut actions = self.send(SignalPayload::Answer { sdp });
+        actions.extend(self.pending_offer());
+        actions
+    }
+
+    /// The remote description could not be set (malformed, or no common ground): tell the person,
+    /// and go back to where we were; the call goes on.
+    pub fn remote_description_failed(&mut self, reason: &str) -> Vec<Action> {
+        let what = match self.exchange {
+            Exchange::ApplyingAnswer => {
+                self.exchange = Exchange::HaveLocalOffer;
+                "answer"
+            }
+            _ => {
+                self.exchange = Exchange::Stable;
+                "offer"
+            }
+        };
+        let mut actions = vec![Action::Notice(format!(
+            "the other side sent an {what} that cannot be used ({reason})"
+        ))];
+        if self.exchange == Exchange::Stable {
+            actions.extend(self.pending_offer());
+        }
+        actions
+    }
+
+    /// Making or setting our own description failed.
+    pub fn local_description_failed(&mut self, reason: &str) -> Vec<Action> {
+        self.exchange = Exchange::Stable;
+        vec![Action::Notice(format!(
+            "could not prepare the connection ({reason})"
+        ))]
+    }
+
+    /// A candidate of ours, to trickle to the peer.
+    pub fn local_candidate(&mut self, candidate: Candidate) -> Vec<Action> {
+        match self.remote {
+            Some(_) => self.send(candidate.payload()),
+            None => {
+                self.local_pending.push(candidate);
+                Vec::new()
+            }
+        }
+    }
+
+    /// We gathered every candidate we will.
+    pub fn gathering_complete(&mut self) -> Vec<Action> {
+        self.send(SignalPayload::EndOfCandidates)
+    }
+
+    /// We hang up: the goodbye to send, if there is anyone to tell.
+    pub fn hang_up(&mut self) -> Vec<Action> {
+        self.send(SignalPayload::Bye)
+    }
+
+    fn set_remote(&mut self, id: PeerId) -> Vec<Action> {
+        if self.remote.is_some() {
+            return Vec::new();
+        }
+        self.remote = Some(id);
+        std::mem::take(&mut self.local_pending)
+            .into_iter()
+            .map(|c| Action::Send(id, c.payload()))
+            .collect()
+    }
+
+    fn send(&self, payload: SignalPayload) -> Vec<Action> {
+        self.remote
+            .map(|to| Action::Send(to, payload))
+            .into_iter()
+            .collect()
+    }
+
+    fn pending_offer(&mut self) -> Vec<Action> {
+        if std::mem::take(&mut self.offer_wanted) {
+            self.offer_needed()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: PeerId = PeerId(1);
+    const NEW: PeerId = PeerId(2);
+
+    fn offer(sdp: &str) -> SignalPayload {
+        SignalPayload::Offer { sdp: sdp.into() }
+    }
+
+    fn answer(sdp: &str) -> SignalPayload {
+        SignalPayload::Answer { sdp: sdp.into() }
+    }
+
+    fn cand(n: u32) -> Candidate {
+        Candidate {
+            candidate: format!("candidate:{n} 1 udp 1 127.0.0.1 {n} typ host"),
+            sdp_mid: Some("0".into()),
+            sdp_mline_index: Some(0),
+        }
+    }
+
+    fn cand_payload(n: u32) -> SignalPayload {
+        cand(n).payload()
+    }
+
+    /// Two negotiators wired together: the actions of one become the inputs of the other, and
+    /// the PeerConnection's part (setting descriptions) always succeeds.
+    struct Pair {
+        sides: [Negotiator; 2],
+        /// Messages in flight, per receiving side.
+        wire: [Vec<SignalPayload>; 2],
+        /// The remote description each side ended up with.
+        remote_sdp: [Option<String>; 2],
+        added: [Vec<Candidate>; 2],
+    }
+
+    impl Pair {
+        fn new() -> Self {
+            Self {
+                sides: [Negotiator::new(OLD), Negotiator::new(NEW)],
+                wire: [Vec::new(), Vec::new()],
+                remote_sdp: [None, None],
+                added: [Vec::new(), Vec::new()],
+            }
+        }
+
+        /// Carries out `actions` for side `i` the way the session does.
+        fn run(&mut self, i: usize, mut actions: Vec<Action>) {
+            while !actions.is_empty() {
+                let mut next = Vec::new();
+                for action in actions {
+                    match action {
+                        Action::MakeOffer => {
+                            next.extend(self.sides[i].local_offer_set(format!("offer-from-{i}")))
+                        }
+                        Action::Rollback => {}
+                        Action::AcceptOffer(sdp) => {
+                            self.remote_sdp[i] = Some(sdp);
+                            next.extend(self.sides[i].remote_description_set());
+                            next.extend(self.sides[i].local_answer_set(format!("answer-from-{i}")));
+                        }
+                        Action::AcceptAnswer(sdp) => {
+                            self.remote_sdp[i] = Some(sdp);
+                            next.extend(self.sides[i].remote_description_set());
+                        }
+                        Action::AddCandidate(c) => self.added[i].push(c),
+                        Action::Send(_, payload) => self.wire[1 - i].push(payload),
+                        Action::PeerLeft | Action::Notice(_) => {}
+                    }
+                }
+                actions = next;
+            }
+        }
+
+        /// Delivers everything in flight until the wire is quiet.
+        fn settle(&mut self) {
+            for _ in 0..20 {
+                if self.wire.iter().all(Vec::is_empty) {
+                    return;
+                }
+                for i in 0..2 {
+                    let from = if i == 0 { NEW } else { OLD };
+                    for payload in std::mem::take(&mut self.wire[i]) {
+                        let actions = self.sides[i].on_signal(from, payload);
+                        self.run(i, actions);
+                    }
+                }
+            }
+            panic!("negotiation never settled");
+        }
+
+        fn assert_negotiated(&self) {
+            assert_eq!(self.sides[0].exchange, Exchange::Stable);
+            assert_eq!(self.sides[1].exchange, Exchange::Stable);
+            let offers = self
+                .remote_sdp
+                .iter()
+                .filter(|s| s.as_deref().is_some_and(|s| s.starts_with("offer")))
+                .count();
+            let answers = self
+                .remote_sdp
+                .iter()
+                .filter(|s| s.as_deref().is_some_and(|s| s.starts_with("answer")))
+                .count();
+            assert_eq!(
+                (offers, answers),
+                (1, 1),
+                "one side holds an offer, the other its answer: {:?}",
+                self.remote_sdp
+            );
+        }
+    }
+
+    #[test]
+    fn the_second_to_arrive_offers_and_the_first_answers() {
+        // Either join order: whoever arrives second sees the other in the room and offers.
+        for newcomer in [0, 1] {
+            let mut pair = Pair::new();
+            let other = if newcomer == 0 { NEW } else { OLD };
+            let actions = pair.sides[newcomer].peer_arrived(other, true);
+            assert_eq!(actions, vec![Action::MakeOffer]);
+            pair.run(newcomer, actions);
+            let me = if newcomer == 0 { OLD } else { NEW };
+            let actions = pair.sides[1 - newcomer].peer_arrived(me, false);
+            assert!(actions.is_empty(), "the first to arrive waits: {actions:?}");
+            pair.settle();
+            pair.assert_negotiated();
+            assert_eq!(
+                pair.remote_sdp[1 - newcomer].as_deref(),
+                Some(format!("offer-from-{newcomer}").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn glare_the_polite_side_rolls_back_and_answers() {
+        let mut pair = Pair::new();
+        // Both offer at the same instant.
+        let a = pair.sides[0].peer_arrived(NEW, true);
+        let b = pair.sides[1].peer_arrived(OLD, true);
+        pair.run(0, a);
+        pair.run(1, b);
+        assert!(!pair.sides[0].polite() && pair.sides[1].polite());
+        // The older side ignores the colliding offer...
+        let to_old = std::mem::take(&mut pair.wire[0]);
+        assert_eq!(to_old, vec![offer("offer-from-1")]);
+        assert!(pair.sides[0].on_signal(NEW, to_old[0].clone()).is_empty());
+        // ...the newer one rolls back and answers the older one's offer.
+        let to_new = std::mem::take(&mut pair.wire[1]);
+        let actions = pair.sides[1].on_signal(OLD, to_new[0].clone());
+        assert_eq!(
+            actions,
+            vec![Action::Rollback, Action::AcceptOffer("offer-from-0".into())]
+        );
+        pair.run(1, actions);
+        pair.settle();
+        // The older side's offer won, and one exchange settled it.
+        pair.assert_negotiated();
+        assert_eq!(pair.remote_sdp[0].as_deref(), Some("answer-from-1"));
+        assert_eq!(pair.remote_sdp[1].as_deref(), Some("offer-from-0"));
+    }
+
+    #[test]
+    fn candidates_before_the_description_wait_for_it() {
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, false);
+        assert!(n.on_signal(NEW, cand_payload(1)).is_empty());
+        assert!(n.on_signal(NEW, cand_payload(2)).is_empty());
+        assert_eq!(
+            n.on_signal(NEW, offer("o")),
+            vec![Action::AcceptOffer("o".into())]
+        );
+        assert_eq!(
+            n.remote_description_set(),
+            vec![Action::AddCandidate(cand(1)), Action::AddCandidate(cand(2))]
+        );
+        // After the description, candidates go straight in.
+        assert_eq!(
+            n.on_signal(NEW, cand_payload(3)),
+            vec![Action::AddCandidate(cand(3))]
+        );
+        assert_eq!(
+            n.local_answer_set("a".into()),
+            vec![Action::Send(NEW, answer("a"))]
+        );
+    }
+
+    #[test]
+    fn local_candidates_wait_until_the_peer_is_known() {
+        let mut n = Negotiator::new(NEW);
+        assert!(n.local_candidate(cand(1)).is_empty());
+        assert!(n.gathering_complete().is_empty());
+        // The first message from the peer names it; our waiting candidate goes out at once.
+        let actions = n.on_signal(OLD, offer("o"));
+        assert_eq!(
+            actions,
+            vec![
+                Action::Send(OLD, cand_payload(1)),
+                Action::AcceptOffer("o".into())
+            ]
+        );
+        assert_eq!(
+            n.local_candidate(cand(2)),
+            vec![Action::Send(OLD, cand_payload(2))]
+        );
+    }
+
+    #[test]
+    fn an_offer_asked_for_during_an_exchange_waits_for_it() {
+        let mut n = Negotiator::new(OLD);
+        assert_eq!(n.peer_arrived(NEW, true), vec![Action::MakeOffer]);
+        // Renegotiation asked for while our first offer is still out: nothing yet.
+        assert!(n.offer_needed().is_empty());
+        assert_eq!(
+            n.local_offer_set("o1".into()),
+            vec![Action::Send(NEW, offer("o1"))]
+        );
+        assert!(n.offer_needed().is_empty());
+        assert_eq!(
+            n.on_signal(NEW, answer("a1")),
+            vec![Action::AcceptAnswer("a1".into())]
+        );
+        // The answer is in: now the waiting offer is made.
+        assert_eq!(n.remote_description_set(), vec![Action::MakeOffer]);
+    }
+
+    #[test]
+    fn stray_answers_and_strangers_are_ignored() {
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, false);
+        assert!(n.on_signal(NEW, answer("a")).is_empty(), "no offer of ours");
+        assert!(
+            n.on_signal(PeerId(9), offer("o")).is_empty(),
+            "not our peer"
+        );
+        assert!(n.peer_arrived(PeerId(9), true).is_empty(), "one peer only");
+        assert_eq!(n.remote(), Some(NEW));
+    }
+
+    #[test]
+    fn a_malformed_description_is_a_notice_and_the_exchange_goes_on() {
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, false);
+        assert_eq!(
+            n.on_signal(NEW, offer("garbage")),
+            vec![Action::AcceptOffer("garbage".into())]
+        );
+        let actions = n.remote_description_failed("SdpInvalidSyntax");
+        assert!(
+            matches!(&actions[..], [Action::Notice(text)] if text.contains("offer") && text.contains("SdpInvalidSyntax")),
+            "{actions:?}"
+        );
+        // A good offer afterwards is answered as usual.
+        assert_eq!(
+            n.on_signal(NEW, offer("good")),
+            vec![Action::AcceptOffer("good".into())]
+        );
+        n.remote_description_set();
+        assert_eq!(
+            n.local_answer_set("a".into()),
+            vec![Action::Send(NEW, answer("a"))]
+        );
+
+        // A bad answer leaves our offer standing, so a good answer can still complete it.
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, true);
+        n.local_offer_set("o".into());
+        n.on_signal(NEW, answer("bad"));
+        n.remote_description_failed("bad");
+        assert_eq!(
+            n.on_signal(NEW, answer("good")),
+            vec![Action::AcceptAnswer("good".into())]
+        );
+    }
+
+    #[test]
+    fn goodbye_and_hang_up() {
+        let mut n = Negotiator::new(OLD);
+        assert!(n.hang_up().is_empty(), "nobody to tell");
+        n.peer_arrived(NEW, false);
+        assert_eq!(n.hang_up(), vec![Action::Send(NEW, SignalPayload::Bye)]);
+        assert_eq!(n.on_signal(NEW, SignalPayload::Bye), vec![Action::PeerLeft]);
+    }
+}

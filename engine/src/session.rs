@@ -1,0 +1,792 @@
+//! One call from start to end: join the room through the signaling server, build the
+//! PeerConnection, and run a short event loop that hands signaling to the `Negotiator` (and
+//! carries out what it decides), connection events and remote tracks to the `MediaEngine`, data
+//! channel events to the `DataLink`, and commands from the person to whichever of them they are
+//! for. The headless `join` and the window drive the same `Session` through `SessionCommand`s and
+//! read `SessionEvent`s; neither ever blocks on the network.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confab_codecs::apm::ApmSettings;
+use confab_codecs::h264::EncoderSettings;
+use confab_media::VideoSource;
+use confab_protocol::{ClientMessage, IceServer, PeerId, RoomCode, ServerMessage};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::Track as _;
+use webrtc::peer_connection::{
+    RTCIceCandidateInit, RTCPeerConnectionState, RTCSessionDescription, StatsSelector,
+};
+use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+
+use super::collector::StatsHandle;
+use super::data::{CONTROL_LABEL, FILE_LABEL};
+use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
+use super::media_engine::{MediaEngine, MediaSettings};
+use super::media_send::TrackOut;
+use super::negotiator::{Action, Candidate, Negotiator};
+use super::peer::{self, NetworkSettings, Peer, PeerEvent};
+use super::security::security_code;
+use super::signaling_client::{Joined, SignalingClient};
+use super::CallError;
+
+/// How to place the call.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub server_url: String,
+    /// `None` asks the server for a new room.
+    pub room: Option<RoomCode>,
+    pub name: String,
+    pub extra_ice_servers: Vec<IceServer>,
+    pub relay_only: bool,
+    pub bind: Vec<SocketAddr>,
+    pub video: EncoderSettings,
+    pub audio_bitrate_bps: i32,
+    pub apm: ApmSettings,
+    pub receive_dir: PathBuf,
+    pub auto_accept_files: bool,
+    /// Offer as soon as the other person joins, even when they will offer too (tests glare).
+    pub eager_offer: bool,
+}
+
+pub use super::media_engine::MediaIo;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    Joined {
+        room: RoomCode,
+        me: PeerId,
+    },
+    PeerJoined {
+        name: String,
+    },
+    Connected {
+        security_code: Option<String>,
+    },
+    /// The connection dropped; ICE is trying to get it back.
+    Reconnecting,
+    ScreenSharing(bool),
+    PeerLeft,
+    Data(LinkNotice),
+    Warning(String),
+}
+
+pub enum SessionCommand {
+    Chat(String),
+    SendFile(PathBuf),
+    AcceptFile(u32),
+    DeclineFile(u32),
+    SetMicMuted(bool),
+    /// Send this screen (or window) instead of the camera, or go back to the camera with `None`.
+    /// The caller opens the source (devices are not the engine's business).
+    ShareScreen(Option<Box<dyn VideoSource>>),
+    /// Turn the camera off (nothing is sent) or back on.
+    SetCameraOn(bool),
+    Hangup,
+}
+
+/// How a call ended (when it did not fail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    HungUp,
+    PeerLeft,
+}
+
+pub struct Session {
+    pub events: mpsc::Receiver<SessionEvent>,
+    pub commands: mpsc::Sender<SessionCommand>,
+    pub stats: StatsHandle,
+    pub task: tokio::task::JoinHandle<Result<Ended, CallError>>,
+}
+
+/// Called after each event is queued (and once when the session ends): a window asks for a
+/// repaint here, then drains `Session::events` with `try_recv` while drawing.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The session's side of the event queue.
+#[derive(Clone)]
+struct EventSender {
+    tx: mpsc::Sender<SessionEvent>,
+    wake: Option<Waker>,
+}
+
+impl EventSender {
+    async fn emit(&self, event: SessionEvent) {
+        // The receiver is gone only when nobody watches the call any more.
+        let _ = self.tx.send(event).await;
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = &self.wake {
+            wake();
+        }
+    }
+}
+
+/// Events waiting for the caller; when the caller falls this far behind, the session waits.
+const EVENT_QUEUE: usize = 256;
+
+impl Session {
+    /// Starts the call on the current tokio runtime; `started` is when the user asked for it.
+    pub fn start(config: SessionConfig, io: MediaIo, started: Instant) -> Self {
+        Self::start_with_waker(config, io, started, None)
+    }
+
+    /// Like `start`, calling `wake` whenever an event is queued and when the call ends.
+    pub fn start_with_waker(
+        config: SessionConfig,
+        io: MediaIo,
+        started: Instant,
+        wake: Option<Waker>,
+    ) -> Self {
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let (commands, command_rx) = mpsc::channel(64);
+        let stats = StatsHandle::new(started);
+        let sender = EventSender { tx, wake };
+        let task = tokio::spawn({
+            let stats = stats.clone();
+            async move {
+                let outcome = run(config, io, sender.clone(), command_rx, stats).await;
+                sender.wake();
+                outcome
+            }
+        });
+        Self {
+            events,
+            commands,
+            stats,
+            task,
+        }
+    }
+}
+
+/// Carries out what the negotiator decides on the PeerConnection, and reports back to it.
+struct Negotiation {
+    pc: Peer,
+    neg: Negotiator,
+    signaling: mpsc::Sender<ClientMessage>,
+    channels_created: bool,
+    events: EventSender,
+    link_events: mpsc::Sender<LinkEvent>,
+}
+
+/// What carrying out the negotiator's actions means for the call.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    PeerLeft,
+}
+
+impl Negotiation {
+    async fn emit(&self, event: SessionEvent) {
+        self.events.emit(event).await;
+    }
+
+    /// Carries out `actions` in order; each may lead the negotiator to more.
+    async fn execute(&mut self, actions: Vec<Action>) -> Flow {
+        let mut queue: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            let next = match action {
+                Action::MakeOffer => match self.make_offer().await {
+                    Ok(sdp) => self.neg.local_offer_set(sdp),
+                    Err(err) => self.neg.local_description_failed(&err.to_string()),
+                },
+                Action::Rollback => {
+                    let rollback = match RTCSessionDescription::rollback(None) {
+                        Ok(r) => self
+                            .pc
+                            .set_local_description(r)
+                            .await
+                            .map_err(CallError::from),
+                        Err(err) => Err(err.into()),
+                    };
+                    if let Err(err) = rollback {
+                        tracing::warn!(%err, "could not roll our offer back");
+                    }
+                    Vec::new()
+                }
+                Action::AcceptOffer(sdp) => {
+                    let applied = match RTCSessionDescription::offer(sdp) {
+                        Ok(desc) => self
+                            .pc
+                            .set_remote_description(desc)
+                            .await
+                            .map_err(CallError::from),
+                        Err(err) => Err(err.into()),
+                    };
+                    match applied {
+                        Ok(()) => {
+                            let mut next = self.neg.remote_description_set();
+                            match self.make_answer().await {
+                                Ok(sdp) => next.extend(self.neg.local_answer_set(sdp)),
+                                Err(err) => {
+                                    next.extend(self.neg.local_description_failed(&err.to_string()))
+                                }
+                            }
+                            next
+                        }
+                        Err(err) => self.neg.remote_description_failed(&err.to_string()),
+                    }
+                }
+                Action::AcceptAnswer(sdp) => {
+                    let applied = match RTCSessionDescription::answer(sdp) {
+                        Ok(desc) => self
+                            .pc
+                            .set_remote_description(desc)
+                            .await
+                            .map_err(CallError::from),
+                        Err(err) => Err(err.into()),
+                    };
+                    match applied {
+                        Ok(()) => self.neg.remote_description_set(),
+                        Err(err) => self.neg.remote_description_failed(&err.to_string()),
+                    }
+                }
+                Action::AddCandidate(c) => {
+                    let init = RTCIceCandidateInit {
+                        candidate: c.candidate,
+                        sdp_mid: c.sdp_mid,
+                        sdp_mline_index: c.sdp_mline_index,
+                        ..Default::default()
+                    };
+                    if let Err(err) = self.pc.add_ice_candidate(init).await {
+                        tracing::debug!(%err, "ignoring a remote candidate");
+                    }
+                    Vec::new()
+                }
+                Action::Send(to, payload) => {
+                    if self
+                        .signaling
+                        .send(ClientMessage::Signal { to, payload })
+                        .await
+                        .is_err()
+                    {
+                        tracing::debug!("signaling is gone");
+                    }
+                    Vec::new()
+                }
+                Action::PeerLeft => return Flow::PeerLeft,
+                Action::Notice(text) => {
+                    self.emit(SessionEvent::Warning(text)).await;
+                    Vec::new()
+                }
+            };
+            queue.extend(next);
+        }
+        Flow::Continue
+    }
+
+    /// Creates our offer (and, the first time, the data channels it carries) and sets it.
+    async fn make_offer(&mut self) -> Result<String, CallError> {
+        if !self.channels_created {
+            self.channels_created = true;
+            for label in [CONTROL_LABEL, FILE_LABEL] {
+                let dc = self.pc.create_data_channel(label, None).await?;
+                watch_channel(dc, self.link_events.clone());
+            }
+        }
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        self.local_sdp().await
+    }
+
+    async fn make_answer(&mut self) -> Result<String, CallError> {
+        let answer = self.pc.create_answer(None).await?;
+        self.pc.set_local_description(answer).await?;
+        self.local_sdp().await
+    }
+
+    async fn local_sdp(&self) -> Result<String, CallError> {
+        self.pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| CallError::WebRtc("no local description after setting one".into()))
+    }
+}
+
+/// A local track and the sender carrying it.
+async fn add_local_track(
+    pc: &Peer,
+    kind: RtpCodecKind,
+    stream_tag: u32,
+) -> Result<Arc<TrackLocalStaticSample>, CallError> {
+    let codec = match kind {
+        RtpCodecKind::Video => peer::h264_codec(),
+        _ => peer::opus_codec(),
+    };
+    let track = Arc::new(TrackLocalStaticSample::new(
+        Instant::now(),
+        // Ids unique to this peer: webrtc-rs routes incoming RTCP by track id, and a remote track
+        // with the same id as ours would receive the keyframe requests meant for our sender.
+        MediaStreamTrack::new(
+            format!("confab-{stream_tag:08x}"),
+            format!("confab-{kind}-{stream_tag:08x}"),
+            format!("confab-{kind}"),
+            kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand::random::<u32>()),
+                    ..Default::default()
+                },
+                codec,
+                ..Default::default()
+            }],
+        ),
+    )?);
+    pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+    Ok(track)
+}
+
+/// Where a negotiated local track sends: its SSRC and payload type.
+async fn track_out(pc: &Peer, track: &Arc<TrackLocalStaticSample>) -> Option<TrackOut> {
+    let ssrc = *track.ssrcs().await.first()?;
+    let track_id = track.track_id().await;
+    for sender in pc.get_senders().await {
+        if sender.track().track_id().await != track_id {
+            continue;
+        }
+        let params = sender.get_parameters().await.ok()?;
+        let payload_type = params.rtp_parameters.codecs.first()?.payload_type;
+        return Some(TrackOut {
+            track: track.clone(),
+            ssrc,
+            payload_type,
+        });
+    }
+    None
+}
+
+/// The tracks we send on.
+struct LocalTracks {
+    video: Arc<TrackLocalStaticSample>,
+    audio: Option<Arc<TrackLocalStaticSample>>,
+}
+
+impl LocalTracks {
+    /// Always a video track to send on, even without a camera: screen sharing can start any time
+    /// and must not need a renegotiation. Without a microphone, audio is receive-only.
+    async fn add(pc: &Peer, with_audio: bool) -> Result<Self, CallError> {
+        let stream_tag = rand::random::<u32>();
+        let video = add_local_track(pc, RtpCodecKind::Video, stream_tag).await?;
+        let audio = if with_audio {
+            Some(add_local_track(pc, RtpCodecKind::Audio, stream_tag).await?)
+        } else {
+            let init = RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            };
+            pc.add_transceiver_from_kind(RtpCodecKind::Audio, Some(init))
+                .await?;
+            None
+        };
+        Ok(Self { video, audio })
+    }
+}
+
+async fn run(
+    config: SessionConfig,
+    io: MediaIo,
+    events: EventSender,
+    commands: mpsc::Receiver<SessionCommand>,
+    stats: StatsHandle,
+) -> Result<Ended, CallError> {
+    let (signaling, joined) =
+        SignalingClient::join(&config.server_url, config.room.as_ref(), &config.name).await?;
+    {
+        let mut c = stats.lock();
+        c.stats.ms_to.signaling = Some(c.ms_now());
+        c.stats.room = joined.room.to_string();
+    }
+    tracing::info!(room = %joined.room, me = %joined.me, "joined");
+    events
+        .emit(SessionEvent::Joined {
+            room: joined.room.clone(),
+            me: joined.me,
+        })
+        .await;
+
+    let mut ice_servers = joined.ice_servers.clone();
+    ice_servers.extend(config.extra_ice_servers.iter().cloned());
+    let network = NetworkSettings {
+        ice_servers,
+        relay_only: config.relay_only,
+        bind: config.bind.clone(),
+    };
+    let (peer_tx, peer_rx) = mpsc::channel::<PeerEvent>(256);
+    let pc = peer::build(&network, peer_tx).await?;
+
+    let (error_tx, error_rx) = mpsc::channel::<String>(64);
+    let settings = MediaSettings {
+        video: config.video,
+        audio_bitrate_bps: config.audio_bitrate_bps,
+        apm: config.apm,
+    };
+    let (media, problem) = MediaEngine::new(io, settings, stats.clone(), error_tx);
+    if let Some(problem) = problem {
+        events.emit(SessionEvent::Warning(problem)).await;
+    }
+    let tracks = LocalTracks::add(&pc, media.has_mic()).await?;
+
+    let (link_tx, link_rx) = mpsc::channel::<LinkEvent>(256);
+    let link = DataLink::new(
+        config.receive_dir.clone(),
+        config.auto_accept_files,
+        link_tx.clone(),
+        stats.clone(),
+    );
+    let negotiation = Negotiation {
+        pc: pc.clone(),
+        neg: Negotiator::new(joined.me),
+        signaling: signaling.sender(),
+        channels_created: false,
+        events: events.clone(),
+        link_events: link_tx,
+    };
+    let mut call = CallLoop {
+        config,
+        network,
+        stats,
+        pc,
+        tracks,
+        media,
+        link,
+        negotiation,
+        ever_connected: false,
+        connected: false,
+    };
+    let outcome = call
+        .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
+        .await;
+    call.teardown().await;
+    outcome
+}
+
+/// The running call: everything the event loop dispatches to.
+struct CallLoop {
+    config: SessionConfig,
+    network: NetworkSettings,
+    stats: StatsHandle,
+    pc: Peer,
+    tracks: LocalTracks,
+    media: MediaEngine,
+    link: DataLink,
+    negotiation: Negotiation,
+    ever_connected: bool,
+    connected: bool,
+}
+
+/// What one event means for the loop.
+type Step = Option<Result<Ended, CallError>>;
+
+impl CallLoop {
+    // `&mut self`, not `&self`: the loop's future must be `Send`, and the devices it owns are not
+    // `Sync`.
+    async fn emit(&mut self, event: SessionEvent) {
+        self.negotiation.emit(event).await;
+    }
+
+    async fn run(
+        &mut self,
+        joined: Joined,
+        mut signaling: SignalingClient,
+        mut peer_rx: mpsc::Receiver<PeerEvent>,
+        mut link_rx: mpsc::Receiver<LinkEvent>,
+        mut error_rx: mpsc::Receiver<String>,
+        mut commands: mpsc::Receiver<SessionCommand>,
+    ) -> Result<Ended, CallError> {
+        // Whoever arrives second offers.
+        if let Some(peer) = joined.peers.first() {
+            self.emit(SessionEvent::PeerJoined {
+                name: peer.name.clone(),
+            })
+            .await;
+            let actions = self.negotiation.neg.peer_arrived(peer.id, true);
+            if self.negotiation.execute(actions).await == Flow::PeerLeft {
+                return Ok(Ended::PeerLeft);
+            }
+        }
+        let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut signaling_alive = true;
+        loop {
+            let step: Step = tokio::select! {
+                msg = signaling.recv(), if signaling_alive => match msg {
+                    Ok(msg) => self.on_server(msg).await,
+                    Err(err) => {
+                        signaling_alive = false;
+                        self.on_signaling_lost(err).await
+                    }
+                },
+                event = peer_rx.recv() => match event {
+                    Some(event) => self.on_peer(event).await,
+                    None => Some(Err(CallError::WebRtc("the connection stopped".into()))),
+                },
+                Some(event) = link_rx.recv() => {
+                    self.on_link(event).await;
+                    None
+                }
+                Some(problem) = error_rx.recv() => {
+                    self.emit(SessionEvent::Warning(problem)).await;
+                    None
+                }
+                _ = stats_tick.tick(), if self.ever_connected => {
+                    fill_ice_stats(&self.pc, &self.stats).await;
+                    if let Some(rtt_ms) = self.stats.lock().stats.ice.rtt_ms {
+                        self.media.set_rtt_ms(rtt_ms);
+                    }
+                    None
+                }
+                command = commands.recv() => self.on_command(command).await,
+            };
+            if let Some(outcome) = step {
+                return outcome;
+            }
+        }
+    }
+
+    async fn on_server(&mut self, msg: ServerMessage) -> Step {
+        let remote = self.negotiation.neg.remote();
+        let actions = match msg {
+            ServerMessage::PeerJoined { peer } if remote.is_none() => {
+                self.emit(SessionEvent::PeerJoined { name: peer.name })
+                    .await;
+                self.negotiation
+                    .neg
+                    .peer_arrived(peer.id, self.config.eager_offer)
+            }
+            ServerMessage::PeerLeft { id } if Some(id) == remote => {
+                self.emit(SessionEvent::PeerLeft).await;
+                return Some(Ok(Ended::PeerLeft));
+            }
+            ServerMessage::Signal { from, payload } => {
+                self.negotiation.neg.on_signal(from, payload)
+            }
+            ServerMessage::Error { message, .. } => {
+                self.emit(SessionEvent::Warning(message)).await;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        match self.negotiation.execute(actions).await {
+            Flow::Continue => None,
+            Flow::PeerLeft => {
+                self.emit(SessionEvent::PeerLeft).await;
+                Some(Ok(Ended::PeerLeft))
+            }
+        }
+    }
+
+    async fn on_signaling_lost(&mut self, err: CallError) -> Step {
+        if !self.ever_connected {
+            return Some(Err(err));
+        }
+        // The call is peer to peer: it goes on without the server.
+        self.emit(SessionEvent::Warning(format!("{err}; the call continues")))
+            .await;
+        None
+    }
+
+    async fn on_peer(&mut self, event: PeerEvent) -> Step {
+        let actions = match event {
+            PeerEvent::LocalCandidate(c) => self.negotiation.neg.local_candidate(Candidate {
+                candidate: c.candidate,
+                sdp_mid: c.sdp_mid,
+                sdp_mline_index: c.sdp_mline_index,
+            }),
+            PeerEvent::GatheringComplete => self.negotiation.neg.gathering_complete(),
+            PeerEvent::State(state) => return self.on_connection_state(state).await,
+            PeerEvent::Track(track) => {
+                match track.kind().await {
+                    RtpCodecKind::Video => self.media.receive_video(track),
+                    RtpCodecKind::Audio => self.media.receive_audio(track),
+                    _ => {}
+                }
+                Vec::new()
+            }
+            PeerEvent::DataChannel(dc) => {
+                watch_channel(dc, self.negotiation.link_events.clone());
+                Vec::new()
+            }
+        };
+        match self.negotiation.execute(actions).await {
+            Flow::Continue => None,
+            Flow::PeerLeft => Some(Ok(Ended::PeerLeft)),
+        }
+    }
+
+    async fn on_connection_state(&mut self, state: RTCPeerConnectionState) -> Step {
+        tracing::debug!(?state, "connection state");
+        match state {
+            RTCPeerConnectionState::Connected => {
+                self.connected = true;
+                if !self.ever_connected {
+                    self.ever_connected = true;
+                    self.first_connected().await;
+                }
+                None
+            }
+            RTCPeerConnectionState::Disconnected if self.connected => {
+                self.connected = false;
+                self.emit(SessionEvent::Reconnecting).await;
+                None
+            }
+            RTCPeerConnectionState::Failed => Some(Err(CallError::IceFailed {
+                hint: if self.network.relay_only {
+                    " through the TURN relay"
+                } else {
+                    "; a TURN server may be needed"
+                },
+            })),
+            RTCPeerConnectionState::Closed => Some(Ok(Ended::PeerLeft)),
+            _ => None,
+        }
+    }
+
+    /// Connected for the first time: start sending, and show the security code.
+    async fn first_connected(&mut self) {
+        {
+            let mut c = self.stats.lock();
+            c.stats.ms_to.ice_connected = Some(c.ms_now());
+        }
+        let video = track_out(&self.pc, &self.tracks.video).await;
+        if video.is_none() {
+            self.emit(SessionEvent::Warning(
+                "video could not be negotiated".into(),
+            ))
+            .await;
+        }
+        let audio = match &self.tracks.audio {
+            Some(track) => {
+                let out = track_out(&self.pc, track).await;
+                if out.is_none() {
+                    self.emit(SessionEvent::Warning(
+                        "audio could not be negotiated".into(),
+                    ))
+                    .await;
+                }
+                out
+            }
+            None => None,
+        };
+        if self.media.start_sending(video, audio) {
+            self.emit(SessionEvent::ScreenSharing(true)).await;
+        }
+        let code = match (
+            self.pc.local_description().await,
+            self.pc.remote_description().await,
+        ) {
+            (Some(l), Some(r)) => security_code(&l.sdp, &r.sdp),
+            _ => None,
+        };
+        self.stats.lock().stats.security_code = code.clone();
+        self.emit(SessionEvent::Connected {
+            security_code: code,
+        })
+        .await;
+    }
+
+    async fn on_link(&mut self, event: LinkEvent) {
+        let notices = match event {
+            LinkEvent::Open(dc) => self.link.opened(dc).await,
+            LinkEvent::Control(text) => self.link.on_control(&text).await,
+            LinkEvent::Chunk(data) => self.link.on_chunk(&data).await,
+            LinkEvent::SendProgress { id, sent, total } => self.link.send_progress(id, sent, total),
+            LinkEvent::SendFailed { id, error } => self.link.send_failed(id, error).await,
+            LinkEvent::Closed(label) => {
+                tracing::debug!(%label, "data channel closed");
+                Vec::new()
+            }
+        };
+        self.notify(notices).await;
+    }
+
+    async fn notify(&mut self, notices: Vec<LinkNotice>) {
+        for notice in notices {
+            self.emit(SessionEvent::Data(notice)).await;
+        }
+    }
+
+    async fn on_command(&mut self, command: Option<SessionCommand>) -> Step {
+        match command {
+            Some(SessionCommand::Chat(text)) => self.link.chat(text).await,
+            Some(SessionCommand::SendFile(path)) => {
+                let notices = self.link.offer_file(&path);
+                self.notify(notices).await;
+            }
+            Some(SessionCommand::AcceptFile(id)) => {
+                let notices = self.link.accept(id).await;
+                self.notify(notices).await;
+            }
+            Some(SessionCommand::DeclineFile(id)) => self.link.decline(id).await,
+            Some(SessionCommand::SetMicMuted(muted)) => self.media.set_mic_muted(muted),
+            Some(SessionCommand::SetCameraOn(on)) => self.media.set_camera_on(on),
+            Some(SessionCommand::ShareScreen(source)) => {
+                let sharing = source.is_some();
+                if self.media.share_screen(source) {
+                    self.emit(SessionEvent::ScreenSharing(sharing)).await;
+                } else if sharing {
+                    self.emit(SessionEvent::Warning(
+                        "screen sharing starts once the call is connected".into(),
+                    ))
+                    .await;
+                }
+            }
+            Some(SessionCommand::Hangup) | None => {
+                let actions = self.negotiation.neg.hang_up();
+                self.negotiation.execute(actions).await;
+                return Some(Ok(Ended::HungUp));
+            }
+        }
+        None
+    }
+
+    /// Ends the call: the last statistics, the connection closed, and every media thread joined
+    /// (so the sinks are finished when the session's task ends).
+    async fn teardown(self) {
+        fill_ice_stats(&self.pc, &self.stats).await;
+        if let Err(err) = self.pc.close().await {
+            tracing::debug!(%err, "closing the connection");
+        }
+        let mut media = self.media;
+        if let Err(err) = tokio::task::spawn_blocking(move || media.stop()).await {
+            tracing::error!(%err, "stopping the media threads failed");
+        }
+    }
+}
+
+/// The selected candidate pair: types on both ends and the round-trip time.
+async fn fill_ice_stats(pc: &Peer, stats: &StatsHandle) {
+    let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
+    let pair = report
+        .candidate_pairs()
+        .filter(|p| p.nominated || p.packets_received > 0)
+        .max_by_key(|p| (p.nominated, p.bytes_received));
+    let Some(pair) = pair else { return };
+    // Candidate entries are keyed "RTCLocalIceCandidate_<id>" / "RTCRemoteIceCandidate_<id>".
+    let candidate_type = |id: &str| {
+        report.iter().find_map(|entry| match entry {
+            webrtc::peer_connection::RTCStatsReportEntry::LocalCandidate(c)
+            | webrtc::peer_connection::RTCStatsReportEntry::RemoteCandidate(c)
+                if c.stats.id == id || c.stats.id.ends_with(&format!("_{id}")) =>
+            {
+                Some(c.candidate_type.to_string())
+            }
+            _ => None,
+        })
+    };
+    let mut c = stats.lock();
+    c.stats.ice.local_candidate_type = candidate_type(&pair.local_candidate_id);
+    c.stats.ice.remote_candidate_type = candidate_type(&pair.remote_candidate_id);
+    if pair.current_round_trip_time > 0.0 {
+        c.stats.ice.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
+    }
+}
