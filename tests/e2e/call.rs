@@ -251,3 +251,105 @@ fn joins_that_cannot_happen_say_why() {
         "is full",
     );
 }
+
+/// The samples a 16-bit mono WAV file holds, checking that its header was finalized: the RIFF and
+/// data sizes must match the bytes on disk.
+fn finalized_wav_samples(path: &std::path::Path) -> usize {
+    let bytes = std::fs::read(path).expect("the audio recording exists");
+    assert!(
+        bytes.len() >= 44,
+        "{} is too short for a WAV header",
+        path.display()
+    );
+    assert_eq!(&bytes[..4], b"RIFF");
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(riff, bytes.len() - 8, "RIFF size not finalized");
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &bytes[at..at + 4] == b"data" {
+            assert_eq!(size, bytes.len() - at - 8, "data size not finalized");
+            return size / 2;
+        }
+        at += 8 + size;
+    }
+    panic!("no data chunk in {}", path.display());
+}
+
+/// Whole frames in a y4m file; panics on a partial frame at the end.
+fn complete_y4m_frames(path: &std::path::Path) -> usize {
+    let bytes = std::fs::read(path).expect("the video recording exists");
+    let header_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a y4m header");
+    let header = String::from_utf8_lossy(&bytes[..header_end]).into_owned();
+    let field = |tag: char| -> usize {
+        header
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(tag))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {tag} in {header}"))
+    };
+    let frame_len = b"FRAME\n".len() + field('W') * field('H') * 3 / 2;
+    let body = bytes.len() - header_end - 1;
+    assert_eq!(
+        body % frame_len,
+        0,
+        "a partial frame at the end of {}",
+        path.display()
+    );
+    body / frame_len
+}
+
+#[test]
+fn leaving_a_call_finalizes_the_recordings() {
+    // The session's teardown joins every media thread (no sleep): when `join` exits, the WAV header
+    // holds the final sizes and every frame the decoder produced is in the y4m file.
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(7);
+    let (wav, y4m) = (dir.path().join("heard.wav"), dir.path().join("seen.y4m"));
+    let call = ["--duration", "3", "--wait", "30"];
+    let a = Peer::start(
+        dir.path(),
+        "a",
+        &server.url,
+        &room,
+        &confab_e2e::test_media("320x180", &call),
+    );
+    let mut b_args = confab_e2e::test_media("320x180", &call);
+    b_args.extend([
+        "--record-audio",
+        wav.to_str().unwrap(),
+        "--record-video",
+        y4m.to_str().unwrap(),
+    ]);
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
+    let a = a.finish(Duration::from_secs(60));
+    let b = b.finish(Duration::from_secs(60));
+    assert!(a.status.success(), "a failed: {}", a.stderr);
+    assert!(b.status.success(), "b failed: {}", b.stderr);
+    let stats = b.stats.expect("b stats");
+
+    let decoded = num(&stats, "/video_recv/frames_decoded") as usize;
+    assert!(decoded >= 30, "too few frames to show anything: {decoded}");
+    assert_eq!(
+        complete_y4m_frames(&y4m),
+        decoded,
+        "every decoded frame is recorded"
+    );
+
+    let samples = finalized_wav_samples(&wav);
+    let played = num(&stats, "/audio_recv/frames_decoded")
+        + num(&stats, "/audio_recv/frames_recovered_fec")
+        + num(&stats, "/audio_recv/frames_concealed");
+    assert!(played >= 50.0, "too little audio played: {played} frames");
+    // Each counted frame was written (20 ms = 960 samples) before it was counted; silence before
+    // the first packet is written too, uncounted.
+    assert!(
+        samples as f64 >= (played - num(&stats, "/audio_recv/frames_stretched")) * 960.0,
+        "the recording holds {samples} samples for {played} frames played"
+    );
+}
