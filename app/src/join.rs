@@ -20,6 +20,7 @@ use confab_engine::peer::NetworkSettings;
 use confab_engine::session::{
     Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
 };
+use confab_engine::stats::Direction;
 use confab_media::VideoFrame;
 use confab_media::VideoOut;
 
@@ -228,32 +229,29 @@ async fn drive(
                     for text in &args.chat {
                         let _ = session.commands.send(SessionCommand::Chat(text.clone())).await;
                     }
-                    for path in &args.send_file {
-                        let _ = session.commands.send(SessionCommand::SendFile(path.clone())).await;
+                    for (id, path) in (1..).zip(&args.send_file) {
+                        let _ = session.commands.send(SessionCommand::SendFile { id, path: path.clone() }).await;
                     }
                 }
                 Some(SessionEvent::Connected { .. }) => eprintln!("confab: connected again"),
                 Some(SessionEvent::Reconnecting) => eprintln!("confab: connection lost; reconnecting"),
                 Some(SessionEvent::ScreenSharing(on)) => eprintln!("confab: screen sharing {}", if on { "on" } else { "off" }),
                 Some(SessionEvent::PeerLeft) => eprintln!("confab: the other person left"),
-                Some(SessionEvent::Data(LinkNotice::Chat(text))) => eprintln!("confab: chat: {text}"),
-                Some(SessionEvent::Data(LinkNotice::FileDone(file))) => {
-                    if file.direction == "sent" {
-                        pending_files = pending_files.saturating_sub(1);
-                        if !file.ok {
-                            failed_files.push(format!("{}: {}", file.name, file.error.clone().unwrap_or_default()));
+                Some(SessionEvent::Data(notice)) => {
+                    match &notice {
+                        LinkNotice::FileDone(file) if file.direction == Direction::Sent => {
+                            pending_files = pending_files.saturating_sub(1);
                         }
+                        LinkNotice::TransferFailed { direction: Direction::Sent, name, reason, .. } => {
+                            pending_files = pending_files.saturating_sub(1);
+                            failed_files.push(format!("{name}: {reason}"));
+                        }
+                        _ => {}
                     }
-                    eprintln!("confab: file {} {} ({} bytes, ok: {})", file.name, file.direction, file.bytes, file.ok);
-                }
-                Some(SessionEvent::Data(LinkNotice::Problem(problem))) => {
-                    eprintln!("confab: {problem}");
-                    if problem.contains("declined") || problem.starts_with("cannot send") || problem.starts_with("sending") {
-                        pending_files = pending_files.saturating_sub(1);
-                        failed_files.push(problem);
+                    if !matches!(notice, LinkNotice::Progress { .. }) {
+                        eprintln!("confab: {}", notice.describe());
                     }
                 }
-                Some(SessionEvent::Data(_)) => {}
                 Some(SessionEvent::Warning(w)) => eprintln!("confab: {w}"),
                 None => {}
             },

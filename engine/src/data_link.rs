@@ -14,16 +14,22 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 
 use super::collector::StatsHandle;
 use super::data::{
-    chunk_message, file_sha256, parse_chunk, ControlMessage, IncomingFile, CHUNK_BYTES,
+    chunk_message, file_sha256, parse_chunk, ControlMessage, FileError, IncomingFile, CHUNK_BYTES,
     CONTROL_LABEL, FILE_LABEL, MAX_CHAT_CHARS, MAX_CONTROL_BYTES,
 };
-use super::stats::FileStats;
+use super::stats::{Direction, FileStats};
 
 /// What the channel tasks report to the session loop.
 pub enum LinkEvent {
     Open(Arc<dyn DataChannel>),
     Control(String),
     Chunk(BytesMut),
+    /// An outgoing file was read and hashed (off the event loop), or could not be.
+    Hashed {
+        id: u32,
+        path: PathBuf,
+        result: std::io::Result<(u64, String)>,
+    },
     /// An outgoing file finished streaming (or failed) on its task.
     SendProgress {
         id: u32,
@@ -53,8 +59,66 @@ pub enum LinkNotice {
         done: u64,
         total: u64,
     },
+    /// A transfer completed: the file arrived intact, or the other side confirmed it did.
     FileDone(FileStats),
-    Problem(String),
+    /// A transfer ended without the file: `id` is the caller's for files sent (see
+    /// `SessionCommand::SendFile`) and the peer's for files received.
+    TransferFailed {
+        id: u32,
+        direction: Direction,
+        name: String,
+        reason: TransferFailure,
+    },
+}
+
+/// Why a transfer ended without the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferFailure {
+    #[error("this transfer id is already in use")]
+    IdInUse,
+    #[error("cannot read the file: {0}")]
+    Unreadable(String),
+    #[error("the other person declined it")]
+    Declined,
+    #[error("sending failed: {0}")]
+    SendFailed(String),
+    #[error("the other side could not keep it: {0}")]
+    Rejected(String),
+    #[error("the sender cancelled it")]
+    Cancelled,
+    #[error("cannot receive it: {0}")]
+    ReceiveFailed(String),
+}
+
+impl LinkNotice {
+    /// One line for a person to read.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Chat(text) => format!("chat: {text}"),
+            Self::FileOffered { name, size, .. } => format!("{name} ({size} bytes) offered"),
+            Self::Progress {
+                name, done, total, ..
+            } => format!("{name}: {done} of {total} bytes"),
+            Self::FileDone(file) => format!(
+                "file {} {} ({} bytes)",
+                file.name,
+                match file.direction {
+                    Direction::Sent => "sent",
+                    Direction::Received => "received",
+                },
+                file.bytes
+            ),
+            Self::TransferFailed {
+                direction,
+                name,
+                reason,
+                ..
+            } => match direction {
+                Direction::Sent => format!("{name} was not sent: {reason}"),
+                Direction::Received => format!("{name} was not received: {reason}"),
+            },
+        }
+    }
 }
 
 /// Forwards a channel's events to the session loop until it closes.
@@ -106,10 +170,11 @@ pub struct DataLink {
     control: Option<Arc<dyn DataChannel>>,
     file: Option<Arc<dyn DataChannel>>,
     queued_chat: VecDeque<String>,
-    queued_files: VecDeque<PathBuf>,
+    queued_files: VecDeque<(u32, PathBuf)>,
     receive_dir: PathBuf,
     auto_accept: bool,
-    next_id: u32,
+    /// Ids of outgoing files being hashed.
+    hashing: HashMap<u32, String>,
     outgoing: HashMap<u32, Outgoing>,
     offered: HashMap<u32, (String, u64, String)>,
     incoming: HashMap<u32, IncomingFile>,
@@ -131,7 +196,7 @@ impl DataLink {
             queued_files: VecDeque::new(),
             receive_dir,
             auto_accept,
-            next_id: 1,
+            hashing: HashMap::new(),
             outgoing: HashMap::new(),
             offered: HashMap::new(),
             incoming: HashMap::new(),
@@ -163,8 +228,8 @@ impl DataLink {
                 self.chat(text).await;
             }
             if self.file.is_some() {
-                while let Some(path) = self.queued_files.pop_front() {
-                    notices.extend(self.offer_file(&path));
+                while let Some((id, path)) = self.queued_files.pop_front() {
+                    notices.extend(self.offer_file(id, &path));
                 }
             }
         }
@@ -181,26 +246,61 @@ impl DataLink {
         self.stats.lock().stats.chat.sent += 1;
     }
 
-    /// Announces a file; it streams once the other side accepts.
-    pub fn offer_file(&mut self, path: &Path) -> Vec<LinkNotice> {
-        if self.control.is_none() || self.file.is_none() {
-            self.queued_files.push_back(path.to_owned());
-            return Vec::new();
-        }
-        let (size, sha256) = match file_sha256(path) {
-            Ok(v) => v,
-            Err(err) => {
-                return vec![LinkNotice::Problem(format!(
-                    "cannot send {}: {err}",
-                    path.display()
-                ))]
-            }
-        };
-        let id = self.next_id;
-        self.next_id += 1;
+    /// Announces a file under the caller's `id`, once it is hashed (on a blocking thread, not the
+    /// event loop); it streams once the other side accepts.
+    pub fn offer_file(&mut self, id: u32, path: &Path) -> Vec<LinkNotice> {
         let name = path
             .file_name()
             .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+        if self.hashing.contains_key(&id)
+            || self.outgoing.contains_key(&id)
+            || self.queued_files.iter().any(|(queued, _)| *queued == id)
+        {
+            return vec![LinkNotice::TransferFailed {
+                id,
+                direction: Direction::Sent,
+                name,
+                reason: TransferFailure::IdInUse,
+            }];
+        }
+        if self.control.is_none() || self.file.is_none() {
+            self.queued_files.push_back((id, path.to_owned()));
+            return Vec::new();
+        }
+        self.hashing.insert(id, name);
+        let (path, events) = (path.to_owned(), self.events.clone());
+        tokio::spawn(async move {
+            let hashed = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || file_sha256(&path)).await
+            };
+            let result = hashed.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            let _ = events.send(LinkEvent::Hashed { id, path, result }).await;
+        });
+        Vec::new()
+    }
+
+    /// An outgoing file is hashed: offer it.
+    pub fn hashed(
+        &mut self,
+        id: u32,
+        path: PathBuf,
+        result: std::io::Result<(u64, String)>,
+    ) -> Vec<LinkNotice> {
+        let Some(name) = self.hashing.remove(&id) else {
+            return Vec::new();
+        };
+        let (size, sha256) = match result {
+            Ok(v) => v,
+            Err(err) => {
+                return vec![LinkNotice::TransferFailed {
+                    id,
+                    direction: Direction::Sent,
+                    name,
+                    reason: TransferFailure::Unreadable(err.to_string()),
+                }]
+            }
+        };
         let offer = ControlMessage::FileOffer {
             id,
             name: name.clone(),
@@ -210,7 +310,7 @@ impl DataLink {
         self.outgoing.insert(
             id,
             Outgoing {
-                path: path.to_owned(),
+                path,
                 name,
                 size,
                 sha256,
@@ -230,7 +330,13 @@ impl DataLink {
         let Some((name, size, sha)) = self.offered.remove(&id) else {
             return Vec::new();
         };
-        match IncomingFile::create(&self.receive_dir, id, &name, size, &sha) {
+        let created = {
+            let (dir, name) = (self.receive_dir.clone(), name.clone());
+            tokio::task::spawn_blocking(move || IncomingFile::create(&dir, id, &name, size, &sha))
+                .await
+                .unwrap_or_else(|e| Err(FileError::Write(String::new(), e.to_string())))
+        };
+        match created {
             Ok(file) => {
                 let empty = size == 0;
                 self.incoming.insert(id, file);
@@ -247,7 +353,12 @@ impl DataLink {
                     error: Some(err.to_string()),
                 })
                 .await;
-                vec![LinkNotice::Problem(format!("cannot receive {name}: {err}"))]
+                vec![LinkNotice::TransferFailed {
+                    id,
+                    direction: Direction::Received,
+                    name,
+                    reason: TransferFailure::ReceiveFailed(err.to_string()),
+                }]
             }
         }
     }
@@ -293,31 +404,48 @@ impl DataLink {
                 Vec::new()
             }
             ControlMessage::FileDecline { id } => match self.outgoing.remove(&id) {
-                Some(out) => vec![LinkNotice::Problem(format!("{} was declined", out.name))],
+                Some(out) => vec![LinkNotice::TransferFailed {
+                    id,
+                    direction: Direction::Sent,
+                    name: out.name,
+                    reason: TransferFailure::Declined,
+                }],
                 None => Vec::new(),
             },
             ControlMessage::FileResult { id, ok, error } => match self.outgoing.remove(&id) {
                 Some(out) => {
                     let stats = FileStats {
-                        name: out.name,
+                        name: out.name.clone(),
                         bytes: out.size,
                         sha256: out.sha256,
-                        direction: "sent",
+                        direction: Direction::Sent,
                         ok,
-                        error,
+                        error: error.clone(),
                     };
                     self.stats.lock().file(stats.clone());
-                    vec![LinkNotice::FileDone(stats)]
+                    if ok {
+                        vec![LinkNotice::FileDone(stats)]
+                    } else {
+                        vec![LinkNotice::TransferFailed {
+                            id,
+                            direction: Direction::Sent,
+                            name: out.name,
+                            reason: TransferFailure::Rejected(error.unwrap_or_default()),
+                        }]
+                    }
                 }
                 None => Vec::new(),
             },
             ControlMessage::FileCancel { id } => {
                 if let Some(file) = self.incoming.remove(&id) {
                     let name = file.name.clone();
-                    file.abandon();
-                    return vec![LinkNotice::Problem(format!(
-                        "{name} was cancelled by the sender"
-                    ))];
+                    abandon(file).await;
+                    return vec![LinkNotice::TransferFailed {
+                        id,
+                        direction: Direction::Received,
+                        name,
+                        reason: TransferFailure::Cancelled,
+                    }];
                 }
                 Vec::new()
             }
@@ -383,10 +511,12 @@ impl DataLink {
     pub async fn send_failed(&mut self, id: u32, error: String) -> Vec<LinkNotice> {
         self.send_control(&ControlMessage::FileCancel { id }).await;
         match self.outgoing.remove(&id) {
-            Some(out) => vec![LinkNotice::Problem(format!(
-                "sending {} failed: {error}",
-                out.name
-            ))],
+            Some(out) => vec![LinkNotice::TransferFailed {
+                id,
+                direction: Direction::Sent,
+                name: out.name,
+                reason: TransferFailure::SendFailed(error),
+            }],
             None => Vec::new(),
         }
     }
@@ -395,12 +525,26 @@ impl DataLink {
         let Some((id, bytes)) = parse_chunk(data) else {
             return Vec::new();
         };
-        let Some(file) = self.incoming.get_mut(&id) else {
+        let Some(mut file) = self.incoming.remove(&id) else {
             tracing::debug!(id, "chunk for an unknown transfer");
             return Vec::new();
         };
         let before = file.received;
-        match file.write(bytes) {
+        // Disk writes block: they run on the blocking pool while the loop awaits (chunks of one
+        // transfer stay in order, and a slow disk slows the sender through the channel's buffer).
+        let bytes = bytes.to_vec();
+        let (file, written) = tokio::task::spawn_blocking(move || {
+            let written = file.write(&bytes);
+            (file, written)
+        })
+        .await
+        .expect("invariant: writing a chunk does not panic");
+        self.incoming.insert(id, file);
+        let file = self
+            .incoming
+            .get_mut(&id)
+            .expect("invariant: inserted above");
+        match written {
             Ok(true) => self.finish_incoming(id).await,
             Ok(false) => {
                 let (done, total, name) = (file.received, file.size, file.name.clone());
@@ -419,16 +563,19 @@ impl DataLink {
             Err(err) => {
                 let file = self.incoming.remove(&id).expect("invariant: present above");
                 let name = file.name.clone();
-                file.abandon();
+                abandon(file).await;
                 self.send_control(&ControlMessage::FileResult {
                     id,
                     ok: false,
                     error: Some(err.to_string()),
                 })
                 .await;
-                vec![LinkNotice::Problem(format!(
-                    "receiving {name} failed: {err}"
-                ))]
+                vec![LinkNotice::TransferFailed {
+                    id,
+                    direction: Direction::Received,
+                    name,
+                    reason: TransferFailure::ReceiveFailed(err.to_string()),
+                }]
             }
         }
     }
@@ -438,7 +585,10 @@ impl DataLink {
             return Vec::new();
         };
         let (name, size) = (file.name.clone(), file.size);
-        match file.finish() {
+        let finished = tokio::task::spawn_blocking(move || file.finish())
+            .await
+            .unwrap_or_else(|e| Err(FileError::Write(String::new(), e.to_string())));
+        match finished {
             Ok((path, sha256)) => {
                 self.send_control(&ControlMessage::FileResult {
                     id,
@@ -452,7 +602,7 @@ impl DataLink {
                         .map_or(name, |n| n.to_string_lossy().into_owned()),
                     bytes: size,
                     sha256,
-                    direction: "received",
+                    direction: Direction::Received,
                     ok: true,
                     error: None,
                 };
@@ -467,16 +617,26 @@ impl DataLink {
                 })
                 .await;
                 let stats = FileStats {
-                    name,
+                    name: name.clone(),
                     bytes: size,
                     sha256: String::new(),
-                    direction: "received",
+                    direction: Direction::Received,
                     ok: false,
                     error: Some(err.to_string()),
                 };
-                self.stats.lock().file(stats.clone());
-                vec![LinkNotice::FileDone(stats)]
+                self.stats.lock().file(stats);
+                vec![LinkNotice::TransferFailed {
+                    id,
+                    direction: Direction::Received,
+                    name,
+                    reason: TransferFailure::ReceiveFailed(err.to_string()),
+                }]
             }
         }
     }
+}
+
+/// Removes a partial file on the blocking pool.
+async fn abandon(file: IncomingFile) {
+    let _ = tokio::task::spawn_blocking(move || file.abandon()).await;
 }

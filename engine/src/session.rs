@@ -81,7 +81,12 @@ pub enum SessionEvent {
 
 pub enum SessionCommand {
     Chat(String),
-    SendFile(PathBuf),
+    /// Offer a file; `id` (chosen by the caller, unique within the call) names the transfer in
+    /// the notices that follow.
+    SendFile {
+        id: u32,
+        path: PathBuf,
+    },
     AcceptFile(u32),
     DeclineFile(u32),
     SetMicMuted(bool),
@@ -699,6 +704,7 @@ impl CallLoop {
             LinkEvent::Open(dc) => self.link.opened(dc).await,
             LinkEvent::Control(text) => self.link.on_control(&text).await,
             LinkEvent::Chunk(data) => self.link.on_chunk(&data).await,
+            LinkEvent::Hashed { id, path, result } => self.link.hashed(id, path, result),
             LinkEvent::SendProgress { id, sent, total } => self.link.send_progress(id, sent, total),
             LinkEvent::SendFailed { id, error } => self.link.send_failed(id, error).await,
             LinkEvent::Closed(label) => {
@@ -718,8 +724,8 @@ impl CallLoop {
     async fn on_command(&mut self, command: Option<SessionCommand>) -> Step {
         match command {
             Some(SessionCommand::Chat(text)) => self.link.chat(text).await,
-            Some(SessionCommand::SendFile(path)) => {
-                let notices = self.link.offer_file(&path);
+            Some(SessionCommand::SendFile { id, path }) => {
+                let notices = self.link.offer_file(id, &path);
                 self.notify(notices).await;
             }
             Some(SessionCommand::AcceptFile(id)) => {

@@ -96,12 +96,20 @@ pub struct ChatStats {
     pub received: Vec<String>,
 }
 
+/// Which way a file went, from this side: `"sent"` or `"received"` in the JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileStats {
     pub name: String,
     pub bytes: u64,
     pub sha256: String,
-    pub direction: &'static str,
+    pub direction: Direction,
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -16,6 +16,7 @@ use confab_engine::data_link::LinkNotice;
 use confab_engine::session::{
     Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
 };
+use confab_engine::stats::Direction;
 use confab_engine::CallError;
 use confab_media::VideoSource;
 
@@ -111,6 +112,8 @@ pub struct CallUi {
     last_frames: u64,
     /// A screen being opened on a helper thread (opening captures a frame: not on the UI thread).
     screen_opening: Option<std::sync::mpsc::Receiver<Result<Box<dyn VideoSource>, String>>>,
+    /// The id the next file we send gets (ours to choose, unique within the call).
+    next_transfer_id: u32,
 }
 
 impl CallUi {
@@ -175,6 +178,7 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             screen_opening: None,
+            next_transfer_id: 1,
         }
     }
 
@@ -349,14 +353,41 @@ impl CallUi {
                     state: TransferState::Moving,
                 }),
             },
+            LinkNotice::TransferFailed {
+                id,
+                direction,
+                name,
+                reason,
+            } => {
+                let incoming = direction == Direction::Received;
+                self.warn(
+                    LinkNotice::TransferFailed {
+                        id,
+                        direction,
+                        name: name.clone(),
+                        reason: reason.clone(),
+                    }
+                    .describe(),
+                );
+                match self.transfer(id, incoming) {
+                    Some(t) => t.state = TransferState::Failed(reason.to_string()),
+                    None => self.transfers.push(Transfer {
+                        id,
+                        name,
+                        incoming,
+                        done: 0,
+                        total: 0,
+                        state: TransferState::Failed(reason.to_string()),
+                    }),
+                }
+            }
             LinkNotice::FileDone(file) => {
-                let incoming = file.direction == "received";
+                let incoming = file.direction == Direction::Received;
                 let state = if file.ok {
                     TransferState::Done
                 } else {
                     TransferState::Failed(file.error.clone().unwrap_or_default())
                 };
-                // Outgoing transfers are keyed by name (their id is the sender's).
                 let existing = self.transfers.iter_mut().rev().find(|t| {
                     t.incoming == incoming
                         && (t.name == file.name || incoming)
@@ -379,7 +410,6 @@ impl CallUi {
                     }),
                 }
             }
-            LinkNotice::Problem(p) => self.warn(p),
         }
     }
 
@@ -399,15 +429,17 @@ impl CallUi {
             |n| n.to_string_lossy().into_owned(),
         );
         let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let id = self.next_transfer_id;
+        self.next_transfer_id += 1;
         self.transfers.push(Transfer {
-            id: 0,
+            id,
             name,
             incoming: false,
             done: 0,
             total,
             state: TransferState::Moving,
         });
-        self.command(SessionCommand::SendFile(path));
+        self.command(SessionCommand::SendFile { id, path });
     }
 
     pub fn answer_offer(&mut self, id: u32, accept: bool) {
@@ -483,6 +515,7 @@ mod tests {
             last_sample: Instant::now(),
             last_frames: 0,
             screen_opening: None,
+            next_transfer_id: 1,
         }
     }
 
@@ -529,7 +562,7 @@ mod tests {
             name: "a.pdf".into(),
             bytes: 10,
             sha256: "x".into(),
-            direction: "received",
+            direction: Direction::Received,
             ok: true,
             error: None,
         })));

@@ -184,9 +184,10 @@ fn lobby_join_call_chat_toggles_hang_up() {
     let file = outbox.path().join("confab-ui-test-report.bin");
     std::fs::write(&file, vec![7u8; 300_000]).unwrap();
     peer.commands
-        .try_send(confab_engine::session::SessionCommand::SendFile(
-            file.clone(),
-        ))
+        .try_send(confab_engine::session::SessionCommand::SendFile {
+            id: 1,
+            path: file.clone(),
+        })
         .unwrap();
     run_until(&mut harness, "the offer", |h| {
         h.query_by_label("Accept").is_some()
