@@ -184,6 +184,8 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The headless join is this process's entry point: waiting here is what it is for.
+    #[allow(clippy::disallowed_methods)]
     let result = runtime.block_on(drive(&args, config, io, started));
     if let Some(writer) = video_out
         .writer

@@ -88,6 +88,8 @@ fn debug_stamp(path: &std::path::Path, rect: &str, size: cli::VideoSize) -> anyh
     Ok(())
 }
 
+// `confab serve` is this process's entry point: waiting on the server is what it is for.
+#[allow(clippy::disallowed_methods)]
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::try_from(args)?;
     let runtime = tokio::runtime::Runtime::new()?;

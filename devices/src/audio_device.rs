@@ -227,7 +227,7 @@ fn run_stream(
     stop: Arc<AtomicBool>,
     build: impl FnOnce() -> Result<cpal::Stream, String> + Send + 'static,
 ) -> Result<(), CaptureError> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     std::thread::Builder::new()
         .name("audio-device".into())
         .spawn(move || {

@@ -181,7 +181,7 @@ impl CameraSource {
         let index = find(spec)?;
         let slot = Arc::new((Mutex::new(Slot::default()), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<String, String>>(1);
         {
             let (slot, stop) = (slot.clone(), stop.clone());
             std::thread::Builder::new()

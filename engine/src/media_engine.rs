@@ -176,7 +176,9 @@ impl MediaEngine {
 
     pub fn set_camera_on(&self, on: bool) {
         if let Some(video) = &self.video {
-            let _ = video.control.send(VideoControl::Paused(!on));
+            if video.control.try_send(VideoControl::Paused(!on)).is_err() {
+                tracing::warn!("the video pipeline is busy; camera on/off ignored");
+            }
         }
     }
 
@@ -190,7 +192,7 @@ impl MediaEngine {
             Some(source) => VideoControl::Push(source, screen_settings(self.settings.video)),
             None => VideoControl::Pop,
         };
-        video.control.send(control).is_ok()
+        video.control.try_send(control).is_ok()
     }
 
     /// The latest round-trip time, which sets how long a gap in the video waits for a resend.

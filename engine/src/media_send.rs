@@ -153,8 +153,13 @@ impl Sources {
 /// The video send pipeline and its control channel.
 pub struct VideoPipeline {
     pub pipeline: Pipeline,
-    pub control: std::sync::mpsc::Sender<VideoControl>,
+    /// Bounded: the encode thread reads it before every frame, so a full queue means the person
+    /// is clicking faster than frames are made, and the extra command is refused.
+    pub control: std::sync::mpsc::SyncSender<VideoControl>,
 }
+
+/// Video control commands waiting for the encode thread.
+const CONTROL_QUEUE: usize = 8;
 
 pub fn start_video(
     initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
@@ -165,7 +170,7 @@ pub fn start_video(
     let stop = Arc::new(AtomicBool::new(false));
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
-    let (control, control_rx) = std::sync::mpsc::channel::<VideoControl>();
+    let (control, control_rx) = std::sync::mpsc::sync_channel::<VideoControl>(CONTROL_QUEUE);
     spawn_writer(out.clone(), rx);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {

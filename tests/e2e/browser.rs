@@ -77,7 +77,10 @@ fn call_with_browser(native_first: bool) {
     } else {
         // The browser waits in the room; the native peer arrives second and offers.
         let url = url.clone();
-        let handle = std::thread::spawn(move || browser(&url, &browser_args));
+        let handle = std::thread::Builder::new()
+            .name("browser".into())
+            .spawn(move || browser(&url, &browser_args))
+            .expect("invariant: the OS can start a thread");
         std::thread::sleep(Duration::from_secs(3));
         let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
         (native, handle.join().unwrap())
