@@ -8,6 +8,10 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
+use openh264_sys2::{
+    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_ALL,
+};
+use std::os::raw::c_int;
 
 use super::CodecError;
 use confab_media::VideoFrame;
@@ -60,6 +64,7 @@ impl YUVSource for I420<'_> {
 pub struct H264Encoder {
     encoder: Encoder,
     keyframe_requested: bool,
+    bitrate_bps: u32,
 }
 
 impl H264Encoder {
@@ -83,7 +88,47 @@ impl H264Encoder {
         Ok(Self {
             encoder,
             keyframe_requested: false,
+            bitrate_bps: settings.bitrate_bps,
         })
+    }
+
+    /// Changes the target bitrate from the next frame on, without a keyframe (the rate controller
+    /// adapts its quantizer; the stream stays decodable). Bitrates are clamped to 50 kbit/s..20
+    /// Mbit/s. Changing the resolution needs a new encoder (and so a keyframe).
+    pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
+        let bps = bitrate_bps.clamp(50_000, 20_000_000) as c_int;
+        // The maximum first: openh264 clamps a target above the layer's maximum.
+        for (option, what) in [
+            (ENCODER_OPTION_MAX_BITRATE, "maximum bitrate"),
+            (ENCODER_OPTION_BITRATE, "bitrate"),
+        ] {
+            let mut info = SBitrateInfo {
+                iLayer: SPATIAL_LAYER_ALL,
+                iBitrate: bps,
+            };
+            // SAFETY: `set_option` with ENCODER_OPTION_(MAX_)BITRATE reads one `SBitrateInfo`
+            // through the pointer during the call (openh264's welsEncoderExt.cpp); `info` lives
+            // on this stack frame for the whole call, and the encoder is initialized (the
+            // `Encoder` exists). Neither option changes anything the Rust wrapper relies on.
+            #[allow(unsafe_code)]
+            let status = unsafe {
+                self.encoder
+                    .raw_api()
+                    .set_option(option, std::ptr::addr_of_mut!(info).cast())
+            };
+            if status != 0 {
+                return Err(CodecError::H264Encode(format!(
+                    "openh264 refused a {what} of {bps} bit/s (status {status})"
+                )));
+            }
+        }
+        self.bitrate_bps = bps as u32;
+        Ok(())
+    }
+
+    /// The target bitrate in force.
+    pub fn bitrate_bps(&self) -> u32 {
+        self.bitrate_bps
     }
 
     /// The next frame will be a keyframe (a receiver lost the picture).
@@ -196,6 +241,71 @@ mod tests {
         assert!(skipped <= 3, "rate control skipped {skipped} of 30 frames");
         let mean = psnr.iter().sum::<f64>() / psnr.len() as f64;
         assert!(mean > 28.0, "mean PSNR at 250 kbps: {mean}");
+    }
+
+    /// Bits per second the encoder produced for frames `range` of the pattern (30 fps), checking
+    /// that each decodes and none is a keyframe.
+    fn encode_span(
+        encoder: &mut H264Encoder,
+        decoder: &mut H264Decoder,
+        range: std::ops::Range<u32>,
+    ) -> f64 {
+        let frames = range.len() as f64;
+        let mut bits = 0usize;
+        for i in range {
+            let source =
+                pattern::render(i, 640, 360, 1_790_000_000_000_000 + u64::from(i) * 33_333);
+            if let Some(encoded) = encoder.encode(&source).unwrap() {
+                assert!(
+                    !encoded.keyframe,
+                    "frame {i}: a bitrate change made a keyframe"
+                );
+                bits += encoded.data.len() * 8;
+                if let Err(err) = decoder.decode(&encoded.data) {
+                    panic!(
+                        "frame {i} ({} bytes) does not decode: {err}",
+                        encoded.data.len()
+                    );
+                }
+            }
+        }
+        bits as f64 / (frames / 30.0)
+    }
+
+    #[test]
+    fn the_bitrate_changes_at_runtime_without_a_keyframe() {
+        let mut encoder = H264Encoder::new(EncoderSettings {
+            bitrate_bps: 1_500_000,
+            max_fps: 30.0,
+            screen: false,
+        })
+        .unwrap();
+        let mut decoder = H264Decoder::new().unwrap();
+        let first = encoder
+            .encode(&pattern::render(0, 640, 360, 1_790_000_000_000_000))
+            .unwrap()
+            .expect("a first frame");
+        assert!(first.keyframe);
+        decoder.decode(&first.data).unwrap();
+        let high = encode_span(&mut encoder, &mut decoder, 1..90);
+        encoder.set_bitrate(200_000).unwrap();
+        assert_eq!(encoder.bitrate_bps(), 200_000);
+        // Give the rate controller a second to settle, then measure two.
+        encode_span(&mut encoder, &mut decoder, 90..120);
+        let low = encode_span(&mut encoder, &mut decoder, 120..180);
+        encoder.set_bitrate(1_500_000).unwrap();
+        encode_span(&mut encoder, &mut decoder, 180..210);
+        let back = encode_span(&mut encoder, &mut decoder, 210..270);
+        println!("high {high:.0} bit/s, low {low:.0} bit/s, back {back:.0} bit/s");
+        assert!(
+            low < 0.5 * high,
+            "lowering the target: {high:.0} -> {low:.0} bit/s"
+        );
+        assert!(low < 300_000.0, "a 200 kbit/s target gave {low:.0} bit/s");
+        assert!(
+            back > 2.0 * low,
+            "raising it again: {low:.0} -> {back:.0} bit/s"
+        );
     }
 
     #[test]

@@ -13,7 +13,15 @@ fn dependencies(package: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)
-        .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .args(["--format", "{p}", "-p", package])
         .output()
         .expect("cargo tree runs");
@@ -45,9 +53,27 @@ fn check(package: &str, forbidden: &[&str]) {
 #[test]
 fn each_layer_depends_only_on_the_layers_below() {
     const DEVICES: &[&str] = &["cpal", "nokhwa", "xcap", "alsa", "confab-devices"];
-    const UI: &[&str] = &["egui", "eframe", "winit", "egui-wgpu", "egui_glow", "confab"];
-    const CODECS: &[&str] = &["openh264", "opus", "webrtc-audio-processing", "confab-codecs"];
-    const NETWORK: &[&str] = &["webrtc", "rtc", "tokio", "confab-engine", "confab-signaling"];
+    const UI: &[&str] = &[
+        "egui",
+        "eframe",
+        "winit",
+        "egui-wgpu",
+        "egui_glow",
+        "confab",
+    ];
+    const CODECS: &[&str] = &[
+        "openh264",
+        "opus",
+        "webrtc-audio-processing",
+        "confab-codecs",
+    ];
+    const NETWORK: &[&str] = &[
+        "webrtc",
+        "rtc",
+        "tokio",
+        "confab-engine",
+        "confab-signaling",
+    ];
     let all = |lists: &[&[&'static str]]| lists.concat();
     check("confab-engine", &all(&[DEVICES, UI]));
     check("confab-codecs", &all(&[DEVICES, UI, NETWORK]));
