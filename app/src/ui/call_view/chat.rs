@@ -3,9 +3,9 @@
 
 use egui::{Color32, Key};
 
-use super::super::call::{CallUi, TransferState};
-use super::super::command::UiCommand;
 use super::RED;
+use crate::ui::call::{CallUi, TransferState};
+use crate::ui::command::UiCommand;
 
 fn transfers_height(call: &CallUi) -> f32 {
     call.transfers.len() as f32 * 56.0

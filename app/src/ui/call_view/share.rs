@@ -1,7 +1,7 @@
 //! The menu of screens and windows to share.
 
-use super::super::command::UiCommand;
-use super::super::devices::Choice;
+use crate::ui::command::UiCommand;
+use crate::ui::devices::Choice;
 
 pub fn share_ui(screens: &[Choice], ctx: &egui::Context) -> Vec<UiCommand> {
     let mut commands = Vec::new();

@@ -4,8 +4,8 @@
 
 use egui::Color32;
 
-use super::super::call::{CallState, CallUi};
-use super::super::video::fit_rect;
+use crate::ui::call::{CallState, CallUi};
+use crate::ui::video::fit_rect;
 
 /// With `CONFAB_UI_LAYOUT=FILE`: where the remote video was last reported.
 #[derive(Debug, Default)]

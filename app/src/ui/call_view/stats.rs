@@ -3,8 +3,8 @@
 
 use egui_plot::{Legend, Line, Plot};
 
-use super::super::call::{CallUi, StatsSample};
-use super::super::command::UiCommand;
+use crate::ui::call::{CallUi, StatsSample};
+use crate::ui::command::UiCommand;
 
 pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
     let s = call.stats.snapshot();

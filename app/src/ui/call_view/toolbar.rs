@@ -3,9 +3,9 @@
 
 use egui::{Color32, RichText};
 
-use super::super::call::CallUi;
-use super::super::command::UiCommand;
 use super::RED;
+use crate::ui::call::CallUi;
+use crate::ui::command::UiCommand;
 
 /// Keyboard shortcuts, as the tooltips name them.
 mod keys {

@@ -3,8 +3,8 @@
 
 use egui::{Color32, RichText};
 
-use super::super::call::{CallState, CallUi};
 use super::RED;
+use crate::ui::call::{CallState, CallUi};
 
 pub fn top_bar_ui(call: &CallUi, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
