@@ -44,6 +44,8 @@ pub struct ConfabApp {
     pub error: Option<String>,
     pub preview: Option<Preview>,
     pub preview_texture: Option<egui::TextureHandle>,
+    /// A call asked for while the hosted server starts: it starts when the server is up.
+    pub waiting_for_server: Option<CallConfig>,
     pub starting: Option<Starting>,
     pub call: Option<CallUi>,
     pub file_pick: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
@@ -93,6 +95,7 @@ impl ConfabApp {
             error: None,
             preview: None,
             preview_texture: None,
+            waiting_for_server: None,
             starting: None,
             call: None,
             file_pick: None,
@@ -181,6 +184,11 @@ impl ConfabApp {
     /// Starts `config`'s call: opens the devices on a thread (after the preview lets go of
     /// them), then starts the session (see `poll`).
     pub fn start_call(&mut self, config: CallConfig) {
+        if config.server_url.is_none() && matches!(self.host, HostState::Starting(_)) {
+            self.error = None;
+            self.waiting_for_server = Some(config);
+            return;
+        }
         let server_url = match self.server_url(&config) {
             Ok(url) => url,
             Err(e) => {
@@ -269,6 +277,7 @@ impl ConfabApp {
     pub fn back_to_lobby(&mut self) {
         self.call = None;
         self.starting = None;
+        self.waiting_for_server = None;
         self.share_menu = false;
         if self.fullscreen {
             self.fullscreen = false;
@@ -367,6 +376,11 @@ impl ConfabApp {
 
     fn poll(&mut self) {
         self.host.poll();
+        if !matches!(self.host, HostState::Starting(_)) {
+            if let Some(config) = self.waiting_for_server.take() {
+                self.start_call(config);
+            }
+        }
         if let Some(starting) = &self.starting {
             if let Ok((io, problems)) = starting.rx.try_recv() {
                 let starting = self.starting.take().expect("invariant: checked above");
@@ -415,7 +429,9 @@ impl ConfabApp {
     /// The whole window; used by eframe and by the UI tests.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
-        let commands = if self.call.is_some() || self.starting.is_some() {
+        let in_call =
+            self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();
+        let commands = if in_call {
             let screens = self
                 .devices
                 .lock()
@@ -424,6 +440,11 @@ impl ConfabApp {
                 .clone();
             let view = CallView {
                 call: self.call.as_mut(),
+                opening: if self.waiting_for_server.is_some() {
+                    "Starting the local server…"
+                } else {
+                    "Opening camera and microphone…"
+                },
                 fullscreen: self.fullscreen,
                 share_menu: self.share_menu,
                 screens: &screens,

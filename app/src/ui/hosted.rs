@@ -83,9 +83,7 @@ impl HostState {
     pub fn ws_url(&self) -> Result<String, String> {
         match self {
             Self::Running(h) => Ok(h.server.ws_url()),
-            Self::Starting(_) => {
-                Err("the local server is still starting; try again in a moment".into())
-            }
+            Self::Starting(_) => Err("the local server is still starting".into()),
             Self::Failed(e) => Err(e.clone()),
             Self::Off => Err("the local server is not running".into()),
         }

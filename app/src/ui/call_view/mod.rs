@@ -21,8 +21,10 @@ const RED: Color32 = Color32::from_rgb(200, 60, 50);
 
 /// What the call window shows this frame.
 pub struct CallView<'a> {
-    /// `None` while the devices for the call are still opening.
+    /// `None` while the call is on its way (devices opening, the hosted server starting).
     pub call: Option<&'a mut CallUi>,
+    /// What the call is waiting for, while `call` is `None`.
+    pub opening: &'a str,
     pub fullscreen: bool,
     pub share_menu: bool,
     /// What can be shared.
@@ -62,7 +64,7 @@ fn shortcuts(ctx: &egui::Context, call: &CallUi, fullscreen: bool) -> Vec<UiComm
 /// The call window; returns what the person asked for.
 pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
     let Some(call) = view.call else {
-        return opening_ui(ui);
+        return opening_ui(view.opening, ui);
     };
     let ctx = ui.ctx().clone();
     let mut commands = shortcuts(&ctx, call, view.fullscreen);
@@ -96,15 +98,15 @@ pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
     commands
 }
 
-/// While the camera and microphone open (which can take seconds): a spinner, and a way out.
-fn opening_ui(ui: &mut egui::Ui) -> Vec<UiCommand> {
+/// While the call is on its way (a camera can take seconds to open): a spinner, and a way out.
+fn opening_ui(waiting_for: &str, ui: &mut egui::Ui) -> Vec<UiCommand> {
     let mut commands = Vec::new();
     egui::CentralPanel::default().show(ui, |ui| {
         ui.centered_and_justified(|ui| {
             ui.vertical_centered(|ui| {
                 ui.horizontal(|ui| {
                     ui.spinner();
-                    ui.label("Opening camera and microphone…");
+                    ui.label(waiting_for);
                 });
                 if ui.button("Cancel").clicked() {
                     commands.push(UiCommand::CancelStart);
