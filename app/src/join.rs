@@ -3,20 +3,16 @@
 //! `--duration`, and writes `--stats-json`. Exit status 0 only when the call happened as asked;
 //! otherwise one line says why.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use confab_protocol::RoomCode;
 
-use crate::cli::{parse_ice_server, JoinArgs};
-use confab_codecs::apm::ApmSettings;
-use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
+use crate::call_config::CallConfig;
+use crate::cli::JoinArgs;
 use confab_devices::y4m::Y4mWriter;
 use confab_devices::{AudioSink, CaptureError, EchoReference, VideoSpec};
 use confab_engine::data_link::LinkNotice;
-use confab_engine::peer::NetworkSettings;
 use confab_engine::session::{
     Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
 };
@@ -61,29 +57,9 @@ impl AudioSink for Tee {
     }
 }
 
-fn default_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "Guest".to_owned())
-}
-
-pub fn default_receive_dir() -> PathBuf {
-    directories::UserDirs::new()
-        .and_then(|d| d.download_dir().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
 pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let room = match args.room.trim() {
-        "new" => None,
-        text => Some(RoomCode::parse(text)?),
-    };
-    let extra_ice_servers = args
-        .ice_server
-        .iter()
-        .map(|s| parse_ice_server(s).map_err(|e| anyhow!(e)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let call = CallConfig::from_join_args(&args)?;
     for path in &args.send_file {
         if !path.is_file() {
             bail!("--send-file {}: no such file", path.display());
@@ -94,9 +70,9 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     let camera_spec = VideoSpec::parse(&args.camera);
     let camera = confab_devices::open_camera(
         &camera_spec,
-        args.video_size.width,
-        args.video_size.height,
-        args.fps,
+        call.video.size.width,
+        call.video.size.height,
+        call.video.fps,
     )
     .unwrap_or_else(|err| {
         eprintln!("confab: {err}; continuing without video");
@@ -141,36 +117,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         writer: Mutex::new(recorder),
     });
 
-    let config = SessionConfig {
-        server_url: args.server.clone(),
-        room,
-        name: args.name.clone().unwrap_or_else(default_name),
-        extra_ice_servers,
-        relay_only: args.relay_only,
-        bind: if args.bind.is_empty() {
-            NetworkSettings::default_bind()
-        } else {
-            args.bind.clone()
-        },
-        video: EncoderSettings {
-            bitrate_bps: args.video_bitrate.map_or_else(
-                || default_bitrate_bps(args.video_size.width, args.video_size.height, args.fps),
-                |k| k * 1000,
-            ),
-            max_fps: args.fps as f32,
-            screen: false,
-        },
-        audio_bitrate_bps: 32_000,
-        apm: ApmSettings {
-            echo_cancellation: !args.no_aec,
-            noise_suppression: !args.no_ns,
-            gain_control: !args.no_agc,
-            high_pass_filter: !args.no_hpf,
-        },
-        receive_dir: args.receive_dir.clone().unwrap_or_else(default_receive_dir),
-        auto_accept_files: true,
-        eager_offer: args.eager_offer,
-    };
+    let config = call.session_config(args.server.clone());
     let io = MediaIo {
         camera,
         mic,

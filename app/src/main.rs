@@ -1,5 +1,6 @@
 //! `confab`: the desktop app, and its command-line modes (see `confab --help`).
 
+mod call_config;
 mod cli;
 mod devices;
 mod join;
@@ -43,20 +44,29 @@ fn main() -> ExitCode {
 /// The app window; with `join` arguments, straight into that call.
 fn open_window(join: Option<cli::JoinArgs>) -> anyhow::Result<()> {
     let start = match join {
-        Some(args) => Some(ui::StartCall {
-            room: match args.room.trim() {
-                "new" => None,
-                text => Some(confab_protocol::RoomCode::parse(text)?),
-            },
-            server: Some(args.server),
-            camera: Some(args.camera),
-            mic: Some(args.mic),
-            speaker: Some(args.speaker),
-            name: args.name,
-        }),
+        Some(args) => Some(window_call(&args)?),
         None => None,
     };
     ui::run(start)
+}
+
+/// The call `confab join` (without `--headless`) starts in the window: every call flag counts;
+/// the flags that script a headless run are named when given, since the window ignores them.
+fn window_call(args: &cli::JoinArgs) -> anyhow::Result<call_config::CallConfig> {
+    let scripted = [
+        ("--duration", args.duration.is_some()),
+        ("--stats-json", args.stats_json.is_some()),
+        ("--record-video", args.record_video.is_some()),
+        ("--record-audio", args.record_audio.is_some()),
+        ("--chat", !args.chat.is_empty()),
+        ("--send-file", !args.send_file.is_empty()),
+    ];
+    for (flag, given) in scripted {
+        if given {
+            eprintln!("confab: {flag} only applies with --headless; the window ignores it");
+        }
+    }
+    call_config::CallConfig::from_join_args(args)
 }
 
 /// Crops the video out of a screenshot, scales it back to the size it was sent at, and prints the

@@ -1,47 +1,32 @@
 //! `ConfabApp`: owns the settings, the async runtime, the hosted signaling server, the lobby
-//! preview and the current call, and switches between the lobby and the call view.
+//! preview and the current call; shows the lobby or the call view, and is the one place that
+//! carries out the `UiCommand`s they return. Nothing here waits: slow work reports back.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use confab_protocol::RoomCode;
-use confab_signaling::{RunningServer, Server, ServerConfig};
 
-use super::call::CallUi;
+use super::call::{CallState, CallUi};
+use super::call_view::{self, CallView, LayoutReport};
+use super::command::UiCommand;
 use super::devices::DeviceLists;
+use super::hooks::Hooks;
+use super::hosted::HostState;
+use super::lobby::{self, LobbyView};
 use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::video::{SelfView, VideoSlot};
-use confab_codecs::apm::ApmSettings;
-use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
+use crate::call_config::CallConfig;
 use confab_devices::{AudioSink, VideoSpec};
-use confab_engine::peer::NetworkSettings;
-use confab_engine::session::{MediaIo, SessionConfig};
-
-/// A call to start as soon as the window opens (`confab join ROOM` without `--headless`).
-#[derive(Debug, Clone)]
-pub struct StartCall {
-    pub room: Option<RoomCode>,
-    pub server: Option<String>,
-    pub camera: Option<String>,
-    pub mic: Option<String>,
-    pub speaker: Option<String>,
-    pub name: Option<String>,
-}
-
-/// The signaling server the app runs for its user.
-pub struct Hosted {
-    pub server: RunningServer,
-    /// What others on the network type (`ws://192.168.1.5:8443`).
-    pub lan_url: String,
-    /// Link for a browser (`http://192.168.1.5:8443/join/`).
-    pub lan_http: String,
-}
+use confab_engine::session::{MediaIo, SessionCommand, SessionConfig};
 
 /// Devices being opened for a call (on a thread, since a camera can take seconds).
 pub struct Starting {
     pub rx: std::sync::mpsc::Receiver<(MediaIo, Vec<String>)>,
+    /// The call as asked for, and as the engine will place it.
+    pub call: CallConfig,
     pub config: SessionConfig,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
@@ -51,21 +36,22 @@ pub struct ConfabApp {
     pub settings: Settings,
     config_dir: Option<PathBuf>,
     pub runtime: tokio::runtime::Runtime,
+    hooks: Hooks,
     pub devices: Arc<Mutex<DeviceLists>>,
-    pub hosted: Option<Hosted>,
-    pub host_error: Option<String>,
+    pub host: HostState,
     pub room_input: String,
     pub new_room: Option<RoomCode>,
     pub error: Option<String>,
     pub preview: Option<Preview>,
     pub preview_texture: Option<egui::TextureHandle>,
+    /// A call asked for while the hosted server starts: it starts when the server is up.
+    pub waiting_for_server: Option<CallConfig>,
     pub starting: Option<Starting>,
     pub call: Option<CallUi>,
     pub file_pick: Option<std::sync::mpsc::Receiver<Option<PathBuf>>>,
     pub share_menu: bool,
     pub fullscreen: bool,
-    pub layout_report: Option<PathBuf>,
-    pub last_layout: Option<String>,
+    layout: LayoutReport,
     pub ctx: egui::Context,
 }
 
@@ -76,60 +62,80 @@ pub fn icon() -> egui::IconData {
 }
 
 impl ConfabApp {
-    /// `config_dir`: where settings live (the OS config folder when `None`).
-    pub fn new(ctx: egui::Context, config_dir: Option<PathBuf>, start: Option<StartCall>) -> Self {
+    /// `config_dir`: where settings live (the OS config folder when `None`); `start`: a call to
+    /// start at once (`confab join ROOM` without `--headless`).
+    pub fn new(ctx: egui::Context, config_dir: Option<PathBuf>, start: Option<CallConfig>) -> Self {
+        Self::with_hooks(ctx, config_dir, start, Hooks::default())
+    }
+
+    /// Like `new`, opening cameras and starting the hosted server through `hooks`.
+    pub fn with_hooks(
+        ctx: egui::Context,
+        config_dir: Option<PathBuf>,
+        start: Option<CallConfig>,
+        hooks: Hooks,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("confab-net")
             .enable_all()
             .build()
             .expect("invariant: a tokio runtime can start (only fails without threads)");
-        let mut settings = Settings::load(config_dir.as_deref());
+        let settings = Settings::load(config_dir.as_deref());
         let devices = DeviceLists::gather_in_background(ctx.clone());
         let mut app = Self {
             room_input: settings.last_room.clone(),
-            settings: settings.clone(),
+            settings,
             config_dir,
             runtime,
+            hooks,
             devices,
-            hosted: None,
-            host_error: None,
+            host: HostState::Off,
             new_room: None,
             error: None,
             preview: None,
             preview_texture: None,
+            waiting_for_server: None,
             starting: None,
             call: None,
             file_pick: None,
             share_menu: false,
             fullscreen: false,
-            layout_report: std::env::var_os("CONFAB_UI_LAYOUT").map(PathBuf::from),
-            last_layout: None,
+            layout: LayoutReport::from_env(),
             ctx,
         };
-        if let Some(start) = start {
-            if let Some(server) = start.server {
-                settings.server_mode = ServerMode::Remote;
-                settings.server_url = server;
+        match start {
+            Some(config) => {
+                let config = app.adopt(config);
+                app.ensure_hosted();
+                app.start_call(config);
             }
-            for (value, field) in [
-                (start.camera, &mut settings.camera),
-                (start.mic, &mut settings.mic),
-                (start.speaker, &mut settings.speaker),
-                (start.name, &mut settings.name),
-            ] {
-                if let Some(v) = value {
-                    *field = v;
-                }
+            None => {
+                app.ensure_hosted();
+                app.restart_preview();
             }
-            app.settings = settings;
-            app.ensure_hosted();
-            app.start_call(start.room);
-        } else {
-            app.ensure_hosted();
-            app.restart_preview();
         }
         app
+    }
+
+    /// Makes a call from the command line the lobby's choice too (so the lobby shows it after
+    /// the call), and fills what the command line left open from the settings.
+    fn adopt(&mut self, mut config: CallConfig) -> CallConfig {
+        if let Some(server) = &config.server_url {
+            self.settings.server_mode = ServerMode::Remote;
+            self.settings.server_url = server.clone();
+        }
+        self.settings.camera = config.camera.clone();
+        self.settings.mic = config.mic.clone();
+        self.settings.speaker = config.speaker.clone();
+        match &config.name {
+            Some(name) => self.settings.name = name.clone(),
+            None => config.name = Some(self.settings.display_name()),
+        }
+        if config.receive_dir.is_none() {
+            config.receive_dir = self.settings.receive_dir();
+        }
+        config
     }
 
     pub fn save_settings(&self) {
@@ -138,66 +144,52 @@ impl ConfabApp {
         }
     }
 
-    /// Runs the in-app signaling server when the settings ask for it.
+    /// Starts the in-app signaling server when the settings ask for it (on the runtime: the
+    /// window shows "starting" until it reports back).
     pub fn ensure_hosted(&mut self) {
-        if self.settings.server_mode != ServerMode::Host || self.hosted.is_some() {
+        if self.settings.server_mode != ServerMode::Host || self.host.is_wanted_already() {
             return;
         }
-        let port = self.settings.host_port;
-        let started = self.runtime.block_on(async {
-            match Server::start(ServerConfig::new(([0, 0, 0, 0], port).into())).await {
-                Ok(s) => Ok(s),
-                // The port is taken (another Confab?): any free one will do.
-                Err(_) => Server::start(ServerConfig::new(([0, 0, 0, 0], 0).into())).await,
-            }
-        });
-        match started {
-            Ok(server) => {
-                let port = server.local_addr().port();
-                let ip = local_ip_address::local_ip()
-                    .map_or_else(|_| "127.0.0.1".to_owned(), |ip| ip.to_string());
-                self.hosted = Some(Hosted {
-                    server,
-                    lan_url: format!("ws://{ip}:{port}"),
-                    lan_http: format!("http://{ip}:{port}/join/"),
-                });
-                self.host_error = None;
-            }
-            Err(err) => self.host_error = Some(err.to_string()),
-        }
+        self.host = HostState::start(
+            self.runtime.handle(),
+            &self.hooks.start_server,
+            self.settings.host_port,
+            self.ctx.clone(),
+        );
     }
 
+    /// Starts the lobby preview; its threads first wait for the previous preview's to end.
     pub fn restart_preview(&mut self) {
-        self.preview = None;
+        let previous = self.preview.take().map(Preview::stop);
         self.preview_texture = None;
         self.preview = Some(Preview::start(
             &self.ctx,
             &self.settings.camera,
             &self.settings.mic,
+            &self.hooks.open_camera,
+            previous,
         ));
     }
 
-    fn server_url(&self) -> Result<String, String> {
-        match self.settings.server_mode {
-            ServerMode::Host => self
-                .hosted
-                .as_ref()
-                .map(|h| h.server.ws_url())
-                .ok_or_else(|| {
-                    self.host_error
-                        .clone()
-                        .unwrap_or_else(|| "the local server is not running".into())
-                }),
-            ServerMode::Remote if self.settings.server_url.trim().is_empty() => {
+    fn server_url(&self, config: &CallConfig) -> Result<String, String> {
+        match config.server_url.as_deref().map(str::trim) {
+            None => self.host.ws_url(),
+            Some("") => {
                 Err("enter a server address (wss://...) or choose “Host on this computer”".into())
             }
-            ServerMode::Remote => Ok(self.settings.server_url.trim().to_owned()),
+            Some(url) => Ok(url.to_owned()),
         }
     }
 
-    /// Joins `room` (a new room when `None`): opens the devices on a thread, then starts the call.
-    pub fn start_call(&mut self, room: Option<RoomCode>) {
-        let server_url = match self.server_url() {
+    /// Starts `config`'s call: opens the devices on a thread (after the preview lets go of
+    /// them), then starts the session (see `poll`).
+    pub fn start_call(&mut self, config: CallConfig) {
+        if config.server_url.is_none() && matches!(self.host, HostState::Starting(_)) {
+            self.error = None;
+            self.waiting_for_server = Some(config);
+            return;
+        }
+        let server_url = match self.server_url(&config) {
             Ok(url) => url,
             Err(e) => {
                 self.error = Some(e);
@@ -205,59 +197,33 @@ impl ConfabApp {
             }
         };
         self.error = None;
-        if let Some(room) = &room {
+        if let Some(room) = &config.room {
             self.settings.last_room = room.to_string();
         }
         self.save_settings();
-        // The preview holds the devices: release them first.
-        self.preview = None;
+        // The preview holds the devices: the device thread waits for it to let go.
+        let previous = self.preview.take().map(Preview::stop);
         self.preview_texture = None;
-        let s = self.settings.clone();
-        let (width, height, fps) = (1280, 720, 30);
-        let config = SessionConfig {
-            server_url,
-            room,
-            name: if s.name.trim().is_empty() {
-                "Guest".into()
-            } else {
-                s.name.trim().to_owned()
-            },
-            extra_ice_servers: s.ice_servers(),
-            relay_only: s.relay_only,
-            bind: NetworkSettings::default_bind(),
-            video: EncoderSettings {
-                bitrate_bps: default_bitrate_bps(width, height, fps),
-                max_fps: fps as f32,
-                screen: false,
-            },
-            audio_bitrate_bps: 32_000,
-            apm: ApmSettings {
-                echo_cancellation: s.echo_cancellation,
-                noise_suppression: s.noise_suppression,
-                gain_control: true,
-                high_pass_filter: true,
-            },
-            receive_dir: if s.download_dir.trim().is_empty() {
-                crate::join::default_receive_dir()
-            } else {
-                PathBuf::from(s.download_dir.trim())
-            },
-            auto_accept_files: false,
-            eager_offer: false,
-        };
         let remote = VideoSlot::new(Some(self.ctx.clone()));
         let local = VideoSlot::new(Some(self.ctx.clone()));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (ctx, local_slot, remote_slot) = (self.ctx.clone(), local.clone(), remote.clone());
+        let open_camera = self.hooks.open_camera.clone();
+        let session = config.session_config(server_url);
+        let call = config.clone();
         let spawned = std::thread::Builder::new()
             .name("open-devices".into())
             .spawn(move || {
+                if let Some(previous) = previous {
+                    previous.join();
+                }
                 let mut problems = Vec::new();
-                let camera = match confab_devices::open_camera(
-                    &VideoSpec::parse(&s.camera),
-                    width,
-                    height,
-                    fps,
+                let video = config.video;
+                let camera = match open_camera(
+                    &VideoSpec::parse(&config.camera),
+                    video.size.width,
+                    video.size.height,
+                    video.fps,
                 ) {
                     Ok(c) => c.map(|c| {
                         Box::new(SelfView::new(c, local_slot))
@@ -268,22 +234,29 @@ impl ConfabApp {
                         None
                     }
                 };
-                let mic = confab_devices::open_mic(&VideoSpec::parse(&s.mic)).unwrap_or_else(|e| {
-                    problems.push(format!("{e}; the call goes on without your microphone"));
-                    None
-                });
-                let speaker: Box<dyn AudioSink> = confab_devices::open_speaker(&s.speaker)
+                let mic =
+                    confab_devices::open_mic(&VideoSpec::parse(&config.mic)).unwrap_or_else(|e| {
+                        problems.push(format!("{e}; the call goes on without your microphone"));
+                        None
+                    });
+                let speaker: Box<dyn AudioSink> = confab_devices::open_speaker(&config.speaker)
                     .unwrap_or_else(|e| {
                         problems.push(format!("{e}; you will not hear the other person"));
                         Box::new(confab_devices::wav::NullSink)
                     });
+                let screen = config.screen.as_deref().and_then(|spec| {
+                    confab_devices::open_screen(spec, confab_devices::screen::DEFAULT_FPS)
+                        .map_err(|e| problems.push(format!("cannot share the screen: {e}")))
+                        .ok()
+                });
                 let io = MediaIo {
                     camera,
                     mic,
                     speaker: Some(speaker),
-                    screen: None,
+                    screen,
                     video_out: remote_slot,
                 };
+                // Nobody listens when the start was cancelled: the devices close here.
                 let _ = tx.send((io, problems));
                 ctx.request_repaint();
             });
@@ -293,7 +266,8 @@ impl ConfabApp {
         }
         self.starting = Some(Starting {
             rx,
-            config,
+            call,
+            config: session,
             remote,
             local,
         });
@@ -303,6 +277,8 @@ impl ConfabApp {
     pub fn back_to_lobby(&mut self) {
         self.call = None;
         self.starting = None;
+        self.waiting_for_server = None;
+        self.share_menu = false;
         if self.fullscreen {
             self.fullscreen = false;
             self.ctx
@@ -311,10 +287,111 @@ impl ConfabApp {
         self.restart_preview();
     }
 
+    /// Carries out what a view asked for.
+    pub fn apply(&mut self, command: UiCommand) {
+        match command {
+            UiCommand::StartCall(room) => {
+                let config = self.settings.call_config(room);
+                self.start_call(config);
+            }
+            UiCommand::CancelStart => self.back_to_lobby(),
+            UiCommand::NewRoom => {
+                let room = RoomCode::generate();
+                self.room_input = room.to_string();
+                self.new_room = Some(room);
+            }
+            UiCommand::ShowError(e) => self.error = Some(e),
+            UiCommand::DevicesChanged => {
+                self.save_settings();
+                self.restart_preview();
+            }
+            UiCommand::ServerModeChanged => {
+                self.ensure_hosted();
+                self.save_settings();
+            }
+            UiCommand::ToggleShareMenu => self.share_menu = !self.share_menu,
+            UiCommand::CloseShareMenu => self.share_menu = false,
+            UiCommand::ToggleFullscreen => {
+                self.fullscreen = !self.fullscreen;
+                self.ctx
+                    .send_viewport_cmd(egui::ViewportCommand::Fullscreen(self.fullscreen));
+            }
+            UiCommand::PickFile => self.pick_file(),
+            UiCommand::Hangup => {
+                if let Some(call) = &mut self.call {
+                    if !call.is_over() {
+                        call.hang_up();
+                    }
+                }
+                self.back_to_lobby();
+            }
+            command => self.apply_to_call(command),
+        }
+    }
+
+    /// Commands for the call in progress (none when there is no call any more).
+    fn apply_to_call(&mut self, command: UiCommand) {
+        let Some(call) = &mut self.call else {
+            return;
+        };
+        match command {
+            UiCommand::ToggleMic => call.toggle_mute(),
+            UiCommand::ToggleCamera => call.toggle_camera(),
+            UiCommand::ShareScreen(spec) => {
+                self.share_menu = false;
+                call.share_screen(spec, &self.ctx);
+            }
+            UiCommand::StopSharing => call.command(SessionCommand::ShareScreen(None)),
+            UiCommand::ToggleChat => {
+                call.show_chat = !call.show_chat;
+                call.unread = 0;
+            }
+            UiCommand::ToggleStats => call.show_stats = !call.show_stats,
+            UiCommand::CloseStats => call.show_stats = false,
+            UiCommand::SendChat => call.send_chat(),
+            UiCommand::SendFile(path) => call.send_file(path),
+            UiCommand::AnswerOffer { id, accept } => call.answer_offer(id, accept),
+            other => tracing::debug!(?other, "not a call command"),
+        }
+    }
+
+    /// The native file dialog blocks: it runs on its own thread, the answer comes back by channel.
+    fn pick_file(&mut self) {
+        if self.file_pick.is_some() || self.call.is_none() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let repaint = self.ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let _ = tx.send(rfd::FileDialog::new().set_title("Send a file").pick_file());
+                repaint.request_repaint();
+            });
+        match spawned {
+            Ok(_) => self.file_pick = Some(rx),
+            Err(err) => tracing::warn!(%err, "cannot open the file dialog"),
+        }
+    }
+
     fn poll(&mut self) {
+        self.host.poll();
+        if !matches!(self.host, HostState::Starting(_)) {
+            if let Some(config) = self.waiting_for_server.take() {
+                self.start_call(config);
+            }
+        }
         if let Some(starting) = &self.starting {
             if let Ok((io, problems)) = starting.rx.try_recv() {
                 let starting = self.starting.take().expect("invariant: checked above");
+                let asked = &starting.call;
+                tracing::info!(
+                    camera = %asked.camera,
+                    mic = %asked.mic,
+                    speaker = %asked.speaker,
+                    screen = ?asked.screen,
+                    "devices open; starting the call"
+                );
                 let mut call = CallUi::start(
                     self.runtime.handle(),
                     &self.ctx,
@@ -332,7 +409,7 @@ impl ConfabApp {
         if let Some(call) = &mut self.call {
             call.poll();
             // A call that failed before it began goes back to the lobby with the reason.
-            if let super::call::CallState::Ended(Some(reason)) = &call.state {
+            if let CallState::Ended(Some(reason)) = &call.state {
                 if call.connected_at.is_none() {
                     self.error = Some(reason.clone());
                     self.back_to_lobby();
@@ -352,10 +429,49 @@ impl ConfabApp {
     /// The whole window; used by eframe and by the UI tests.
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.poll();
-        if self.call.is_some() || self.starting.is_some() {
-            super::call_view::call_ui(self, ui);
+        let in_call =
+            self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();
+        let commands = if in_call {
+            let screens = self
+                .devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .screens
+                .clone();
+            let view = CallView {
+                call: self.call.as_mut(),
+                opening: if self.waiting_for_server.is_some() {
+                    "Starting the local server…"
+                } else {
+                    "Opening camera and microphone…"
+                },
+                fullscreen: self.fullscreen,
+                share_menu: self.share_menu,
+                screens: &screens,
+                layout: &mut self.layout,
+            };
+            call_view::call_ui(view, ui)
         } else {
-            super::lobby::lobby_ui(self, ui);
+            let devices = self
+                .devices
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let host = self.host.status();
+            let view = LobbyView {
+                settings: &mut self.settings,
+                room_input: &mut self.room_input,
+                new_room: self.new_room.as_ref(),
+                error: self.error.as_deref(),
+                preview: self.preview.as_ref(),
+                preview_texture: &mut self.preview_texture,
+                devices: &devices,
+                host: &host,
+            };
+            lobby::lobby_ui(view, ui)
+        };
+        for command in commands {
+            self.apply(command);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! One call as the window sees it: the running `Session`, what happened in it (state, chat, file
-//! transfers, warnings), the video slots, and a minute of statistics for the plots. Session events
-//! arrive on a tokio task that queues them and wakes the UI; the UI drains the queue each frame
-//! and never waits on the session.
+//! transfers, warnings), the video slots, and a minute of statistics for the plots. The session
+//! wakes the UI when it queues an event; the UI drains the session's bounded event queue with
+//! `try_recv` each frame and never waits on the session.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egui::TextureHandle;
@@ -106,7 +106,9 @@ pub struct CallUi {
     pub started: Instant,
     pub connected_at: Option<Instant>,
     commands: mpsc::Sender<SessionCommand>,
-    events: Arc<Mutex<VecDeque<SessionEvent>>>,
+    events: mpsc::Receiver<SessionEvent>,
+    /// Asks for another frame when events are left over.
+    repaint: egui::Context,
     task: Option<tokio::task::JoinHandle<Result<Ended, CallError>>>,
     last_sample: Instant,
     last_frames: u64,
@@ -115,6 +117,9 @@ pub struct CallUi {
     /// The id the next file we send gets (ours to choose, unique within the call).
     next_transfer_id: u32,
 }
+
+/// At most this many session events are applied per frame.
+const EVENTS_PER_FRAME: usize = 64;
 
 impl CallUi {
     /// Starts a call on `runtime`; events wake `ctx`.
@@ -132,23 +137,13 @@ impl CallUi {
             .map(ToString::to_string)
             .unwrap_or_default();
         let _guard = runtime.enter();
-        let mut session = Session::start(config, io, Instant::now());
-        let events = Arc::new(Mutex::new(VecDeque::new()));
-        {
-            let (events, ctx) = (events.clone(), ctx.clone());
-            let mut rx = std::mem::replace(&mut session.events, mpsc::channel(1).1);
-            runtime.spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    events
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push_back(event);
-                    ctx.request_repaint();
-                }
-                // The session ended: one more repaint to show it.
-                ctx.request_repaint();
-            });
-        }
+        let repaint = ctx.clone();
+        let session = Session::start_with_waker(
+            config,
+            io,
+            Instant::now(),
+            Some(Arc::new(move || repaint.request_repaint())),
+        );
         Self {
             room,
             state: CallState::Joining,
@@ -173,7 +168,8 @@ impl CallUi {
             started: Instant::now(),
             connected_at: None,
             commands: session.commands.clone(),
-            events,
+            events: session.events,
+            repaint: ctx.clone(),
             task: Some(session.task),
             last_sample: Instant::now(),
             last_frames: 0,
@@ -226,14 +222,17 @@ impl CallUi {
 
     /// Applies what the session reported since the last frame.
     pub fn poll(&mut self) {
-        let events: Vec<SessionEvent> = self
-            .events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
-        for event in events {
-            self.apply(event);
+        // Bounded per frame: a burst of events never stalls drawing (the rest come next frame).
+        for _ in 0..EVENTS_PER_FRAME {
+            match self.events.try_recv() {
+                Ok(event) => self.apply(event),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                // The session ended; its task says how (below).
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        if !self.events.is_empty() {
+            self.repaint.request_repaint();
         }
         if let Some(rx) = &self.screen_opening {
             match rx.try_recv() {
@@ -510,7 +509,8 @@ mod tests {
             started: Instant::now(),
             connected_at: None,
             commands,
-            events: Arc::new(Mutex::new(VecDeque::new())),
+            events: mpsc::channel(1).1,
+            repaint: egui::Context::default(),
             task: Some(runtime.spawn(std::future::pending())),
             last_sample: Instant::now(),
             last_frames: 0,

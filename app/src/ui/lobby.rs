@@ -4,10 +4,25 @@
 use confab_protocol::RoomCode;
 use egui::{Color32, RichText};
 
-use super::app::ConfabApp;
+use super::command::UiCommand;
 use super::devices::{Choice, DeviceLists};
-use super::settings::ServerMode;
+use super::hosted::HostStatus;
+use super::preview::Preview;
+use super::settings::{ServerMode, Settings};
 use super::video::fit_rect;
+
+/// What the lobby shows; the text fields and choices edit the settings in place.
+pub struct LobbyView<'a> {
+    pub settings: &'a mut Settings,
+    pub room_input: &'a mut String,
+    /// A room just made, to share before joining it.
+    pub new_room: Option<&'a RoomCode>,
+    pub error: Option<&'a str>,
+    pub preview: Option<&'a Preview>,
+    pub preview_texture: &'a mut Option<egui::TextureHandle>,
+    pub devices: &'a DeviceLists,
+    pub host: &'a HostStatus,
+}
 
 fn picker(ui: &mut egui::Ui, label: &str, choices: &[Choice], value: &mut String) -> bool {
     let mut changed = false;
@@ -44,28 +59,32 @@ fn level_meter(ui: &mut egui::Ui, dbfs: f32) {
     );
 }
 
-pub fn lobby_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+/// The lobby; returns what the person asked for.
+pub fn lobby_ui(mut view: LobbyView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
     egui::CentralPanel::default().show(ui, |ui| {
         ui.heading("Confab");
         ui.label("Video calls straight from one computer to another.");
         ui.add_space(12.0);
         ui.horizontal_top(|ui| {
-            ui.vertical(|ui| preview_ui(app, ui));
+            ui.vertical(|ui| preview_ui(&mut view, &mut commands, ui));
             ui.add_space(24.0);
-            ui.vertical(|ui| join_ui(app, ui));
+            ui.vertical(|ui| join_ui(&mut view, &mut commands, ui));
         });
     });
+    commands
 }
 
-fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+fn preview_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egui::Ui) {
     let size = egui::vec2(360.0, 202.5);
     let (rect, _) = ui.allocate_exact_size(size, egui::Sense::hover());
     ui.painter().rect_filled(rect, 8.0, Color32::from_gray(24));
-    if let Some(preview) = &app.preview {
+    if let Some(preview) = view.preview {
         preview
             .camera
-            .upload(ui.ctx(), "preview", &mut app.preview_texture);
-        if let (Some(texture), Some(source)) = (&app.preview_texture, preview.camera.source_size())
+            .upload(ui.ctx(), "preview", view.preview_texture);
+        if let (Some(texture), Some(source)) =
+            (&*view.preview_texture, preview.camera.source_size())
         {
             let r = fit_rect(rect, source);
             ui.painter().image(
@@ -81,7 +100,7 @@ fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
                 .unwrap_or_else(|| {
-                    if app.settings.camera == "none" {
+                    if view.settings.camera == "none" {
                         "Camera off".into()
                     } else {
                         "Starting camera…".into()
@@ -96,7 +115,7 @@ fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
             );
         }
         ui.add_space(6.0);
-        if app.settings.mic == "none" {
+        if view.settings.mic == "none" {
             ui.label("Microphone off");
         } else {
             level_meter(ui, preview.level_dbfs());
@@ -111,11 +130,7 @@ fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
         }
     }
     ui.add_space(10.0);
-    let lists = app
-        .devices
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let lists = view.devices;
     if !lists.loaded {
         ui.horizontal(|ui| {
             ui.spinner();
@@ -123,53 +138,53 @@ fn preview_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
         });
     }
     let mut devices_changed = false;
-    devices_changed |= picker(ui, "Camera", &lists.cameras, &mut app.settings.camera);
-    devices_changed |= picker(ui, "Microphone", &lists.mics, &mut app.settings.mic);
-    picker(ui, "Speaker", &lists.speakers, &mut app.settings.speaker);
-    ui.checkbox(&mut app.settings.echo_cancellation, "Echo cancellation");
-    ui.checkbox(&mut app.settings.noise_suppression, "Noise suppression");
+    devices_changed |= picker(ui, "Camera", &lists.cameras, &mut view.settings.camera);
+    devices_changed |= picker(ui, "Microphone", &lists.mics, &mut view.settings.mic);
+    picker(ui, "Speaker", &lists.speakers, &mut view.settings.speaker);
+    ui.checkbox(&mut view.settings.echo_cancellation, "Echo cancellation");
+    ui.checkbox(&mut view.settings.noise_suppression, "Noise suppression");
     if devices_changed {
-        app.save_settings();
-        app.restart_preview();
+        commands.push(UiCommand::DevicesChanged);
     }
 }
 
-fn join_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
+fn join_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egui::Ui) {
     ui.label("Your name");
     ui.add(
-        egui::TextEdit::singleline(&mut app.settings.name)
+        egui::TextEdit::singleline(&mut view.settings.name)
             .hint_text("How others see you")
             .desired_width(320.0),
     );
     ui.add_space(10.0);
     ui.label("Room code or link");
     let field = ui.add(
-        egui::TextEdit::singleline(&mut app.room_input)
+        egui::TextEdit::singleline(view.room_input)
             .hint_text("kfq-wmzt-pxd")
             .desired_width(320.0),
     );
     let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
     ui.horizontal(|ui| {
         let join = ui
-            .add_enabled(!app.room_input.trim().is_empty(), egui::Button::new("Join"))
+            .add_enabled(
+                !view.room_input.trim().is_empty(),
+                egui::Button::new("Join"),
+            )
             .on_hover_text("Join the room (Enter)");
         if join.clicked() || enter {
-            match RoomCode::parse(&app.room_input) {
-                Ok(room) => app.start_call(Some(room)),
-                Err(e) => app.error = Some(e.to_string()),
-            }
+            commands.push(match RoomCode::parse(view.room_input) {
+                Ok(room) => UiCommand::StartCall(Some(room)),
+                Err(e) => UiCommand::ShowError(e.to_string()),
+            });
         }
         if ui
             .button("New room")
             .on_hover_text("Make a new room and share its code")
             .clicked()
         {
-            let room = RoomCode::generate();
-            app.room_input = room.to_string();
-            app.new_room = Some(room);
+            commands.push(UiCommand::NewRoom);
         }
     });
-    if let Some(room) = app.new_room.clone() {
+    if let Some(room) = view.new_room {
         ui.add_space(6.0);
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.label(RichText::new(room.to_string()).monospace().size(22.0));
@@ -177,10 +192,12 @@ fn join_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
                 if ui.button("Copy code").clicked() {
                     ui.ctx().copy_text(room.to_string());
                 }
-                let link = match (&app.settings.server_mode, &app.hosted) {
-                    (ServerMode::Host, Some(h)) => format!("{}{room}", h.lan_http),
+                let link = match (&view.settings.server_mode, view.host) {
+                    (ServerMode::Host, HostStatus::Running { lan_http, .. }) => {
+                        format!("{lan_http}{room}")
+                    }
                     _ => {
-                        let base = app
+                        let base = view
                             .settings
                             .server_url
                             .trim()
@@ -201,89 +218,94 @@ fn join_ui(app: &mut ConfabApp, ui: &mut egui::Ui) {
                     .on_hover_text("Enter the new room and wait for the others")
                     .clicked()
                 {
-                    app.start_call(Some(room.clone()));
+                    commands.push(UiCommand::StartCall(Some(room.clone())));
                 }
             });
         });
     }
-    if let Some(error) = &app.error {
+    if let Some(error) = view.error {
         ui.add_space(6.0);
         ui.colored_label(Color32::from_rgb(230, 90, 70), error);
     }
     ui.add_space(16.0);
     ui.separator();
     ui.label(RichText::new("Server").strong());
-    let before = app.settings.server_mode;
+    let before = view.settings.server_mode;
     ui.radio_value(
-        &mut app.settings.server_mode,
+        &mut view.settings.server_mode,
         ServerMode::Host,
         "Host on this computer",
     );
-    if app.settings.server_mode == ServerMode::Host {
-        match (&app.hosted, &app.host_error) {
-            (Some(h), _) => {
+    if view.settings.server_mode == ServerMode::Host {
+        match view.host {
+            HostStatus::Running { lan_url, .. } => {
                 ui.horizontal(|ui| {
                     ui.label("Others on your network use:");
-                    ui.label(RichText::new(&h.lan_url).monospace());
+                    ui.label(RichText::new(lan_url).monospace());
                     if ui.small_button("Copy").clicked() {
-                        ui.ctx().copy_text(h.lan_url.clone());
+                        ui.ctx().copy_text(lan_url.clone());
                     }
                 });
             }
-            (None, Some(e)) => {
+            HostStatus::Starting => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Starting the local server…");
+                });
+            }
+            HostStatus::Failed(e) => {
                 ui.colored_label(
                     Color32::from_rgb(230, 90, 70),
                     format!("The local server could not start: {e}"),
                 );
             }
-            _ => {}
+            HostStatus::Off => {}
         }
     }
     ui.radio_value(
-        &mut app.settings.server_mode,
+        &mut view.settings.server_mode,
         ServerMode::Remote,
         "Use a server",
     );
-    if app.settings.server_mode == ServerMode::Remote {
+    if view.settings.server_mode == ServerMode::Remote {
         ui.add(
-            egui::TextEdit::singleline(&mut app.settings.server_url)
+            egui::TextEdit::singleline(&mut view.settings.server_url)
                 .hint_text("wss://confab.example.org:8443")
                 .desired_width(320.0),
         );
     }
-    if before != app.settings.server_mode {
-        app.ensure_hosted();
-        app.save_settings();
+    if before != view.settings.server_mode {
+        commands.push(UiCommand::ServerModeChanged);
     }
     egui::CollapsingHeader::new("Network (STUN / TURN)").show(ui, |ui| {
         ui.label("STUN servers, one per line");
         ui.add(
-            egui::TextEdit::multiline(&mut app.settings.stun)
+            egui::TextEdit::multiline(&mut view.settings.stun)
                 .hint_text("stun:stun.example.org:3478")
                 .desired_rows(2)
                 .desired_width(320.0),
         );
         ui.label("TURN server");
         ui.add(
-            egui::TextEdit::singleline(&mut app.settings.turn)
+            egui::TextEdit::singleline(&mut view.settings.turn)
                 .hint_text("turn:turn.example.org:3478?transport=udp")
                 .desired_width(320.0),
         );
         ui.horizontal(|ui| {
             ui.add(
-                egui::TextEdit::singleline(&mut app.settings.turn_user)
+                egui::TextEdit::singleline(&mut view.settings.turn_user)
                     .hint_text("user")
                     .desired_width(150.0),
             );
             ui.add(
-                egui::TextEdit::singleline(&mut app.settings.turn_pass)
+                egui::TextEdit::singleline(&mut view.settings.turn_pass)
                     .hint_text("password")
                     .password(true)
                     .desired_width(150.0),
             );
         });
         ui.checkbox(
-            &mut app.settings.relay_only,
+            &mut view.settings.relay_only,
             "Only connect through the TURN relay",
         );
     });

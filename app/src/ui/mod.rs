@@ -1,12 +1,16 @@
 //! The desktop app (egui/eframe): a lobby (preview, device pickers, room code, server choice) and
 //! the call window (remote video large, self view small, toolbar with shortcuts, chat, files,
-//! statistics). The UI never blocks and never owns the call: it sends `SessionCommand`s and reads
-//! what the session reported; media threads hand it frames through `VideoSlot`s.
+//! statistics). Views return `UiCommand`s that `ConfabApp` carries out; the UI never blocks and
+//! never owns the call: it sends `SessionCommand`s and drains what the session reported; media
+//! threads hand it frames through `VideoSlot`s; slow work (devices, the hosted server) reports back.
 
 mod app;
 mod call;
 mod call_view;
+mod command;
 mod devices;
+mod hooks;
+mod hosted;
 mod lobby;
 mod preview;
 mod settings;
@@ -15,7 +19,9 @@ mod video;
 #[cfg(test)]
 mod tests;
 
-pub use app::{ConfabApp, StartCall};
+pub use app::ConfabApp;
+
+use crate::call_config::CallConfig;
 
 /// OpenGL (glow) on Linux, where it costs a fifth less than wgpu on software GL; wgpu elsewhere
 /// (DirectX on Windows, Metal on macOS). `CONFAB_RENDERER=glow|wgpu` overrides.
@@ -28,8 +34,9 @@ fn renderer() -> eframe::Renderer {
     }
 }
 
-/// Opens the app window; returns when it is closed.
-pub fn run(start: Option<StartCall>) -> anyhow::Result<()> {
+/// Opens the app window (straight into `start`'s call when there is one); returns when it is
+/// closed.
+pub fn run(start: Option<CallConfig>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Confab")

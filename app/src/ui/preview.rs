@@ -1,11 +1,14 @@
-//! The lobby's camera preview and microphone level meter, each on its own thread, stopped (and
-//! its device released) when the preview is dropped: the call opens the devices afresh.
+//! The lobby's camera preview and microphone level meter, each on its own thread. Stopping a
+//! preview never waits on the UI thread: `stop` hands its threads to whoever opens the devices
+//! next (they join them first, so the devices are free), and a dropped preview is reaped by a
+//! named thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::hooks::OpenCamera;
 use super::video::VideoSlot;
 use confab_devices::VideoSpec;
 use confab_media::audio::{rms_dbfs, BLOCK_SAMPLES};
@@ -21,8 +24,40 @@ pub struct Preview {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The threads of a stopped preview: joining them waits until its devices are released.
+#[must_use = "the devices are free only once these threads are joined"]
+pub struct PreviewThreads(Vec<JoinHandle<()>>);
+
+impl PreviewThreads {
+    /// Waits for the threads (which may take as long as a camera takes to open); never call
+    /// this on the UI thread.
+    pub fn join(self) {
+        for thread in self.0 {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Joins `previous` once, holding the lock meanwhile so that every thread waiting on it waits
+/// until the devices are free.
+fn wait_for(previous: &std::sync::Mutex<Option<PreviewThreads>>) {
+    let mut guard = previous.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(threads) = guard.take() {
+        threads.join();
+    }
+}
+
 impl Preview {
-    pub fn start(ctx: &egui::Context, camera: &str, mic: &str) -> Self {
+    /// Starts the preview of `camera` and `mic` (device specs); its threads first wait for
+    /// `previous` (an earlier preview's) to let go of the devices.
+    pub fn start(
+        ctx: &egui::Context,
+        camera: &str,
+        mic: &str,
+        open_camera: &OpenCamera,
+        previous: Option<PreviewThreads>,
+    ) -> Self {
+        let previous = Arc::new(std::sync::Mutex::new(previous));
         let slot = VideoSlot::new(Some(ctx.clone()));
         let level = Arc::new(AtomicU32::new(f32::NEG_INFINITY.to_bits()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -32,11 +67,13 @@ impl Preview {
         let camera_spec = VideoSpec::parse(camera);
         if camera_spec != VideoSpec::None {
             let (slot, stop, error) = (slot.clone(), stop.clone(), camera_error.clone());
+            let (open_camera, previous) = (open_camera.clone(), previous.clone());
             threads.extend(
                 std::thread::Builder::new()
                     .name("preview-camera".into())
-                    .spawn(
-                        move || match confab_devices::open_camera(&camera_spec, 640, 360, 30) {
+                    .spawn(move || {
+                        wait_for(&previous);
+                        match open_camera(&camera_spec, 640, 360, 30) {
                             Ok(Some(mut source)) => {
                                 while !stop.load(Ordering::Relaxed) {
                                     match source.next_frame() {
@@ -57,8 +94,8 @@ impl Preview {
                                 *error.lock().unwrap_or_else(|p| p.into_inner()) =
                                     Some(e.to_string())
                             }
-                        },
-                    )
+                        }
+                    })
                     .ok(),
             );
         }
@@ -66,25 +103,33 @@ impl Preview {
         if mic_spec != VideoSpec::None {
             let (level, stop, error, ctx) =
                 (level.clone(), stop.clone(), mic_error.clone(), ctx.clone());
+            let previous = previous.clone();
             threads.extend(
                 std::thread::Builder::new()
                     .name("preview-mic".into())
-                    .spawn(move || match confab_devices::open_mic(&mic_spec) {
-                        Ok(Some(mut source)) => {
-                            let mut block = vec![0f32; BLOCK_SAMPLES * 5];
-                            while !stop.load(Ordering::Relaxed) {
-                                if let Err(e) = source.read(&mut block) {
-                                    *error.lock().unwrap_or_else(|p| p.into_inner()) =
-                                        Some(e.to_string());
-                                    break;
+                    .spawn(move || {
+                        wait_for(&previous);
+                        match confab_devices::open_mic(&mic_spec) {
+                            Ok(Some(mut source)) => {
+                                let mut block = vec![0f32; BLOCK_SAMPLES * 5];
+                                while !stop.load(Ordering::Relaxed) {
+                                    if let Err(e) = source.read(&mut block) {
+                                        *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                            Some(e.to_string());
+                                        break;
+                                    }
+                                    level.store(
+                                        (rms_dbfs(&block) as f32).to_bits(),
+                                        Ordering::Relaxed,
+                                    );
+                                    ctx.request_repaint_after(Duration::from_millis(50));
                                 }
-                                level.store((rms_dbfs(&block) as f32).to_bits(), Ordering::Relaxed);
-                                ctx.request_repaint_after(Duration::from_millis(50));
                             }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string())
+                            Ok(None) => {}
+                            Err(e) => {
+                                *error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    Some(e.to_string())
+                            }
                         }
                     })
                     .ok(),
@@ -105,12 +150,27 @@ impl Preview {
     }
 }
 
+impl Preview {
+    /// Stops the preview at once; the returned threads end when the devices are released.
+    pub fn stop(mut self) -> PreviewThreads {
+        self.stop.store(true, Ordering::Relaxed);
+        PreviewThreads(std::mem::take(&mut self.threads))
+    }
+}
+
 impl Drop for Preview {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // The devices must be free before the call opens them.
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
+        let threads = PreviewThreads(std::mem::take(&mut self.threads));
+        if threads.0.is_empty() {
+            return;
+        }
+        // Opening a camera can take seconds: a named thread waits for it, not the UI.
+        let reaper = std::thread::Builder::new()
+            .name("preview-reaper".into())
+            .spawn(move || threads.join());
+        if let Err(err) = reaper {
+            tracing::warn!(%err, "cannot reap the preview threads; they end on their own");
         }
     }
 }

@@ -3,7 +3,11 @@
 
 use std::path::PathBuf;
 
+use confab_codecs::apm::ApmSettings;
+use confab_protocol::RoomCode;
 use serde::{Deserialize, Serialize};
+
+use crate::call_config::{CallConfig, VideoChoice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerMode {
@@ -101,6 +105,51 @@ impl Settings {
         let tmp = dir.join("settings.json.tmp");
         std::fs::write(&tmp, text)?;
         std::fs::rename(tmp, dir.join("settings.json"))
+    }
+
+    /// The call these settings make, to `room` (a new room when `None`).
+    pub fn call_config(&self, room: Option<RoomCode>) -> CallConfig {
+        CallConfig {
+            room,
+            server_url: match self.server_mode {
+                ServerMode::Host => None,
+                ServerMode::Remote => Some(self.server_url.trim().to_owned()),
+            },
+            name: Some(self.display_name()),
+            camera: self.camera.clone(),
+            mic: self.mic.clone(),
+            speaker: self.speaker.clone(),
+            screen: None,
+            video: VideoChoice::default(),
+            apm: ApmSettings {
+                echo_cancellation: self.echo_cancellation,
+                noise_suppression: self.noise_suppression,
+                gain_control: true,
+                high_pass_filter: true,
+            },
+            extra_ice_servers: self.ice_servers(),
+            relay_only: self.relay_only,
+            bind: Vec::new(),
+            receive_dir: self.receive_dir(),
+            auto_accept_files: false,
+            eager_offer: false,
+        }
+    }
+
+    /// The name others see: the one entered, or "Guest".
+    pub fn display_name(&self) -> String {
+        match self.name.trim() {
+            "" => "Guest".into(),
+            name => name.to_owned(),
+        }
+    }
+
+    /// Where received files go; `None` for the Downloads folder.
+    pub fn receive_dir(&self) -> Option<PathBuf> {
+        match self.download_dir.trim() {
+            "" => None,
+            dir => Some(PathBuf::from(dir)),
+        }
     }
 
     /// ICE servers from the STUN/TURN settings.

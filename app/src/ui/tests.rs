@@ -8,6 +8,8 @@ use confab_signaling::{Server, ServerConfig};
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 
+use super::hooks::Hooks;
+use super::hosted::HostState;
 use super::settings::{ServerMode, Settings};
 use super::ConfabApp;
 use confab_codecs::apm::ApmSettings;
@@ -248,4 +250,308 @@ fn a_room_nobody_can_reach_says_why() {
             .is_some()
     });
     harness.get_by_label("Room code or link");
+}
+
+/// A port nobody listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn harness_for(app: ConfabApp) -> Harness<'static, ConfabApp> {
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(1100.0, 720.0))
+        .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
+    let ctx = harness.ctx.clone();
+    harness.state_mut().ctx = ctx;
+    harness
+}
+
+/// Something slow the test lets finish: it lasts at least `at_least`, and until the test calls
+/// `release` (at most a minute, so a window that waits for it fails instead of hanging).
+struct Gate {
+    released: std::sync::Mutex<bool>,
+    wake: std::sync::Condvar,
+    at_least: Duration,
+    /// How many waits have begun and ended.
+    began: std::sync::atomic::AtomicUsize,
+    ended: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn new(at_least: Duration) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            released: std::sync::Mutex::new(false),
+            wake: std::sync::Condvar::new(),
+            at_least,
+            began: 0.into(),
+            ended: 0.into(),
+        })
+    }
+
+    fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.began.fetch_add(1, SeqCst);
+        let start = Instant::now();
+        let mut released = self.released.lock().unwrap();
+        while !*released && start.elapsed() < Duration::from_secs(60) {
+            released = self
+                .wake
+                .wait_timeout(released, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        drop(released);
+        std::thread::sleep(self.at_least.saturating_sub(start.elapsed()));
+        self.ended.fetch_add(1, SeqCst);
+    }
+
+    fn release(&self) {
+        *self.released.lock().unwrap() = true;
+        self.wake.notify_all();
+    }
+
+    fn began(&self) -> usize {
+        self.began.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Steps `frames` frames; each must come back although the slow thing has not finished.
+fn draw_frames_while(harness: &mut Harness<'_, ConfabApp>, gate: &Gate, frames: usize) {
+    for frame in 0..frames {
+        harness.step();
+        assert_eq!(gate.ended(), 0, "frame {frame} waited for the slow device");
+    }
+}
+
+#[test]
+fn the_window_draws_while_a_camera_takes_3_s_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(
+        dir.path(),
+        &format!("ws://127.0.0.1:{}", dead_port()),
+        "test",
+        "none",
+    );
+    let gate = Gate::new(Duration::from_secs(3));
+    let slow = gate.clone();
+    let hooks = Hooks {
+        open_camera: std::sync::Arc::new(move |_spec, width, height, fps| {
+            slow.wait();
+            Ok(Some(Box::new(TestPattern::new(width, height, fps)) as _))
+        }),
+        ..Hooks::default()
+    };
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        hooks,
+    );
+    let mut harness = harness_for(app);
+    // The lobby preview is opening the camera; the lobby draws and takes clicks meanwhile.
+    draw_frames_while(&mut harness, &gate, 10);
+    assert!(harness.state().preview_texture.is_none(), "no picture yet");
+    assert_eq!(gate.began(), 1, "the preview opens the camera");
+    harness.state_mut().room_input = "kfq-wmzt-pxd".into();
+    harness.get_by_label("Join").click();
+    // Joining stops the preview (still stuck opening) and opens the camera for the call: the
+    // window keeps drawing, and its Cancel button works, while both wait.
+    draw_frames_while(&mut harness, &gate, 30);
+    harness.get_by_label("Opening camera and microphone…");
+    assert!(harness.state().starting.is_some());
+    harness.get_by_label("Cancel").click();
+    draw_frames_while(&mut harness, &gate, 10);
+    harness.get_by_label("Room code or link");
+    assert!(harness.state().starting.is_none());
+
+    // Once the camera opens, the preview shows it.
+    gate.release();
+    run_until(&mut harness, "the preview picture", |h| {
+        h.state().preview_texture.is_some()
+    });
+    // And a call starts with it (then fails: nobody serves that port) without the window waiting.
+    harness.get_by_label("Join").click();
+    run_until(&mut harness, "the call to start", |h| {
+        h.state().call.is_some()
+    });
+    run_until(&mut harness, "the error in the lobby", |h| {
+        h.query_by_label_contains("cannot reach the signaling server")
+            .is_some()
+    });
+}
+
+#[test]
+fn the_window_draws_while_the_hosted_server_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        name: "Ada".into(),
+        camera: "none".into(),
+        mic: "none".into(),
+        speaker: "null".into(),
+        server_mode: ServerMode::Host,
+        ..Settings::default()
+    };
+    settings.save(Some(dir.path())).unwrap();
+    let gate = Gate::new(Duration::ZERO);
+    let slow = gate.clone();
+    let hooks = Hooks {
+        start_server: std::sync::Arc::new(move |_port| {
+            let slow = slow.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || slow.wait())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Server::start(ServerConfig::new("127.0.0.1:0".parse().unwrap()))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }),
+        ..Hooks::default()
+    };
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        hooks,
+    );
+    let mut harness = harness_for(app);
+    run_until(&mut harness, "the server start to begin", |_| {
+        gate.began() == 1
+    });
+    draw_frames_while(&mut harness, &gate, 10);
+    harness.get_by_label("Starting the local server…");
+    // Making a room works meanwhile; joining it waits for the server, and the window draws.
+    harness.get_by_label("New room").click();
+    draw_frames_while(&mut harness, &gate, 3);
+    harness.get_by_label("Start").click();
+    draw_frames_while(&mut harness, &gate, 10);
+    harness.get_by_label("Starting the local server…");
+    harness.get_by_label("Cancel");
+    assert!(harness.state().waiting_for_server.is_some());
+
+    // Once the server is up, the call goes in and waits for the other person.
+    gate.release();
+    run_until(&mut harness, "the room on the hosted server", |h| {
+        h.query_by_label("Waiting for the other person…").is_some()
+    });
+    harness.get_by_label("Hang up").click();
+    run_until(&mut harness, "the lobby", |h| {
+        h.query_by_label("Others on your network use:").is_some()
+    });
+    let HostState::Running(hosted) = &harness.state().host else {
+        panic!("the hosted server runs");
+    };
+    assert!(hosted.server.ws_url().starts_with("ws://127.0.0.1:"));
+}
+
+#[test]
+fn the_windowed_join_honours_every_call_flag() {
+    use clap::Parser as _;
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), "wss://confab.example.org:8443", "none", "none");
+    let receive = dir.path().join("in");
+    let server = format!("ws://127.0.0.1:{}", dead_port());
+    let cli = crate::cli::Cli::try_parse_from([
+        "confab",
+        "join",
+        "kfq-wmzt-pxd",
+        "--server",
+        &server,
+        "--camera",
+        "none",
+        "--mic",
+        "none",
+        "--speaker",
+        "null",
+        "--screen",
+        "window:no such window",
+        "--video-size",
+        "640x360",
+        "--fps",
+        "15",
+        "--video-bitrate",
+        "700",
+        "--no-aec",
+        "--no-ns",
+        "--no-agc",
+        "--no-hpf",
+        "--ice-server",
+        "turn:alice:secret@10.0.0.1:3478",
+        "--relay-only",
+        "--bind",
+        "127.0.0.1:0",
+        "--receive-dir",
+        receive.to_str().unwrap(),
+    ])
+    .unwrap();
+    let Some(crate::cli::Command::Join(args)) = cli.command else {
+        panic!("a join");
+    };
+    let config = crate::window_call(&args).unwrap();
+    let app = ConfabApp::new(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        Some(config),
+    );
+    let starting = app.starting.as_ref().expect("the call starts at once");
+    let call = &starting.call;
+    assert_eq!(
+        call.room.as_ref().map(ToString::to_string).as_deref(),
+        Some("kfq-wmzt-pxd")
+    );
+    assert_eq!(call.server_url.as_deref(), Some(server.as_str()));
+    assert_eq!(call.screen.as_deref(), Some("window:no such window"));
+    assert_eq!(
+        (
+            call.camera.as_str(),
+            call.mic.as_str(),
+            call.speaker.as_str()
+        ),
+        ("none", "none", "null")
+    );
+    assert_eq!(
+        call.name.as_deref(),
+        Some("Ada"),
+        "the settings' name fills in"
+    );
+    let s = &starting.config;
+    assert_eq!(s.server_url, server);
+    assert_eq!(s.video.bitrate_bps, 700_000);
+    assert_eq!(s.video.max_fps, 15.0);
+    assert_eq!(
+        (
+            call.video.size.width,
+            call.video.size.height,
+            call.video.fps
+        ),
+        (640, 360, 15)
+    );
+    assert_eq!(
+        s.apm,
+        ApmSettings {
+            echo_cancellation: false,
+            noise_suppression: false,
+            gain_control: false,
+            high_pass_filter: false,
+        }
+    );
+    assert_eq!(s.extra_ice_servers.len(), 1);
+    assert_eq!(s.extra_ice_servers[0].urls, vec!["turn:10.0.0.1:3478"]);
+    assert_eq!(s.extra_ice_servers[0].username.as_deref(), Some("alice"));
+    assert!(s.relay_only);
+    assert_eq!(
+        s.bind,
+        vec!["127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()]
+    );
+    assert_eq!(s.receive_dir, receive);
+    assert_eq!(s.name, "Ada");
+    assert!(!s.auto_accept_files, "the window asks before saving a file");
 }

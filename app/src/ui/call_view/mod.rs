@@ -1,0 +1,118 @@
+//! The call window, one file per region: the state of the call on top (`top_bar`), the other
+//! person large and yourself small (`stage`), the toolbar with shortcuts at the bottom
+//! (`toolbar`), chat and file transfers on the side (`chat`), the statistics overlay (`stats`)
+//! and the menu of screens to share (`share`). Views read the call and return `UiCommand`s.
+
+mod chat;
+mod share;
+mod stage;
+mod stats;
+mod toolbar;
+mod top_bar;
+
+use egui::{Color32, Key};
+
+use super::call::CallUi;
+use super::command::UiCommand;
+use super::devices::Choice;
+pub use stage::LayoutReport;
+
+const RED: Color32 = Color32::from_rgb(200, 60, 50);
+
+/// What the call window shows this frame.
+pub struct CallView<'a> {
+    /// `None` while the call is on its way (devices opening, the hosted server starting).
+    pub call: Option<&'a mut CallUi>,
+    /// What the call is waiting for, while `call` is `None`.
+    pub opening: &'a str,
+    pub fullscreen: bool,
+    pub share_menu: bool,
+    /// What can be shared.
+    pub screens: &'a [Choice],
+    pub layout: &'a mut LayoutReport,
+}
+
+/// Keyboard shortcuts (shown in the tooltips too).
+fn shortcuts(ctx: &egui::Context, call: &CallUi, fullscreen: bool) -> Vec<UiCommand> {
+    // Letters only act when no text field has the keyboard (chat input).
+    let typing = ctx.egui_wants_keyboard_input();
+    ctx.input_mut(|i| {
+        let mut commands = Vec::new();
+        let mut letter = |i: &mut egui::InputState, key, command| {
+            if !typing && i.consume_key(egui::Modifiers::NONE, key) {
+                commands.push(command);
+            }
+        };
+        letter(i, Key::M, UiCommand::ToggleMic);
+        letter(i, Key::V, UiCommand::ToggleCamera);
+        letter(i, Key::S, toolbar::share_command(call));
+        letter(i, Key::C, UiCommand::ToggleChat);
+        letter(i, Key::F, UiCommand::PickFile);
+        letter(i, Key::I, UiCommand::ToggleStats);
+        if i.consume_key(egui::Modifiers::NONE, Key::F11)
+            || (fullscreen && i.key_pressed(Key::Escape))
+        {
+            commands.push(UiCommand::ToggleFullscreen);
+        }
+        if i.consume_key(egui::Modifiers::COMMAND, Key::W) {
+            commands.push(UiCommand::Hangup);
+        }
+        commands
+    })
+}
+
+/// The call window; returns what the person asked for.
+pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
+    let Some(call) = view.call else {
+        return opening_ui(view.opening, ui);
+    };
+    let ctx = ui.ctx().clone();
+    let mut commands = shortcuts(&ctx, call, view.fullscreen);
+    egui::Panel::top("call-top").show(ui, |ui| top_bar::top_bar_ui(call, ui));
+    egui::Panel::bottom("call-toolbar").show(ui, |ui| {
+        commands.extend(toolbar::toolbar_ui(call, view.fullscreen, ui))
+    });
+    if call.show_chat {
+        egui::Panel::right("call-chat")
+            .default_size(300.0)
+            .show(ui, |ui| commands.extend(chat::chat_ui(call, ui)));
+    }
+    egui::CentralPanel::default()
+        .frame(egui::Frame::NONE.fill(Color32::from_gray(12)))
+        .show(ui, |ui| stage::stage_ui(call, view.layout, ui));
+    if call.show_stats {
+        commands.extend(stats::stats_ui(call, &ctx));
+    }
+    if view.share_menu {
+        commands.extend(share::share_ui(view.screens, &ctx));
+    }
+    // Files dropped on the window are sent.
+    ctx.input(|i| {
+        commands.extend(
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| UiCommand::SendFile(f.path().to_path_buf())),
+        )
+    });
+    commands
+}
+
+/// While the call is on its way (a camera can take seconds to open): a spinner, and a way out.
+fn opening_ui(waiting_for: &str, ui: &mut egui::Ui) -> Vec<UiCommand> {
+    let mut commands = Vec::new();
+    egui::CentralPanel::default().show(ui, |ui| {
+        ui.centered_and_justified(|ui| {
+            ui.vertical_centered(|ui| {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(waiting_for);
+                });
+                if ui.button("Cancel").clicked() {
+                    commands.push(UiCommand::CancelStart);
+                }
+            });
+        });
+    });
+    commands
+}
