@@ -90,6 +90,8 @@ async fn send(ws: &mut Ws, msg: &ClientMessage) {
         .expect("send");
 }
 
+// The benchmark's entry point waits on its runtime.
+#[allow(clippy::disallowed_methods)]
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args()

@@ -221,6 +221,8 @@ fn clean_name(name: Option<&str>, id: PeerId) -> String {
 }
 
 #[cfg(test)]
+// `#[tokio::test]` waits on its runtime: each test is its own entry point.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 

@@ -11,6 +11,8 @@ struct Cli {
     serve: ServeArgs,
 }
 
+// The entry point: `#[tokio::main]` waits on the runtime, which is what an entry point is for.
+#[allow(clippy::disallowed_methods)]
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

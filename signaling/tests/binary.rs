@@ -1,6 +1,9 @@
 //! The `confab-signal` binary as users run it: prints its address, serves, documents its flags,
 //! refuses bad flags with a reason, and stops cleanly on SIGTERM.
 
+// Each test is its own entry point: it may wait on the runtime it drives.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::{BufRead as _, BufReader};

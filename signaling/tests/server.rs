@@ -1,6 +1,9 @@
 //! The real signaling server over real sockets on port 0: rooms, relaying, every kind of bad input,
 //! liveness, TLS and health.
 
+// Each test is its own entry point: it may wait on the runtime it drives.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::Arc;

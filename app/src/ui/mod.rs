@@ -17,6 +17,8 @@ mod settings;
 mod video;
 
 #[cfg(test)]
+// A test is its own entry point: it may wait on the runtime it drives.
+#[allow(clippy::disallowed_methods)]
 mod tests;
 
 pub use app::ConfabApp;
