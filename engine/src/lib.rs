@@ -11,6 +11,7 @@ pub mod depacketize;
 pub mod error;
 pub mod frame_assembler;
 pub mod keyframe_forwarder;
+pub mod ladder;
 pub mod media_engine;
 pub mod media_recv;
 pub mod media_send;

@@ -1,0 +1,387 @@
+//! What the video sender sends at a given bitrate: a ladder of resolutions and frame rates (the
+//! rungs), chosen from the congestion controller's target with hysteresis so the picture does not
+//! flip back and forth. A camera gives up resolution before frame rate down to 360p, then frame
+//! rate; a shared screen keeps its sharpness and gives up frame rate first. Pure logic with time as
+//! a parameter; `FrameGate` thins a source down to the rung's frame rate.
+
+use std::time::{Duration, Instant};
+
+/// One step of the ladder: the largest picture sent and its frame rate, and the least bitrate
+/// that step needs to look right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    /// The longer side is scaled to fit `width` x `height` (the source's aspect is kept).
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// Below this the next rung down looks better.
+    pub min_bps: u32,
+}
+
+impl Rung {
+    const fn new(width: u32, height: u32, fps: u32, min_bps: u32) -> Self {
+        Self {
+            width,
+            height,
+            fps,
+            min_bps,
+        }
+    }
+}
+
+/// A camera: 720p30 down to 180p15. The thresholds follow what libwebrtc's
+/// quality scaler and Chromium settle on (on a 1 Mbit/s link Chromium sends 960x540 at 650-780
+/// kbit/s).
+pub const CAMERA: [Rung; 5] = [
+    Rung::new(1280, 720, 30, 1_000_000),
+    Rung::new(960, 540, 30, 550_000),
+    Rung::new(640, 360, 30, 300_000),
+    Rung::new(640, 360, 15, 180_000),
+    Rung::new(320, 180, 15, 0),
+];
+
+/// A shared screen: text stays sharp; frame rate goes first.
+pub const SCREEN: [Rung; 4] = [
+    Rung::new(1920, 1080, 10, 600_000),
+    Rung::new(1920, 1080, 5, 300_000),
+    Rung::new(1920, 1080, 2, 150_000),
+    Rung::new(960, 540, 2, 0),
+];
+
+/// How long the target must stay below the current rung before stepping down (unless it is far
+/// below), and above the next rung (with headroom) before stepping up.
+const DOWN_AFTER: Duration = Duration::from_millis(1000);
+const UP_AFTER: Duration = Duration::from_secs(3);
+/// Far below the rung: step down at once.
+const FAR_BELOW: f64 = 0.6;
+/// Stepping up needs this much more than the next rung's minimum, so a target hovering at a
+/// threshold does not oscillate.
+const UP_HEADROOM: f64 = 1.25;
+
+/// Why the sender is not sending what was asked for (as `qualityLimitationReason` in WebRTC stats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limitation {
+    None,
+    Bandwidth,
+    Cpu,
+}
+
+#[derive(Debug)]
+pub struct Ladder {
+    rungs: Vec<Rung>,
+    current: usize,
+    /// When the target first went below the current rung (stepping down) or above the next one
+    /// (stepping up), if it still is.
+    below_since: Option<Instant>,
+    above_since: Option<Instant>,
+}
+
+impl Ladder {
+    /// A ladder for `rungs` capped at what the source delivers (`source` size, `max_fps`): rungs
+    /// larger than the source are left out (sending a 360p camera as "720p" gains nothing).
+    pub fn new(rungs: &[Rung], source: (u32, u32), max_fps: u32) -> Self {
+        let (sw, sh) = (source.0.max(source.1), source.0.min(source.1));
+        let mut usable: Vec<Rung> = rungs
+            .iter()
+            .map(|r| Rung {
+                // The rung's longer side against the source's longer side.
+                width: r.width.min(sw),
+                height: r.height.min(sh),
+                fps: r.fps.min(max_fps.max(1)),
+                min_bps: r.min_bps,
+            })
+            .collect();
+        usable.dedup_by(|b, a| a.width == b.width && a.height == b.height && a.fps == b.fps);
+        if usable.is_empty() {
+            usable.push(Rung::new(sw, sh, max_fps.max(1), 0));
+        }
+        Self {
+            rungs: usable,
+            current: 0,
+            below_since: None,
+            above_since: None,
+        }
+    }
+
+    pub fn current(&self) -> Rung {
+        self.rungs[self.current]
+    }
+
+    /// Whether a lower rung than the top is in use because of the bitrate.
+    pub fn limitation(&self) -> Limitation {
+        if self.current == 0 {
+            Limitation::None
+        } else {
+            Limitation::Bandwidth
+        }
+    }
+
+    /// Feeds the bitrate available for video now; returns the new rung when it changes.
+    pub fn update(&mut self, video_bps: u32, now: Instant) -> Option<Rung> {
+        let rung = self.current();
+        let bps = f64::from(video_bps);
+        if self.current + 1 < self.rungs.len() && bps < f64::from(rung.min_bps) {
+            self.above_since = None;
+            let since = *self.below_since.get_or_insert(now);
+            if bps < FAR_BELOW * f64::from(rung.min_bps) || now - since >= DOWN_AFTER {
+                // Far below: go straight to the rung that fits.
+                let fits = (self.current..self.rungs.len())
+                    .find(|&i| bps >= f64::from(self.rungs[i].min_bps))
+                    .unwrap_or(self.rungs.len() - 1);
+                return self.step_to(fits.max(self.current + 1));
+            }
+            return None;
+        }
+        self.below_since = None;
+        if self.current > 0 {
+            let up = self.rungs[self.current - 1];
+            if bps >= UP_HEADROOM * f64::from(up.min_bps) {
+                let since = *self.above_since.get_or_insert(now);
+                if now - since >= UP_AFTER {
+                    return self.step_to(self.current - 1);
+                }
+                return None;
+            }
+        }
+        self.above_since = None;
+        None
+    }
+
+    fn step_to(&mut self, index: usize) -> Option<Rung> {
+        let index = index.min(self.rungs.len() - 1);
+        self.below_since = None;
+        self.above_since = None;
+        if index == self.current {
+            return None;
+        }
+        self.current = index;
+        Some(self.current())
+    }
+}
+
+/// The size a `source_w` x `source_h` picture is sent at on `rung`: scaled down (never up) to fit,
+/// aspect kept, even sides.
+pub fn send_size(source_w: u32, source_h: u32, rung: Rung) -> (u32, u32) {
+    let (max_w, max_h) = if source_w >= source_h {
+        (rung.width, rung.height)
+    } else {
+        (rung.height, rung.width)
+    };
+    if source_w <= max_w && source_h <= max_h {
+        return (source_w & !1, source_h & !1);
+    }
+    let scale =
+        (f64::from(max_w) / f64::from(source_w)).min(f64::from(max_h) / f64::from(source_h));
+    let even = |v: f64| ((v.round() as u32) & !1).max(16);
+    (
+        even(f64::from(source_w) * scale),
+        even(f64::from(source_h) * scale),
+    )
+}
+
+/// Thins frames to a frame rate by their capture times: a frame passes when at least one interval
+/// (less a little slack for capture jitter) went by since the last one that passed.
+#[derive(Debug, Default)]
+pub struct FrameGate {
+    last_us: Option<u64>,
+}
+
+impl FrameGate {
+    pub fn admit(&mut self, capture_ts_us: u64, fps: u32) -> bool {
+        let interval_us = 1_000_000 / u64::from(fps.max(1));
+        let slack_us = interval_us / 5;
+        match self.last_us {
+            Some(last) if capture_ts_us.saturating_sub(last) + slack_us < interval_us => false,
+            _ => {
+                self.last_us = Some(capture_ts_us);
+                true
+            }
+        }
+    }
+}
+
+/// Keyframes cost several times a normal frame: answer requests at most once per `min_gap`, and
+/// serve a request that came during the hold-off when it ends (once, however many came).
+#[derive(Debug)]
+pub struct KeyframeLimiter {
+    min_gap: Duration,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeLimiter {
+    pub fn new(min_gap: Duration) -> Self {
+        Self {
+            min_gap,
+            last: None,
+            pending: false,
+        }
+    }
+
+    /// A receiver asked for a keyframe.
+    pub fn request(&mut self) {
+        self.pending = true;
+    }
+
+    /// Whether the frame about to be encoded at `now` should be a keyframe.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if !self.pending || self.last.is_some_and(|t| now - t < self.min_gap) {
+            return false;
+        }
+        self.pending = false;
+        self.last = Some(now);
+        true
+    }
+
+    /// The encoder produced a keyframe on its own (a new encoder, a new resolution): it counts.
+    pub fn sent(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.pending = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    /// Feeds `bps` every 100 ms from `from` to `to` ms; returns the rungs stepped to, with times.
+    fn feed(
+        ladder: &mut Ladder,
+        t0: Instant,
+        from: u64,
+        to: u64,
+        bps: u32,
+    ) -> Vec<(u64, (u32, u32, u32))> {
+        (from..to)
+            .step_by(100)
+            .filter_map(|t| {
+                ladder
+                    .update(bps, ms(t0, t))
+                    .map(|r| (t, (r.width, r.height, r.fps)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_good_link_keeps_the_top_rung() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        assert!(feed(&mut ladder, t0, 0, 10_000, 1_800_000).is_empty());
+        assert_eq!(ladder.current(), CAMERA[0]);
+        assert_eq!(ladder.limitation(), Limitation::None);
+    }
+
+    #[test]
+    fn steps_down_after_a_second_below_and_at_once_when_far_below() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        // 800 kbit/s: below 720p's 1 Mbit/s but not far below: 540p after a second.
+        let steps = feed(&mut ladder, t0, 0, 3000, 800_000);
+        assert_eq!(steps, vec![(1000, (960, 540, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+        // A collapse to 150 kbit/s: straight to the bottom, no waiting.
+        let steps = feed(&mut ladder, t0, 3000, 3200, 150_000);
+        assert_eq!(steps, vec![(3000, (320, 180, 15))]);
+    }
+
+    #[test]
+    fn steps_up_only_after_seconds_with_headroom_and_does_not_oscillate() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        feed(&mut ladder, t0, 0, 200, 200_000);
+        assert_eq!(ladder.current().height, 360);
+        // Hovering just at 360p30's minimum (300 kbit/s) is not enough to go up (headroom 25%).
+        assert!(feed(&mut ladder, t0, 200, 10_000, 330_000).is_empty());
+        // A target that alternates around a threshold never moves the ladder.
+        let mut t = 10_000;
+        for i in 0..100 {
+            let bps = if i % 2 == 0 { 390_000 } else { 340_000 };
+            assert_eq!(ladder.update(bps, ms(t0, t)), None);
+            t += 500;
+        }
+        // Plenty of bitrate for 3 s: one step at a time, 3 s apart.
+        let steps = feed(&mut ladder, t0, 60_000, 75_000, 2_000_000);
+        assert_eq!(
+            steps,
+            vec![
+                (63_000, (640, 360, 30)),
+                (66_100, (960, 540, 30)),
+                (69_200, (1280, 720, 30))
+            ]
+        );
+    }
+
+    #[test]
+    fn the_ladder_never_exceeds_the_source() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (640, 360), 30);
+        assert_eq!(ladder.current(), Rung::new(640, 360, 30, 1_000_000));
+        let steps = feed(&mut ladder, t0, 0, 2000, 250_000);
+        assert_eq!(
+            steps,
+            vec![(0, (640, 360, 15))],
+            "the next distinct rung down"
+        );
+        // A 15 fps source: no 30 fps rung.
+        let ladder = Ladder::new(&CAMERA, (1280, 720), 15);
+        assert_eq!(ladder.current().fps, 15);
+    }
+
+    #[test]
+    fn a_shared_screen_gives_up_frame_rate_first() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&SCREEN, (1920, 1080), 10);
+        let steps = feed(&mut ladder, t0, 0, 5000, 200_000);
+        assert_eq!(steps[0].1, (1920, 1080, 2), "sharpness kept");
+    }
+
+    #[test]
+    fn send_sizes_keep_the_aspect_and_never_upscale() {
+        let r = CAMERA[1];
+        assert_eq!(send_size(1280, 720, r), (960, 540));
+        assert_eq!(send_size(640, 480, r), (640, 480));
+        assert_eq!(send_size(1920, 1080, CAMERA[4]), (320, 180));
+        assert_eq!(send_size(720, 1280, r), (540, 960), "portrait");
+        assert_eq!(send_size(1281, 721, CAMERA[0]), (1278, 720));
+    }
+
+    #[test]
+    fn the_gate_passes_the_rung_rate() {
+        let mut gate = FrameGate::default();
+        // 30 fps in, 15 fps out: every other frame.
+        let passed = (0..60u64).filter(|i| gate.admit(i * 33_333, 15)).count();
+        assert_eq!(passed, 30);
+        // Jittery capture at 30 fps through a 30 fps gate: nothing lost.
+        let mut gate = FrameGate::default();
+        let passed = (0..60u64)
+            .filter(|i| gate.admit(i * 33_333 + if i % 2 == 0 { 3_000 } else { 0 }, 30))
+            .count();
+        assert_eq!(passed, 60);
+    }
+
+    #[test]
+    fn keyframes_are_rate_limited_and_no_request_is_lost() {
+        let t0 = Instant::now();
+        let mut k = KeyframeLimiter::new(Duration::from_millis(500));
+        assert!(!k.take(t0), "nobody asked");
+        k.request();
+        assert!(k.take(ms(t0, 0)));
+        // A storm of requests during the hold-off: nothing until it ends, then exactly one.
+        for t in (10..500).step_by(10) {
+            k.request();
+            assert!(!k.take(ms(t0, t)), "at {t} ms");
+        }
+        assert!(k.take(ms(t0, 500)));
+        assert!(!k.take(ms(t0, 510)));
+        // A keyframe the encoder made on its own resets the hold-off.
+        k.sent(ms(t0, 2000));
+        k.request();
+        assert!(!k.take(ms(t0, 2100)));
+        assert!(k.take(ms(t0, 2500)));
+    }
+}
