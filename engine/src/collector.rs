@@ -95,6 +95,19 @@ impl Collector {
         self.send_rate.add(at, bytes as u64);
     }
 
+    /// A frame not encoded because the network side was behind.
+    pub fn frame_skipped_congestion(&mut self) {
+        self.stats.video_send.frames_skipped_congestion += 1;
+    }
+
+    /// What the encoder aims for, at which rung, and why.
+    pub fn video_target(&mut self, bps: u32, max_fps: u32, limitation: super::stats::Limitation) {
+        let s = &mut self.stats.video_send;
+        s.target_kbps = f64::from(bps) / 1000.0;
+        s.max_fps = max_fps;
+        s.quality_limitation = limitation;
+    }
+
     /// An encoded frame the network side could not take in time.
     pub fn frame_dropped_before_send(&mut self) {
         self.stats.video_send.frames_dropped += 1;

@@ -59,9 +59,10 @@ const FAR_BELOW: f64 = 0.6;
 const UP_HEADROOM: f64 = 1.25;
 
 /// Why the sender is not sending what was asked for (as `qualityLimitationReason` in WebRTC stats).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Limitation {
+    #[default]
     None,
     Bandwidth,
     Cpu,
@@ -92,7 +93,15 @@ impl Ladder {
                 min_bps: r.min_bps,
             })
             .collect();
-        usable.dedup_by(|b, a| a.width == b.width && a.height == b.height && a.fps == b.fps);
+        // Rungs the source makes identical collapse into one, which needs what the lowest of them
+        // needs (a 360p camera at 400 kbit/s is the 360p rung, not a starved "720p").
+        usable.dedup_by(|b, a| {
+            let same = a.width == b.width && a.height == b.height && a.fps == b.fps;
+            if same {
+                a.min_bps = b.min_bps;
+            }
+            same
+        });
         if usable.is_empty() {
             usable.push(Rung::new(sw, sh, max_fps.max(1), 0));
         }
@@ -320,11 +329,15 @@ mod tests {
     fn the_ladder_never_exceeds_the_source() {
         let t0 = Instant::now();
         let mut ladder = Ladder::new(&CAMERA, (640, 360), 30);
-        assert_eq!(ladder.current(), Rung::new(640, 360, 30, 1_000_000));
-        let steps = feed(&mut ladder, t0, 0, 2000, 250_000);
+        assert_eq!(ladder.current(), Rung::new(640, 360, 30, 300_000));
+        assert!(
+            feed(&mut ladder, t0, 0, 5000, 480_000).is_empty(),
+            "a 360p source keeps 30 fps at its default bitrate"
+        );
+        let steps = feed(&mut ladder, t0, 5000, 7000, 250_000);
         assert_eq!(
             steps,
-            vec![(0, (640, 360, 15))],
+            vec![(6000, (640, 360, 15))],
             "the next distinct rung down"
         );
         // A 15 fps source: no 30 fps rung.

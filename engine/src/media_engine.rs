@@ -15,7 +15,9 @@ use webrtc::media_stream::track_remote::TrackRemote;
 
 use super::collector::StatsHandle;
 use super::media_recv;
-use super::media_send::{self, Pipeline, PipelineErrors, TrackOut, VideoControl, VideoPipeline};
+use super::media_send::{
+    self, Pipeline, PipelineErrors, RateSignal, TrackOut, VideoControl, VideoPipeline,
+};
 
 /// The devices (or their synthetic twins) a call uses; opened by the caller.
 pub struct MediaIo {
@@ -56,6 +58,8 @@ pub struct MediaEngine {
     apm: Option<Arc<AudioProcessor>>,
     mic_muted: Arc<AtomicBool>,
     rtt_us: Arc<AtomicU64>,
+    /// What the network lets video use (written by the transport).
+    rate: Arc<RateSignal>,
     /// Tells the receive pipelines to end.
     stop_receivers: Arc<AtomicBool>,
     video: Option<VideoPipeline>,
@@ -91,6 +95,7 @@ impl MediaEngine {
             apm,
             mic_muted: Arc::new(AtomicBool::new(false)),
             rtt_us: Arc::new(AtomicU64::new(0)),
+            rate: Arc::new(RateSignal::default()),
             stop_receivers: Arc::new(AtomicBool::new(false)),
             video: None,
             audio: None,
@@ -120,6 +125,7 @@ impl MediaEngine {
             self.video = Some(media_send::start_video(
                 initial,
                 out,
+                self.rate.clone(),
                 self.stats.clone(),
                 self.errors.clone(),
             ));
@@ -193,6 +199,11 @@ impl MediaEngine {
             None => VideoControl::Pop,
         };
         video.control.try_send(control).is_ok()
+    }
+
+    /// Where the transport writes what video may use (the congestion controller's target).
+    pub fn rate_signal(&self) -> Arc<RateSignal> {
+        self.rate.clone()
     }
 
     /// The latest round-trip time, which sets how long a gap in the video waits for a resend.

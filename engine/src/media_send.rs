@@ -4,7 +4,7 @@
 //! encodes Opus, and a task writes them. Hand-over queues are bounded: when the network side falls
 //! behind, frames are dropped (and counted), never queued without end.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,9 +17,11 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
+use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::OpusEncoder;
+use confab_codecs::CodecError;
 use confab_media::audio::FRAME_SAMPLES;
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSource, VideoSource};
@@ -150,6 +152,176 @@ impl Sources {
     }
 }
 
+/// What the network lets video use, written by the transport and read by the encode thread
+/// before every frame.
+#[derive(Debug, Default)]
+pub struct RateSignal {
+    /// The congestion controller's target for all media, bits per second (0: no estimate yet).
+    pub target_bps: AtomicU64,
+    /// How long the pacer needs to send what it holds, in milliseconds.
+    pub queue_ms: AtomicU64,
+}
+
+impl RateSignal {
+    /// The bits per second video may use now, `None` before the first estimate: the target less
+    /// what audio needs (with its packet overhead), with headroom for headers and resends.
+    pub fn video_bps(&self) -> Option<u32> {
+        let target = self.target_bps.load(Ordering::Relaxed);
+        (target > 0).then(|| {
+            let video = (target as f64 * VIDEO_SHARE) as u64;
+            video
+                .saturating_sub(AUDIO_RESERVE_BPS)
+                .min(u64::from(u32::MAX)) as u32
+        })
+    }
+
+    /// The pacer holds more than a frame's worth of delay: encoding more would only queue.
+    pub fn congested(&self) -> bool {
+        self.queue_ms.load(Ordering::Relaxed) > CONGESTED_QUEUE_MS
+    }
+}
+
+/// Opus at 32 kbit/s in 20 ms packets plus RTP/UDP/IP and SRTP overhead (50 packets/s).
+const AUDIO_RESERVE_BPS: u64 = 56_000;
+/// The share of the target the encoder aims for: the rest covers packet headers, retransmissions
+/// and the encoder's own overshoot.
+const VIDEO_SHARE: f64 = 0.9;
+/// Pacer backlog beyond which frames are skipped before encoding.
+const CONGESTED_QUEUE_MS: u64 = 150;
+/// Keyframes at most this often, however many receivers ask (a keyframe costs several frames).
+const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
+/// The smallest bitrate change worth telling the encoder about.
+const RETUNE_RATIO: f64 = 0.1;
+
+/// Encodes one source: picks the rung of the ladder the network allows, thins and scales frames
+/// to it, keeps the encoder's bitrate on the target, and times the RTP clock by capture time.
+struct VideoSender {
+    settings: EncoderSettings,
+    ladder: Ladder,
+    gate: FrameGate,
+    encoder: Option<H264Encoder>,
+    last_capture: Option<u64>,
+}
+
+impl VideoSender {
+    fn new(settings: EncoderSettings, first: &VideoFrame) -> Self {
+        let rungs: &[Rung] = if settings.screen {
+            &ladder::SCREEN
+        } else {
+            &ladder::CAMERA
+        };
+        Self {
+            settings,
+            ladder: Ladder::new(
+                rungs,
+                (first.width, first.height),
+                settings.max_fps.round() as u32,
+            ),
+            gate: FrameGate::default(),
+            encoder: None,
+            last_capture: None,
+        }
+    }
+
+    /// The bitrate for the encoder: the network's share for video, never above what was asked
+    /// for (`--video-bitrate` or the default for the size), never below 50 kbit/s.
+    fn budget(&self, rate: &RateSignal) -> u32 {
+        rate.video_bps()
+            .map_or(self.settings.bitrate_bps, |bps| {
+                bps.min(self.settings.bitrate_bps)
+            })
+            .max(50_000)
+    }
+
+    /// Encodes `frame` if the rung's frame rate lets it through; `None` when it is thinned out or
+    /// the encoder skipped it.
+    fn encode(
+        &mut self,
+        frame: VideoFrame,
+        rate: &RateSignal,
+        keyframes: &mut KeyframeLimiter,
+        stats: &StatsHandle,
+    ) -> Result<Option<Encoded>, CodecError> {
+        let now = Instant::now();
+        let budget = self.budget(rate);
+        if let Some(rung) = self.ladder.update(budget, now) {
+            tracing::info!(
+                width = rung.width,
+                height = rung.height,
+                fps = rung.fps,
+                budget,
+                "video rung"
+            );
+            // A new size needs a new encoder (and so a keyframe); a new frame rate, new settings.
+            self.encoder = None;
+        }
+        let rung = self.ladder.current();
+        if !self.gate.admit(frame.capture_ts_us, rung.fps) {
+            return Ok(None);
+        }
+        let (w, h) = ladder::send_size(frame.width, frame.height, rung);
+        let frame = if (w, h) == (frame.width, frame.height) {
+            frame
+        } else {
+            confab_media::convert::scale(&frame, w, h)
+        };
+        let encoder = match &mut self.encoder {
+            Some(e) => {
+                let current = f64::from(e.bitrate_bps());
+                if (f64::from(budget) - current).abs() > RETUNE_RATIO * current {
+                    e.set_bitrate(budget)?;
+                }
+                e
+            }
+            None => {
+                let settings = EncoderSettings {
+                    bitrate_bps: budget,
+                    max_fps: rung.fps as f32,
+                    screen: self.settings.screen,
+                };
+                // A fresh encoder starts with a keyframe: that answers any pending request.
+                keyframes.sent(now);
+                self.encoder.insert(H264Encoder::new(settings)?)
+            }
+        };
+        if keyframes.take(now) {
+            encoder.request_keyframe();
+        }
+        let at = Instant::now();
+        let Some(encoded) = encoder.encode(&frame)? else {
+            return Ok(None);
+        };
+        stats.lock().frame_encoded(
+            encoded.data.len(),
+            encoded.keyframe,
+            at.elapsed(),
+            frame.width,
+            frame.height,
+        );
+        stats
+            .lock()
+            .video_target(budget, rung.fps, self.ladder.limitation());
+        // RTP time advances by the capture interval, so skipped frames keep the clock.
+        let frame_interval = Duration::from_secs_f32(1.0 / (rung.fps.max(1) as f32));
+        let duration = self
+            .last_capture
+            .map(|prev| Duration::from_micros(frame.capture_ts_us.saturating_sub(prev)))
+            .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
+            .unwrap_or(frame_interval);
+        self.last_capture = Some(frame.capture_ts_us);
+        tracing::trace!(
+            bytes = encoded.data.len(),
+            keyframe = encoded.keyframe,
+            "encoded"
+        );
+        Ok(Some(Encoded {
+            data: encoded.data,
+            duration,
+            at,
+        }))
+    }
+}
+
 /// The video send pipeline and its control channel.
 pub struct VideoPipeline {
     pub pipeline: Pipeline,
@@ -161,9 +333,11 @@ pub struct VideoPipeline {
 /// Video control commands waiting for the encode thread.
 const CONTROL_QUEUE: usize = 8;
 
+/// `rate`: what the network allows (the congestion controller's target, the pacer's backlog).
 pub fn start_video(
     initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
     out: TrackOut,
+    rate: Arc<RateSignal>,
     stats: StatsHandle,
     errors: PipelineErrors,
 ) -> VideoPipeline {
@@ -185,8 +359,9 @@ pub fn start_video(
                     black: None,
                     last_size: (640, 360),
                 };
-                let mut encoder: Option<H264Encoder> = None;
-                let mut last_capture: Option<u64> = None;
+                // What encodes the top source; a new one (a keyframe) when the source changes.
+                let mut sender: Option<VideoSender> = None;
+                let mut keyframes = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
                 while !stop.load(Ordering::Relaxed) {
                     loop {
                         match control_rx.try_recv() {
@@ -194,7 +369,7 @@ pub fn start_video(
                                 s.apply(msg);
                                 // A new encoder for the new source: it starts with a keyframe
                                 // and may use other settings (screen content).
-                                encoder = None;
+                                sender = None;
                             }
                             Err(std::sync::mpsc::TryRecvError::Empty) => break,
                             Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
@@ -219,27 +394,25 @@ pub fn start_video(
                             report(&errors, format!("{} stopped: {err}", source.name()));
                             // Fall back to what was sent before (the camera, after a screen).
                             s.stack.pop();
-                            encoder = None;
+                            sender = None;
                             continue;
                         }
                     };
-                    let encoder = match &mut encoder {
-                        Some(e) => e,
-                        None => match H264Encoder::new(*settings) {
-                            Ok(e) => encoder.insert(e),
-                            Err(err) => {
-                                report(&errors, format!("video is off: {err}"));
-                                return;
-                            }
-                        },
-                    };
+                    let settings = *settings;
                     s.last_size = (frame.width, frame.height);
                     stats.lock().frame_captured();
                     if keyframe.swap(false, Ordering::Relaxed) {
-                        encoder.request_keyframe();
+                        keyframes.request();
                     }
-                    let at = Instant::now();
-                    let encoded = match encoder.encode(&frame) {
+                    let sender = sender.get_or_insert_with(|| VideoSender::new(settings, &frame));
+                    // The writer still holds every slot: the network side is behind. Skip this
+                    // frame before encoding it (the next one references the last one sent, so
+                    // nothing breaks); dropping an encoded frame would cost a keyframe.
+                    if tx.capacity() == 0 || rate.congested() {
+                        stats.lock().frame_skipped_congestion();
+                        continue;
+                    }
+                    let encoded = match sender.encode(frame, &rate, &mut keyframes, &stats) {
                         Ok(Some(encoded)) => encoded,
                         Ok(None) => continue,
                         Err(err) => {
@@ -247,26 +420,10 @@ pub fn start_video(
                             return;
                         }
                     };
-                    stats.lock().frame_encoded(
-                        encoded.data.len(),
-                        encoded.keyframe,
-                        at.elapsed(),
-                        frame.width,
-                        frame.height,
-                    );
-                    // RTP time advances by the capture interval, so skipped frames keep the clock.
-                    let frame_interval = Duration::from_secs_f32(1.0 / settings.max_fps.max(1.0));
-                    let duration = last_capture
-                        .map(|prev| Duration::from_micros(frame.capture_ts_us.saturating_sub(prev)))
-                        .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
-                        .unwrap_or(frame_interval);
-                    last_capture = Some(frame.capture_ts_us);
-                    tracing::trace!(bytes = encoded.data.len(), keyframe = encoded.keyframe, head = ?&encoded.data[..encoded.data.len().min(24)], "encoded");
-                    let item = Encoded { data: encoded.data, duration, at };
-                    if tx.try_send(item).is_err() {
+                    if tx.try_send(encoded).is_err() {
+                        // Only this thread sends, and there was room: the writer is gone.
                         stats.lock().frame_dropped_before_send();
-                        // The receiver will miss a reference frame: start over from a keyframe.
-                        keyframe.store(true, Ordering::Relaxed);
+                        keyframes.request();
                     }
                 }
             })

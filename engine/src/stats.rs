@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use super::ladder::Limitation;
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MsTo {
     pub signaling: Option<u64>,
@@ -29,7 +31,15 @@ pub struct VideoSendStats {
     pub keyframe_requests_received: u64,
     /// Encoded frames dropped because the network side fell behind.
     pub frames_dropped: u64,
+    /// Frames not encoded because the network side was behind (the pacer's queue, or the writer).
+    pub frames_skipped_congestion: u64,
     pub bitrate_kbps: f64,
+    /// What the encoder aims for now: the congestion controller's share for video.
+    pub target_kbps: f64,
+    /// The frame rate of the ladder's rung in use (what is sent at most).
+    pub max_fps: u32,
+    /// Why less than the top rung is sent.
+    pub quality_limitation: Limitation,
     pub encode_ms: Percentiles,
     pub width: u32,
     pub height: u32,
