@@ -48,8 +48,12 @@ pub struct AudioJitterStats {
     pub dropped_for_latency: u64,
     /// Concealed frames inserted to grow the delay to the target.
     pub stretched: u64,
+    /// Packets discarded because more than `MAX_HELD` waited (playout had stalled).
+    pub dropped_overflow: u64,
     pub jitter_ms: f64,
     pub target_ms: f64,
+    /// Audio held ahead of playout now (from the next frame due to the end of the newest packet).
+    pub buffered_ms: f64,
 }
 
 pub struct AudioJitterBuffer {
@@ -91,6 +95,7 @@ impl AudioJitterBuffer {
         AudioJitterStats {
             jitter_ms: self.jitter_s * 1000.0,
             target_ms: self.target().as_secs_f64() * 1000.0,
+            buffered_ms: self.buffered().as_secs_f64() * 1000.0,
             ..self.stats
         }
     }
@@ -136,6 +141,7 @@ impl AudioJitterBuffer {
         self.held.insert(ts, (payload, now));
         while self.held.len() > MAX_HELD {
             self.held.pop_first();
+            self.stats.dropped_overflow += 1;
         }
     }
 
@@ -291,6 +297,30 @@ mod tests {
         // Same stream with no jitter stays at the minimum.
         let (_, calm) = run(300, |_| Duration::ZERO, |_| false);
         assert!(calm.stats().target_ms < 25.0);
+    }
+
+    #[test]
+    fn overflowing_packets_are_counted_and_the_backlog_is_measured() {
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        // Playout stalled: 410 packets wait, 10 more than it holds.
+        for n in 0..410 {
+            jb.push(n * 960, payload(n), t0);
+        }
+        assert_eq!(jb.stats().dropped_overflow, 10);
+        assert_eq!(
+            jb.stats().buffered_ms,
+            0.0,
+            "nothing is due before playout starts"
+        );
+        // Once playing, the backlog is the audio from the frame due next to the newest one's end.
+        let mut fresh = AudioJitterBuffer::new();
+        for n in 0..2 {
+            fresh.push(n * 960, payload(n), t0);
+        }
+        assert_eq!(fresh.pop(t0 + F * 2), Playout::Packet(payload(0)));
+        assert_eq!(fresh.stats().buffered_ms, 20.0);
+        assert_eq!(fresh.stats().dropped_overflow, 0);
     }
 
     #[test]
