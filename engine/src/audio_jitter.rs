@@ -20,6 +20,9 @@ const MAX_TARGET: Duration = Duration::from_millis(400);
 /// More audio than the target by this much is trimmed (one frame at a time). With the 20 ms
 /// growth step it leaves a 10 ms dead band, so the delay does not oscillate.
 const SHRINK_MARGIN: Duration = Duration::from_millis(30);
+/// A missing packet is waited for (rather than skipped) until it is this much later than the
+/// sender's pace says, plus the jitter seen.
+const LATE_ALLOWANCE: Duration = Duration::from_millis(5);
 /// Packets held at most (8 s): a stuck playout cannot grow memory.
 const MAX_HELD: usize = 400;
 
@@ -155,6 +158,17 @@ impl AudioJitterBuffer {
         }
     }
 
+    /// Whether the packet at `ts` should have arrived by `now`, going by when the latest one
+    /// came and the sender's 20 ms pace, with an allowance for the jitter seen.
+    fn overdue(&self, ts: u64, now: Instant) -> bool {
+        let Some((arrival, last_ts)) = self.last_arrival else {
+            return true;
+        };
+        let ahead = ts.saturating_sub(last_ts) as f64 / f64::from(SAMPLE_RATE_HZ);
+        let allowance = LATE_ALLOWANCE.as_secs_f64() + self.jitter_s;
+        now.saturating_duration_since(arrival).as_secs_f64() > ahead + allowance
+    }
+
     /// What to play for the next 20 ms.
     pub fn pop(&mut self, now: Instant) -> Playout {
         let Some(next) = self.next_ts else {
@@ -201,6 +215,14 @@ impl AudioJitterBuffer {
             // The stream paused (muted, or gone): start over when it resumes, at the target delay.
             self.next_ts = None;
             return Playout::Silence;
+        }
+        if self.held.is_empty() && !self.overdue(next, now) {
+            // Not due yet by the sender's clock, and nothing after it has come: playout runs
+            // ahead of the sender (the device's clock is faster). Wait for it: conceal without
+            // advancing, which adds 20 ms of delay, rather than skip it and stay on the edge.
+            self.next_ts = Some(next);
+            self.stats.stretched += 1;
+            return Playout::Conceal;
         }
         if let Some((payload, _)) = self.held.get(&(next + FRAME_TICKS)) {
             self.stats.recovered += 1;
@@ -321,6 +343,35 @@ mod tests {
         assert_eq!(fresh.pop(t0 + F * 2), Playout::Packet(payload(0)));
         assert_eq!(fresh.stats().buffered_ms, 20.0);
         assert_eq!(fresh.stats().dropped_overflow, 0);
+    }
+
+    #[test]
+    fn playout_faster_than_the_sender_waits_instead_of_skipping() {
+        // Packets every 20 ms; playout asks every 19.98 ms (a device 0.1% fast), 5 ms out of
+        // phase: over 40 s it runs two frames ahead, and must wait for them, not skip them.
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        let (frames, mut pushed) = (2000u32, 0u32);
+        let mut played = Vec::new();
+        for tick in 0..frames {
+            let now = t0 + Duration::from_millis(5) + F.mul_f64(0.999 * f64::from(tick));
+            while pushed < frames && t0 + F * pushed <= now {
+                jb.push(pushed * 960, payload(pushed), t0 + F * pushed);
+                pushed += 1;
+            }
+            if let Playout::Packet(p) = jb.pop(now) {
+                played.push(p);
+            }
+        }
+        let s = jb.stats();
+        assert_eq!(
+            (s.late, s.concealed, s.dropped_for_latency),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        assert!((1..=4).contains(&s.stretched), "{s:?}");
+        let expected: Vec<Bytes> = (0..played.len() as u32).map(payload).collect();
+        assert_eq!(played, expected, "every packet, in order");
     }
 
     #[test]
