@@ -19,8 +19,9 @@ use confab_engine::media_recv::run_playout;
 use confab_media::audio::FRAME_SAMPLES;
 use confab_media::{AudioSink, CaptureError, Pacer, Room, SAMPLE_RATE_HZ};
 
-/// The synthetic device's period: it takes this much at a time, like a cpal callback.
-const PERIOD: Duration = Duration::from_millis(10);
+/// The synthetic device's period at nominal rate: it takes 480 samples at a time, like a cpal
+/// callback; at 48048 Hz those come every 9.99 ms, at 47952 Hz every 10.01 ms.
+const PERIOD_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 100;
 /// What the sink holds beyond one period before it takes more (as the real speaker does).
 const CUSHION_SAMPLES: usize = SAMPLE_RATE_HZ as usize / 50;
 /// More than this in the device buffer and a write is dropped (as the real speaker does).
@@ -43,29 +44,26 @@ impl Device {
         self.buffer.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Drains the buffer at `FAST` x 48 kHz of real time until `switch`, then at `SLOW`, one
-    /// period at a time, until `stop`.
+    /// Takes one period from the buffer every 480 samples of its own clock: `FAST` x 48 kHz of
+    /// real time until `switch`, then `SLOW`, until `stop`. Its first period comes 5 ms after
+    /// `start`, out of phase with the packets (a real device keeps its own phase).
     fn run(&self, start: Instant, switch: Duration, stop: &AtomicBool) {
-        let nominal = f64::from(SAMPLE_RATE_HZ);
-        let mut consumed = 0u64;
-        let mut pacer = Pacer::new(PERIOD);
+        let period_s = PERIOD_SAMPLES as f64 / f64::from(SAMPLE_RATE_HZ);
+        let mut due = start + Duration::from_millis(5);
         while !stop.load(Ordering::Relaxed) {
-            pacer.wait();
-            let t = start.elapsed();
-            let due = if t < switch {
-                t.as_secs_f64() * nominal * FAST
-            } else {
-                switch.as_secs_f64() * nominal * FAST + (t - switch).as_secs_f64() * nominal * SLOW
-            } as u64;
-            let take = due.saturating_sub(consumed) as usize;
-            consumed = due;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let factor = if due - start < switch { FAST } else { SLOW };
+            due += Duration::from_secs_f64(period_s / factor);
             let mut buffer = self.buffer.lock().unwrap_or_else(|p| p.into_inner());
-            let had = buffer.len().min(take);
+            let had = buffer.len().min(PERIOD_SAMPLES);
             buffer.drain(..had);
             drop(buffer);
-            self.period_samples.store(take, Ordering::Relaxed);
+            self.period_samples.store(PERIOD_SAMPLES, Ordering::Relaxed);
             self.underrun_samples
-                .fetch_add((take - had) as u64, Ordering::Relaxed);
+                .fetch_add((PERIOD_SAMPLES - had) as u64, Ordering::Relaxed);
         }
     }
 }
@@ -225,11 +223,13 @@ fn main() {
     ]
     .map(|t| t.expect("invariant: the OS can start a thread"));
 
-    let per_minute = Duration::from_secs(60).min(run);
-    let mut minute = Minute::default();
-    let mut minute_index = 1;
+    // A line per minute (per half for runs of two minutes or less, so both phases show).
+    let every = Duration::from_secs(60).min(switch);
+    let mut window = Minute::default();
+    let mut reports = 1;
+    let mut before = stats.snapshot().audio_recv;
     let mut sampler = Pacer::new(Duration::from_millis(100));
-    let (mut worst, mut last_minute_mean) = (0f64, 0f64);
+    let mut worst = 0f64;
     loop {
         sampler.wait();
         let t = start.elapsed();
@@ -241,25 +241,33 @@ fn main() {
         let device_ms = device.fill() as f64 * 1000.0 / f64::from(SAMPLE_RATE_HZ);
         // The first second is start-up (the jitter buffer fills to its target).
         if t > Duration::from_secs(1) {
-            minute.total.push(jitter_ms + device_ms);
-            minute.device.push(device_ms);
+            window.total.push(jitter_ms + device_ms);
+            window.device.push(device_ms);
             worst = worst.max(jitter_ms + device_ms);
         }
-        let minute_done = t >= per_minute * minute_index;
-        if minute_done || t >= run {
-            let phase = if t <= switch + Duration::from_millis(200) {
+        if t >= every * reports || t >= run {
+            let phase = if every * reports <= switch {
                 "fast"
             } else {
                 "slow"
             };
+            let now = stats.snapshot().audio_recv;
             println!(
-                "minute {minute_index:>2} ({phase}): latency ms {} | device buffer ms {}",
-                summary(&minute.total),
-                summary(&minute.device)
+                "at {:>5.1} min ({phase}): latency ms {} | device buffer ms {} | concealed {} \
+                 stretched {} dropped_latency {} late {} underrun_samples {} overflow_chunks {}",
+                (every * reports).as_secs_f64() / 60.0,
+                summary(&window.total),
+                summary(&window.device),
+                now.frames_concealed - before.frames_concealed,
+                now.frames_stretched - before.frames_stretched,
+                now.frames_dropped_latency - before.frames_dropped_latency,
+                now.packets_late - before.packets_late,
+                now.speaker_underrun_samples - before.speaker_underrun_samples,
+                now.frames_dropped_overflow - before.frames_dropped_overflow,
             );
-            last_minute_mean = minute.total.iter().sum::<f64>() / minute.total.len().max(1) as f64;
-            minute = Minute::default();
-            minute_index += 1;
+            before = now;
+            window = Minute::default();
+            reports += 1;
         }
         if t >= run {
             break;
@@ -270,18 +278,17 @@ fn main() {
         let _ = thread.join();
     }
     let a = stats.snapshot().audio_recv;
-    println!("worst latency ms: {worst:.1}; last minute mean ms: {last_minute_mean:.1}");
+    println!("worst latency ms: {worst:.1}");
     println!(
-        "frames: decoded {} concealed {} stretched {} dropped_latency {} packets_late {}",
+        "totals: decoded {} concealed {} stretched {} dropped_latency {} packets_late {} \
+         underrun_samples {} speaker_samples_dropped {}",
         a.frames_decoded,
         a.frames_concealed,
         a.frames_stretched,
         a.frames_dropped_latency,
-        a.packets_late
-    );
-    println!(
-        "device: underrun samples {} | samples dropped for overflow {}",
-        a.speaker_underrun_samples, a.speaker_samples_dropped
+        a.packets_late,
+        a.speaker_underrun_samples,
+        a.speaker_samples_dropped
     );
     println!(
         "20 ms chunks dropped for overflow: {} (must be 0)",
