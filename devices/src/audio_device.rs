@@ -2,6 +2,8 @@
 //! device offers. The cpal callbacks only copy (converting the sample type) into lock-free SPSC
 //! rings; downmixing, resampling to 48 kHz and back happen on our own audio threads. Each stream
 //! lives on a small `audio-device` thread that owns it (cpal streams are not `Send` everywhere).
+//! The speaker's ring also sets the pace of playout: `wait_for_room` lets the playout loop write
+//! only when the device has played down to its target fill, so the device clock drives playout.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,12 +17,16 @@ use serde::Serialize;
 
 use confab_media::stream_resampler::StreamResampler;
 use confab_media::{clock, SAMPLE_RATE_HZ};
-use confab_media::{AudioSink, AudioSource, CaptureError, EchoReference};
+use confab_media::{AudioSink, AudioSource, CaptureError, EchoReference, Room};
 
 /// A device that delivers nothing for this long has stopped (unplugged).
 const STALL: Duration = Duration::from_secs(2);
 /// Audio buffered towards the speaker at most; more is dropped (the device clock is slower).
+/// A caller that waits for room never gets near it; it bounds one that writes blindly.
 const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
+/// What the speaker's ring holds beyond one device period before it takes more: time for the
+/// playout thread to wake up, decode and write before the device would run dry.
+const SPEAKER_CUSHION: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AudioDeviceDescription {
@@ -198,6 +204,8 @@ struct StreamState {
     underrun_samples: AtomicU64,
     /// Output: samples the device asked for in its latest callback (its period).
     request_samples: AtomicU64,
+    /// Input: samples the device delivered that the ring had no room for (lost).
+    overrun_samples: AtomicU64,
 }
 
 impl StreamState {
@@ -268,11 +276,17 @@ where
         .build_input_stream(
             config,
             move |data: &[T], _: &cpal::InputCallbackInfo| {
-                // Only copy: convert the sample type into the ring, nothing else.
+                // Only copy: convert the sample type into the ring, and count what did not fit.
+                let mut lost = 0u64;
                 for &s in data {
-                    let _ = ring.try_push(f32::from_sample(s));
+                    if ring.try_push(f32::from_sample(s)).is_err() {
+                        lost += 1;
+                    }
                 }
                 state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if lost > 0 {
+                    state.overrun_samples.fetch_add(lost, Ordering::Relaxed);
+                }
             },
             move |e| err_state.report(&e),
             None,
@@ -475,6 +489,10 @@ impl AudioSource for MicSource {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+
+    fn dropped_samples(&self) -> u64 {
+        self.state.overrun_samples.load(Ordering::Relaxed) / self.channels as u64
+    }
 }
 
 impl Drop for MicSource {
@@ -493,6 +511,7 @@ pub struct SpeakerSink {
     interleaved: Vec<f32>,
     state: Arc<StreamState>,
     stop: Arc<AtomicBool>,
+    /// Device samples (all channels) written but discarded: the ring was over its limit.
     dropped: u64,
     /// (device frames played, when that count last moved), to notice a speaker that stopped.
     progress: (u64, Instant),
@@ -557,25 +576,7 @@ impl AudioSink for SpeakerSink {
     }
 
     fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError> {
-        if let Some(e) = self
-            .state
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            return Err(CaptureError::Stopped(format!("speaker {}: {e}", self.name)));
-        }
-        let played = self.state.frames.load(Ordering::Relaxed);
-        if played != self.progress.0 {
-            self.progress = (played, Instant::now());
-        } else if self.progress.1.elapsed() > STALL + Duration::from_secs(2) {
-            // Allow for PulseAudio's slow start; after that a silent device is a stopped one.
-            return Err(CaptureError::Stopped(format!(
-                "speaker {} stopped playing",
-                self.name
-            )));
-        }
+        self.check_playing()?;
         self.keep_fed();
         if let Some(echo) = &mut self.echo {
             // Played as they are after resampling (a constant delay), unless the device falls so
@@ -599,8 +600,44 @@ impl AudioSink for SpeakerSink {
             self.dropped += self.interleaved.len() as u64;
             return Ok(());
         }
-        self.ring.push_slice(&self.interleaved);
+        let pushed = self.ring.push_slice(&self.interleaved);
+        self.dropped += (self.interleaved.len() - pushed) as u64;
         Ok(())
+    }
+
+    fn wait_for_room(&mut self, samples: usize, timeout: Duration) -> Result<Room, CaptureError> {
+        let deadline = Instant::now() + timeout;
+        // The samples as the ring holds them: at the device rate, one per channel.
+        let needed = (samples as u64 * u64::from(self.rate)).div_ceil(u64::from(SAMPLE_RATE_HZ))
+            as usize
+            * self.channels;
+        loop {
+            self.check_playing()?;
+            let fill = RingFill {
+                occupied: self.ring.occupied_len(),
+                period: self.state.request_samples.load(Ordering::Relaxed) as usize,
+                channels: self.channels,
+                rate: self.rate,
+            };
+            let Some(wait) = fill.wait_before(needed) else {
+                return Ok(Room::Ready);
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Room::Full);
+            }
+            // The callback only copies; it does not wake us, so we sleep the time it takes the
+            // device to play the excess (at least 1 ms, so that we do not spin).
+            std::thread::sleep(wait.max(Duration::from_millis(1)).min(deadline - now));
+        }
+    }
+
+    fn dropped_samples(&self) -> u64 {
+        self.dropped / self.channels as u64
+    }
+
+    fn underrun_samples(&self) -> u64 {
+        self.state.underrun_samples.load(Ordering::Relaxed) / self.channels as u64
     }
 
     fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
@@ -613,7 +650,58 @@ impl AudioSink for SpeakerSink {
     }
 }
 
+/// The speaker ring as the playout side sees it; all counts in device samples (all channels).
+#[derive(Debug, Clone, Copy)]
+struct RingFill {
+    occupied: usize,
+    /// What the device takes per callback (0 before its first one).
+    period: usize,
+    channels: usize,
+    rate: u32,
+}
+
+impl RingFill {
+    /// How long until the ring can take `needed` more without holding more than one device
+    /// period, the cushion and those samples; `None`: now.
+    fn wait_before(&self, needed: usize) -> Option<Duration> {
+        let cushion = (SPEAKER_CUSHION.as_secs_f64() * f64::from(self.rate)) as usize;
+        let target = self.period + cushion * self.channels + needed;
+        let excess = (self.occupied + needed).checked_sub(target)?;
+        if excess == 0 {
+            return None;
+        }
+        let excess_frames = excess.div_ceil(self.channels);
+        Some(Duration::from_secs_f64(
+            excess_frames as f64 / f64::from(self.rate),
+        ))
+    }
+}
+
 impl SpeakerSink {
+    /// Fails when the device reported a fatal error or stopped asking for samples.
+    fn check_playing(&mut self) -> Result<(), CaptureError> {
+        if let Some(e) = self
+            .state
+            .error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(CaptureError::Stopped(format!("speaker {}: {e}", self.name)));
+        }
+        let played = self.state.frames.load(Ordering::Relaxed);
+        if played != self.progress.0 {
+            self.progress = (played, Instant::now());
+        } else if self.progress.1.elapsed() > STALL + Duration::from_secs(2) {
+            // Allow for PulseAudio's slow start; after that a silent device is a stopped one.
+            return Err(CaptureError::Stopped(format!(
+                "speaker {} stopped playing",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// After the device ran dry (it played silence, which shifts everything after it), tops the
     /// ring up to one device period plus 20 ms so that the next periods find audio waiting, and
     /// tells the echo reference about every silence played or queued.
@@ -689,6 +777,38 @@ mod tests {
         let heard = heard.lock().unwrap();
         assert_eq!(heard.len(), 48_000);
         assert!(heard.iter().all(|&s| s == 0.0));
+    }
+
+    #[test]
+    fn the_ring_takes_more_once_the_device_has_played_down_to_its_target() {
+        // 48 kHz stereo, a 10 ms period (480 frames = 960 samples), a 20 ms chunk to write.
+        let ms = |frames: usize| Duration::from_secs_f64(frames as f64 / 48_000.0);
+        let chunk = 960 * 2;
+        let fill = |occupied| RingFill {
+            occupied,
+            period: 960,
+            channels: 2,
+            rate: 48_000,
+        };
+        // Empty, or down to one period plus the 20 ms cushion: room now.
+        assert_eq!(fill(0).wait_before(chunk), None);
+        assert_eq!(fill(960 + 1920).wait_before(chunk), None);
+        // One frame more: wait one frame's time.
+        assert_eq!(fill(960 + 1920 + 2).wait_before(chunk), Some(ms(1)));
+        // Full up with a period, the cushion and a chunk: wait for 20 ms to be played.
+        assert_eq!(fill(960 + 1920 + chunk).wait_before(chunk), Some(ms(960)));
+        // At 44.1 kHz mono, before the first callback (no period known yet): 20 ms is 882.
+        let cd = |occupied| RingFill {
+            occupied,
+            period: 0,
+            channels: 1,
+            rate: 44_100,
+        };
+        assert_eq!(cd(882).wait_before(882), None);
+        assert_eq!(
+            cd(883).wait_before(882),
+            Some(Duration::from_secs_f64(1.0 / 44_100.0))
+        );
     }
 
     #[test]

@@ -20,6 +20,9 @@ const MAX_TARGET: Duration = Duration::from_millis(400);
 /// More audio than the target by this much is trimmed (one frame at a time). With the 20 ms
 /// growth step it leaves a 10 ms dead band, so the delay does not oscillate.
 const SHRINK_MARGIN: Duration = Duration::from_millis(30);
+/// A missing packet is waited for (rather than skipped) until it is this much later than the
+/// sender's pace says, plus the jitter seen.
+const LATE_ALLOWANCE: Duration = Duration::from_millis(5);
 /// Packets held at most (8 s): a stuck playout cannot grow memory.
 const MAX_HELD: usize = 400;
 
@@ -48,8 +51,12 @@ pub struct AudioJitterStats {
     pub dropped_for_latency: u64,
     /// Concealed frames inserted to grow the delay to the target.
     pub stretched: u64,
+    /// Packets discarded because more than `MAX_HELD` waited (playout had stalled).
+    pub dropped_overflow: u64,
     pub jitter_ms: f64,
     pub target_ms: f64,
+    /// Audio held ahead of playout now (from the next frame due to the end of the newest packet).
+    pub buffered_ms: f64,
 }
 
 pub struct AudioJitterBuffer {
@@ -91,6 +98,7 @@ impl AudioJitterBuffer {
         AudioJitterStats {
             jitter_ms: self.jitter_s * 1000.0,
             target_ms: self.target().as_secs_f64() * 1000.0,
+            buffered_ms: self.buffered().as_secs_f64() * 1000.0,
             ..self.stats
         }
     }
@@ -136,6 +144,7 @@ impl AudioJitterBuffer {
         self.held.insert(ts, (payload, now));
         while self.held.len() > MAX_HELD {
             self.held.pop_first();
+            self.stats.dropped_overflow += 1;
         }
     }
 
@@ -147,6 +156,17 @@ impl AudioJitterBuffer {
             ),
             _ => Duration::ZERO,
         }
+    }
+
+    /// Whether the packet at `ts` should have arrived by `now`, going by when the latest one
+    /// came and the sender's 20 ms pace, with an allowance for the jitter seen.
+    fn overdue(&self, ts: u64, now: Instant) -> bool {
+        let Some((arrival, last_ts)) = self.last_arrival else {
+            return true;
+        };
+        let ahead = ts.saturating_sub(last_ts) as f64 / f64::from(SAMPLE_RATE_HZ);
+        let allowance = LATE_ALLOWANCE.as_secs_f64() + self.jitter_s;
+        now.saturating_duration_since(arrival).as_secs_f64() > ahead + allowance
     }
 
     /// What to play for the next 20 ms.
@@ -195,6 +215,14 @@ impl AudioJitterBuffer {
             // The stream paused (muted, or gone): start over when it resumes, at the target delay.
             self.next_ts = None;
             return Playout::Silence;
+        }
+        if self.held.is_empty() && !self.overdue(next, now) {
+            // Not due yet by the sender's clock, and nothing after it has come: playout runs
+            // ahead of the sender (the device's clock is faster). Wait for it: conceal without
+            // advancing, which adds 20 ms of delay, rather than skip it and stay on the edge.
+            self.next_ts = Some(next);
+            self.stats.stretched += 1;
+            return Playout::Conceal;
         }
         if let Some((payload, _)) = self.held.get(&(next + FRAME_TICKS)) {
             self.stats.recovered += 1;
@@ -291,6 +319,59 @@ mod tests {
         // Same stream with no jitter stays at the minimum.
         let (_, calm) = run(300, |_| Duration::ZERO, |_| false);
         assert!(calm.stats().target_ms < 25.0);
+    }
+
+    #[test]
+    fn overflowing_packets_are_counted_and_the_backlog_is_measured() {
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        // Playout stalled: 410 packets wait, 10 more than it holds.
+        for n in 0..410 {
+            jb.push(n * 960, payload(n), t0);
+        }
+        assert_eq!(jb.stats().dropped_overflow, 10);
+        assert_eq!(
+            jb.stats().buffered_ms,
+            0.0,
+            "nothing is due before playout starts"
+        );
+        // Once playing, the backlog is the audio from the frame due next to the newest one's end.
+        let mut fresh = AudioJitterBuffer::new();
+        for n in 0..2 {
+            fresh.push(n * 960, payload(n), t0);
+        }
+        assert_eq!(fresh.pop(t0 + F * 2), Playout::Packet(payload(0)));
+        assert_eq!(fresh.stats().buffered_ms, 20.0);
+        assert_eq!(fresh.stats().dropped_overflow, 0);
+    }
+
+    #[test]
+    fn playout_faster_than_the_sender_waits_instead_of_skipping() {
+        // Packets every 20 ms; playout asks every 19.98 ms (a device 0.1% fast), 5 ms out of
+        // phase: over 40 s it runs two frames ahead, and must wait for them, not skip them.
+        let t0 = Instant::now();
+        let mut jb = AudioJitterBuffer::new();
+        let (frames, mut pushed) = (2000u32, 0u32);
+        let mut played = Vec::new();
+        for tick in 0..frames {
+            let now = t0 + Duration::from_millis(5) + F.mul_f64(0.999 * f64::from(tick));
+            while pushed < frames && t0 + F * pushed <= now {
+                jb.push(pushed * 960, payload(pushed), t0 + F * pushed);
+                pushed += 1;
+            }
+            if let Playout::Packet(p) = jb.pop(now) {
+                played.push(p);
+            }
+        }
+        let s = jb.stats();
+        assert_eq!(
+            (s.late, s.concealed, s.dropped_for_latency),
+            (0, 0, 0),
+            "{s:?}"
+        );
+        assert!((1..=4).contains(&s.stretched), "{s:?}");
+        let expected: Vec<Bytes> = (0..played.len() as u32).map(payload).collect();
+        assert_eq!(played, expected, "every packet, in order");
     }
 
     #[test]

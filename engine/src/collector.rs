@@ -1,38 +1,25 @@
 //! Shared call statistics: every pipeline adds to one `Collector` behind a mutex (a few times per
-//! frame at most), and `snapshot` turns it into the `CallStats` contract. It also does the
+//! frame at most), and `snapshot` turns it into the `CallStats` contract. Measurements go into
+//! fixed-size histograms, so a snapshot never sorts or grows under the lock. It also does the
 //! stamp-based analysis of received video: latency from the stamp's capture time, lost frames from
 //! gaps in stamp indices, and PSNR against the regenerated source frame.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::stats::{percentiles, CallStats, FileStats, FreezeDetector, RateMeter};
+use super::stats::{CallStats, FileStats, FreezeDetector, Histogram, RateMeter};
 use confab_media::{clock, pattern, quality, stamp, VideoFrame};
-
-/// Received-frame analysis keeps at most this many samples (a long call must not grow memory).
-const MAX_SAMPLES: usize = 100_000;
-
-#[derive(Default)]
-struct Samples(Vec<f64>);
-
-impl Samples {
-    fn push(&mut self, v: f64) {
-        if self.0.len() < MAX_SAMPLES {
-            self.0.push(v);
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct Collector {
     pub stats: CallStats,
     started: Option<Instant>,
-    encode_ms: Samples,
-    decode_ms: Samples,
-    assembly_ms: Samples,
-    video_latency_ms: Samples,
-    psnr_db: Samples,
-    audio_latency_ms: Samples,
+    encode_ms: Histogram,
+    decode_ms: Histogram,
+    assembly_ms: Histogram,
+    video_latency_ms: Histogram,
+    psnr_db: Histogram,
+    audio_latency_ms: Histogram,
     freezes: FreezeDetector,
     send_rate: RateMeter,
     recv_rate: RateMeter,
@@ -90,7 +77,7 @@ impl Collector {
         s.keyframes += u64::from(keyframe);
         s.width = width;
         s.height = height;
-        self.encode_ms.push(encode.as_secs_f64() * 1000.0);
+        self.encode_ms.record(encode.as_secs_f64() * 1000.0);
         let at = self.since_start(Instant::now());
         self.send_rate.add(at, bytes as u64);
     }
@@ -120,7 +107,7 @@ impl Collector {
     /// A complete frame left the assembler after `assembly` (first packet to last).
     pub fn video_frame_received(&mut self, bytes: usize, assembly: Duration) {
         self.stats.video_recv.frames_received += 1;
-        self.assembly_ms.push(assembly.as_secs_f64() * 1000.0);
+        self.assembly_ms.record(assembly.as_secs_f64() * 1000.0);
         let at = self.since_start(Instant::now());
         self.recv_rate.add(at, bytes as u64);
     }
@@ -137,21 +124,21 @@ impl Collector {
         r.frames_decoded += 1;
         r.width = frame.width;
         r.height = frame.height;
-        self.decode_ms.push(decode.as_secs_f64() * 1000.0);
+        self.decode_ms.record(decode.as_secs_f64() * 1000.0);
         self.first_decoded.get_or_insert(now);
         self.last_decoded = Some(now);
         self.freezes.frame(at);
         if let Some(s) = stamp::read(frame) {
             r.stamped_frames += 1;
             let latency_us = clock::now_us().saturating_sub(s.capture_ts_us);
-            self.video_latency_ms.push(latency_us as f64 / 1000.0);
+            self.video_latency_ms.record(latency_us as f64 / 1000.0);
             self.stamp_range = Some(match self.stamp_range {
                 None => (s.index, s.index),
                 Some((lo, hi)) => (lo.min(s.index), hi.max(s.index)),
             });
             let source = pattern::render(s.index, frame.width, frame.height, s.capture_ts_us);
             if let Some(psnr) = quality::psnr_y(&source, frame) {
-                self.psnr_db.push(psnr);
+                self.psnr_db.record(psnr);
             }
         }
     }
@@ -161,7 +148,7 @@ impl Collector {
     }
 
     pub fn audio_latency(&mut self, latency_us: u64) {
-        self.audio_latency_ms.push(latency_us as f64 / 1000.0);
+        self.audio_latency_ms.record(latency_us as f64 / 1000.0);
     }
 
     pub fn first_audio(&mut self) {
@@ -177,13 +164,13 @@ impl Collector {
     pub fn snapshot(&self) -> CallStats {
         let mut stats = self.stats.clone();
         stats.duration_s = self.since_start(Instant::now()).as_secs_f64();
-        stats.video_send.encode_ms = percentiles(&self.encode_ms.0);
+        stats.video_send.encode_ms = self.encode_ms.summary();
         stats.video_send.bitrate_kbps = self.send_rate.kbps();
         let r = &mut stats.video_recv;
-        r.decode_ms = percentiles(&self.decode_ms.0);
-        r.assembly_ms = percentiles(&self.assembly_ms.0);
-        r.latency_ms = percentiles(&self.video_latency_ms.0);
-        r.psnr_db = percentiles(&self.psnr_db.0);
+        r.decode_ms = self.decode_ms.summary();
+        r.assembly_ms = self.assembly_ms.summary();
+        r.latency_ms = self.video_latency_ms.summary();
+        r.psnr_db = self.psnr_db.summary();
         r.freezes = self.freezes.freezes;
         r.total_freeze_ms = self.freezes.total_freeze_ms;
         r.bitrate_kbps = self.recv_rate.kbps();
@@ -196,7 +183,7 @@ impl Collector {
         if let Some((lo, hi)) = self.stamp_range {
             r.frames_lost = (u64::from(hi - lo) + 1).saturating_sub(r.stamped_frames);
         }
-        stats.audio_recv.latency_ms = percentiles(&self.audio_latency_ms.0);
+        stats.audio_recv.latency_ms = self.audio_latency_ms.summary();
         let a = &mut stats.audio_recv;
         let played =
             a.frames_decoded + a.frames_recovered_fec + a.frames_concealed + a.frames_stretched;

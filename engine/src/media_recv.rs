@@ -1,7 +1,8 @@
 //! The receive pipelines. Video: a task reads RTP from the remote track into the frame assembler
 //! (asking for keyframes with PLI when it must), and a named thread decodes complete frames and
 //! hands them to the `VideoOut`. Audio: a task fills the audio jitter buffer, and a named thread
-//! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink.
+//! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink,
+//! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TrySendError};
@@ -21,7 +22,7 @@ use confab_codecs::opus::OpusDecoder;
 use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
 use confab_media::test_signal::MarkerDetector;
 use confab_media::{clock, VideoFrame};
-use confab_media::{AudioSink, EchoReference, Pacer, VideoOut};
+use confab_media::{AudioSink, EchoReference, Pacer, Room, VideoOut};
 
 /// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
 const DECODE_QUEUE: usize = 8;
@@ -104,6 +105,7 @@ pub fn spawn_video(
                         match frame_tx.try_send(frame) {
                             Ok(()) => {}
                             Err(TrySendError::Full(_)) => {
+                                stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
                                 need_keyframe.store(true, Ordering::Relaxed)
                             }
                             Err(TrySendError::Disconnected(_)) => return,
@@ -169,6 +171,7 @@ fn decode_loop(
             Ok(None) => {}
             Err(err) => {
                 tracing::debug!(%err, bytes = frame.au.annexb.len(), keyframe = frame.au.keyframe, head = ?&frame.au.annexb[..frame.au.annexb.len().min(24)], "decode failed; asking for a keyframe");
+                stats.lock().stats.video_recv.frames_undecodable += 1;
                 need_keyframe.store(true, Ordering::Relaxed);
             }
         }
@@ -186,12 +189,15 @@ fn echo_reference(apm: Arc<AudioProcessor>) -> EchoReference {
     })
 }
 
+/// How long one wait for the sink's room lasts before `stop` is looked at again.
+const ROOM_WAIT: Duration = Duration::from_millis(50);
+
 /// `apm`: the call's echo canceller, told about everything played (its far end): by the sink when
 /// it knows what the device really plays, otherwise as written.
 /// Returns the playout thread, which finishes the sink and ends soon after `stop` is set.
 pub fn spawn_audio(
     track: Arc<dyn TrackRemote>,
-    mut sink: Box<dyn AudioSink>,
+    sink: Box<dyn AudioSink>,
     apm: Option<Arc<AudioProcessor>>,
     stats: StatsHandle,
     stop: Arc<AtomicBool>,
@@ -201,74 +207,7 @@ pub fn spawn_audio(
         let (jitter, stats, stop) = (jitter.clone(), stats.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("audio-playout".into())
-            .spawn(move || {
-                let mut decoder = match OpusDecoder::new() {
-                    Ok(d) => d,
-                    Err(err) => {
-                        tracing::error!(%err, "remote audio cannot be played");
-                        return;
-                    }
-                };
-                let mut far_end = apm.and_then(|apm| sink.set_echo_reference(echo_reference(apm)));
-                let mut pacer = Pacer::new(Duration::from_millis(20));
-                let mut pcm = vec![0f32; FRAME_SAMPLES * 6];
-                let mut markers = MarkerDetector::default();
-                let mut heard_anything = false;
-                while !stop.load(Ordering::Relaxed) {
-                    pacer.wait();
-                    let decision = jitter
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .pop(Instant::now());
-                    let result = match &decision {
-                        Playout::Silence => {
-                            pcm[..FRAME_SAMPLES].fill(0.0);
-                            Ok(FRAME_SAMPLES)
-                        }
-                        Playout::Packet(p) => decoder.decode(p, &mut pcm),
-                        Playout::Recover(next) => decoder.recover(next, &mut pcm),
-                        Playout::Conceal => decoder.conceal(&mut pcm),
-                    };
-                    let n = match result {
-                        Ok(n) => n.min(pcm.len()),
-                        Err(err) => {
-                            tracing::debug!(%err, "audio decode failed; concealing");
-                            decoder.conceal(&mut pcm).unwrap_or(0)
-                        }
-                    };
-                    let samples = &pcm[..n];
-                    if let Some(far_end) = &mut far_end {
-                        far_end(samples);
-                    }
-                    let play_us = clock::now_us();
-                    if let Err(err) = sink.write(samples) {
-                        let speaker = sink.name();
-                        tracing::warn!(%err, speaker, "the speaker failed; remote audio is off");
-                        break;
-                    }
-                    let mut c = stats.lock();
-                    if !matches!(decision, Playout::Silence) {
-                        if !heard_anything {
-                            heard_anything = true;
-                            c.first_audio();
-                        }
-                        for latency in markers.push(samples, play_us) {
-                            c.audio_latency(latency);
-                        }
-                    }
-                    let s = jitter.lock().unwrap_or_else(|p| p.into_inner()).stats();
-                    let a = &mut c.stats.audio_recv;
-                    a.packets_received = s.packets;
-                    a.frames_decoded = s.played;
-                    a.frames_recovered_fec = s.recovered;
-                    a.frames_concealed = s.concealed;
-                    a.frames_stretched = s.stretched;
-                    a.jitter_buffer_ms = s.target_ms;
-                }
-                if let Err(err) = sink.finish() {
-                    tracing::warn!(%err, "could not finish the audio output");
-                }
-            });
+            .spawn(move || run_playout(&jitter, sink, apm, &stats, &stop));
         match spawned {
             Ok(thread) => thread,
             Err(err) => {
@@ -293,4 +232,211 @@ pub fn spawn_audio(
         }
     });
     Some(playout)
+}
+
+/// The audio playout loop, on the caller's thread: whenever `sink` has room for 20 ms (a device:
+/// its clock sets the pace, so nothing piles up in front of it) or every 20 ms by the monotonic
+/// clock (a file, nothing), takes the next frame from `jitter` (filled by someone else: the
+/// track's packets, or a benchmark's), decodes it and writes it. Counts what it plays and drops
+/// into `stats`. Returns when `stop` is set or the sink fails, after finishing the sink.
+pub fn run_playout(
+    jitter: &Mutex<AudioJitterBuffer>,
+    mut sink: Box<dyn AudioSink>,
+    apm: Option<Arc<AudioProcessor>>,
+    stats: &StatsHandle,
+    stop: &AtomicBool,
+) {
+    let mut decoder = match OpusDecoder::new() {
+        Ok(d) => d,
+        Err(err) => {
+            tracing::error!(%err, "remote audio cannot be played");
+            return;
+        }
+    };
+    let mut far_end = apm.and_then(|apm| sink.set_echo_reference(echo_reference(apm)));
+    let mut pacer: Option<Pacer> = None;
+    let mut pcm = vec![0f32; FRAME_SAMPLES * 6];
+    let mut markers = MarkerDetector::default();
+    let mut heard_anything = false;
+    let mut undecodable = 0u64;
+    let mut chunks_dropped = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match sink.wait_for_room(FRAME_SAMPLES, ROOM_WAIT) {
+            Ok(Room::Ready) => {}
+            Ok(Room::Full) => continue,
+            Ok(Room::Unclocked) => {
+                pacer
+                    .get_or_insert_with(|| Pacer::new(Duration::from_millis(20)))
+                    .wait();
+            }
+            Err(err) => {
+                let speaker = sink.name();
+                tracing::warn!(%err, speaker, "the speaker failed; remote audio is off");
+                break;
+            }
+        }
+        let decision = jitter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(Instant::now());
+        let result = match &decision {
+            Playout::Silence => {
+                pcm[..FRAME_SAMPLES].fill(0.0);
+                Ok(FRAME_SAMPLES)
+            }
+            Playout::Packet(p) => decoder.decode(p, &mut pcm),
+            Playout::Recover(next) => decoder.recover(next, &mut pcm),
+            Playout::Conceal => decoder.conceal(&mut pcm),
+        };
+        let n = match result {
+            Ok(n) => n.min(pcm.len()),
+            Err(err) => {
+                tracing::debug!(%err, "audio decode failed; concealing");
+                undecodable += 1;
+                decoder.conceal(&mut pcm).unwrap_or(0)
+            }
+        };
+        let samples = &pcm[..n];
+        if let Some(far_end) = &mut far_end {
+            far_end(samples);
+        }
+        let play_us = clock::now_us();
+        let dropped_before = sink.dropped_samples();
+        if let Err(err) = sink.write(samples) {
+            let speaker = sink.name();
+            tracing::warn!(%err, speaker, "the speaker failed; remote audio is off");
+            break;
+        }
+        if sink.dropped_samples() > dropped_before {
+            chunks_dropped += 1;
+        }
+        let s = jitter.lock().unwrap_or_else(|p| p.into_inner()).stats();
+        let mut c = stats.lock();
+        if !matches!(decision, Playout::Silence) {
+            if !heard_anything {
+                heard_anything = true;
+                c.first_audio();
+            }
+            for latency in markers.push(samples, play_us) {
+                c.audio_latency(latency);
+            }
+        }
+        let a = &mut c.stats.audio_recv;
+        a.packets_received = s.packets;
+        a.frames_decoded = s.played;
+        a.frames_recovered_fec = s.recovered;
+        a.frames_concealed = s.concealed;
+        a.frames_stretched = s.stretched;
+        a.jitter_buffer_ms = s.target_ms;
+        a.packets_late = s.late;
+        a.packets_dropped_overflow = s.dropped_overflow;
+        a.frames_dropped_latency = s.dropped_for_latency;
+        a.frames_dropped_overflow = chunks_dropped;
+        a.speaker_samples_dropped = sink.dropped_samples();
+        a.speaker_underrun_samples = sink.underrun_samples();
+        a.frames_undecodable = undecodable;
+    }
+    if let Err(err) = sink.finish() {
+        tracing::warn!(%err, "could not finish the audio output");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use confab_media::CaptureError;
+
+    /// A sink that answers `wait_for_room` from a script (or not at all: unclocked), logs what
+    /// the playout loop does with it, discards every third write, and stops the loop after
+    /// `stop_after` writes.
+    struct Scripted {
+        rooms: Option<Vec<Room>>,
+        asked: usize,
+        log: Arc<Mutex<Vec<&'static str>>>,
+        writes: usize,
+        stop_after: usize,
+        stop: Arc<AtomicBool>,
+        dropped: u64,
+    }
+
+    impl AudioSink for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError> {
+            self.log.lock().unwrap().push("write");
+            self.writes += 1;
+            if self.writes.is_multiple_of(3) {
+                self.dropped += samples.len() as u64;
+            }
+            if self.writes == self.stop_after {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        fn wait_for_room(&mut self, _: usize, _: Duration) -> Result<Room, CaptureError> {
+            let Some(rooms) = &self.rooms else {
+                return Ok(Room::Unclocked);
+            };
+            let room = rooms[self.asked % rooms.len()];
+            self.asked += 1;
+            self.log.lock().unwrap().push(match room {
+                Room::Ready => "ready",
+                Room::Full => "full",
+                Room::Unclocked => "unclocked",
+            });
+            Ok(room)
+        }
+        fn dropped_samples(&self) -> u64 {
+            self.dropped
+        }
+        fn underrun_samples(&self) -> u64 {
+            42
+        }
+        fn finish(&mut self) -> Result<(), CaptureError> {
+            self.log.lock().unwrap().push("finish");
+            Ok(())
+        }
+    }
+
+    fn play(rooms: Option<Vec<Room>>, stop_after: usize) -> (Vec<&'static str>, StatsHandle) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Scripted {
+            rooms,
+            asked: 0,
+            log: log.clone(),
+            writes: 0,
+            stop_after,
+            stop: stop.clone(),
+            dropped: 0,
+        };
+        let stats = StatsHandle::default();
+        let jitter = Mutex::new(AudioJitterBuffer::new());
+        run_playout(&jitter, Box::new(sink), None, &stats, &stop);
+        let log = log.lock().unwrap().clone();
+        (log, stats)
+    }
+
+    #[test]
+    fn a_device_sink_paces_playout_and_its_drops_are_counted() {
+        let (log, stats) = play(Some(vec![Room::Full, Room::Full, Room::Ready]), 9);
+        // Written only when the device said it had room, once per room.
+        let writes: Vec<usize> = (0..log.len()).filter(|&i| log[i] == "write").collect();
+        assert_eq!(writes.len(), 9, "{log:?}");
+        assert!(writes.iter().all(|&i| log[i - 1] == "ready"), "{log:?}");
+        assert_eq!(log.iter().filter(|&&e| e == "full").count(), 18);
+        assert_eq!(log.last(), Some(&"finish"));
+        let a = stats.snapshot().audio_recv;
+        assert_eq!(a.frames_dropped_overflow, 3);
+        assert_eq!(a.speaker_samples_dropped, 3 * FRAME_SAMPLES as u64);
+        assert_eq!(a.speaker_underrun_samples, 42);
+    }
+
+    #[test]
+    fn a_sink_without_a_clock_is_paced_and_finished() {
+        let (log, stats) = play(None, 4);
+        assert_eq!(log, ["write", "write", "write", "write", "finish"]);
+        assert_eq!(stats.snapshot().audio_recv.frames_dropped_overflow, 1);
+    }
 }

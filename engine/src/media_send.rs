@@ -488,6 +488,7 @@ pub fn start_audio(
                     };
                     let mut c = stats.lock();
                     c.audio_encoded();
+                    c.stats.audio_send.mic_samples_dropped = source.dropped_samples();
                     if let Some(apm) = apm
                         .as_ref()
                         .filter(|_| c.stats.audio_send.frames_encoded.is_multiple_of(50))
@@ -502,8 +503,14 @@ pub fn start_audio(
                         duration: Duration::from_millis(20),
                         at,
                     };
-                    if tx.try_send(item).is_err() {
-                        tracing::debug!("dropped an audio frame: the network side is behind");
+                    match tx.try_send(item) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            stats.lock().stats.audio_send.frames_dropped += 1;
+                            tracing::trace!("dropped an audio frame: the network side is behind");
+                        }
+                        // The writer is gone: the call is ending.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {}
                     }
                 }
             })

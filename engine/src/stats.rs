@@ -1,5 +1,5 @@
 //! Call statistics: the `--stats-json` contract (DESIGN.md §3) and the small pieces of math behind
-//! it (percentiles, the W3C freeze rule, rates).
+//! it (percentiles, fixed-size histograms, the W3C freeze rule, rates).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -49,6 +49,7 @@ pub struct VideoSendStats {
 pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,
+    pub p99: f64,
     pub mean: f64,
     pub min: f64,
     pub max: f64,
@@ -76,6 +77,11 @@ pub struct VideoRecvStats {
     pub frames_lost: u64,
     pub packets_late: u64,
     pub bitrate_kbps: f64,
+    /// Complete frames dropped before decoding because the decoder fell behind (a keyframe is
+    /// asked for). Not part of `frames_dropped`, which counts what the assembler gave up on.
+    pub frames_dropped_decoder_behind: u64,
+    /// Frames the decoder could not decode (a keyframe is asked for).
+    pub frames_undecodable: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -85,6 +91,10 @@ pub struct AudioSendStats {
     pub aec_erle_db: Option<f64>,
     /// The echo path delay the echo canceller found.
     pub aec_delay_ms: Option<u32>,
+    /// Encoded 20 ms frames dropped because the network side fell behind.
+    pub frames_dropped: u64,
+    /// Microphone samples (per channel, at the device rate) lost before they could be read.
+    pub mic_samples_dropped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -98,6 +108,21 @@ pub struct AudioRecvStats {
     pub concealed_ratio: f64,
     pub latency_ms: Percentiles,
     pub jitter_buffer_ms: f64,
+    /// Packets that arrived after their time to play had passed (discarded).
+    pub packets_late: u64,
+    /// Packets discarded because too many waited (playout had stalled).
+    pub packets_dropped_overflow: u64,
+    /// Frames the jitter buffer skipped to bring its delay back to the target.
+    pub frames_dropped_latency: u64,
+    /// 20 ms chunks the speaker discarded because its buffer was full (0 when the device clock
+    /// paces playout).
+    pub frames_dropped_overflow: u64,
+    /// Speaker samples (per channel, at the device rate) discarded because its buffer was full.
+    pub speaker_samples_dropped: u64,
+    /// Speaker samples (per channel, at the device rate) played as silence because it ran dry.
+    pub speaker_underrun_samples: u64,
+    /// Packets the decoder could not decode (concealed instead).
+    pub frames_undecodable: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -153,10 +178,118 @@ pub fn percentiles(samples: &[f64]) -> Percentiles {
     Percentiles {
         p50: at(0.50),
         p95: at(0.95),
+        p99: at(0.99),
         mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
         min: sorted[0],
         max: sorted[sorted.len() - 1],
         count: sorted.len(),
+    }
+}
+
+/// Smallest value with its own bucket; everything below (zero included) shares bucket 0.
+const HISTOGRAM_LOW: f64 = 0.01;
+/// Each bucket spans a factor of this: a bucket's middle is within 0.5% of any value in it.
+const HISTOGRAM_RATIO: f64 = 1.01;
+/// Log-spaced buckets from 0.01 up to about 100 000 (ms or dB), then one for everything above.
+const HISTOGRAM_BUCKETS: usize = 1_622;
+
+/// A fixed-size histogram with log-spaced buckets: recording is O(1) and summarizing is
+/// O(buckets), neither allocates nor sorts, so it can sit behind a lock an audio thread takes.
+/// `min`, `max`, `mean` and `count` are exact; percentiles are the middle of the bucket they fall
+/// in (clamped to `min..=max`), within 0.5% of the exact value, or 0.01 absolute below 0.01.
+/// Covers 0.01..100 000 (milliseconds of latency, dB of PSNR); above that, percentiles read `max`.
+/// Non-finite values are ignored.
+#[derive(Clone)]
+pub struct Histogram {
+    counts: [u32; HISTOGRAM_BUCKETS],
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: [0; HISTOGRAM_BUCKETS],
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("summary", &self.summary())
+            .finish()
+    }
+}
+
+impl Histogram {
+    fn bucket(value: f64) -> usize {
+        if value < HISTOGRAM_LOW {
+            return 0;
+        }
+        let i = 1 + ((value / HISTOGRAM_LOW).ln() / HISTOGRAM_RATIO.ln()) as usize;
+        i.min(HISTOGRAM_BUCKETS - 1)
+    }
+
+    /// The value a bucket stands for: its geometric middle (bucket 0: 0; the last: `max`).
+    fn middle(&self, bucket: usize) -> f64 {
+        let value = match bucket {
+            0 => 0.0,
+            b if b == HISTOGRAM_BUCKETS - 1 => self.max,
+            b => HISTOGRAM_LOW * HISTOGRAM_RATIO.powf(b as f64 - 0.5),
+        };
+        value.clamp(self.min, self.max)
+    }
+
+    pub fn record(&mut self, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        let bucket = &mut self.counts[Self::bucket(value)];
+        *bucket = bucket.saturating_add(1);
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The value at rank round((count - 1) x `p`), as `percentiles` picks it from sorted samples.
+    fn at(&self, p: f64) -> f64 {
+        let rank = ((self.count - 1) as f64 * p).round() as u64;
+        let mut seen = 0u64;
+        for (bucket, &n) in self.counts.iter().enumerate() {
+            seen += u64::from(n);
+            if seen > rank {
+                return self.middle(bucket);
+            }
+        }
+        self.max
+    }
+
+    /// The summary `--stats-json` shows.
+    pub fn summary(&self) -> Percentiles {
+        if self.count == 0 {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: self.at(0.50),
+            p95: self.at(0.95),
+            p99: self.at(0.99),
+            mean: self.sum / self.count as f64,
+            min: self.min,
+            max: self.max,
+            count: usize::try_from(self.count).unwrap_or(usize::MAX),
+        }
     }
 }
 
@@ -235,6 +368,82 @@ mod tests {
         let many: Vec<f64> = (1..=100).map(f64::from).collect();
         assert_eq!(percentiles(&many).p95, 95.0);
         assert_eq!(percentiles(&[]), Percentiles::default());
+    }
+
+    /// `summary` against the exact `percentiles` of the same samples: min, max, mean and count
+    /// agree exactly, p50/p95/p99 within one bucket (1%, or 0.01 below 0.01).
+    fn check_histogram(samples: &[f64]) {
+        let mut h = Histogram::default();
+        for &v in samples {
+            h.record(v);
+        }
+        let (got, want) = (h.summary(), percentiles(samples));
+        assert_eq!(
+            (got.min, got.max, got.count),
+            (want.min, want.max, want.count)
+        );
+        assert!((got.mean - want.mean).abs() <= 1e-9 * want.mean.abs().max(1.0));
+        for (name, g, w) in [
+            ("p50", got.p50, want.p50),
+            ("p95", got.p95, want.p95),
+            ("p99", got.p99, want.p99),
+        ] {
+            let tolerance = (w.abs() * (HISTOGRAM_RATIO - 1.0)).max(HISTOGRAM_LOW);
+            assert!(
+                (g - w).abs() <= tolerance,
+                "{name}: {g} vs exact {w} ({} samples)",
+                samples.len()
+            );
+        }
+    }
+
+    #[test]
+    fn histogram_percentiles_within_one_bucket() {
+        // Uniform 1..=1000 ms.
+        check_histogram(&(1..=1000).map(f64::from).collect::<Vec<_>>());
+        // Fine steps across the whole range, small values and zero included.
+        check_histogram(
+            &(0..20_000)
+                .map(|i| f64::from(i) * 0.005)
+                .collect::<Vec<_>>(),
+        );
+        // Exponential (a long tail, like latency), from a fixed pseudo-random sequence.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let exponential: Vec<f64> = (0..50_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+                -40.0 * (1.0 - u).ln()
+            })
+            .collect();
+        check_histogram(&exponential);
+        // PSNR-like values in dB, with the cap.
+        check_histogram(&[31.5, 32.0, 32.25, 33.0, 100.0, 29.75, 30.5]);
+        // One value: every percentile is exactly it.
+        check_histogram(&[7.3; 10]);
+    }
+
+    #[test]
+    fn histogram_edges() {
+        let mut h = Histogram::default();
+        assert_eq!(h.summary(), Percentiles::default());
+        // Out of range above: percentiles read the exact maximum.
+        h.record(5.0);
+        h.record(5.0);
+        h.record(1e9);
+        h.record(f64::NAN);
+        h.record(f64::INFINITY);
+        let s = h.summary();
+        assert_eq!((s.count, s.min, s.max, s.p99), (3, 5.0, 1e9, 1e9));
+        assert!((s.p50 - 5.0).abs() <= 0.05, "{s:?}");
+        // Below the smallest bucket: read as the exact minimum.
+        let mut low = Histogram::default();
+        low.record(0.0);
+        low.record(0.004);
+        assert_eq!(low.summary().p50, 0.0);
+        assert_eq!(low.summary().max, 0.004);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `AudioSource`), where received audio and video go (`AudioSink`, `VideoOut`). Real devices
 //! implement them in `confab-devices`; the call engine only ever sees these traits.
 
+use std::time::Duration;
+
 use crate::{CaptureError, VideoFrame};
 
 /// Frames from a camera, a screen, a file or a pattern.
@@ -18,6 +20,23 @@ pub trait AudioSource: Send {
     /// Blocks until `out.len()` samples are available, fills `out`, and returns the wall-clock
     /// time (µs) of the first sample.
     fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError>;
+    /// Samples (per channel, at the device's rate) lost before `read` could take them: the
+    /// device delivered faster than they were read and its buffer was full. 0 for sources that
+    /// cannot lose any.
+    fn dropped_samples(&self) -> u64 {
+        0
+    }
+}
+
+/// What `AudioSink::wait_for_room` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// The sink has no clock of its own (a file, nothing): the caller paces itself in real time.
+    Unclocked,
+    /// A device has room for the samples now: write them.
+    Ready,
+    /// The device is still playing what it holds (the wait timed out): ask again.
+    Full,
 }
 
 /// Told the mono 48 kHz audio a speaker plays, in the order it plays it, silence included: the far
@@ -34,6 +53,24 @@ pub trait AudioSink: Send {
     /// writes.
     fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
         Some(reference)
+    }
+    /// Waits (at most `timeout`) until a device sink can take `samples` more without holding more
+    /// than it needs to play smoothly, so that the device's own clock paces playout. A sink
+    /// without a clock answers `Room::Unclocked` at once and the caller keeps time. An error
+    /// means the device is gone, as from `write`.
+    fn wait_for_room(&mut self, samples: usize, timeout: Duration) -> Result<Room, CaptureError> {
+        let _ = (samples, timeout);
+        Ok(Room::Unclocked)
+    }
+    /// Samples (per channel, at the device's rate) written but discarded because the device's
+    /// buffer was full (it plays slower than it was fed). 0 for sinks that keep everything.
+    fn dropped_samples(&self) -> u64 {
+        0
+    }
+    /// Samples (per channel, at the device's rate) the device played as silence because it had
+    /// run dry. 0 for sinks without a device.
+    fn underrun_samples(&self) -> u64 {
+        0
     }
     /// Flushes what is buffered (files are finalized); called once at the end.
     fn finish(&mut self) -> Result<(), CaptureError> {

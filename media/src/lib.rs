@@ -19,7 +19,7 @@ pub mod test_signal;
 pub use audio::SAMPLE_RATE_HZ;
 pub use error::CaptureError;
 pub use frame::VideoFrame;
-pub use io::{AudioSink, AudioSource, EchoReference, VideoOut, VideoSource};
+pub use io::{AudioSink, AudioSource, EchoReference, Room, VideoOut, VideoSource};
 pub use pacer::Pacer;
 
 /// A shared screen (or window) is scaled to fit this size...
