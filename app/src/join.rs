@@ -55,6 +55,20 @@ impl AudioSink for Tee {
     fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
         self.0.set_echo_reference(reference)
     }
+    // The speaker's clock paces playout; the recording follows along.
+    fn wait_for_room(
+        &mut self,
+        samples: usize,
+        timeout: std::time::Duration,
+    ) -> Result<confab_media::Room, CaptureError> {
+        self.0.wait_for_room(samples, timeout)
+    }
+    fn dropped_samples(&self) -> u64 {
+        self.0.dropped_samples()
+    }
+    fn underrun_samples(&self) -> u64 {
+        self.0.underrun_samples()
+    }
 }
 
 pub fn run(args: JoinArgs) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ pub mod wav;
 pub mod y4m;
 
 pub use confab_media::{
-    AudioSink, AudioSource, CaptureError, EchoReference, Pacer, VideoOut, VideoSource,
+    AudioSink, AudioSource, CaptureError, EchoReference, Pacer, Room, VideoOut, VideoSource,
 };
 
 /// What a video SPEC asks for.
