@@ -1,4 +1,5 @@
-//! The command line of `confab` (DESIGN.md §3). `confab --help` documents every flag.
+//! The command line of `confab`, a contract scripts rely on (README, "Using it"). `confab --help`
+//! documents every flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -104,7 +104,7 @@ impl AudioProcessor {
 mod tests {
     //! Echo cancellation and noise suppression on real speech (espeak-ng), with a simulated echo
     //! path. Numbers are printed (`cargo test -- --nocapture apm`) and held to floors below the
-    //! goals of DESIGN.md §5 (30 dB echo reduction, near end within 3 dB), which NOTES.md reports.
+    //! product goals (30 dB echo reduction, near end within 3 dB); NOTES.md reports them.
 
     use super::*;
     use confab_devices::wav::load_mono_48k;

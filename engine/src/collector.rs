@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::stats::{CallStats, FileStats, FreezeDetector, Histogram, RateMeter};
+use std::collections::VecDeque;
+
+use super::stats::{CallStats, FileStats, FreezeDetector, Histogram, RateMeter, Second};
 use confab_media::{clock, pattern, quality, stamp, VideoFrame};
 
 #[derive(Default)]
@@ -26,7 +28,25 @@ pub struct Collector {
     first_decoded: Option<Instant>,
     last_decoded: Option<Instant>,
     stamp_range: Option<(u32, u32)>,
+    /// When the call ended (a stall that lasted to the end is measured to here, not to now).
+    ended: Option<Instant>,
+    timeline: VecDeque<Second>,
+    /// The counters at the last `tick_second`.
+    last_tick: Option<(Instant, TickCounts)>,
 }
+
+/// Counters a second's sample is the difference of.
+#[derive(Debug, Clone, Copy, Default)]
+struct TickCounts {
+    encoded: u64,
+    keyframes: u64,
+    decoded: u64,
+    concealed: u64,
+    played: u64,
+}
+
+/// Seconds of timeline kept.
+const TIMELINE_SECONDS: usize = 600;
 
 /// A cloneable handle on the call's statistics.
 #[derive(Clone, Default)]
@@ -157,6 +177,60 @@ impl Collector {
         }
     }
 
+    /// The call is over: measure a stall that lasted to the end up to now.
+    pub fn call_ended(&mut self) {
+        self.ended.get_or_insert_with(Instant::now);
+    }
+
+    /// Adds one second to the timeline (called once a second while connected).
+    pub fn tick_second(&mut self) {
+        let now = Instant::now();
+        let counts = self.tick_counts();
+        let (elapsed, before) = match self.last_tick.replace((now, counts)) {
+            Some((at, before)) => (now.duration_since(at).as_secs_f64().max(0.001), before),
+            None => (1.0, TickCounts::default()),
+        };
+        let played = counts.played.saturating_sub(before.played);
+        let (send, recv) = (&self.stats.video_send, &self.stats.video_recv);
+        let ongoing = self.freezes.ongoing(self.since_start(now));
+        let second = Second {
+            t_s: self.since_start(now).as_secs_f64(),
+            send_kbps: self.send_rate.kbps(),
+            target_kbps: send.target_kbps,
+            send_width: send.width,
+            send_height: send.height,
+            send_fps: counts.encoded.saturating_sub(before.encoded) as f64 / elapsed,
+            keyframes_sent: counts.keyframes.saturating_sub(before.keyframes),
+            quality_limitation: send.quality_limitation,
+            recv_kbps: self.recv_rate.kbps(),
+            recv_fps: counts.decoded.saturating_sub(before.decoded) as f64 / elapsed,
+            recv_width: recv.width,
+            recv_height: recv.height,
+            freezes: self.freezes.freezes + u64::from(ongoing.is_some()),
+            audio_concealed: if played > 0 {
+                counts.concealed.saturating_sub(before.concealed) as f64 / played as f64
+            } else {
+                0.0
+            },
+            rtt_ms: self.stats.ice.rtt_ms,
+        };
+        if self.timeline.len() == TIMELINE_SECONDS {
+            self.timeline.pop_front();
+        }
+        self.timeline.push_back(second);
+    }
+
+    fn tick_counts(&self) -> TickCounts {
+        let a = &self.stats.audio_recv;
+        TickCounts {
+            encoded: self.stats.video_send.frames_encoded,
+            keyframes: self.stats.video_send.keyframes,
+            decoded: self.stats.video_recv.frames_decoded,
+            concealed: a.frames_concealed,
+            played: a.frames_decoded + a.frames_recovered_fec + a.frames_concealed,
+        }
+    }
+
     pub fn file(&mut self, file: FileStats) {
         self.stats.files.push(file);
     }
@@ -173,6 +247,11 @@ impl Collector {
         r.psnr_db = self.psnr_db.summary();
         r.freezes = self.freezes.freezes;
         r.total_freeze_ms = self.freezes.total_freeze_ms;
+        let end = self.ended.unwrap_or_else(Instant::now);
+        if let Some(ms) = self.freezes.ongoing(self.since_start(end)) {
+            r.freezes += 1;
+            r.total_freeze_ms += ms;
+        }
         r.bitrate_kbps = self.recv_rate.kbps();
         if let (Some(first), Some(last)) = (self.first_decoded, self.last_decoded) {
             let span = last.duration_since(first).as_secs_f64();
@@ -190,6 +269,7 @@ impl Collector {
         if played > 0 {
             a.concealed_ratio = a.frames_concealed as f64 / played as f64;
         }
+        stats.timeline = self.timeline.iter().copied().collect();
         stats
     }
 }

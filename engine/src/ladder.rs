@@ -85,12 +85,18 @@ impl Ladder {
         let (sw, sh) = (source.0.max(source.1), source.0.min(source.1));
         let mut usable: Vec<Rung> = rungs
             .iter()
-            .map(|r| Rung {
-                // The rung's longer side against the source's longer side.
-                width: r.width.min(sw),
-                height: r.height.min(sh),
-                fps: r.fps.min(max_fps.max(1)),
-                min_bps: r.min_bps,
+            .map(|r| {
+                // The rung's longer side against the source's longer side; a rung cut down to a
+                // smaller source needs proportionally fewer bits.
+                let (width, height) = (r.width.min(sw), r.height.min(sh));
+                let pixels = f64::from(width) * f64::from(height);
+                let nominal = f64::from(r.width) * f64::from(r.height);
+                Rung {
+                    width,
+                    height,
+                    fps: r.fps.min(max_fps.max(1)),
+                    min_bps: (f64::from(r.min_bps) * pixels / nominal) as u32,
+                }
             })
             .collect();
         // Rungs the source makes identical collapse into one, which needs what the lowest of them
@@ -343,6 +349,10 @@ mod tests {
         // A 15 fps source: no 30 fps rung.
         let ladder = Ladder::new(&CAMERA, (1280, 720), 15);
         assert_eq!(ladder.current().fps, 15);
+        // A small source needs few bits: 320x180 keeps 30 fps at its default 150 kbit/s.
+        let mut ladder = Ladder::new(&CAMERA, (320, 180), 30);
+        assert!(feed(&mut ladder, t0, 0, 5000, 150_000).is_empty());
+        assert_eq!(ladder.current().fps, 30);
     }
 
     #[test]

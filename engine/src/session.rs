@@ -472,6 +472,7 @@ async fn run(
     let outcome = call
         .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
         .await;
+    call.stats.lock().call_ended();
     call.teardown().await;
     outcome
 }
@@ -545,6 +546,7 @@ impl CallLoop {
                 }
                 _ = stats_tick.tick(), if self.ever_connected => {
                     fill_ice_stats(&self.pc, &self.stats).await;
+                    self.stats.lock().tick_second();
                     if let Some(rtt_ms) = self.stats.lock().stats.ice.rtt_ms {
                         self.media.set_rtt_ms(rtt_ms);
                     }

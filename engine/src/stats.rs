@@ -1,5 +1,6 @@
-//! Call statistics: the `--stats-json` contract (DESIGN.md §3) and the small pieces of math behind
-//! it (percentiles, fixed-size histograms, the W3C freeze rule, rates).
+//! Call statistics: the `--stats-json` contract (fields are only ever added, never renamed; scripts
+//! and the e2e tests read them) and the small pieces of math behind it (percentiles, fixed-size
+//! histograms, the W3C freeze rule, rates).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -165,6 +166,34 @@ pub struct CallStats {
     pub chat: ChatStats,
     pub files: Vec<FileStats>,
     pub security_code: Option<String>,
+    /// One sample a second since the call connected (the last ten minutes at most), so a script
+    /// can look at the end of a call rather than whole-call averages.
+    pub timeline: Vec<Second>,
+}
+
+/// One second of a call.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Second {
+    /// Seconds since `join` started, at the end of this second.
+    pub t_s: f64,
+    pub send_kbps: f64,
+    pub target_kbps: f64,
+    pub send_width: u32,
+    pub send_height: u32,
+    /// Frames encoded in this second.
+    pub send_fps: f64,
+    pub keyframes_sent: u64,
+    pub quality_limitation: Limitation,
+    pub recv_kbps: f64,
+    /// Frames decoded in this second.
+    pub recv_fps: f64,
+    pub recv_width: u32,
+    pub recv_height: u32,
+    /// Freezes so far (a stall still going on counts).
+    pub freezes: u64,
+    /// Share of the audio played in this second that was concealed.
+    pub audio_concealed: f64,
+    pub rtt_ms: Option<f64>,
 }
 
 /// Summarizes samples (any order).
@@ -304,6 +333,18 @@ pub struct FreezeDetector {
 }
 
 impl FreezeDetector {
+    /// The freeze under way at `now` (no frame for longer than the freeze threshold), in ms: a
+    /// stall that never ends is a freeze too.
+    pub fn ongoing(&self, now: Duration) -> Option<f64> {
+        let last = self.last?;
+        if self.intervals.is_empty() {
+            return None;
+        }
+        let mean = self.intervals.iter().sum::<f64>() / self.intervals.len() as f64;
+        let gap_ms = now.saturating_sub(last).as_secs_f64() * 1000.0;
+        (gap_ms >= (3.0 * mean).max(mean + 150.0)).then_some(gap_ms)
+    }
+
     /// `at`: when a frame was rendered (any monotonic origin).
     pub fn frame(&mut self, at: Duration) {
         if let Some(last) = self.last.replace(at) {
@@ -444,6 +485,20 @@ mod tests {
         low.record(0.004);
         assert_eq!(low.summary().p50, 0.0);
         assert_eq!(low.summary().max, 0.004);
+    }
+
+    #[test]
+    fn a_stall_that_never_ends_is_a_freeze() {
+        let mut d = FreezeDetector::default();
+        let ms = Duration::from_millis;
+        assert_eq!(d.ongoing(ms(5000)), None, "no video yet: no freeze");
+        for i in 0..40 {
+            d.frame(ms(i * 33));
+        }
+        let last = 39 * 33;
+        assert_eq!(d.ongoing(ms(last + 100)), None, "within the threshold");
+        assert_eq!(d.ongoing(ms(last + 10_000)), Some(10_000.0));
+        assert_eq!(d.freezes, 0, "only counted once it is reported");
     }
 
     #[test]

@@ -57,6 +57,21 @@ fn assert_video_flowed(sender: &serde_json::Value, receiver: &serde_json::Value,
         num(receiver, "/video_recv/stamped_frames") >= 0.9 * encoded,
         "{who}: stamps unreadable"
     );
+    // The per-second timeline: the last seconds of the call, not a whole-call average.
+    let timeline = receiver["timeline"].as_array().expect("a timeline");
+    assert!(
+        timeline.len() >= 8,
+        "{who}: {} seconds in the timeline",
+        timeline.len()
+    );
+    let last: Vec<f64> = timeline[timeline.len() - 4..timeline.len() - 1]
+        .iter()
+        .map(|s| num(s, "/recv_fps"))
+        .collect();
+    assert!(
+        last.iter().all(|&fps| fps >= 20.0),
+        "{who}: frames decoded per second near the end: {last:?}"
+    );
     let frames = num(receiver, "/audio_recv/frames_decoded");
     assert!(
         frames >= 400.0,
