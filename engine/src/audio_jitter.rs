@@ -72,6 +72,9 @@ pub struct AudioJitterBuffer {
     /// Frames played since the last inserted (stretching) frame.
     since_stretch: u32,
     stats: AudioJitterStats,
+    /// Whether a packet carries FEC for the frame before it (Opus LBRR): only then is a lost
+    /// frame recovered rather than concealed, and counted so.
+    has_fec: fn(&[u8]) -> bool,
 }
 
 impl Default for AudioJitterBuffer {
@@ -91,7 +94,15 @@ impl AudioJitterBuffer {
             missing_run: 0,
             since_stretch: 0,
             stats: AudioJitterStats::default(),
+            has_fec: confab_codecs::opus::has_fec,
         }
+    }
+
+    /// Decides recoverability with `has_fec` instead of Opus's LBRR flag (tests use stand-in
+    /// payloads).
+    pub fn with_fec_check(mut self, has_fec: fn(&[u8]) -> bool) -> Self {
+        self.has_fec = has_fec;
+        self
     }
 
     pub fn stats(&self) -> AudioJitterStats {
@@ -225,8 +236,10 @@ impl AudioJitterBuffer {
             return Playout::Conceal;
         }
         if let Some((payload, _)) = self.held.get(&(next + FRAME_TICKS)) {
-            self.stats.recovered += 1;
-            return Playout::Recover(payload.clone());
+            if (self.has_fec)(payload) {
+                self.stats.recovered += 1;
+                return Playout::Recover(payload.clone());
+            }
         }
         self.stats.concealed += 1;
         Playout::Conceal
@@ -250,7 +263,9 @@ mod tests {
         drop: impl Fn(u32) -> bool,
     ) -> (Vec<Playout>, AudioJitterBuffer) {
         let t0 = Instant::now();
-        let mut jb = AudioJitterBuffer::new();
+        // Stand-in payloads: odd ones "carry FEC".
+        let mut jb =
+            AudioJitterBuffer::new().with_fec_check(|p| p.last().is_some_and(|b| b % 2 == 1));
         let mut arrivals: Vec<(Instant, u32)> = (0..frames)
             .filter(|&n| !drop(n))
             .map(|n| (t0 + F * n + jitter(n), n))
@@ -291,12 +306,17 @@ mod tests {
 
     #[test]
     fn loss_is_recovered_from_fec_or_concealed() {
-        let (out, jb) = run(50, |_| Duration::ZERO, |n| n == 10 || n == 20 || n == 21);
+        let lost = |n| n == 10 || n == 20 || n == 21 || n == 29;
+        let (out, jb) = run(50, |_| Duration::ZERO, lost);
         let s = jb.stats();
-        assert_eq!(s.played, 47);
-        assert_eq!(s.recovered, 2, "10 from 11, 21 from 22");
-        assert_eq!(s.concealed, 1, "20 has no next packet to recover from");
+        assert_eq!(s.played, 46);
+        assert_eq!(s.recovered, 1, "10 from 11's FEC");
+        assert_eq!(
+            s.concealed, 3,
+            "20 has no next packet, 21's next (22) and 29's next (30) carry no FEC"
+        );
         assert!(out.contains(&Playout::Recover(payload(11))));
+        assert!(!out.contains(&Playout::Recover(payload(22))));
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl MediaEngine {
                 self.mic_muted.clone(),
                 self.apm.clone(),
                 out,
+                self.rate.clone(),
                 self.stats.clone(),
                 self.errors.clone(),
             ));

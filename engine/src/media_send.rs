@@ -20,7 +20,7 @@ use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
-use confab_codecs::opus::OpusEncoder;
+use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
 use confab_media::audio::FRAME_SAMPLES;
 use confab_media::{clock, VideoFrame};
@@ -160,6 +160,8 @@ pub struct RateSignal {
     pub target_bps: AtomicU64,
     /// How long the pacer needs to send what it holds, in milliseconds.
     pub queue_ms: AtomicU64,
+    /// The share of packets the remote reports lost, in parts per million.
+    pub loss_ppm: AtomicU64,
 }
 
 impl RateSignal {
@@ -173,6 +175,16 @@ impl RateSignal {
                 .saturating_sub(AUDIO_RESERVE_BPS)
                 .min(u64::from(u32::MAX)) as u32
         })
+    }
+
+    /// The loss Opus's FEC should expect, in percent, once the network reports any: the measured
+    /// loss with a quarter more for safety, at most 25%; `None` while nothing is measured.
+    pub fn expected_loss_percent(&self) -> Option<u8> {
+        if self.target_bps.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let loss_percent = self.loss_ppm.load(Ordering::Relaxed) as f64 / 10_000.0;
+        Some((loss_percent * 1.25).ceil().min(25.0) as u8)
     }
 
     /// The pacer holds more than a frame's worth of delay: encoding more would only queue.
@@ -438,12 +450,15 @@ pub fn start_video(
     }
 }
 
+/// `rate`: the loss the network reports, which Opus's in-band FEC follows.
+#[allow(clippy::too_many_arguments)]
 pub fn start_audio(
     mut source: Box<dyn AudioSource>,
     bitrate_bps: i32,
     muted: Arc<AtomicBool>,
     apm: Option<Arc<AudioProcessor>>,
     out: TrackOut,
+    rate: Arc<RateSignal>,
     stats: StatsHandle,
     errors: PipelineErrors,
 ) -> Pipeline {
@@ -463,7 +478,24 @@ pub fn start_audio(
                     }
                 };
                 let mut block = vec![0f32; FRAME_SAMPLES];
+                let mut expected_loss = Some(DEFAULT_EXPECTED_LOSS_PERCENT);
+                stats.lock().stats.audio_send.fec_expected_loss_percent =
+                    DEFAULT_EXPECTED_LOSS_PERCENT;
+                let mut frames = 0u64;
                 while !stop.load(Ordering::Relaxed) {
+                    // Once a second: protect against the loss the network reports.
+                    if frames.is_multiple_of(50) {
+                        if let Some(percent) = rate.expected_loss_percent() {
+                            if expected_loss != Some(percent) {
+                                expected_loss = Some(percent);
+                                if let Err(err) = encoder.set_expected_loss(percent) {
+                                    tracing::warn!(%err, "Opus refused an expected loss");
+                                }
+                                stats.lock().stats.audio_send.fec_expected_loss_percent = percent;
+                            }
+                        }
+                    }
+                    frames += 1;
                     if let Err(err) = source.read(&mut block) {
                         report(
                             &errors,
@@ -519,5 +551,33 @@ pub fn start_audio(
     Pipeline {
         stop,
         thread: Some(thread),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_signal_leaves_room_for_audio_and_follows_loss() {
+        let rate = RateSignal::default();
+        assert_eq!(rate.video_bps(), None, "no estimate yet");
+        assert_eq!(rate.expected_loss_percent(), None);
+        rate.target_bps.store(1_000_000, Ordering::Relaxed);
+        assert_eq!(rate.video_bps(), Some(900_000 - 56_000));
+        assert_eq!(
+            rate.expected_loss_percent(),
+            Some(0),
+            "no loss, no FEC bits"
+        );
+        rate.loss_ppm.store(50_000, Ordering::Relaxed); // 5%
+        assert_eq!(rate.expected_loss_percent(), Some(7));
+        rate.loss_ppm.store(600_000, Ordering::Relaxed);
+        assert_eq!(rate.expected_loss_percent(), Some(25), "capped");
+        rate.target_bps.store(40_000, Ordering::Relaxed);
+        assert_eq!(rate.video_bps(), Some(0), "audio first");
+        assert!(!rate.congested());
+        rate.queue_ms.store(400, Ordering::Relaxed);
+        assert!(rate.congested());
     }
 }

@@ -96,6 +96,8 @@ pub struct AudioSendStats {
     pub frames_dropped: u64,
     /// Microphone samples (per channel, at the device rate) lost before they could be read.
     pub mic_samples_dropped: u64,
+    /// The loss Opus's in-band FEC protects against now (percent; follows the measured loss).
+    pub fec_expected_loss_percent: u8,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
