@@ -85,6 +85,9 @@ pub struct FrameAssembler {
     stall_since: Option<Instant>,
     max_wait: Duration,
     need_keyframe: bool,
+    /// The decoder asked for a keyframe (it could not decode, or fell behind): ask even though
+    /// nothing was dropped here.
+    keyframe_forced: bool,
     last_keyframe_request: Option<Instant>,
     first_packet_at: Option<Instant>,
     stats: AssemblerStats,
@@ -106,6 +109,7 @@ impl FrameAssembler {
             max_wait: Duration::from_millis(100),
             // Decoding can only start at a keyframe.
             need_keyframe: true,
+            keyframe_forced: false,
             last_keyframe_request: None,
             first_packet_at: None,
             stats: AssemblerStats::default(),
@@ -170,6 +174,13 @@ impl FrameAssembler {
     }
 
     /// Releases what is ready and gives up on gaps that waited too long. Call it every few ms.
+    /// The decoder needs a keyframe: frames until the next one are held back, and `poll` asks for
+    /// it, at most once per `KEYFRAME_RETRY` however often this is called.
+    pub fn request_keyframe(&mut self) {
+        self.need_keyframe = true;
+        self.keyframe_forced = true;
+    }
+
     pub fn poll(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
         loop {
@@ -204,12 +215,13 @@ impl FrameAssembler {
             .first_packet_at
             .is_some_and(|t| now.duration_since(t) >= self.max_wait);
         if self.need_keyframe
-            && (self.stats.frames_dropped > 0 || waited)
+            && (self.stats.frames_dropped > 0 || waited || self.keyframe_forced)
             && self
                 .last_keyframe_request
                 .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY)
         {
             self.last_keyframe_request = Some(now);
+            self.keyframe_forced = false;
             self.stats.keyframe_requests += 1;
             events.push(Event::KeyframeNeeded);
         }
@@ -459,6 +471,27 @@ mod tests {
             frames(&a.push(frame(51, 3000, 1, true).remove(0), t0)),
             vec![3000]
         );
+    }
+
+    #[test]
+    fn decoder_keyframe_requests_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        let requests = |events: Vec<Event>| {
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::KeyframeNeeded))
+                .count()
+        };
+        // The decoder complains every 10 ms for a second: one request per KEYFRAME_RETRY.
+        let mut sent = 0;
+        for ms in (0..1000).step_by(10) {
+            a.request_keyframe();
+            sent += requests(a.poll(t0 + Duration::from_millis(ms)));
+        }
+        let most = 1000 / KEYFRAME_RETRY.as_millis() as usize + 1;
+        assert!((1..=most).contains(&sent), "{sent} requests in 1 s");
+        assert_eq!(a.stats().keyframe_requests, sent as u64);
     }
 
     #[test]

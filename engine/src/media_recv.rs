@@ -83,10 +83,11 @@ pub fn spawn_video(
                     if rtt > 0 {
                         assembler.set_rtt(Duration::from_micros(rtt));
                     }
-                    let mut events = assembler.poll(Instant::now());
                     if need_keyframe.swap(false, Ordering::Relaxed) {
-                        events.push(Event::KeyframeNeeded);
+                        // Through the assembler, which rate-limits requests.
+                        assembler.request_keyframe();
                     }
+                    let events = assembler.poll(Instant::now());
                     let s = assembler.stats();
                     let mut c = stats.lock();
                     c.stats.video_recv.frames_dropped = s.frames_dropped;
