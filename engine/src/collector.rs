@@ -102,6 +102,16 @@ impl Collector {
         self.send_rate.add(at, bytes as u64);
     }
 
+    /// A frame the encoder's rate control skipped.
+    pub fn frame_skipped_by_encoder(&mut self) {
+        self.stats.video_send.frames_skipped_encoder += 1;
+    }
+
+    /// A frame left out to send the ladder rung's lower frame rate.
+    pub fn frame_thinned(&mut self) {
+        self.stats.video_send.frames_thinned += 1;
+    }
+
     /// A frame not encoded because the network side was behind.
     pub fn frame_skipped_congestion(&mut self) {
         self.stats.video_send.frames_skipped_congestion += 1;

@@ -269,6 +269,7 @@ impl VideoSender {
         }
         let rung = self.ladder.current();
         if !self.gate.admit(frame.capture_ts_us, rung.fps) {
+            stats.lock().frame_thinned();
             return Ok(None);
         }
         let (w, h) = ladder::send_size(frame.width, frame.height, rung);
@@ -301,6 +302,8 @@ impl VideoSender {
         }
         let at = Instant::now();
         let Some(encoded) = encoder.encode(&frame)? else {
+            // The rate controller skipped it to hold the bitrate.
+            stats.lock().frame_skipped_by_encoder();
             return Ok(None);
         };
         stats.lock().frame_encoded(

@@ -34,6 +34,10 @@ pub struct VideoSendStats {
     pub frames_dropped: u64,
     /// Frames not encoded because the network side was behind (the pacer's queue, or the writer).
     pub frames_skipped_congestion: u64,
+    /// Frames the encoder's rate control skipped to hold its bitrate.
+    pub frames_skipped_encoder: u64,
+    /// Frames left out to send the ladder rung's frame rate (below the camera's).
+    pub frames_thinned: u64,
     pub bitrate_kbps: f64,
     /// What the encoder aims for now: the congestion controller's share for video.
     pub target_kbps: f64,

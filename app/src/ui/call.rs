@@ -77,6 +77,8 @@ pub struct Transfer {
 pub struct StatsSample {
     pub t: f64,
     pub send_kbps: f64,
+    /// What the congestion controller lets video use (0 before an estimate).
+    pub target_kbps: f64,
     pub recv_kbps: f64,
     pub fps: f64,
     pub rtt_ms: f64,
@@ -281,6 +283,7 @@ impl CallUi {
         self.history.push_back(StatsSample {
             t: self.started.elapsed().as_secs_f64(),
             send_kbps: s.video_send.bitrate_kbps,
+            target_kbps: s.video_send.target_kbps,
             recv_kbps: s.video_recv.bitrate_kbps,
             fps,
             rtt_ms: s.ice.rtt_ms.unwrap_or(0.0),

@@ -3,6 +3,8 @@
 
 use egui_plot::{Legend, Line, Plot};
 
+use confab_engine::stats::Limitation;
+
 use crate::ui::call::{CallUi, StatsSample};
 use crate::ui::command::UiCommand;
 
@@ -37,9 +39,22 @@ pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
                         ui,
                         "Sending",
                         format!(
-                            "{}x{}, {:.0} kbps",
-                            s.video_send.width, s.video_send.height, s.video_send.bitrate_kbps
+                            "{}x{} up to {} fps, {:.0} of {:.0} kbps",
+                            s.video_send.width,
+                            s.video_send.height,
+                            s.video_send.max_fps,
+                            s.video_send.bitrate_kbps,
+                            s.video_send.target_kbps
                         ),
+                    );
+                    row(
+                        ui,
+                        "Quality limited by",
+                        match s.video_send.quality_limitation {
+                            Limitation::None => "nothing".into(),
+                            Limitation::Bandwidth => "the network's bandwidth".into(),
+                            Limitation::Cpu => "this computer's processor".into(),
+                        },
                     );
                     row(
                         ui,
@@ -84,6 +99,7 @@ pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
                 .allow_drag(false)
                 .show(ui, |plot| {
                     plot.line(Line::new("sending", series(|h| h.send_kbps)));
+                    plot.line(Line::new("target", series(|h| h.target_kbps)));
                     plot.line(Line::new("receiving", series(|h| h.recv_kbps)));
                 });
             ui.label("Frame rate and round trip");
