@@ -468,6 +468,7 @@ async fn run(
         negotiation,
         ever_connected: false,
         connected: false,
+        lost_at: None,
     };
     let outcome = call
         .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
@@ -489,6 +490,8 @@ struct CallLoop {
     negotiation: Negotiation,
     ever_connected: bool,
     connected: bool,
+    /// When the connection dropped, while it is down.
+    lost_at: Option<Instant>,
 }
 
 /// What one event means for the loop.
@@ -638,11 +641,21 @@ impl CallLoop {
                 if !self.ever_connected {
                     self.ever_connected = true;
                     self.first_connected().await;
+                } else if let Some(since) = self.lost_at.take() {
+                    // Back after a drop: say so (the window leaves "reconnecting").
+                    let security_code = {
+                        let mut c = self.stats.lock();
+                        c.stats.ice.reconnections += 1;
+                        c.stats.ice.reconnecting_ms += since.elapsed().as_secs_f64() * 1000.0;
+                        c.stats.security_code.clone()
+                    };
+                    self.emit(SessionEvent::Connected { security_code }).await;
                 }
                 None
             }
             RTCPeerConnectionState::Disconnected if self.connected => {
                 self.connected = false;
+                self.lost_at = Some(Instant::now());
                 self.emit(SessionEvent::Reconnecting).await;
                 None
             }

@@ -22,6 +22,10 @@ pub struct IceStats {
     pub local_candidate_type: Option<String>,
     pub remote_candidate_type: Option<String>,
     pub rtt_ms: Option<f64>,
+    /// Times the connection dropped and came back.
+    pub reconnections: u64,
+    /// Time spent reconnecting, in total.
+    pub reconnecting_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
