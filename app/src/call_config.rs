@@ -118,17 +118,18 @@ impl CallConfig {
 
     /// The engine's view of this call, signaling through `server_url`.
     pub fn session_config(&self, server_url: String) -> SessionConfig {
+        let bind = if self.bind.is_empty() {
+            default_bind(&server_url)
+        } else {
+            self.bind.clone()
+        };
         SessionConfig {
             server_url,
             room: self.room.clone(),
             name: self.name.clone().unwrap_or_else(default_name),
             extra_ice_servers: self.extra_ice_servers.clone(),
             relay_only: self.relay_only,
-            bind: if self.bind.is_empty() {
-                NetworkSettings::default_bind()
-            } else {
-                self.bind.clone()
-            },
+            bind,
             video: EncoderSettings {
                 bitrate_bps: self.video.bitrate_bps(),
                 max_fps: self.video.fps as f32,
@@ -144,6 +145,35 @@ impl CallConfig {
 }
 
 /// The login name, or "Guest".
+/// Where to gather candidates when no `--bind` is given: every interface, and loopback too only
+/// when the signaling server is on this machine (a call between two local processes). A loopback
+/// candidate offered to someone elsewhere only earns TURN "403 Forbidden IP" errors.
+pub fn default_bind(server_url: &str) -> Vec<std::net::SocketAddr> {
+    let host = server_url
+        .split("://")
+        .nth(1)
+        .unwrap_or(server_url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    // "[::1]:8443", "127.0.0.1:8443", "localhost:8443": strip the port.
+    let host = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        NetworkSettings::default_bind()
+    } else {
+        vec!["0.0.0.0:0"
+            .parse()
+            .expect("invariant: a valid socket address")]
+    }
+}
+
 pub fn default_name() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
@@ -171,10 +201,31 @@ mod tests {
     }
 
     #[test]
+    fn loopback_candidates_only_for_a_server_on_this_machine() {
+        let all: Vec<std::net::SocketAddr> = vec!["0.0.0.0:0".parse().unwrap()];
+        for (url, local) in [
+            ("ws://127.0.0.1:8443", true),
+            ("wss://localhost:8443/ws", true),
+            ("ws://[::1]:9000", true),
+            ("ws://127.9.9.9", true),
+            ("wss://confab.example.org:8443", false),
+            ("ws://192.168.1.20:8443", false),
+            ("ws://[2001:db8::1]:8443", false),
+        ] {
+            let bind = default_bind(url);
+            if local {
+                assert_eq!(bind, NetworkSettings::default_bind(), "{url}");
+            } else {
+                assert_eq!(bind, all, "{url}");
+            }
+        }
+    }
+
+    #[test]
     fn defaults_match_what_the_headless_join_always_used() {
         let config = CallConfig::from_join_args(&join_args(&["confab", "join", "new"])).unwrap();
         assert_eq!(config.room, None);
-        let s = config.session_config("ws://x".into());
+        let s = config.session_config("ws://127.0.0.1:8443".into());
         assert_eq!(s.bind, NetworkSettings::default_bind());
         assert_eq!(s.video.bitrate_bps, default_bitrate_bps(1280, 720, 30));
         assert_eq!(s.video.max_fps, 30.0);
