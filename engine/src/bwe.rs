@@ -465,9 +465,20 @@ impl<E: BandwidthEstimator> Published<E> {
 
 impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        let before = self.inner.target_bitrate();
         self.inner.on_reports(now, reports);
+        let after = self.inner.target_bitrate();
+        if (after - before).abs() > 0.1 * before {
+            tracing::debug!(
+                before_bps = before,
+                after_bps = after,
+                "bandwidth estimate moved"
+            );
+        }
         if !reports.is_empty() {
-            self.out.feedback_batches.fetch_add(1, Relaxed);
+            if self.out.feedback_batches.fetch_add(1, Relaxed) == 0 {
+                tracing::debug!(target_bps = after, "first transport-wide feedback");
+            }
             self.record_rtt(now, reports);
         }
         self.publish();
