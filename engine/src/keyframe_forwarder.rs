@@ -1,8 +1,8 @@
 //! An interceptor that hands inbound keyframe requests (PLI, FIR) to the application, so the video
 //! sender can answer them with a keyframe. webrtc-rs ends inbound RTCP inside the interceptor chain
 //! unless an interceptor marks it for delivery; everything else (reports, NACK, TWCC) is for the
-//! interceptors and stays there. It goes last in the chain (nearest the application), after every
-//! interceptor that reads RTCP.
+//! interceptors and stays there, except its attributes (the congestion controller's new target),
+//! which rtc reads from an emptied packet. It goes last in the chain (nearest the application).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -43,11 +43,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeForwarder {
                 .cloned()
                 .collect();
             if requests.is_empty() {
-                // Not for the application; the interceptors below have acted on it.
-                return Ok(());
+                if msg.message.attributes.is_empty() {
+                    // Not for the application; the interceptors below have acted on it.
+                    return Ok(());
+                }
+                // It carries something for rtc (TargetBitrateChanged on TWCC feedback): the
+                // terminus turns it into an empty carrier and rtc records the target in the
+                // outbound-rtp stats. Dropping it here would lose the target.
+                msg.message.packet = Packet::Rtcp(Vec::new());
+            } else {
+                msg.message.packet = Packet::Rtcp(requests);
+                msg.message.add(Attribute::DeliverToApplication);
             }
-            msg.message.packet = Packet::Rtcp(requests);
-            msg.message.add(Attribute::DeliverToApplication);
         }
         self.read.push_back(msg);
         Ok(())
@@ -72,4 +79,77 @@ impl Interceptor for KeyframeForwarder {
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::rtcp::receiver_report::ReceiverReport;
+    use rtc::shared::{TransportContext, TransportMessage};
+
+    fn rtcp(packets: Vec<Box<dyn rtc::rtcp::Packet>>, attributes: Vec<Attribute>) -> TaggedPacket {
+        let mut message = AttributedPacket::new(Packet::Rtcp(packets));
+        message.attributes = attributes;
+        TransportMessage {
+            now: Instant::now(),
+            transport: TransportContext::default(),
+            message,
+        }
+    }
+
+    fn read(msg: TaggedPacket) -> Option<TaggedPacket> {
+        let mut forwarder = KeyframeForwarder::default();
+        forwarder.handle_read(msg).expect("infallible");
+        forwarder.poll_read()
+    }
+
+    fn target(msg: &TaggedPacket) -> Option<f64> {
+        match msg.message.get(&Attribute::TargetBitrateChanged {
+            bits_per_second: 0.0,
+        }) {
+            Some(Attribute::TargetBitrateChanged { bits_per_second }) => Some(*bits_per_second),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn plain_reports_end_here() {
+        assert!(read(rtcp(vec![Box::new(ReceiverReport::default())], vec![])).is_none());
+    }
+
+    #[test]
+    fn feedback_carrying_a_new_target_passes_emptied_with_its_attribute() {
+        let out = read(rtcp(
+            vec![Box::new(ReceiverReport::default())],
+            vec![Attribute::TargetBitrateChanged {
+                bits_per_second: 750_000.0,
+            }],
+        ))
+        .expect("the carrier continues");
+        assert_eq!(target(&out), Some(750_000.0));
+        assert!(matches!(&out.message.packet, Packet::Rtcp(p) if p.is_empty()));
+        assert!(!out.message.has(&Attribute::DeliverToApplication));
+    }
+
+    #[test]
+    fn keyframe_requests_reach_the_application_with_the_target() {
+        let out = read(rtcp(
+            vec![
+                Box::new(ReceiverReport::default()),
+                Box::new(PictureLossIndication::default()),
+            ],
+            vec![Attribute::TargetBitrateChanged {
+                bits_per_second: 1e6,
+            }],
+        ))
+        .expect("delivered");
+        assert!(out.message.has(&Attribute::DeliverToApplication));
+        assert_eq!(target(&out), Some(1e6));
+        let Packet::Rtcp(packets) = &out.message.packet else {
+            panic!("RTCP expected")
+        };
+        assert_eq!(packets.len(), 1);
+        assert!(is_keyframe_request(packets[0].as_ref()));
+    }
 }

@@ -4,6 +4,7 @@
 //! same session.
 
 pub mod audio_jitter;
+pub mod bwe;
 pub mod collector;
 pub mod data;
 pub mod data_link;
@@ -16,6 +17,7 @@ pub mod media_engine;
 pub mod media_recv;
 pub mod media_send;
 pub mod negotiator;
+pub mod pacer;
 pub mod peer;
 pub mod security;
 pub mod session;

@@ -1,7 +1,7 @@
 //! Building the WebRTC PeerConnection: codecs (H.264 constrained baseline, packetization mode 1;
-//! Opus with in-band FEC), interceptors (NACK, RTCP reports, TWCC feedback, keyframe requests to
-//! the application), ICE settings, and an event handler that turns callbacks into `PeerEvent`s
-//! on a bounded channel.
+//! Opus with in-band FEC), interceptors (NACK, RTCP reports, send-side congestion control over
+//! TWCC with the app's estimator and pacer, keyframe requests to the application), ICE settings,
+//! and an event handler that turns callbacks into `PeerEvent`s on a bounded channel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use confab_protocol::IceServer;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_rtcp_reports, configure_twcc_receiver_only,
+    configure_congestion_control, configure_rtcp_reports, CongestionFeedback,
 };
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS,
@@ -28,7 +28,9 @@ use webrtc::peer_connection::{
     RTCPeerConnectionIceEvent, RTCPeerConnectionState, Registry, SettingEngineBuilder,
 };
 
+use super::bwe::{BweShared, Estimator, Published, INITIAL_BPS};
 use super::keyframe_forwarder::{self, KeyframeForwarder};
+use super::pacer::AppPacer;
 use super::CallError;
 
 /// H.264 as WebRTC peers (Chromium among them) offer it.
@@ -124,16 +126,21 @@ pub type Peer = Arc<dyn PeerConnection>;
 
 /// How often missing video packets are asked for again.
 pub const NACK_INTERVAL: Duration = Duration::from_millis(20);
+/// How often one missing packet is asked for at most: at 20 ms and 100 ms RTT an uncapped
+/// generator asks about five times before the first answer can arrive.
+pub const MAX_NACKS_PER_PACKET: u16 = 2;
 
 /// Data channels are sent in bounded chunks; `send` waits once this much is buffered.
 const DATA_CHANNEL_BUFFER: usize = 1024 * 1024;
 
 /// Builds the PeerConnection. mDNS (to resolve browsers' `.local` host candidates) needs a
 /// multicast-capable interface; where there is none (a bare network namespace), it is turned off.
+/// The `BweShared` is where this connection's congestion controller and pacer publish the
+/// estimate, the loss, the feedback RTT and the pacer queue (see `bwe::BweShared`).
 pub async fn build(
     settings: &NetworkSettings,
     events: mpsc::Sender<PeerEvent>,
-) -> Result<Peer, CallError> {
+) -> Result<(Peer, Arc<BweShared>), CallError> {
     match build_with(settings, events.clone(), MulticastDnsMode::QueryOnly).await {
         Ok(pc) => Ok(pc),
         Err(err) => {
@@ -147,7 +154,7 @@ async fn build_with(
     settings: &NetworkSettings,
     events: mpsc::Sender<PeerEvent>,
     mdns: MulticastDnsMode,
-) -> Result<Peer, CallError> {
+) -> Result<(Peer, Arc<BweShared>), CallError> {
     let mut media = MediaEngine::default();
     media.register_codec(
         RTCRtpCodecParameters {
@@ -180,6 +187,7 @@ async fn build_with(
             Slot::NackGenerator,
             NackGeneratorBuilder::new()
                 .with_interval(NACK_INTERVAL)
+                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
                 .build(),
         )
         .with(
@@ -187,7 +195,18 @@ async fn build_with(
             KeyframeForwarder::default(),
         );
     let registry = configure_rtcp_reports(registry);
-    let registry = configure_twcc_receiver_only(registry, &mut media)?;
+    // Send-side congestion control over transport-wide feedback, both ways: our RTP carries the
+    // TWCC extension and we send feedback for what we receive. The estimator is ours (it recovers
+    // after a backoff, see bwe.rs), and the helper's pacer (1 Mbit/s, one FIFO of 4096 packets,
+    // no audio priority) is replaced by ours at the same slot (rtc logs one warning for that).
+    let bwe = Arc::new(BweShared::default());
+    let registry = configure_congestion_control(
+        registry,
+        Published::new(Estimator::default(), bwe.clone()),
+        CongestionFeedback::Twcc,
+        &mut media,
+    )?
+    .with(Slot::Pacer, AppPacer::new(INITIAL_BPS, bwe.clone()));
 
     let ice_servers = settings
         .ice_servers
@@ -218,5 +237,5 @@ async fn build_with(
         .with_data_channel_send_buffer_limit(DATA_CHANNEL_BUFFER)
         .build()
         .await?;
-    Ok(Arc::new(pc))
+    Ok((Arc::new(pc), bwe))
 }

@@ -428,7 +428,7 @@ async fn run(
         bind: config.bind.clone(),
     };
     let (peer_tx, peer_rx) = mpsc::channel::<PeerEvent>(256);
-    let pc = peer::build(&network, peer_tx).await?;
+    let (pc, _bwe) = peer::build(&network, peer_tx).await?;
 
     let (error_tx, error_rx) = mpsc::channel::<String>(64);
     let settings = MediaSettings {

@@ -1,0 +1,765 @@
+//! Send-side bandwidth estimation: Confab's estimator (GCC's delay and loss signals from
+//! rtc-interceptor, with a rate controller that recovers after a backoff) and `BweShared`, the
+//! atomics through which the interceptor chain publishes the estimate and the pacer's state.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{
+    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateControlState,
+    SlopeEstimator, Usage,
+};
+
+/// Where the estimate starts. 720p30 encodes at about 1.5-1.9 Mbit/s; starting there lets a call
+/// send 720p30 from its first second. On a slower link the first overuse (a few hundred ms of
+/// feedback) cuts the target to 0.85 x what actually arrives.
+pub const INITIAL_BPS: f64 = 2_000_000.0;
+/// Floor: 180p15 video plus Opus still fits, and a lower target would only starve the call.
+pub const MIN_BPS: f64 = 150_000.0;
+/// Ceiling: about twice 720p30. Nothing checks whether the encoder fills the target, so without a
+/// ceiling the target would climb far past anything the sender can use.
+pub const MAX_BPS: f64 = 4_000_000.0;
+
+/// Multiplier on the received rate when the delay signal says the queue is growing.
+const DECREASE_FACTOR: f64 = 0.85;
+/// Multiplicative growth per second while far from the last backoff's rate. rtc's `Gcc` uses 8 %/s,
+/// which needs ~15 s to climb from 500 kbit/s to 1.5 Mbit/s; 15 %/s does it in ~8 s.
+const INCREASE_PER_S: f64 = 1.15;
+/// Additive growth per second while near the rate of the last backoff (probing a known ceiling).
+const ADDITIVE_BPS_PER_S: f64 = 80_000.0;
+/// "Near the ceiling" means above this fraction of the received rate at the last backoff.
+const NEAR_CEILING: f64 = 0.85;
+/// The ceiling is forgotten once the path delivers this much more than it did at the backoff (the
+/// link has grown) ...
+const CEILING_EXCEEDED: f64 = 1.15;
+/// ... or after this long without overuse (the link may have grown while we probed gently).
+const CEILING_MEMORY: Duration = Duration::from_secs(4);
+/// An increase may not take the target above this multiple of the received rate (plus a packet
+/// per 100 ms): a sender that does not fill its target learns nothing about the link above it.
+const RECEIVED_HEADROOM: f64 = 1.5;
+/// Changes are spaced by this much (decreases excepted), so each is observed before the next.
+const CONTROL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Loss below this lets the loss-based half climb.
+const LOW_LOSS: f64 = 0.02;
+/// Average loss above this makes the loss-based half fall. rtc's `LossController` also requires
+/// the newest sample above it, so on a link losing 10 % at random (the very-bad profile) the target
+/// only moves when two noisy numbers agree; here the average alone decides. 5 % (wifi) holds.
+const HIGH_LOSS: f64 = 0.10;
+/// Loss-based growth per step (every `CONTROL_INTERVAL`) while loss is low.
+const LOSS_INCREASE_PER_STEP: f64 = 1.05;
+
+/// The received rate is measured over this much of the receiver's arrival clock.
+const RECEIVED_WINDOW: Duration = Duration::from_millis(500);
+/// Arrivals kept for it at most (2000 packets in 500 ms is 48 Mbit/s of 1200-byte packets).
+const RECEIVED_MAX_PACKETS: usize = 2048;
+
+/// What the far end receives, from the arrival times it reports (its clock), in bits per second.
+/// rtc's `RateCalculator` counts bytes by feedback arrival on our clock, so with feedback every
+/// 100 ms its 500 ms window can hold six batches and read ~20 % high: a backoff to 0.85 x that
+/// stays above the link and the queue never drains.
+#[derive(Debug, Default)]
+struct ReceivedRate {
+    arrivals: VecDeque<(Duration, usize)>,
+}
+
+impl ReceivedRate {
+    fn add(&mut self, arrival: Duration, size: usize) {
+        // Feedback lists packets in send order; reordering on the path is rare and harmless here.
+        self.arrivals.push_back((arrival, size));
+        let newest = self
+            .arrivals
+            .back()
+            .map_or(arrival, |(at, _)| *at)
+            .max(arrival);
+        while self.arrivals.len() > RECEIVED_MAX_PACKETS
+            || self
+                .arrivals
+                .front()
+                .is_some_and(|(at, _)| newest.saturating_sub(*at) > RECEIVED_WINDOW)
+        {
+            self.arrivals.pop_front();
+        }
+    }
+
+    fn bps(&self) -> Option<f64> {
+        let (first, _) = self.arrivals.front()?;
+        let (last, _) = self.arrivals.back()?;
+        let span = last.saturating_sub(*first);
+        if span < Duration::from_millis(50) {
+            return None;
+        }
+        // The first packet's bytes arrived before the span started.
+        let bytes: usize = self.arrivals.iter().skip(1).map(|(_, size)| size).sum();
+        Some(bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+}
+
+/// The filtered per-group delay change is multiplied by the number of groups seen, up to this
+/// many, before it is compared with the overuse threshold (libwebrtc's `kMinNumDeltas`). rtc's
+/// `Gcc` compares the raw per-group value with its 12.5 ms threshold, so with groups every 5-10 ms
+/// a sender at twice the link rate (2.5-5 ms more per group) never reads as overusing: only
+/// loss ever brought its target down.
+const MAX_DELTAS: u32 = 60;
+
+/// How long feedback RTT samples count towards the published minimum.
+const RTT_WINDOW: Duration = Duration::from_secs(2);
+const RTT_SAMPLES_MAX: usize = 64;
+
+/// What the congestion controller and the pacer publish, for the encode thread and the stats tick.
+/// Written by the interceptor chain (inside webrtc's driver), read anywhere with `Relaxed` loads;
+/// each value is independent, so a reader may see one field a tick newer than another.
+#[derive(Debug, Default)]
+pub struct BweShared {
+    /// The estimate: what the whole send side (video, audio, headers, retransmissions) may use.
+    pub target_bps: AtomicU64,
+    /// The delay-based half of the estimate.
+    pub delay_bps: AtomicU64,
+    /// The loss-based half of the estimate.
+    pub loss_bps: AtomicU64,
+    /// Smoothed fraction of our packets the remote reported lost, in parts per million.
+    pub loss_ppm: AtomicU32,
+    /// Round trip implied by transport-wide feedback (min over 2 s), in µs; 0 until feedback.
+    pub feedback_rtt_us: AtomicU64,
+    /// Feedback batches the estimator has seen: 0 means the remote sends no TWCC feedback.
+    pub feedback_batches: AtomicU64,
+    /// The rate the pacer releases video at (a multiple of the target).
+    pub pacer_rate_bps: AtomicU64,
+    /// How long the video queued in the pacer takes to leave at the pacing rate, in ms.
+    pub pacer_queue_ms: AtomicU32,
+    /// Video packets the pacer dropped because its queue was full (in time).
+    pub pacer_dropped: AtomicU64,
+    /// Video packets that went through the pacer's queue.
+    pub pacer_paced: AtomicU64,
+    /// Packets the pacer let through at once (audio, retransmissions), charged to its budget.
+    pub pacer_urgent: AtomicU64,
+}
+
+/// Which half of the estimate limits the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Delay,
+    Loss,
+}
+
+/// A copy of [`BweShared`] at one instant, in plain numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BweSnapshot {
+    pub target_bps: u64,
+    pub delay_bps: u64,
+    pub loss_bps: u64,
+    pub loss_fraction: f64,
+    /// `None` until feedback has arrived.
+    pub feedback_rtt: Option<Duration>,
+    pub feedback_batches: u64,
+    pub pacer_rate_bps: u64,
+    pub pacer_queue_ms: u32,
+    pub pacer_dropped: u64,
+    pub pacer_paced: u64,
+    pub pacer_urgent: u64,
+}
+
+impl BweSnapshot {
+    /// The half that sets the target (ties go to delay).
+    pub fn limited_by(&self) -> Limit {
+        if self.loss_bps < self.delay_bps {
+            Limit::Loss
+        } else {
+            Limit::Delay
+        }
+    }
+}
+
+impl BweShared {
+    pub fn snapshot(&self) -> BweSnapshot {
+        let rtt_us = self.feedback_rtt_us.load(Relaxed);
+        BweSnapshot {
+            target_bps: self.target_bps.load(Relaxed),
+            delay_bps: self.delay_bps.load(Relaxed),
+            loss_bps: self.loss_bps.load(Relaxed),
+            loss_fraction: f64::from(self.loss_ppm.load(Relaxed)) / 1e6,
+            feedback_rtt: (rtt_us > 0).then(|| Duration::from_micros(rtt_us)),
+            feedback_batches: self.feedback_batches.load(Relaxed),
+            pacer_rate_bps: self.pacer_rate_bps.load(Relaxed),
+            pacer_queue_ms: self.pacer_queue_ms.load(Relaxed),
+            pacer_dropped: self.pacer_dropped.load(Relaxed),
+            pacer_paced: self.pacer_paced.load(Relaxed),
+            pacer_urgent: self.pacer_urgent.load(Relaxed),
+        }
+    }
+}
+
+/// Bits per second as stored in the atomics (non-negative, whole).
+fn bps(value: f64) -> u64 {
+    // Saturating float-to-int cast: NaN becomes 0, negatives 0, huge values u64::MAX.
+    value.max(0.0) as u64
+}
+
+/// The delay-based half's AIMD. Unlike rtc's `RateController`, the rate at the last backoff is
+/// forgotten when the path delivers clearly more, or after a while without overuse, so a link that
+/// recovers is climbed multiplicatively instead of at ~60 kbit/s for the rest of the call.
+#[derive(Debug, Clone)]
+struct DelayControl {
+    state: RateControlState,
+    target: f64,
+    min: f64,
+    max: f64,
+    /// The received rate at the last backoff.
+    ceiling: Option<f64>,
+    last_change: Option<Instant>,
+    last_overuse: Option<Instant>,
+}
+
+impl DelayControl {
+    fn new(initial: f64, min: f64, max: f64) -> Self {
+        Self {
+            state: RateControlState::default(),
+            target: initial.clamp(min, max),
+            min,
+            max,
+            ceiling: None,
+            last_change: None,
+            last_overuse: None,
+        }
+    }
+
+    fn update(&mut self, now: Instant, usage: Usage, received: Option<f64>) -> f64 {
+        self.state = self.state.next(usage);
+        if usage == Usage::Over {
+            self.last_overuse = Some(now);
+        }
+        if let Some(ceiling) = self.ceiling {
+            let exceeded = received.is_some_and(|r| r > ceiling * CEILING_EXCEEDED);
+            let stale = self
+                .last_overuse
+                .is_none_or(|at| now.saturating_duration_since(at) > CEILING_MEMORY);
+            if exceeded || stale {
+                self.ceiling = None;
+            }
+        }
+        let too_soon = self
+            .last_change
+            .is_some_and(|last| now.saturating_duration_since(last) < CONTROL_INTERVAL);
+        if too_soon && self.state != RateControlState::Decrease {
+            return self.target;
+        }
+        match self.state {
+            RateControlState::Hold => {}
+            RateControlState::Decrease => {
+                // Back off from what the path delivers, not from what we aimed for.
+                let Some(received) = received else {
+                    return self.target;
+                };
+                self.target = (received * DECREASE_FACTOR).clamp(self.min, self.max);
+                self.ceiling = Some(received);
+                self.last_change = Some(now);
+            }
+            RateControlState::Increase => {
+                let elapsed = self
+                    .last_change
+                    .map_or(CONTROL_INTERVAL, |last| now.saturating_duration_since(last))
+                    .min(Duration::from_secs(1))
+                    .as_secs_f64();
+                let near_ceiling = self
+                    .ceiling
+                    .is_some_and(|ceiling| self.target > ceiling * NEAR_CEILING);
+                let mut next = if near_ceiling {
+                    self.target + ADDITIVE_BPS_PER_S * elapsed
+                } else {
+                    self.target * INCREASE_PER_S.powf(elapsed)
+                };
+                if let Some(received) = received {
+                    let limit = received * RECEIVED_HEADROOM + 100_000.0;
+                    next = next.min(limit.max(self.target));
+                }
+                self.target = next.clamp(self.min, self.max);
+                self.last_change = Some(now);
+            }
+        }
+        self.target
+    }
+}
+
+/// The loss-based half (draft-ietf-rmcat-gcc-02 §5.5), with the thresholds above.
+#[derive(Debug, Clone)]
+struct LossControl {
+    target: f64,
+    min: f64,
+    max: f64,
+    average: Option<f64>,
+    last_change: Option<Instant>,
+}
+
+impl LossControl {
+    fn new(initial: f64, min: f64, max: f64) -> Self {
+        Self {
+            target: initial.clamp(min, max),
+            min,
+            max,
+            average: None,
+            last_change: None,
+        }
+    }
+
+    fn update(&mut self, now: Instant, lost: usize, total: usize) -> f64 {
+        if total == 0 {
+            return self.target;
+        }
+        let sample = lost as f64 / total as f64;
+        let average = self.average.map_or(sample, |a| 0.8 * a + 0.2 * sample);
+        self.average = Some(average);
+        if self
+            .last_change
+            .is_some_and(|last| now.saturating_duration_since(last) < CONTROL_INTERVAL)
+        {
+            return self.target;
+        }
+        if average.max(sample) < LOW_LOSS {
+            self.target = (self.target * LOSS_INCREASE_PER_STEP).clamp(self.min, self.max);
+            self.last_change = Some(now);
+        } else if average > HIGH_LOSS {
+            self.target = (self.target * (1.0 - 0.5 * average)).clamp(self.min, self.max);
+            self.last_change = Some(now);
+        }
+        self.target
+    }
+}
+
+/// Confab's estimator: rtc-interceptor's delay-gradient pipeline (`SlopeEstimator`,
+/// `OveruseDetector`) and an arrival-clock received rate feeding [`DelayControl`], combined with [`LossControl`]
+/// by `min`, as `Gcc` does, with the fixes described at `MAX_DELTAS`, `ReceivedRate`, `HIGH_LOSS`
+/// and `DelayControl`. Time is a parameter throughout.
+pub struct Estimator {
+    slope: SlopeEstimator,
+    detector: OveruseDetector,
+    rate: ReceivedRate,
+    delay: DelayControl,
+    loss: LossControl,
+    /// Inter-group delay measurements so far, capped at `MAX_DELTAS`.
+    deltas: u32,
+    min: f64,
+    max: f64,
+    target: f64,
+}
+
+impl Estimator {
+    pub fn new(initial: f64, min: f64, max: f64) -> Self {
+        let initial = initial.clamp(min, max);
+        Self {
+            slope: SlopeEstimator::new(),
+            detector: OveruseDetector::new(),
+            rate: ReceivedRate::default(),
+            delay: DelayControl::new(initial, min, max),
+            loss: LossControl::new(initial, min, max),
+            deltas: 0,
+            min,
+            max,
+            target: initial,
+        }
+    }
+}
+
+impl Default for Estimator {
+    fn default() -> Self {
+        Self::new(INITIAL_BPS, MIN_BPS, MAX_BPS)
+    }
+}
+
+impl BandwidthEstimator for Estimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        if reports.is_empty() {
+            return;
+        }
+        let mut usage = self.detector.usage();
+        for report in reports {
+            if let (true, Some(arrival)) = (report.arrived, report.arrival) {
+                self.rate.add(arrival, report.size);
+            }
+            if let Some(trend) = self.slope.accumulate(report) {
+                self.deltas = (self.deltas + 1).min(MAX_DELTAS);
+                let scaled_ms = trend.estimate_ms * f64::from(self.deltas);
+                usage = self.detector.update(trend.at, scaled_ms);
+            }
+        }
+        let received = self.rate.bps();
+        let delay = self.delay.update(now, usage, received);
+        let lost = reports.iter().filter(|r| !r.arrived).count();
+        let loss = self.loss.update(now, lost, reports.len());
+        self.target = delay.min(loss).clamp(self.min, self.max);
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.target
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        let mut stats = EstimatorStats::default();
+        stats.delay_based_bitrate = Some(self.delay.target);
+        stats.loss_based_bitrate = Some(self.loss.target);
+        stats.packet_loss = self.loss.average;
+        stats
+    }
+}
+
+/// Any estimator, publishing its state into [`BweShared`] after every change.
+pub struct Published<E> {
+    inner: E,
+    out: Arc<BweShared>,
+    rtt_samples: VecDeque<(Instant, Duration)>,
+}
+
+impl<E: BandwidthEstimator> Published<E> {
+    pub fn new(inner: E, out: Arc<BweShared>) -> Self {
+        let published = Self {
+            inner,
+            out,
+            rtt_samples: VecDeque::new(),
+        };
+        published.publish();
+        published
+    }
+
+    fn publish(&self) {
+        let stats = self.inner.stats();
+        self.out
+            .target_bps
+            .store(bps(self.inner.target_bitrate()), Relaxed);
+        if let Some(delay) = stats.delay_based_bitrate {
+            self.out.delay_bps.store(bps(delay), Relaxed);
+        }
+        if let Some(loss) = stats.loss_based_bitrate {
+            self.out.loss_bps.store(bps(loss), Relaxed);
+        }
+        if let Some(loss) = stats.packet_loss {
+            self.out
+                .loss_ppm
+                .store((loss.clamp(0.0, 1.0) * 1e6) as u32, Relaxed);
+        }
+    }
+
+    /// Feedback RTT: feedback arrival minus the newest acknowledged packet's departure (both on our
+    /// clock). It includes the remote's wait before sending feedback, so the minimum over a window
+    /// is published.
+    fn record_rtt(&mut self, now: Instant, reports: &[PacketReport]) {
+        let Some(newest) = reports.iter().rev().find(|r| r.arrived) else {
+            return;
+        };
+        self.rtt_samples
+            .push_back((now, now.saturating_duration_since(newest.departure)));
+        while self.rtt_samples.len() > RTT_SAMPLES_MAX
+            || self
+                .rtt_samples
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > RTT_WINDOW)
+        {
+            self.rtt_samples.pop_front();
+        }
+        if let Some(min) = self.rtt_samples.iter().map(|(_, rtt)| *rtt).min() {
+            let us = u64::try_from(min.as_micros()).unwrap_or(u64::MAX).max(1);
+            self.out.feedback_rtt_us.store(us, Relaxed);
+        }
+    }
+}
+
+impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        let before = self.inner.target_bitrate();
+        self.inner.on_reports(now, reports);
+        let after = self.inner.target_bitrate();
+        if (after - before).abs() > 0.1 * before {
+            tracing::debug!(
+                before_bps = before,
+                after_bps = after,
+                "bandwidth estimate moved"
+            );
+        }
+        if !reports.is_empty() {
+            if self.out.feedback_batches.fetch_add(1, Relaxed) == 0 {
+                tracing::debug!(target_bps = after, "first transport-wide feedback");
+            }
+            self.record_rtt(now, reports);
+        }
+        self.publish();
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.inner.target_bitrate()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.inner.handle_timeout(now);
+        self.publish();
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.inner.poll_timeout()
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        self.inner.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
+
+    const PACKET_BYTES: usize = 1200;
+    const TICK: Duration = Duration::from_millis(5);
+    const FEEDBACK_EVERY: Duration = Duration::from_millis(100);
+    const PROPAGATION: Duration = Duration::from_millis(40);
+
+    /// A sender pacing at the estimate into a bottleneck (rate, FIFO with a time-bounded queue,
+    /// optional loss), with transport-wide feedback every 100 ms. Time is simulated.
+    struct Link {
+        epoch: Instant,
+        now: Duration,
+        next_id: u64,
+        /// When the bottleneck finishes the last accepted packet.
+        busy_until: Duration,
+        /// Bytes owed to the sender by the pacing rate.
+        credit_bytes: f64,
+        /// Sent, not yet reported, with when the receiver can report it (a lost packet once the
+        /// next one arrives, about when it would have).
+        in_flight: Vec<(Duration, PacketReport)>,
+        last_feedback: Duration,
+        max_queue: Duration,
+        /// Whether packet `id` is lost on the path (besides queue overflow).
+        lose: Box<dyn FnMut(u64) -> bool>,
+    }
+
+    impl Link {
+        fn new() -> Self {
+            Self {
+                epoch: Instant::now(),
+                now: Duration::ZERO,
+                next_id: 0,
+                busy_until: Duration::ZERO,
+                credit_bytes: 0.0,
+                in_flight: Vec::new(),
+                last_feedback: Duration::ZERO,
+                max_queue: Duration::from_millis(100),
+                lose: Box::new(|_| false),
+            }
+        }
+
+        /// Runs `duration` with the bottleneck at `capacity_bps`, returning the target over time.
+        fn run<E: BandwidthEstimator>(
+            &mut self,
+            estimator: &mut E,
+            capacity_bps: f64,
+            duration: Duration,
+        ) -> Vec<(Duration, f64)> {
+            let end = self.now + duration;
+            let mut trace = Vec::new();
+            while self.now < end {
+                self.now += TICK;
+                self.credit_bytes += estimator.target_bitrate() * TICK.as_secs_f64() / 8.0;
+                while self.credit_bytes >= PACKET_BYTES as f64 {
+                    self.credit_bytes -= PACKET_BYTES as f64;
+                    self.send(capacity_bps);
+                }
+                if self.now - self.last_feedback >= FEEDBACK_EVERY {
+                    self.last_feedback = self.now;
+                    let now = self.now;
+                    let (ready, pending): (Vec<_>, Vec<_>) =
+                        self.in_flight.drain(..).partition(|(at, _)| *at <= now);
+                    self.in_flight = pending;
+                    let ready: Vec<PacketReport> = ready.into_iter().map(|(_, r)| r).collect();
+                    estimator.on_reports(self.epoch + now, &ready);
+                    trace.push((self.now, estimator.target_bitrate()));
+                    if std::env::var_os("BWE_TRACE").is_some() {
+                        let s = estimator.stats();
+                        eprintln!(
+                            "{:>6.1}s target {:>8.0} delay {:>8.0?} loss {:>8.0?} lossfrac {:.3?} queue {:?}",
+                            now.as_secs_f64(),
+                            estimator.target_bitrate(),
+                            s.delay_based_bitrate,
+                            s.loss_based_bitrate,
+                            s.packet_loss,
+                            self.busy_until.saturating_sub(now)
+                        );
+                    }
+                }
+            }
+            trace
+        }
+
+        fn send(&mut self, capacity_bps: f64) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let queue = self.busy_until.saturating_sub(self.now);
+            let lost = queue > self.max_queue || (self.lose)(id);
+            let arrival = if lost {
+                None
+            } else {
+                let start = self.busy_until.max(self.now);
+                self.busy_until =
+                    start + Duration::from_secs_f64((PACKET_BYTES * 8) as f64 / capacity_bps);
+                Some(self.busy_until + PROPAGATION)
+            };
+            let report_at = arrival.unwrap_or(self.now + queue + PROPAGATION);
+            self.in_flight.push((
+                report_at,
+                PacketReport {
+                    ssrc: 1,
+                    id,
+                    rtp_sequence_number: id as u16,
+                    is_twcc: true,
+                    twcc_sequence_number: id as u16,
+                    size: PACKET_BYTES,
+                    arrived: !lost,
+                    departure: self.epoch + self.now,
+                    arrival,
+                    ecn: Ecn::default(),
+                },
+            ));
+        }
+    }
+
+    /// Independent random loss with probability `p`, from a fixed seed (xorshift).
+    fn random_loss(p: f64) -> Box<dyn FnMut(u64) -> bool> {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        Box::new(move |_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 <= p
+        })
+    }
+
+    fn at(trace: &[(Duration, f64)], since: Duration) -> f64 {
+        trace
+            .iter()
+            .find(|(t, _)| *t >= since)
+            .map(|(_, bps)| *bps)
+            .expect("the trace covers the instant")
+    }
+
+    #[test]
+    fn steady_delay_lets_the_target_rise() {
+        let mut estimator = Estimator::new(1_000_000.0, MIN_BPS, MAX_BPS);
+        let trace = Link::new().run(&mut estimator, 20_000_000.0, Duration::from_secs(5));
+        let end = trace.last().expect("feedback happened").1;
+        assert!(end > 1_500_000.0, "target after 5 s on a fast link: {end}");
+    }
+
+    #[test]
+    fn overuse_cuts_the_target_to_the_link_within_a_second() {
+        let mut estimator = Estimator::default();
+        let trace = Link::new().run(&mut estimator, 1_000_000.0, Duration::from_secs(3));
+        let after_1s = at(&trace, Duration::from_secs(1));
+        assert!(
+            after_1s < 1_000_000.0,
+            "target 1 s into a 1 Mbit/s link: {after_1s}"
+        );
+        let later = at(&trace, Duration::from_secs(3));
+        assert!(
+            later < 1_200_000.0,
+            "target 3 s into a 1 Mbit/s link: {later}"
+        );
+    }
+
+    /// The drop profile: 3 Mbit/s for 10 s, 500 kbit/s for 15 s, 3 Mbit/s again.
+    #[test]
+    fn after_a_drop_the_target_follows_down_and_comes_back_within_15_s() {
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        let before = link.run(&mut estimator, 3_000_000.0, Duration::from_secs(10));
+        let during = link.run(&mut estimator, 500_000.0, Duration::from_secs(15));
+        let after = link.run(&mut estimator, 3_000_000.0, Duration::from_secs(15));
+        let level = before.last().expect("feedback").1;
+        assert!(level > 2_000_000.0, "target on a 3 Mbit/s link: {level}");
+        let drop_at = Duration::from_secs(10);
+        let first_below = during
+            .iter()
+            .find(|(_, bps)| *bps < 500_000.0)
+            .expect("the target goes under the new rate")
+            .0;
+        assert!(
+            first_below - drop_at < Duration::from_secs(1),
+            "{first_below:?}"
+        );
+        // AIMD saws around the link rate; on average it stays near it (the encoder aims below).
+        let settled: Vec<f64> = during
+            .iter()
+            .filter(|(t, _)| *t >= drop_at + Duration::from_secs(2))
+            .map(|(_, bps)| *bps)
+            .collect();
+        let mean = settled.iter().sum::<f64>() / settled.len() as f64;
+        assert!(mean < 550_000.0, "mean target during the drop: {mean}");
+        let up = after.last().expect("feedback").1;
+        assert!(
+            up > 1_500_000.0 && up > 0.7 * level,
+            "target 15 s after recovery: {up} (before the drop: {level})"
+        );
+    }
+
+    /// A deep buffer queues without losing: the delay half alone must bring the target down.
+    #[test]
+    fn a_growing_queue_without_loss_is_overuse() {
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        link.max_queue = Duration::from_secs(10);
+        let trace = link.run(&mut estimator, 1_000_000.0, Duration::from_secs(2));
+        let after_1s = at(&trace, Duration::from_secs(1));
+        assert!(
+            after_1s < 1_000_000.0,
+            "target 1 s into a deep 1 Mbit/s link: {after_1s}"
+        );
+        let stats = estimator.stats();
+        assert_eq!(stats.packet_loss, Some(0.0));
+        assert!(stats.delay_based_bitrate < stats.loss_based_bitrate);
+    }
+
+    #[test]
+    fn ten_percent_loss_makes_the_target_fall() {
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        link.lose = random_loss(0.10);
+        let trace = link.run(&mut estimator, 20_000_000.0, Duration::from_secs(5));
+        let end = trace.last().expect("feedback").1;
+        assert!(
+            end < INITIAL_BPS * 0.8,
+            "target after 5 s of 10 % loss: {end}"
+        );
+        let stats = estimator.stats();
+        assert!(stats.loss_based_bitrate < stats.delay_based_bitrate);
+    }
+
+    #[test]
+    fn five_percent_loss_holds_the_target() {
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        link.lose = Box::new(|id| id % 20 == 19);
+        let trace = link.run(&mut estimator, 20_000_000.0, Duration::from_secs(3));
+        let end = trace.last().expect("feedback").1;
+        assert!(end >= INITIAL_BPS, "target after 3 s of 5 % loss: {end}");
+    }
+
+    #[test]
+    fn published_mirrors_the_estimator_into_the_shared_state() {
+        let shared = Arc::new(BweShared::default());
+        let mut estimator = Published::new(Estimator::default(), shared.clone());
+        assert_eq!(shared.snapshot().target_bps, INITIAL_BPS as u64);
+        assert_eq!(shared.snapshot().feedback_rtt, None);
+        let mut link = Link::new();
+        link.lose = Box::new(|id| id % 5 == 4);
+        link.run(&mut estimator, 20_000_000.0, Duration::from_secs(2));
+        let snap = shared.snapshot();
+        assert_eq!(snap.target_bps, estimator.target_bitrate() as u64);
+        assert!(snap.target_bps < INITIAL_BPS as u64);
+        assert_eq!(snap.limited_by(), Limit::Loss);
+        assert!((0.15..0.25).contains(&snap.loss_fraction), "{snap:?}");
+        assert_eq!(snap.feedback_batches, 20);
+        // 40 ms propagation plus up to one feedback interval of waiting.
+        let rtt = snap.feedback_rtt.expect("feedback arrived");
+        assert!(
+            rtt >= PROPAGATION && rtt <= PROPAGATION + FEEDBACK_EVERY,
+            "{rtt:?}"
+        );
+    }
+}

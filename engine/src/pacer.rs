@@ -1,0 +1,444 @@
+//! The app's pacer (at `Slot::Pacer`): video leaves at a multiple of the congestion controller's
+//! target, audio, RTCP and retransmissions never wait behind it, and the video queue is bounded in
+//! time (what exceeds it is dropped and counted). Its state is published in [`BweShared`].
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::sansio::Protocol;
+use rtc::shared::error::Error;
+use rtc::shared::marshal::MarshalSize;
+
+use crate::bwe::BweShared;
+
+/// Video is paced at this multiple of the target: an IDR or an encoder overshoot drains in a
+/// fraction of a second instead of queueing, while a burst still leaves spread out (libwebrtc
+/// paces at 2.5x, pion at 1.5x).
+pub const PACING_FACTOR: f64 = 2.0;
+/// The video queue holds at most this long at the pacing rate; beyond it new video is dropped.
+/// Longer would be latency the receiver's jitter buffer has to absorb.
+pub const MAX_QUEUE: Duration = Duration::from_millis(300);
+/// The budget accumulates at most this long at the pacing rate (a burst leaves no faster).
+const BURST: Duration = Duration::from_millis(10);
+/// ... and at least one full packet.
+const MIN_BURST_BITS: f64 = 1500.0 * 8.0;
+
+/// A token bucket in bits that may go into debt: a packet leaves when the budget is not negative,
+/// and pays for itself after. Packets sent at once (audio) pay too, so video yields to them.
+#[derive(Debug)]
+struct Budget {
+    rate_bps: f64,
+    bits: f64,
+    last: Option<Instant>,
+}
+
+impl Budget {
+    fn new(rate_bps: f64) -> Self {
+        let mut budget = Self {
+            rate_bps: 0.0,
+            bits: 0.0,
+            last: None,
+        };
+        budget.set_rate(rate_bps);
+        budget.bits = budget.burst();
+        budget
+    }
+
+    fn burst(&self) -> f64 {
+        (self.rate_bps * BURST.as_secs_f64()).max(MIN_BURST_BITS)
+    }
+
+    fn set_rate(&mut self, rate_bps: f64) {
+        self.rate_bps = if rate_bps.is_finite() {
+            rate_bps.max(1.0)
+        } else {
+            1.0
+        };
+        self.bits = self.bits.min(self.burst());
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(last) = self.last {
+            let elapsed = now.saturating_duration_since(last).as_secs_f64();
+            self.bits = (self.bits + elapsed * self.rate_bps).min(self.burst());
+        }
+        self.last = Some(self.last.map_or(now, |last| last.max(now)));
+    }
+
+    /// Whether a packet may leave now. The tolerance absorbs float rounding, so a timer set by
+    /// `ready_at` always finds the budget ready.
+    fn ready(&self) -> bool {
+        self.bits > -1e-3
+    }
+
+    /// When the budget is next out of debt, if it is in debt: at least a nanosecond after the last
+    /// refill, rounded up, so a timer never fires without progress.
+    fn ready_at(&self) -> Option<Instant> {
+        let last = self.last?;
+        (!self.ready()).then(|| {
+            let nanos = (-self.bits / self.rate_bps * 1e9).ceil().max(1.0);
+            last + Duration::from_nanos(nanos as u64)
+        })
+    }
+}
+
+fn bits_of(packet: &TaggedPacket) -> f64 {
+    match &packet.message.packet {
+        Packet::Rtp(rtp) => (rtp.marshal_size() * 8) as f64,
+        _ => 0.0,
+    }
+}
+
+pub struct AppPacer {
+    budget: Budget,
+    target_bps: f64,
+    audio: HashSet<u32>,
+    /// Leaves at the next `poll_write`: RTCP, audio, retransmissions.
+    urgent: VecDeque<TaggedPacket>,
+    /// Video waiting for budget, with its size in bits.
+    video: VecDeque<(TaggedPacket, f64)>,
+    queued_bits: f64,
+    /// Video released by the budget, waiting for `poll_write`.
+    released: VecDeque<TaggedPacket>,
+    read: VecDeque<TaggedPacket>,
+    shared: Arc<BweShared>,
+}
+
+impl AppPacer {
+    /// A pacer following a target that starts at `target_bps` (the estimator's initial rate).
+    pub fn new(target_bps: f64, shared: Arc<BweShared>) -> Self {
+        let pacer = Self {
+            budget: Budget::new(target_bps * PACING_FACTOR),
+            target_bps,
+            audio: HashSet::new(),
+            urgent: VecDeque::new(),
+            video: VecDeque::new(),
+            queued_bits: 0.0,
+            released: VecDeque::new(),
+            read: VecDeque::new(),
+            shared,
+        };
+        pacer.publish();
+        pacer
+    }
+
+    /// The target the pacer follows (it releases video at `PACING_FACTOR` times this).
+    pub fn target_bps(&self) -> f64 {
+        self.target_bps
+    }
+
+    fn set_target(&mut self, target_bps: f64) {
+        self.target_bps = target_bps;
+        self.budget.set_rate(target_bps * PACING_FACTOR);
+        self.publish();
+    }
+
+    fn queue_time(&self) -> Duration {
+        Duration::from_secs_f64(self.queued_bits / self.budget.rate_bps)
+    }
+
+    fn publish(&self) {
+        let queue_ms = u32::try_from(self.queue_time().as_millis()).unwrap_or(u32::MAX);
+        self.shared.pacer_queue_ms.store(queue_ms, Relaxed);
+        self.shared
+            .pacer_rate_bps
+            .store(self.budget.rate_bps as u64, Relaxed);
+    }
+
+    /// Releases queued video while the budget allows, stamped with the release instant (the
+    /// congestion controller wire-ward records it as the departure).
+    fn release(&mut self, now: Instant) {
+        self.budget.refill(now);
+        while self.budget.ready() {
+            let Some((mut packet, bits)) = self.video.pop_front() else {
+                break;
+            };
+            self.budget.bits -= bits;
+            self.queued_bits = (self.queued_bits - bits).max(0.0);
+            packet.now = now;
+            self.released.push_back(packet);
+            self.shared.pacer_paced.fetch_add(1, Relaxed);
+        }
+        if self.video.is_empty() {
+            self.queued_bits = 0.0;
+        }
+        self.publish();
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        // The congestion controller (wire-ward) attaches a new target to the feedback that
+        // produced it, on its way to the application.
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&Attribute::TargetBitrateChanged {
+                bits_per_second: 0.0,
+            })
+        {
+            self.set_target(*bits_per_second);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let ssrc = match &msg.message.packet {
+            Packet::Rtp(rtp) => rtp.header.ssrc,
+            _ => {
+                // RTCP (and anything else) is control traffic: never paced.
+                self.urgent.push_back(msg);
+                return Ok(());
+            }
+        };
+        let bits = bits_of(&msg);
+        let now = msg.now;
+        if self.audio.contains(&ssrc) || msg.message.has(&Attribute::Retransmission) {
+            // Sent at once, but paid for, so queued video makes room.
+            self.budget.refill(now);
+            self.budget.bits -= bits;
+            self.shared.pacer_urgent.fetch_add(1, Relaxed);
+            self.urgent.push_back(msg);
+            return Ok(());
+        }
+        let bound_bits = self.budget.rate_bps * MAX_QUEUE.as_secs_f64();
+        if !self.video.is_empty() && self.queued_bits + bits > bound_bits {
+            self.shared.pacer_dropped.fetch_add(1, Relaxed);
+            tracing::trace!(ssrc, "pacer queue full: video packet dropped");
+            return Ok(());
+        }
+        self.queued_bits += bits;
+        self.video.push_back((msg, bits));
+        self.release(now);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.urgent
+            .pop_front()
+            .or_else(|| self.released.pop_front())
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), Self::Error> {
+        if !self.video.is_empty() {
+            self.release(now);
+        }
+        Ok(())
+    }
+
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.video.is_empty() {
+            None
+        } else {
+            self.budget.ready_at()
+        }
+    }
+}
+
+impl Interceptor for AppPacer {
+    fn bind_local_stream(&mut self, info: &StreamInfo) {
+        if info.mime_type.to_ascii_lowercase().starts_with("audio/") {
+            self.audio.insert(info.ssrc);
+        }
+    }
+
+    fn unbind_local_stream(&mut self, info: &StreamInfo) {
+        self.audio.remove(&info.ssrc);
+    }
+
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtc::interceptor::AttributedPacket;
+    use rtc::shared::{TransportContext, TransportMessage};
+
+    const VIDEO: u32 = 1;
+    const AUDIO: u32 = 2;
+    /// 1188 bytes of payload + 12 of header: 1200 bytes, 9600 bits.
+    const PAYLOAD: usize = 1188;
+
+    fn rtp(ssrc: u32, seq: u16, now: Instant) -> TaggedPacket {
+        let mut packet = rtc::rtp::packet::Packet::default();
+        packet.header.version = 2;
+        packet.header.ssrc = ssrc;
+        packet.header.sequence_number = seq;
+        packet.payload = vec![0u8; PAYLOAD].into();
+        TransportMessage {
+            now,
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtp(packet)),
+        }
+    }
+
+    fn pacer(target_bps: f64) -> (AppPacer, Arc<BweShared>) {
+        let shared = Arc::new(BweShared::default());
+        let mut pacer = AppPacer::new(target_bps, shared.clone());
+        pacer.bind_local_stream(&StreamInfo {
+            ssrc: AUDIO,
+            mime_type: "audio/opus".to_owned(),
+            ..Default::default()
+        });
+        pacer.bind_local_stream(&StreamInfo {
+            ssrc: VIDEO,
+            mime_type: "video/H264".to_owned(),
+            ..Default::default()
+        });
+        (pacer, shared)
+    }
+
+    /// Drives the pacer's timer until `until`, returning (release instant, ssrc) of what left.
+    fn drain(pacer: &mut AppPacer, until: Instant) -> Vec<(Instant, u32)> {
+        let mut out = Vec::new();
+        loop {
+            while let Some(packet) = pacer.poll_write() {
+                let Packet::Rtp(rtp) = &packet.message.packet else {
+                    panic!("only RTP in these tests")
+                };
+                out.push((packet.now, rtp.header.ssrc));
+            }
+            match pacer.poll_timeout() {
+                Some(at) if at <= until => pacer.handle_timeout(at).expect("infallible"),
+                _ => return out,
+            }
+        }
+    }
+
+    fn feedback_with_target(bps: f64, now: Instant) -> TaggedPacket {
+        TransportMessage {
+            now,
+            transport: TransportContext::default(),
+            message: AttributedPacket::new(Packet::Rtcp(Vec::new())).with(
+                Attribute::TargetBitrateChanged {
+                    bits_per_second: bps,
+                },
+            ),
+        }
+    }
+
+    #[test]
+    fn an_idr_leaves_at_the_paced_rate() {
+        // 500 kbit/s target: paced at 1 Mbit/s, so 30 packets of 9600 bits take ~290 ms.
+        let (mut pacer, shared) = pacer(500_000.0);
+        let start = Instant::now();
+        for seq in 0..30 {
+            pacer
+                .handle_write(rtp(VIDEO, seq, start))
+                .expect("infallible");
+        }
+        assert!(shared.pacer_queue_ms.load(Relaxed) > 250);
+        let out = drain(&mut pacer, start + Duration::from_secs(2));
+        assert_eq!(out.len(), 30);
+        assert_eq!(shared.pacer_dropped.load(Relaxed), 0);
+        let last = out.last().expect("released").0 - start;
+        let expected = 30.0 * 9600.0 / 1_000_000.0;
+        assert!(
+            (last.as_secs_f64() - expected).abs() < 0.03,
+            "last packet left after {last:?}, expected ~{expected} s"
+        );
+        // Evenly: no 100 ms window carries more than 100 ms at the pacing rate plus a burst.
+        for (at, _) in &out {
+            let window = out
+                .iter()
+                .filter(|(t, _)| *t >= *at && *t < *at + Duration::from_millis(100))
+                .count();
+            assert!(window <= 12, "{window} packets in 100 ms");
+        }
+        assert_eq!(shared.pacer_queue_ms.load(Relaxed), 0);
+        assert_eq!(shared.pacer_paced.load(Relaxed), 30);
+    }
+
+    #[test]
+    fn audio_behind_a_queued_idr_leaves_at_once() {
+        let (mut pacer, shared) = pacer(500_000.0);
+        let start = Instant::now();
+        for seq in 0..50 {
+            pacer
+                .handle_write(rtp(VIDEO, seq, start))
+                .expect("infallible");
+        }
+        let before = drain(&mut pacer, start);
+        let audio_at = start + Duration::from_millis(5);
+        pacer
+            .handle_write(rtp(AUDIO, 0, audio_at))
+            .expect("infallible");
+        let packet = pacer.poll_write().expect("audio leaves at once");
+        let Packet::Rtp(sent) = &packet.message.packet else {
+            panic!("RTP expected")
+        };
+        assert_eq!(sent.header.ssrc, AUDIO);
+        assert_eq!(packet.now, audio_at);
+        assert!(
+            before.len() < 5,
+            "the IDR is still queued: {}",
+            before.len()
+        );
+        assert_eq!(shared.pacer_urgent.load(Relaxed), 1);
+        // A retransmission of video does not wait either.
+        let mut rtx = rtp(VIDEO, 7, start + Duration::from_millis(6));
+        rtx.message.add(Attribute::Retransmission);
+        pacer.handle_write(rtx).expect("infallible");
+        assert!(pacer.poll_write().is_some());
+        assert_eq!(shared.pacer_urgent.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn the_time_bound_drops_what_exceeds_it_and_counts_it() {
+        // Paced at 1 Mbit/s, 300 ms hold 31 packets of 9600 bits.
+        let (mut pacer, shared) = pacer(500_000.0);
+        let start = Instant::now();
+        for seq in 0..100 {
+            pacer
+                .handle_write(rtp(VIDEO, seq, start))
+                .expect("infallible");
+        }
+        let dropped = shared.pacer_dropped.load(Relaxed);
+        let out = drain(&mut pacer, start + Duration::from_secs(2));
+        assert_eq!(out.len() as u64 + dropped, 100);
+        assert!((60..=72).contains(&dropped), "dropped {dropped}");
+        assert!(shared.pacer_queue_ms.load(Relaxed) == 0);
+    }
+
+    #[test]
+    fn the_rate_follows_target_bitrate_changed() {
+        let (mut pacer, shared) = pacer(500_000.0);
+        let start = Instant::now();
+        pacer
+            .handle_read(feedback_with_target(2_000_000.0, start))
+            .expect("infallible");
+        assert!(
+            pacer.poll_read().is_some(),
+            "the feedback continues to the application"
+        );
+        assert_eq!(pacer.target_bps(), 2_000_000.0);
+        assert_eq!(shared.pacer_rate_bps.load(Relaxed), 4_000_000);
+        for seq in 0..50 {
+            pacer
+                .handle_write(rtp(VIDEO, seq, start))
+                .expect("infallible");
+        }
+        let out = drain(&mut pacer, start + Duration::from_secs(2));
+        let last = out.last().expect("released").0 - start;
+        // 480 000 bits at 4 Mbit/s: 120 ms (at 500 kbit/s it would be 480 ms).
+        assert!(
+            (last.as_secs_f64() - 0.12).abs() < 0.02,
+            "last packet after {last:?}"
+        );
+    }
+}
