@@ -70,9 +70,11 @@ pub struct MediaEngine {
 impl MediaEngine {
     /// Takes the call's devices; nothing runs until `start_sending` and `receive`. The second
     /// value is a problem to tell the person (audio processing could not start).
+    /// `rate`: the transport's congestion-control state, which the encoders follow.
     pub fn new(
         io: MediaIo,
         settings: MediaSettings,
+        rate: Arc<RateSignal>,
         stats: StatsHandle,
         errors: PipelineErrors,
     ) -> (Self, Option<String>) {
@@ -95,7 +97,7 @@ impl MediaEngine {
             apm,
             mic_muted: Arc::new(AtomicBool::new(false)),
             rtt_us: Arc::new(AtomicU64::new(0)),
-            rate: Arc::new(RateSignal::default()),
+            rate,
             stop_receivers: Arc::new(AtomicBool::new(false)),
             video: None,
             audio: None,
@@ -200,11 +202,6 @@ impl MediaEngine {
             None => VideoControl::Pop,
         };
         video.control.try_send(control).is_ok()
-    }
-
-    /// Where the transport writes what video may use (the congestion controller's target).
-    pub fn rate_signal(&self) -> Arc<RateSignal> {
-        self.rate.clone()
     }
 
     /// The latest round-trip time, which sets how long a gap in the video waits for a resend.

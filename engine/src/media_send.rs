@@ -4,7 +4,7 @@
 //! encodes Opus, and a task writes them. Hand-over queues are bounded: when the network side falls
 //! behind, frames are dropped (and counted), never queued without end.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
+use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
@@ -152,19 +153,11 @@ impl Sources {
     }
 }
 
-/// What the network lets video use, written by the transport and read by the encode thread
-/// before every frame.
-#[derive(Debug, Default)]
-pub struct RateSignal {
-    /// The congestion controller's target for all media, bits per second (0: no estimate yet).
-    pub target_bps: AtomicU64,
-    /// How long the pacer needs to send what it holds, in milliseconds.
-    pub queue_ms: AtomicU64,
-    /// The share of packets the remote reports lost, in parts per million.
-    pub loss_ppm: AtomicU64,
-}
+/// What the network lets video use: the congestion controller's state (`BweShared`, written by
+/// the transport's estimator and pacer), read by the encode threads before every frame.
+pub type RateSignal = BweShared;
 
-impl RateSignal {
+impl BweShared {
     /// The bits per second video may use now, `None` before the first estimate: the target less
     /// what audio needs (with its packet overhead), with headroom for headers and resends.
     pub fn video_bps(&self) -> Option<u32> {
@@ -183,13 +176,13 @@ impl RateSignal {
         if self.target_bps.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let loss_percent = self.loss_ppm.load(Ordering::Relaxed) as f64 / 10_000.0;
+        let loss_percent = f64::from(self.loss_ppm.load(Ordering::Relaxed)) / 10_000.0;
         Some((loss_percent * 1.25).ceil().min(25.0) as u8)
     }
 
     /// The pacer holds more than a frame's worth of delay: encoding more would only queue.
     pub fn congested(&self) -> bool {
-        self.queue_ms.load(Ordering::Relaxed) > CONGESTED_QUEUE_MS
+        u64::from(self.pacer_queue_ms.load(Ordering::Relaxed)) > CONGESTED_QUEUE_MS
     }
 }
 
@@ -580,7 +573,7 @@ mod tests {
         rate.target_bps.store(40_000, Ordering::Relaxed);
         assert_eq!(rate.video_bps(), Some(0), "audio first");
         assert!(!rate.congested());
-        rate.queue_ms.store(400, Ordering::Relaxed);
+        rate.pacer_queue_ms.store(400, Ordering::Relaxed);
         assert!(rate.congested());
     }
 }

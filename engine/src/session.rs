@@ -27,6 +27,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
+use super::bwe::{BweShared, Limit};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
@@ -36,6 +37,7 @@ use super::negotiator::{Action, Candidate, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::security_code;
 use super::signaling_client::{Joined, SignalingClient};
+use super::stats::BweStats;
 use super::CallError;
 
 /// How to place the call.
@@ -428,7 +430,7 @@ async fn run(
         bind: config.bind.clone(),
     };
     let (peer_tx, peer_rx) = mpsc::channel::<PeerEvent>(256);
-    let (pc, _bwe) = peer::build(&network, peer_tx).await?;
+    let (pc, bwe) = peer::build(&network, peer_tx).await?;
 
     let (error_tx, error_rx) = mpsc::channel::<String>(64);
     let settings = MediaSettings {
@@ -436,7 +438,7 @@ async fn run(
         audio_bitrate_bps: config.audio_bitrate_bps,
         apm: config.apm,
     };
-    let (media, problem) = MediaEngine::new(io, settings, stats.clone(), error_tx);
+    let (media, problem) = MediaEngine::new(io, settings, bwe.clone(), stats.clone(), error_tx);
     if let Some(problem) = problem {
         events.emit(SessionEvent::Warning(problem)).await;
     }
@@ -469,6 +471,7 @@ async fn run(
         ever_connected: false,
         connected: false,
         lost_at: None,
+        bwe,
     };
     let outcome = call
         .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
@@ -492,6 +495,8 @@ struct CallLoop {
     connected: bool,
     /// When the connection dropped, while it is down.
     lost_at: Option<Instant>,
+    /// The congestion controller's published state.
+    bwe: Arc<BweShared>,
 }
 
 /// What one event means for the loop.
@@ -549,6 +554,7 @@ impl CallLoop {
                 }
                 _ = stats_tick.tick(), if self.ever_connected => {
                     fill_ice_stats(&self.pc, &self.stats).await;
+                    fill_bwe_stats(&self.bwe, &self.stats);
                     self.stats.lock().tick_second();
                     if let Some(rtt_ms) = self.stats.lock().stats.ice.rtt_ms {
                         self.media.set_rtt_ms(rtt_ms);
@@ -782,6 +788,26 @@ impl CallLoop {
             tracing::error!(%err, "stopping the media threads failed");
         }
     }
+}
+
+/// The congestion controller's state, into the stats.
+fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
+    let b = bwe.snapshot();
+    stats.lock().stats.bwe = BweStats {
+        target_kbps: b.target_bps as f64 / 1000.0,
+        delay_based_kbps: b.delay_bps as f64 / 1000.0,
+        loss_based_kbps: b.loss_bps as f64 / 1000.0,
+        limited_by: match b.limited_by() {
+            Limit::Delay => "delay",
+            Limit::Loss => "loss",
+        },
+        loss_fraction: b.loss_fraction,
+        feedback_rtt_ms: b.feedback_rtt.map(|d| d.as_secs_f64() * 1000.0),
+        feedback_batches: b.feedback_batches,
+        pacer_rate_kbps: b.pacer_rate_bps as f64 / 1000.0,
+        pacer_queue_ms: b.pacer_queue_ms,
+        pacer_dropped: b.pacer_dropped,
+    };
 }
 
 /// The selected candidate pair: types on both ends and the round-trip time.

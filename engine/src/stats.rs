@@ -176,9 +176,32 @@ pub struct CallStats {
     pub chat: ChatStats,
     pub files: Vec<FileStats>,
     pub security_code: Option<String>,
+    /// The congestion controller: what the network allows us to send, and why.
+    pub bwe: BweStats,
     /// One sample a second since the call connected (the last ten minutes at most), so a script
     /// can look at the end of a call rather than whole-call averages.
     pub timeline: Vec<Second>,
+}
+
+/// Send-side congestion control (transport-wide feedback from the other peer).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BweStats {
+    /// What the whole send side may use.
+    pub target_kbps: f64,
+    pub delay_based_kbps: f64,
+    pub loss_based_kbps: f64,
+    /// `"delay"` or `"loss"`: the half that sets the target.
+    pub limited_by: &'static str,
+    /// Share of our packets the other side reported lost (smoothed).
+    pub loss_fraction: f64,
+    /// Round trip implied by the feedback; `None` until feedback arrived.
+    pub feedback_rtt_ms: Option<f64>,
+    /// Feedback reports received (0: the other side sends no transport-wide feedback).
+    pub feedback_batches: u64,
+    pub pacer_rate_kbps: f64,
+    pub pacer_queue_ms: u32,
+    /// Video packets the pacer dropped because its queue (bounded in time) was full.
+    pub pacer_dropped: u64,
 }
 
 /// One second of a call.
