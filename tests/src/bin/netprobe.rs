@@ -162,16 +162,21 @@ fn serve(socket: &UdpSocket, peer: SocketAddr, idle: Duration) {
     );
 }
 
-/// Pings until the first echo (the path is open), then returns the time that took.
+/// Pings every 50 ms until the first echo (the path is open), then returns the time that took.
+/// The peer's punches arrive meanwhile, so reading must not hold up the next ping.
 fn open_path(socket: &UdpSocket, peer: SocketAddr) -> Duration {
     let started = Instant::now();
     let mut buf = [0u8; 2048];
     socket
-        .set_read_timeout(Some(Duration::from_millis(50)))
+        .set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap_or_else(|e| fail(&format!("timeout: {e}")));
+    let mut next_ping = started;
     while started.elapsed() < Duration::from_secs(10) {
-        let _ = socket.send_to(&[PING, 0xff], peer);
-        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+        if Instant::now() >= next_ping {
+            let _ = socket.send_to(&[PING, 0xff], peer);
+            next_ping += Duration::from_millis(50);
+        }
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
             if n >= 1 && buf[0] == PING {
                 return started.elapsed();
             }
