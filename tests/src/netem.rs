@@ -815,7 +815,10 @@ impl NetLab {
             name: "turnserver --stun-only".into(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("listener opened")) {
+        // Depending on the version, coturn announces its listeners or only its server threads.
+        while !std::fs::read_to_string(&log_path)
+            .is_ok_and(|l| l.contains("listener opened") || l.contains("Total General servers"))
+        {
             assert!(
                 Instant::now() < deadline,
                 "the STUN server did not come up: {}",
