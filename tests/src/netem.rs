@@ -3,149 +3,23 @@
 //! shapes each router's uplink with a `Profile` (tbf for the rate, tests/tools/nfq_delay.c for
 //! delay, jitter and loss), changeable mid-call.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{InNetns, Proc, Server};
 
-/// What one uplink does to the packets leaving a home (both directions of a call are shaped
-/// when both routers get a profile: "40 ms each way" means 80 ms round trip between the homes).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Profile {
-    pub name: &'static str,
-    /// Token-bucket rate limit; `None`: as fast as the veth goes.
-    pub rate_kbps: Option<u32>,
-    /// One-way delay added to every packet.
-    pub delay_ms: u32,
-    /// Uniform jitter, +- this much (packets are never reordered).
-    pub jitter_ms: u32,
-    /// Share of packets lost, in percent.
-    pub loss_pct: f64,
-    /// Mean length of a loss burst in packets; 1 is independent (random) loss.
-    pub burst_pkts: f64,
-}
+mod delay;
+mod profile;
 
-impl Profile {
-    /// No shaping at all.
-    pub const GOOD: Self = Self {
-        name: "good",
-        rate_kbps: None,
-        delay_ms: 0,
-        jitter_ms: 0,
-        loss_pct: 0.0,
-        burst_pkts: 1.0,
-    };
-    pub const HOME: Self = Self {
-        name: "home",
-        rate_kbps: Some(3_000),
-        delay_ms: 20,
-        ..Self::GOOD
-    };
-    pub const CONSTRAINED: Self = Self {
-        name: "constrained",
-        rate_kbps: Some(1_000),
-        delay_ms: 40,
-        ..Self::GOOD
-    };
-    pub const WIFI_LOSSY: Self = Self {
-        name: "wifi-lossy",
-        delay_ms: 40,
-        loss_pct: 5.0,
-        ..Self::GOOD
-    };
-    pub const VERY_BAD: Self = Self {
-        name: "very-bad",
-        rate_kbps: Some(1_000),
-        delay_ms: 250,
-        loss_pct: 10.0,
-        ..Self::GOOD
-    };
-    pub const THREE_G: Self = Self {
-        name: "3g",
-        rate_kbps: Some(400),
-        delay_ms: 175,
-        ..Self::GOOD
-    };
-    /// The "drop" scenario's normal link and its dip.
-    pub const DROP_HIGH: Self = Self {
-        name: "drop-3mbit",
-        rate_kbps: Some(3_000),
-        ..Self::GOOD
-    };
-    pub const DROP_LOW: Self = Self {
-        name: "drop-500kbit",
-        rate_kbps: Some(500),
-        ..Self::GOOD
-    };
-}
-
-/// One change of a `Scenario`: from `at` (after the scenario starts), both uplinks get `profile`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Step {
-    pub at: Duration,
-    pub profile: Profile,
-}
-
-/// A profile over time, as data: what `NetLab::play` applies.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Scenario {
-    pub name: &'static str,
-    /// In time order; the first is at zero.
-    pub steps: Vec<Step>,
-}
-
-impl Scenario {
-    /// How long the "drop" scenario's dip lasts.
-    pub const DROP_LENGTH: Duration = Duration::from_secs(15);
-
-    /// One profile for the whole run.
-    pub fn steady(profile: Profile) -> Self {
-        Self {
-            name: profile.name,
-            steps: vec![Step {
-                at: Duration::ZERO,
-                profile,
-            }],
-        }
-    }
-
-    /// 3 Mbit/s, down to 500 kbit/s at `dip_at` for `DROP_LENGTH`, then 3 Mbit/s again.
-    pub fn drop(dip_at: Duration) -> Self {
-        let step = |at, profile| Step { at, profile };
-        Self {
-            name: "drop",
-            steps: vec![
-                step(Duration::ZERO, Profile::DROP_HIGH),
-                step(dip_at, Profile::DROP_LOW),
-                step(dip_at + Self::DROP_LENGTH, Profile::DROP_HIGH),
-            ],
-        }
-    }
-
-    /// Every profile the issue names, the drop dipping after `dip_at` (for benchmarks).
-    pub fn all(dip_at: Duration) -> Vec<Self> {
-        let mut all: Vec<Self> = [
-            Profile::GOOD,
-            Profile::HOME,
-            Profile::CONSTRAINED,
-            Profile::WIFI_LOSSY,
-            Profile::VERY_BAD,
-            Profile::THREE_G,
-        ]
-        .into_iter()
-        .map(Self::steady)
-        .collect();
-        all.push(Self::drop(dip_at));
-        all
-    }
-}
+use delay::{delay_tool, DelayTool};
+pub use profile::{Profile, Scenario, Step};
 
 /// Which home.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,65 +97,17 @@ struct Shaping {
     delay: Option<DelayTool>,
 }
 
-/// The running nfq_delay of one router and its control pipes.
-struct DelayTool {
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    _proc: Proc,
-}
-
-impl DelayTool {
-    /// Sends one command and returns the tool's one-line answer.
-    fn ask(&mut self, command: &str) -> Result<String, String> {
-        writeln!(self.stdin, "{command}").map_err(|e| format!("nfq_delay: {e}"))?;
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(n) if n > 0 => Ok(line.trim().to_owned()),
-            Ok(_) => Err("nfq_delay exited".into()),
-            Err(e) => Err(format!("nfq_delay: {e}")),
-        }
-    }
-}
-
 impl Router {
     fn apply(&self, profile: Profile) -> Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if state.profile.rate_kbps != profile.rate_kbps || state.delay.is_none() {
+        if state.profile.rate_kbps != profile.rate_kbps {
+            let ns = &self.netns;
             match profile.rate_kbps {
-                Some(kbps) => run(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &self.netns,
-                    "tc",
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    "wan",
-                    "root",
-                    "tbf",
-                    "rate",
-                    &format!("{kbps}kbit"),
-                    "burst",
-                    TBF_BURST,
-                    "latency",
-                    TBF_LATENCY,
-                ])?,
-                None => {
-                    // Back to the default qdisc; "no such qdisc" when there was none is fine.
-                    let _ = run(&[
-                        "ip",
-                        "netns",
-                        "exec",
-                        &self.netns,
-                        "tc",
-                        "qdisc",
-                        "del",
-                        "dev",
-                        "wan",
-                        "root",
-                    ]);
-                }
+                Some(kbps) => run(&format!(
+                    "ip netns exec {ns} tc qdisc replace dev wan root tbf rate {kbps}kbit burst {TBF_BURST} latency {TBF_LATENCY}"
+                ))?,
+                // Back to the default qdisc.
+                None => run(&format!("ip netns exec {ns} tc qdisc del dev wan root"))?,
             }
         }
         let Some(delay) = state.delay.as_mut() else {
@@ -328,8 +154,9 @@ impl Router {
     }
 }
 
-/// Runs a command to completion; its stderr is the error.
-fn run(args: &[&str]) -> Result<(), String> {
+/// Runs a command line (words split at spaces) to completion; its stderr is the error.
+fn run(line: &str) -> Result<(), String> {
+    let args: Vec<&str> = line.split_whitespace().collect();
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -346,42 +173,8 @@ fn run(args: &[&str]) -> Result<(), String> {
 }
 
 /// `run` for setup steps, where a failure ends the test.
-fn must(args: &[&str]) {
-    run(args).unwrap_or_else(|e| panic!("{e}"));
-}
-
-/// The delay tool, compiled once per source version into the target directory.
-fn delay_tool() -> &'static Path {
-    static TOOL: OnceLock<PathBuf> = OnceLock::new();
-    TOOL.get_or_init(|| {
-        use sha2::Digest as _;
-        const SOURCE: &str = include_str!("../tools/nfq_delay.c");
-        let hash = hex::encode(sha2::Sha256::digest(SOURCE.as_bytes()));
-        let dir = crate::bin_dir().join("netem-tools");
-        let tool = dir.join(format!("nfq_delay-{}", &hash[..16]));
-        if tool.exists() {
-            return tool;
-        }
-        std::fs::create_dir_all(&dir).expect("create the tool directory");
-        let source = dir.join(format!("nfq_delay-{}.c", &hash[..16]));
-        std::fs::write(&source, SOURCE).expect("write nfq_delay.c");
-        // Built under a private name and renamed, so concurrent test processes never run half a file.
-        let partial = dir.join(format!("nfq_delay-{}.{}", &hash[..16], std::process::id()));
-        let out = Command::new("gcc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(&partial)
-            .arg(&source)
-            .arg("-lnetfilter_queue")
-            .output()
-            .expect("gcc is needed for the network emulator (scripts/setup.sh --test)");
-        assert!(
-            out.status.success(),
-            "building nfq_delay failed (libnetfilter-queue-dev comes with scripts/setup.sh --test):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::rename(&partial, &tool).expect("move nfq_delay into place");
-        tool
-    })
+fn must(line: &str) {
+    run(line).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Deletes namespaces a killed earlier run of this harness left behind (their process is gone).
@@ -396,7 +189,7 @@ fn sweep_stale_namespaces() {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = run(&["ip", "netns", "del", &name]);
+            let _ = run(&format!("ip netns del {name}"));
         }
     }
 }
@@ -466,155 +259,57 @@ impl NetLab {
             lab.alice.netns.clone(),
             lab.bob.netns.clone(),
         ] {
-            must(&["ip", "netns", "add", &ns]);
+            must(&format!("ip netns add {ns}"));
             lab.namespaces.push(ns.clone());
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            must(&format!("ip -n {ns} link set lo up"));
         }
-        must(&["ip", "-n", &public, "link", "add", "br0", "type", "bridge"]);
-        must(&[
-            "ip",
-            "-n",
-            &public,
-            "addr",
-            "add",
-            &format!("{PUBLIC_ADDR}/24"),
-            "dev",
-            "br0",
-        ]);
-        must(&["ip", "-n", &public, "link", "set", "br0", "up"]);
+        must(&format!("ip -n {public} link add br0 type bridge"));
+        must(&format!("ip -n {public} addr add {PUBLIC_ADDR}/24 dev br0"));
+        must(&format!("ip -n {public} link set br0 up"));
         for (side, router) in (1u8..).zip(lab.routers.clone()) {
             let nat = router.netns.as_str();
-            let home = if side == 1 { &lab.alice } else { &lab.bob };
-            let port = format!("port{side}");
-            // Each veth is born inside its namespaces: no name is ever taken in the host's.
-            must(&[
-                "ip", "-n", nat, "link", "add", "wan", "type", "veth", "peer", "name", &port,
-                "netns", &public,
-            ]);
-            must(&[
-                "ip", "-n", &public, "link", "set", &port, "master", "br0", "up",
-            ]);
-            must(&[
-                "ip",
-                "-n",
-                nat,
-                "addr",
-                "add",
-                &format!("{}/24", router.public_addr),
-                "dev",
-                "wan",
-            ]);
-            must(&["ip", "-n", nat, "link", "set", "wan", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                nat,
-                "route",
-                "add",
-                "default",
-                "via",
-                &PUBLIC_ADDR.to_string(),
-            ]);
-            must(&[
-                "ip",
-                "-n",
-                nat,
-                "link",
-                "add",
-                "lan",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &home.netns,
-            ]);
-            must(&[
-                "ip",
-                "-n",
-                nat,
-                "addr",
-                "add",
-                &format!("192.168.{side}.1/24"),
-                "dev",
-                "lan",
-            ]);
-            must(&["ip", "-n", nat, "link", "set", "lan", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                &home.netns,
-                "addr",
-                "add",
-                &format!("{}/24", home.addr),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", &home.netns, "link", "set", "eth0", "up"]);
-            must(&[
-                "ip",
-                "-n",
-                &home.netns,
-                "route",
-                "add",
-                "default",
-                "via",
-                &format!("192.168.{side}.1"),
-            ]);
-            let in_nat = |args: &[&str]| {
-                let mut all = vec!["ip", "netns", "exec", nat];
-                all.extend_from_slice(args);
-                must(&all);
+            let (home, addr) = if side == 1 {
+                (&lab.alice.netns, lab.alice.addr)
+            } else {
+                (&lab.bob.netns, lab.bob.addr)
             };
-            in_nat(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-            let mut masquerade = vec![
-                "iptables",
-                "-t",
-                "nat",
-                "-A",
-                "POSTROUTING",
-                "-o",
-                "wan",
-                "-j",
-                "MASQUERADE",
-            ];
-            if kind == Nat::Symmetric {
-                masquerade.push("--random-fully");
+            let wan_addr = router.public_addr;
+            // Each veth is born inside its namespaces: no name is ever taken in the host's.
+            for line in [
+                format!("ip -n {nat} link add wan type veth peer name port{side} netns {public}"),
+                format!("ip -n {public} link set port{side} master br0 up"),
+                format!("ip -n {nat} addr add {wan_addr}/24 dev wan"),
+                format!("ip -n {nat} link set wan up"),
+                format!("ip -n {nat} route add default via {PUBLIC_ADDR}"),
+                format!("ip -n {nat} link add lan type veth peer name eth0 netns {home}"),
+                format!("ip -n {nat} addr add 192.168.{side}.1/24 dev lan"),
+                format!("ip -n {nat} link set lan up"),
+                format!("ip -n {home} addr add {addr}/24 dev eth0"),
+                format!("ip -n {home} link set eth0 up"),
+                format!("ip -n {home} route add default via 192.168.{side}.1"),
+            ] {
+                must(&line);
             }
-            in_nat(&masquerade);
-            // Unsolicited packets from outside are dropped in INPUT, so their conntrack entry is
-            // never confirmed and cannot collide with the mapping a later outgoing packet needs
-            // (MASQUERADE would move to another port: the NAT would stop looking like a cone).
-            in_nat(&[
-                "iptables",
-                "-A",
-                "INPUT",
-                "-i",
-                "wan",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ]);
-            in_nat(&["iptables", "-A", "INPUT", "-i", "wan", "-j", "DROP"]);
-            in_nat(&["iptables", "-P", "FORWARD", "DROP"]);
-            in_nat(&[
-                "iptables", "-A", "FORWARD", "-i", "lan", "-o", "wan", "-j", "ACCEPT",
-            ]);
-            in_nat(&[
-                "iptables",
-                "-A",
-                "FORWARD",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ]);
+            let random = if kind == Nat::Symmetric {
+                "--random-fully"
+            } else {
+                ""
+            };
+            for line in [
+                "sysctl -qw net.ipv4.ip_forward=1".to_owned(),
+                format!("iptables -t nat -A POSTROUTING -o wan -j MASQUERADE {random}"),
+                // Unsolicited packets from outside are dropped in INPUT, so their conntrack entry
+                // is never confirmed and cannot collide with the mapping a later outgoing packet
+                // needs (MASQUERADE would move to another port: no longer a cone).
+                "iptables -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                    .into(),
+                "iptables -A INPUT -i wan -j DROP".into(),
+                "iptables -P FORWARD DROP".into(),
+                "iptables -A FORWARD -i lan -o wan -j ACCEPT".into(),
+                "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into(),
+            ] {
+                must(&format!("ip netns exec {nat} {line}"));
+            }
             // The delay tool first: an NFQUEUE rule with no listener drops everything.
             let mut child = Command::new("ip")
                 .args(["netns", "exec", nat])
@@ -640,19 +335,9 @@ impl NetLab {
                 stdout,
                 _proc: proc,
             });
-            in_nat(&[
-                "iptables",
-                "-t",
-                "mangle",
-                "-A",
-                "FORWARD",
-                "-o",
-                "wan",
-                "-j",
-                "NFQUEUE",
-                "--queue-num",
-                QUEUE_NUM,
-            ]);
+            must(&format!(
+                "ip netns exec {nat} iptables -t mangle -A FORWARD -o wan -j NFQUEUE --queue-num {QUEUE_NUM}"
+            ));
             router.apply(profile).unwrap_or_else(|e| panic!("{e}"));
         }
         lab
@@ -838,7 +523,7 @@ impl Drop for NetLab {
             router.state.lock().unwrap_or_else(|p| p.into_inner()).delay = None;
         }
         for ns in self.namespaces.iter().rev() {
-            if let Err(e) = run(&["ip", "netns", "del", ns]) {
+            if let Err(e) = run(&format!("ip netns del {ns}")) {
                 eprintln!("netem teardown: {e}");
             }
         }
