@@ -71,12 +71,23 @@ impl Drop for Proc {
     }
 }
 
+/// A network namespace programs can be started in (`ip netns exec NAME ...`).
+pub trait InNetns {
+    fn netns_name(&self) -> &str;
+}
+
+impl InNetns for services::Netns {
+    fn netns_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// A command for a workspace binary, run inside `ns` when given.
-fn wrapped(ns: Option<&services::Netns>, name: &str) -> Command {
+fn wrapped(ns: Option<&dyn InNetns>, name: &str) -> Command {
     match ns {
         Some(ns) => {
             let mut cmd = Command::new("ip");
-            cmd.args(ns.prefix()).arg(bin(name));
+            cmd.args(["netns", "exec", ns.netns_name()]).arg(bin(name));
             cmd
         }
         None => Command::new(bin(name)),
@@ -96,9 +107,18 @@ impl Server {
 
     /// Starts the server inside a network namespace (`ip netns exec ...`) when given one.
     pub fn start_in(ns: Option<&services::Netns>, extra: &[&str]) -> Self {
+        Self::start_full(ns.map(|ns| ns as &dyn InNetns), "127.0.0.1:0", extra)
+    }
+
+    /// Starts the server inside `ns`, listening on `listen` (an address of that namespace).
+    pub fn start_listening_in(ns: &dyn InNetns, listen: &str, extra: &[&str]) -> Self {
+        Self::start_full(Some(ns), listen, extra)
+    }
+
+    fn start_full(ns: Option<&dyn InNetns>, listen: &str, extra: &[&str]) -> Self {
         let mut child = wrapped(ns, "confab")
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -123,6 +143,7 @@ impl Server {
     }
 }
 
+pub mod netem;
 pub mod services;
 
 impl Server {
@@ -190,7 +211,7 @@ impl Peer {
 
     /// Starts a peer inside a network namespace.
     pub fn start_in(
-        ns: &services::Netns,
+        ns: &dyn InNetns,
         dir: &Path,
         name: &str,
         server: &str,
@@ -201,7 +222,7 @@ impl Peer {
     }
 
     fn start_full(
-        ns: Option<&services::Netns>,
+        ns: Option<&dyn InNetns>,
         dir: &Path,
         name: &str,
         server: &str,

@@ -1,0 +1,546 @@
+//! A network emulator for end-to-end tests: `NetLab` builds two homes (alice, bob) behind NAT
+//! routers and a public network between them, all in namespaces it owns and deletes on drop, and
+//! shapes each router's uplink with a `Profile` (tbf for the rate, tests/tools/nfq_delay.c for
+//! delay, jitter and loss), changeable mid-call.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{InNetns, Proc, Server};
+
+mod delay;
+mod profile;
+
+use delay::{delay_tool, DelayTool};
+pub use profile::{Profile, Scenario, Step};
+
+/// Which home.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Alice,
+    Bob,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::Alice => 0,
+            Side::Bob => 1,
+        }
+    }
+}
+
+/// How the routers translate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Nat {
+    /// Linux MASQUERADE: port-preserving, endpoint-independent mapping; hole punching works.
+    Cone,
+    /// A new random port per destination: direct paths fail, only a relay gets through.
+    Symmetric,
+}
+
+/// A namespace of the lab and its address there.
+#[derive(Debug)]
+pub struct Host {
+    pub netns: String,
+    pub addr: Ipv4Addr,
+}
+
+impl InNetns for Host {
+    fn netns_name(&self) -> &str {
+        &self.netns
+    }
+}
+
+/// The public network's own address (where the signaling and STUN servers listen).
+pub const PUBLIC_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The STUN port in the public network.
+pub const STUN_PORT: u16 = 3478;
+/// The bottleneck queue of a rate-limited uplink: tbf holds at most this much.
+const TBF_LATENCY: &str = "100ms";
+/// tbf's bucket: how much may leave at line rate after a pause.
+const TBF_BURST: &str = "10kb";
+/// The NFQUEUE number the delay tool serves (queues are per namespace).
+const QUEUE_NUM: &str = "1";
+/// What namespaces of this harness are called: PREFIX-PID-N-ROLE.
+const PREFIX: &str = "cfnet";
+
+/// Two homes behind NAT routers, a public network between them; torn down on drop.
+pub struct NetLab {
+    alice: Host,
+    bob: Host,
+    public: Host,
+    routers: [Arc<Router>; 2],
+    /// Every namespace made so far, deleted on drop (also after a half-done setup).
+    namespaces: Vec<String>,
+    stun: Option<Proc>,
+    dir: tempfile::TempDir,
+}
+
+/// One home's router: its namespace, the uplink shaping applied now, and the delay tool.
+struct Router {
+    netns: String,
+    public_addr: Ipv4Addr,
+    state: Mutex<Shaping>,
+}
+
+struct Shaping {
+    profile: Profile,
+    /// `None` once the lab is torn down.
+    delay: Option<DelayTool>,
+}
+
+impl Router {
+    fn apply(&self, profile: Profile) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if state.profile.rate_kbps != profile.rate_kbps {
+            let ns = &self.netns;
+            match profile.rate_kbps {
+                Some(kbps) => run(&format!(
+                    "ip netns exec {ns} tc qdisc replace dev wan root tbf rate {kbps}kbit burst {TBF_BURST} latency {TBF_LATENCY}"
+                ))?,
+                // Back to the default qdisc.
+                None => run(&format!("ip netns exec {ns} tc qdisc del dev wan root"))?,
+            }
+        }
+        let Some(delay) = state.delay.as_mut() else {
+            return Err("the lab is torn down".into());
+        };
+        let answer = delay.ask(&format!(
+            "set {} {} {} {}",
+            profile.delay_ms, profile.jitter_ms, profile.loss_pct, profile.burst_pkts
+        ))?;
+        if answer != "ok" {
+            return Err(format!("nfq_delay answered {answer:?} to {profile:?}"));
+        }
+        state.profile = profile;
+        Ok(())
+    }
+
+    fn report(&self) -> String {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let delay = state.delay.as_mut().map_or_else(
+            || "torn down".to_owned(),
+            |d| d.ask("stats").unwrap_or_else(|e| e),
+        );
+        let qdisc = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.netns,
+                "tc",
+                "-s",
+                "qdisc",
+                "show",
+                "dev",
+                "wan",
+            ])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        format!("{} [{}]: {delay}; {qdisc}", self.netns, state.profile.name)
+    }
+}
+
+/// Runs a command line (words split at spaces) to completion; its stderr is the error.
+fn run(line: &str) -> Result<(), String> {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {} (the network emulator needs root)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// `run` for setup steps, where a failure ends the test.
+fn must(line: &str) {
+    run(line).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Deletes namespaces a killed earlier run of this harness left behind (their process is gone).
+fn sweep_stale_namespaces() {
+    for name in namespaces_now() {
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = run(&format!("ip netns del {name}"));
+        }
+    }
+}
+
+/// The names of all network namespaces on the machine now.
+pub fn namespaces_now() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl NetLab {
+    /// A lab with cone NATs and `profile` on both uplinks.
+    pub fn new(profile: Profile) -> Self {
+        Self::with_nat(Nat::Cone, profile)
+    }
+
+    pub fn with_nat(kind: Nat, profile: Profile) -> Self {
+        static LABS: AtomicU32 = AtomicU32::new(0);
+        sweep_stale_namespaces();
+        let tool = delay_tool();
+        let id = format!(
+            "{PREFIX}-{}-{}",
+            std::process::id(),
+            LABS.fetch_add(1, Ordering::Relaxed)
+        );
+        let name = |role: &str| format!("{id}-{role}");
+        let router = |side: u8| {
+            Arc::new(Router {
+                netns: name(&format!("nat{side}")),
+                public_addr: Ipv4Addr::new(203, 0, 113, 10 + side),
+                state: Mutex::new(Shaping {
+                    profile: Profile::GOOD,
+                    delay: None,
+                }),
+            })
+        };
+        let mut lab = Self {
+            alice: Host {
+                netns: name("alice"),
+                addr: Ipv4Addr::new(192, 168, 1, 10),
+            },
+            bob: Host {
+                netns: name("bob"),
+                addr: Ipv4Addr::new(192, 168, 2, 10),
+            },
+            public: Host {
+                netns: name("pub"),
+                addr: PUBLIC_ADDR,
+            },
+            routers: [router(1), router(2)],
+            namespaces: Vec::new(),
+            stun: None,
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        let public = lab.public.netns.clone();
+        for ns in [
+            public.clone(),
+            lab.routers[0].netns.clone(),
+            lab.routers[1].netns.clone(),
+            lab.alice.netns.clone(),
+            lab.bob.netns.clone(),
+        ] {
+            must(&format!("ip netns add {ns}"));
+            lab.namespaces.push(ns.clone());
+            must(&format!("ip -n {ns} link set lo up"));
+        }
+        must(&format!("ip -n {public} link add br0 type bridge"));
+        must(&format!("ip -n {public} addr add {PUBLIC_ADDR}/24 dev br0"));
+        must(&format!("ip -n {public} link set br0 up"));
+        for (side, router) in (1u8..).zip(lab.routers.clone()) {
+            let nat = router.netns.as_str();
+            let (home, addr) = if side == 1 {
+                (&lab.alice.netns, lab.alice.addr)
+            } else {
+                (&lab.bob.netns, lab.bob.addr)
+            };
+            let wan_addr = router.public_addr;
+            // Each veth is born inside its namespaces: no name is ever taken in the host's.
+            for line in [
+                format!("ip -n {nat} link add wan type veth peer name port{side} netns {public}"),
+                format!("ip -n {public} link set port{side} master br0 up"),
+                format!("ip -n {nat} addr add {wan_addr}/24 dev wan"),
+                format!("ip -n {nat} link set wan up"),
+                format!("ip -n {nat} route add default via {PUBLIC_ADDR}"),
+                format!("ip -n {nat} link add lan type veth peer name eth0 netns {home}"),
+                format!("ip -n {nat} addr add 192.168.{side}.1/24 dev lan"),
+                format!("ip -n {nat} link set lan up"),
+                format!("ip -n {home} addr add {addr}/24 dev eth0"),
+                format!("ip -n {home} link set eth0 up"),
+                format!("ip -n {home} route add default via 192.168.{side}.1"),
+            ] {
+                must(&line);
+            }
+            let random = if kind == Nat::Symmetric {
+                "--random-fully"
+            } else {
+                ""
+            };
+            for line in [
+                "sysctl -qw net.ipv4.ip_forward=1".to_owned(),
+                format!("iptables -t nat -A POSTROUTING -o wan -j MASQUERADE {random}"),
+                // Unsolicited packets from outside are dropped in INPUT, so their conntrack entry
+                // is never confirmed and cannot collide with the mapping a later outgoing packet
+                // needs (MASQUERADE would move to another port: no longer a cone).
+                "iptables -A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                    .into(),
+                "iptables -A INPUT -i wan -j DROP".into(),
+                "iptables -P FORWARD DROP".into(),
+                "iptables -A FORWARD -i lan -o wan -j ACCEPT".into(),
+                "iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into(),
+            ] {
+                must(&format!("ip netns exec {nat} {line}"));
+            }
+            // The delay tool first: an NFQUEUE rule with no listener drops everything.
+            let mut child = Command::new("ip")
+                .args(["netns", "exec", nat])
+                .arg(tool)
+                .arg(QUEUE_NUM)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("start nfq_delay");
+            let stdin = child.stdin.take().expect("invariant: stdin was piped");
+            let mut stdout =
+                BufReader::new(child.stdout.take().expect("invariant: stdout was piped"));
+            let proc = Proc {
+                child,
+                name: format!("nfq_delay in {nat}"),
+            };
+            let mut ready = String::new();
+            let _ = stdout.read_line(&mut ready);
+            assert_eq!(ready.trim(), "ready", "nfq_delay in {nat} did not start");
+            router.state.lock().unwrap_or_else(|p| p.into_inner()).delay = Some(DelayTool {
+                stdin,
+                stdout,
+                _proc: proc,
+            });
+            must(&format!(
+                "ip netns exec {nat} iptables -t mangle -A FORWARD -o wan -j NFQUEUE --queue-num {QUEUE_NUM}"
+            ));
+            router.apply(profile).unwrap_or_else(|e| panic!("{e}"));
+        }
+        lab
+    }
+
+    pub fn alice(&self) -> &Host {
+        &self.alice
+    }
+
+    pub fn bob(&self) -> &Host {
+        &self.bob
+    }
+
+    /// The public network, where servers run.
+    pub fn public(&self) -> &Host {
+        &self.public
+    }
+
+    /// The home on `side`.
+    pub fn home(&self, side: Side) -> &Host {
+        match side {
+            Side::Alice => &self.alice,
+            Side::Bob => &self.bob,
+        }
+    }
+
+    /// The address `side`'s router shows the public network (its NAT mappings live there).
+    pub fn public_addr(&self, side: Side) -> Ipv4Addr {
+        self.routers[side.index()].public_addr
+    }
+
+    /// Every namespace the lab made (all deleted on drop).
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    /// `program` run inside `host`'s namespace.
+    pub fn command(&self, host: &Host, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &host.netns]).arg(program);
+        cmd
+    }
+
+    /// Shapes both uplinks with `profile` from now on.
+    pub fn set_profile(&self, profile: Profile) {
+        for side in [Side::Alice, Side::Bob] {
+            self.set_uplink(side, profile);
+        }
+    }
+
+    /// Shapes `side`'s uplink with `profile` from now on.
+    pub fn set_uplink(&self, side: Side, profile: Profile) {
+        self.routers[side.index()]
+            .apply(profile)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The profile on `side`'s uplink now.
+    pub fn profile(&self, side: Side) -> Profile {
+        self.routers[side.index()]
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .profile
+    }
+
+    /// What each uplink did so far: the delay tool's counters and tbf's (sent, dropped, backlog).
+    pub fn report(&self) -> String {
+        self.routers
+            .iter()
+            .map(|r| r.report())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The routers' connection-tracking tables (NAT mappings), for a failure message.
+    pub fn conntrack(&self) -> String {
+        self.routers
+            .iter()
+            .map(|r| {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &r.netns, "cat", "/proc/net/nf_conntrack"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                format!("{}:\n{out}", r.netns)
+            })
+            .collect()
+    }
+
+    /// Applies `scenario`'s first step now and the others on a timer thread, until the returned
+    /// `Player` is dropped. Both uplinks get each step.
+    pub fn play(&self, scenario: &Scenario) -> Player {
+        let mut steps = scenario.steps.iter().copied();
+        if let Some(first) = steps.next() {
+            self.set_profile(first.profile);
+        }
+        let rest: Vec<Step> = steps.collect();
+        let routers = self.routers.clone();
+        let (stop, stopped) = sync_channel::<()>(1);
+        let started = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name(format!("netem {}", scenario.name))
+            .spawn(move || {
+                for step in rest {
+                    let wait = (started + step.at).saturating_duration_since(Instant::now());
+                    match stopped.recv_timeout(wait) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return, // stopped (or the player is gone)
+                    }
+                    for router in &routers {
+                        if let Err(e) = router.apply(step.profile) {
+                            eprintln!("netem: {} at {:?}: {e}", step.profile.name, step.at);
+                        }
+                    }
+                }
+            })
+            .expect("spawn the netem scenario thread");
+        Player {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// A signaling server in the public network that hands out the lab's STUN server (started
+    /// here too), so peers in the homes learn their public addresses and punch through.
+    pub fn start_signaling(&mut self, extra: &[&str]) -> Server {
+        if self.stun.is_none() {
+            self.stun = Some(self.start_stun());
+        }
+        let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
+        let mut args = vec!["--stun", stun.as_str()];
+        args.extend_from_slice(extra);
+        Server::start_listening_in(&self.public, &format!("{PUBLIC_ADDR}:0"), &args)
+    }
+
+    fn start_stun(&self) -> Proc {
+        let log_path = self.dir.path().join("stun.log");
+        let log = std::fs::File::create(&log_path).expect("stun log file");
+        let child = self
+            .command(&self.public, "turnserver")
+            .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls"])
+            .arg(format!("--listening-ip={PUBLIC_ADDR}"))
+            .arg(format!("--listening-port={STUN_PORT}"))
+            .arg(format!(
+                "--pidfile={}",
+                self.dir.path().join("stun.pid").display()
+            ))
+            .arg(format!(
+                "--userdb={}",
+                self.dir.path().join("stun.db").display()
+            ))
+            .args(["--log-file=stdout", "--simple-log"])
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("coturn is needed for the STUN server (scripts/setup.sh --test installs it)");
+        let proc = Proc {
+            child,
+            name: "turnserver --stun-only".into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Depending on the version, coturn announces its listeners or only its server threads.
+        while !std::fs::read_to_string(&log_path)
+            .is_ok_and(|l| l.contains("listener opened") || l.contains("Total General servers"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the STUN server did not come up: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proc
+    }
+}
+
+impl Drop for NetLab {
+    fn drop(&mut self) {
+        // Processes first (a namespace with a process in it outlives `ip netns del`).
+        self.stun = None;
+        for router in &self.routers {
+            router.state.lock().unwrap_or_else(|p| p.into_inner()).delay = None;
+        }
+        for ns in self.namespaces.iter().rev() {
+            if let Err(e) = run(&format!("ip netns del {ns}")) {
+                eprintln!("netem teardown: {e}");
+            }
+        }
+    }
+}
+
+/// A scenario being played; dropping it stops the timer (the profile in force stays).
+pub struct Player {
+    stop: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
