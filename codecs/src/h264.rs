@@ -9,7 +9,8 @@ use openh264::encoder::{
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 use openh264_sys2::{
-    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_ALL,
+    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0,
+    SPATIAL_LAYER_ALL,
 };
 use std::os::raw::c_int;
 
@@ -97,13 +98,22 @@ impl H264Encoder {
     /// Mbit/s. Changing the resolution needs a new encoder (and so a keyframe).
     pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
         let bps = bitrate_bps.clamp(50_000, 20_000_000) as c_int;
-        // The maximum first: openh264 clamps a target above the layer's maximum.
-        for (option, what) in [
-            (ENCODER_OPTION_MAX_BITRATE, "maximum bitrate"),
-            (ENCODER_OPTION_BITRATE, "bitrate"),
-        ] {
+        // openh264 refuses a layer target above the layer's maximum (encoder_ext.cpp): raise the
+        // maximum (of spatial layer 0, the one we encode) before the target, lower it after.
+        let max = (
+            ENCODER_OPTION_MAX_BITRATE,
+            SPATIAL_LAYER_0,
+            "maximum bitrate",
+        );
+        let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, "bitrate");
+        let order = if bps as u32 > self.bitrate_bps {
+            [max, target]
+        } else {
+            [target, max]
+        };
+        for (option, layer, what) in order {
             let mut info = SBitrateInfo {
-                iLayer: SPATIAL_LAYER_ALL,
+                iLayer: layer,
                 iBitrate: bps,
             };
             // SAFETY: `set_option` with ENCODER_OPTION_(MAX_)BITRATE reads one `SBitrateInfo`
@@ -275,7 +285,7 @@ mod tests {
     #[test]
     fn the_bitrate_changes_at_runtime_without_a_keyframe() {
         let mut encoder = H264Encoder::new(EncoderSettings {
-            bitrate_bps: 1_500_000,
+            bitrate_bps: 600_000,
             max_fps: 30.0,
             screen: false,
         })

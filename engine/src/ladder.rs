@@ -35,8 +35,8 @@ impl Rung {
 pub const CAMERA: [Rung; 5] = [
     Rung::new(1280, 720, 30, 1_000_000),
     Rung::new(960, 540, 30, 550_000),
-    Rung::new(640, 360, 30, 300_000),
-    Rung::new(640, 360, 15, 180_000),
+    Rung::new(640, 360, 30, 220_000),
+    Rung::new(640, 360, 15, 130_000),
     Rung::new(320, 180, 15, 0),
 ];
 
@@ -299,8 +299,8 @@ mod tests {
         let steps = feed(&mut ladder, t0, 0, 3000, 800_000);
         assert_eq!(steps, vec![(1000, (960, 540, 30))]);
         assert_eq!(ladder.limitation(), Limitation::Bandwidth);
-        // A collapse to 150 kbit/s: straight to the bottom, no waiting.
-        let steps = feed(&mut ladder, t0, 3000, 3200, 150_000);
+        // A collapse to 100 kbit/s: straight to the bottom, no waiting.
+        let steps = feed(&mut ladder, t0, 3000, 3200, 100_000);
         assert_eq!(steps, vec![(3000, (320, 180, 15))]);
     }
 
@@ -310,12 +310,12 @@ mod tests {
         let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
         feed(&mut ladder, t0, 0, 200, 200_000);
         assert_eq!(ladder.current().height, 360);
-        // Hovering just at 360p30's minimum (300 kbit/s) is not enough to go up (headroom 25%).
-        assert!(feed(&mut ladder, t0, 200, 10_000, 330_000).is_empty());
+        // Hovering just above 360p30's minimum (220 kbit/s) is not enough to go up (headroom 25%).
+        assert!(feed(&mut ladder, t0, 200, 10_000, 260_000).is_empty());
         // A target that alternates around a threshold never moves the ladder.
         let mut t = 10_000;
         for i in 0..100 {
-            let bps = if i % 2 == 0 { 390_000 } else { 340_000 };
+            let bps = if i % 2 == 0 { 290_000 } else { 240_000 };
             assert_eq!(ladder.update(bps, ms(t0, t)), None);
             t += 500;
         }
@@ -335,12 +335,12 @@ mod tests {
     fn the_ladder_never_exceeds_the_source() {
         let t0 = Instant::now();
         let mut ladder = Ladder::new(&CAMERA, (640, 360), 30);
-        assert_eq!(ladder.current(), Rung::new(640, 360, 30, 300_000));
+        assert_eq!(ladder.current(), Rung::new(640, 360, 30, 220_000));
         assert!(
             feed(&mut ladder, t0, 0, 5000, 480_000).is_empty(),
             "a 360p source keeps 30 fps at its default bitrate"
         );
-        let steps = feed(&mut ladder, t0, 5000, 7000, 250_000);
+        let steps = feed(&mut ladder, t0, 5000, 7000, 180_000);
         assert_eq!(
             steps,
             vec![(6000, (640, 360, 15))],

@@ -271,14 +271,19 @@ impl VideoSender {
         } else {
             confab_media::convert::scale(&frame, w, h)
         };
-        let encoder = match &mut self.encoder {
-            Some(e) => {
-                let current = f64::from(e.bitrate_bps());
-                if (f64::from(budget) - current).abs() > RETUNE_RATIO * current {
-                    e.set_bitrate(budget)?;
+        if let Some(e) = &mut self.encoder {
+            let current = f64::from(e.bitrate_bps());
+            if (f64::from(budget) - current).abs() > RETUNE_RATIO * current {
+                if let Err(err) = e.set_bitrate(budget) {
+                    // Not worth losing video over: a new encoder starts at the new bitrate (one
+                    // keyframe).
+                    tracing::warn!(%err, "a new encoder for the new bitrate");
+                    self.encoder = None;
                 }
-                e
             }
+        }
+        let encoder = match &mut self.encoder {
+            Some(e) => e,
             None => {
                 let settings = EncoderSettings {
                     bitrate_bps: budget,

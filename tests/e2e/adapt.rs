@@ -1,0 +1,180 @@
+//! Bandwidth adaptation end to end: two Confab peers behind NAT routers in network namespaces
+//! (`NetLab`), each uplink shaped by a profile, sending the stamped 720p30 pattern. The assertions
+//! read the per-second `timeline` of `--stats-json`, so they look at the end of a call (or the
+//! seconds of a dip), not whole-call averages. Margins leave room for a noisy two-core machine.
+
+use std::time::Duration;
+
+use confab_e2e::netem::{NetLab, Profile, Scenario};
+use confab_e2e::{num, room_code, serial, test_media, Outcome, Peer};
+use serde_json::Value;
+
+/// Runs a call of `secs` through `lab` (after `scenario`, if any, starts with the call); returns
+/// both sides' stats.
+fn call(lab: &mut NetLab, scenario: Option<&Scenario>, room: u64, secs: u32) -> (Value, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = lab.start_signaling(&[]);
+    let room = room_code(room);
+    let duration = secs.to_string();
+    let args = test_media("1280x720", &["--duration", &duration, "--wait", "30"]);
+    let _player = scenario.map(|s| lab.play(s));
+    let a = Peer::start_in(lab.alice(), dir.path(), "alice", &server.url, &room, &args);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = Peer::start_in(lab.bob(), dir.path(), "bob", &server.url, &room, &args);
+    let finish = |p: Peer, who: &str| -> Value {
+        let out: Outcome = p.finish(Duration::from_secs(u64::from(secs) + 60));
+        assert!(out.status.success(), "{who}: {}", out.stderr);
+        out.stats.unwrap_or_else(|| panic!("{who}: no stats"))
+    };
+    let (sa, sb) = (finish(a, "alice"), finish(b, "bob"));
+    eprintln!("{}", lab.report());
+    (sa, sb)
+}
+
+/// The timeline's seconds with `t_s` in `from..to`.
+fn seconds(stats: &Value, from: f64, to: f64) -> Vec<&Value> {
+    stats["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter(|s| (from..to).contains(&num(s, "/t_s")))
+        .collect()
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+fn series(secs: &[&Value], field: &str) -> Vec<f64> {
+    secs.iter().map(|s| num(s, &format!("/{field}"))).collect()
+}
+
+fn print_timeline(who: &str, sender: &Value, receiver: &Value) {
+    eprintln!(
+        "{who}: sender video_send {}\nsender bwe {}\nreceiver video_recv {}",
+        sender["video_send"], sender["bwe"], receiver["video_recv"]
+    );
+    let send = sender["timeline"].as_array().unwrap();
+    let recv = receiver["timeline"].as_array().unwrap();
+    eprintln!("{who}: t  send_kbps target_kbps size  fps | recv_fps freezes");
+    for (s, r) in send.iter().zip(recv) {
+        eprintln!(
+            "  {:5.1} {:6.0} {:6.0} {:4}x{:<4} {:4.0} | {:4.0} {}",
+            num(s, "/t_s"),
+            num(s, "/send_kbps"),
+            num(s, "/target_kbps"),
+            num(s, "/send_width"),
+            num(s, "/send_height"),
+            num(s, "/send_fps"),
+            num(r, "/recv_fps"),
+            num(r, "/freezes"),
+        );
+    }
+}
+
+#[test]
+fn a_constrained_link_is_filled_not_flooded() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::CONSTRAINED);
+    let (sa, sb) = call(&mut lab, None, 2001, 20);
+    for (sender, receiver, who) in [(&sa, &sb, "alice -> bob"), (&sb, &sa, "bob -> alice")] {
+        print_timeline(who, sender, receiver);
+        let end = num(sender, "/duration_s");
+        let last_sent = seconds(sender, end - 10.0, end);
+        let last_recv = seconds(receiver, end - 10.0, end);
+        let send_kbps = mean(&series(&last_sent, "send_kbps"));
+        let fps = mean(&series(&last_recv, "recv_fps"));
+        let freezes = num(receiver, "/video_recv/freezes");
+        let concealed = num(receiver, "/audio_recv/concealed_ratio");
+        eprintln!(
+            "constrained, {who}: last 10 s video {send_kbps:.0} kbit/s, received {fps:.1} fps, \
+             {freezes} freezes, audio concealed {:.1}%",
+            concealed * 100.0
+        );
+        // 1 Mbit/s carries audio (~50 kbit/s with headers) and packet overhead too.
+        assert!(
+            send_kbps <= 950.0,
+            "{who}: {send_kbps:.0} kbit/s into a 1 Mbit/s link"
+        );
+        assert!(send_kbps >= 300.0, "{who}: only {send_kbps:.0} kbit/s used");
+        assert!(fps >= 20.0, "{who}: {fps:.1} fps over the last 10 s");
+        assert!(freezes <= 2.0, "{who}: {freezes} freezes");
+        assert!(
+            concealed <= 0.05,
+            "{who}: {:.1}% of audio concealed",
+            concealed * 100.0
+        );
+    }
+}
+
+#[test]
+fn a_link_that_drops_and_comes_back_is_followed_both_ways() {
+    let _machine = serial();
+    let dip_at = 10.0;
+    let back_at = dip_at + Scenario::DROP_LENGTH.as_secs_f64();
+    let mut lab = NetLab::new(Profile::DROP_HIGH);
+    let scenario = Scenario::drop(Duration::from_secs_f64(dip_at));
+    let (sa, sb) = call(&mut lab, Some(&scenario), 2002, 42);
+    for (sender, receiver, who) in [(&sa, &sb, "alice -> bob"), (&sb, &sa, "bob -> alice")] {
+        print_timeline(who, sender, receiver);
+        // The scenario's clock starts a moment before the peers join: allow a second.
+        let during = seconds(sender, dip_at + 5.5, back_at);
+        let during_kbps = series(&during, "send_kbps");
+        let fps_during = mean(&series(
+            &seconds(receiver, dip_at + 1.0, back_at),
+            "recv_fps",
+        ));
+        let after = series(&seconds(sender, back_at, back_at + 16.0), "send_kbps");
+        let encoded = num(sender, "/video_send/frames_encoded");
+        let keyframes = num(sender, "/video_send/keyframes");
+        eprintln!(
+            "drop, {who}: during the dip {during_kbps:?} kbit/s, {fps_during:.1} fps; after \
+             {after:?}; {keyframes} keyframes in {encoded} frames"
+        );
+        assert!(
+            !during_kbps.is_empty() && during_kbps.iter().all(|&k| k <= 500.0),
+            "{who}: not under 500 kbit/s within 5 s of the drop: {during_kbps:?}"
+        );
+        assert!(
+            fps_during >= 12.0,
+            "{who}: {fps_during:.1} fps during the dip"
+        );
+        assert!(
+            after.iter().any(|&k| k >= 1500.0),
+            "{who}: not back above 1.5 Mbit/s within 15 s: {after:?}"
+        );
+        assert!(
+            keyframes * 100.0 < encoded,
+            "{who}: {keyframes} keyframes in {encoded} frames"
+        );
+    }
+}
+
+#[test]
+fn a_good_link_gets_720p30_from_the_first_second() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::GOOD);
+    let (sa, sb) = call(&mut lab, None, 2003, 6);
+    for (sender, receiver, who) in [(&sa, &sb, "alice -> bob"), (&sb, &sa, "bob -> alice")] {
+        print_timeline(who, sender, receiver);
+        // The first second with video sent, within a second and a half of connecting, is 720p.
+        let connected_s = num(sender, "/ms_to/ice_connected") / 1000.0;
+        let first = seconds(sender, connected_s, connected_s + 1.5)
+            .into_iter()
+            .find(|s| num(s, "/send_fps") > 0.0)
+            .unwrap_or_else(|| panic!("{who}: nothing sent in the first second"));
+        assert_eq!(
+            (num(first, "/send_width"), num(first, "/send_height")),
+            (1280.0, 720.0),
+            "{who}: the first second is sent at 720p"
+        );
+        assert!(num(first, "/send_fps") >= 25.0, "{who}: {first}");
+        let early = seconds(receiver, connected_s + 1.0, connected_s + 3.0);
+        let fps = mean(&series(&early, "recv_fps"));
+        assert!(
+            fps >= 25.0,
+            "{who}: {fps:.1} fps in the seconds after connecting"
+        );
+        assert_eq!(num(receiver, "/video_recv/width"), 1280.0);
+    }
+}
