@@ -34,8 +34,10 @@ const NEAR_CEILING: f64 = 0.85;
 /// The ceiling is forgotten once the path delivers this much more than it did at the backoff (the
 /// link has grown) ...
 const CEILING_EXCEEDED: f64 = 1.15;
-/// ... or after this long without overuse (the link may have grown while we probed gently).
-const CEILING_MEMORY: Duration = Duration::from_secs(4);
+/// ... or after this long without overuse (the link may have grown while we probed gently). Long
+/// enough that a link at its ceiling is probed gently: 4 s made a sawtooth on a 1 Mbit/s link,
+/// with a freeze at every overshoot (tests/e2e/adapt.rs).
+const CEILING_MEMORY: Duration = Duration::from_secs(12);
 /// An increase may not take the target above this multiple of the received rate (plus a packet
 /// per 100 ms): a sender that does not fill its target learns nothing about the link above it.
 const RECEIVED_HEADROOM: f64 = 1.5;
