@@ -15,7 +15,7 @@ mod server;
 pub mod turn;
 mod web;
 
-pub use config::{ConfigError, ServeArgs, ServerConfig};
+pub use config::{ConfigError, ServeArgs, ServerConfig, TurnAuth, OUTBOUND_QUEUE_BYTES};
 pub use hub::Hub;
 pub use rate_limit::TokenBucket;
 pub use server::{RunningServer, ServeError, Server};
