@@ -118,7 +118,7 @@ pub(crate) async fn serve_socket(
         // The queue may be full (that is one reason to close); the writer ends either way.
         let _ = me.tx.try_send(Outbound::Close {
             code: *code,
-            reason: *reason,
+            reason,
         });
     }
     drop(client);
