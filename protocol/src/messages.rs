@@ -4,6 +4,9 @@
 //! A client sends `join` (with a room code, or without one to have the server make a room), then
 //! `signal`s addressed to other peers; the server answers `welcome`, tells of `peer_joined` /
 //! `peer_left`, relays `signal`s (stamping `from`), and reports problems with `error`.
+//! TURN credentials are short-lived and handed out only to a member of a room with someone else
+//! in it: in `welcome` when others are already there, else in an `ice_servers` message once
+//! someone joins; a client asks for fresh ones (before an ICE restart) with `ice_servers`.
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +93,9 @@ pub enum ClientMessage {
     Leave,
     /// Application-level keepalive for clients that cannot send WebSocket pings; answered `pong`.
     Ping,
+    /// Asks for fresh ICE servers (new short-lived TURN credentials), e.g. before an ICE restart;
+    /// answered with `ice_servers`, or an `error` when alone in the room or over the rate limit.
+    IceServers,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +120,11 @@ pub enum ServerMessage {
         payload: SignalPayload,
     },
     Pong,
+    /// Fresh ICE servers for this member: sent to those already in a room when the first other
+    /// person joins (their `welcome` carried no TURN credentials) and in answer to `ice_servers`.
+    IceServers {
+        ice_servers: Vec<IceServer>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -189,6 +200,7 @@ mod tests {
                 "sdpMid": "0", "sdpMLineIndex": 0}}),
         );
         round_trip_client(ClientMessage::Leave, json!({"type": "leave"}));
+        round_trip_client(ClientMessage::IceServers, json!({"type": "ice_servers"}));
     }
 
     #[test]
@@ -231,6 +243,23 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ServerMessage::error(ErrorCode::RoomFull, "full")).unwrap(),
             json!({"type": "error", "code": "room_full", "message": "full"})
+        );
+        let fresh = ServerMessage::IceServers {
+            ice_servers: vec![IceServer {
+                urls: vec!["turn:t:3478".into()],
+                username: Some("1700000600:kfq-wmzt-pxd/peer-2".into()),
+                credential: Some("c".into()),
+            }],
+        };
+        let value = serde_json::to_value(&fresh).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "ice_servers", "ice_servers": [{"urls": ["turn:t:3478"],
+                "username": "1700000600:kfq-wmzt-pxd/peer-2", "credential": "c"}]})
+        );
+        assert_eq!(
+            serde_json::from_value::<ServerMessage>(value).unwrap(),
+            fresh
         );
     }
 }

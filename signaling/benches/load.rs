@@ -108,9 +108,15 @@ async fn main() {
         "open-file limit {soft} is too low for {clients} clients"
     );
 
+    // Every client comes from 127.0.0.1: lift the per-address cap (and the total, for runs above
+    // the default 20,000) to hold them all, and give the slowest connect phase time to finish
+    // before anyone joins.
+    let cap = (clients + 64).to_string();
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_confab-signal"))
             .args(["--listen", "127.0.0.1:0", "--idle-timeout", "120"])
+            .args(["--join-timeout", "300"])
+            .args(["--max-conns-per-ip", &cap, "--max-conns", &cap])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()

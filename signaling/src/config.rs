@@ -46,18 +46,38 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub turn_secret: Option<String>,
-    /// Lifetime of minted TURN credentials, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 24 * 3600)]
+    /// Lifetime of minted TURN credentials, in seconds. coturn checks the expiry only when an
+    /// allocation is made, so a call that started keeps its relay; a short lifetime only means a
+    /// leaked credential is soon worthless. Clients ask for fresh ones before an ICE restart.
+    #[arg(long, value_name = "SECS", default_value_t = 10 * 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub turn_ttl: u64,
+    /// TURN credentials handed out per client address a minute (a burst of as many is allowed).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub turn_rate: u32,
     /// People per room.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(2..=64))]
     pub room_size: u16,
     /// Messages per second a client may send on average (bursts of 4x are allowed).
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
+    /// Bytes per second a client may send on average (bursts of 4x are allowed; at least 16384,
+    /// so that a burst holds the largest message).
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(16 * 1024..))]
+    pub byte_rate_limit: u32,
     /// Seconds of silence (no message, no pong) after which a client is dropped and its seat freed.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
+    /// Seconds a connection may stay outside a room (after connecting or leaving) before it is
+    /// closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub join_timeout: u64,
+    /// WebSocket connections from one address (an IPv6 /64 counts as one address). Behind a
+    /// reverse proxy every client has the proxy's address: raise it there.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_ip: u32,
+    /// WebSocket connections in total.
+    #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +119,21 @@ pub struct ServerConfig {
     pub turn_auth: Option<TurnAuth>,
     pub room_size: usize,
     pub rate_per_sec: u32,
+    /// Average bytes a second one client may send (bursts of 4x).
+    pub byte_rate_per_sec: u32,
     pub idle_timeout: Duration,
+    /// How long a connection may stay outside a room.
+    pub join_timeout: Duration,
+    /// TURN credentials handed out per client address a minute.
+    pub turn_mints_per_minute: u32,
+    pub max_conns_per_ip: usize,
+    pub max_conns: usize,
+    /// Bytes of messages waiting for one client's socket; beyond it the client is cut off.
+    pub outbound_queue_bytes: usize,
 }
+
+/// Bytes of messages that may wait for one client's socket (16 of the largest messages).
+pub const OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
 
 impl ServerConfig {
     /// A plain ws:// server on `listen` with the default limits and no ICE servers.
@@ -113,20 +146,36 @@ impl ServerConfig {
             turn_auth: None,
             room_size: 2,
             rate_per_sec: 50,
+            byte_rate_per_sec: 32 * 1024,
             idle_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(10),
+            turn_mints_per_minute: 10,
+            max_conns_per_ip: 64,
+            max_conns: 20_000,
+            outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
         }
+    }
+
+    /// Whether clients get TURN servers (with credentials) from this server.
+    pub fn has_turn(&self) -> bool {
+        !self.turn.is_empty() && self.turn_auth.is_some()
+    }
+
+    /// The ICE servers that need no credentials (STUN), for a client not yet entitled to TURN.
+    pub fn stun_servers(&self) -> Vec<IceServer> {
+        if self.stun.is_empty() {
+            return Vec::new();
+        }
+        vec![IceServer {
+            urls: self.stun.clone(),
+            username: None,
+            credential: None,
+        }]
     }
 
     /// The ICE servers that a client with `name` should use, with fresh TURN credentials.
     pub fn ice_servers_for(&self, name: &str, now_unix: u64) -> Vec<IceServer> {
-        let mut servers = Vec::new();
-        if !self.stun.is_empty() {
-            servers.push(IceServer {
-                urls: self.stun.clone(),
-                username: None,
-                credential: None,
-            });
-        }
+        let mut servers = self.stun_servers();
         if let (false, Some(auth)) = (self.turn.is_empty(), &self.turn_auth) {
             let (username, credential) = match auth {
                 TurnAuth::Static { username, password } => (username.clone(), password.clone()),
@@ -209,7 +258,13 @@ impl TryFrom<ServeArgs> for ServerConfig {
             turn_auth,
             room_size: usize::from(args.room_size),
             rate_per_sec: args.rate_limit,
+            byte_rate_per_sec: args.byte_rate_limit,
             idle_timeout: Duration::from_secs(args.idle_timeout),
+            join_timeout: Duration::from_secs(args.join_timeout),
+            turn_mints_per_minute: args.turn_rate,
+            max_conns_per_ip: args.max_conns_per_ip as usize,
+            max_conns: args.max_conns as usize,
+            outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
         })
     }
 }
@@ -238,6 +293,22 @@ mod tests {
         assert_eq!(config.room_size, 2);
         assert!(config.tls.is_none());
         assert!(config.ice_servers_for("x", 0).is_empty());
+        let defaults = ServerConfig::new(config.listen);
+        assert_eq!(config.join_timeout, defaults.join_timeout);
+        assert_eq!(config.join_timeout, Duration::from_secs(10));
+        assert_eq!(config.byte_rate_per_sec, defaults.byte_rate_per_sec);
+        assert_eq!(config.turn_mints_per_minute, 10);
+        assert_eq!(config.max_conns_per_ip, 64);
+        assert_eq!(config.max_conns, 20_000);
+        let minted = parse(&["--turn", "turn:t", "--turn-secret", "s"]).unwrap();
+        assert_eq!(
+            minted.turn_auth,
+            Some(TurnAuth::SharedSecret {
+                secret: "s".into(),
+                ttl: Duration::from_secs(600)
+            }),
+            "credentials live minutes, not a day"
+        );
     }
 
     #[test]
@@ -266,6 +337,9 @@ mod tests {
                 "cannot be used with",
             ),
             (&["--room-size", "1"], "not in 2..=64"),
+            (&["--byte-rate-limit", "100"], "not in 16384.."),
+            (&["--max-conns-per-ip", "0"], "not in 1.."),
+            (&["--turn-ttl", "0"], "not in 1.."),
         ];
         for (args, expected) in cases {
             let err = parse(args).map(|_| ()).unwrap_err();

@@ -1,37 +1,96 @@
-//! The rooms: who is in which room, and delivery of messages to peers. All state lives behind one
-//! short-held mutex; delivery never blocks (a peer whose outbound queue is full is disconnected,
-//! since a client that cannot keep up with signaling cannot hold a call either).
+//! The rooms: who is in which room, delivery of messages to peers, and who gets TURN credentials
+//! (a member of a room with someone else in it, within its address's rate). All state lives behind
+//! one short-held mutex; delivery never blocks (a peer whose outbound queue is full, in messages or
+//! bytes, is disconnected, since a client that cannot keep up with signaling cannot hold a call).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use confab_protocol::{
-    ErrorCode, PeerId, PeerInfo, RoomCode, ServerMessage, SignalPayload, MAX_NAME_CHARS,
+    ErrorCode, IceServer, PeerId, PeerInfo, RoomCode, ServerMessage, SignalPayload, MAX_NAME_CHARS,
     PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, Notify};
 
+use crate::address_limits::{AddressKey, MintLimiter};
 use crate::ServerConfig;
 
-/// Messages waiting for a client's socket; bounded so a stuck client cannot grow the server.
+/// Messages waiting for a client's socket; bounded so a stuck client cannot grow the server (the
+/// queue is also bounded in bytes: `ServerConfig::outbound_queue_bytes`).
 pub(crate) const OUTBOUND_QUEUE: usize = 256;
 
 /// What the connection task writes to its socket.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    Message(ServerMessage),
-    Close { code: u16, reason: &'static str },
+    /// A serialized `ServerMessage`, counted in the peer's queued bytes until written.
+    Text(String),
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// The hub's way to reach one connected client.
 #[derive(Clone)]
 pub(crate) struct PeerHandle {
     pub id: PeerId,
+    /// Where the client connects from, for per-address limits.
+    pub address: AddressKey,
     pub tx: mpsc::Sender<Outbound>,
+    /// Bytes of `Outbound::Text` queued and not yet written; the writer subtracts what it wrote.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// The most `queued_bytes` may reach.
+    pub queue_limit_bytes: usize,
     /// Notified when the hub wants this client gone (its queue overflowed).
     pub kick: Arc<Notify>,
+}
+
+impl PeerHandle {
+    pub fn new(id: PeerId, address: AddressKey, tx: mpsc::Sender<Outbound>, limit: usize) -> Self {
+        Self {
+            id,
+            address,
+            tx,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            queue_limit_bytes: limit,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Queues `msg` without waiting; a peer that cannot keep up is disconnected.
+    pub fn deliver(&self, msg: &ServerMessage) {
+        match serde_json::to_string(msg) {
+            Ok(text) => self.deliver_text(text),
+            Err(err) => tracing::error!(%err, "could not encode a server message"),
+        }
+    }
+
+    /// Queues a serialized message; beyond the queue's bound (messages or bytes) the peer is
+    /// told to go instead.
+    pub fn deliver_text(&self, text: String) {
+        let len = text.len();
+        let queued = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        if queued > self.queue_limit_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            tracing::warn!(peer = %self.id, queued, "outbound queue over its byte limit; disconnecting the slow client");
+            self.kick.notify_one();
+            return;
+        }
+        match self.tx.try_send(Outbound::Text(text)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                tracing::warn!(peer = %self.id, "outbound queue full; disconnecting the slow client");
+                self.kick.notify_one();
+            }
+            // The connection is closing; it leaves its room on the way out.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 struct Member {
@@ -52,11 +111,14 @@ pub struct Hub {
     config: Arc<ServerConfig>,
     rooms: Mutex<HashMap<RoomCode, Room>>,
     next_peer: AtomicU64,
+    /// Lock order: `rooms`, then `mints`.
+    mints: MintLimiter,
 }
 
 impl Hub {
     pub fn new(config: Arc<ServerConfig>) -> Self {
         Self {
+            mints: MintLimiter::new(config.turn_mints_per_minute),
             config,
             rooms: Mutex::new(HashMap::new()),
             next_peer: AtomicU64::new(1),
@@ -126,28 +188,97 @@ impl Hub {
                 format!("room {code} is full ({full} of {full} people are in it)"),
             ));
         }
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let welcome = ServerMessage::Welcome {
+        // TURN only for someone with a person to call: a lone joiner gets STUN only, and the one
+        // who was alone gets its credentials when the first other person arrives.
+        let now = Instant::now();
+        let (ice_servers, refused) = if room.members.is_empty() {
+            (self.config.stun_servers(), None)
+        } else {
+            match self.ice_servers_for(&code, peer, now) {
+                Ok(servers) => (servers, None),
+                Err(refusal) => (self.config.stun_servers(), Some(refusal)),
+            }
+        };
+        peer.deliver(&ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             room: code.clone(),
             you: peer.id,
             peers: room.members.iter().map(|m| m.info.clone()).collect(),
-            ice_servers: self.config.ice_servers_for(&info.name, now_unix),
-        };
-        deliver(peer, welcome);
+            ice_servers,
+        });
+        if let Some((code, message)) = refused {
+            peer.deliver(&ServerMessage::Error { code, message });
+        }
+        let was_alone = room.members.len() == 1;
         for member in &room.members {
-            deliver(
-                &member.handle,
-                ServerMessage::PeerJoined { peer: info.clone() },
-            );
+            member
+                .handle
+                .deliver(&ServerMessage::PeerJoined { peer: info.clone() });
+            if was_alone && self.config.has_turn() {
+                member
+                    .handle
+                    .deliver(&match self.ice_servers_for(&code, &member.handle, now) {
+                        Ok(ice_servers) => ServerMessage::IceServers { ice_servers },
+                        Err((code, message)) => ServerMessage::Error { code, message },
+                    });
+            }
         }
         room.members.push(Member {
             info,
             handle: peer.clone(),
         });
         Ok(code)
+    }
+
+    /// The ICE servers for `peer` in room `code`, with TURN credentials minted for this member
+    /// (the TURN username names the room and peer) if its address is within the mint rate.
+    fn ice_servers_for(
+        &self,
+        code: &RoomCode,
+        peer: &PeerHandle,
+        now: Instant,
+    ) -> Result<Vec<IceServer>, Refusal> {
+        if !self.config.has_turn() {
+            return Ok(self.config.stun_servers());
+        }
+        if !self.mints.try_mint(peer.address, now) {
+            tracing::info!(peer = %peer.id, "TURN credentials refused: over the address's rate");
+            return Err((
+                ErrorCode::RateLimited,
+                format!(
+                    "no TURN credentials: your address asked for more than {} a minute; ask again later",
+                    self.mints.per_minute()
+                ),
+            ));
+        }
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Ok(self
+            .config
+            .ice_servers_for(&format!("{code}/{}", peer.id), now_unix))
+    }
+
+    /// Answers a member's request for fresh ICE servers (before an ICE restart): TURN credentials
+    /// only while someone else is in its room, and within its address's rate.
+    pub(crate) fn fresh_ice_servers(
+        &self,
+        code: &RoomCode,
+        peer: &PeerHandle,
+    ) -> Result<(), Refusal> {
+        let rooms = self.rooms();
+        let others = rooms.get(code).map_or(0, |room| {
+            room.members.iter().filter(|m| m.info.id != peer.id).count()
+        });
+        if others == 0 {
+            return Err((
+                ErrorCode::NotInRoom,
+                format!("no one else is in room {code}: ICE servers come when someone joins"),
+            ));
+        }
+        let ice_servers = self.ice_servers_for(code, peer, Instant::now())?;
+        peer.deliver(&ServerMessage::IceServers { ice_servers });
+        Ok(())
     }
 
     /// Relays `payload` from `from` to `to`, both in room `code`.
@@ -158,6 +289,17 @@ impl Hub {
         to: PeerId,
         payload: SignalPayload,
     ) -> Result<(), Refusal> {
+        // Serialized before taking the lock: the payload can be an SDP of many kilobytes.
+        let text = match serde_json::to_string(&ServerMessage::Signal { from, payload }) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::error!(%err, "could not encode a signal");
+                return Err((
+                    ErrorCode::BadMessage,
+                    "the signal could not be relayed".into(),
+                ));
+            }
+        };
         let rooms = self.rooms();
         let target = rooms
             .get(code)
@@ -168,7 +310,7 @@ impl Hub {
                     format!("{to} is not in room {code} (they may have left)"),
                 )
             })?;
-        deliver(&target.handle, ServerMessage::Signal { from, payload });
+        target.handle.deliver_text(text);
         Ok(())
     }
 
@@ -184,21 +326,8 @@ impl Hub {
             return;
         }
         for member in &room.members {
-            deliver(&member.handle, ServerMessage::PeerLeft { id });
+            member.handle.deliver(&ServerMessage::PeerLeft { id });
         }
-    }
-}
-
-/// Queues `msg` for a peer without waiting; a peer that cannot keep up is disconnected.
-fn deliver(peer: &PeerHandle, msg: ServerMessage) {
-    match peer.tx.try_send(Outbound::Message(msg)) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(peer = %peer.id, "outbound queue full; disconnecting the slow client");
-            peer.kick.notify_one();
-        }
-        // The connection is closing; it leaves its room on the way out.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
 }
 
@@ -227,22 +356,34 @@ mod tests {
     use super::*;
 
     fn peer(hub: &Hub) -> (PeerHandle, mpsc::Receiver<Outbound>) {
+        peer_at(hub, "127.0.0.1")
+    }
+
+    fn peer_at(hub: &Hub, ip: &str) -> (PeerHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(4);
-        let handle = PeerHandle {
-            id: hub.new_peer_id(),
+        let address = AddressKey::of(ip.parse().unwrap());
+        let handle = PeerHandle::new(
+            hub.new_peer_id(),
+            address,
             tx,
-            kick: Arc::new(Notify::new()),
-        };
+            hub.config().outbound_queue_bytes,
+        );
         (handle, rx)
     }
 
     fn hub() -> Hub {
-        Hub::new(Arc::new(ServerConfig::new("127.0.0.1:0".parse().unwrap())))
+        hub_with(|_| {})
+    }
+
+    fn hub_with(adjust: impl FnOnce(&mut ServerConfig)) -> Hub {
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+        adjust(&mut config);
+        Hub::new(Arc::new(config))
     }
 
     fn next(rx: &mut mpsc::Receiver<Outbound>) -> ServerMessage {
         match rx.try_recv().expect("a message") {
-            Outbound::Message(m) => m,
+            Outbound::Text(text) => serde_json::from_str(&text).expect("a server message"),
             other => panic!("expected a message, got {other:?}"),
         }
     }
@@ -350,5 +491,96 @@ mod tests {
         // notify_one stored a permit, so this completes at once.
         let kicked = tokio::time::timeout(std::time::Duration::from_secs(1), b.kick.notified());
         assert!(kicked.await.is_ok(), "the slow peer was told to go");
+    }
+
+    #[tokio::test]
+    async fn a_peer_over_its_byte_budget_is_kicked_though_its_queue_has_room() {
+        let hub = hub_with(|c| c.outbound_queue_bytes = 3000);
+        let (a, _a_rx) = peer(&hub);
+        let (b, _b_rx) = peer(&hub); // never drained; room for 4 messages
+        let code = hub.join(&a, 1, None, None).unwrap();
+        hub.join(&b, 1, Some(code.as_str()), None).unwrap();
+        let big = SignalPayload::Offer {
+            sdp: "x".repeat(1000),
+        };
+        hub.relay(&code, a.id, b.id, big.clone()).unwrap();
+        hub.relay(&code, a.id, b.id, big.clone()).unwrap();
+        let not_yet = tokio::time::timeout(std::time::Duration::from_millis(50), b.kick.notified());
+        assert!(not_yet.await.is_err(), "two offers fit in 3000 bytes");
+        let queued = b.queued_bytes.load(Ordering::Relaxed);
+        assert!((2000..3000).contains(&queued), "{queued}");
+        hub.relay(&code, a.id, b.id, big).unwrap();
+        let kicked = tokio::time::timeout(std::time::Duration::from_secs(1), b.kick.notified());
+        assert!(kicked.await.is_ok(), "the third is over the byte budget");
+        assert_eq!(
+            b.queued_bytes.load(Ordering::Relaxed),
+            queued,
+            "refused bytes are not counted"
+        );
+    }
+
+    fn turn_hub(mints_per_minute: u32) -> Hub {
+        hub_with(|c| {
+            c.stun = vec!["stun:s:3478".into()];
+            c.turn = vec!["turn:t:3478".into()];
+            c.turn_auth = Some(crate::config::TurnAuth::SharedSecret {
+                secret: "s".into(),
+                ttl: std::time::Duration::from_secs(600),
+            });
+            c.turn_mints_per_minute = mints_per_minute;
+        })
+    }
+
+    fn turn_user(servers: &[IceServer]) -> Option<String> {
+        servers.iter().find_map(|s| s.username.clone())
+    }
+
+    #[test]
+    fn turn_credentials_only_with_company_and_named_for_the_member() {
+        let hub = turn_hub(10);
+        let (a, mut a_rx) = peer(&hub);
+        let (b, mut b_rx) = peer_at(&hub, "10.0.0.2");
+        let code = hub.join(&a, 1, None, None).unwrap();
+        let ServerMessage::Welcome { ice_servers, .. } = next(&mut a_rx) else {
+            panic!()
+        };
+        assert_eq!(ice_servers, hub.config().stun_servers(), "alone: STUN only");
+        assert_eq!(
+            hub.fresh_ice_servers(&code, &a).unwrap_err().0,
+            ErrorCode::NotInRoom
+        );
+        hub.join(&b, 1, Some(code.as_str()), None).unwrap();
+        let ServerMessage::Welcome { ice_servers, .. } = next(&mut b_rx) else {
+            panic!()
+        };
+        let user = turn_user(&ice_servers).expect("TURN for the second");
+        assert!(user.ends_with(&format!(":{code}/{}", b.id)), "{user}");
+        assert!(matches!(next(&mut a_rx), ServerMessage::PeerJoined { .. }));
+        let ServerMessage::IceServers { ice_servers } = next(&mut a_rx) else {
+            panic!()
+        };
+        let user = turn_user(&ice_servers).expect("TURN for the first, now");
+        assert!(user.ends_with(&format!(":{code}/{}", a.id)), "{user}");
+    }
+
+    #[test]
+    fn turn_credentials_are_rate_limited_per_address() {
+        let hub = turn_hub(2);
+        let (a, mut a_rx) = peer_at(&hub, "10.0.0.1");
+        let (b, mut b_rx) = peer_at(&hub, "10.0.0.2");
+        let code = hub.join(&a, 1, None, None).unwrap();
+        hub.join(&b, 1, Some(code.as_str()), None).unwrap();
+        next(&mut a_rx); // welcome
+        next(&mut a_rx); // peer joined
+        next(&mut a_rx); // ice servers: a's first mint
+        hub.fresh_ice_servers(&code, &a).unwrap();
+        assert!(matches!(next(&mut a_rx), ServerMessage::IceServers { .. }));
+        let (err, msg) = hub.fresh_ice_servers(&code, &a).unwrap_err();
+        assert_eq!(err, ErrorCode::RateLimited);
+        assert!(msg.contains("2 a minute"), "{msg}");
+        // Another address is not affected.
+        next(&mut b_rx);
+        hub.fresh_ice_servers(&code, &b).unwrap();
+        assert!(matches!(next(&mut b_rx), ServerMessage::IceServers { .. }));
     }
 }

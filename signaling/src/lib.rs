@@ -1,11 +1,12 @@
 //! Confab's signaling server: matches room codes, relays SDP offers/answers and trickled ICE
 //! candidates between the peers of a room, and hands every client the STUN/TURN servers to use
-//! (minting time-limited TURN credentials per client when given coturn's shared secret).
+//! (minting short-lived TURN credentials per room member when given coturn's shared secret).
 //!
 //! It never sees media or media keys: peers talk DTLS-SRTP directly. Built as a library so the
 //! desktop app can host it in-process (`confab serve`, or the app's "host on this computer") and as
 //! the lean `confab-signal` binary that links no GUI or media crates.
 
+mod address_limits;
 mod config;
 mod connection;
 mod hub;
@@ -14,7 +15,7 @@ mod server;
 pub mod turn;
 mod web;
 
-pub use config::{ConfigError, ServeArgs, ServerConfig};
+pub use config::{ConfigError, ServeArgs, ServerConfig, TurnAuth, OUTBOUND_QUEUE_BYTES};
 pub use hub::Hub;
 pub use rate_limit::TokenBucket;
 pub use server::{RunningServer, ServeError, Server};

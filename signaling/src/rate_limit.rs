@@ -13,25 +13,47 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
+        Self::per_period(rate_per_sec, Duration::from_secs(1), burst, now)
+    }
+
+    /// `count` tokens every `period` (e.g. 10 a minute), holding at most `burst`.
+    pub fn per_period(count: u32, period: Duration, burst: u32, now: Instant) -> Self {
         Self {
-            rate_per_sec: f64::from(rate_per_sec),
+            rate_per_sec: f64::from(count) / period.as_secs_f64().max(1e-9),
             burst: f64::from(burst.max(1)),
             tokens: f64::from(burst.max(1)),
             last: now,
         }
     }
 
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self, now: Instant) -> bool {
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last);
         self.last = now;
         self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate_per_sec).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+    }
+
+    /// Takes one token if there is one.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.try_take_n(1, now)
+    }
+
+    /// Takes `n` tokens if there are that many (e.g. one per byte); takes none otherwise.
+    pub fn try_take_n(&mut self, n: usize, now: Instant) -> bool {
+        self.refill(now);
+        let n = n as f64;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket has refilled completely by `now` (it then carries no history and can
+    /// be forgotten).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.tokens + elapsed.as_secs_f64() * self.rate_per_sec >= self.burst
     }
 
     /// How long until one token is available.
@@ -66,6 +88,26 @@ mod tests {
         let t1 = t0 + Duration::from_millis(1100);
         let taken = (0..20).filter(|_| bucket.try_take(t1)).count();
         assert_eq!(taken, 5);
+    }
+
+    #[test]
+    fn bytes_are_taken_all_or_nothing_and_slow_rates_work() {
+        let t0 = Instant::now();
+        let mut bytes = TokenBucket::new(1000, 4000, t0);
+        assert!(bytes.try_take_n(3000, t0));
+        assert!(!bytes.try_take_n(1500, t0), "only 1000 left");
+        assert!(bytes.try_take_n(1000, t0), "a refused take took nothing");
+        assert!(bytes.try_take_n(500, t0 + Duration::from_millis(500)));
+
+        let mut per_minute = TokenBucket::per_period(10, Duration::from_secs(60), 2, t0);
+        assert!(per_minute.try_take(t0) && per_minute.try_take(t0));
+        assert!(
+            !per_minute.try_take(t0 + Duration::from_secs(5)),
+            "one per 6 s"
+        );
+        assert!(!per_minute.is_full(t0 + Duration::from_secs(7)));
+        assert!(per_minute.try_take(t0 + Duration::from_secs(7)));
+        assert!(per_minute.is_full(t0 + Duration::from_secs(20)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The HTTP side: binds the socket (plain or TLS), routes `/ws` to the signaling protocol and
-//! `/healthz` to a health report, and shuts down gracefully.
+//! The HTTP side: binds the socket (plain or TLS), routes `/ws` to the signaling protocol (within
+//! the connection caps per address and in total) and `/healthz` to a health report, and shuts
+//! down gracefully.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,8 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use axum_server::tls_rustls::RustlsConfig;
@@ -17,13 +19,17 @@ use confab_protocol::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::address_limits::{AddressKey, ConnectionCaps};
 use crate::connection::serve_socket;
 use crate::web;
 use crate::{Hub, ServerConfig};
 
-/// Frames above this size are refused by the WebSocket layer itself (close 1009); up to it, the
-/// protocol answers oversize messages with an `error` and keeps the connection.
-const HARD_FRAME_LIMIT: usize = 16 * MAX_MESSAGE_BYTES;
+/// Frames and messages above the protocol's limit are refused by the WebSocket layer as soon as
+/// their header announces the length, before the payload is read (an `error` and close 1009).
+const HARD_FRAME_LIMIT: usize = MAX_MESSAGE_BYTES;
+
+/// What a client refused by a connection cap is told to wait before retrying, in seconds.
+const RETRY_AFTER_SECS: &str = "30";
 
 /// Connections waiting to be accepted (the kernel caps it at net.core.somaxconn).
 const LISTEN_BACKLOG: u32 = 4096;
@@ -51,6 +57,7 @@ pub enum ServeError {
 #[derive(Clone)]
 struct AppState {
     hub: Arc<Hub>,
+    caps: Arc<ConnectionCaps>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -92,14 +99,19 @@ impl Server {
             }
             None => None,
         };
+        let caps = Arc::new(ConnectionCaps::new(
+            config.max_conns_per_ip,
+            config.max_conns,
+        ));
         let hub = Arc::new(Hub::new(Arc::new(config)));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let app = router(AppState {
             hub: hub.clone(),
+            caps,
             shutdown: shutdown_rx,
         });
         let handle = Handle::new();
-        let service = app.into_make_service();
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let task = match tls.clone() {
             Some(tls) => tokio::spawn(
                 axum_server::from_tcp_rustls(listener, tls)
@@ -162,15 +174,34 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn ws_upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> impl IntoResponse {
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
+    // Refused before the upgrade, as plain HTTP: a refusal costs no WebSocket state.
+    let slot = match state.caps.admit(remote.ip()) {
+        Ok(slot) => slot,
+        Err(exceeded) => {
+            tracing::info!(%remote, %exceeded, "connection refused");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, RETRY_AFTER_SECS)],
+                exceeded.to_string(),
+            )
+                .into_response();
+        }
+    };
+    let address = AddressKey::of(remote.ip());
     // Small buffers: signaling messages are small, and tungstenite's 128 KiB defaults would cost
-    // that much per idle connection.
+    // that much per idle connection. Outbound frames are bounded by the queue (`Hub`), inbound
+    // ones by the protocol's message limit.
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(HARD_FRAME_LIMIT)
+        .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| serve_socket(socket, state.hub, state.shutdown))
+        .on_upgrade(move |socket| serve_socket(socket, state.hub, address, slot, state.shutdown))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {

@@ -89,6 +89,11 @@ fn help_documents_every_flag() {
         "--room-size",
         "--rate-limit",
         "--idle-timeout",
+        "--turn-rate",
+        "--byte-rate-limit",
+        "--join-timeout",
+        "--max-conns-per-ip",
+        "--max-conns",
         "--version",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");

@@ -50,15 +50,8 @@ async fn each_bad_input_gets_its_error_and_the_server_keeps_serving() {
         .contains("teleport"));
     c.send_text(r#"{"type":"join","version":"one"}"#).await;
     c.expect_error(ErrorCode::BadMessage).await;
-    let huge = format!(
-        r#"{{"type":"ping","pad":"{}"}}"#,
-        "x".repeat(MAX_MESSAGE_BYTES)
-    );
-    c.send_text(&huge).await;
-    assert!(c
-        .expect_error(ErrorCode::TooLarge)
-        .await
-        .contains("over the limit"));
+    // (A message over MAX_MESSAGE_BYTES now ends the connection: see
+    // `a_message_over_the_limit_is_refused_by_its_header_with_a_reason`.)
     c.send_binary(&[1, 2, 3]).await;
     c.expect_error(ErrorCode::BadMessage).await;
     let signal = ClientMessage::Signal {
@@ -110,6 +103,36 @@ async fn each_bad_input_gets_its_error_and_the_server_keeps_serving() {
     assert!(matches!(c.recv().await, ServerMessage::PeerJoined { .. }));
     assert_eq!(c.recv().await, ServerMessage::Pong);
     // Everyone else is still served.
+    assert_pair_meets(&url).await;
+    server.shutdown().await.unwrap();
+}
+
+/// `{"type":"ping","pad":"xx..."}` of exactly `len` bytes.
+fn padded_ping(len: usize) -> String {
+    let frame = r#"{"type":"ping","pad":""}"#;
+    format!(
+        r#"{{"type":"ping","pad":"{}"}}"#,
+        "x".repeat(len - frame.len())
+    )
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_refused_by_its_header_with_a_reason() {
+    let server = start(|_| {}).await;
+    let url = server.ws_url();
+    let mut c = Client::connect(&url).await;
+    // Exactly the limit is served...
+    c.send_text(&padded_ping(MAX_MESSAGE_BYTES)).await;
+    assert_eq!(c.recv().await, ServerMessage::Pong);
+    // ...one byte more is refused with a reason, and the connection closed.
+    c.send_text(&padded_ping(MAX_MESSAGE_BYTES + 1)).await;
+    let reason = c.expect_error(ErrorCode::TooLarge).await;
+    assert!(reason.contains("over the limit"), "{reason}");
+    assert!(
+        reason.contains(&format!("{} bytes", MAX_MESSAGE_BYTES + 1)),
+        "{reason}"
+    );
+    c.expect_close(1009).await;
     assert_pair_meets(&url).await;
     server.shutdown().await.unwrap();
 }

@@ -484,6 +484,8 @@ if (typeof document !== 'undefined') {
             return undefined;
           case 'signal':
             return this.onSignal(msg.from, msg.payload || {});
+          case 'ice_servers':
+            return this.onIceServers(msg.ice_servers);
           case 'pong':
             return undefined;
           case 'error':
@@ -534,6 +536,21 @@ if (typeof document !== 'undefined') {
         } else {
           setState('waiting');
           showMessage('Waiting for the other person to join. Share the invite link.');
+        }
+      }
+
+      /**
+       * Fresh ICE servers from the server: TURN credentials arrive only once someone else is in
+       * the room (the welcome of whoever was alone carried STUN only), and live minutes, so they
+       * take effect for the gathering still to come (the answer, or an ICE restart).
+       */
+      onIceServers(iceServers) {
+        if (!this.pc || !Array.isArray(iceServers)) return;
+        try {
+          this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
+          log('ICE servers updated:', iceServers.length);
+        } catch (err) {
+          log('could not update ICE servers', err);
         }
       }
 

@@ -25,6 +25,32 @@ impl Client {
         Self { ws }
     }
 
+    /// Connects from `local_ip` (e.g. another loopback address); the handshake's error, e.g. an
+    /// HTTP refusal, is returned rather than a panic.
+    pub async fn try_connect_from(
+        url: &str,
+        local_ip: std::net::IpAddr,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("a ws:// URL with a host");
+        let remote: std::net::SocketAddr = host.parse().expect("an IP:port host");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(local_ip, 0))
+            .expect("bind");
+        let tcp = socket.connect(remote).await.expect("TCP connect");
+        let (ws, _) = tokio::time::timeout(
+            TIMEOUT,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("handshake timed out")?;
+        Ok(Self { ws })
+    }
+
     pub async fn send(&mut self, msg: &ClientMessage) {
         self.send_text(&serde_json::to_string(msg).unwrap()).await;
     }
@@ -84,6 +110,11 @@ impl Client {
 
     /// Expects the server to close the socket with `code`.
     pub async fn expect_close(&mut self, code: u16) {
+        self.expect_close_reason(code).await;
+    }
+
+    /// Expects the server to close the socket with `code`; returns the reason it gave.
+    pub async fn expect_close_reason(&mut self, code: u16) -> String {
         loop {
             match self.next_frame().await {
                 Message::Close(Some(frame)) => {
@@ -93,7 +124,7 @@ impl Client {
                         "close reason: {}",
                         frame.reason
                     );
-                    return;
+                    return frame.reason.to_string();
                 }
                 Message::Text(_) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
