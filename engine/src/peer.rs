@@ -124,6 +124,38 @@ impl NetworkSettings {
 
 pub type Peer = Arc<dyn PeerConnection>;
 
+/// Whether any of the ICE servers is a TURN relay.
+pub fn has_turn(settings: &NetworkSettings) -> bool {
+    settings
+        .ice_servers
+        .iter()
+        .flat_map(|s| &s.urls)
+        .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+}
+
+fn rtc_ice_servers(settings: &NetworkSettings) -> Vec<RTCIceServer> {
+    settings
+        .ice_servers
+        .iter()
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Gives the connection new ICE servers (fresh TURN credentials, or the relay the server hands
+/// out once someone else is in the room): used by the gathering that follows.
+pub async fn update_ice_servers(pc: &Peer, settings: &NetworkSettings) -> Result<(), CallError> {
+    let mut config = RTCConfigurationBuilder::new().with_ice_servers(rtc_ice_servers(settings));
+    if settings.relay_only && has_turn(settings) {
+        config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
+    }
+    pc.set_configuration(config.build()).await?;
+    Ok(())
+}
+
 /// How often missing video packets are asked for again.
 pub const NACK_INTERVAL: Duration = Duration::from_millis(20);
 /// How often one missing packet is asked for at most: at 20 ms and 100 ms RTT an uncapped
@@ -208,17 +240,11 @@ async fn build_with(
     )?
     .with(Slot::Pacer, AppPacer::new(INITIAL_BPS, bwe.clone()));
 
-    let ice_servers = settings
-        .ice_servers
-        .iter()
-        .map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone().unwrap_or_default(),
-            credential: s.credential.clone().unwrap_or_default(),
-        })
-        .collect();
-    let mut config = RTCConfigurationBuilder::new().with_ice_servers(ice_servers);
-    if settings.relay_only {
+    let mut config = RTCConfigurationBuilder::new().with_ice_servers(rtc_ice_servers(settings));
+    // Relay-only needs a TURN server, which the signaling server hands out only once someone else
+    // is in the room: until then nothing is gathered, and the session refuses to negotiate
+    // without one (`has_turn`).
+    if settings.relay_only && has_turn(settings) {
         config = config.with_ice_transport_policy(RTCIceTransportPolicy::Relay);
     }
     let setting_engine = SettingEngineBuilder::new()

@@ -184,12 +184,17 @@ struct Negotiation {
     channels_created: bool,
     events: EventSender,
     link_events: mpsc::Sender<LinkEvent>,
+    /// `--relay-only` without a TURN server (yet): no offer or answer may be made.
+    relay_missing: bool,
 }
 
 /// What carrying out the negotiator's actions means for the call.
 #[derive(Debug, PartialEq, Eq)]
 enum Flow {
     Continue,
+    /// Relay-only, and no TURN server to relay through: negotiating would gather what the person
+    /// asked us not to use.
+    NoRelay,
     PeerLeft,
 }
 
@@ -202,6 +207,9 @@ impl Negotiation {
     async fn execute(&mut self, actions: Vec<Action>) -> Flow {
         let mut queue: std::collections::VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
+            if self.relay_missing && matches!(action, Action::MakeOffer | Action::AcceptOffer(_)) {
+                return Flow::NoRelay;
+            }
             let next = match action {
                 Action::MakeOffer => match self.make_offer().await {
                     Ok(sdp) => self.neg.local_offer_set(sdp),
@@ -458,6 +466,7 @@ async fn run(
         channels_created: false,
         events: events.clone(),
         link_events: link_tx,
+        relay_missing: network.relay_only && !peer::has_turn(&network),
     };
     let mut call = CallLoop {
         config,
@@ -525,8 +534,10 @@ impl CallLoop {
             })
             .await;
             let actions = self.negotiation.neg.peer_arrived(peer.id, true);
-            if self.negotiation.execute(actions).await == Flow::PeerLeft {
-                return Ok(Ended::PeerLeft);
+            match self.negotiation.execute(actions).await {
+                Flow::Continue => {}
+                Flow::PeerLeft => return Ok(Ended::PeerLeft),
+                Flow::NoRelay => return Err(no_relay()),
             }
         }
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
@@ -586,6 +597,19 @@ impl CallLoop {
             ServerMessage::Signal { from, payload } => {
                 self.negotiation.neg.on_signal(from, payload)
             }
+            ServerMessage::IceServers { ice_servers } => {
+                // The server hands out a relay once someone else is in the room (and fresh
+                // credentials when asked): use them for the gathering to come.
+                let mut servers = ice_servers;
+                servers.extend(self.config.extra_ice_servers.iter().cloned());
+                self.network.ice_servers = servers;
+                if let Err(err) = peer::update_ice_servers(&self.pc, &self.network).await {
+                    tracing::warn!(%err, "could not use the new ICE servers");
+                }
+                self.negotiation.relay_missing =
+                    self.network.relay_only && !peer::has_turn(&self.network);
+                Vec::new()
+            }
             ServerMessage::Error { message, .. } => {
                 self.emit(SessionEvent::Warning(message)).await;
                 Vec::new()
@@ -594,6 +618,7 @@ impl CallLoop {
         };
         match self.negotiation.execute(actions).await {
             Flow::Continue => None,
+            Flow::NoRelay => Some(Err(no_relay())),
             Flow::PeerLeft => {
                 self.emit(SessionEvent::PeerLeft).await;
                 Some(Ok(Ended::PeerLeft))
@@ -636,6 +661,7 @@ impl CallLoop {
         match self.negotiation.execute(actions).await {
             Flow::Continue => None,
             Flow::PeerLeft => Some(Ok(Ended::PeerLeft)),
+            Flow::NoRelay => Some(Err(no_relay())),
         }
     }
 
@@ -788,6 +814,13 @@ impl CallLoop {
             tracing::error!(%err, "stopping the media threads failed");
         }
     }
+}
+
+fn no_relay() -> CallError {
+    CallError::Refused(
+        "--relay-only, but the signaling server offers no TURN relay (give one with --ice-server)"
+            .into(),
+    )
 }
 
 /// The congestion controller's state, into the stats.

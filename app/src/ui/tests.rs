@@ -356,7 +356,13 @@ fn the_window_draws_while_a_camera_takes_3_s_to_open() {
         hooks,
     );
     let mut harness = harness_for(app);
-    // The lobby preview is opening the camera; the lobby draws and takes clicks meanwhile.
+    // The lobby preview is opening the camera (its thread may take a moment to get there on a
+    // busy machine); the lobby draws and takes clicks meanwhile.
+    run_until(
+        &mut harness,
+        "the preview to begin opening the camera",
+        |_| gate.began() == 1,
+    );
     draw_frames_while(&mut harness, &gate, 10);
     assert!(harness.state().preview_texture.is_none(), "no picture yet");
     assert_eq!(gate.began(), 1, "the preview opens the camera");
