@@ -230,15 +230,7 @@ impl Negotiation {
                     Vec::new()
                 }
                 Action::AcceptOffer(sdp) => {
-                    let applied = match RTCSessionDescription::offer(sdp) {
-                        Ok(desc) => self
-                            .pc
-                            .set_remote_description(desc)
-                            .await
-                            .map_err(CallError::from),
-                        Err(err) => Err(err.into()),
-                    };
-                    match applied {
+                    match self.set_remote(RTCSessionDescription::offer(sdp)).await {
                         Ok(()) => {
                             let mut next = self.neg.remote_description_set();
                             match self.make_answer().await {
@@ -253,15 +245,7 @@ impl Negotiation {
                     }
                 }
                 Action::AcceptAnswer(sdp) => {
-                    let applied = match RTCSessionDescription::answer(sdp) {
-                        Ok(desc) => self
-                            .pc
-                            .set_remote_description(desc)
-                            .await
-                            .map_err(CallError::from),
-                        Err(err) => Err(err.into()),
-                    };
-                    match applied {
+                    match self.set_remote(RTCSessionDescription::answer(sdp)).await {
                         Ok(()) => self.neg.remote_description_set(),
                         Err(err) => self.neg.remote_description_failed(&err.to_string()),
                     }
@@ -298,6 +282,15 @@ impl Negotiation {
             queue.extend(next);
         }
         Flow::Continue
+    }
+
+    /// Sets a remote description that parsed (or says why it did not).
+    async fn set_remote(
+        &self,
+        parsed: Result<RTCSessionDescription, webrtc::error::Error>,
+    ) -> Result<(), CallError> {
+        self.pc.set_remote_description(parsed?).await?;
+        Ok(())
     }
 
     /// Creates our offer (and, the first time, the data channels it carries) and sets it.
