@@ -137,6 +137,11 @@ pub struct BweShared {
     pub pacer_paced: AtomicU64,
     /// Packets the pacer let through at once (audio, retransmissions), charged to its budget.
     pub pacer_urgent: AtomicU64,
+    /// Packets the remote's feedback covered, and those it reported lost.
+    pub packets_reported: AtomicU64,
+    pub packets_lost: AtomicU64,
+    /// Packets sent again because the remote asked (NACK).
+    pub retransmissions: AtomicU64,
 }
 
 /// Which half of the estimate limits the target.
@@ -333,7 +338,53 @@ impl LossControl {
 /// `OveruseDetector`) and an arrival-clock received rate feeding [`DelayControl`], combined with [`LossControl`]
 /// by `min`, as `Gcc` does, with the fixes described at `MAX_DELTAS`, `ReceivedRate`, `HIGH_LOSS`
 /// and `DelayControl`. Time is a parameter throughout.
+/// Which sent packets the remote has reported, and whether they arrived. A packet the remote has
+/// not received yet is reported missing in every feedback until it arrives or falls out of the
+/// receiver's window, so counting "not arrived" per report counts one loss several times (a 5%
+/// lossy link measured as 10-14%, and the loss half of the estimate fell to its floor). The
+/// ledger counts each packet once, and takes a loss back when the packet turns up after all.
+#[derive(Debug, Default)]
+struct LossLedger {
+    /// Report id -> arrived, for the most recent ids.
+    seen: std::collections::BTreeMap<u64, bool>,
+}
+
+/// Report ids the ledger remembers (several seconds of packets at any rate we send).
+const LEDGER_IDS: usize = 8192;
+
+impl LossLedger {
+    /// Packets newly reported in `reports`, and the change in those lost (negative when packets
+    /// counted lost turned up after all).
+    ///
+    /// Only packets between two reported arrivals are judged: a packet nobody reported on (its
+    /// feedback was lost, and the send history wrote it off) is not a loss on the media path (a
+    /// lost feedback packet at 5% loss made whole 100 ms windows look lost).
+    fn update(&mut self, reports: &[PacketReport]) -> (u64, i64) {
+        let (mut new, mut lost) = (0u64, 0i64);
+        let arrived = reports.iter().filter(|r| r.arrived).map(|r| r.id);
+        let (Some(oldest), Some(newest)) = (arrived.clone().min(), arrived.max()) else {
+            return (0, 0);
+        };
+        for r in reports.iter().filter(|r| (oldest..=newest).contains(&r.id)) {
+            match self.seen.insert(r.id, r.arrived) {
+                None => {
+                    new += 1;
+                    lost += i64::from(!r.arrived);
+                }
+                Some(false) if r.arrived => lost -= 1,
+                Some(true) if !r.arrived => lost += 1,
+                Some(_) => {}
+            }
+        }
+        while self.seen.len() > LEDGER_IDS {
+            self.seen.pop_first();
+        }
+        (new, lost)
+    }
+}
+
 pub struct Estimator {
+    ledger: LossLedger,
     slope: SlopeEstimator,
     detector: OveruseDetector,
     rate: ReceivedRate,
@@ -350,6 +401,7 @@ impl Estimator {
     pub fn new(initial: f64, min: f64, max: f64) -> Self {
         let initial = initial.clamp(min, max);
         Self {
+            ledger: LossLedger::default(),
             slope: SlopeEstimator::new(),
             detector: OveruseDetector::new(),
             rate: ReceivedRate::default(),
@@ -387,9 +439,22 @@ impl BandwidthEstimator for Estimator {
         }
         let received = self.rate.bps();
         let delay = self.delay.update(now, usage, received);
-        let lost = reports.iter().filter(|r| !r.arrived).count();
-        let loss = self.loss.update(now, lost, reports.len());
-        self.target = delay.min(loss).clamp(self.min, self.max);
+        let (new, lost) = self.ledger.update(reports);
+        let lost = usize::try_from(lost.max(0)).unwrap_or(0);
+        let loss = self
+            .loss
+            .update(now, lost, usize::try_from(new).unwrap_or(usize::MAX));
+        let target = delay.min(loss).clamp(self.min, self.max);
+        // Packets no feedback covered (the feedback was lost, maybe on a congested way back):
+        // nothing is known about them, so the target may fall but not rise. Climbing blind on a
+        // 1 Mbit/s link overshot to 1.16 Mbit/s and stalled video for 3 s.
+        let blind =
+            reports.iter().any(|r| !r.arrived && r.arrival.is_none()) && new < reports.len() as u64;
+        self.target = if blind {
+            target.min(self.target)
+        } else {
+            target
+        };
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -410,6 +475,7 @@ pub struct Published<E> {
     inner: E,
     out: Arc<BweShared>,
     rtt_samples: VecDeque<(Instant, Duration)>,
+    ledger: LossLedger,
 }
 
 impl<E: BandwidthEstimator> Published<E> {
@@ -418,6 +484,7 @@ impl<E: BandwidthEstimator> Published<E> {
             inner,
             out,
             rtt_samples: VecDeque::new(),
+            ledger: LossLedger::default(),
         };
         published.publish();
         published
@@ -477,6 +544,17 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
                 "bandwidth estimate moved"
             );
         }
+        let (new, lost) = self.ledger.update(reports);
+        self.out.packets_reported.fetch_add(new, Relaxed);
+        if lost >= 0 {
+            self.out
+                .packets_lost
+                .fetch_add(lost.unsigned_abs(), Relaxed);
+        } else {
+            self.out
+                .packets_lost
+                .fetch_sub(lost.unsigned_abs(), Relaxed);
+        }
         if !reports.is_empty() {
             if self.out.feedback_batches.fetch_add(1, Relaxed) == 0 {
                 tracing::debug!(target_bps = after, "first transport-wide feedback");
@@ -507,6 +585,42 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_reported_in_several_feedbacks_counts_once_and_a_late_arrival_takes_it_back() {
+        let t0 = Instant::now();
+        let report = |id: u64, arrived: bool| PacketReport {
+            ssrc: 1,
+            id,
+            rtp_sequence_number: id as u16,
+            is_twcc: true,
+            twcc_sequence_number: id as u16,
+            size: 1200,
+            arrived,
+            departure: t0,
+            arrival: arrived.then(|| Duration::from_millis(id)),
+            ecn: Ecn::default(),
+        };
+        let mut ledger = LossLedger::default();
+        // 20 packets, number 5 missing; the next two feedbacks still name it missing.
+        let first: Vec<_> = (0..20).map(|id| report(id, id != 5)).collect();
+        assert_eq!(ledger.update(&first), (20, 1));
+        let second: Vec<_> = (5..30).map(|id| report(id, id != 5)).collect();
+        assert_eq!(ledger.update(&second), (10, 0), "5 is not lost again");
+        // It turns up after all.
+        assert_eq!(ledger.update(&[report(5, true)]), (0, -1));
+        // Packets written off with nothing after them arrived (their feedback was lost) are not
+        // judged; a later report that covers them is.
+        let written_off: Vec<_> = (30..40).map(|id| report(id, false)).collect();
+        assert_eq!(ledger.update(&written_off), (0, 0));
+        let later: Vec<_> = (30..45).map(|id| report(id, id != 31)).collect();
+        assert_eq!(ledger.update(&later), (15, 1));
+        // Written-off packets older than a feedback's first arrival are not judged either.
+        let mixed: Vec<_> = (45..60)
+            .map(|id| report(id, id >= 50 && id != 55))
+            .collect();
+        assert_eq!(ledger.update(&mixed), (10, 1), "50..=59 judged, 55 lost");
+    }
     use rtc::rtcp::transport_feedbacks::cc_feedback_report::Ecn;
 
     const PACKET_BYTES: usize = 1200;

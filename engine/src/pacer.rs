@@ -205,7 +205,11 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
         };
         let bits = bits_of(&msg);
         let now = msg.now;
-        if self.audio.contains(&ssrc) || msg.message.has(&Attribute::Retransmission) {
+        let retransmission = msg.message.has(&Attribute::Retransmission);
+        if retransmission {
+            self.shared.retransmissions.fetch_add(1, Relaxed);
+        }
+        if self.audio.contains(&ssrc) || retransmission {
             // Sent at once, but paid for, so queued video makes room.
             self.budget.refill(now);
             self.budget.bits -= bits;

@@ -833,6 +833,13 @@ fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
         pacer_rate_kbps: b.pacer_rate_bps as f64 / 1000.0,
         pacer_queue_ms: b.pacer_queue_ms,
         pacer_dropped: b.pacer_dropped,
+        packets_reported: bwe
+            .packets_reported
+            .load(std::sync::atomic::Ordering::Relaxed),
+        packets_lost: bwe.packets_lost.load(std::sync::atomic::Ordering::Relaxed),
+        retransmissions: bwe
+            .retransmissions
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
 }
 

@@ -202,6 +202,11 @@ pub struct BweStats {
     pub pacer_queue_ms: u32,
     /// Video packets the pacer dropped because its queue (bounded in time) was full.
     pub pacer_dropped: u64,
+    /// Our packets the other side's feedback covered, and those it reported lost.
+    pub packets_reported: u64,
+    pub packets_lost: u64,
+    /// Packets sent again on request (NACK).
+    pub retransmissions: u64,
 }
 
 /// One second of a call.

@@ -180,3 +180,33 @@ fn a_good_link_gets_720p30_from_the_first_second() {
         assert_eq!(num(receiver, "/video_recv/width"), 1280.0);
     }
 }
+
+#[test]
+fn a_lossy_link_keeps_the_frame_rate_and_resends_sparingly() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::WIFI_LOSSY);
+    let (sa, sb) = call(&mut lab, None, 2004, 16);
+    for (sender, receiver, who) in [(&sa, &sb, "alice -> bob"), (&sb, &sa, "bob -> alice")] {
+        print_timeline(who, sender, receiver);
+        let end = num(sender, "/duration_s");
+        let fps = mean(&series(&seconds(receiver, end - 10.0, end), "recv_fps"));
+        let lost = num(sender, "/bwe/packets_lost");
+        let resent = num(sender, "/bwe/retransmissions");
+        let reported = num(sender, "/bwe/packets_reported");
+        eprintln!(
+            "wifi-lossy, {who}: {fps:.1} fps over the last 10 s; {lost} of {reported} packets \
+             lost, {resent} resent ({:.2} per loss); audio concealed {:.1}%",
+            resent / lost.max(1.0),
+            num(receiver, "/audio_recv/concealed_ratio") * 100.0
+        );
+        assert!(fps >= 25.0, "{who}: {fps:.1} fps over the last 10 s");
+        assert!(
+            lost > 0.0,
+            "{who}: a 5% lossy link lost nothing: the test proves nothing"
+        );
+        assert!(
+            resent <= 2.0 * lost,
+            "{who}: {resent} retransmissions for {lost} lost packets"
+        );
+    }
+}
