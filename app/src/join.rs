@@ -241,7 +241,12 @@ async fn drive(
             ended = &mut session.task => {
                 break match ended {
                     Ok(Ok(Ended::HungUp | Ended::PeerLeft)) if connected_at.is_some() => Ok(()),
-                    Ok(Ok(_)) => Err(anyhow!("the call ended before it connected")),
+                    // The other side gave up first: most often its ICE failed too (no path
+                    // between us), which it says on its side; say what we can on ours.
+                    Ok(Ok(Ended::PeerLeft)) => Err(anyhow!(
+                        "the other person left before the call connected (no network path was found between you; a TURN server may be needed)"
+                    )),
+                    Ok(Ok(Ended::HungUp)) => Err(anyhow!("the call was hung up before it connected")),
                     Ok(Err(err)) => Err(anyhow!(err)),
                     Err(join) => Err(anyhow!("the call stopped unexpectedly: {join}")),
                 };
