@@ -29,11 +29,15 @@ const DECREASE_FACTOR: f64 = 0.85;
 const INCREASE_PER_S: f64 = 1.15;
 /// Additive growth per second while near the rate of the last backoff (probing a known ceiling).
 const ADDITIVE_BPS_PER_S: f64 = 80_000.0;
+/// Above the ceiling, and within `CAUTIOUS_AFTER_OVERUSE` of the last overuse, the additive growth
+/// is this share of `ADDITIVE_BPS_PER_S`.
+const ABOVE_CEILING_SHARE: f64 = 0.25;
+const CAUTIOUS_AFTER_OVERUSE: Duration = Duration::from_secs(4);
 /// "Near the ceiling" means above this fraction of the received rate at the last backoff.
 const NEAR_CEILING: f64 = 0.85;
 /// The ceiling is forgotten once the path delivers this much more than it did at the backoff (the
 /// link has grown) ...
-const CEILING_EXCEEDED: f64 = 1.15;
+const CEILING_EXCEEDED: f64 = 1.05;
 /// ... or after this long without overuse (the link may have grown while we probed gently). Long
 /// enough that a link at its ceiling is probed gently: 4 s made a sawtooth on a 1 Mbit/s link,
 /// with a freeze at every overshoot (tests/e2e/adapt.rs).
@@ -272,7 +276,14 @@ impl DelayControl {
                 let near_ceiling = self
                     .ceiling
                     .is_some_and(|ceiling| self.target > ceiling * NEAR_CEILING);
-                let mut next = if near_ceiling {
+                // Above the rate the path delivered at the last backoff, probe at a quarter of the
+                // additive rate: the delay signal then has time to see a queue build before the
+                // bottleneck overflows (at the full rate a 1 Mbit/s link overflowed now and then
+                // and video stalled for seconds).
+                let above_ceiling = self.ceiling.is_some_and(|ceiling| self.target >= ceiling);
+                let mut next = if above_ceiling {
+                    self.target + ADDITIVE_BPS_PER_S * ABOVE_CEILING_SHARE * elapsed
+                } else if near_ceiling {
                     self.target + ADDITIVE_BPS_PER_S * elapsed
                 } else {
                     self.target * INCREASE_PER_S.powf(elapsed)
