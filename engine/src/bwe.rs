@@ -29,10 +29,8 @@ const DECREASE_FACTOR: f64 = 0.85;
 const INCREASE_PER_S: f64 = 1.15;
 /// Additive growth per second while near the rate of the last backoff (probing a known ceiling).
 const ADDITIVE_BPS_PER_S: f64 = 80_000.0;
-/// Above the ceiling, and within `CAUTIOUS_AFTER_OVERUSE` of the last overuse, the additive growth
-/// is this share of `ADDITIVE_BPS_PER_S`.
+/// Above the ceiling, the additive growth is this share of `ADDITIVE_BPS_PER_S`.
 const ABOVE_CEILING_SHARE: f64 = 0.25;
-const CAUTIOUS_AFTER_OVERUSE: Duration = Duration::from_secs(4);
 /// "Near the ceiling" means above this fraction of the received rate at the last backoff.
 const NEAR_CEILING: f64 = 0.85;
 /// The ceiling is forgotten once the path delivers this much more than it did at the backoff (the
