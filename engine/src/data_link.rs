@@ -346,20 +346,7 @@ impl DataLink {
                 }
                 Vec::new()
             }
-            Err(err) => {
-                self.send_control(&ControlMessage::FileResult {
-                    id,
-                    ok: false,
-                    error: Some(err.to_string()),
-                })
-                .await;
-                vec![LinkNotice::TransferFailed {
-                    id,
-                    direction: Direction::Received,
-                    name,
-                    reason: TransferFailure::ReceiveFailed(err.to_string()),
-                }]
-            }
+            Err(err) => self.refuse_incoming(id, name, err.to_string()).await,
         }
     }
 
@@ -564,20 +551,25 @@ impl DataLink {
                 let file = self.incoming.remove(&id).expect("invariant: present above");
                 let name = file.name.clone();
                 abandon(file).await;
-                self.send_control(&ControlMessage::FileResult {
-                    id,
-                    ok: false,
-                    error: Some(err.to_string()),
-                })
-                .await;
-                vec![LinkNotice::TransferFailed {
-                    id,
-                    direction: Direction::Received,
-                    name,
-                    reason: TransferFailure::ReceiveFailed(err.to_string()),
-                }]
+                self.refuse_incoming(id, name, err.to_string()).await
             }
         }
+    }
+
+    /// Tells the sender we could not keep file `id`, and the person why.
+    async fn refuse_incoming(&self, id: u32, name: String, error: String) -> Vec<LinkNotice> {
+        self.send_control(&ControlMessage::FileResult {
+            id,
+            ok: false,
+            error: Some(error.clone()),
+        })
+        .await;
+        vec![LinkNotice::TransferFailed {
+            id,
+            direction: Direction::Received,
+            name,
+            reason: TransferFailure::ReceiveFailed(error),
+        }]
     }
 
     async fn finish_incoming(&mut self, id: u32) -> Vec<LinkNotice> {
@@ -610,12 +602,6 @@ impl DataLink {
                 vec![LinkNotice::FileDone(stats)]
             }
             Err(err) => {
-                self.send_control(&ControlMessage::FileResult {
-                    id,
-                    ok: false,
-                    error: Some(err.to_string()),
-                })
-                .await;
                 let stats = FileStats {
                     name: name.clone(),
                     bytes: size,
@@ -625,12 +611,7 @@ impl DataLink {
                     error: Some(err.to_string()),
                 };
                 self.stats.lock().file(stats);
-                vec![LinkNotice::TransferFailed {
-                    id,
-                    direction: Direction::Received,
-                    name,
-                    reason: TransferFailure::ReceiveFailed(err.to_string()),
-                }]
+                self.refuse_incoming(id, name, err.to_string()).await
             }
         }
     }

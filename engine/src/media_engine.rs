@@ -13,11 +13,10 @@ use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
 use confab_media::{AudioSink, AudioSource, VideoOut, VideoSource, SCREEN_FPS, SCREEN_MAX_SIZE};
 use webrtc::media_stream::track_remote::TrackRemote;
 
+use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::media_recv;
-use super::media_send::{
-    self, Pipeline, PipelineErrors, RateSignal, TrackOut, VideoControl, VideoPipeline,
-};
+use super::media_send::{self, Pipeline, PipelineErrors, TrackOut, VideoControl, VideoPipeline};
 
 /// The devices (or their synthetic twins) a call uses; opened by the caller.
 pub struct MediaIo {
@@ -59,7 +58,7 @@ pub struct MediaEngine {
     mic_muted: Arc<AtomicBool>,
     rtt_us: Arc<AtomicU64>,
     /// What the network lets video use (written by the transport).
-    rate: Arc<RateSignal>,
+    rate: Arc<BweShared>,
     /// Tells the receive pipelines to end.
     stop_receivers: Arc<AtomicBool>,
     video: Option<VideoPipeline>,
@@ -74,7 +73,7 @@ impl MediaEngine {
     pub fn new(
         io: MediaIo,
         settings: MediaSettings,
-        rate: Arc<RateSignal>,
+        rate: Arc<BweShared>,
         stats: StatsHandle,
         errors: PipelineErrors,
     ) -> (Self, Option<String>) {

@@ -153,10 +153,8 @@ impl Sources {
     }
 }
 
-/// What the network lets video use: the congestion controller's state (`BweShared`, written by
-/// the transport's estimator and pacer), read by the encode threads before every frame.
-pub type RateSignal = BweShared;
-
+/// What the network lets media use, as the encode threads read it before every frame from the
+/// congestion controller's published state (written by the transport's estimator and pacer).
 impl BweShared {
     /// The bits per second video may use now, `None` before the first estimate: the target less
     /// what audio needs (with its packet overhead), with headroom for headers and resends.
@@ -230,7 +228,7 @@ impl VideoSender {
 
     /// The bitrate for the encoder: the network's share for video, never above what was asked
     /// for (`--video-bitrate` or the default for the size), never below 50 kbit/s.
-    fn budget(&self, rate: &RateSignal) -> u32 {
+    fn budget(&self, rate: &BweShared) -> u32 {
         rate.video_bps()
             .map_or(self.settings.bitrate_bps, |bps| {
                 bps.min(self.settings.bitrate_bps)
@@ -243,7 +241,7 @@ impl VideoSender {
     fn encode(
         &mut self,
         frame: VideoFrame,
-        rate: &RateSignal,
+        rate: &BweShared,
         keyframes: &mut KeyframeLimiter,
         stats: &StatsHandle,
     ) -> Result<Option<Encoded>, CodecError> {
@@ -304,16 +302,18 @@ impl VideoSender {
             stats.lock().frame_skipped_by_encoder();
             return Ok(None);
         };
-        stats.lock().frame_encoded(
-            encoded.data.len(),
-            encoded.keyframe,
-            at.elapsed(),
-            frame.width,
-            frame.height,
-        );
-        stats
-            .lock()
-            .video_target(budget, rung.fps, self.ladder.limitation());
+        {
+            // One lock per frame: the playout thread takes this one too.
+            let mut c = stats.lock();
+            c.frame_encoded(
+                encoded.data.len(),
+                encoded.keyframe,
+                at.elapsed(),
+                frame.width,
+                frame.height,
+            );
+            c.video_target(budget, rung.fps, self.ladder.limitation());
+        }
         // RTP time advances by the capture interval, so skipped frames keep the clock.
         let frame_interval = Duration::from_secs_f32(1.0 / (rung.fps.max(1) as f32));
         let duration = self
@@ -350,7 +350,7 @@ const CONTROL_QUEUE: usize = 8;
 pub fn start_video(
     initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
     out: TrackOut,
-    rate: Arc<RateSignal>,
+    rate: Arc<BweShared>,
     stats: StatsHandle,
     errors: PipelineErrors,
 ) -> VideoPipeline {
@@ -459,7 +459,7 @@ pub fn start_audio(
     muted: Arc<AtomicBool>,
     apm: Option<Arc<AudioProcessor>>,
     out: TrackOut,
-    rate: Arc<RateSignal>,
+    rate: Arc<BweShared>,
     stats: StatsHandle,
     errors: PipelineErrors,
 ) -> Pipeline {
@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn the_rate_signal_leaves_room_for_audio_and_follows_loss() {
-        let rate = RateSignal::default();
+        let rate = BweShared::default();
         assert_eq!(rate.video_bps(), None, "no estimate yet");
         assert_eq!(rate.expected_loss_percent(), None);
         rate.target_bps.store(1_000_000, Ordering::Relaxed);
