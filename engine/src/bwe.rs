@@ -12,6 +12,8 @@ use rtc::interceptor::{
     SlopeEstimator, Usage,
 };
 
+use crate::nack::ReceiveHorizon;
+
 /// Where the estimate starts. 720p30 encodes at about 1.5-1.9 Mbit/s; starting there lets a call
 /// send 720p30 from its first second. On a slower link the first overuse (a few hundred ms of
 /// feedback) cuts the target to 0.85 x what actually arrives.
@@ -144,6 +146,12 @@ pub struct BweShared {
     pub packets_lost: AtomicU64,
     /// Packets sent again because the remote asked (NACK).
     pub retransmissions: AtomicU64,
+    /// Round trip of the selected ICE pair (µs, 0 until known), written from the stats tick.
+    pub path_rtt_us: AtomicU64,
+    /// Packets we asked the remote to send again (each request of each packet counts).
+    pub nack_requests: AtomicU64,
+    /// How far the video receiver got: NACK asks for nothing at or before it.
+    pub receive_horizon: ReceiveHorizon,
 }
 
 /// Which half of the estimate limits the target.
@@ -182,6 +190,17 @@ impl BweSnapshot {
 }
 
 impl BweShared {
+    /// The round trip: the ICE pair's if measured, else the feedback's.
+    pub fn rtt(&self) -> Option<Duration> {
+        [
+            self.path_rtt_us.load(Relaxed),
+            self.feedback_rtt_us.load(Relaxed),
+        ]
+        .into_iter()
+        .find(|&us| us > 0)
+        .map(Duration::from_micros)
+    }
+
     pub fn snapshot(&self) -> BweSnapshot {
         let rtt_us = self.feedback_rtt_us.load(Relaxed);
         BweSnapshot {

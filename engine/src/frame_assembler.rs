@@ -120,11 +120,16 @@ impl FrameAssembler {
         self.stats
     }
 
-    /// How long a gap waits for a retransmission: a few NACK rounds (sent every 20 ms) plus
-    /// round trips.
+    /// How long a gap waits for a retransmission: two NACK rounds (nack.rs asks at once, and again
+    /// 1.25 round trips later) plus a margin for the sender's queue.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(60))
             .clamp(Duration::from_millis(60), Duration::from_millis(500));
+    }
+
+    /// The last sequence number released or given up: nothing at or before it is worth a NACK.
+    pub fn played_seq(&self) -> Option<u16> {
+        self.played.map(|p| p as u16)
     }
 
     #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod ladder;
 pub mod media_engine;
 pub mod media_recv;
 pub mod media_send;
+pub mod nack;
 pub mod negotiator;
 pub mod pacer;
 pub mod peer;

@@ -4,7 +4,7 @@
 //! person asked for (mute, camera off, share a screen); `stop` (also on drop) ends every thread
 //! and waits for it, so when it returns the sinks are finished and recordings are complete.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -56,7 +56,6 @@ pub struct MediaEngine {
     /// Echo cancellation and friends, shared by the send (capture) and playout (render) threads.
     apm: Option<Arc<AudioProcessor>>,
     mic_muted: Arc<AtomicBool>,
-    rtt_us: Arc<AtomicU64>,
     /// What the network lets video use (written by the transport).
     rate: Arc<BweShared>,
     /// Tells the receive pipelines to end.
@@ -95,7 +94,6 @@ impl MediaEngine {
             errors,
             apm,
             mic_muted: Arc::new(AtomicBool::new(false)),
-            rtt_us: Arc::new(AtomicU64::new(0)),
             rate,
             stop_receivers: Arc::new(AtomicBool::new(false)),
             video: None,
@@ -157,7 +155,7 @@ impl MediaEngine {
             track,
             self.io.video_out.clone(),
             self.stats.clone(),
-            self.rtt_us.clone(),
+            self.rate.clone(),
             self.stop_receivers.clone(),
         );
         self.receivers.extend(thread);
@@ -205,7 +203,8 @@ impl MediaEngine {
 
     /// The latest round-trip time, which sets how long a gap in the video waits for a resend.
     pub fn set_rtt_ms(&self, rtt_ms: f64) {
-        self.rtt_us
+        self.rate
+            .path_rtt_us
             .store((rtt_ms * 1000.0) as u64, Ordering::Relaxed);
     }
 

@@ -4,7 +4,7 @@
 //! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink,
 //! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -14,6 +14,7 @@ use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::audio_jitter::{AudioJitterBuffer, Playout};
+use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
 use confab_codecs::apm::AudioProcessor;
@@ -27,13 +28,14 @@ use confab_media::{AudioSink, EchoReference, Pacer, Room, VideoOut};
 /// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
 const DECODE_QUEUE: usize = 8;
 
-/// `rtt_us`: the latest round-trip time (0 until known), which sets how long a gap waits for NACK.
+/// `transport`: its round trip sets how long a gap waits for NACK, and the assembler's progress is
+/// published there so that NACK stops asking for what was given up.
 /// Returns the decode thread, which ends soon after `stop` is set.
 pub fn spawn_video(
     track: Arc<dyn TrackRemote>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
-    rtt_us: Arc<AtomicU64>,
+    transport: Arc<BweShared>,
     stop: Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
     let (frame_tx, frame_rx) = sync_channel::<AssembledFrame>(DECODE_QUEUE);
@@ -79,9 +81,8 @@ pub fn spawn_video(
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let rtt = rtt_us.load(Ordering::Relaxed);
-                    if rtt > 0 {
-                        assembler.set_rtt(Duration::from_micros(rtt));
+                    if let Some(rtt) = transport.rtt() {
+                        assembler.set_rtt(rtt);
                     }
                     if need_keyframe.swap(false, Ordering::Relaxed) {
                         // Through the assembler, which rate-limits requests.
@@ -96,6 +97,9 @@ pub fn spawn_video(
                     events
                 }
             };
+            if let Some(seq) = assembler.played_seq() {
+                transport.receive_horizon.set(media_ssrc, seq);
+            }
             for event in events {
                 match event {
                     Event::Frame(frame) => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use confab_protocol::IceServer;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{NackGeneratorBuilder, NackResponderBuilder, Slot};
+use rtc::interceptor::{NackResponderBuilder, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_congestion_control, configure_rtcp_reports, CongestionFeedback,
 };
@@ -30,6 +30,7 @@ use webrtc::peer_connection::{
 
 use super::bwe::{BweShared, Estimator, Published, INITIAL_BPS};
 use super::keyframe_forwarder::{self, KeyframeForwarder};
+use super::nack::NackRequester;
 use super::pacer::AppPacer;
 use super::CallError;
 
@@ -156,12 +157,6 @@ pub async fn update_ice_servers(pc: &Peer, settings: &NetworkSettings) -> Result
     Ok(())
 }
 
-/// How often missing video packets are asked for again.
-pub const NACK_INTERVAL: Duration = Duration::from_millis(20);
-/// How often one missing packet is asked for at most: at 20 ms and 100 ms RTT an uncapped
-/// generator asks about five times before the first answer can arrive.
-pub const MAX_NACKS_PER_PACKET: u16 = 2;
-
 /// Data channels are sent in bounded chunks; `send` waits once this much is buffered.
 const DATA_CHANNEL_BUFFER: usize = 1024 * 1024;
 
@@ -202,8 +197,9 @@ async fn build_with(
         },
         RtpCodecKind::Audio,
     )?;
-    // register_default_interceptors' set, but with NACKs every 20 ms instead of 100 ms: a lost
-    // video packet is asked for again quickly, so the frame it belongs to is late, not lost.
+    // register_default_interceptors' set, but with our NACK requester (nack.rs): a lost video
+    // packet is asked for at once and again only after a round trip, so the frame it belongs to
+    // is late, not lost, and a lossy link is not flooded with requests and resends.
     for parameter in ["", "pli"] {
         media.register_feedback(
             RTCPFeedback {
@@ -213,15 +209,10 @@ async fn build_with(
             RtpCodecKind::Video,
         );
     }
+    let bwe = Arc::new(BweShared::default());
     let registry = Registry::new()
         .with(Slot::NackResponder, NackResponderBuilder::new().build())
-        .with(
-            Slot::NackGenerator,
-            NackGeneratorBuilder::new()
-                .with_interval(NACK_INTERVAL)
-                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
-                .build(),
-        )
+        .with(Slot::NackGenerator, NackRequester::new(bwe.clone()))
         .with(
             Slot::from(keyframe_forwarder::SLOT),
             KeyframeForwarder::default(),
@@ -231,7 +222,6 @@ async fn build_with(
     // TWCC extension and we send feedback for what we receive. The estimator is ours (it recovers
     // after a backoff, see bwe.rs), and the helper's pacer (1 Mbit/s, one FIFO of 4096 packets,
     // no audio priority) is replaced by ours at the same slot (rtc logs one warning for that).
-    let bwe = Arc::new(BweShared::default());
     let registry = configure_congestion_control(
         registry,
         Published::new(Estimator::default(), bwe.clone()),

@@ -840,6 +840,7 @@ fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
         retransmissions: bwe
             .retransmissions
             .load(std::sync::atomic::Ordering::Relaxed),
+        nack_requests: bwe.nack_requests.load(std::sync::atomic::Ordering::Relaxed),
     };
 }
 

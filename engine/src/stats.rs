@@ -207,6 +207,8 @@ pub struct BweStats {
     pub packets_lost: u64,
     /// Packets sent again on request (NACK).
     pub retransmissions: u64,
+    /// Packets we asked the other side to send again (a packet asked for twice counts twice).
+    pub nack_requests: u64,
 }
 
 /// One second of a call.

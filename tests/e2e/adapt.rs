@@ -193,9 +193,11 @@ fn a_lossy_link_keeps_the_frame_rate_and_resends_sparingly() {
         let lost = num(sender, "/bwe/packets_lost");
         let resent = num(sender, "/bwe/retransmissions");
         let reported = num(sender, "/bwe/packets_reported");
+        let asked = num(receiver, "/bwe/nack_requests");
         eprintln!(
             "wifi-lossy, {who}: {fps:.1} fps over the last 10 s; {lost} of {reported} packets \
-             lost, {resent} resent ({:.2} per loss); audio concealed {:.1}%",
+             lost, {asked} asked for again, {resent} resent ({:.2} per loss); audio concealed \
+             {:.1}%",
             resent / lost.max(1.0),
             num(receiver, "/audio_recv/concealed_ratio") * 100.0
         );
@@ -207,6 +209,10 @@ fn a_lossy_link_keeps_the_frame_rate_and_resends_sparingly() {
         assert!(
             resent <= 2.0 * lost,
             "{who}: {resent} retransmissions for {lost} lost packets"
+        );
+        assert!(
+            asked > 0.0 && asked <= 2.0 * lost,
+            "{who}: {asked} packets asked for again for {lost} lost packets"
         );
     }
 }
