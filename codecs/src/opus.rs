@@ -1,8 +1,8 @@
-//! Opus at 48 kHz mono in 20 ms frames: an encoder tuned for speech with in-band FEC, and a
+//! Opus at 48 kHz mono in 10 or 20 ms frames: an encoder tuned for speech with in-band FEC, and a
 //! decoder that can recover a lost frame from the next one (FEC) or conceal it (PLC).
 
 use super::CodecError;
-use confab_media::audio::FRAME_SAMPLES;
+use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
 use confab_media::SAMPLE_RATE_HZ;
 
 /// Bytes an encoded frame may take (far above what 20 ms at our bitrates needs).
@@ -50,11 +50,11 @@ impl OpusEncoder {
             .map_err(err)
     }
 
-    /// Encodes one 20 ms frame (960 samples).
+    /// Encodes one 10 ms (480 samples) or 20 ms (960 samples) frame.
     pub fn encode(&mut self, frame: &[f32]) -> Result<Vec<u8>, CodecError> {
-        if frame.len() != FRAME_SAMPLES {
+        if frame.len() != BLOCK_SAMPLES && frame.len() != FRAME_SAMPLES {
             return Err(CodecError::Opus(format!(
-                "a frame is {FRAME_SAMPLES} samples, not {}",
+                "a frame is {BLOCK_SAMPLES} or {FRAME_SAMPLES} samples, not {}",
                 frame.len()
             )));
         }
@@ -64,6 +64,13 @@ impl OpusEncoder {
             .map_err(err)?;
         Ok(self.out[..n].to_vec())
     }
+}
+
+/// The samples (at 48 kHz) a packet decodes to, from its TOC byte; `None` when malformed.
+pub fn packet_samples(packet: &[u8]) -> Option<usize> {
+    opus::packet::get_nb_samples(packet, SAMPLE_RATE_HZ)
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 /// Whether `packet` carries in-band FEC (LBRR) data for the frame before it: only then can
@@ -94,23 +101,53 @@ impl OpusDecoder {
         })
     }
 
-    /// Decodes a packet into `out` (960 samples for our 20 ms frames).
+    /// Decodes a packet into `out` (480 or 960 samples for our frames; up to 5760 for 120 ms).
     pub fn decode(&mut self, packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
         self.decoder.decode_float(packet, out, false).map_err(err)
     }
 
-    /// Recovers the frame *before* `next_packet` from the FEC data it carries.
-    pub fn recover(&mut self, next_packet: &[u8], out: &mut [f32]) -> Result<usize, CodecError> {
+    /// Recovers the `samples` long frame *before* `next_packet` from the FEC data it carries.
+    pub fn recover(
+        &mut self,
+        next_packet: &[u8],
+        out: &mut [f32],
+        samples: usize,
+    ) -> Result<usize, CodecError> {
+        let out = out.get_mut(..samples).ok_or_else(|| too_short(samples))?;
         self.decoder
-            .decode_float(next_packet, &mut out[..FRAME_SAMPLES], true)
+            .decode_float(next_packet, out, true)
             .map_err(err)
     }
 
-    /// Packet-loss concealment: a plausible continuation when nothing arrived.
-    pub fn conceal(&mut self, out: &mut [f32]) -> Result<usize, CodecError> {
-        self.decoder
-            .decode_float(&[], &mut out[..FRAME_SAMPLES], false)
-            .map_err(err)
+    /// Packet-loss concealment: `samples` of plausible continuation when nothing arrived.
+    pub fn conceal(&mut self, out: &mut [f32], samples: usize) -> Result<usize, CodecError> {
+        let out = out.get_mut(..samples).ok_or_else(|| too_short(samples))?;
+        self.decoder.decode_float(&[], out, false).map_err(err)
+    }
+}
+
+fn too_short(samples: usize) -> CodecError {
+    CodecError::Opus(format!("the output holds fewer than {samples} samples"))
+}
+
+#[cfg(test)]
+mod frame_size_tests {
+    use super::*;
+
+    #[test]
+    fn ten_and_twenty_ms_frames_decode_to_their_length() {
+        let mut enc = OpusEncoder::new(32_000).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut out = vec![0f32; FRAME_SAMPLES * 6];
+        for samples in [BLOCK_SAMPLES, FRAME_SAMPLES] {
+            let packet = enc.encode(&vec![0.1; samples]).unwrap();
+            assert_eq!(packet_samples(&packet), Some(samples));
+            assert_eq!(dec.decode(&packet, &mut out).unwrap(), samples);
+            assert_eq!(dec.conceal(&mut out, samples).unwrap(), samples);
+            assert_eq!(dec.recover(&packet, &mut out, samples).unwrap(), samples);
+        }
+        assert!(dec.conceal(&mut out[..10], BLOCK_SAMPLES).is_err());
+        assert_eq!(packet_samples(&[]), None);
     }
 }
 
@@ -140,11 +177,14 @@ mod tests {
             "decoded level {level} dBFS"
         );
         // Packet 40 is lost: recover it from packet 41's FEC, then play 41 itself.
-        assert_eq!(dec.recover(&packets[41], &mut out).unwrap(), FRAME_SAMPLES);
+        assert_eq!(
+            dec.recover(&packets[41], &mut out, FRAME_SAMPLES).unwrap(),
+            FRAME_SAMPLES
+        );
         assert!(rms_dbfs(&out) > -25.0, "FEC gave audio: {}", rms_dbfs(&out));
         dec.decode(&packets[41], &mut out).unwrap();
         // Two lost in a row: conceal.
-        assert_eq!(dec.conceal(&mut out).unwrap(), FRAME_SAMPLES);
+        assert_eq!(dec.conceal(&mut out, FRAME_SAMPLES).unwrap(), FRAME_SAMPLES);
         assert!(enc.encode(&frame[..100]).is_err());
         // Garbage from the network: an error or noise, never a panic.
         let _ = dec.decode(&[0xFF; 3], &mut out);
@@ -181,9 +221,10 @@ mod tests {
                 dec.decode(p, &mut out).unwrap();
             }
             if fec {
-                dec.recover(&packets[lost + 1], &mut out).unwrap();
+                dec.recover(&packets[lost + 1], &mut out, FRAME_SAMPLES)
+                    .unwrap();
             } else {
-                dec.conceal(&mut out).unwrap();
+                dec.conceal(&mut out, FRAME_SAMPLES).unwrap();
             }
             confab_media::audio::tone_power(&out, 1500.0, SAMPLE_RATE_HZ)
         };

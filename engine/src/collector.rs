@@ -22,6 +22,8 @@ pub struct Collector {
     video_latency_ms: Histogram,
     psnr_db: Histogram,
     audio_latency_ms: Histogram,
+    audio_held_ms: Histogram,
+    audio_capture_ms: Histogram,
     freezes: FreezeDetector,
     send_rate: RateMeter,
     recv_rate: RateMeter,
@@ -181,6 +183,16 @@ impl Collector {
         self.audio_latency_ms.record(latency_us as f64 / 1000.0);
     }
 
+    /// A frame was played with `held_ms` of audio still waiting behind it in the jitter buffer.
+    pub fn audio_held(&mut self, held_ms: f64) {
+        self.audio_held_ms.record(held_ms);
+    }
+
+    /// A packet was encoded `ms` after its first sample was captured.
+    pub fn audio_captured(&mut self, ms: f64) {
+        self.audio_capture_ms.record(ms);
+    }
+
     pub fn first_audio(&mut self) {
         if self.stats.ms_to.first_audio.is_none() {
             self.stats.ms_to.first_audio = Some(self.ms_now());
@@ -273,6 +285,8 @@ impl Collector {
             r.frames_lost = (u64::from(hi - lo) + 1).saturating_sub(r.stamped_frames);
         }
         stats.audio_recv.latency_ms = self.audio_latency_ms.summary();
+        stats.audio_recv.held_ms = self.audio_held_ms.summary();
+        stats.audio_send.capture_to_encoded_ms = self.audio_capture_ms.summary();
         let a = &mut stats.audio_recv;
         let played =
             a.frames_decoded + a.frames_recovered_fec + a.frames_concealed + a.frames_stretched;

@@ -1,7 +1,7 @@
 //! The receive pipelines. Video: a task reads RTP from the remote track into the frame assembler
 //! (asking for keyframes with PLI when it must), and a named thread decodes complete frames and
 //! hands them to the `VideoOut`. Audio: a task fills the audio jitter buffer, and a named thread
-//! plays one 20 ms frame at a time (decoded, recovered from FEC, or concealed) into the sink,
+//! plays one frame (10 or 20 ms, as the sender packs them) at a time (decoded, recovered from FEC, or concealed) into the sink,
 //! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -239,9 +239,9 @@ pub fn spawn_audio(
     Some(playout)
 }
 
-/// The audio playout loop, on the caller's thread: whenever `sink` has room for 20 ms (a device:
-/// its clock sets the pace, so nothing piles up in front of it) or every 20 ms by the monotonic
-/// clock (a file, nothing), takes the next frame from `jitter` (filled by someone else: the
+/// The audio playout loop, on the caller's thread: whenever `sink` has room for the next frame (a
+/// device: its clock sets the pace, so nothing piles up in front of it) or once the last frame's
+/// time has passed by the monotonic clock (a file, nothing), takes the next frame from `jitter` (filled by someone else: the
 /// track's packets, or a benchmark's), decodes it and writes it. Counts what it plays and drops
 /// into `stats`. Returns when `stop` is set or the sink fails, after finishing the sink.
 pub fn run_playout(
@@ -260,19 +260,27 @@ pub fn run_playout(
     };
     let mut far_end = apm.and_then(|apm| sink.set_echo_reference(echo_reference(apm)));
     let mut pacer: Option<Pacer> = None;
+    // The longest Opus packet (120 ms).
     let mut pcm = vec![0f32; FRAME_SAMPLES * 6];
+    // 10 ms ticks of the monotonic clock the last frame lasted (unclocked sinks).
+    let mut owed_ticks = 1;
     let mut markers = MarkerDetector::default();
     let mut heard_anything = false;
     let mut undecodable = 0u64;
     let mut chunks_dropped = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        match sink.wait_for_room(FRAME_SAMPLES, ROOM_WAIT) {
+        let expected = jitter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_frame_samples();
+        match sink.wait_for_room(expected, ROOM_WAIT) {
             Ok(Room::Ready) => {}
             Ok(Room::Full) => continue,
             Ok(Room::Unclocked) => {
-                pacer
-                    .get_or_insert_with(|| Pacer::new(Duration::from_millis(20)))
-                    .wait();
+                let pacer = pacer.get_or_insert_with(|| Pacer::new(Duration::from_millis(10)));
+                for _ in 0..owed_ticks {
+                    pacer.wait();
+                }
             }
             Err(err) => {
                 let speaker = sink.name();
@@ -280,27 +288,29 @@ pub fn run_playout(
                 break;
             }
         }
-        let decision = jitter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop(Instant::now());
+        let (decision, len) = {
+            let mut jitter = jitter.lock().unwrap_or_else(|p| p.into_inner());
+            let decision = jitter.pop(Instant::now());
+            (decision, jitter.frame_samples().min(pcm.len()))
+        };
         let result = match &decision {
             Playout::Silence => {
-                pcm[..FRAME_SAMPLES].fill(0.0);
-                Ok(FRAME_SAMPLES)
+                pcm[..len].fill(0.0);
+                Ok(len)
             }
             Playout::Packet(p) => decoder.decode(p, &mut pcm),
-            Playout::Recover(next) => decoder.recover(next, &mut pcm),
-            Playout::Conceal => decoder.conceal(&mut pcm),
+            Playout::Recover(next) => decoder.recover(next, &mut pcm, len),
+            Playout::Conceal => decoder.conceal(&mut pcm, len),
         };
         let n = match result {
             Ok(n) => n.min(pcm.len()),
             Err(err) => {
                 tracing::debug!(%err, "audio decode failed; concealing");
                 undecodable += 1;
-                decoder.conceal(&mut pcm).unwrap_or(0)
+                decoder.conceal(&mut pcm, len).unwrap_or(0)
             }
         };
+        owed_ticks = n.div_ceil(BLOCK_SAMPLES).max(1);
         let samples = &pcm[..n];
         if let Some(far_end) = &mut far_end {
             far_end(samples);
@@ -325,6 +335,7 @@ pub fn run_playout(
             for latency in markers.push(samples, play_us) {
                 c.audio_latency(latency);
             }
+            c.audio_held(s.buffered_ms);
         }
         let a = &mut c.stats.audio_recv;
         a.packets_received = s.packets;
@@ -333,6 +344,7 @@ pub fn run_playout(
         a.frames_concealed = s.concealed;
         a.frames_stretched = s.stretched;
         a.jitter_buffer_ms = s.target_ms;
+        a.packet_ms = s.frame_ms;
         a.packets_late = s.late;
         a.packets_dropped_overflow = s.dropped_overflow;
         a.frames_dropped_latency = s.dropped_for_latency;
@@ -434,7 +446,8 @@ mod tests {
         assert_eq!(log.last(), Some(&"finish"));
         let a = stats.snapshot().audio_recv;
         assert_eq!(a.frames_dropped_overflow, 3);
-        assert_eq!(a.speaker_samples_dropped, 3 * FRAME_SAMPLES as u64);
+        // Silence goes out in 10 ms frames until a packet says how long the sender's are.
+        assert_eq!(a.speaker_samples_dropped, 3 * BLOCK_SAMPLES as u64);
         assert_eq!(a.speaker_underrun_samples, 42);
     }
 

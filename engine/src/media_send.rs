@@ -1,7 +1,7 @@
 //! The send pipelines. Video: a named thread pulls frames from the source, encodes them with
 //! openh264 (a keyframe when the receiver asks) and hands them to a tokio task that packetizes them
-//! onto the track; a second task listens for keyframe requests. Audio: a thread reads 20 ms blocks,
-//! encodes Opus, and a task writes them. Hand-over queues are bounded: when the network side falls
+//! onto the track; a second task listens for keyframe requests. Audio: a thread reads 10 ms blocks,
+//! encodes them into Opus packets of 10 ms (20 ms on a tight link), and a task writes them. Hand-over queues are bounded: when the network side falls
 //! behind, frames are dropped (and counted), never queued without end.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +23,7 @@ use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
-use confab_media::audio::FRAME_SAMPLES;
+use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSource, VideoSource};
 
@@ -162,10 +162,24 @@ impl BweShared {
         let target = self.target_bps.load(Ordering::Relaxed);
         (target > 0).then(|| {
             let video = (target as f64 * VIDEO_SHARE) as u64;
-            video
-                .saturating_sub(AUDIO_RESERVE_BPS)
-                .min(u64::from(u32::MAX)) as u32
+            let audio = if target >= SHORT_AUDIO_MIN_BPS {
+                AUDIO_RESERVE_SHORT_BPS
+            } else {
+                AUDIO_RESERVE_BPS
+            };
+            video.saturating_sub(audio).min(u64::from(u32::MAX)) as u32
         })
+    }
+
+    /// How much audio goes in one packet: 10 ms (the least delay) while the link has room for
+    /// twice the packets, 20 ms below `SHORT_AUDIO_MIN_BPS` (and before any estimate: 10 ms).
+    pub fn audio_packet_samples(&self) -> usize {
+        let target = self.target_bps.load(Ordering::Relaxed);
+        if target == 0 || target >= SHORT_AUDIO_MIN_BPS {
+            BLOCK_SAMPLES
+        } else {
+            FRAME_SAMPLES
+        }
     }
 
     /// The loss Opus's FEC should expect, in percent, once the network reports any: the measured
@@ -186,6 +200,10 @@ impl BweShared {
 
 /// Opus at 32 kbit/s in 20 ms packets plus RTP/UDP/IP and SRTP overhead (50 packets/s).
 const AUDIO_RESERVE_BPS: u64 = 56_000;
+/// The same in 10 ms packets (100 packets/s, ~58 bytes of headers each).
+const AUDIO_RESERVE_SHORT_BPS: u64 = 80_000;
+/// Audio goes in 10 ms packets from this target up; below it, in 20 ms packets.
+const SHORT_AUDIO_MIN_BPS: u64 = 1_200_000;
 /// The share of the target the encoder aims for: the rest covers packet headers, retransmissions
 /// and the encoder's own overshoot.
 const VIDEO_SHARE: f64 = 0.9;
@@ -478,14 +496,19 @@ pub fn start_audio(
                         return;
                     }
                 };
-                let mut block = vec![0f32; FRAME_SAMPLES];
+                // 10 ms blocks from the microphone; one or two per packet.
+                let mut packet = vec![0f32; FRAME_SAMPLES];
+                let mut filled = 0;
+                let mut packet_samples = rate.audio_packet_samples();
                 let mut expected_loss = Some(DEFAULT_EXPECTED_LOSS_PERCENT);
                 stats.lock().stats.audio_send.fec_expected_loss_percent =
                     DEFAULT_EXPECTED_LOSS_PERCENT;
-                let mut frames = 0u64;
+                let mut blocks = 0u64;
+                let mut captured_at = Instant::now();
+                let mut packet_first_us = 0;
                 while !stop.load(Ordering::Relaxed) {
                     // Once a second: protect against the loss the network reports.
-                    if frames.is_multiple_of(50) {
+                    if blocks.is_multiple_of(100) {
                         if let Some(percent) = rate.expected_loss_percent() {
                             if expected_loss != Some(percent) {
                                 expected_loss = Some(percent);
@@ -496,36 +519,53 @@ pub fn start_audio(
                             }
                         }
                     }
-                    frames += 1;
-                    if let Err(err) = source.read(&mut block) {
-                        report(
-                            &errors,
-                            format!("audio is off: {} failed: {err}", source.name()),
-                        );
-                        return;
+                    blocks += 1;
+                    let block = &mut packet[filled..filled + BLOCK_SAMPLES];
+                    let first_us = match source.read(block) {
+                        Ok(first_us) => first_us,
+                        Err(err) => {
+                            report(
+                                &errors,
+                                format!("audio is off: {} failed: {err}", source.name()),
+                            );
+                            return;
+                        }
+                    };
+                    if filled == 0 {
+                        captured_at = Instant::now();
+                        packet_first_us = first_us;
                     }
                     // Echo cancellation, noise suppression, gain control, high-pass.
                     if let Some(apm) = &apm {
-                        apm.capture(&mut block);
+                        apm.capture(block);
                     }
                     if muted.load(Ordering::Relaxed) {
                         block.fill(0.0);
                     }
-                    let at = Instant::now();
-                    let data = match encoder.encode(&block) {
+                    filled += BLOCK_SAMPLES;
+                    if filled < packet_samples {
+                        continue;
+                    }
+                    let data = match encoder.encode(&packet[..filled]) {
                         Ok(data) => data,
                         Err(err) => {
                             report(&errors, format!("audio is off: {err}"));
                             return;
                         }
                     };
+                    let duration = Duration::from_millis(10) * (filled / BLOCK_SAMPLES) as u32;
+                    filled = 0;
+                    // The next packet's length follows the link (between packets only).
+                    packet_samples = rate.audio_packet_samples();
                     let mut c = stats.lock();
                     c.audio_encoded();
+                    if packet_first_us > 0 {
+                        let ms = clock::now_us().saturating_sub(packet_first_us) as f64 / 1000.0;
+                        c.audio_captured(ms);
+                    }
                     c.stats.audio_send.mic_samples_dropped = source.dropped_samples();
-                    if let Some(apm) = apm
-                        .as_ref()
-                        .filter(|_| c.stats.audio_send.frames_encoded.is_multiple_of(50))
-                    {
+                    c.stats.audio_send.packet_ms = duration.as_secs_f64() * 1000.0;
+                    if let Some(apm) = apm.as_ref().filter(|_| blocks.is_multiple_of(100)) {
                         let (erle, delay) = apm.echo_stats();
                         c.stats.audio_send.aec_erle_db = erle;
                         c.stats.audio_send.aec_delay_ms = delay;
@@ -533,8 +573,8 @@ pub fn start_audio(
                     drop(c);
                     let item = Encoded {
                         data,
-                        duration: Duration::from_millis(20),
-                        at,
+                        duration,
+                        at: captured_at,
                     };
                     match tx.try_send(item) {
                         Ok(()) => {}
@@ -564,8 +604,17 @@ mod tests {
         let rate = BweShared::default();
         assert_eq!(rate.video_bps(), None, "no estimate yet");
         assert_eq!(rate.expected_loss_percent(), None);
+        assert_eq!(rate.audio_packet_samples(), 480, "10 ms audio at first");
+        rate.target_bps.store(2_000_000, Ordering::Relaxed);
+        assert_eq!(rate.video_bps(), Some(1_800_000 - 80_000));
+        assert_eq!(rate.audio_packet_samples(), 480);
         rate.target_bps.store(1_000_000, Ordering::Relaxed);
         assert_eq!(rate.video_bps(), Some(900_000 - 56_000));
+        assert_eq!(
+            rate.audio_packet_samples(),
+            960,
+            "20 ms audio on a tight link"
+        );
         assert_eq!(
             rate.expected_loss_percent(),
             Some(0),

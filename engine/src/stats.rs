@@ -100,8 +100,13 @@ pub struct AudioSendStats {
     pub aec_erle_db: Option<f64>,
     /// The echo path delay the echo canceller found.
     pub aec_delay_ms: Option<u32>,
-    /// Encoded 20 ms frames dropped because the network side fell behind.
+    /// Encoded frames dropped because the network side fell behind.
     pub frames_dropped: u64,
+    /// Audio per packet now: 10 ms while the link has room, 20 ms on a tight one.
+    pub packet_ms: f64,
+    /// From a packet's first sample captured to the packet encoded (the packet's length plus
+    /// processing and encoding): the send side's share of the latency.
+    pub capture_to_encoded_ms: Percentiles,
     /// Microphone samples (per channel, at the device rate) lost before they could be read.
     pub mic_samples_dropped: u64,
     /// The loss Opus's in-band FEC protects against now (percent; follows the measured loss).
@@ -117,8 +122,14 @@ pub struct AudioRecvStats {
     /// Concealed frames inserted to grow the jitter buffer (not losses).
     pub frames_stretched: u64,
     pub concealed_ratio: f64,
+    /// Mouth to ear of the test signal's markers (when the other side sends it).
     pub latency_ms: Percentiles,
+    /// Audio the jitter buffer held ahead of playout, at each frame played: its share of the
+    /// latency.
+    pub held_ms: Percentiles,
     pub jitter_buffer_ms: f64,
+    /// Audio per packet the other side sends (10 or 20 ms; a browser sends 20).
+    pub packet_ms: f64,
     /// Packets that arrived after their time to play had passed (discarded).
     pub packets_late: u64,
     /// Packets discarded because too many waited (playout had stalled).

@@ -80,11 +80,17 @@ fn main() {
             continue;
         };
         let (cpu, rss_kib) = last[i];
+        // The other peer's send side, for the audio that reached this one.
+        let Some(other) = &outcomes[1 - i].stats else {
+            continue;
+        };
         let call_secs = num(s, "/duration_s");
         println!(
             "{name}: join->first remote frame {:.0} ms (ICE connected at {:.0} ms), latency p50 {:.1} ms p95 {:.1} ms, \
              {:.1} fps, PSNR {:.1} dB, freezes {}, CPU {:.2} s ({:.2} cores), peak RSS {:.0} MiB, \
-             encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps, audio latency p50 {:.0} ms",
+             encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps, audio latency p50 {:.0} ms p95 {:.0} ms \
+             (capture to encoded p50 {:.1} ms at the sender, held in the jitter buffer p50 {:.1} \
+             p95 {:.1} ms, target {:.0} ms, {:.0} ms packets, {} stretched, {} trimmed)",
             num(s, "/ms_to/first_video_frame"),
             num(s, "/ms_to/ice_connected"),
             num(s, "/video_recv/latency_ms/p50"),
@@ -99,6 +105,14 @@ fn main() {
             num(s, "/video_recv/decode_ms/mean"),
             num(s, "/video_send/bitrate_kbps"),
             num(s, "/audio_recv/latency_ms/p50"),
+            num(s, "/audio_recv/latency_ms/p95"),
+            num(other, "/audio_send/capture_to_encoded_ms/p50"),
+            num(s, "/audio_recv/held_ms/p50"),
+            num(s, "/audio_recv/held_ms/p95"),
+            num(s, "/audio_recv/jitter_buffer_ms"),
+            num(s, "/audio_recv/packet_ms"),
+            num(s, "/audio_recv/frames_stretched"),
+            num(s, "/audio_recv/frames_dropped_latency"),
         );
     }
     drop(server);
