@@ -212,6 +212,7 @@ function sampleEverySecond() {
       const samples = (now.samples || 0) - (prev.samples || 0);
       timeline.push({
         t_s: Math.round((now.t - t0) / 100) / 10,
+        epoch_ms: Date.now(), // wall clock, to line samples up with a network scenario
         send_kbps: (rate('bytesSent') * 8) / 1000,
         target_kbps: now.targetKbps,
         send_width: now.sendWidth || 0,
