@@ -232,8 +232,8 @@ fn run_chromium(scenario: &Scenario, secs: u32, room: u64, y4m: &str) -> Option<
     let (oa, ob) = (a.finish(timeout), b.finish(timeout));
     if !oa.ok || !ob.ok {
         eprintln!(
-            "chromium on {}: a side failed\n{}\n{}",
-            scenario.name, oa.json, ob.json
+            "chromium on {}: a side failed: {} / {}",
+            scenario.name, oa.json["reason"], ob.json["reason"]
         );
         return None;
     }

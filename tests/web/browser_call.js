@@ -269,6 +269,8 @@ async function run(opts, result) {
     await page.addInitScript(sampleEverySecond);
     result.msToLaunch = Date.now() - tStart;
     await page.goto(opts.url, { waitUntil: 'load', timeout: 15000 });
+    // On a slow or lossy link the page's script may still be on its way after 'load'.
+    await page.waitForFunction(() => window.confab, null, { timeout: 15000 }).catch(() => {});
 
     // The page joins by itself with ?autojoin=1; otherwise press Join.
     const autojoin = new URL(opts.url).searchParams.get('autojoin') === '1';
