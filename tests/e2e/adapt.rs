@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use confab_e2e::netem::{NetLab, Profile, Scenario};
+use confab_e2e::timeline::longest_stall_s;
 use confab_e2e::{num, room_code, serial, test_media, Outcome, Peer};
 use serde_json::Value;
 
@@ -215,4 +216,74 @@ fn a_lossy_link_keeps_the_frame_rate_and_resends_sparingly() {
             "{who}: {asked} packets asked for again for {lost} lost packets"
         );
     }
+}
+
+/// A call on a bad link holds: after the first frame the picture never stands still for more
+/// than `max_stall_s` whole seconds, video stays under `max_video_kbps` over the last 10 s and
+/// still moves (>= `min_fps`), and at most `max_concealed` of the audio is concealed.
+fn a_bad_link_holds(
+    profile: Profile,
+    room: u64,
+    max_video_kbps: f64,
+    min_fps: f64,
+    max_stall_s: u32,
+    max_concealed: f64,
+) {
+    let _machine = serial();
+    let mut lab = NetLab::new(profile);
+    let (sa, sb) = call(&mut lab, None, room, 20);
+    // Both directions are measured (and printed) before either is judged.
+    let mut measured = Vec::new();
+    for (sender, receiver, who) in [(&sa, &sb, "alice -> bob"), (&sb, &sa, "bob -> alice")] {
+        print_timeline(who, sender, receiver);
+        let end = num(sender, "/duration_s");
+        let send_kbps = mean(&series(&seconds(sender, end - 10.0, end), "send_kbps"));
+        let fps = mean(&series(&seconds(receiver, end - 10.0, end), "recv_fps"));
+        let stall = longest_stall_s(&seconds(receiver, 0.0, end + 1.0));
+        let concealed = num(receiver, "/audio_recv/concealed_ratio");
+        let decoded = num(receiver, "/video_recv/frames_decoded");
+        eprintln!(
+            "{}, {who}: last 10 s video {send_kbps:.0} kbit/s, received {fps:.1} fps; longest \
+             stall {stall} s, {} freezes, audio concealed {:.1}% (FEC recovered {}); {} \
+             keyframes in {} frames",
+            profile.name,
+            num(receiver, "/video_recv/freezes"),
+            concealed * 100.0,
+            num(receiver, "/audio_recv/frames_recovered_fec"),
+            num(sender, "/video_send/keyframes"),
+            num(sender, "/video_send/frames_encoded"),
+        );
+        measured.push((who, send_kbps, fps, stall, concealed, decoded));
+    }
+    for (who, send_kbps, fps, stall, concealed, decoded) in measured {
+        assert!(decoded > 0.0, "{who}: no video at all");
+        assert!(
+            send_kbps <= max_video_kbps,
+            "{who}: {send_kbps:.0} kbit/s of video on {profile:?}"
+        );
+        assert!(fps >= min_fps, "{who}: {fps:.1} fps over the last 10 s");
+        assert!(
+            stall <= max_stall_s,
+            "{who}: the picture stood still for {stall} s"
+        );
+        assert!(
+            concealed <= max_concealed,
+            "{who}: {:.1}% of audio concealed",
+            concealed * 100.0
+        );
+    }
+}
+
+#[test]
+#[ignore = "fails today (engine): at 10% loss the estimate sinks to ~70-100 kbit/s, 320x180 at 6-7 fps on a 1 Mbit/s link; see NOTES.md"]
+fn a_very_bad_link_holds_the_call() {
+    // 1 Mbit/s, 250 ms each way, 10% loss.
+    a_bad_link_holds(Profile::VERY_BAD, 2005, 950.0, 10.0, 2, 0.15);
+}
+
+#[test]
+#[ignore = "fails today (engine): the call starts at 720p ~1.5 Mbit/s into 400 kbit/s and the picture stands still for 6-8 s; see NOTES.md"]
+fn a_3g_link_holds_the_call() {
+    // 400 kbit/s, 175 ms each way: audio and headers take ~50 kbit/s of it.
+    a_bad_link_holds(Profile::THREE_G, 2006, 380.0, 10.0, 2, 0.05);
 }

@@ -143,8 +143,10 @@ impl Server {
     }
 }
 
+pub mod browser;
 pub mod netem;
 pub mod services;
+pub mod timeline;
 
 impl Server {
     /// The server's /healthz report.

@@ -194,6 +194,18 @@ fn sweep_stale_namespaces() {
     }
 }
 
+/// Kills the processes left in namespace `ns` (this lab's own), by their ids.
+fn kill_processes_in(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if pid.parse::<u32>().is_ok() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+}
+
 /// The names of all network namespaces on the machine now.
 pub fn namespaces_now() -> Vec<String> {
     let out = Command::new("ip")
@@ -521,6 +533,11 @@ impl Drop for NetLab {
         self.stun = None;
         for router in &self.routers {
             router.state.lock().unwrap_or_else(|p| p.into_inner()).delay = None;
+        }
+        // Whatever a test started in the homes and is still running there (a browser's
+        // renderer outliving its driver), so the namespaces really go.
+        for ns in &self.namespaces {
+            kill_processes_in(ns);
         }
         for ns in self.namespaces.iter().rev() {
             if let Err(e) = run(&format!("ip netns del {ns}")) {

@@ -3,8 +3,9 @@
 // (/usr/bin/chromium through playwright-core; browsers are never downloaded) with fake camera and
 // microphone, opens the Confab web page (signaling/web/) with a room in its URL, waits until the
 // call is connected and enough remote video frames were decoded, optionally sends chat messages
-// and files, and prints ONE JSON line on stdout with what `window.confab` reports. The page's
-// console goes to stderr.
+// and files, and prints ONE JSON line on stdout with what `window.confab` reports, plus a
+// per-second `timeline` sampled from the page's RTCPeerConnection (sent and received video rate,
+// frame rate, size, freezes, audio concealed). The page's console goes to stderr.
 //
 // Exit status: 0 when the call connected and the goals were met (decoded frames, and the chat
 // messages and files asked for with --expect-chat / --expect-files); 1 when not, with the reason
@@ -61,6 +62,12 @@ function chromiumArgs(opts, hosts) {
     // Play remote audio without a click (the page also copes without this).
     '--autoplay-policy=no-user-gesture-required',
   ];
+  // A page served from a lab address (not localhost) is no secure context, and would get no
+  // camera or microphone: trust the page's own origin, as a test of a real https site would.
+  const origin = new URL(opts.url).origin;
+  if (!/^https:|^http:\/\/(localhost|127\.0\.0\.1)(:|$)/.test(origin)) {
+    args.push(`--unsafely-treat-insecure-origin-as-secure=${origin}`);
+  }
   if (opts.fakeVideo) args.push(`--use-file-for-fake-video-capture=${path.resolve(opts.fakeVideo)}`);
   return args;
 }
@@ -146,6 +153,91 @@ async function snapshot(page) {
   });
 }
 
+/**
+ * Runs in the page before its own script: remembers every RTCPeerConnection it makes and, once a
+ * second, appends what the newest one did in that second to `window.__timeline` (the fields
+ * mirror the native peer's `--stats-json` timeline where they can).
+ */
+function sampleEverySecond() {
+  const Native = window.RTCPeerConnection;
+  if (!Native) return;
+  const pcs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      pcs.push(this);
+    }
+  };
+  const timeline = [];
+  window.__timeline = timeline;
+  const t0 = performance.now();
+  let prev = null;
+  setInterval(async () => {
+    const pc = pcs[pcs.length - 1];
+    if (!pc || pc.connectionState === 'closed') return;
+    const now = { t: performance.now() };
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch (err) {
+      return;
+    }
+    let pair = null;
+    report.forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        now.bytesSent = (now.bytesSent || 0) + (r.bytesSent || 0);
+        now.framesEncoded = (now.framesEncoded || 0) + (r.framesEncoded || 0);
+        now.keyFramesEncoded = (now.keyFramesEncoded || 0) + (r.keyFramesEncoded || 0);
+        now.sendWidth = r.frameWidth || 0;
+        now.sendHeight = r.frameHeight || 0;
+        now.limitation = r.qualityLimitationReason || null;
+        now.targetKbps = r.targetBitrate ? r.targetBitrate / 1000 : null;
+      } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
+        now.bytesReceived = r.bytesReceived || 0;
+        now.framesDecoded = r.framesDecoded || 0;
+        now.freezes = r.freezeCount || 0;
+        now.freezeS = r.totalFreezesDuration || 0;
+        now.recvWidth = r.frameWidth || 0;
+        now.recvHeight = r.frameHeight || 0;
+      } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
+        now.concealed = r.concealedSamples || 0;
+        now.samples = r.totalSamplesReceived || 0;
+      } else if (r.type === 'transport' && r.selectedCandidatePairId) {
+        pair = report.get(r.selectedCandidatePairId) || pair;
+      }
+    });
+    if (prev && pc === prev.pc) {
+      const secs = (now.t - prev.t) / 1000;
+      const rate = (key) => Math.max(0, (now[key] || 0) - (prev[key] || 0)) / secs;
+      const samples = (now.samples || 0) - (prev.samples || 0);
+      timeline.push({
+        t_s: Math.round((now.t - t0) / 100) / 10,
+        epoch_ms: Date.now(), // wall clock, to line samples up with a network scenario
+        send_kbps: (rate('bytesSent') * 8) / 1000,
+        target_kbps: now.targetKbps,
+        send_width: now.sendWidth || 0,
+        send_height: now.sendHeight || 0,
+        send_fps: rate('framesEncoded'),
+        keyframes_sent: (now.keyFramesEncoded || 0) - (prev.keyFramesEncoded || 0),
+        quality_limitation: now.limitation || null,
+        recv_kbps: (rate('bytesReceived') * 8) / 1000,
+        recv_fps: rate('framesDecoded'),
+        recv_width: now.recvWidth || 0,
+        recv_height: now.recvHeight || 0,
+        freezes: now.freezes || 0,
+        freeze_s: now.freezeS || 0,
+        audio_concealed: samples > 0 ? Math.max(0, (now.concealed || 0) - (prev.concealed || 0)) / samples : 0,
+        audio_concealed_total: now.concealed || 0,
+        audio_samples_total: now.samples || 0,
+        rtt_ms: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
+        available_kbps: pair && pair.availableOutgoingBitrate ? pair.availableOutgoingBitrate / 1000 : null,
+      });
+    }
+    now.pc = pc;
+    prev = now;
+  }, 1000);
+}
+
 /** What is still missing, or null when every goal is met. */
 function missing(opts, snap) {
   if (snap.state !== 'connected') return `not connected (state ${snap.state})`;
@@ -174,8 +266,11 @@ async function run(opts, result) {
     const page = await context.newPage();
     page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
+    await page.addInitScript(sampleEverySecond);
     result.msToLaunch = Date.now() - tStart;
     await page.goto(opts.url, { waitUntil: 'load', timeout: 15000 });
+    // On a slow or lossy link the page's script may still be on its way after 'load'.
+    await page.waitForFunction(() => window.confab, null, { timeout: 15000 }).catch(() => {});
 
     // The page joins by itself with ?autojoin=1; otherwise press Join.
     const autojoin = new URL(opts.url).searchParams.get('autojoin') === '1';
@@ -234,6 +329,7 @@ async function run(opts, result) {
       snap = await snapshot(page);
     }
     Object.assign(result, summarize(snap));
+    result.timeline = await page.evaluate(() => window.__timeline || []);
     // Hang up properly (bye + leave), so the other side ends its call at once rather than
     // waiting for ICE to time out.
     await page.evaluate(() => window.confab.hangup()).catch(() => {});
