@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_known_vector_shared_with_the_web_client() {
-        // signaling/web/confab.js computes the same (its test checks this very value).
+        // signaling/web/confab.js computes the same (tests/e2e/browser.rs checks this value).
         let code = security_code((FA, &[1u8; 32]), (FB, &[2u8; 32]));
         assert_eq!(code, KNOWN_CODE);
     }
