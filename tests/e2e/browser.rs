@@ -128,7 +128,10 @@ fn call_with_browser(native_first: bool) {
     // Both show the same security code, from the certificates DTLS verified and the exchange on
     // the data channel.
     assert!(json["securityCode"].is_string(), "{json}");
-    assert_eq!(json["securityCode"], stats["security_code"], "{json}\n{stats:#}");
+    assert_eq!(
+        json["securityCode"], stats["security_code"],
+        "{json}\n{stats:#}"
+    );
     // Chrome's padding packets must not be mistaken for broken frames.
     assert!(
         num(&stats, "/video_recv/frames_dropped") <= 2.0,

@@ -144,6 +144,7 @@ impl Server {
 }
 
 pub mod netem;
+pub mod relay;
 pub mod services;
 
 impl Server {
