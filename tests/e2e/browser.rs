@@ -193,3 +193,106 @@ const c = require(process.argv[1]);
         })
     );
 }
+
+/// A browser that cannot do H.264 (H.264 hidden from its codec capabilities, so it offers and
+/// answers VP8 only): the call goes on with audio and chat both ways, no video, and Confab says
+/// why.
+fn call_with_vp8_only_browser(native_first: bool) {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(if native_first { 63 } else { 64 });
+    let http = server
+        .url
+        .replace("ws://", "http://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let url = format!("{http}/join/{room}?autojoin=1&name=Browser");
+    let native_args = test_media(
+        "320x180",
+        &[
+            "--duration",
+            "8",
+            "--wait",
+            "40",
+            "--chat",
+            "hi from native",
+        ],
+    );
+    let browser_args = [
+        "--no-h264",
+        "--frames",
+        "0",
+        "--timeout",
+        "40",
+        "--hold",
+        "8",
+        "--chat",
+        "hi from browser",
+        "--expect-chat",
+        "1",
+    ];
+    let (native, (ok, json, stderr)) = if native_first {
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        std::thread::sleep(Duration::from_millis(500));
+        (native, browser(&url, &browser_args))
+    } else {
+        let url = url.clone();
+        let handle = std::thread::Builder::new()
+            .name("browser".into())
+            .spawn(move || browser(&url, &browser_args))
+            .expect("invariant: the OS can start a thread");
+        std::thread::sleep(Duration::from_secs(3));
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        (native, handle.join().unwrap())
+    };
+    let native = native.finish(Duration::from_secs(60));
+    assert!(
+        ok,
+        "browser side failed: {json}\n{stderr}\nnative: {}",
+        native.stderr
+    );
+    assert!(
+        native.status.success(),
+        "native side failed: {}",
+        native.stderr
+    );
+    assert!(
+        native
+            .stderr
+            .contains("confab: the other side sends no H.264 video"),
+        "{}",
+        native.stderr
+    );
+    let stats = native.stats.expect("native stats");
+    // Audio and chat both ways; no video either way.
+    assert!(
+        num(&stats, "/audio_recv/frames_decoded") >= 200.0,
+        "{stats:#}"
+    );
+    assert!(
+        json["audioPacketsReceived"].as_f64().unwrap_or(0.0) >= 100.0,
+        "{json}"
+    );
+    assert_eq!(
+        stats["chat"]["received"],
+        serde_json::json!(["hi from browser"])
+    );
+    assert_eq!(
+        json["chatReceived"],
+        serde_json::json!(["hi from native"]),
+        "{json}"
+    );
+    assert_eq!(num(&stats, "/video_recv/frames_decoded"), 0.0, "{stats:#}");
+    assert_eq!(json["framesDecoded"].as_f64(), Some(0.0), "{json}");
+}
+
+#[test]
+fn a_vp8_only_browser_joins_a_native_peer_who_waits() {
+    call_with_vp8_only_browser(true);
+}
+
+#[test]
+fn a_native_peer_joins_a_vp8_only_browser_who_waits() {
+    call_with_vp8_only_browser(false);
+}
