@@ -1,11 +1,14 @@
 //! A hostile signaling relay between two real `confab join --headless` peers and the server: one
 //! that pads every description with fingerprint lines DTLS never checks (both sides must still show
 //! the same code), and one that swaps the fingerprints for another certificate's (the call must
-//! fail its DTLS handshake, or the codes must differ).
+//! fail its DTLS handshake, or the codes must differ). And one that garbles offers: the peer that
+//! receives one says so and stays in the call until its own wait runs out.
 
 use std::time::Duration;
 
-use confab_e2e::relay::{add_fingerprints, replace_fingerprints, HostileRelay, Tamper};
+use confab_e2e::relay::{
+    add_fingerprints, garble_offers, replace_fingerprints, HostileRelay, Tamper,
+};
 use confab_e2e::{room_code, serial, test_media, Outcome, Peer, Server};
 
 /// A short call through the relay; the two outcomes.
@@ -54,4 +57,26 @@ fn a_swapped_fingerprint_fails_the_call_or_changes_the_code() {
     );
     // The way it fails: the DTLS handshake does not complete, so no code is ever shown.
     assert_eq!((code(&a), code(&b)), (None, None));
+}
+
+#[test]
+fn a_malformed_offer_is_a_notice_not_the_end_of_the_call() {
+    let (a, b) = call_through(garble_offers(), 73, "6");
+    // `a` waited and received the (garbled) offer of `b`, who arrived second.
+    assert!(
+        a.stderr
+            .contains("the other side sent an offer that cannot be used"),
+        "{}",
+        a.stderr
+    );
+    // Neither side ended on the bad description: `a` stayed until its wait ran out, and `b`
+    // until `a` left.
+    assert!(!a.status.success());
+    assert!(
+        a.stderr
+            .contains("could not connect to the other person within 6 s"),
+        "{}",
+        a.stderr
+    );
+    assert!(b.stderr.contains("the other person left"), "{}", b.stderr);
 }

@@ -47,6 +47,17 @@ pub fn replace_fingerprints() -> Tamper {
     })
 }
 
+/// Replaces every offer with text that is not SDP at all (answers pass unchanged).
+pub fn garble_offers() -> Tamper {
+    Arc::new(|sdp: &str| {
+        if sdp.contains("a=setup:actpass") {
+            "v=0\r\nthis is not a description\r\n".to_owned()
+        } else {
+            sdp.to_owned()
+        }
+    })
+}
+
 fn colon_hex(bytes: &[u8]) -> String {
     bytes
         .iter()
