@@ -170,6 +170,15 @@ impl Negotiator {
             }
             SignalPayload::EndOfCandidates => {}
             SignalPayload::Bye => actions.push(Action::PeerLeft),
+            SignalPayload::DescriptionError { message } => {
+                // Their words, shown to the person: one short line of printable text.
+                let message: String = message
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect();
+                actions.push(Action::Notice(format!("the other side says: {message}")));
+            }
         }
         actions
     }
@@ -272,6 +281,10 @@ impl Negotiator {
         let mut actions = vec![Action::Notice(format!(
             "the other side sent an {what} that cannot be used ({reason})"
         ))];
+        // Tell them too, so that their side does not wait in silence.
+        actions.extend(self.send(SignalPayload::DescriptionError {
+            message: format!("your {what} cannot be used ({reason})"),
+        }));
         if self.exchange == Exchange::Stable {
             actions.extend(self.pending_offer());
         }
@@ -585,7 +598,8 @@ mod tests {
         );
         let actions = n.remote_description_failed("SdpInvalidSyntax");
         assert!(
-            matches!(&actions[..], [Action::Notice(text)] if text.contains("offer") && text.contains("SdpInvalidSyntax")),
+            matches!(&actions[..], [Action::Notice(text), Action::Send(NEW, SignalPayload::DescriptionError { message })]
+                if text.contains("offer") && text.contains("SdpInvalidSyntax") && message == "your offer cannot be used (SdpInvalidSyntax)"),
             "{actions:?}"
         );
         // A good offer afterwards is answered as usual.
@@ -644,6 +658,18 @@ mod tests {
                 Action::Notice(NO_H264.into()),
                 Action::AcceptAnswer(rejecting.into())
             ]
+        );
+    }
+
+    #[test]
+    fn their_complaint_about_our_description_is_a_short_notice() {
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, true);
+        let message = format!("bad\u{1b}[31m{}", "x".repeat(500));
+        let actions = n.on_signal(NEW, SignalPayload::DescriptionError { message });
+        assert!(
+            matches!(&actions[..], [Action::Notice(text)] if text.starts_with("the other side says: bad[31mxxx") && text.chars().count() == "the other side says: ".len() + 200),
+            "{actions:?}"
         );
     }
 

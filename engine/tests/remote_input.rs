@@ -54,6 +54,7 @@ fn payload() -> impl Strategy<Value = SignalPayload> {
             ),
         Just(SignalPayload::EndOfCandidates),
         Just(SignalPayload::Bye),
+        ".{0,300}".prop_map(|message| SignalPayload::DescriptionError { message }),
     ]
 }
 

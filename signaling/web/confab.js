@@ -684,6 +684,11 @@ if (typeof document !== 'undefined') {
             return undefined;
           case 'bye':
             return this.end(`${this.remote.name || 'The other person'} hung up.`);
+          case 'description_error': {
+            const text = Array.from(String(payload.message)).filter((c) => c >= ' ').slice(0, 200).join('');
+            log('the other side could not use our description:', text);
+            return showMessage(`The other side says: ${text}`, true);
+          }
           default:
             log('ignoring signal of kind', payload.kind);
             return undefined;
@@ -803,7 +808,13 @@ if (typeof document !== 'undefined') {
           log('offer collision: rolling back ours');
           await this.pc.setLocalDescription({ type: 'rollback' });
         }
-        await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        try {
+          await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        } catch (err) {
+          this.signal({ kind: 'description_error', message: `your offer cannot be used (${err.message})` });
+          showMessage(`The other side sent an offer that cannot be used (${err.message}).`, true);
+          return;
+        }
         await this.flushCandidates();
         this.attachLocalTracks();
         this.preferH264();
@@ -818,7 +829,13 @@ if (typeof document !== 'undefined') {
           log('ignoring an answer we did not ask for');
           return;
         }
-        await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        try {
+          await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        } catch (err) {
+          this.signal({ kind: 'description_error', message: `your answer cannot be used (${err.message})` });
+          showMessage(`The other side sent an answer that cannot be used (${err.message}).`, true);
+          return;
+        }
         this.mark('answer');
         await this.flushCandidates();
       }

@@ -2,7 +2,8 @@
 //! that pads every description with fingerprint lines DTLS never checks (both sides must still show
 //! the same code), and one that swaps the fingerprints for another certificate's (the call must
 //! fail its DTLS handshake, or the codes must differ). And one that garbles offers: the peer that
-//! receives one says so and stays in the call until its own wait runs out.
+//! receives one says so (to the person and to the other side) and stays in the call until its own
+//! wait runs out.
 
 use std::time::Duration;
 
@@ -79,4 +80,11 @@ fn a_malformed_offer_is_a_notice_not_the_end_of_the_call() {
         a.stderr
     );
     assert!(b.stderr.contains("the other person left"), "{}", b.stderr);
+    // `b` heard why no answer came.
+    assert!(
+        b.stderr
+            .contains("the other side says: your offer cannot be used"),
+        "{}",
+        b.stderr
+    );
 }
