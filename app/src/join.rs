@@ -188,7 +188,10 @@ async fn drive(
                 }
                 Some(SessionEvent::Connected { security_code }) if connected_at.is_none() => {
                     connected_at = Some(Instant::now());
-                    eprintln!("confab: connected (security code {})", security_code.as_deref().unwrap_or("unavailable"));
+                    match security_code {
+                        Some(code) => eprintln!("confab: connected (security code {code})"),
+                        None => eprintln!("confab: connected"),
+                    }
                     for text in &args.chat {
                         let _ = session.commands.send(SessionCommand::Chat(text.clone())).await;
                     }
@@ -215,6 +218,7 @@ async fn drive(
                         eprintln!("confab: {}", notice.describe());
                     }
                 }
+                Some(SessionEvent::SecurityCode(code)) => eprintln!("confab: security code {code}"),
                 Some(SessionEvent::Warning(w)) => eprintln!("confab: {w}"),
                 None => {}
             },

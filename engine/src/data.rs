@@ -2,7 +2,8 @@
 //! chat and the file-transfer handshake. Channel `confab-file` (reliable, ordered) carries file
 //! chunks as binary messages `[u32 transfer id, big-endian][bytes]`, so a large file never holds up
 //! a chat message. A receiver writes into its receive folder only, under a sanitized name, and
-//! keeps a file only if its size and SHA-256 match what the sender announced.
+//! keeps a file only if its size and SHA-256 match what the sender announced. The control channel
+//! also carries the security code's commit-then-reveal exchange (`sas_commit`, `sas_reveal`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -45,6 +46,14 @@ pub enum ControlMessage {
     },
     FileCancel {
         id: u32,
+    },
+    /// The security code's exchange (see `security.rs`): SHA-256 of our random value, hex.
+    SasCommit {
+        hash: String,
+    },
+    /// Our random value, hex, sent only once the other side's commitment is in.
+    SasReveal {
+        nonce: String,
     },
 }
 

@@ -17,6 +17,7 @@ use super::data::{
     chunk_message, file_sha256, parse_chunk, ControlMessage, FileError, IncomingFile, CHUNK_BYTES,
     CONTROL_LABEL, FILE_LABEL, MAX_CHAT_CHARS, MAX_CONTROL_BYTES,
 };
+use super::security::{SasExchange, SasState};
 use super::stats::{Direction, FileStats};
 
 /// What the channel tasks report to the session loop.
@@ -180,6 +181,8 @@ pub struct DataLink {
     incoming: HashMap<u32, IncomingFile>,
     events: mpsc::Sender<LinkEvent>,
     stats: StatsHandle,
+    /// The security code's commit-then-reveal exchange.
+    sas: SasExchange,
 }
 
 impl DataLink {
@@ -202,7 +205,13 @@ impl DataLink {
             incoming: HashMap::new(),
             events,
             stats,
+            sas: SasExchange::random(),
         }
+    }
+
+    /// Where the security code's exchange stands.
+    pub fn sas_state(&self) -> &SasState {
+        self.sas.state()
     }
 
     async fn send_control(&self, msg: &ControlMessage) {
@@ -224,6 +233,13 @@ impl DataLink {
         }
         let mut notices = Vec::new();
         if self.control.is_some() {
+            if let Some(hash) = self.sas.commit() {
+                self.send_control(&ControlMessage::SasCommit { hash }).await;
+                if let Some(nonce) = self.sas.reveal() {
+                    self.send_control(&ControlMessage::SasReveal { nonce })
+                        .await;
+                }
+            }
             while let Some(text) = self.queued_chat.pop_front() {
                 self.chat(text).await;
             }
@@ -365,6 +381,17 @@ impl DataLink {
             }
         };
         match msg {
+            ControlMessage::SasCommit { hash } => {
+                if let Some(nonce) = self.sas.on_commit(&hash) {
+                    self.send_control(&ControlMessage::SasReveal { nonce })
+                        .await;
+                }
+                Vec::new()
+            }
+            ControlMessage::SasReveal { nonce } => {
+                self.sas.on_reveal(&nonce);
+                Vec::new()
+            }
             ControlMessage::Chat { text } => {
                 let text: String = text.chars().take(MAX_CHAT_CHARS).collect();
                 self.stats.lock().stats.chat.received.push(text.clone());

@@ -9,6 +9,7 @@ pub mod collector;
 pub mod data;
 pub mod data_link;
 pub mod depacketize;
+pub mod description;
 pub mod error;
 pub mod frame_assembler;
 pub mod keyframe_forwarder;

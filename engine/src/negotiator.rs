@@ -10,6 +10,8 @@
 
 use confab_protocol::{PeerId, SignalPayload};
 
+use super::description;
+
 /// An ICE candidate as it travels (the browser's `RTCIceCandidateInit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -81,7 +83,12 @@ pub struct Negotiator {
     local_pending: Vec<Candidate>,
     /// An offer was asked for while another exchange was under way: make it when stable.
     offer_wanted: bool,
+    /// The person heard that the other side sends no H.264 video.
+    told_no_h264: bool,
 }
+
+/// The notice for a peer whose video we cannot decode (a VP8-only browser).
+pub const NO_H264: &str = "the other side sends no H.264 video";
 
 impl Negotiator {
     pub fn new(me: PeerId) -> Self {
@@ -93,6 +100,7 @@ impl Negotiator {
             remote_pending: Vec::new(),
             local_pending: Vec::new(),
             offer_wanted: false,
+            told_no_h264: false,
         }
     }
 
@@ -162,6 +170,15 @@ impl Negotiator {
             }
             SignalPayload::EndOfCandidates => {}
             SignalPayload::Bye => actions.push(Action::PeerLeft),
+            SignalPayload::DescriptionError { message } => {
+                // Their words, shown to the person: one short line of printable text.
+                let message: String = message
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect();
+                actions.push(Action::Notice(format!("the other side says: {message}")));
+            }
         }
         actions
     }
@@ -183,8 +200,22 @@ impl Negotiator {
             actions.push(Action::Rollback);
         }
         self.exchange = Exchange::Answering;
+        let sdp = self.screen(sdp, false, &mut actions);
         actions.push(Action::AcceptOffer(sdp));
         actions
+    }
+
+    /// A remote description as the PeerConnection can take it, and a notice the first time it
+    /// carries video we cannot decode, or (an answer) rejects our H.264 video (see
+    /// `description::screen`).
+    fn screen(&mut self, sdp: String, answer: bool, actions: &mut Vec<Action>) -> String {
+        let screened = description::screen(&sdp);
+        let no_h264 = screened.video_without_h264 || (answer && screened.video_rejected);
+        if no_h264 && !self.told_no_h264 {
+            self.told_no_h264 = true;
+            actions.push(Action::Notice(NO_H264.into()));
+        }
+        screened.sdp
     }
 
     fn on_answer(&mut self, sdp: String) -> Vec<Action> {
@@ -193,7 +224,10 @@ impl Negotiator {
             return Vec::new();
         }
         self.exchange = Exchange::ApplyingAnswer;
-        vec![Action::AcceptAnswer(sdp)]
+        let mut actions = Vec::new();
+        let sdp = self.screen(sdp, true, &mut actions);
+        actions.push(Action::AcceptAnswer(sdp));
+        actions
     }
 
     /// Our offer is the local description now; send it.
@@ -247,6 +281,10 @@ impl Negotiator {
         let mut actions = vec![Action::Notice(format!(
             "the other side sent an {what} that cannot be used ({reason})"
         ))];
+        // Tell them too, so that their side does not wait in silence.
+        actions.extend(self.send(SignalPayload::DescriptionError {
+            message: format!("your {what} cannot be used ({reason})"),
+        }));
         if self.exchange == Exchange::Stable {
             actions.extend(self.pending_offer());
         }
@@ -560,7 +598,8 @@ mod tests {
         );
         let actions = n.remote_description_failed("SdpInvalidSyntax");
         assert!(
-            matches!(&actions[..], [Action::Notice(text)] if text.contains("offer") && text.contains("SdpInvalidSyntax")),
+            matches!(&actions[..], [Action::Notice(text), Action::Send(NEW, SignalPayload::DescriptionError { message })]
+                if text.contains("offer") && text.contains("SdpInvalidSyntax") && message == "your offer cannot be used (SdpInvalidSyntax)"),
             "{actions:?}"
         );
         // A good offer afterwards is answered as usual.
@@ -583,6 +622,54 @@ mod tests {
         assert_eq!(
             n.on_signal(NEW, answer("good")),
             vec![Action::AcceptAnswer("good".into())]
+        );
+    }
+
+    #[test]
+    fn video_without_h264_is_a_notice_once_and_the_call_goes_on() {
+        let vp8_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\na=rtpmap:96 VP8/90000\r\n";
+        let screened = description::screen(vp8_only).sdp;
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, false);
+        assert_eq!(
+            n.on_signal(NEW, offer(vp8_only)),
+            vec![
+                Action::Notice(NO_H264.into()),
+                Action::AcceptOffer(screened.clone())
+            ]
+        );
+        n.remote_description_set();
+        n.local_answer_set("a".into());
+        // A renegotiation says it no more.
+        assert_eq!(
+            n.on_signal(NEW, offer(vp8_only)),
+            vec![Action::AcceptOffer(screened)]
+        );
+
+        // We offered; their answer rejects our video.
+        let rejecting =
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 0 UDP/TLS/RTP/SAVPF 0\r\n";
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, true);
+        n.local_offer_set("o".into());
+        assert_eq!(
+            n.on_signal(NEW, answer(rejecting)),
+            vec![
+                Action::Notice(NO_H264.into()),
+                Action::AcceptAnswer(rejecting.into())
+            ]
+        );
+    }
+
+    #[test]
+    fn their_complaint_about_our_description_is_a_short_notice() {
+        let mut n = Negotiator::new(OLD);
+        n.peer_arrived(NEW, true);
+        let message = format!("bad\u{1b}[31m{}", "x".repeat(500));
+        let actions = n.on_signal(NEW, SignalPayload::DescriptionError { message });
+        assert!(
+            matches!(&actions[..], [Action::Notice(text)] if text.starts_with("the other side says: bad[31mxxx") && text.chars().count() == "the other side says: ".len() + 200),
+            "{actions:?}"
         );
     }
 

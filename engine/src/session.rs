@@ -35,7 +35,7 @@ use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
-use super::security::security_code;
+use super::security::{certificate_fingerprint, first_sha256_fingerprint, security_code, SasState};
 use super::signaling_client::{Joined, SignalingClient};
 use super::stats::BweStats;
 use super::CallError;
@@ -73,6 +73,8 @@ pub enum SessionEvent {
     Connected {
         security_code: Option<String>,
     },
+    /// The security code is known (shortly after the data channel opens).
+    SecurityCode(String),
     /// The connection dropped; ICE is trying to get it back.
     Reconnecting,
     ScreenSharing(bool),
@@ -474,6 +476,7 @@ async fn run(
         connected: false,
         lost_at: None,
         bwe,
+        sas_settled: false,
     };
     let outcome = call
         .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
@@ -499,6 +502,8 @@ struct CallLoop {
     lost_at: Option<Instant>,
     /// The congestion controller's published state.
     bwe: Arc<BweShared>,
+    /// The security code was shown (or its failure reported).
+    sas_settled: bool,
 }
 
 /// What one event means for the loop.
@@ -725,18 +730,35 @@ impl CallLoop {
         if self.media.start_sending(video, audio) {
             self.emit(SessionEvent::ScreenSharing(true)).await;
         }
-        let code = match (
-            self.pc.local_description().await,
-            self.pc.remote_description().await,
-        ) {
-            (Some(l), Some(r)) => security_code(&l.sdp, &r.sdp),
-            _ => None,
+        // The security code follows once the data channel's exchange is done (`check_sas`).
+        let security_code = self.stats.lock().stats.security_code.clone();
+        self.emit(SessionEvent::Connected { security_code }).await;
+    }
+
+    /// Shows the security code once the commit-then-reveal exchange is done, from the
+    /// certificate DTLS verified and our own (or says why there is none).
+    async fn check_sas(&mut self) {
+        if self.sas_settled {
+            return;
+        }
+        let event = match self.link.sas_state().clone() {
+            SasState::Pending => return,
+            SasState::Failed(err) => SessionEvent::Warning(format!(
+                "no security code: {err}; someone may be in the middle of this call"
+            )),
+            SasState::Done(ours, theirs) => match verified_fingerprints(&self.pc).await {
+                Some((local, remote)) => {
+                    let code = security_code((&local, &ours), (&remote, &theirs));
+                    self.stats.lock().stats.security_code = Some(code.clone());
+                    SessionEvent::SecurityCode(code)
+                }
+                None => SessionEvent::Warning(
+                    "no security code: the connection's certificates are unknown".into(),
+                ),
+            },
         };
-        self.stats.lock().stats.security_code = code.clone();
-        self.emit(SessionEvent::Connected {
-            security_code: code,
-        })
-        .await;
+        self.sas_settled = true;
+        self.emit(event).await;
     }
 
     async fn on_link(&mut self, event: LinkEvent) {
@@ -753,6 +775,7 @@ impl CallLoop {
             }
         };
         self.notify(notices).await;
+        self.check_sas().await;
     }
 
     async fn notify(&mut self, notices: Vec<LinkNotice>) {
@@ -807,6 +830,15 @@ impl CallLoop {
             tracing::error!(%err, "stopping the media threads failed");
         }
     }
+}
+
+/// (our certificate's fingerprint, the one the remote side proved it holds in the DTLS
+/// handshake).
+async fn verified_fingerprints(pc: &Peer) -> Option<(String, String)> {
+    let local = first_sha256_fingerprint(&pc.local_description().await?.sdp)?;
+    let dtls = pc.sctp().await?.transport();
+    let chain = dtls.get_remote_certificates().await.ok()?;
+    Some((local, certificate_fingerprint(chain.first()?)))
 }
 
 fn no_relay() -> CallError {

@@ -74,6 +74,10 @@ pub enum SignalPayload {
     EndOfCandidates,
     /// The sender is hanging up (it will also leave the room).
     Bye,
+    /// The sender could not use the offer or answer it received (why, for the person to read).
+    DescriptionError {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,8 +186,109 @@ function preferH264(codecs) {
     .map((x) => x.codec);
 }
 
+/** Bytes as lowercase hex, and back (`null` unless exactly `n` bytes of hex). */
+function toHex(bytes) {
+  return Array.from(bytes, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+function fromHex(text, n) {
+  if (typeof text !== 'string' || text.length !== 2 * n || !/^[0-9a-fA-F]*$/.test(text)) return null;
+  return Uint8Array.from(text.match(/../g) || [], (x) => parseInt(x, 16));
+}
+
+/** `sha-256 AB:CD:...` of a DER certificate, as SDP's a=fingerprint writes it. */
+async function certificateFingerprint(der) {
+  const hex = await sha256Hex(der);
+  return `sha-256 ${hex.toUpperCase().match(/../g).join(':')}`;
+}
+
+/**
+ * The first `a=fingerprint:sha-256` of an SDP (session level, else the first section's: the one a
+ * BUNDLEd transport uses), normalized like `security::first_sha256_fingerprint`.
+ */
+function firstSha256Fingerprint(sdp) {
+  for (const line of String(sdp).split(/\r?\n/)) {
+    const m = /^a=fingerprint:(\S+)\s+(\S+)/.exec(line.trim());
+    if (m && m[1].toLowerCase() === 'sha-256') return `sha-256 ${m[2].toUpperCase()}`;
+  }
+  return null;
+}
+
+/**
+ * The security code, exactly like `security::security_code` in engine/src/security.rs: SHA-256
+ * over both (fingerprint, nonce hex) pairs in sorted order, first 8 bytes mod 10^12, 4-4-4 digits.
+ */
+async function securityCode(localFp, localNonceHex, remoteFp, remoteNonceHex) {
+  let pairs = [[localFp, localNonceHex], [remoteFp, remoteNonceHex]];
+  const key = (p) => `${p[0]}\u0000${p[1]}`;
+  // Rust compares the tuples field by field; the NUL keeps a shorter fingerprint first likewise.
+  pairs.sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
+  const text = `confab-security-v2\n${pairs[0][0]}\n${pairs[0][1]}\n${pairs[1][0]}\n${pairs[1][1]}`;
+  const hex = await sha256Hex(new TextEncoder().encode(text));
+  const n = BigInt(`0x${hex.slice(0, 16)}`) % 1000000000000n;
+  const digits = n.toString().padStart(12, '0');
+  return `${digits.slice(0, 4)} ${digits.slice(4, 8)} ${digits.slice(8)}`;
+}
+
+/**
+ * One side of the security code's commit-then-reveal exchange (`security::SasExchange`): send the
+ * SHA-256 of a fresh random value first, reveal the value only once the other side's commitment
+ * is in, and check its value against its commitment.
+ */
+class SasExchange {
+  constructor(nonce) {
+    this.nonce = nonce; // Uint8Array(32)
+    this.committed = false;
+    this.peerCommitment = null; // hex
+    this.revealed = false;
+    this.state = 'pending'; // pending | done | failed
+    this.peerNonce = null; // hex, once done
+    this.error = null;
+  }
+
+  async commit() {
+    if (this.committed) return null;
+    this.committed = true;
+    return sha256Hex(this.nonce);
+  }
+
+  onCommit(hashHex) {
+    if (this.state !== 'pending') return null;
+    if (this.peerCommitment !== null) return this.failWith('the other side committed twice');
+    if (!fromHex(hashHex, 32)) return this.failWith('the other side sent a malformed commitment');
+    this.peerCommitment = hashHex.toLowerCase();
+    return this.reveal();
+  }
+
+  reveal() {
+    if (!this.committed || this.peerCommitment === null || this.revealed || this.state === 'failed') return null;
+    this.revealed = true;
+    return toHex(this.nonce);
+  }
+
+  async onReveal(nonceHex) {
+    if (this.state !== 'pending') return;
+    if (this.peerCommitment === null) return this.failWith('the other side revealed its value before committing to it');
+    const theirs = fromHex(nonceHex, 32);
+    if (!theirs) return this.failWith('the other side sent a malformed random value');
+    if ((await sha256Hex(theirs)) !== this.peerCommitment) {
+      return this.failWith("the other side's random value does not match its commitment");
+    }
+    this.state = 'done';
+    this.peerNonce = toHex(theirs);
+  }
+
+  failWith(error) {
+    this.state = 'failed';
+    this.error = error;
+    return null;
+  }
+}
+
 if (typeof module !== 'undefined' && module.exports) {
-  module.exports = { parseRoomCode, sanitizeFileName, sha256Fallback, signalingUrl, roomFromUrl, preferH264 };
+  module.exports = {
+    parseRoomCode, sanitizeFileName, sha256Fallback, signalingUrl, roomFromUrl, preferH264,
+    certificateFingerprint, firstSha256Fingerprint, securityCode, SasExchange,
+  };
 }
 
 // ---- The page --------------------------------------------------------------------------------
@@ -212,6 +313,7 @@ if (typeof document !== 'undefined') {
       unmuteRemote: $('unmute-remote'),
       hangup: $('hangup'),
       invite: $('invite'),
+      securityCode: $('security-code'),
       inviteLink: $('invite-link'),
       callStats: $('call-stats'),
       chatLog: $('chat-log'),
@@ -231,6 +333,8 @@ if (typeof document !== 'undefined') {
       me: null,
       peer: null, // { id, name } of the other person
       media: null, // what we send: 'camera+mic', 'camera', 'mic' or 'receive-only'
+      securityCode: null, // '1234 5678 9012' once the exchange on the data channel is done
+      securityError: null, // why there is no code, when the exchange failed
       server: null,
       chatReceived: [],
       chatSent: [],
@@ -395,6 +499,9 @@ if (typeof document !== 'undefined') {
         this.outgoing = new Map(); // id -> { file, name, size, sha256, row }
         this.incoming = new Map(); // id -> { name, size, sha256, chunks, received, row }
         this.remoteStream = new MediaStream();
+        this.sas = new SasExchange(crypto.getRandomValues(new Uint8Array(32)));
+        confab.securityCode = null;
+        confab.securityError = null;
         this.closed = false;
         this.ending = false;
         this.statsTimer = null;
@@ -577,6 +684,11 @@ if (typeof document !== 'undefined') {
             return undefined;
           case 'bye':
             return this.end(`${this.remote.name || 'The other person'} hung up.`);
+          case 'description_error': {
+            const text = Array.from(String(payload.message)).filter((c) => c >= ' ').slice(0, 200).join('');
+            log('the other side could not use our description:', text);
+            return showMessage(`The other side says: ${text}`, true);
+          }
           default:
             log('ignoring signal of kind', payload.kind);
             return undefined;
@@ -696,7 +808,13 @@ if (typeof document !== 'undefined') {
           log('offer collision: rolling back ours');
           await this.pc.setLocalDescription({ type: 'rollback' });
         }
-        await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        try {
+          await this.pc.setRemoteDescription({ type: 'offer', sdp });
+        } catch (err) {
+          this.signal({ kind: 'description_error', message: `your offer cannot be used (${err.message})` });
+          showMessage(`The other side sent an offer that cannot be used (${err.message}).`, true);
+          return;
+        }
         await this.flushCandidates();
         this.attachLocalTracks();
         this.preferH264();
@@ -711,7 +829,13 @@ if (typeof document !== 'undefined') {
           log('ignoring an answer we did not ask for');
           return;
         }
-        await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        try {
+          await this.pc.setRemoteDescription({ type: 'answer', sdp });
+        } catch (err) {
+          this.signal({ kind: 'description_error', message: `your answer cannot be used (${err.message})` });
+          showMessage(`The other side sent an answer that cannot be used (${err.message}).`, true);
+          return;
+        }
         this.mark('answer');
         await this.flushCandidates();
       }
@@ -784,6 +908,7 @@ if (typeof document !== 'undefined') {
         ui.chatSend.disabled = !control;
         ui.fileInput.disabled = !(control && file);
         if (control) {
+          this.startSas().catch((err) => log('security code exchange failed:', err.message));
           while (this.queuedChat.length) this.chat(this.queuedChat.shift());
           if (file) while (this.queuedFiles.length) this.offerFile(this.queuedFiles.shift());
         }
@@ -799,6 +924,49 @@ if (typeof document !== 'undefined') {
           log('could not send on the data channel:', err.message);
           return false;
         }
+      }
+
+      // -- the security code (see SECURITY.md) --
+
+      async startSas() {
+        const hash = await this.sas.commit();
+        if (hash === null) return;
+        this.sendControl({ type: 'sas_commit', hash });
+        const nonce = this.sas.reveal();
+        if (nonce !== null) this.sendControl({ type: 'sas_reveal', nonce });
+      }
+
+      async onSasReveal(nonceHex) {
+        await this.sas.onReveal(nonceHex);
+        if (this.sas.state === 'failed') {
+          confab.securityError = this.sas.error;
+          showSecurityCode(null, `No security code: ${this.sas.error}; someone may be in the middle of this call.`);
+          return;
+        }
+        if (this.sas.state !== 'done') return;
+        const local = firstSha256Fingerprint(this.pc.localDescription && this.pc.localDescription.sdp);
+        const remote = await this.verifiedRemoteFingerprint();
+        if (!local || !remote) {
+          confab.securityError = 'the connection\'s certificates are unknown';
+          showSecurityCode(null, 'No security code: the connection\'s certificates are unknown.');
+          return;
+        }
+        const code = await securityCode(local, toHex(this.sas.nonce), remote, this.sas.peerNonce);
+        confab.securityCode = code;
+        showSecurityCode(code);
+      }
+
+      /**
+       * The certificate the other side proved it holds in the DTLS handshake; where the browser
+       * does not expose it, the first fingerprint of the remote description (what DTLS checks).
+       */
+      async verifiedRemoteFingerprint() {
+        const dtls = this.pc.sctp && this.pc.sctp.transport;
+        if (dtls && typeof dtls.getRemoteCertificates === 'function') {
+          const certs = dtls.getRemoteCertificates();
+          if (certs && certs.length) return certificateFingerprint(certs[0]);
+        }
+        return firstSha256Fingerprint(this.pc.remoteDescription && this.pc.remoteDescription.sdp);
       }
 
       chat(text) {
@@ -824,6 +992,15 @@ if (typeof document !== 'undefined') {
         if (!msg || typeof msg !== 'object') return;
         const id = msg.id;
         switch (msg.type) {
+          case 'sas_commit': {
+            const nonce = this.sas.onCommit(msg.hash);
+            if (nonce !== null) this.sendControl({ type: 'sas_reveal', nonce });
+            if (this.sas.state === 'failed') await this.onSasReveal(null);
+            break;
+          }
+          case 'sas_reveal':
+            await this.onSasReveal(msg.nonce);
+            break;
           case 'chat': {
             const line = Array.from(String(msg.text)).slice(0, MAX_CHAT_CHARS).join('');
             confab.chatReceived.push(line);
@@ -1025,6 +1202,7 @@ if (typeof document !== 'undefined') {
         ui.remoteVideo.srcObject = null;
         ui.remoteVideo.muted = false;
         ui.unmuteRemote.hidden = true;
+        ui.securityCode.hidden = true;
         closeMedia();
         ui.chatInput.disabled = true;
         ui.chatSend.disabled = true;
@@ -1197,6 +1375,16 @@ if (typeof document !== 'undefined') {
       if (n < 1024) return `${n} B`;
       if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
       return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+    }
+
+    /** The code to read to each other, or why there is none. */
+    function showSecurityCode(code, problem = null) {
+      ui.securityCode.hidden = false;
+      ui.securityCode.textContent = code ? `Security code ${code}` : problem;
+      ui.securityCode.title = code
+        ? 'Read this number to each other: if it matches, nobody (not even the server) sits in the middle of your call.'
+        : '';
+      ui.securityCode.classList.toggle('bad', !code);
     }
 
     function showInvite(room) {

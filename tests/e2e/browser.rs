@@ -1,6 +1,7 @@
 //! A browser joins a room: Debian's headless Chromium (driven by playwright-core, never a
 //! downloaded browser) opens the web page the signaling server serves, and calls a native
-//! `confab join --headless` peer: H.264 and Opus both ways, chat both ways.
+//! `confab join --headless` peer: H.264 and Opus both ways, chat both ways, the same security
+//! code on both sides.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -124,6 +125,13 @@ fn call_with_browser(native_first: bool) {
         stats["chat"]["received"],
         serde_json::json!(["hi from browser"])
     );
+    // Both show the same security code, from the certificates DTLS verified and the exchange on
+    // the data channel.
+    assert!(json["securityCode"].is_string(), "{json}");
+    assert_eq!(
+        json["securityCode"], stats["security_code"],
+        "{json}\n{stats:#}"
+    );
     // Chrome's padding packets must not be mistaken for broken frames.
     assert!(
         num(&stats, "/video_recv/frames_dropped") <= 2.0,
@@ -139,4 +147,152 @@ fn a_browser_joins_a_native_peer_who_waits() {
 #[test]
 fn a_native_peer_joins_a_browser_who_waits() {
     call_with_browser(false);
+}
+
+/// The page's security code construction gives the value engine/src/security.rs's known-vector
+/// test asserts (so a change on one side only fails a test), and its exchange catches a value
+/// that does not match its commitment.
+#[test]
+fn the_web_client_computes_the_native_security_code() {
+    let script = r#"
+const c = require(process.argv[1]);
+(async () => {
+  const code = await c.securityCode('sha-256 CC:DD', '02'.repeat(32), 'sha-256 AA:BB', '01'.repeat(32));
+  const fp = await c.certificateFingerprint(new TextEncoder().encode('certificate'));
+  const cheat = new c.SasExchange(new Uint8Array(32).fill(1));
+  await cheat.commit();
+  const other = new c.SasExchange(new Uint8Array(32).fill(2));
+  cheat.onCommit(await other.commit());
+  await cheat.onReveal('03'.repeat(32));
+  console.log(JSON.stringify({ code, fp: fp.slice(0, 20), cheat: cheat.state }));
+})();
+"#;
+    let page_script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../signaling/web/confab.js")
+        .canonicalize()
+        .expect("the web client is in the workspace");
+    let out = Command::new("node")
+        .arg("-e")
+        .arg(script)
+        .arg(&page_script)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON line from node");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "code": "3795 3951 4983",
+            "fp": "sha-256 03:D6:6D:D0:",
+            "cheat": "failed",
+        })
+    );
+}
+
+/// A browser that cannot do H.264 (H.264 hidden from its codec capabilities, so it offers and
+/// answers VP8 only): the call goes on with audio and chat both ways, no video, and Confab says
+/// why.
+fn call_with_vp8_only_browser(native_first: bool) {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(if native_first { 63 } else { 64 });
+    let http = server
+        .url
+        .replace("ws://", "http://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    let url = format!("{http}/join/{room}?autojoin=1&name=Browser");
+    let native_args = test_media(
+        "320x180",
+        &[
+            "--duration",
+            "8",
+            "--wait",
+            "40",
+            "--chat",
+            "hi from native",
+        ],
+    );
+    let browser_args = [
+        "--no-h264",
+        "--frames",
+        "0",
+        "--timeout",
+        "40",
+        "--hold",
+        "8",
+        "--chat",
+        "hi from browser",
+        "--expect-chat",
+        "1",
+    ];
+    let (native, (ok, json, stderr)) = if native_first {
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        std::thread::sleep(Duration::from_millis(500));
+        (native, browser(&url, &browser_args))
+    } else {
+        let url = url.clone();
+        let handle = std::thread::Builder::new()
+            .name("browser".into())
+            .spawn(move || browser(&url, &browser_args))
+            .expect("invariant: the OS can start a thread");
+        std::thread::sleep(Duration::from_secs(3));
+        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+        (native, handle.join().unwrap())
+    };
+    let native = native.finish(Duration::from_secs(60));
+    assert!(
+        ok,
+        "browser side failed: {json}\n{stderr}\nnative: {}",
+        native.stderr
+    );
+    assert!(
+        native.status.success(),
+        "native side failed: {}",
+        native.stderr
+    );
+    assert!(
+        native
+            .stderr
+            .contains("confab: the other side sends no H.264 video"),
+        "{}",
+        native.stderr
+    );
+    let stats = native.stats.expect("native stats");
+    // Audio and chat both ways; no video either way.
+    assert!(
+        num(&stats, "/audio_recv/frames_decoded") >= 200.0,
+        "{stats:#}"
+    );
+    assert!(
+        json["audioPacketsReceived"].as_f64().unwrap_or(0.0) >= 100.0,
+        "{json}"
+    );
+    assert_eq!(
+        stats["chat"]["received"],
+        serde_json::json!(["hi from browser"])
+    );
+    assert_eq!(
+        json["chatReceived"],
+        serde_json::json!(["hi from native"]),
+        "{json}"
+    );
+    assert_eq!(num(&stats, "/video_recv/frames_decoded"), 0.0, "{stats:#}");
+    assert_eq!(json["framesDecoded"].as_f64(), Some(0.0), "{json}");
+}
+
+#[test]
+fn a_vp8_only_browser_joins_a_native_peer_who_waits() {
+    call_with_vp8_only_browser(true);
+}
+
+#[test]
+fn a_native_peer_joins_a_vp8_only_browser_who_waits() {
+    call_with_vp8_only_browser(false);
 }

@@ -145,6 +145,7 @@ impl Server {
 
 pub mod browser;
 pub mod netem;
+pub mod relay;
 pub mod services;
 pub mod timeline;
 

@@ -14,7 +14,7 @@
 // Usage:
 //   node browser_call.js URL [--frames N] [--timeout SECS] [--chat TEXT]... [--expect-chat N]
 //        [--send-file PATH]... [--expect-files N] [--hold SECS] [--fake-video FILE.y4m]
-//        [--deny-media] [--chromium PATH]
+//        [--deny-media] [--no-h264] [--chromium PATH]
 // URL is the page with its room, e.g.
 //   http://127.0.0.1:8000/?room=kfq-wmzt-pxd&autojoin=1&server=ws://127.0.0.1:8443/ws
 
@@ -35,6 +35,8 @@ const USAGE = `usage: node browser_call.js URL [options]
   --fake-video FILE     camera from a .y4m file (--use-file-for-fake-video-capture)
   --deny-media          refuse camera and microphone: the page joins receive-only (use
                         --frames 0 when the other side sends nothing either)
+  --no-h264             hide H.264 from the page's codec capabilities, so it offers and
+                        answers VP8 (and the like) only: a browser that cannot do H.264
   --chromium PATH       the browser (default /usr/bin/chromium)`;
 
 /**
@@ -84,6 +86,7 @@ function parseArgs(argv) {
     hold: 0,
     fakeVideo: null,
     denyMedia: false,
+    noH264: false,
     chromium: '/usr/bin/chromium',
   };
   const number = (flag, value) => {
@@ -107,6 +110,7 @@ function parseArgs(argv) {
       case '--hold': opts.hold = number(arg, value()); break;
       case '--fake-video': opts.fakeVideo = value(); break;
       case '--deny-media': opts.denyMedia = true; break;
+      case '--no-h264': opts.noH264 = true; break;
       case '--chromium': opts.chromium = value(); break;
       case '-h':
       case '--help':
@@ -143,6 +147,8 @@ async function snapshot(page) {
       error: c.error,
       room: c.room,
       media: c.media,
+      securityCode: c.securityCode,
+      securityError: c.securityError,
       chatReceived: c.chatReceived.slice(),
       chatSent: c.chatSent.slice(),
       filesReceived: c.filesReceived.slice(),
@@ -263,6 +269,21 @@ async function run(opts, result) {
   try {
     result.browserVersion = browser.version();
     const context = await browser.newContext();
+    if (opts.noH264) {
+      // The page puts H.264 first with setCodecPreferences(getCapabilities()): without H.264 in
+      // the capabilities, its preferences leave H.264 out of every offer and answer.
+      await context.addInitScript(() => {
+        for (const api of [window.RTCRtpReceiver, window.RTCRtpSender]) {
+          if (!api || !api.getCapabilities) continue;
+          const original = api.getCapabilities.bind(api);
+          api.getCapabilities = (kind) => {
+            const caps = original(kind);
+            if (caps && kind === 'video') caps.codecs = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== 'video/h264');
+            return caps;
+          };
+        }
+      });
+    }
     const page = await context.newPage();
     page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
@@ -346,6 +367,8 @@ function summarize(snap) {
     error: snap.error,
     room: snap.room,
     media: snap.media,
+    securityCode: snap.securityCode,
+    securityError: snap.securityError,
     framesDecoded: s.framesDecoded,
     framesReceived: s.framesReceived,
     codec: s.codec,

@@ -313,6 +313,7 @@ impl CallUi {
             SessionEvent::Reconnecting => self.state = CallState::Reconnecting,
             SessionEvent::PeerLeft => self.state = CallState::PeerLeft,
             SessionEvent::ScreenSharing(on) => self.sharing = on,
+            SessionEvent::SecurityCode(code) => self.security_code = Some(code),
             SessionEvent::Warning(w) => self.warn(w),
             SessionEvent::Data(notice) => self.apply_data(notice),
         }
