@@ -146,6 +146,8 @@ pub struct BweShared {
     pub packets_lost: AtomicU64,
     /// Packets sent again because the remote asked (NACK).
     pub retransmissions: AtomicU64,
+    /// Resends refused because they would have pushed video too far back (see the pacer).
+    pub resends_refused: AtomicU64,
     /// Round trip of the selected ICE pair (µs, 0 until known), written from the stats tick.
     pub path_rtt_us: AtomicU64,
     /// Packets we asked the remote to send again (each request of each packet counts).

@@ -15,6 +15,10 @@ use super::depacketize::{depacketize, AccessUnit};
 
 /// Packets held before the buffer gives up on a gap regardless of time (about 1.5 s of 720p).
 const MAX_HELD: usize = 1500;
+/// The longest a gap waits for a resend: two rounds at 575 ms RTT. A shorter cap gave up on
+/// every gap just before its resend came on a 500 ms RTT link (very-bad), so each loss became
+/// a keyframe request and a freeze.
+const MAX_WAIT: Duration = Duration::from_millis(1500);
 /// Keyframe requests are repeated at most this often while waiting for one.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(250);
 
@@ -124,7 +128,7 @@ impl FrameAssembler {
     /// 1.25 round trips later) plus a margin for the sender's queue.
     pub fn set_rtt(&mut self, rtt: Duration) {
         self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(60))
-            .clamp(Duration::from_millis(60), Duration::from_millis(500));
+            .clamp(Duration::from_millis(60), MAX_WAIT);
     }
 
     /// The last sequence number released or given up: nothing at or before it is worth a NACK.
@@ -204,7 +208,11 @@ impl FrameAssembler {
                     self.stats.padding += 1;
                 }
                 Head::Incomplete => {
-                    let since = *self.stall_since.get_or_insert(now);
+                    let stalled = *self.stall_since.get_or_insert(now);
+                    // A gap with packets behind it has been known since the first of them came:
+                    // a frame that reaches the head behind a gap just given up does not wait a
+                    // whole new `max_wait` (waits in series held frames for seconds at 10% loss).
+                    let since = self.gap_seen_at().map_or(stalled, |seen| seen.min(stalled));
                     if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
                         self.give_up();
                         self.stall_since = None;
@@ -231,6 +239,16 @@ impl FrameAssembler {
             events.push(Event::KeyframeNeeded);
         }
         events
+    }
+
+    /// When the first gap after what was played became known: the arrival of the first packet
+    /// held beyond it. `None` before the first frame, or when nothing beyond the gap has come.
+    fn gap_seen_at(&self) -> Option<Instant> {
+        let mut seq = self.played? + 1;
+        while self.held.contains_key(&seq) {
+            seq += 1;
+        }
+        self.held.range(seq..).next().map(|(_, p)| p.arrival)
     }
 
     fn head(&self) -> Head {
@@ -463,6 +481,35 @@ mod tests {
         );
         assert_eq!(frames(&out), vec![9000]);
         assert_eq!(keyframe_requests(&out), 0);
+    }
+
+    #[test]
+    fn gaps_in_a_row_are_given_up_together_not_one_wait_after_another() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+                                             // A keyframe, two P frames each missing a packet, then a keyframe: all in at t0.
+        let mut packets = frame(1, 0, 1, true);
+        let mut b = frame(2, 3000, 3, false);
+        b.remove(1);
+        let mut c = frame(5, 6000, 3, false);
+        c.remove(1);
+        packets.extend(b);
+        packets.extend(c);
+        packets.extend(frame(8, 9000, 2, true));
+        for p in packets {
+            a.push(p, t0);
+        }
+        assert!(frames(&a.poll(t0 + Duration::from_millis(69))).is_empty());
+        // Both gaps have waited since t0: the keyframe after them comes out now, not 70 ms later.
+        assert_eq!(frames(&a.poll(t0 + Duration::from_millis(70))), vec![9000]);
+        assert_eq!(a.stats().frames_dropped, 2);
+        a.set_rtt(Duration::from_millis(500));
+        assert_eq!(
+            a.max_wait(),
+            Duration::from_millis(1310),
+            "two resend rounds"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const PACING_FACTOR: f64 = 2.0;
 /// The video queue holds at most this long at the pacing rate; beyond it new video is dropped.
 /// Longer would be latency the receiver's jitter buffer has to absorb.
 pub const MAX_QUEUE: Duration = Duration::from_millis(300);
+/// Resends are refused while the budget owes more than this long at the pacing rate.
+const MAX_RESEND_DEBT: Duration = Duration::from_millis(100);
 /// The budget accumulates at most this long at the pacing rate (a burst leaves no faster).
 const BURST: Duration = Duration::from_millis(10);
 /// ... and at least one full packet.
@@ -207,6 +209,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
         let now = msg.now;
         let retransmission = msg.message.has(&Attribute::Retransmission);
         if retransmission {
+            // Resends borrow from video's budget, but only so far: after a burst loss (an IDR
+            // into a slow link) unlimited resends kept a 400 kbit/s link full for seconds and
+            // video starved behind them.
+            self.budget.refill(now);
+            if self.budget.bits < -self.budget.rate_bps * MAX_RESEND_DEBT.as_secs_f64() {
+                self.shared.resends_refused.fetch_add(1, Relaxed);
+                return Ok(());
+            }
             self.shared.retransmissions.fetch_add(1, Relaxed);
         }
         if self.audio.contains(&ssrc) || retransmission {
@@ -400,6 +410,28 @@ mod tests {
         pacer.handle_write(rtx).expect("infallible");
         assert!(pacer.poll_write().is_some());
         assert_eq!(shared.pacer_urgent.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn resends_after_a_burst_loss_are_capped_not_sent_all_at_once() {
+        // Paced at 600 kbit/s: 100 ms of debt is 60 kbit, about 6 packets of 9600 bits.
+        let (mut pacer, shared) = pacer(300_000.0);
+        let start = Instant::now();
+        for seq in 0..200 {
+            let mut rtx = rtp(VIDEO, seq, start);
+            rtx.message.add(Attribute::Retransmission);
+            pacer.handle_write(rtx).expect("infallible");
+        }
+        let sent = drain(&mut pacer, start).len() as u64;
+        let refused = shared.resends_refused.load(Relaxed);
+        assert_eq!(sent + refused, 200);
+        assert_eq!(shared.retransmissions.load(Relaxed), sent);
+        assert!((5..=9).contains(&sent), "{sent} resends went out at once");
+        // Once the debt is paid, resends go again.
+        let mut rtx = rtp(VIDEO, 500, start + Duration::from_millis(200));
+        rtx.message.add(Attribute::Retransmission);
+        pacer.handle_write(rtx).expect("infallible");
+        assert!(pacer.poll_write().is_some());
     }
 
     #[test]

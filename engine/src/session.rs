@@ -872,6 +872,9 @@ fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
         retransmissions: bwe
             .retransmissions
             .load(std::sync::atomic::Ordering::Relaxed),
+        resends_refused: bwe
+            .resends_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
         nack_requests: bwe.nack_requests.load(std::sync::atomic::Ordering::Relaxed),
     };
 }

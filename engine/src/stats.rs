@@ -218,6 +218,8 @@ pub struct BweStats {
     pub packets_lost: u64,
     /// Packets sent again on request (NACK).
     pub retransmissions: u64,
+    /// Resends the pacer refused: they would have starved video after a burst loss.
+    pub resends_refused: u64,
     /// Packets we asked the other side to send again (a packet asked for twice counts twice).
     pub nack_requests: u64,
 }
