@@ -86,8 +86,10 @@ pub fn claim(link: Option<&JoinLink>) -> Result<Claim, InstanceError> {
 #[cfg(unix)]
 fn claim_at(path: PathBuf, link: Option<&JoinLink>) -> Result<Claim, InstanceError> {
     use std::os::unix::net::{UnixListener, UnixStream};
-    if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
+    // Without a place to listen, this launch goes on alone rather than failing.
+    if let Some(Err(err)) = path.parent().map(create_private_dir) {
+        tracing::warn!(path = %path.display(), %err, "cannot listen for links");
+        return Ok(Claim::First(None));
     }
     // Binding is atomic: of two launches at once, one binds and the other finds it.
     for _ in 0..2 {
@@ -110,7 +112,10 @@ fn claim_at(path: PathBuf, link: Option<&JoinLink>) -> Result<Claim, InstanceErr
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 let _ = std::fs::remove_file(&path);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), err = %e, "cannot reach a running Confab");
+                return Ok(Claim::First(None));
+            }
         }
     }
     Ok(Claim::First(None))
@@ -275,6 +280,17 @@ mod tests {
         assert!(matches!(
             claim_at(path.clone(), Some(&link("kfq-wmzt-pxd"))),
             Ok(Claim::First(Some(_)))
+        ));
+    }
+
+    #[test]
+    fn a_launch_with_nowhere_to_listen_goes_on_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").expect("write");
+        assert!(matches!(
+            claim_at(file.join("instance.sock"), Some(&link("kfq-wmzt-pxd"))),
+            Ok(Claim::First(None))
         ));
     }
 
