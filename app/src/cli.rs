@@ -9,12 +9,24 @@ use confab_signaling::ServeArgs;
 
 /// Confab: video calls straight from one computer to another.
 ///
-/// With no command, opens the app window.
+/// With no command, opens the app window; with a confab://join/CODE link, opens it in that room
+/// (or hands the link to the Confab already running).
 #[derive(Parser)]
-#[command(name = "confab", version, propagate_version = true)]
+#[command(
+    name = "confab",
+    version,
+    propagate_version = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// A confab://join/CODE?server=URL link to open (what the desktop passes when one is clicked).
+    #[arg(value_name = "LINK")]
+    pub link: Option<String>,
+    /// Keep no window: only take links handed over by later launches and print them (for tests).
+    #[arg(long, hide = true)]
+    pub listen_links: bool,
 }
 
 #[derive(Subcommand)]
@@ -75,7 +87,8 @@ impl std::str::FromStr for VideoSize {
 
 #[derive(Debug, Clone, Args)]
 pub struct JoinArgs {
-    /// Room code (kfq-wmzt-pxd), a link ending in one, or `new` to have the server make a room.
+    /// Room code (kfq-wmzt-pxd), a link ending in one (a confab://join/CODE?server=URL link also
+    /// sets the server), or `new` to have the server make a room.
     pub room: String,
     /// Signaling server, ws:// or wss:// (the /ws path is added when missing).
     #[arg(

@@ -3,7 +3,9 @@
 mod call_config;
 mod cli;
 mod devices;
+mod instance;
 mod join;
+mod link;
 mod ui;
 
 use std::process::ExitCode;
@@ -26,11 +28,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Join(args)) if args.headless => join::run(args),
-        Some(Command::Join(args)) => open_window(Some(args)),
+        Some(Command::Join(args)) => match join_link(args) {
+            Ok(args) if args.headless => join::run(args),
+            Ok(args) => open_window(Some(args), None),
+            Err(err) => Err(err),
+        },
         Some(Command::Devices { json }) => devices::run(json),
         Some(Command::DebugStamp { image, rect, size }) => debug_stamp(&image, &rect, size),
-        None => open_window(None),
+        None if cli.listen_links => listen_links(),
+        None => match cli.link.as_deref().map(link::JoinLink::parse).transpose() {
+            Ok(link) => open_window(None, link),
+            Err(err) => Err(anyhow::anyhow!(err)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,13 +50,51 @@ fn main() -> ExitCode {
     }
 }
 
-/// The app window; with `join` arguments, straight into that call.
-fn open_window(join: Option<cli::JoinArgs>) -> anyhow::Result<()> {
+/// `confab join confab://join/CODE?server=URL`: the link's room, and its server when it names one.
+fn join_link(mut args: cli::JoinArgs) -> anyhow::Result<cli::JoinArgs> {
+    if link::looks_like_link(&args.room) {
+        let link = link::JoinLink::parse(&args.room)?;
+        args.room = link.room.to_string();
+        if let Some(server) = link.server {
+            args.server = server;
+        }
+    }
+    Ok(args)
+}
+
+/// The app window; with `join` arguments, straight into that call; with a link, into that room.
+/// When a Confab is running already, the link goes to it instead and this launch ends.
+fn open_window(join: Option<cli::JoinArgs>, link: Option<link::JoinLink>) -> anyhow::Result<()> {
+    let inbox = match instance::claim(link.as_ref())? {
+        instance::Claim::HandedOver => {
+            eprintln!("confab: the link went to the Confab already running");
+            return Ok(());
+        }
+        instance::Claim::First(listener) => listener.and_then(|l| {
+            l.serve()
+                .map_err(|err| tracing::warn!(%err, "cannot listen for links"))
+                .ok()
+        }),
+    };
     let start = match join {
         Some(args) => Some(window_call(&args)?),
         None => None,
     };
-    ui::run(start)
+    ui::run(start, link, inbox)
+}
+
+/// `confab --listen-links`: the first instance without a window, printing each link it is
+/// handed (the tests of the hand-over use it, where no display is).
+fn listen_links() -> anyhow::Result<()> {
+    let instance::Claim::First(Some(listener)) = instance::claim(None)? else {
+        anyhow::bail!("another Confab is listening for links already");
+    };
+    let inbox = listener.serve()?;
+    println!("listening");
+    for link in inbox.links.iter() {
+        println!("{link}");
+    }
+    Ok(())
 }
 
 /// The call `confab join` (without `--headless`) starts in the window: every call flag counts;

@@ -19,6 +19,8 @@ use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::video::{SelfView, VideoSlot};
 use crate::call_config::CallConfig;
+use crate::instance::Inbox;
+use crate::link::JoinLink;
 use confab_devices::{AudioSink, VideoSpec};
 use confab_engine::session::{MediaIo, SessionCommand, SessionConfig};
 
@@ -53,6 +55,10 @@ pub struct ConfabApp {
     pub fullscreen: bool,
     layout: LayoutReport,
     pub ctx: egui::Context,
+    /// Links handed over by later launches (`confab confab://join/...`).
+    pub links: Option<Inbox>,
+    /// A link that came during a call: joined once the person agrees to leave the call.
+    pub pending_link: Option<JoinLink>,
 }
 
 /// The window icon (also used by the installers, from assets/).
@@ -103,6 +109,8 @@ impl ConfabApp {
             fullscreen: false,
             layout: LayoutReport::from_env(),
             ctx,
+            links: None,
+            pending_link: None,
         };
         match start {
             Some(config) => {
@@ -273,6 +281,67 @@ impl ConfabApp {
         });
     }
 
+    /// A `confab://` link: its room now or, during a call, once the person agrees to leave it.
+    pub fn open_link(&mut self, link: JoinLink) {
+        let busy = self.call.as_ref().is_some_and(|c| !c.is_over())
+            || self.starting.is_some()
+            || self.waiting_for_server.is_some();
+        self.ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+        if busy {
+            self.pending_link = Some(link);
+        } else {
+            self.join_link(link);
+        }
+    }
+
+    fn join_link(&mut self, link: JoinLink) {
+        self.pending_link = None;
+        self.call = None;
+        let mut config = self.settings.call_config(Some(link.room.clone()));
+        if link.server.is_some() {
+            config.server_url = link.server;
+        }
+        let config = self.adopt(config);
+        self.room_input = link.room.to_string();
+        self.ensure_hosted();
+        self.start_call(config);
+    }
+
+    /// Asks whether to leave the call for the link's room.
+    fn pending_link_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(link) = &self.pending_link else {
+            return;
+        };
+        let mut answer = None;
+        egui::Modal::new(egui::Id::unique("pending-link")).show(ui.ctx(), |ui| {
+            ui.label(format!(
+                "Leave this call and join room {}?",
+                link.room.as_str()
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Join").clicked() {
+                    answer = Some(true);
+                }
+                if ui.button("Stay").clicked() {
+                    answer = Some(false);
+                }
+            });
+        });
+        match answer {
+            Some(true) => {
+                let link = self.pending_link.take().expect("invariant: checked above");
+                if let Some(call) = &mut self.call {
+                    call.hang_up();
+                }
+                self.starting = None;
+                self.waiting_for_server = None;
+                self.join_link(link);
+            }
+            Some(false) => self.pending_link = None,
+            None => {}
+        }
+    }
+
     /// Leaves the call view for the lobby.
     pub fn back_to_lobby(&mut self) {
         self.call = None;
@@ -375,6 +444,14 @@ impl ConfabApp {
     }
 
     fn poll(&mut self) {
+        let handed: Vec<JoinLink> = self
+            .links
+            .as_ref()
+            .map(|inbox| inbox.links.try_iter().collect())
+            .unwrap_or_default();
+        for link in handed {
+            self.open_link(link);
+        }
         self.host.poll();
         if !matches!(self.host, HostState::Starting(_)) {
             if let Some(config) = self.waiting_for_server.take() {
@@ -473,6 +550,7 @@ impl ConfabApp {
         for command in commands {
             self.apply(command);
         }
+        self.pending_link_ui(ui);
     }
 }
 

@@ -24,6 +24,8 @@ mod tests;
 pub use app::ConfabApp;
 
 use crate::call_config::CallConfig;
+use crate::instance::Inbox;
+use crate::link::JoinLink;
 
 /// OpenGL (glow) on Linux, where it costs a fifth less than wgpu on software GL; wgpu elsewhere
 /// (DirectX on Windows, Metal on macOS). `CONFAB_RENDERER=glow|wgpu` overrides.
@@ -36,9 +38,13 @@ fn renderer() -> eframe::Renderer {
     }
 }
 
-/// Opens the app window (straight into `start`'s call when there is one); returns when it is
-/// closed.
-pub fn run(start: Option<CallConfig>) -> anyhow::Result<()> {
+/// Opens the app window (straight into `start`'s call or `link`'s room when there is one; later
+/// links arrive through `inbox`); returns when it is closed.
+pub fn run(
+    start: Option<CallConfig>,
+    link: Option<JoinLink>,
+    inbox: Option<Inbox>,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Confab")
@@ -52,7 +58,18 @@ pub fn run(start: Option<CallConfig>) -> anyhow::Result<()> {
     eframe::run_native(
         "Confab",
         options,
-        Box::new(move |cc| Ok(Box::new(ConfabApp::new(cc.egui_ctx.clone(), None, start)))),
+        Box::new(move |cc| {
+            let mut app = ConfabApp::new(cc.egui_ctx.clone(), None, start);
+            if let Some(inbox) = &inbox {
+                let ctx = cc.egui_ctx.clone();
+                let _ = inbox.waker.set(Box::new(move || ctx.request_repaint()));
+            }
+            app.links = inbox;
+            if let Some(link) = link {
+                app.open_link(link);
+            }
+            Ok(Box::new(app))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
