@@ -145,6 +145,12 @@ pub struct JoinArgs {
     /// Send a file once connected (repeatable).
     #[arg(long, value_name = "PATH")]
     pub send_file: Vec<PathBuf>,
+    /// Save files the other person sends without asking (headless calls decline them otherwise).
+    #[arg(long)]
+    pub accept_files: bool,
+    /// Decline received files larger than this many MiB (and any that would fill the disk).
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub max_file_mb: u64,
     /// Where received files are saved (default: your Downloads folder).
     #[arg(long, value_name = "DIR")]
     pub receive_dir: Option<PathBuf>,

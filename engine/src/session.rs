@@ -30,7 +30,7 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit}
 use super::bwe::{BweShared, Limit};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
-use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
+use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Negotiator};
@@ -55,6 +55,8 @@ pub struct SessionConfig {
     pub apm: ApmSettings,
     pub receive_dir: PathBuf,
     pub auto_accept_files: bool,
+    /// Larger received files are declined before anything is written.
+    pub max_file_bytes: u64,
     /// Offer as soon as the other person joins, even when they will offer too (tests glare).
     pub eager_offer: bool,
 }
@@ -448,7 +450,10 @@ async fn run(
     let (link_tx, link_rx) = mpsc::channel::<LinkEvent>(256);
     let link = DataLink::new(
         config.receive_dir.clone(),
-        config.auto_accept_files,
+        FilePolicy {
+            auto_accept: config.auto_accept_files,
+            max_bytes: config.max_file_bytes,
+        },
         link_tx.clone(),
         stats.clone(),
     );
@@ -797,7 +802,8 @@ impl CallLoop {
 
     /// Ends the call: the last statistics, the connection closed, and every media thread joined
     /// (so the sinks are finished when the session's task ends).
-    async fn teardown(self) {
+    async fn teardown(mut self) {
+        self.link.close().await;
         fill_ice_stats(&self.pc, &self.stats).await;
         if let Err(err) = self.pc.close().await {
             tracing::debug!(%err, "closing the connection");

@@ -49,6 +49,7 @@ fn peer(server_url: &str, room: &str, started: Instant) -> Session {
         },
         receive_dir: std::env::temp_dir(),
         auto_accept_files: true,
+        max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
         eager_offer: false,
     };
     let io = MediaIo {
