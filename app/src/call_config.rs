@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use confab_codecs::apm::ApmSettings;
 use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
 use confab_engine::peer::NetworkSettings;
-use confab_engine::session::SessionConfig;
+use confab_engine::session::{ServerTrust, SessionConfig};
 use confab_protocol::{IceServer, RoomCode};
 
 use crate::cli::{parse_ice_server, JoinArgs, VideoSize};
@@ -77,6 +77,8 @@ pub struct CallConfig {
     /// Larger received files are declined before anything is written.
     pub max_file_bytes: u64,
     pub eager_offer: bool,
+    /// A pinned server certificate or a CA file (`--server-cert-sha256`, `--server-ca`).
+    pub server_trust: ServerTrust,
 }
 
 impl CallConfig {
@@ -92,6 +94,9 @@ impl CallConfig {
             .iter()
             .map(|s| parse_ice_server(s).map_err(|e| anyhow!(e)))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(pin) = &args.server_cert_sha256 {
+            confab_engine::server_trust::parse_fingerprint(pin)?;
+        }
         Ok(Self {
             room,
             server_url: Some(args.server.clone()),
@@ -118,6 +123,10 @@ impl CallConfig {
             auto_accept_files: args.accept_files,
             max_file_bytes: args.max_file_mb.saturating_mul(1024 * 1024),
             eager_offer: args.eager_offer,
+            server_trust: ServerTrust {
+                pin_sha256: args.server_cert_sha256.clone(),
+                ca_file: args.server_ca.clone(),
+            },
         })
     }
 
@@ -130,6 +139,7 @@ impl CallConfig {
         };
         SessionConfig {
             server_url,
+            server_trust: self.server_trust.clone(),
             room: self.room.clone(),
             name: self.name.clone().unwrap_or_else(default_name),
             extra_ice_servers: self.extra_ice_servers.clone(),

@@ -85,6 +85,13 @@ pub struct JoinArgs {
         env = "CONFAB_SERVER"
     )]
     pub server: String,
+    /// Accept only the server certificate with this SHA-256 (hex; a self-signed team server or
+    /// another Confab's hosted server). An address ending in `#sha256=HEX` pins the same way.
+    #[arg(long, value_name = "HEX")]
+    pub server_cert_sha256: Option<String>,
+    /// Trust the CA certificates in this PEM file (instead of the web's) for a wss:// server.
+    #[arg(long, value_name = "FILE.pem")]
+    pub server_ca: Option<PathBuf>,
     /// Your name as the other person sees it.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,

@@ -36,6 +36,7 @@ use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::security_code;
+pub use super::server_trust::ServerTrust;
 use super::signaling_client::{Joined, SignalingClient};
 use super::stats::BweStats;
 use super::CallError;
@@ -44,6 +45,8 @@ use super::CallError;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub server_url: String,
+    /// Which certificates the server may show (a pin, a CA file, or the web's roots).
+    pub server_trust: ServerTrust,
     /// `None` asks the server for a new room.
     pub room: Option<RoomCode>,
     pub name: String,
@@ -410,8 +413,13 @@ async fn run(
     commands: mpsc::Receiver<SessionCommand>,
     stats: StatsHandle,
 ) -> Result<Ended, CallError> {
-    let (signaling, joined) =
-        SignalingClient::join(&config.server_url, config.room.as_ref(), &config.name).await?;
+    let (signaling, joined) = SignalingClient::join(
+        &config.server_url,
+        config.room.as_ref(),
+        &config.name,
+        &config.server_trust,
+    )
+    .await?;
     {
         let mut c = stats.lock();
         c.stats.ms_to.signaling = Some(c.ms_now());

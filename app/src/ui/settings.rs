@@ -134,6 +134,7 @@ impl Settings {
             auto_accept_files: false,
             max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
             eager_offer: false,
+            server_trust: Default::default(),
         }
     }
 
