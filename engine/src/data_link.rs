@@ -673,6 +673,8 @@ async fn abandon(file: IncomingFile) {
 }
 
 #[cfg(test)]
+// `#[tokio::test]` is each test's entry point: it may wait on the runtime it drives.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use std::time::Instant;
 

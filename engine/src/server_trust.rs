@@ -151,11 +151,15 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// The TLS setup for `trust`: `None` means the defaults (the web's roots); the verifier is
-/// returned too when a certificate is pinned, to say which one was refused.
-pub fn client_config(
-    trust: &ServerTrust,
-) -> Result<Option<(Arc<ClientConfig>, Option<Arc<PinVerifier>>)>, TrustError> {
+/// A client TLS configuration other than the defaults.
+pub struct TlsSetup {
+    pub config: Arc<ClientConfig>,
+    /// The pin's verifier, to say which certificate it refused.
+    pub pinned: Option<Arc<PinVerifier>>,
+}
+
+/// The TLS setup for `trust`: `None` means the defaults (the web's roots).
+pub fn client_config(trust: &ServerTrust) -> Result<Option<TlsSetup>, TrustError> {
     if let Some(pin) = &trust.pin_sha256 {
         let verifier = Arc::new(PinVerifier::new(parse_fingerprint(pin)?));
         let config = ClientConfig::builder_with_provider(provider())
@@ -164,7 +168,10 @@ pub fn client_config(
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
-        return Ok(Some((Arc::new(config), Some(verifier))));
+        return Ok(Some(TlsSetup {
+            config: Arc::new(config),
+            pinned: Some(verifier),
+        }));
     }
     if let Some(path) = &trust.ca_file {
         let ca_err = |e: String| TrustError::CaFile(path.display().to_string(), e);
@@ -181,7 +188,10 @@ pub fn client_config(
             .expect("invariant: the default provider supports the default protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        return Ok(Some((Arc::new(config), None)));
+        return Ok(Some(TlsSetup {
+            config: Arc::new(config),
+            pinned: None,
+        }));
     }
     Ok(None)
 }

@@ -74,7 +74,10 @@ impl SignalingClient {
             ));
         }
         let (connector, pinned) = match tls {
-            Some((config, pinned)) => (Some(tokio_tungstenite::Connector::Rustls(config)), pinned),
+            Some(setup) => (
+                Some(tokio_tungstenite::Connector::Rustls(setup.config)),
+                setup.pinned,
+            ),
             None => (None, None),
         };
         let (ws, _) = tokio::time::timeout(

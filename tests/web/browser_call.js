@@ -175,7 +175,10 @@ async function run(opts, result) {
     page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
     page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
     result.msToLaunch = Date.now() - tStart;
-    await page.goto(opts.url, { waitUntil: 'load', timeout: 15000 });
+    // The page asks before keeping a file; files this run expects are accepted (?acceptfiles=1).
+    const pageUrl = new URL(opts.url);
+    if (opts.expectFiles > 0) pageUrl.searchParams.set('acceptfiles', '1');
+    await page.goto(pageUrl.toString(), { waitUntil: 'load', timeout: 15000 });
 
     // The page joins by itself with ?autojoin=1; otherwise press Join.
     const autojoin = new URL(opts.url).searchParams.get('autojoin') === '1';

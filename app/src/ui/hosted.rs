@@ -119,6 +119,8 @@ impl HostState {
 }
 
 #[cfg(test)]
+// `#[tokio::test]` is each test's entry point: it may wait on the runtime it drives.
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use confab_engine::server_trust::ServerTrust;
     use confab_engine::signaling_client::SignalingClient;
