@@ -207,6 +207,10 @@ fn join_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egu
                             .settings
                             .server_url
                             .trim()
+                            // A pinned address (`#sha256=...`): the browser cannot use the pin.
+                            .split('#')
+                            .next()
+                            .unwrap_or_default()
                             .trim_end_matches("/ws")
                             .trim_end_matches('/');
                         format!(
