@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use confab_codecs::apm::ApmSettings;
 use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
 use confab_engine::peer::NetworkSettings;
-use confab_engine::session::SessionConfig;
+use confab_engine::session::{ServerTrust, SessionConfig};
 use confab_protocol::{IceServer, RoomCode};
 
 use crate::cli::{parse_ice_server, JoinArgs, VideoSize};
@@ -71,13 +71,19 @@ pub struct CallConfig {
     pub bind: Vec<SocketAddr>,
     /// `None`: the Downloads folder.
     pub receive_dir: Option<PathBuf>,
-    /// Received files are saved without asking (nobody is there to click Accept).
+    /// Received files are saved without asking (`--accept-files`: nobody is there to click
+    /// Accept); otherwise the window asks, and a headless call declines.
     pub auto_accept_files: bool,
+    /// Larger received files are declined before anything is written.
+    pub max_file_bytes: u64,
     pub eager_offer: bool,
+    /// A pinned server certificate or a CA file (`--server-cert-sha256`, `--server-ca`).
+    pub server_trust: ServerTrust,
 }
 
 impl CallConfig {
-    /// The call `confab join` asks for; files are accepted without asking only when headless.
+    /// The call `confab join` asks for; files are accepted without asking only with
+    /// `--accept-files`.
     pub fn from_join_args(args: &JoinArgs) -> anyhow::Result<Self> {
         let room = match args.room.trim() {
             "new" => None,
@@ -88,6 +94,9 @@ impl CallConfig {
             .iter()
             .map(|s| parse_ice_server(s).map_err(|e| anyhow!(e)))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if let Some(pin) = &args.server_cert_sha256 {
+            confab_engine::server_trust::parse_fingerprint(pin)?;
+        }
         Ok(Self {
             room,
             server_url: Some(args.server.clone()),
@@ -111,8 +120,13 @@ impl CallConfig {
             relay_only: args.relay_only,
             bind: args.bind.clone(),
             receive_dir: args.receive_dir.clone(),
-            auto_accept_files: args.headless,
+            auto_accept_files: args.accept_files,
+            max_file_bytes: args.max_file_mb.saturating_mul(1024 * 1024),
             eager_offer: args.eager_offer,
+            server_trust: ServerTrust {
+                pin_sha256: args.server_cert_sha256.clone(),
+                ca_file: args.server_ca.clone(),
+            },
         })
     }
 
@@ -125,6 +139,7 @@ impl CallConfig {
         };
         SessionConfig {
             server_url,
+            server_trust: self.server_trust.clone(),
             room: self.room.clone(),
             name: self.name.clone().unwrap_or_else(default_name),
             extra_ice_servers: self.extra_ice_servers.clone(),
@@ -139,6 +154,7 @@ impl CallConfig {
             apm: self.apm,
             receive_dir: self.receive_dir.clone().unwrap_or_else(default_receive_dir),
             auto_accept_files: self.auto_accept_files,
+            max_file_bytes: self.max_file_bytes,
             eager_offer: self.eager_offer,
         }
     }
@@ -235,6 +251,28 @@ mod tests {
         assert_eq!(s.receive_dir, default_receive_dir());
         assert_eq!(s.name, default_name());
         assert!(!s.auto_accept_files && !s.relay_only && !s.eager_offer);
+    }
+
+    #[test]
+    fn files_are_accepted_only_when_asked_and_within_the_cap() {
+        let plain =
+            CallConfig::from_join_args(&join_args(&["confab", "join", "new", "--headless"]))
+                .unwrap();
+        assert!(!plain.auto_accept_files, "headless alone accepts nothing");
+        assert_eq!(plain.max_file_bytes, 2048 * 1024 * 1024);
+        let asked = CallConfig::from_join_args(&join_args(&[
+            "confab",
+            "join",
+            "new",
+            "--headless",
+            "--accept-files",
+            "--max-file-mb",
+            "3",
+        ]))
+        .unwrap();
+        let s = asked.session_config("ws://127.0.0.1:8443".into());
+        assert!(s.auto_accept_files);
+        assert_eq!(s.max_file_bytes, 3 * 1024 * 1024);
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Cli {
     pub listen_links: bool,
 }
 
+// Parsed once at start: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Command {
     /// Join a room (a code like kfq-wmzt-pxd, a link, or `new` for a new room).
@@ -98,6 +100,13 @@ pub struct JoinArgs {
         env = "CONFAB_SERVER"
     )]
     pub server: String,
+    /// Accept only the server certificate with this SHA-256 (hex; a self-signed team server or
+    /// another Confab's hosted server). An address ending in `#sha256=HEX` pins the same way.
+    #[arg(long, value_name = "HEX")]
+    pub server_cert_sha256: Option<String>,
+    /// Trust the CA certificates in this PEM file (instead of the web's) for a wss:// server.
+    #[arg(long, value_name = "FILE.pem")]
+    pub server_ca: Option<PathBuf>,
     /// Your name as the other person sees it.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
@@ -158,6 +167,12 @@ pub struct JoinArgs {
     /// Send a file once connected (repeatable).
     #[arg(long, value_name = "PATH")]
     pub send_file: Vec<PathBuf>,
+    /// Save files the other person sends without asking (headless calls decline them otherwise).
+    #[arg(long)]
+    pub accept_files: bool,
+    /// Decline received files larger than this many MiB (and any that would fill the disk).
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    pub max_file_mb: u64,
     /// Where received files are saved (default: your Downloads folder).
     #[arg(long, value_name = "DIR")]
     pub receive_dir: Option<PathBuf>,

@@ -212,6 +212,11 @@ async fn drive(
                             pending_files = pending_files.saturating_sub(1);
                             failed_files.push(format!("{name}: {reason}"));
                         }
+                        // Nobody is here to click Accept: without --accept-files, say no.
+                        LinkNotice::FileOffered { id, name, .. } => {
+                            eprintln!("confab: declining {name} (run with --accept-files to receive files)");
+                            let _ = session.commands.send(SessionCommand::DeclineFile(*id)).await;
+                        }
                         _ => {}
                     }
                     if !matches!(notice, LinkNotice::Progress { .. }) {

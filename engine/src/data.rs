@@ -92,13 +92,35 @@ const WINDOWS_RESERVED: &[&str] = &[
     "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
 ];
 
-/// A file name that is safe on every OS and cannot leave the receive folder: the last path
-/// component only, no control or reserved characters, no leading dots, at most 200 bytes.
+/// Characters that change how a name is shown without being seen: bidi embeddings, overrides and
+/// isolates ("x\u{202E}gpj.exe" shows as "xexe.jpg"), marks, and zero-width characters.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061C}'                  // Arabic letter mark
+        | '\u{200B}'..='\u{200F}'   // zero-width space, non-joiner, joiner; LRM, RLM
+        | '\u{202A}'..='\u{202E}'   // LRE, RLE, PDF, LRO, RLO
+        | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
+        | '\u{2066}'..='\u{2069}'   // LRI, RLI, FSI, PDI
+        | '\u{206A}'..='\u{206F}'   // deprecated format characters
+        | '\u{FEFF}'                 // zero-width no-break space (BOM)
+        | '\u{FFF9}'..='\u{FFFB}'   // interlinear annotation
+        | '\u{00AD}'                 // soft hyphen
+        | '\u{180E}'                 // Mongolian vowel separator
+    )
+}
+
+/// A file name that is safe on every OS and cannot leave the receive folder or disguise itself:
+/// the last path component only, no control, bidi, zero-width or reserved characters, no
+/// leading dots, at most 200 bytes. What is shown to the person is this name too.
 pub fn sanitize_file_name(claimed: &str) -> String {
     let last = claimed.rsplit(['/', '\\']).next().unwrap_or("");
     let mut name: String = last
         .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*'))
+        .filter(|&c| {
+            !c.is_control()
+                && !is_invisible_format(c)
+                && !matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
+        })
         .collect();
     name = name
         .trim()
@@ -134,8 +156,47 @@ pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
         .expect("invariant: some numbered name is free")
 }
 
+/// Bytes free for this user on the file system holding `dir` (or its nearest existing parent);
+/// `None` where the platform gives no safe way to ask.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let existing = dir.ancestors().find(|p| p.exists())?;
+    #[cfg(unix)]
+    {
+        let stat = rustix::fs::statvfs(existing).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        // No safe API in our dependencies; writes that run out of space still fail cleanly
+        // (the `.part` file is removed).
+        let _ = existing;
+        None
+    }
+}
+
+/// Space left free on the disk after a file is accepted, for everything else on it.
+pub const FREE_SPACE_MARGIN_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Whether a file of `size` bytes may be accepted into `dir`: within `max_bytes`, and leaving
+/// [`FREE_SPACE_MARGIN_BYTES`] free on the disk.
+pub fn check_room(dir: &Path, size: u64, max_bytes: u64) -> Result<(), FileError> {
+    if size > max_bytes {
+        return Err(FileError::TooLarge {
+            size,
+            max: max_bytes,
+        });
+    }
+    if let Some(free) = free_bytes(dir) {
+        if size.saturating_add(FREE_SPACE_MARGIN_BYTES) > free {
+            return Err(FileError::NoSpace { size, free });
+        }
+    }
+    Ok(())
+}
+
 /// A file being received: bytes go to a hidden `.part` file that becomes the real file only when
-/// size and hash match.
+/// size and hash match. The `.part` file is removed whenever the transfer ends otherwise,
+/// including when the value is simply dropped (the call ended).
 pub struct IncomingFile {
     pub name: String,
     pub size: u64,
@@ -157,6 +218,10 @@ pub enum FileError {
     HashMismatch,
     #[error("announced SHA-256 {0:?} is not 64 hex digits")]
     BadHash(String),
+    #[error("it is {size} bytes, more than the {max} bytes accepted")]
+    TooLarge { size: u64, max: u64 },
+    #[error("it is {size} bytes and the disk has {free} bytes free")]
+    NoSpace { size: u64, free: u64 },
 }
 
 impl IncomingFile {
@@ -218,6 +283,13 @@ impl IncomingFile {
 
     /// Removes the partial file (transfer cancelled or failed).
     pub fn abandon(self) {
+        drop(self);
+    }
+}
+
+impl Drop for IncomingFile {
+    /// A finished file was renamed away; anything else is a partial file to remove.
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.part);
     }
 }
@@ -242,12 +314,60 @@ mod tests {
             ("nul", "_nul"),
             ("trailing. . ", "trailing"),
             ("C:secret", "Csecret"),
+            // Bidi overrides and isolates cannot make "exe" read as "jpg".
+            ("x\u{202E}gpj.exe", "xgpj.exe"),
+            ("invoice\u{2067}fdp.\u{2069}scr", "invoicefdp.scr"),
+            ("a\u{200E}b\u{200F}c\u{061C}.txt", "abc.txt"),
+            // Zero-width characters cannot hide a difference between two names.
+            ("pay\u{200B}pal\u{200D}.pdf", "paypal.pdf"),
+            ("\u{FEFF}bom.txt", "bom.txt"),
+            ("\u{2060}.bashrc", "bashrc"),
+            ("soft\u{00AD}hyphen", "softhyphen"),
+            // Only invisible characters: a neutral name.
+            ("\u{202E}\u{200B}", "received-file"),
+            // Ordinary non-ASCII names are kept.
+            ("Grüße – 日本.txt", "Grüße – 日本.txt"),
         ];
         for (claimed, expected) in cases {
             assert_eq!(sanitize_file_name(claimed), expected, "{claimed:?}");
         }
         let long = "x".repeat(1000);
         assert_eq!(sanitize_file_name(&long).len(), 200);
+    }
+
+    #[test]
+    fn room_is_checked_before_accepting() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_room(dir.path(), 10, 10), Ok(()));
+        assert_eq!(
+            check_room(dir.path(), 11, 10),
+            Err(FileError::TooLarge { size: 11, max: 10 })
+        );
+        // An announced 100 TB file is refused by the disk check even under a huge cap.
+        let huge = 100u64 << 40;
+        if cfg!(unix) {
+            assert!(matches!(
+                check_room(dir.path(), huge, u64::MAX),
+                Err(FileError::NoSpace { size, .. }) if size == huge
+            ));
+            // A folder that does not exist yet is measured on its nearest existing parent.
+            assert!(free_bytes(&dir.path().join("not/yet")).is_some());
+        }
+    }
+
+    #[test]
+    fn a_dropped_transfer_leaves_no_part_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = hex::encode(Sha256::digest(b"abcdef"));
+        let mut file = IncomingFile::create(dir.path(), 9, "half.bin", 6, &sha).unwrap();
+        assert!(!file.write(b"abc").unwrap());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a .part file"
+        );
+        drop(file);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

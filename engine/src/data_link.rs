@@ -1,7 +1,9 @@
 //! Chat and file transfer over the two data channels (see `data.rs` for the wire format). Each
 //! channel's events are forwarded by a small task to the session loop, which calls into `DataLink`;
 //! outgoing files are streamed by their own task, which waits whenever the channel's send buffer is
-//! full, so a large file neither floods memory nor starves media.
+//! full, so a large file neither floods memory nor starves media. Nothing is written for an
+//! offer until it is accepted, within a size cap and the disk's free space; offers waiting for an
+//! answer are few; and a transfer that ends without the file leaves no `.part` file behind.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -14,8 +16,9 @@ use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelState};
 
 use super::collector::StatsHandle;
 use super::data::{
-    chunk_message, file_sha256, parse_chunk, ControlMessage, FileError, IncomingFile, CHUNK_BYTES,
-    CONTROL_LABEL, FILE_LABEL, MAX_CHAT_CHARS, MAX_CONTROL_BYTES,
+    check_room, chunk_message, file_sha256, parse_chunk, sanitize_file_name, ControlMessage,
+    FileError, IncomingFile, CHUNK_BYTES, CONTROL_LABEL, FILE_LABEL, MAX_CHAT_CHARS,
+    MAX_CONTROL_BYTES,
 };
 use super::security::{SasExchange, SasState};
 use super::stats::{Direction, FileStats};
@@ -89,6 +92,22 @@ pub enum TransferFailure {
     Cancelled,
     #[error("cannot receive it: {0}")]
     ReceiveFailed(String),
+}
+
+/// Offers waiting for an answer plus files being received, at most; more are declined.
+pub const MAX_PENDING_FILES: usize = 8;
+
+/// The default cap on the size of a received file (`confab join --max-file-mb`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 2048 * 1024 * 1024;
+
+/// What the link does with files the other side offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilePolicy {
+    /// Accept without asking (`confab join --accept-files`); otherwise each offer is shown and
+    /// waits for the person's answer.
+    pub auto_accept: bool,
+    /// Larger files are declined before anything is written.
+    pub max_bytes: u64,
 }
 
 impl LinkNotice {
@@ -173,7 +192,7 @@ pub struct DataLink {
     queued_chat: VecDeque<String>,
     queued_files: VecDeque<(u32, PathBuf)>,
     receive_dir: PathBuf,
-    auto_accept: bool,
+    policy: FilePolicy,
     /// Ids of outgoing files being hashed.
     hashing: HashMap<u32, String>,
     outgoing: HashMap<u32, Outgoing>,
@@ -188,7 +207,7 @@ pub struct DataLink {
 impl DataLink {
     pub fn new(
         receive_dir: PathBuf,
-        auto_accept: bool,
+        policy: FilePolicy,
         events: mpsc::Sender<LinkEvent>,
         stats: StatsHandle,
     ) -> Self {
@@ -198,7 +217,7 @@ impl DataLink {
             queued_chat: VecDeque::new(),
             queued_files: VecDeque::new(),
             receive_dir,
-            auto_accept,
+            policy,
             hashing: HashMap::new(),
             outgoing: HashMap::new(),
             offered: HashMap::new(),
@@ -347,10 +366,17 @@ impl DataLink {
             return Vec::new();
         };
         let created = {
-            let (dir, name) = (self.receive_dir.clone(), name.clone());
-            tokio::task::spawn_blocking(move || IncomingFile::create(&dir, id, &name, size, &sha))
-                .await
-                .unwrap_or_else(|e| Err(FileError::Write(String::new(), e.to_string())))
+            let (dir, name, max) = (
+                self.receive_dir.clone(),
+                name.clone(),
+                self.policy.max_bytes,
+            );
+            tokio::task::spawn_blocking(move || {
+                check_room(&dir, size, max)?;
+                IncomingFile::create(&dir, id, &name, size, &sha)
+            })
+            .await
+            .unwrap_or_else(|e| Err(FileError::Write(String::new(), e.to_string())))
         };
         match created {
             Ok(file) => {
@@ -406,8 +432,23 @@ impl DataLink {
                 if self.offered.contains_key(&id) || self.incoming.contains_key(&id) {
                     return Vec::new();
                 }
+                // Shown and saved under this name only: no paths, no invisible characters.
+                let name = sanitize_file_name(&name);
+                if self.offered.len() + self.incoming.len() >= MAX_PENDING_FILES {
+                    // Declined without a notice: a flood of offers must not flood the window.
+                    tracing::warn!(id, "declining a file offer: too many pending");
+                    self.send_control(&ControlMessage::FileDecline { id }).await;
+                    return Vec::new();
+                }
+                if size > self.policy.max_bytes {
+                    let reason = FileError::TooLarge {
+                        size,
+                        max: self.policy.max_bytes,
+                    };
+                    return self.refuse_incoming(id, name, reason.to_string()).await;
+                }
                 self.offered.insert(id, (name.clone(), size, sha256));
-                if self.auto_accept {
+                if self.policy.auto_accept {
                     self.accept(id).await
                 } else {
                     vec![LinkNotice::FileOffered { id, name, size }]
@@ -583,6 +624,15 @@ impl DataLink {
         }
     }
 
+    /// The call is over: partial files are removed (on the blocking pool) and offers forgotten.
+    pub async fn close(&mut self) {
+        self.offered.clear();
+        let partial: Vec<IncomingFile> = self.incoming.drain().map(|(_, file)| file).collect();
+        if !partial.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || drop(partial)).await;
+        }
+    }
+
     /// Tells the sender we could not keep file `id`, and the person why.
     async fn refuse_incoming(&self, id: u32, name: String, error: String) -> Vec<LinkNotice> {
         self.send_control(&ControlMessage::FileResult {
@@ -647,4 +697,187 @@ impl DataLink {
 /// Removes a partial file on the blocking pool.
 async fn abandon(file: IncomingFile) {
     let _ = tokio::task::spawn_blocking(move || file.abandon()).await;
+}
+
+#[cfg(test)]
+// `#[tokio::test]` is each test's entry point: it may wait on the runtime it drives.
+#[allow(clippy::disallowed_methods)]
+mod tests {
+    use std::time::Instant;
+
+    use sha2::{Digest as _, Sha256};
+
+    use super::*;
+
+    /// A link whose channels are not open: what it would send goes nowhere, what it writes is
+    /// on disk in `dir`.
+    fn link(dir: &Path, auto_accept: bool, max_bytes: u64) -> DataLink {
+        let (tx, _rx) = mpsc::channel(16);
+        DataLink::new(
+            dir.to_owned(),
+            FilePolicy {
+                auto_accept,
+                max_bytes,
+            },
+            tx,
+            StatsHandle::new(Instant::now()),
+        )
+    }
+
+    fn offer(id: u32, name: &str, data: &[u8]) -> String {
+        serde_json::to_string(&ControlMessage::FileOffer {
+            id,
+            name: name.into(),
+            size: data.len() as u64,
+            sha256: hex::encode(Sha256::digest(data)),
+        })
+        .unwrap()
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn failure(notices: &[LinkNotice]) -> Option<&TransferFailure> {
+        notices.iter().find_map(|n| match n {
+            LinkNotice::TransferFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+    }
+
+    #[tokio::test]
+    async fn an_unaccepted_offer_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut link = link(dir.path(), false, DEFAULT_MAX_FILE_BYTES);
+        let notices = link
+            .on_control(&offer(1, "x\u{202E}gpj.exe", b"payload"))
+            .await;
+        // Offered under its safe name, waiting for the person.
+        assert_eq!(
+            notices,
+            vec![LinkNotice::FileOffered {
+                id: 1,
+                name: "xgpj.exe".into(),
+                size: 7
+            }]
+        );
+        assert!(files_in(dir.path()).is_empty());
+        // Chunks the sender pushes without an accept go nowhere.
+        assert!(link
+            .on_chunk(&chunk_message(1, b"payload"))
+            .await
+            .is_empty());
+        link.decline(1).await;
+        assert!(link.accept(1).await.is_empty(), "declined offers are gone");
+        assert!(files_in(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_oversized_offer_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut link = link(dir.path(), true, 4);
+        let notices = link.on_control(&offer(1, "big.bin", b"12345")).await;
+        assert_eq!(
+            failure(&notices),
+            Some(&TransferFailure::ReceiveFailed(
+                FileError::TooLarge { size: 5, max: 4 }.to_string()
+            ))
+        );
+        assert!(link.on_chunk(&chunk_message(1, b"12345")).await.is_empty());
+        assert!(files_in(dir.path()).is_empty());
+        // One that fits is received.
+        let notices = link.on_control(&offer(2, "small.bin", b"1234")).await;
+        assert_eq!(failure(&notices), None);
+        let notices = link.on_chunk(&chunk_message(2, b"1234")).await;
+        assert!(matches!(notices.as_slice(), [LinkNotice::FileDone(f)] if f.ok));
+        assert_eq!(files_in(dir.path()), vec!["small.bin"]);
+    }
+
+    #[tokio::test]
+    async fn an_offer_the_disk_cannot_hold_is_refused_even_when_asked_for() {
+        if !cfg!(unix) {
+            return; // free space is only measured on Unix (see `free_bytes`)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut link = link(dir.path(), false, u64::MAX);
+        let huge = serde_json::to_string(&ControlMessage::FileOffer {
+            id: 1,
+            name: "huge.bin".into(),
+            size: 100 << 40,
+            sha256: "0".repeat(64),
+        })
+        .unwrap();
+        assert!(failure(&link.on_control(&huge).await).is_none());
+        let notices = link.accept(1).await;
+        assert!(
+            matches!(failure(&notices), Some(TransferFailure::ReceiveFailed(e)) if e.contains("free")),
+            "{notices:?}"
+        );
+        assert!(files_in(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn pending_offers_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut link = link(dir.path(), false, DEFAULT_MAX_FILE_BYTES);
+        for id in 0..MAX_PENDING_FILES as u32 {
+            let notices = link.on_control(&offer(id, "f", b"x")).await;
+            assert!(matches!(
+                notices.as_slice(),
+                [LinkNotice::FileOffered { .. }]
+            ));
+        }
+        let notices = link.on_control(&offer(99, "f", b"x")).await;
+        assert!(notices.is_empty(), "declined quietly: {notices:?}");
+        assert!(files_in(dir.path()).is_empty());
+        assert!(
+            link.accept(99).await.is_empty(),
+            "the extra offer was not kept"
+        );
+        // Answering one makes room for another.
+        link.decline(0).await;
+        let notices = link.on_control(&offer(100, "f", b"x")).await;
+        assert!(matches!(
+            notices.as_slice(),
+            [LinkNotice::FileOffered { .. }]
+        ));
+    }
+
+    #[tokio::test]
+    async fn partial_files_are_removed_on_cancel_error_and_hang_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut link = link(dir.path(), true, DEFAULT_MAX_FILE_BYTES);
+        let data = b"0123456789";
+        for id in [1, 2, 3] {
+            link.on_control(&offer(id, &format!("f{id}.bin"), data))
+                .await;
+            assert!(link
+                .on_chunk(&chunk_message(id, &data[..4]))
+                .await
+                .is_empty());
+        }
+        assert_eq!(files_in(dir.path()).len(), 3, "three .part files");
+        // Cancelled by the sender.
+        let cancel = serde_json::to_string(&ControlMessage::FileCancel { id: 1 }).unwrap();
+        let notices = link.on_control(&cancel).await;
+        assert_eq!(failure(&notices), Some(&TransferFailure::Cancelled));
+        // The sender sends more than it announced.
+        let notices = link.on_chunk(&chunk_message(2, &[0; 16])).await;
+        assert!(matches!(
+            failure(&notices),
+            Some(TransferFailure::ReceiveFailed(_))
+        ));
+        assert_eq!(files_in(dir.path()), vec![".f3.bin.3.part"]);
+        // The call ends mid-transfer.
+        link.close().await;
+        assert!(files_in(dir.path()).is_empty());
+    }
 }

@@ -30,12 +30,13 @@ use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit}
 use super::bwe::{BweShared, Limit};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
-use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
+use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::{certificate_fingerprint, first_sha256_fingerprint, security_code, SasState};
+pub use super::server_trust::ServerTrust;
 use super::signaling_client::{Joined, SignalingClient};
 use super::stats::BweStats;
 use super::CallError;
@@ -44,6 +45,8 @@ use super::CallError;
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     pub server_url: String,
+    /// Which certificates the server may show (a pin, a CA file, or the web's roots).
+    pub server_trust: ServerTrust,
     /// `None` asks the server for a new room.
     pub room: Option<RoomCode>,
     pub name: String,
@@ -55,6 +58,8 @@ pub struct SessionConfig {
     pub apm: ApmSettings,
     pub receive_dir: PathBuf,
     pub auto_accept_files: bool,
+    /// Larger received files are declined before anything is written.
+    pub max_file_bytes: u64,
     /// Offer as soon as the other person joins, even when they will offer too (tests glare).
     pub eager_offer: bool,
 }
@@ -410,8 +415,13 @@ async fn run(
     commands: mpsc::Receiver<SessionCommand>,
     stats: StatsHandle,
 ) -> Result<Ended, CallError> {
-    let (signaling, joined) =
-        SignalingClient::join(&config.server_url, config.room.as_ref(), &config.name).await?;
+    let (signaling, joined) = SignalingClient::join(
+        &config.server_url,
+        config.room.as_ref(),
+        &config.name,
+        &config.server_trust,
+    )
+    .await?;
     {
         let mut c = stats.lock();
         c.stats.ms_to.signaling = Some(c.ms_now());
@@ -450,7 +460,10 @@ async fn run(
     let (link_tx, link_rx) = mpsc::channel::<LinkEvent>(256);
     let link = DataLink::new(
         config.receive_dir.clone(),
-        config.auto_accept_files,
+        FilePolicy {
+            auto_accept: config.auto_accept_files,
+            max_bytes: config.max_file_bytes,
+        },
         link_tx.clone(),
         stats.clone(),
     );
@@ -820,7 +833,8 @@ impl CallLoop {
 
     /// Ends the call: the last statistics, the connection closed, and every media thread joined
     /// (so the sinks are finished when the session's task ends).
-    async fn teardown(self) {
+    async fn teardown(mut self) {
+        self.link.close().await;
         fill_ice_stats(&self.pc, &self.stats).await;
         if let Err(err) = self.pc.close().await {
             tracing::debug!(%err, "closing the connection");

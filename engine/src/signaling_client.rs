@@ -1,5 +1,6 @@
-//! The client side of the signaling protocol: connects to `ws://` or `wss://`, joins a room and
-//! then sends and receives protocol messages. The socket runs in its own task; callers use
+//! The client side of the signaling protocol: connects to `ws://` or `wss://` (trusting the web's
+//! roots, a custom CA or a pinned certificate: `server_trust.rs`), joins a room and then sends and
+//! receives protocol messages. The socket runs in its own task; callers use
 //! bounded channels and never block on the network.
 
 use confab_protocol::{
@@ -10,6 +11,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::server_trust::{client_config, split_pin, ServerTrust};
 use super::CallError;
 
 /// What the server said when we joined.
@@ -46,8 +48,15 @@ impl SignalingClient {
         url: &str,
         room: Option<&RoomCode>,
         name: &str,
+        trust: &ServerTrust,
     ) -> Result<(Self, Joined), CallError> {
-        let url = normalize_url(url);
+        // A pin in the address (`#sha256=...`) counts like one given on the command line.
+        let (url, pin_in_url) = split_pin(url);
+        let trust = ServerTrust {
+            pin_sha256: trust.pin_sha256.clone().or(pin_in_url),
+            ca_file: trust.ca_file.clone(),
+        };
+        let url = normalize_url(&url);
         let unreachable = |reason: String| CallError::ServerUnreachable {
             url: url.clone(),
             reason,
@@ -58,13 +67,32 @@ impl SignalingClient {
             ));
         }
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = client_config(&trust).map_err(|e| unreachable(e.to_string()))?;
+        if tls.is_some() && !url.starts_with("wss://") {
+            return Err(unreachable(
+                super::server_trust::TrustError::NotTls.to_string(),
+            ));
+        }
+        let (connector, pinned) = match tls {
+            Some(setup) => (
+                Some(tokio_tungstenite::Connector::Rustls(setup.config)),
+                setup.pinned,
+            ),
+            None => (None, None),
+        };
         let (ws, _) = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            tokio_tungstenite::connect_async(&url),
+            tokio_tungstenite::connect_async_tls_with_config(&url, None, false, connector),
         )
         .await
         .map_err(|_| unreachable("no answer within 10 s".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| match pinned.as_ref().and_then(|p| p.refused()) {
+            Some(seen) => unreachable(format!(
+                "its certificate (SHA-256 {seen}) is not the pinned one: someone may be in \
+                 between, or the server made a new certificate; refusing to connect"
+            )),
+            None => unreachable(e.to_string()),
+        })?;
         let (mut sink, mut stream) = ws.split();
         let (out_tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
         let (in_tx, in_rx) = mpsc::channel::<Result<ServerMessage, CallError>>(256);

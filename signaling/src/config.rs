@@ -130,6 +130,9 @@ pub struct ServerConfig {
     pub max_conns: usize,
     /// Bytes of messages waiting for one client's socket; beyond it the client is cut off.
     pub outbound_queue_bytes: usize,
+    /// Refuse /ws to a browser page from another origin (a page the server did not serve):
+    /// the hosted server sets it, so no web page a person visits can use it.
+    pub same_origin_only: bool,
 }
 
 /// Bytes of messages that may wait for one client's socket (16 of the largest messages).
@@ -153,6 +156,7 @@ impl ServerConfig {
             max_conns_per_ip: 64,
             max_conns: 20_000,
             outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
+            same_origin_only: false,
         }
     }
 
@@ -265,6 +269,7 @@ impl TryFrom<ServeArgs> for ServerConfig {
             max_conns_per_ip: args.max_conns_per_ip as usize,
             max_conns: args.max_conns as usize,
             outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
+            same_origin_only: false,
         })
     }
 }

@@ -12,6 +12,7 @@ mod connection;
 mod hub;
 mod rate_limit;
 mod server;
+pub mod tls;
 pub mod turn;
 mod web;
 

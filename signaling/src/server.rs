@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -59,6 +59,7 @@ struct AppState {
     hub: Arc<Hub>,
     caps: Arc<ConnectionCaps>,
     shutdown: watch::Receiver<bool>,
+    same_origin_only: bool,
 }
 
 /// Builds and starts signaling servers.
@@ -68,6 +69,8 @@ pub struct Server;
 pub struct RunningServer {
     local_addr: SocketAddr,
     tls: bool,
+    /// SHA-256 of the TLS certificate (lowercase hex), for clients to pin.
+    cert_sha256: Option<String>,
     hub: Arc<Hub>,
     handle: Handle,
     shutdown_tx: watch::Sender<bool>,
@@ -99,16 +102,22 @@ impl Server {
             }
             None => None,
         };
+        let cert_sha256 = config
+            .tls
+            .as_ref()
+            .and_then(|(cert, _)| cert_fingerprint(cert));
         let caps = Arc::new(ConnectionCaps::new(
             config.max_conns_per_ip,
             config.max_conns,
         ));
+        let same_origin_only = config.same_origin_only;
         let hub = Arc::new(Hub::new(Arc::new(config)));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let app = router(AppState {
             hub: hub.clone(),
             caps,
             shutdown: shutdown_rx,
+            same_origin_only,
         });
         let handle = Handle::new();
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -129,6 +138,7 @@ impl Server {
         Ok(RunningServer {
             local_addr,
             tls: tls.is_some(),
+            cert_sha256,
             hub,
             handle,
             shutdown_tx,
@@ -178,7 +188,16 @@ async fn ws_upgrade(
     ws: WebSocketUpgrade,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
+    headers: HeaderMap,
 ) -> Response {
+    if state.same_origin_only && !same_origin(&headers) {
+        tracing::info!(%remote, origin = ?headers.get(header::ORIGIN), "refused: another origin");
+        return (
+            StatusCode::FORBIDDEN,
+            "this server takes no connections from other web pages",
+        )
+            .into_response();
+    }
     // Refused before the upgrade, as plain HTTP: a refusal costs no WebSocket state.
     let slot = match state.caps.admit(remote.ip()) {
         Ok(slot) => slot,
@@ -202,6 +221,21 @@ async fn ws_upgrade(
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| serve_socket(socket, state.hub, address, slot, state.shutdown))
+}
+
+/// No `Origin` (a native client), or an `Origin` naming the host the request was sent to (the
+/// web client this server served). Any other page, or an opaque origin ("null"), is refused.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -230,6 +264,11 @@ impl RunningServer {
         format!("{}://{addr}/ws", if self.tls { "wss" } else { "ws" })
     }
 
+    /// The SHA-256 of the certificate a wss:// server shows (lowercase hex), for pinning.
+    pub fn cert_sha256(&self) -> Option<&str> {
+        self.cert_sha256.as_deref()
+    }
+
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -254,6 +293,19 @@ impl RunningServer {
         }
         self.shutdown().await
     }
+}
+
+/// SHA-256 of the first certificate in a PEM file.
+fn cert_fingerprint(path: &std::path::Path) -> Option<String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(path).ok()?;
+    Some(
+        sha2::Sha256::digest(der.as_ref())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
 }
 
 fn flatten(result: Result<io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {

@@ -372,3 +372,58 @@ async fn a_taken_port_is_a_clear_error() {
     assert!(err.contains("cannot listen on"), "{err}");
     server.shutdown().await.unwrap();
 }
+
+/// The status line a WebSocket upgrade of /ws gets, sent with `Host: confab.test:8443` and
+/// `origin` when given.
+async fn upgrade_status(server: &RunningServer, origin: Option<&str>) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let origin = origin.map_or_else(String::new, |o| format!("Origin: {o}\r\n"));
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: confab.test:8443\r\n{origin}Connection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_same_origin_server_refuses_other_web_pages() {
+    let server = start(|c| c.same_origin_only = true).await;
+    let cases = [
+        // A native client sends no Origin.
+        (None, "101"),
+        // The web client this server served.
+        (Some("https://confab.test:8443"), "101"),
+        (Some("http://CONFAB.test:8443"), "101"),
+        // Any other page the person happens to visit, or an opaque origin.
+        (Some("https://evil.example"), "403"),
+        (Some("https://confab.test:9999"), "403"),
+        (Some("https://confab.test:8443.evil.example"), "403"),
+        (Some("null"), "403"),
+    ];
+    for (origin, status) in cases {
+        let line = upgrade_status(&server, origin).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{origin:?}: {line}"
+        );
+    }
+    server.shutdown().await.unwrap();
+
+    // The standalone server's default: its web client may be pointed at it from elsewhere
+    // (`?server=`), so other origins are let in.
+    let open = start(|_| {}).await;
+    assert!(upgrade_status(&open, Some("https://elsewhere.example"))
+        .await
+        .starts_with("HTTP/1.1 101"));
+    open.shutdown().await.unwrap();
+}

@@ -27,6 +27,20 @@ const MAX_CONTROL_BYTES = 64 * 1024; // data::MAX_CONTROL_BYTES
 const MAX_CHAT_CHARS = 4000; // data::MAX_CHAT_CHARS
 /** Files are received into memory (a Blob), so the page refuses offers larger than this. */
 const MAX_INCOMING_BYTES = 1024 * 1024 * 1024;
+/** Offers waiting for an answer plus files arriving, at most (data_link::MAX_PENDING_FILES). */
+const MAX_PENDING_FILES = 8;
+
+/**
+ * The bytes this page may hold in memory for files at once: MAX_INCOMING_BYTES, or a quarter of
+ * the device's memory where the browser tells it (navigator.deviceMemory, in GiB).
+ */
+function incomingMemoryLimit() {
+  const gib = typeof navigator !== 'undefined' && Number(navigator.deviceMemory);
+  return gib > 0 ? Math.min(MAX_INCOMING_BYTES, Math.floor((gib * 2 ** 30) / 4)) : MAX_INCOMING_BYTES;
+}
+
+/** Bidi controls and zero-width characters: they change how a name reads without being seen. */
+const INVISIBLE_IN_NAMES = /[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
 /** Sending pauses while this much is queued on the file channel, and resumes below the low mark. */
 const SEND_BUFFER_HIGH = 1024 * 1024;
 const SEND_BUFFER_LOW = 256 * 1024;
@@ -80,7 +94,7 @@ function parseRoomCode(input) {
  * characters, no leading dots, at most 200 characters (the rules of `sanitize_file_name`).
  */
 function sanitizeFileName(claimed) {
-  const parts = String(claimed).split(/[/\\]/);
+  const parts = String(claimed).replace(INVISIBLE_IN_NAMES, '').split(/[/\\]/);
   let name = Array.from(parts[parts.length - 1])
     .filter((c) => c.charCodeAt(0) >= 0x20 && c.charCodeAt(0) !== 0x7f && !'<>:"|?*'.includes(c))
     .join('')
@@ -498,6 +512,7 @@ if (typeof document !== 'undefined') {
         this.nextFileId = 1;
         this.outgoing = new Map(); // id -> { file, name, size, sha256, row }
         this.incoming = new Map(); // id -> { name, size, sha256, chunks, received, row }
+        this.offered = new Map(); // id -> { name, size, sha256, row }: waiting for the person
         this.remoteStream = new MediaStream();
         this.sas = new SasExchange(crypto.getRandomValues(new Uint8Array(32)));
         confab.securityCode = null;
@@ -1036,24 +1051,72 @@ if (typeof document !== 'undefined') {
         }
       }
 
-      // -- files: receiving (auto-accepted into memory, kept only if size and SHA-256 match) --
+      // -- files: receiving (asked first, into memory, kept only if size and SHA-256 match) --
+
+      /** Bytes of files being received or waiting for an answer. */
+      heldBytes() {
+        let total = 0;
+        for (const f of this.incoming.values()) total += f.size;
+        for (const f of this.offered.values()) total += f.size;
+        return total;
+      }
 
       onFileOffer(msg) {
         const { id, size } = msg;
         const sha256 = typeof msg.sha256 === 'string' ? msg.sha256.toLowerCase() : '';
-        if (!Number.isInteger(id) || id < 0 || id > 0xffffffff || this.incoming.has(id)) return;
+        if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) return;
+        if (this.incoming.has(id) || this.offered.has(id)) return;
+        if (this.incoming.size + this.offered.size >= MAX_PENDING_FILES) {
+          // Declined without a row: a flood of offers must not flood the page.
+          this.sendControl({ type: 'file_decline', id });
+          return;
+        }
         const name = sanitizeFileName(msg.name);
+        const limit = incomingMemoryLimit();
         let problem = null;
         if (!Number.isSafeInteger(size) || size < 0) problem = 'the announced size is not a byte count';
-        else if (size > MAX_INCOMING_BYTES) problem = `it is over ${MAX_INCOMING_BYTES >> 20} MiB, the most this page keeps in memory`;
+        else if (size + this.heldBytes() > limit) problem = `it does not fit in the ${limit >> 20} MiB this page may keep in memory`;
         else if (!/^[0-9a-f]{64}$/.test(sha256)) problem = 'the announced SHA-256 is not 64 hex digits';
         if (problem) {
           this.sendControl({ type: 'file_decline', id });
           addFileRow(`${name}: declined, ${problem}`, 'bad');
           return;
         }
-        const file = { name, size, sha256, chunks: [], received: 0, row: addFileRow(`${name}: receiving`, '', size) };
-        this.incoming.set(id, file);
+        const offer = { name, size, sha256, row: addFileRow(`${name} (${formatBytes(size)}) offered `) };
+        const scripted = typeof location !== 'undefined' &&
+          new URLSearchParams(location.search).get('acceptfiles') === '1';
+        if (scripted) {
+          this.acceptOffer(id, offer);
+          return;
+        }
+        this.offered.set(id, offer);
+        const answer = (accept) => {
+          if (!this.offered.delete(id)) return;
+          for (const b of offer.row.querySelectorAll('button')) b.remove();
+          if (accept) {
+            this.acceptOffer(id, offer);
+          } else {
+            this.sendControl({ type: 'file_decline', id });
+            setFileRow(offer.row, `${name}: declined`, 'bad');
+          }
+        };
+        for (const [label, accept] of [['Accept', true], ['Decline', false]]) {
+          const button = document.createElement('button');
+          button.type = 'button';
+          button.textContent = label;
+          button.addEventListener('click', () => answer(accept));
+          offer.row.append(button);
+        }
+      }
+
+      acceptOffer(id, offer) {
+        const { name, size, sha256, row } = offer;
+        setFileRow(row, `${name}: receiving`);
+        const bar = document.createElement('progress');
+        bar.max = Math.max(size, 1);
+        bar.value = 0;
+        row.append(bar);
+        this.incoming.set(id, { name, size, sha256, chunks: [], received: 0, row });
         this.sendControl({ type: 'file_accept', id });
         if (size === 0) this.finishIncoming(id);
       }

@@ -105,6 +105,7 @@ fn run_call(first_is_offerer_side: bool) {
         "hello from b",
         "--receive-dir",
         rx_b.to_str().unwrap(),
+        "--accept-files",
     ]);
 
     // Whoever starts first waits; the second to arrive makes the offer.

@@ -289,7 +289,10 @@ async function run(opts, result) {
     page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
     await page.addInitScript(sampleEverySecond);
     result.msToLaunch = Date.now() - tStart;
-    await page.goto(opts.url, { waitUntil: 'load', timeout: 15000 });
+    // The page asks before keeping a file; files this run expects are accepted (?acceptfiles=1).
+    const pageUrl = new URL(opts.url);
+    if (opts.expectFiles > 0) pageUrl.searchParams.set('acceptfiles', '1');
+    await page.goto(pageUrl.toString(), { waitUntil: 'load', timeout: 15000 });
     // On a slow or lossy link the page's script may still be on its way after 'load'.
     await page.waitForFunction(() => window.confab, null, { timeout: 15000 }).catch(() => {});
 

@@ -115,13 +115,10 @@ impl ConfabApp {
         match start {
             Some(config) => {
                 let config = app.adopt(config);
-                app.ensure_hosted();
                 app.start_call(config);
             }
-            None => {
-                app.ensure_hosted();
-                app.restart_preview();
-            }
+            // Nothing listens until the person hosts a call (`ensure_hosted`).
+            None => app.restart_preview(),
         }
         app
     }
@@ -152,8 +149,9 @@ impl ConfabApp {
         }
     }
 
-    /// Starts the in-app signaling server when the settings ask for it (on the runtime: the
-    /// window shows "starting" until it reports back).
+    /// Starts the in-app signaling server when the person hosts a call (makes or starts a room
+    /// with "Host on this computer"), never before: on the runtime, and the window shows
+    /// "starting" until it reports back.
     pub fn ensure_hosted(&mut self) {
         if self.settings.server_mode != ServerMode::Host || self.host.is_wanted_already() {
             return;
@@ -162,6 +160,7 @@ impl ConfabApp {
             self.runtime.handle(),
             &self.hooks.start_server,
             self.settings.host_port,
+            self.config_dir.clone(),
             self.ctx.clone(),
         );
     }
@@ -192,6 +191,9 @@ impl ConfabApp {
     /// Starts `config`'s call: opens the devices on a thread (after the preview lets go of
     /// them), then starts the session (see `poll`).
     pub fn start_call(&mut self, config: CallConfig) {
+        if config.server_url.is_none() {
+            self.ensure_hosted();
+        }
         if config.server_url.is_none() && matches!(self.host, HostState::Starting(_)) {
             self.error = None;
             self.waiting_for_server = Some(config);
@@ -365,6 +367,7 @@ impl ConfabApp {
             }
             UiCommand::CancelStart => self.back_to_lobby(),
             UiCommand::NewRoom => {
+                self.ensure_hosted();
                 let room = RoomCode::generate();
                 self.room_input = room.to_string();
                 self.new_room = Some(room);
@@ -375,7 +378,6 @@ impl ConfabApp {
                 self.restart_preview();
             }
             UiCommand::ServerModeChanged => {
-                self.ensure_hosted();
                 self.save_settings();
             }
             UiCommand::ToggleShareMenu => self.share_menu = !self.share_menu,

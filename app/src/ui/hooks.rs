@@ -3,6 +3,7 @@
 //! the window keeps drawing while they do.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,8 +20,8 @@ pub type OpenCamera = Arc<
 /// A server start in progress (runs on the app's tokio runtime, never the UI thread).
 pub type ServerStart = Pin<Box<dyn Future<Output = Result<RunningServer, String>> + Send>>;
 
-/// Starts the hosted signaling server on a port.
-pub type StartServer = Arc<dyn Fn(u16) -> ServerStart + Send + Sync>;
+/// Starts the hosted signaling server on a port, keeping its certificate in a config folder.
+pub type StartServer = Arc<dyn Fn(u16, Option<PathBuf>) -> ServerStart + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Hooks {
@@ -32,18 +33,30 @@ impl Default for Hooks {
     fn default() -> Self {
         Self {
             open_camera: Arc::new(confab_devices::open_camera),
-            start_server: Arc::new(|port| Box::pin(start_hosted_server(port))),
+            start_server: Arc::new(|port, dir| Box::pin(start_hosted_server(port, dir))),
         }
     }
 }
 
 /// Listens on every interface at `port`, or on any free port when that one is taken (another
-/// Confab?).
-async fn start_hosted_server(port: u16) -> Result<RunningServer, String> {
-    match Server::start(ServerConfig::new(([0, 0, 0, 0], port).into())).await {
+/// Confab?): wss:// with the certificate kept in `dir` (made on first use), and only for native
+/// clients and the web client it serves itself (no other web page may use it).
+async fn start_hosted_server(port: u16, dir: Option<PathBuf>) -> Result<RunningServer, String> {
+    let dir = dir
+        .or_else(super::settings::config_dir)
+        .ok_or("no config folder to keep the server's certificate in")?;
+    let identity = tokio::task::spawn_blocking(move || confab_signaling::tls::self_signed(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot make the server's certificate: {e}"))?;
+    let config = |port: u16| {
+        let mut config = ServerConfig::new(([0, 0, 0, 0], port).into());
+        config.tls = Some((identity.cert.clone(), identity.key.clone()));
+        config.same_origin_only = true;
+        config
+    };
+    match Server::start(config(port)).await {
         Ok(server) => Ok(server),
-        Err(_) => Server::start(ServerConfig::new(([0, 0, 0, 0], 0).into()))
-            .await
-            .map_err(|e| e.to_string()),
+        Err(_) => Server::start(config(0)).await.map_err(|e| e.to_string()),
     }
 }

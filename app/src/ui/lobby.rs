@@ -11,6 +11,12 @@ use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::video::fit_rect;
 
+/// What a browser can do with the hosted server's link, said plainly.
+const LAN_BROWSER_NOTE: &str = "A browser on your network can open the link, but it first warns \
+     that the certificate is self-signed (it was made by this computer): they must choose to \
+     go on. After that the browser can send and receive camera, microphone and chat. Another \
+     Confab needs no warning: the copied address carries the certificate's fingerprint.";
+
 /// What the lobby shows; the text fields and choices edit the settings in place.
 pub struct LobbyView<'a> {
     pub settings: &'a mut Settings,
@@ -201,6 +207,10 @@ fn join_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egu
                             .settings
                             .server_url
                             .trim()
+                            // A pinned address (`#sha256=...`): the browser cannot use the pin.
+                            .split('#')
+                            .next()
+                            .unwrap_or_default()
                             .trim_end_matches("/ws")
                             .trim_end_matches('/');
                         format!(
@@ -241,11 +251,18 @@ fn join_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egu
             HostStatus::Running { lan_url, .. } => {
                 ui.horizontal(|ui| {
                     ui.label("Others on your network use:");
-                    ui.label(RichText::new(lan_url).monospace());
-                    if ui.small_button("Copy").clicked() {
+                    let shown = lan_url.split('#').next().unwrap_or(lan_url);
+                    ui.label(RichText::new(shown).monospace())
+                        .on_hover_text(lan_url);
+                    if ui
+                        .small_button("Copy")
+                        .on_hover_text("The address with this server's certificate fingerprint, so their Confab checks it is really yours")
+                        .clicked()
+                    {
                         ui.ctx().copy_text(lan_url.clone());
                     }
                 });
+                ui.label(RichText::new(LAN_BROWSER_NOTE).small().weak());
             }
             HostStatus::Starting => {
                 ui.horizontal(|ui| {
@@ -259,7 +276,15 @@ fn join_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut egu
                     format!("The local server could not start: {e}"),
                 );
             }
-            HostStatus::Off => {}
+            HostStatus::Off => {
+                ui.label(
+                    RichText::new(
+                        "The server starts when you make or start a room; nothing listens before.",
+                    )
+                    .small()
+                    .weak(),
+                );
+            }
         }
     }
     ui.radio_value(

@@ -132,7 +132,9 @@ impl Settings {
             bind: Vec::new(),
             receive_dir: self.receive_dir(),
             auto_accept_files: false,
+            max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
             eager_offer: false,
+            server_trust: Default::default(),
         }
     }
 

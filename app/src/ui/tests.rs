@@ -30,6 +30,7 @@ impl VideoOut for Discard {
 fn peer(server_url: &str, room: &str, started: Instant) -> Session {
     let config = SessionConfig {
         server_url: server_url.to_owned(),
+        server_trust: Default::default(),
         room: Some(room.parse().unwrap()),
         name: "Peer".into(),
         extra_ice_servers: Vec::new(),
@@ -49,6 +50,7 @@ fn peer(server_url: &str, room: &str, started: Instant) -> Session {
         },
         receive_dir: std::env::temp_dir(),
         auto_accept_files: true,
+        max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
         eager_offer: false,
     };
     let io = MediaIo {
@@ -409,7 +411,7 @@ fn the_window_draws_while_the_hosted_server_starts() {
     let gate = Gate::new(Duration::ZERO);
     let slow = gate.clone();
     let hooks = Hooks {
-        start_server: std::sync::Arc::new(move |_port| {
+        start_server: std::sync::Arc::new(move |_port, _dir| {
             let slow = slow.clone();
             Box::pin(async move {
                 tokio::task::spawn_blocking(move || slow.wait())
@@ -429,13 +431,16 @@ fn the_window_draws_while_the_hosted_server_starts() {
         hooks,
     );
     let mut harness = harness_for(app);
+    // Nothing is started (nothing listens) until the person hosts: making a room starts it.
+    harness.run_steps(5);
+    assert_eq!(gate.began(), 0, "no server before hosting");
+    harness.get_by_label("New room").click();
     run_until(&mut harness, "the server start to begin", |_| {
         gate.began() == 1
     });
     draw_frames_while(&mut harness, &gate, 10);
     harness.get_by_label("Starting the local server…");
-    // Making a room works meanwhile; joining it waits for the server, and the window draws.
-    harness.get_by_label("New room").click();
+    // Joining the room waits for the server, and the window draws meanwhile.
     draw_frames_while(&mut harness, &gate, 3);
     harness.get_by_label("Start").click();
     draw_frames_while(&mut harness, &gate, 10);
