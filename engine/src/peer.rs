@@ -252,6 +252,9 @@ async fn build_with(
         .with_include_loopback_candidate(settings.bind.iter().any(|a| a.ip().is_loopback()))
         // Check candidate pairs every 20 ms instead of 200 ms: connects in tens of ms.
         .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(50))
+        // An ICE restart binds new sockets on the interfaces there are now: after an address
+        // change the old ones name an address the machine no longer has.
+        .with_discard_local_candidates_during_ice_restart(true)
         .build();
     let pc = PeerConnectionBuilder::new()
         .with_configuration(config.build())

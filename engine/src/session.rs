@@ -15,6 +15,7 @@ use confab_codecs::h264::EncoderSettings;
 use confab_media::VideoSource;
 use confab_protocol::{ClientMessage, IceServer, PeerId, RoomCode, ServerMessage};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -33,7 +34,7 @@ use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, LinkEvent, LinkNotice};
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
-use super::negotiator::{Action, Candidate, Negotiator};
+use super::negotiator::{Action, Candidate, Link, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::security_code;
 use super::signaling_client::{Joined, SignalingClient};
@@ -186,6 +187,11 @@ struct Negotiation {
     link_events: mpsc::Sender<LinkEvent>,
     /// `--relay-only` without a TURN server (yet): no offer or answer may be made.
     relay_missing: bool,
+    /// The next offer restarts ICE (`Action::RestartIce`).
+    ice_restart_next: bool,
+    /// Ask the server for fresh TURN credentials before a restart (we were given a relay).
+    uses_turn: bool,
+    stats: StatsHandle,
 }
 
 /// What carrying out the negotiator's actions means for the call.
@@ -196,6 +202,8 @@ enum Flow {
     /// asked us not to use.
     NoRelay,
     PeerLeft,
+    /// The connection stayed down through every restart.
+    GaveUp,
 }
 
 impl Negotiation {
@@ -274,6 +282,24 @@ impl Negotiation {
                     Vec::new()
                 }
                 Action::PeerLeft => return Flow::PeerLeft,
+                Action::GiveUp => return Flow::GaveUp,
+                Action::RestartIce => {
+                    tracing::info!("restarting ICE");
+                    self.ice_restart_next = true;
+                    self.stats.lock().stats.ice.restarts += 1;
+                    // Fresh relay credentials for the gathering to come (the old ones may have
+                    // expired); the answer updates the connection's ICE servers.
+                    if self.uses_turn
+                        && self
+                            .signaling
+                            .send(ClientMessage::IceServers)
+                            .await
+                            .is_err()
+                    {
+                        tracing::debug!("signaling is gone");
+                    }
+                    Vec::new()
+                }
                 Action::Notice(text) => {
                     self.emit(SessionEvent::Warning(text)).await;
                     Vec::new()
@@ -302,7 +328,9 @@ impl Negotiation {
                 watch_channel(dc, self.link_events.clone());
             }
         }
-        let offer = self.pc.create_offer(None).await?;
+        let options = std::mem::take(&mut self.ice_restart_next)
+            .then_some(RTCOfferOptions { ice_restart: true });
+        let offer = self.pc.create_offer(options).await?;
         self.pc.set_local_description(offer).await?;
         self.local_sdp().await
     }
@@ -460,6 +488,9 @@ async fn run(
         events: events.clone(),
         link_events: link_tx,
         relay_missing: network.relay_only && !peer::has_turn(&network),
+        ice_restart_next: false,
+        uses_turn: peer::has_turn(&network),
+        stats: stats.clone(),
     };
     let mut call = CallLoop {
         config,
@@ -527,13 +558,16 @@ impl CallLoop {
             })
             .await;
             let actions = self.negotiation.neg.peer_arrived(peer.id, true);
-            match self.negotiation.execute(actions).await {
-                Flow::Continue => {}
-                Flow::PeerLeft => return Ok(Ended::PeerLeft),
-                Flow::NoRelay => return Err(no_relay()),
+            if let Some(outcome) = self.carry_out(actions).await {
+                return outcome;
             }
         }
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+        // Restarts are timed by the negotiator; this only tells it the time (and looks for a
+        // change of the machine's addresses, which restarts at once).
+        let mut restart_tick = tokio::time::interval(RESTART_TICK);
+        restart_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut addresses = local_addresses();
         let mut signaling_alive = true;
         loop {
             let step: Step = tokio::select! {
@@ -564,6 +598,17 @@ impl CallLoop {
                         self.media.set_rtt_ms(rtt_ms);
                     }
                     None
+                }
+                _ = restart_tick.tick(), if self.ever_connected => {
+                    let now = Instant::now();
+                    let mut actions = self.negotiation.neg.tick(now);
+                    let seen = local_addresses();
+                    if seen != addresses {
+                        tracing::info!(?seen, "the machine's addresses changed");
+                        addresses = seen;
+                        actions.extend(self.negotiation.neg.addresses_changed(now));
+                    }
+                    self.carry_out(actions).await
                 }
                 command = commands.recv() => self.on_command(command).await,
             };
@@ -616,6 +661,7 @@ impl CallLoop {
                 self.emit(SessionEvent::PeerLeft).await;
                 Some(Ok(Ended::PeerLeft))
             }
+            Flow::GaveUp => Some(Err(self.ice_failed())),
         }
     }
 
@@ -651,10 +697,26 @@ impl CallLoop {
                 Vec::new()
             }
         };
+        self.carry_out(actions).await
+    }
+
+    /// Carries out the negotiator's actions; what they mean for the call.
+    async fn carry_out(&mut self, actions: Vec<Action>) -> Step {
         match self.negotiation.execute(actions).await {
             Flow::Continue => None,
             Flow::PeerLeft => Some(Ok(Ended::PeerLeft)),
             Flow::NoRelay => Some(Err(no_relay())),
+            Flow::GaveUp => Some(Err(self.ice_failed())),
+        }
+    }
+
+    fn ice_failed(&self) -> CallError {
+        CallError::IceFailed {
+            hint: if self.network.relay_only {
+                " through the TURN relay"
+            } else {
+                "; a TURN server may be needed"
+            },
         }
     }
 
@@ -676,21 +738,29 @@ impl CallLoop {
                     };
                     self.emit(SessionEvent::Connected { security_code }).await;
                 }
-                None
+                let actions = self
+                    .negotiation
+                    .neg
+                    .link_changed(Link::Connected, Instant::now());
+                self.carry_out(actions).await
             }
-            RTCPeerConnectionState::Disconnected if self.connected => {
-                self.connected = false;
-                self.lost_at = Some(Instant::now());
-                self.emit(SessionEvent::Reconnecting).await;
-                None
-            }
-            RTCPeerConnectionState::Failed => Some(Err(CallError::IceFailed {
-                hint: if self.network.relay_only {
-                    " through the TURN relay"
+            RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
+                if self.ever_connected =>
+            {
+                if self.connected {
+                    self.connected = false;
+                    self.lost_at = Some(Instant::now());
+                    self.emit(SessionEvent::Reconnecting).await;
+                }
+                let link = if state == RTCPeerConnectionState::Failed {
+                    Link::Failed
                 } else {
-                    "; a TURN server may be needed"
-                },
-            })),
+                    Link::Disconnected
+                };
+                let actions = self.negotiation.neg.link_changed(link, Instant::now());
+                self.carry_out(actions).await
+            }
+            RTCPeerConnectionState::Failed => Some(Err(self.ice_failed())),
             RTCPeerConnectionState::Closed => Some(Ok(Ended::PeerLeft)),
             _ => None,
         }
@@ -807,6 +877,27 @@ impl CallLoop {
             tracing::error!(%err, "stopping the media threads failed");
         }
     }
+}
+
+/// How often the restart timers and the machine's addresses are looked at.
+const RESTART_TICK: Duration = Duration::from_millis(250);
+
+/// The machine's usable addresses (not loopback or link-local), sorted: a change means the
+/// candidates we gave may be stale.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut addrs: Vec<std::net::IpAddr> = rtc::shared::ifaces::ifaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.addr.map(|a| a.ip()))
+        .filter(|ip| {
+            !ip.is_loopback()
+                && !ip.is_unspecified()
+                && !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        })
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 fn no_relay() -> CallError {

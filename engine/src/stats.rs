@@ -26,6 +26,9 @@ pub struct IceStats {
     pub reconnections: u64,
     /// Time spent reconnecting, in total.
     pub reconnecting_ms: f64,
+    /// ICE restarts this side started (the connection dropped and did not come back by itself,
+    /// or the machine's addresses changed).
+    pub restarts: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
