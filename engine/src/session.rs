@@ -37,7 +37,7 @@ use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Link, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::security_code;
-use super::signaling_client::{Joined, SignalingClient};
+use super::signaling_client::{Joined, SignalingClient, SignalingEvent};
 use super::stats::BweStats;
 use super::CallError;
 
@@ -572,7 +572,21 @@ impl CallLoop {
         loop {
             let step: Step = tokio::select! {
                 msg = signaling.recv(), if signaling_alive => match msg {
-                    Ok(msg) => self.on_server(msg).await,
+                    Ok(SignalingEvent::Message(msg)) => self.on_server(msg).await,
+                    Ok(SignalingEvent::Lost(reason)) => {
+                        self.emit(SessionEvent::Warning(format!(
+                            "the connection to the signaling server dropped ({reason}); reconnecting, the call goes on"
+                        )))
+                        .await;
+                        None
+                    }
+                    Ok(SignalingEvent::Resumed) => {
+                        self.emit(SessionEvent::Warning(
+                            "back on the signaling server".into(),
+                        ))
+                        .await;
+                        None
+                    }
                     Err(err) => {
                         signaling_alive = false;
                         self.on_signaling_lost(err).await
@@ -606,6 +620,7 @@ impl CallLoop {
                     if seen != addresses {
                         tracing::info!(?seen, "the machine's addresses changed");
                         addresses = seen;
+                        signaling.reconnect_now();
                         actions.extend(self.negotiation.neg.addresses_changed(now));
                     }
                     self.carry_out(actions).await
@@ -631,6 +646,13 @@ impl CallLoop {
             ServerMessage::PeerLeft { id } if Some(id) == remote => {
                 self.emit(SessionEvent::PeerLeft).await;
                 return Some(Ok(Ended::PeerLeft));
+            }
+            ServerMessage::PeerAway { id } if Some(id) == remote => {
+                self.emit(SessionEvent::Warning(
+                    "the other person's signaling connection dropped; the call goes on".into(),
+                ))
+                .await;
+                Vec::new()
             }
             ServerMessage::Signal { from, payload } => {
                 self.negotiation.neg.on_signal(from, payload)
