@@ -1,10 +1,11 @@
 //! Calls that survive: in a `NetLab` (two homes behind NAT routers), one peer's address changes
-//! mid-call, or all UDP between the homes is blocked for a while, and the call must go on; the
-//! time until video flows again is printed for NOTES.md.
+//! mid-call, all UDP between the homes is blocked for a while, or the signaling server restarts,
+//! and the call must go on (the time until video flows again is printed for NOTES.md); a peer
+//! whose signaling is gone for good leaves the room once its grace period is over.
 
 use std::time::{Duration, Instant};
 
-use confab_e2e::netem::{NetLab, Profile, Side};
+use confab_e2e::netem::{NetLab, Profile, Side, PUBLIC_ADDR, STUN_PORT};
 use confab_e2e::{num, room_code, serial, test_media, Outcome, Peer, Server};
 use serde_json::Value;
 
@@ -17,7 +18,17 @@ fn start_call(
     dir: &std::path::Path,
     room: &str,
 ) -> (Server, Peer, Peer, Instant) {
-    let server = lab.start_signaling(&[]);
+    start_call_with(lab, dir, room, &[])
+}
+
+/// Like `start_call`, with extra arguments for the signaling server.
+fn start_call_with(
+    lab: &mut NetLab,
+    dir: &std::path::Path,
+    room: &str,
+    server_args: &[&str],
+) -> (Server, Peer, Peer, Instant) {
+    let server = lab.start_signaling(server_args);
     let args = test_media("320x180", &["--duration", CALL_SECS, "--wait", "30"]);
     let started = Instant::now();
     let a = Peer::start_in(lab.alice(), dir, "alice", &server.url, room, &args);
@@ -138,4 +149,97 @@ fn a_call_goes_on_after_six_seconds_without_udp() {
             o.stderr
         );
     }
+}
+
+/// Signs resume tokens in the tests that restart the server.
+const RESUME_KEY: &str = "resilience-test-key";
+
+#[test]
+fn a_call_keeps_its_media_while_the_signaling_server_restarts() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::GOOD);
+    let dir = tempfile::tempdir().unwrap();
+    let (server, a, b, started) = start_call_with(
+        &mut lab,
+        dir.path(),
+        &room_code(1103),
+        &["--resume-key", RESUME_KEY],
+    );
+    wait_connected(&a);
+    wait_connected(&b);
+    std::thread::sleep(Duration::from_secs(3));
+    let event_s = started.elapsed().as_secs_f64();
+    let listen = server
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    drop(server); // killed
+    std::thread::sleep(Duration::from_secs(2));
+    let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
+    let _server = Server::start_listening_in(
+        lab.public(),
+        &listen,
+        &["--stun", &stun, "--resume-key", RESUME_KEY],
+    );
+    // Both take their seats back on the new server.
+    for peer in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !peer
+            .stderr_so_far()
+            .contains("back on the signaling server")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "never resumed: {}",
+                peer.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (a, b) = finish(a, b);
+    assert_survived("signaling server restart", &a, &b, event_s);
+    // Media never depended on the server: no second without video after it went away (the last
+    // second is cut short by the end of the call).
+    for (o, who) in [(&b, "alice -> bob"), (&a, "bob -> alice")] {
+        let timeline = received(o.stats.as_ref().expect("stats"));
+        let after: Vec<_> = timeline.iter().filter(|(t, _)| *t > event_s).collect();
+        let stalled: Vec<_> = after[..after.len().saturating_sub(1)]
+            .iter()
+            .filter(|(_, fps)| *fps == 0.0)
+            .collect();
+        assert!(
+            stalled.is_empty(),
+            "{who}: seconds without video: {stalled:?}"
+        );
+    }
+}
+
+#[test]
+fn a_peer_whose_signaling_is_gone_for_good_leaves_after_the_grace_period() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::GOOD);
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, a, b, _) = start_call_with(
+        &mut lab,
+        dir.path(),
+        &room_code(1104),
+        &["--idle-timeout", "3", "--resume-grace", "3"],
+    );
+    wait_connected(&a);
+    wait_connected(&b);
+    // Bob's signaling goes silent for good (his media still flows).
+    lab.block_tcp(Side::Bob, true);
+    let a = a.finish(Duration::from_secs(90));
+    drop(b);
+    assert!(a.status.success(), "alice: {}", a.stderr);
+    let away = a
+        .stderr
+        .find("signaling connection dropped")
+        .unwrap_or_else(|| panic!("alice heard bob was away: {}", a.stderr));
+    let left = a
+        .stderr
+        .find("the other person left")
+        .unwrap_or_else(|| panic!("alice heard bob left: {}", a.stderr));
+    assert!(away < left, "away first, then gone: {}", a.stderr);
 }

@@ -458,6 +458,16 @@ impl NetLab {
         }
     }
 
+    /// Drops every TCP packet `side`'s router would forward (its signaling connection goes
+    /// silent; media, UDP, is not affected), or lets them through again.
+    pub fn block_tcp(&self, side: Side, blocked: bool) {
+        let op = if blocked { "-I" } else { "-D" };
+        must(&format!(
+            "ip netns exec {} iptables {op} FORWARD -p tcp -j DROP",
+            self.routers[side.index()].netns
+        ));
+    }
+
     /// Applies `scenario`'s first step now and the others on a timer thread, until the returned
     /// `Player` is dropped. Both uplinks get each step.
     pub fn play(&self, scenario: &Scenario) -> Player {
