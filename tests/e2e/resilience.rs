@@ -243,3 +243,26 @@ fn a_peer_whose_signaling_is_gone_for_good_leaves_after_the_grace_period() {
         .unwrap_or_else(|| panic!("alice heard bob left: {}", a.stderr));
     assert!(away < left, "away first, then gone: {}", a.stderr);
 }
+
+#[test]
+fn symmetric_nat_without_turn_fails_on_both_sides_with_the_reason() {
+    let _machine = serial();
+    let mut lab = NetLab::with_nat(confab_e2e::netem::Nat::Symmetric, Profile::GOOD);
+    let dir = tempfile::tempdir().unwrap();
+    let server = lab.start_signaling(&[]);
+    let args = test_media("320x180", &["--duration", "5", "--wait", "40"]);
+    let room = room_code(1105);
+    let a = Peer::start_in(lab.alice(), dir.path(), "alice", &server.url, &room, &args);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = Peer::start_in(lab.bob(), dir.path(), "bob", &server.url, &room, &args);
+    let (a, b) = finish(a, b);
+    for (o, who) in [(&a, "alice"), (&b, "bob")] {
+        eprintln!("{who}: {}", o.stderr.lines().last().unwrap_or_default());
+        assert!(!o.status.success(), "{who} cannot connect: {}", o.stderr);
+        assert!(
+            o.stderr.contains("a TURN server may be needed"),
+            "{who} says why: {}",
+            o.stderr
+        );
+    }
+}
