@@ -956,7 +956,14 @@ fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
     };
 }
 
-/// The selected candidate pair: types on both ends and the round-trip time.
+/// The candidate pair ICE selected, from the transport under the data channels.
+async fn selected_pair(pc: &Peer) -> Option<rtc::peer_connection::transport::RTCIceCandidatePair> {
+    let sctp = pc.sctp().await?;
+    let ice = sctp.transport().ice_transport();
+    ice.get_selected_candidate_pair().await.ok().flatten()
+}
+
+/// The selected candidate pair: types and addresses on both ends and the round-trip time.
 async fn fill_ice_stats(pc: &Peer, stats: &StatsHandle) {
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
     let pair = report
@@ -976,9 +983,24 @@ async fn fill_ice_stats(pc: &Peer, stats: &StatsHandle) {
             _ => None,
         })
     };
+    // The selected pair as ICE holds it names both ends whatever their origin; the stats report
+    // only knows remote candidates that were trickled (not peer-reflexive ones, nor those inside
+    // a description), so it is the fallback.
+    let selected = selected_pair(pc).await;
     let mut c = stats.lock();
-    c.stats.ice.local_candidate_type = candidate_type(&pair.local_candidate_id);
-    c.stats.ice.remote_candidate_type = candidate_type(&pair.remote_candidate_id);
+    match selected {
+        Some(pair) => {
+            let (local, remote) = (pair.local(), pair.remote());
+            c.stats.ice.local_candidate_type = Some(local.typ.to_string());
+            c.stats.ice.remote_candidate_type = Some(remote.typ.to_string());
+            c.stats.ice.local_address = Some(format!("{}:{}", local.address, local.port));
+            c.stats.ice.remote_address = Some(format!("{}:{}", remote.address, remote.port));
+        }
+        None => {
+            c.stats.ice.local_candidate_type = candidate_type(&pair.local_candidate_id);
+            c.stats.ice.remote_candidate_type = candidate_type(&pair.remote_candidate_id);
+        }
+    }
     if pair.current_round_trip_time > 0.0 {
         c.stats.ice.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
     }

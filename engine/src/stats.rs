@@ -21,6 +21,9 @@ pub struct MsTo {
 pub struct IceStats {
     pub local_candidate_type: Option<String>,
     pub remote_candidate_type: Option<String>,
+    /// The selected pair's ends, `ip:port` (a relay's address for a relayed end).
+    pub local_address: Option<String>,
+    pub remote_address: Option<String>,
     pub rtt_ms: Option<f64>,
     /// Times the connection dropped and came back.
     pub reconnections: u64,

@@ -102,6 +102,18 @@ fn assert_survived(what: &str, a: &Outcome, b: &Outcome, event_s: f64) {
             "{what}, {who}: video flows at the end: {:?}",
             received(receiver)
         );
+        // The stats name the path in use, whatever kind of candidate each end is (a restart
+        // often ends on a peer-reflexive one, which no trickled candidate describes).
+        let ice = &receiver["ice"];
+        eprintln!("{what}, {who}: selected pair {ice}");
+        for field in [
+            "local_candidate_type",
+            "remote_candidate_type",
+            "local_address",
+            "remote_address",
+        ] {
+            assert!(ice[field].is_string(), "{what}, {who}: {field} in {ice}");
+        }
     }
 }
 
