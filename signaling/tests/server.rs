@@ -25,7 +25,8 @@ async fn start(adjust: impl FnOnce(&mut ServerConfig)) -> RunningServer {
 
 #[tokio::test]
 async fn two_clients_meet_and_swap_messages() {
-    let server = start(|_| {}).await;
+    // No grace period: Ada's socket closes without a goodbye, and her seat goes with it.
+    let server = start(|c| c.resume_grace = Duration::ZERO).await;
     assert_pair_meets(&server.ws_url()).await;
     // Both left or are leaving; the room disappears once empty.
     tokio::time::sleep(Duration::from_millis(200)).await;
