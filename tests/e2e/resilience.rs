@@ -278,3 +278,40 @@ fn symmetric_nat_without_turn_fails_on_both_sides_with_the_reason() {
         );
     }
 }
+
+/// A benchmark more than a test (about two minutes): 20 calls over a 5%-loss, 80 ms RTT link
+/// between two cone-NAT homes; prints how many connected and how long each took. Every one must
+/// connect: a lost handshake packet has to be sent again. Run with `--ignored`.
+#[test]
+#[ignore = "a benchmark: run with --ignored"]
+fn twenty_calls_over_a_lossy_link_all_connect() {
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::WIFI_LOSSY);
+    let dir = tempfile::tempdir().unwrap();
+    let server = lab.start_signaling(&[]);
+    let args = test_media("320x180", &["--duration", "1", "--wait", "20"]);
+    let mut connect_ms = Vec::new();
+    let mut failures = Vec::new();
+    for i in 0..20u64 {
+        let room = room_code(1200 + i);
+        let a = Peer::start_in(lab.alice(), dir.path(), "alice", &server.url, &room, &args);
+        std::thread::sleep(Duration::from_millis(300));
+        let b = Peer::start_in(lab.bob(), dir.path(), "bob", &server.url, &room, &args);
+        let (a, b) = finish(a, b);
+        let connected = [&a, &b].iter().all(|o| o.status.success());
+        let ms = b
+            .stats
+            .as_ref()
+            .and_then(|s| s["ms_to"]["ice_connected"].as_f64());
+        match (connected, ms) {
+            (true, Some(ms)) => connect_ms.push(ms),
+            _ => failures.push(format!("call {i}: alice: {}\nbob: {}", a.stderr, b.stderr)),
+        }
+    }
+    connect_ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "5% loss, 80 ms RTT: {} of 20 calls connected; ms from start to connected (bob): {connect_ms:?}",
+        connect_ms.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
+}
