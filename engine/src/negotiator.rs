@@ -7,10 +7,33 @@
 //!
 //! Roles: the newer peer (higher id) is *polite*: when both offer at once it rolls its own offer
 //! back and answers; the older one ignores the colliding offer and waits for the answer to its own.
+//! When a connected call drops, the older peer restarts ICE first (`RESTART_AFTER` in
+//! `Disconnected`, at once on `Failed` or when the machine's addresses change); the newer one
+//! only if that did not bring it back, so the two rarely collide (and glare handles it if they do).
+
+use std::time::{Duration, Instant};
 
 use confab_protocol::{PeerId, SignalPayload};
 
 use super::description;
+/// How long a dropped connection may try to come back by itself before the older peer restarts
+/// ICE (a short outage heals without one; a changed address never does).
+pub const RESTART_AFTER: Duration = Duration::from_millis(2500);
+/// A restart that has not connected again after this long is tried again (with fresh
+/// candidates: the network may have changed once more, or come back).
+pub const RESTART_RETRY: Duration = Duration::from_secs(4);
+/// A connection down this long (restarts included) ends the call.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+
+/// The connection as far as restarts go (the PeerConnection's state, once it has connected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Connected,
+    /// No traffic for a while; may come back by itself.
+    Disconnected,
+    /// ICE gave up on every pair.
+    Failed,
+}
 
 /// An ICE candidate as it travels (the browser's `RTCIceCandidateInit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +76,11 @@ pub enum Action {
     PeerLeft,
     /// Something the person should hear about; the call goes on.
     Notice(String),
+    /// Restart ICE: the next offer (the `MakeOffer` that follows, now or once the exchange under
+    /// way is done) carries new credentials, and fresh candidates are gathered.
+    RestartIce,
+    /// The connection stayed down for `GIVE_UP_AFTER`: end the call.
+    GiveUp,
 }
 
 /// Where the offer/answer exchange stands (the PeerConnection's signaling state, as far as
@@ -85,6 +113,12 @@ pub struct Negotiator {
     offer_wanted: bool,
     /// The person heard that the other side sends no H.264 video.
     told_no_h264: bool,
+    /// Since when the connection has been down (after it first connected).
+    down_since: Option<Instant>,
+    /// The connection failed (not merely disconnected) since it was last up.
+    failed: bool,
+    /// When we last restarted ICE while it is down.
+    last_restart: Option<Instant>,
 }
 
 /// The notice for a peer whose video we cannot decode (a VP8-only browser).
@@ -101,7 +135,74 @@ impl Negotiator {
             local_pending: Vec::new(),
             offer_wanted: false,
             told_no_h264: false,
+            down_since: None,
+            failed: false,
+            last_restart: None,
         }
+    }
+
+    /// The connection changed state at `now` (only after it first connected: before that, a
+    /// failure ends the call with its reason).
+    pub fn link_changed(&mut self, link: Link, now: Instant) -> Vec<Action> {
+        match link {
+            Link::Connected => {
+                self.down_since = None;
+                self.failed = false;
+                self.last_restart = None;
+                Vec::new()
+            }
+            Link::Disconnected => {
+                self.down_since.get_or_insert(now);
+                self.tick(now)
+            }
+            Link::Failed => {
+                self.down_since.get_or_insert(now);
+                self.failed = true;
+                self.tick(now)
+            }
+        }
+    }
+
+    /// The machine's addresses changed (an interface went away or came up): the candidates we
+    /// gave are stale, so restart at once, whichever side we are.
+    pub fn addresses_changed(&mut self, now: Instant) -> Vec<Action> {
+        if self.remote.is_none() || !self.has_remote_description {
+            return Vec::new();
+        }
+        self.down_since.get_or_insert(now);
+        self.restart(now)
+    }
+
+    /// Time passed: restart ICE when it is our turn, give up when it has been down too long.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let Some(since) = self.down_since else {
+            return Vec::new();
+        };
+        if now.duration_since(since) >= GIVE_UP_AFTER {
+            return vec![Action::GiveUp];
+        }
+        if self.remote.is_none() {
+            return Vec::new();
+        }
+        let due = match self.last_restart {
+            Some(at) => at + RESTART_RETRY,
+            // The older peer goes first; the newer one steps in only if that did not help.
+            None if self.polite() => since + RESTART_AFTER + RESTART_RETRY,
+            None if self.failed => since,
+            None => since + RESTART_AFTER,
+        };
+        if now >= due {
+            self.restart(now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn restart(&mut self, now: Instant) -> Vec<Action> {
+        self.last_restart = Some(now);
+        let mut actions = vec![Action::RestartIce];
+        actions.extend(self.offer_needed());
+        actions
     }
 
     /// The peer we negotiate with, once known.
@@ -416,7 +517,10 @@ mod tests {
                         }
                         Action::AddCandidate(c) => self.added[i].push(c),
                         Action::Send(_, payload) => self.wire[1 - i].push(payload),
-                        Action::PeerLeft | Action::Notice(_) => {}
+                        Action::PeerLeft
+                        | Action::Notice(_)
+                        | Action::RestartIce
+                        | Action::GiveUp => {}
                     }
                 }
                 actions = next;
@@ -680,5 +784,107 @@ mod tests {
         n.peer_arrived(NEW, false);
         assert_eq!(n.hang_up(), vec![Action::Send(NEW, SignalPayload::Bye)]);
         assert_eq!(n.on_signal(NEW, SignalPayload::Bye), vec![Action::PeerLeft]);
+    }
+
+    fn connected_pair() -> Pair {
+        let mut pair = Pair::new();
+        let actions = pair.sides[1].peer_arrived(OLD, true);
+        pair.run(1, actions);
+        pair.sides[0].peer_arrived(NEW, false);
+        pair.settle();
+        pair.assert_negotiated();
+        pair
+    }
+
+    /// When each side restarts after the connection drops at `t0`, as (ms after t0, actions).
+    fn restarts(n: &mut Negotiator, link: Link, t0: Instant) -> Vec<(u64, Vec<Action>)> {
+        let mut seen = Vec::new();
+        let first = n.link_changed(link, t0);
+        if !first.is_empty() {
+            seen.push((0, first));
+        }
+        for ms in (100..=12_000).step_by(100) {
+            let actions = n.tick(t0 + Duration::from_millis(ms));
+            if !actions.is_empty() {
+                seen.push((ms, actions));
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn after_a_drop_the_older_side_restarts_first_and_retries() {
+        let restart = vec![Action::RestartIce, Action::MakeOffer];
+        let t0 = Instant::now();
+        // The older side: 2.5 s after a disconnect, then every 4 s while it stays down.
+        let mut pair = connected_pair();
+        let seen = restarts(&mut pair.sides[0], Link::Disconnected, t0);
+        let times: Vec<u64> = seen.iter().map(|(ms, _)| *ms).collect();
+        assert_eq!(times, vec![2_500, 6_500, 10_500]);
+        assert_eq!(seen[0].1, restart);
+        // The retries wait for the exchange under way: the offer is made when it is done.
+        assert_eq!(seen[1].1, vec![Action::RestartIce]);
+
+        // The newer side waits for the older one's restart to have had its chance.
+        let mut pair = connected_pair();
+        let seen = restarts(&mut pair.sides[1], Link::Disconnected, t0);
+        assert_eq!(seen.first().map(|(ms, _)| *ms), Some(6_500));
+        assert_eq!(seen[0].1, restart);
+
+        // A failure restarts the older side at once.
+        let mut pair = connected_pair();
+        let seen = restarts(&mut pair.sides[0], Link::Failed, t0);
+        assert_eq!(seen.first(), Some(&(0, restart.clone())));
+    }
+
+    #[test]
+    fn a_restart_is_an_ordinary_exchange_and_reconnecting_stops_it() {
+        let t0 = Instant::now();
+        let mut pair = connected_pair();
+        let actions = pair.sides[0].link_changed(Link::Disconnected, t0);
+        assert!(actions.is_empty(), "not yet: {actions:?}");
+        let actions = pair.sides[0].tick(t0 + RESTART_AFTER);
+        assert_eq!(actions, vec![Action::RestartIce, Action::MakeOffer]);
+        pair.run(0, actions);
+        pair.settle();
+        assert_eq!(pair.remote_sdp[1].as_deref(), Some("offer-from-0"));
+        assert_eq!(pair.remote_sdp[0].as_deref(), Some("answer-from-1"));
+        // Connected again: no more restarts, however long we wait.
+        assert!(pair.sides[0]
+            .link_changed(Link::Connected, t0 + Duration::from_secs(3))
+            .is_empty());
+        assert!(pair.sides[0].tick(t0 + Duration::from_secs(20)).is_empty());
+    }
+
+    #[test]
+    fn both_restarting_at_once_settles_like_glare() {
+        let t0 = Instant::now();
+        let mut pair = connected_pair();
+        // Both see their addresses change at the same instant.
+        let a = pair.sides[0].addresses_changed(t0);
+        let b = pair.sides[1].addresses_changed(t0);
+        assert_eq!(a, vec![Action::RestartIce, Action::MakeOffer]);
+        assert_eq!(b, vec![Action::RestartIce, Action::MakeOffer]);
+        pair.run(0, a);
+        pair.run(1, b);
+        pair.settle();
+        assert_eq!(pair.remote_sdp[1].as_deref(), Some("offer-from-0"));
+        assert_eq!(pair.remote_sdp[0].as_deref(), Some("answer-from-1"));
+    }
+
+    #[test]
+    fn a_connection_down_too_long_gives_up_and_none_restarts_before_connecting() {
+        let t0 = Instant::now();
+        let mut pair = connected_pair();
+        pair.sides[1].link_changed(Link::Disconnected, t0);
+        assert_ne!(
+            pair.sides[1].tick(t0 + GIVE_UP_AFTER - Duration::from_millis(1)),
+            vec![Action::GiveUp]
+        );
+        assert_eq!(pair.sides[1].tick(t0 + GIVE_UP_AFTER), vec![Action::GiveUp]);
+        // Without a peer (or a description) there is nothing to restart.
+        let mut alone = Negotiator::new(OLD);
+        assert!(alone.addresses_changed(t0).is_empty());
+        assert!(alone.tick(t0 + Duration::from_secs(10)).is_empty());
     }
 }

@@ -15,6 +15,7 @@ use confab_codecs::h264::EncoderSettings;
 use confab_media::VideoSource;
 use confab_protocol::{ClientMessage, IceServer, PeerId, RoomCode, ServerMessage};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::RTCOfferOptions;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
@@ -33,11 +34,11 @@ use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
-use super::negotiator::{Action, Candidate, Negotiator};
+use super::negotiator::{Action, Candidate, Link, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
 use super::security::{certificate_fingerprint, first_sha256_fingerprint, security_code, SasState};
 pub use super::server_trust::ServerTrust;
-use super::signaling_client::{Joined, SignalingClient};
+use super::signaling_client::{Joined, SignalingClient, SignalingEvent};
 use super::stats::BweStats;
 use super::CallError;
 
@@ -193,6 +194,11 @@ struct Negotiation {
     link_events: mpsc::Sender<LinkEvent>,
     /// `--relay-only` without a TURN server (yet): no offer or answer may be made.
     relay_missing: bool,
+    /// The next offer restarts ICE (`Action::RestartIce`).
+    ice_restart_next: bool,
+    /// Ask the server for fresh TURN credentials before a restart (we were given a relay).
+    uses_turn: bool,
+    stats: StatsHandle,
 }
 
 /// What carrying out the negotiator's actions means for the call.
@@ -203,6 +209,8 @@ enum Flow {
     /// asked us not to use.
     NoRelay,
     PeerLeft,
+    /// The connection stayed down through every restart.
+    GaveUp,
 }
 
 impl Negotiation {
@@ -281,6 +289,24 @@ impl Negotiation {
                     Vec::new()
                 }
                 Action::PeerLeft => return Flow::PeerLeft,
+                Action::GiveUp => return Flow::GaveUp,
+                Action::RestartIce => {
+                    tracing::info!("restarting ICE");
+                    self.ice_restart_next = true;
+                    self.stats.lock().stats.ice.restarts += 1;
+                    // Fresh relay credentials for the gathering to come (the old ones may have
+                    // expired); the answer updates the connection's ICE servers.
+                    if self.uses_turn
+                        && self
+                            .signaling
+                            .send(ClientMessage::IceServers)
+                            .await
+                            .is_err()
+                    {
+                        tracing::debug!("signaling is gone");
+                    }
+                    Vec::new()
+                }
                 Action::Notice(text) => {
                     self.emit(SessionEvent::Warning(text)).await;
                     Vec::new()
@@ -309,7 +335,9 @@ impl Negotiation {
                 watch_channel(dc, self.link_events.clone());
             }
         }
-        let offer = self.pc.create_offer(None).await?;
+        let options = std::mem::take(&mut self.ice_restart_next)
+            .then_some(RTCOfferOptions { ice_restart: true });
+        let offer = self.pc.create_offer(options).await?;
         self.pc.set_local_description(offer).await?;
         self.local_sdp().await
     }
@@ -475,6 +503,9 @@ async fn run(
         events: events.clone(),
         link_events: link_tx,
         relay_missing: network.relay_only && !peer::has_turn(&network),
+        ice_restart_next: false,
+        uses_turn: peer::has_turn(&network),
+        stats: stats.clone(),
     };
     let mut call = CallLoop {
         config,
@@ -545,18 +576,35 @@ impl CallLoop {
             })
             .await;
             let actions = self.negotiation.neg.peer_arrived(peer.id, true);
-            match self.negotiation.execute(actions).await {
-                Flow::Continue => {}
-                Flow::PeerLeft => return Ok(Ended::PeerLeft),
-                Flow::NoRelay => return Err(no_relay()),
+            if let Some(outcome) = self.carry_out(actions).await {
+                return outcome;
             }
         }
         let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+        // Restarts are timed by the negotiator; this only tells it the time (and looks for a
+        // change of the machine's addresses, which restarts at once).
+        let mut restart_tick = tokio::time::interval(RESTART_TICK);
+        restart_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut addresses = local_addresses();
         let mut signaling_alive = true;
         loop {
             let step: Step = tokio::select! {
                 msg = signaling.recv(), if signaling_alive => match msg {
-                    Ok(msg) => self.on_server(msg).await,
+                    Ok(SignalingEvent::Message(msg)) => self.on_server(msg).await,
+                    Ok(SignalingEvent::Lost(reason)) => {
+                        self.emit(SessionEvent::Warning(format!(
+                            "the connection to the signaling server dropped ({reason}); reconnecting, the call goes on"
+                        )))
+                        .await;
+                        None
+                    }
+                    Ok(SignalingEvent::Resumed) => {
+                        self.emit(SessionEvent::Warning(
+                            "back on the signaling server".into(),
+                        ))
+                        .await;
+                        None
+                    }
                     Err(err) => {
                         signaling_alive = false;
                         self.on_signaling_lost(err).await
@@ -583,6 +631,18 @@ impl CallLoop {
                     }
                     None
                 }
+                _ = restart_tick.tick(), if self.ever_connected => {
+                    let now = Instant::now();
+                    let mut actions = self.negotiation.neg.tick(now);
+                    let seen = local_addresses();
+                    if seen != addresses {
+                        tracing::info!(?seen, "the machine's addresses changed");
+                        addresses = seen;
+                        signaling.reconnect_now();
+                        actions.extend(self.negotiation.neg.addresses_changed(now));
+                    }
+                    self.carry_out(actions).await
+                }
                 command = commands.recv() => self.on_command(command).await,
             };
             if let Some(outcome) = step {
@@ -604,6 +664,13 @@ impl CallLoop {
             ServerMessage::PeerLeft { id } if Some(id) == remote => {
                 self.emit(SessionEvent::PeerLeft).await;
                 return Some(Ok(Ended::PeerLeft));
+            }
+            ServerMessage::PeerAway { id } if Some(id) == remote => {
+                self.emit(SessionEvent::Warning(
+                    "the other person's signaling connection dropped; the call goes on".into(),
+                ))
+                .await;
+                Vec::new()
             }
             ServerMessage::Signal { from, payload } => {
                 self.negotiation.neg.on_signal(from, payload)
@@ -634,6 +701,7 @@ impl CallLoop {
                 self.emit(SessionEvent::PeerLeft).await;
                 Some(Ok(Ended::PeerLeft))
             }
+            Flow::GaveUp => Some(Err(self.ice_failed())),
         }
     }
 
@@ -669,10 +737,26 @@ impl CallLoop {
                 Vec::new()
             }
         };
+        self.carry_out(actions).await
+    }
+
+    /// Carries out the negotiator's actions; what they mean for the call.
+    async fn carry_out(&mut self, actions: Vec<Action>) -> Step {
         match self.negotiation.execute(actions).await {
             Flow::Continue => None,
             Flow::PeerLeft => Some(Ok(Ended::PeerLeft)),
             Flow::NoRelay => Some(Err(no_relay())),
+            Flow::GaveUp => Some(Err(self.ice_failed())),
+        }
+    }
+
+    fn ice_failed(&self) -> CallError {
+        CallError::IceFailed {
+            hint: if self.network.relay_only {
+                " through the TURN relay"
+            } else {
+                "; a TURN server may be needed"
+            },
         }
     }
 
@@ -694,21 +778,29 @@ impl CallLoop {
                     };
                     self.emit(SessionEvent::Connected { security_code }).await;
                 }
-                None
+                let actions = self
+                    .negotiation
+                    .neg
+                    .link_changed(Link::Connected, Instant::now());
+                self.carry_out(actions).await
             }
-            RTCPeerConnectionState::Disconnected if self.connected => {
-                self.connected = false;
-                self.lost_at = Some(Instant::now());
-                self.emit(SessionEvent::Reconnecting).await;
-                None
-            }
-            RTCPeerConnectionState::Failed => Some(Err(CallError::IceFailed {
-                hint: if self.network.relay_only {
-                    " through the TURN relay"
+            RTCPeerConnectionState::Disconnected | RTCPeerConnectionState::Failed
+                if self.ever_connected =>
+            {
+                if self.connected {
+                    self.connected = false;
+                    self.lost_at = Some(Instant::now());
+                    self.emit(SessionEvent::Reconnecting).await;
+                }
+                let link = if state == RTCPeerConnectionState::Failed {
+                    Link::Failed
                 } else {
-                    "; a TURN server may be needed"
-                },
-            })),
+                    Link::Disconnected
+                };
+                let actions = self.negotiation.neg.link_changed(link, Instant::now());
+                self.carry_out(actions).await
+            }
+            RTCPeerConnectionState::Failed => Some(Err(self.ice_failed())),
             RTCPeerConnectionState::Closed => Some(Ok(Ended::PeerLeft)),
             _ => None,
         }
@@ -855,6 +947,27 @@ async fn verified_fingerprints(pc: &Peer) -> Option<(String, String)> {
     Some((local, certificate_fingerprint(chain.first()?)))
 }
 
+/// How often the restart timers and the machine's addresses are looked at.
+const RESTART_TICK: Duration = Duration::from_millis(250);
+
+/// The machine's usable addresses (not loopback or link-local), sorted: a change means the
+/// candidates we gave may be stale.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut addrs: Vec<std::net::IpAddr> = rtc::shared::ifaces::ifaces()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.addr.map(|a| a.ip()))
+        .filter(|ip| {
+            !ip.is_loopback()
+                && !ip.is_unspecified()
+                && !matches!(ip, std::net::IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
+        })
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
 fn no_relay() -> CallError {
     CallError::Refused(
         "--relay-only, but the signaling server offers no TURN relay (give one with --ice-server)"
@@ -893,7 +1006,14 @@ fn fill_bwe_stats(bwe: &BweShared, stats: &StatsHandle) {
     };
 }
 
-/// The selected candidate pair: types on both ends and the round-trip time.
+/// The candidate pair ICE selected, from the transport under the data channels.
+async fn selected_pair(pc: &Peer) -> Option<rtc::peer_connection::transport::RTCIceCandidatePair> {
+    let sctp = pc.sctp().await?;
+    let ice = sctp.transport().ice_transport();
+    ice.get_selected_candidate_pair().await.ok().flatten()
+}
+
+/// The selected candidate pair: types and addresses on both ends and the round-trip time.
 async fn fill_ice_stats(pc: &Peer, stats: &StatsHandle) {
     let report = pc.get_stats(Instant::now(), StatsSelector::None).await;
     let pair = report
@@ -913,9 +1033,24 @@ async fn fill_ice_stats(pc: &Peer, stats: &StatsHandle) {
             _ => None,
         })
     };
+    // The selected pair as ICE holds it names both ends whatever their origin; the stats report
+    // only knows remote candidates that were trickled (not peer-reflexive ones, nor those inside
+    // a description), so it is the fallback.
+    let selected = selected_pair(pc).await;
     let mut c = stats.lock();
-    c.stats.ice.local_candidate_type = candidate_type(&pair.local_candidate_id);
-    c.stats.ice.remote_candidate_type = candidate_type(&pair.remote_candidate_id);
+    match selected {
+        Some(pair) => {
+            let (local, remote) = (pair.local(), pair.remote());
+            c.stats.ice.local_candidate_type = Some(local.typ.to_string());
+            c.stats.ice.remote_candidate_type = Some(remote.typ.to_string());
+            c.stats.ice.local_address = Some(format!("{}:{}", local.address, local.port));
+            c.stats.ice.remote_address = Some(format!("{}:{}", remote.address, remote.port));
+        }
+        None => {
+            c.stats.ice.local_candidate_type = candidate_type(&pair.local_candidate_id);
+            c.stats.ice.remote_candidate_type = candidate_type(&pair.remote_candidate_id);
+        }
+    }
     if pair.current_round_trip_time > 0.0 {
         c.stats.ice.rtt_ms = Some(pair.current_round_trip_time * 1000.0);
     }

@@ -1,14 +1,18 @@
 //! The client side of the signaling protocol: connects to `ws://` or `wss://` (trusting the web's
 //! roots, a custom CA or a pinned certificate: `server_trust.rs`), joins a room and then sends and
 //! receives protocol messages. The socket runs in its own task; callers use
-//! bounded channels and never block on the network.
+//! bounded channels and never block on the network. When the socket drops, the task reconnects
+//! with backoff and resumes the seat with the token from `welcome`.
 
 use confab_protocol::{
     ClientMessage, ErrorCode, IceServer, PeerId, PeerInfo, RoomCode, ServerMessage,
     PROTOCOL_VERSION,
 };
+use std::sync::Arc;
+use std::time::Duration;
+
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::server_trust::{client_config, split_pin, ServerTrust};
@@ -23,11 +27,38 @@ pub struct Joined {
     pub ice_servers: Vec<IceServer>,
 }
 
-/// A joined signaling connection.
+/// What the connection reports besides the server's messages.
+#[derive(Debug)]
+pub enum SignalingEvent {
+    Message(ServerMessage),
+    /// The socket dropped; reconnecting (messages sent meanwhile wait).
+    Lost(String),
+    /// Reconnected and back in our seat.
+    Resumed,
+}
+
+/// A joined signaling connection; it reconnects and resumes by itself when the socket drops.
 pub struct SignalingClient {
     tx: mpsc::Sender<ClientMessage>,
-    rx: mpsc::Receiver<Result<ServerMessage, CallError>>,
+    rx: mpsc::Receiver<Result<SignalingEvent, CallError>>,
+    reconnect: Arc<Notify>,
 }
+
+/// The first waits between reconnection attempts; then the last one, over and over.
+const BACKOFF: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+/// Attempts to resume before the server is given up on (about a minute).
+const RESUME_ATTEMPTS: usize = 35;
+/// No message (or ping) from the server for this long means the socket is dead.
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Adds `/ws` to a bare server URL (`ws://host:port` -> `ws://host:port/ws`).
 pub fn normalize_url(url: &str) -> String {
@@ -40,6 +71,73 @@ pub fn normalize_url(url: &str) -> String {
     } else {
         format!("{trimmed}/ws")
     }
+}
+
+async fn connect(url: &str, trust: &ServerTrust) -> Result<Socket, CallError> {
+    let unreachable = |reason: String| CallError::ServerUnreachable {
+        url: url.to_owned(),
+        reason,
+    };
+    let tls = client_config(trust).map_err(|e| unreachable(e.to_string()))?;
+    if tls.is_some() && !url.starts_with("wss://") {
+        return Err(unreachable(
+            super::server_trust::TrustError::NotTls.to_string(),
+        ));
+    }
+    let (connector, pinned) = match tls {
+        Some(setup) => (
+            Some(tokio_tungstenite::Connector::Rustls(setup.config)),
+            setup.pinned,
+        ),
+        None => (None, None),
+    };
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector),
+    )
+    .await
+    .map_err(|_| unreachable("no answer within 10 s".into()))?
+    .map_err(|e| match pinned.as_ref().and_then(|p| p.refused()) {
+        Some(seen) => unreachable(format!(
+            "its certificate (SHA-256 {seen}) is not the pinned one: someone may be in \
+             between, or the server made a new certificate; refusing to connect"
+        )),
+        None => unreachable(e.to_string()),
+    })?;
+    Ok(ws)
+}
+
+async fn send_on(ws: &mut Socket, msg: &ClientMessage) -> Result<(), CallError> {
+    let text = serde_json::to_string(msg).map_err(|e| CallError::WebRtc(e.to_string()))?;
+    ws.send(Message::Text(text.into()))
+        .await
+        .map_err(|e| CallError::ServerClosed(e.to_string()))
+}
+
+/// The next server message; `Err` with why the socket ended.
+async fn recv_on(ws: &mut Socket) -> Result<ServerMessage, String> {
+    loop {
+        match tokio::time::timeout(SILENCE_LIMIT, ws.next()).await {
+            Err(_) => return Err("the server went silent".into()),
+            Ok(Some(Ok(Message::Text(text)))) => match serde_json::from_str::<ServerMessage>(&text)
+            {
+                Ok(msg) => return Ok(msg),
+                Err(e) => tracing::warn!(%e, "unreadable message from the server"),
+            },
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Err(frame.map_or_else(|| "closed".to_owned(), |f| f.reason.to_string()))
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Ok(None) => return Err("closed".to_owned()),
+        }
+    }
+}
+
+/// Sends `hello` (join or resume) and reads the answer.
+async fn hello(ws: &mut Socket, hello: &ClientMessage) -> Result<ServerMessage, CallError> {
+    send_on(ws, hello).await?;
+    recv_on(ws).await.map_err(CallError::ServerClosed)
 }
 
 impl SignalingClient {
@@ -57,117 +155,75 @@ impl SignalingClient {
             ca_file: trust.ca_file.clone(),
         };
         let url = normalize_url(&url);
-        let unreachable = |reason: String| CallError::ServerUnreachable {
-            url: url.clone(),
-            reason,
-        };
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
-            return Err(unreachable(
-                "the address must start with ws:// or wss://".into(),
-            ));
+            return Err(CallError::ServerUnreachable {
+                url,
+                reason: "the address must start with ws:// or wss://".into(),
+            });
         }
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let tls = client_config(&trust).map_err(|e| unreachable(e.to_string()))?;
-        if tls.is_some() && !url.starts_with("wss://") {
-            return Err(unreachable(
-                super::server_trust::TrustError::NotTls.to_string(),
-            ));
-        }
-        let (connector, pinned) = match tls {
-            Some(setup) => (
-                Some(tokio_tungstenite::Connector::Rustls(setup.config)),
-                setup.pinned,
-            ),
-            None => (None, None),
-        };
-        let (ws, _) = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            tokio_tungstenite::connect_async_tls_with_config(&url, None, false, connector),
-        )
-        .await
-        .map_err(|_| unreachable("no answer within 10 s".into()))?
-        .map_err(|e| match pinned.as_ref().and_then(|p| p.refused()) {
-            Some(seen) => unreachable(format!(
-                "its certificate (SHA-256 {seen}) is not the pinned one: someone may be in \
-                 between, or the server made a new certificate; refusing to connect"
-            )),
-            None => unreachable(e.to_string()),
-        })?;
-        let (mut sink, mut stream) = ws.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<ClientMessage>(256);
-        let (in_tx, in_rx) = mpsc::channel::<Result<ServerMessage, CallError>>(256);
-        tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                let Ok(text) = serde_json::to_string(&msg) else {
-                    continue;
-                };
-                if sink.send(Message::Text(text.into())).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        tokio::spawn(async move {
-            let closed = loop {
-                match stream.next().await {
-                    Some(Ok(Message::Text(text))) => {
-                        match serde_json::from_str::<ServerMessage>(&text) {
-                            Ok(msg) => {
-                                if in_tx.send(Ok(msg)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(e) => tracing::warn!(%e, "unreadable message from the server"),
-                        }
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        break frame.map_or_else(|| "closed".to_owned(), |f| f.reason.to_string())
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => break e.to_string(),
-                    None => break "closed".to_owned(),
-                }
-            };
-            let _ = in_tx.send(Err(CallError::ServerClosed(closed))).await;
-        });
-        let mut client = Self {
-            tx: out_tx,
-            rx: in_rx,
-        };
-        client
-            .send(ClientMessage::Join {
+        let mut ws = connect(&url, &trust).await?;
+        let answer = hello(
+            &mut ws,
+            &ClientMessage::Join {
                 version: PROTOCOL_VERSION,
                 room: room.map(|r| r.to_string()),
                 name: Some(name.to_owned()),
-            })
-            .await?;
-        match client.recv().await? {
+            },
+        )
+        .await?;
+        let (joined, token) = match answer {
             ServerMessage::Welcome {
                 room,
                 you,
                 peers,
                 ice_servers,
+                resume_token,
                 ..
-            } => Ok((
-                client,
+            } => (
                 Joined {
                     room,
                     me: you,
                     peers,
                     ice_servers,
                 },
-            )),
+                resume_token,
+            ),
             ServerMessage::Error {
                 code: ErrorCode::RoomFull,
                 ..
-            } => Err(CallError::RoomFull(
-                room.map_or_else(String::new, ToString::to_string),
-            )),
-            ServerMessage::Error { message, .. } => Err(CallError::Refused(message)),
-            other => Err(CallError::Refused(format!(
-                "unexpected answer to join: {other:?}"
-            ))),
-        }
+            } => {
+                return Err(CallError::RoomFull(
+                    room.map_or_else(String::new, ToString::to_string),
+                ))
+            }
+            ServerMessage::Error { message, .. } => return Err(CallError::Refused(message)),
+            other => {
+                return Err(CallError::Refused(format!(
+                    "unexpected answer to join: {other:?}"
+                )))
+            }
+        };
+        let (out_tx, out_rx) = mpsc::channel::<ClientMessage>(256);
+        let (in_tx, in_rx) = mpsc::channel(256);
+        let reconnect = Arc::new(Notify::new());
+        tokio::spawn(run_socket(
+            url,
+            trust,
+            ws,
+            token,
+            out_rx,
+            in_tx,
+            reconnect.clone(),
+        ));
+        Ok((
+            Self {
+                tx: out_tx,
+                rx: in_rx,
+                reconnect,
+            },
+            joined,
+        ))
     }
 
     pub async fn send(&self, msg: ClientMessage) -> Result<(), CallError> {
@@ -182,11 +238,104 @@ impl SignalingClient {
         self.tx.clone()
     }
 
-    /// The next message from the server; an error once the connection is gone.
-    pub async fn recv(&mut self) -> Result<ServerMessage, CallError> {
+    /// Drop the socket and resume on a new one now (the machine's addresses changed: the old
+    /// socket may name an address that is gone, and would only be noticed dead much later).
+    pub fn reconnect_now(&self) {
+        self.reconnect.notify_one();
+    }
+
+    /// The next event; an error once the server is gone for good.
+    pub async fn recv(&mut self) -> Result<SignalingEvent, CallError> {
         match self.rx.recv().await {
             Some(result) => result,
             None => Err(CallError::ServerClosed("connection lost".into())),
+        }
+    }
+}
+
+/// Owns the socket: writes what the session sends, reads what the server sends, and when the
+/// socket drops, reconnects with backoff and resumes with `token`.
+async fn run_socket(
+    url: String,
+    trust: ServerTrust,
+    mut ws: Socket,
+    token: Option<String>,
+    mut out_rx: mpsc::Receiver<ClientMessage>,
+    in_tx: mpsc::Sender<Result<SignalingEvent, CallError>>,
+    reconnect: Arc<Notify>,
+) {
+    loop {
+        let lost = loop {
+            tokio::select! {
+                out = out_rx.recv() => match out {
+                    Some(msg) => {
+                        if let Err(err) = send_on(&mut ws, &msg).await {
+                            break err.to_string();
+                        }
+                    }
+                    None => {
+                        // The call is over: a goodbye frees our seat at once.
+                        let _ = send_on(&mut ws, &ClientMessage::Leave).await;
+                        let _ = ws.close(None).await;
+                        return;
+                    }
+                },
+                msg = recv_on(&mut ws) => match msg {
+                    Ok(msg) => {
+                        if in_tx.send(Ok(SignalingEvent::Message(msg))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(reason) => break reason,
+                },
+                () = reconnect.notified() => break "the network changed".to_owned(),
+            }
+        };
+        tracing::info!(%lost, "signaling connection lost");
+        let Some(token) = &token else {
+            let _ = in_tx.send(Err(CallError::ServerClosed(lost))).await;
+            return;
+        };
+        if in_tx
+            .send(Ok(SignalingEvent::Lost(lost.clone())))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let resume = ClientMessage::Resume {
+            version: PROTOCOL_VERSION,
+            token: token.clone(),
+        };
+        let mut attempt = 0;
+        ws = loop {
+            if attempt >= RESUME_ATTEMPTS {
+                let _ = in_tx.send(Err(CallError::ServerClosed(lost))).await;
+                return;
+            }
+            let wait = BACKOFF[attempt.min(BACKOFF.len() - 1)];
+            attempt += 1;
+            tokio::time::sleep(wait).await;
+            let mut ws = match connect(&url, &trust).await {
+                Ok(ws) => ws,
+                Err(err) => {
+                    tracing::debug!(%err, attempt, "reconnecting");
+                    continue;
+                }
+            };
+            match hello(&mut ws, &resume).await {
+                Ok(ServerMessage::Welcome { .. }) => break ws,
+                Ok(ServerMessage::Error { message, .. }) => {
+                    let _ = in_tx.send(Err(CallError::Refused(message))).await;
+                    return;
+                }
+                Ok(other) => tracing::debug!(?other, "unexpected answer to resume"),
+                Err(err) => tracing::debug!(%err, attempt, "resuming"),
+            }
+        };
+        tracing::info!("signaling resumed");
+        if in_tx.send(Ok(SignalingEvent::Resumed)).await.is_err() {
+            return;
         }
     }
 }

@@ -21,11 +21,17 @@ pub struct MsTo {
 pub struct IceStats {
     pub local_candidate_type: Option<String>,
     pub remote_candidate_type: Option<String>,
+    /// The selected pair's ends, `ip:port` (a relay's address for a relayed end).
+    pub local_address: Option<String>,
+    pub remote_address: Option<String>,
     pub rtt_ms: Option<f64>,
     /// Times the connection dropped and came back.
     pub reconnections: u64,
     /// Time spent reconnecting, in total.
     pub reconnecting_ms: f64,
+    /// ICE restarts this side started (the connection dropped and did not come back by itself,
+    /// or the machine's addresses changed).
+    pub restarts: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -7,6 +7,9 @@
 //! TURN credentials are short-lived and handed out only to a member of a room with someone else
 //! in it: in `welcome` when others are already there, else in an `ice_servers` message once
 //! someone joins; a client asks for fresh ones (before an ICE restart) with `ice_servers`.
+//! `welcome` carries a resume token: a client whose socket dropped reconnects with `resume` and
+//! gets its seat and id back (the others heard `peer_away`, then `peer_back`; `peer_left` only
+//! on a goodbye or when the grace period ends).
 
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +103,9 @@ pub enum ClientMessage {
     /// Asks for fresh ICE servers (new short-lived TURN credentials), e.g. before an ICE restart;
     /// answered with `ice_servers`, or an `error` when alone in the room or over the rate limit.
     IceServers,
+    /// Back after a dropped socket: the token from `welcome` gets the same seat and id (also
+    /// from a restarted server with the same key); answered like `join`, with `welcome`.
+    Resume { version: u32, token: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,11 +118,22 @@ pub enum ServerMessage {
         you: PeerId,
         peers: Vec<PeerInfo>,
         ice_servers: Vec<IceServer>,
+        /// Give it back in `resume` after a dropped socket.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     PeerJoined {
         peer: PeerInfo,
     },
     PeerLeft {
+        id: PeerId,
+    },
+    /// The peer's socket dropped; its seat is kept for a grace period (the call may go on).
+    PeerAway {
+        id: PeerId,
+    },
+    /// The peer resumed after `peer_away`.
+    PeerBack {
         id: PeerId,
     },
     Signal {
@@ -205,6 +222,13 @@ mod tests {
         );
         round_trip_client(ClientMessage::Leave, json!({"type": "leave"}));
         round_trip_client(ClientMessage::IceServers, json!({"type": "ice_servers"}));
+        round_trip_client(
+            ClientMessage::Resume {
+                version: 1,
+                token: "t".into(),
+            },
+            json!({"type": "resume", "version": 1, "token": "t"}),
+        );
     }
 
     #[test]
@@ -235,6 +259,7 @@ mod tests {
                 username: None,
                 credential: None,
             }],
+            resume_token: None,
         };
         let value = serde_json::to_value(&msg).unwrap();
         assert_eq!(

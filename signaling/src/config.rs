@@ -78,6 +78,18 @@ pub struct ServeArgs {
     /// WebSocket connections in total.
     #[arg(long, value_name = "N", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,
+    /// Key that signs resume tokens: a server restarted with the same key gives clients their
+    /// seats back. Without it a random key is made at start (resumes then need the same run).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "CONFAB_RESUME_KEY",
+        hide_env_values = true
+    )]
+    pub resume_key: Option<String>,
+    /// Seconds a seat is kept after its socket drops, for the client to resume (0: freed at once).
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub resume_grace: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +145,23 @@ pub struct ServerConfig {
     /// Refuse /ws to a browser page from another origin (a page the server did not serve):
     /// the hosted server sets it, so no web page a person visits can use it.
     pub same_origin_only: bool,
+    /// Signs resume tokens.
+    pub resume_key: Vec<u8>,
+    /// How long a dropped client's seat is kept for it to resume.
+    pub resume_grace: Duration,
+}
+
+/// A key for resume tokens that lives as long as this server.
+fn random_key() -> Vec<u8> {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // Two std SipHash keys (random per process) are 128 bits no one outside this process knows.
+    (0..4)
+        .flat_map(|i: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(i);
+            h.finish().to_le_bytes()
+        })
+        .collect()
 }
 
 /// Bytes of messages that may wait for one client's socket (16 of the largest messages).
@@ -157,6 +186,8 @@ impl ServerConfig {
             max_conns: 20_000,
             outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
             same_origin_only: false,
+            resume_key: random_key(),
+            resume_grace: Duration::from_secs(30),
         }
     }
 
@@ -270,6 +301,8 @@ impl TryFrom<ServeArgs> for ServerConfig {
             max_conns: args.max_conns as usize,
             outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
             same_origin_only: false,
+            resume_key: args.resume_key.map_or_else(random_key, |k| k.into_bytes()),
+            resume_grace: Duration::from_secs(args.resume_grace),
         })
     }
 }

@@ -27,7 +27,7 @@ mod close {
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The message types a client may send, to tell "unknown type" from "malformed".
-const CLIENT_TYPES: &[&str] = &["join", "signal", "leave", "ping", "ice_servers"];
+const CLIENT_TYPES: &[&str] = &["join", "signal", "leave", "ping", "ice_servers", "resume"];
 
 /// Messages (and bytes) a second allowed in a burst, as a multiple of the steady rate.
 const BURST_FACTOR: u32 = 4;
@@ -112,7 +112,14 @@ pub(crate) async fn serve_socket(
             },
         }
     };
-    client.leave_room();
+    // No goodbye: the seat waits for the client to resume (a goodbye freed it already).
+    if let Some((code, id, expires)) = client.dropped(Instant::now()) {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(expires.into()).await;
+            hub.expire(&code, id, expires - hub.config().resume_grace);
+        });
+    }
     if let Some(Ending { code, reason, .. }) = &ending {
         tracing::debug!(code, reason, "closing");
         // The queue may be full (that is one reason to close); the writer ends either way.
@@ -368,6 +375,23 @@ impl<'h> Client<'h> {
                 }
                 self.leave_room();
             }
+            ClientMessage::Resume { version, token } => {
+                if let Some(code) = &self.room {
+                    self.refuse((
+                        ErrorCode::AlreadyInRoom,
+                        format!("already in room {code}; send leave first"),
+                    ));
+                    return;
+                }
+                match self.hub.resume(&mut self.me, version, &token) {
+                    Ok(code) => {
+                        tracing::info!(room = %code, peer = %self.me.id, "resumed");
+                        self.room = Some(code);
+                        self.outside_since = None;
+                    }
+                    Err(refusal) => self.refuse(refusal),
+                }
+            }
             ClientMessage::Ping => self.send(ServerMessage::Pong),
             ClientMessage::IceServers => match &self.room {
                 Some(code) => {
@@ -381,6 +405,14 @@ impl<'h> Client<'h> {
                 )),
             },
         }
+    }
+
+    /// The socket is gone without a goodbye: the room, id and time at which its seat expires.
+    fn dropped(&mut self, now: Instant) -> Option<(RoomCode, confab_protocol::PeerId, Instant)> {
+        let code = self.room.take()?;
+        let expires = self.hub.connection_dropped(&code, &self.me, now)?;
+        tracing::info!(room = %code, "socket dropped; seat kept");
+        Some((code, self.me.id, expires))
     }
 
     fn leave_room(&mut self) {

@@ -2,6 +2,9 @@
 //! (a member of a room with someone else in it, within its address's rate). All state lives behind
 //! one short-held mutex; delivery never blocks (a peer whose outbound queue is full, in messages or
 //! bytes, is disconnected, since a client that cannot keep up with signaling cannot hold a call).
+//! A member whose socket drops keeps its seat and id for a grace period: it comes back with the
+//! resume token its `welcome` carried (signed with the server's key, so a restarted server with
+//! the same key takes it too), and the others hear `peer_away` / `peer_back` meanwhile.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -96,6 +99,15 @@ impl PeerHandle {
 struct Member {
     info: PeerInfo,
     handle: PeerHandle,
+    /// Since when its socket is gone (its seat is kept until the grace period ends).
+    away_since: Option<Instant>,
+}
+
+impl Member {
+    /// Whether `handle` is this member's current connection (not one it replaced).
+    fn is_connection(&self, handle: &PeerHandle) -> bool {
+        Arc::ptr_eq(&self.handle.kick, &handle.kick)
+    }
 }
 
 #[derive(Default)]
@@ -205,6 +217,7 @@ impl Hub {
             you: peer.id,
             peers: room.members.iter().map(|m| m.info.clone()).collect(),
             ice_servers,
+            resume_token: Some(crate::resume::token(&self.config.resume_key, &code, &info)),
         });
         if let Some((code, message)) = refused {
             peer.deliver(&ServerMessage::Error { code, message });
@@ -226,8 +239,128 @@ impl Hub {
         room.members.push(Member {
             info,
             handle: peer.clone(),
+            away_since: None,
         });
         Ok(code)
+    }
+
+    /// Takes `peer` back into the seat its resume `token` names (after a dropped socket, or on a
+    /// restarted server): `peer` gets the token's id, a `welcome`, and the others `peer_back`.
+    pub(crate) fn resume(
+        &self,
+        peer: &mut PeerHandle,
+        version: u32,
+        token: &str,
+    ) -> Result<RoomCode, Refusal> {
+        if version != PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::VersionMismatch,
+                format!("this server speaks protocol version {PROTOCOL_VERSION}, not {version}; update Confab"),
+            ));
+        }
+        let (code, info) = crate::resume::verify(&self.config.resume_key, token).ok_or((
+            ErrorCode::BadMessage,
+            "this resume token is not one of this server's; join again".to_owned(),
+        ))?;
+        peer.id = info.id;
+        // New ids stay unique also on a restarted server that takes back older ones.
+        self.next_peer
+            .fetch_max(info.id.0.saturating_add(1), Ordering::Relaxed);
+        let mut rooms = self.rooms();
+        let room = rooms.entry(code.clone()).or_default();
+        let seated = room.members.iter().position(|m| m.info.id == info.id);
+        if seated.is_none() && room.members.len() >= self.config.room_size {
+            return Err((
+                ErrorCode::RoomFull,
+                format!("your seat in room {code} was given away; the room is full"),
+            ));
+        }
+        let others = room.members.iter().filter(|m| m.info.id != info.id).count();
+        let now = Instant::now();
+        let ice_servers = if others == 0 {
+            self.config.stun_servers()
+        } else {
+            self.ice_servers_for(&code, peer, now)
+                .unwrap_or_else(|_| self.config.stun_servers())
+        };
+        peer.deliver(&ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            room: code.clone(),
+            you: info.id,
+            peers: room
+                .members
+                .iter()
+                .filter(|m| m.info.id != info.id)
+                .map(|m| m.info.clone())
+                .collect(),
+            ice_servers,
+            resume_token: Some(token.to_owned()),
+        });
+        match seated {
+            Some(i) => {
+                let member = &mut room.members[i];
+                if !member.is_connection(peer) {
+                    // The old socket may still look open (its address went away): end it.
+                    member.handle.kick.notify_one();
+                }
+                member.handle = peer.clone();
+                member.away_since = None;
+            }
+            None => room.members.push(Member {
+                info: info.clone(),
+                handle: peer.clone(),
+                away_since: None,
+            }),
+        }
+        for member in room.members.iter().filter(|m| m.info.id != info.id) {
+            member
+                .handle
+                .deliver(&ServerMessage::PeerBack { id: info.id });
+        }
+        Ok(code)
+    }
+
+    /// `peer`'s socket is gone without a goodbye: keep its seat for the grace period and tell
+    /// the others. Returns when the seat expires (`None`: it is free already, or was not its).
+    pub(crate) fn connection_dropped(
+        &self,
+        code: &RoomCode,
+        peer: &PeerHandle,
+        now: Instant,
+    ) -> Option<Instant> {
+        let grace = self.config.resume_grace;
+        {
+            let mut rooms = self.rooms();
+            let room = rooms.get_mut(code)?;
+            let member = room
+                .members
+                .iter_mut()
+                .find(|m| m.info.id == peer.id && m.is_connection(peer))?;
+            if !grace.is_zero() {
+                member.away_since = Some(now);
+                for other in room.members.iter().filter(|m| m.info.id != peer.id) {
+                    other
+                        .handle
+                        .deliver(&ServerMessage::PeerAway { id: peer.id });
+                }
+                return Some(now + grace);
+            }
+        }
+        self.leave(code, peer.id);
+        None
+    }
+
+    /// The grace period of a seat kept since `since` is over: free it unless its peer came back.
+    pub(crate) fn expire(&self, code: &RoomCode, id: PeerId, since: Instant) {
+        let still_away = self.rooms().get(code).is_some_and(|room| {
+            room.members
+                .iter()
+                .any(|m| m.info.id == id && m.away_since == Some(since))
+        });
+        if still_away {
+            tracing::info!(room = %code, peer = %id, "seat freed: the grace period ended");
+            self.leave(code, id);
+        }
     }
 
     /// The ICE servers for `peer` in room `code`, with TURN credentials minted for this member

@@ -11,6 +11,7 @@ mod config;
 mod connection;
 mod hub;
 mod rate_limit;
+mod resume;
 mod server;
 pub mod tls;
 pub mod turn;

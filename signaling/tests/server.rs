@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::{assert_pair_meets, Client};
 use confab_protocol::{
     ClientMessage, ErrorCode, PeerId, ServerMessage, SignalPayload, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 use confab_signaling::{RunningServer, Server, ServerConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -24,7 +25,8 @@ async fn start(adjust: impl FnOnce(&mut ServerConfig)) -> RunningServer {
 
 #[tokio::test]
 async fn two_clients_meet_and_swap_messages() {
-    let server = start(|_| {}).await;
+    // No grace period: Ada's socket closes without a goodbye, and her seat goes with it.
+    let server = start(|c| c.resume_grace = Duration::ZERO).await;
     assert_pair_meets(&server.ws_url()).await;
     // Both left or are leaving; the room disappears once empty.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -189,7 +191,12 @@ async fn a_flooding_client_is_limited_then_cut_off() {
 
 #[tokio::test]
 async fn a_silent_client_loses_its_seat() {
-    let server = start(|c| c.idle_timeout = Duration::from_millis(600)).await;
+    let server = start(|c| {
+        c.idle_timeout = Duration::from_millis(600);
+        // No grace period: the seat is freed as soon as the socket is dropped.
+        c.resume_grace = Duration::ZERO;
+    })
+    .await;
     let url = server.ws_url();
     let mut ada = Client::connect(&url).await;
     let (room, _, _) = ada.join_ok(None, "Ada").await;
@@ -426,4 +433,87 @@ async fn a_same_origin_server_refuses_other_web_pages() {
         .await
         .starts_with("HTTP/1.1 101"));
     open.shutdown().await.unwrap();
+}
+
+/// Joins and returns (my id, resume token).
+async fn join_with_token(client: &mut Client, room: Option<&str>, name: &str) -> (PeerId, String) {
+    match client.join(room, name).await {
+        ServerMessage::Welcome {
+            you, resume_token, ..
+        } => (you, resume_token.expect("a resume token")),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Resumes with `token`; returns (my id, the others' ids).
+async fn resume(client: &mut Client, token: &str) -> (PeerId, Vec<PeerId>) {
+    client
+        .send(&ClientMessage::Resume {
+            version: PROTOCOL_VERSION,
+            token: token.to_owned(),
+        })
+        .await;
+    match client.recv().await {
+        ServerMessage::Welcome { you, peers, .. } => (you, peers.iter().map(|p| p.id).collect()),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_socket_keeps_its_seat_and_resumes_also_on_a_restarted_server() {
+    let config = |c: &mut ServerConfig| {
+        c.resume_key = b"the key".to_vec();
+        c.resume_grace = Duration::from_millis(800);
+    };
+    let server = start(config).await;
+    let url = server.ws_url();
+    let mut ada = Client::connect(&url).await;
+    let (ada_id, ada_token) = join_with_token(&mut ada, None, "Ada").await;
+    let room = ada_token.split('.').next().expect("the room").to_owned();
+    let mut bob = Client::connect(&url).await;
+    let (bob_id, bob_token) = join_with_token(&mut bob, Some(&room), "Bob").await;
+    assert!(matches!(ada.recv().await, ServerMessage::PeerJoined { .. }));
+
+    // Bob's socket drops: Ada hears he is away, not gone, and he comes back as himself.
+    drop(bob);
+    assert_eq!(ada.recv().await, ServerMessage::PeerAway { id: bob_id });
+    let mut bob = Client::connect(&url).await;
+    assert_eq!(resume(&mut bob, &bob_token).await, (bob_id, vec![ada_id]));
+    assert_eq!(ada.recv().await, ServerMessage::PeerBack { id: bob_id });
+    // A token this server did not sign gets nothing.
+    let mut mallory = Client::connect(&url).await;
+    mallory
+        .send(&ClientMessage::Resume {
+            version: PROTOCOL_VERSION,
+            token: bob_token.replace(&format!(".{}.", bob_id.0), ".999."),
+        })
+        .await;
+    assert!(matches!(
+        mallory.recv().await,
+        ServerMessage::Error {
+            code: ErrorCode::BadMessage,
+            ..
+        }
+    ));
+    drop((ada, bob, mallory));
+    server.shutdown().await.unwrap();
+
+    // A restarted server with the same key: both take their seats back, with their ids.
+    let server = start(config).await;
+    let url = server.ws_url();
+    let mut ada = Client::connect(&url).await;
+    assert_eq!(resume(&mut ada, &ada_token).await, (ada_id, vec![]));
+    let mut bob = Client::connect(&url).await;
+    assert_eq!(resume(&mut bob, &bob_token).await, (bob_id, vec![ada_id]));
+    assert_eq!(ada.recv().await, ServerMessage::PeerBack { id: bob_id });
+    // A newcomer's id is not one of theirs.
+    let mut carol = Client::connect(&url).await;
+    let (_, carol_id, _) = carol.join_ok(None, "Carol").await;
+    assert!(carol_id > bob_id && carol_id > ada_id, "{carol_id}");
+
+    // Bob goes for good: away, then gone once the grace period is over.
+    drop(bob);
+    assert_eq!(ada.recv().await, ServerMessage::PeerAway { id: bob_id });
+    assert_eq!(ada.recv().await, ServerMessage::PeerLeft { id: bob_id });
+    server.shutdown().await.unwrap();
 }

@@ -46,6 +46,16 @@ const SEND_BUFFER_HIGH = 1024 * 1024;
 const SEND_BUFFER_LOW = 256 * 1024;
 /** Giving up on the server if `welcome` does not come within this long. */
 const JOIN_TIMEOUT_MS = 10000;
+/** Waits between attempts to get our seat back after the socket dropped; then the last, again. */
+const RESUME_BACKOFF_MS = [100, 250, 500, 1000, 2000];
+/** Attempts before the server is given up on (about a minute). */
+const RESUME_ATTEMPTS = 35;
+/** A dropped connection may come back by itself this long before the older peer restarts ICE. */
+const RESTART_AFTER_MS = 2500;
+/** A restart that has not connected again after this long is tried again. */
+const RESTART_RETRY_MS = 4000;
+/** A connection down this long (restarts included) ends the call. */
+const GIVE_UP_MS = 30000;
 
 /** What the server's error codes mean, for errors that come without a message. */
 const SERVER_ERRORS = {
@@ -521,6 +531,13 @@ if (typeof document !== 'undefined') {
         this.ending = false;
         this.statsTimer = null;
         this.joinTimer = null;
+        this.resumeToken = null; // from `welcome`: gets our seat back after a dropped socket
+        this.resumeAttempts = 0;
+        this.everConnected = false;
+        this.downSince = null; // the connection dropped (after it first connected)
+        this.failed = false;
+        this.lastRestart = null;
+        this.restartTimer = null;
       }
 
       mark(what) {
@@ -547,6 +564,11 @@ if (typeof document !== 'undefined') {
           if (this.room) join.room = this.room;
           this.send(join);
         };
+        this.watchSocket();
+      }
+
+      /** Messages and the end of the current socket. */
+      watchSocket() {
         this.ws.onmessage = (event) => {
           if (this.closed) return;
           let msg;
@@ -576,6 +598,14 @@ if (typeof document !== 'undefined') {
         if (this.closed) return;
         const reason = event.reason ? `: ${event.reason}` : '';
         log('signaling closed', event.code, event.reason);
+        if (this.welcomed && this.resumeToken && this.resumeAttempts < RESUME_ATTEMPTS) {
+          // The server keeps our seat for a while: reconnect with backoff and take it back.
+          const wait = RESUME_BACKOFF_MS[Math.min(this.resumeAttempts, RESUME_BACKOFF_MS.length - 1)];
+          this.resumeAttempts += 1;
+          if (this.resumeAttempts === 1) showMessage(`Lost the signaling server${reason}; reconnecting (the call goes on).`);
+          setTimeout(() => this.resume(), wait);
+          return;
+        }
         if (!this.opened) {
           fail(`Cannot reach the signaling server at ${this.serverUrl}.`);
         } else if (!this.welcomed) {
@@ -588,10 +618,41 @@ if (typeof document !== 'undefined') {
         }
       }
 
+      /** A new socket that asks for our seat back with the resume token. */
+      resume() {
+        if (this.closed) return;
+        log('resuming on', this.serverUrl);
+        try {
+          this.ws = new WebSocket(this.serverUrl);
+        } catch (err) {
+          fail(`Bad server address ${this.serverUrl}: ${err.message}`);
+          return;
+        }
+        this.ws.onopen = () => {
+          this.send({ type: 'resume', version: PROTOCOL_VERSION, token: this.resumeToken });
+        };
+        this.watchSocket();
+      }
+
       async onServerMessage(msg) {
         switch (msg.type) {
           case 'welcome':
+            if (this.welcomed) {
+              // Resumed: same seat, same id; the PeerConnection never stopped.
+              this.resumeAttempts = 0;
+              if (typeof msg.resume_token === 'string') this.resumeToken = msg.resume_token;
+              log('back on the signaling server');
+              showMessage('Back on the signaling server.');
+              return undefined;
+            }
             return this.onWelcome(msg);
+          case 'peer_away':
+            if (this.remote && msg.id === this.remote.id) {
+              showMessage(`${this.remote.name || 'The other person'}'s signaling connection dropped; the call goes on.`);
+            }
+            return undefined;
+          case 'peer_back':
+            return undefined;
           case 'peer_joined':
             if (!this.remote && msg.peer) {
               this.setRemote(msg.peer);
@@ -640,6 +701,7 @@ if (typeof document !== 'undefined') {
           return;
         }
         this.welcomed = true;
+        if (typeof msg.resume_token === 'string') this.resumeToken = msg.resume_token;
         this.mark('welcome');
         this.me = msg.you;
         confab.me = msg.you;
@@ -743,7 +805,21 @@ if (typeof document !== 'undefined') {
       onConnectionState(state) {
         log('connection state', state);
         if (this.closed) return;
+        if (this.everConnected && (state === 'disconnected' || state === 'failed')) {
+          // Try to get it back: wait a little (a short outage heals by itself), then restart ICE.
+          if (this.downSince === null) this.downSince = performance.now();
+          if (state === 'failed') this.failed = true;
+          setState('connecting');
+          showMessage('The connection dropped; trying to get it back…');
+          this.scheduleRestart();
+          return;
+        }
         if (state === 'connected') {
+          this.everConnected = true;
+          this.downSince = null;
+          this.lastRestart = null;
+          this.failed = false;
+          clearTimeout(this.restartTimer);
           this.mark('connected');
           setState('connected');
           showMessage(`In a call with ${this.remote && this.remote.name ? this.remote.name : 'the other person'}.`);
@@ -754,6 +830,42 @@ if (typeof document !== 'undefined') {
         } else if (state === 'failed') {
           fail('The connection failed: no network path between you and the other person (a TURN server may be needed).');
         }
+      }
+
+      /**
+       * When to restart ICE while the connection is down, as the native client does: the older
+       * peer (lower id) first, after RESTART_AFTER_MS (at once on failure), the newer one only if
+       * that did not help; again every RESTART_RETRY_MS; the call ends after GIVE_UP_MS.
+       */
+      scheduleRestart() {
+        clearTimeout(this.restartTimer);
+        if (this.closed || this.downSince === null || !this.remote) return;
+        const now = performance.now();
+        if (now - this.downSince >= GIVE_UP_MS) {
+          fail('The connection was lost and could not be restored.');
+          return;
+        }
+        const polite = this.me > this.remote.id;
+        let due;
+        if (this.lastRestart !== null) due = this.lastRestart + RESTART_RETRY_MS;
+        else if (polite) due = this.downSince + RESTART_AFTER_MS + RESTART_RETRY_MS;
+        else if (this.failed) due = this.downSince;
+        else due = this.downSince + RESTART_AFTER_MS;
+        const wait = Math.min(due, this.downSince + GIVE_UP_MS) - now;
+        this.restartTimer = setTimeout(() => {
+          if (this.closed || this.downSince === null) return;
+          if (performance.now() >= due) {
+            this.lastRestart = performance.now();
+            log('restarting ICE');
+            confab.iceRestarts = (confab.iceRestarts || 0) + 1;
+            this.send({ type: 'ice_servers' }); // fresh TURN credentials for the new candidates
+            this.pc.restartIce();
+            this.inbox = this.inbox
+              .then(() => (this.closed || this.pc.signalingState !== 'stable' ? undefined : this.makeOffer()))
+              .catch((err) => log('ICE restart failed', err));
+          }
+          this.scheduleRestart();
+        }, Math.max(0, wait) + 10);
       }
 
       /** Puts our tracks on senders that carry none yet (after an offer created the transceivers). */

@@ -440,6 +440,46 @@ impl NetLab {
             .collect()
     }
 
+    /// Gives `side`'s home machine a new address in its network (as when a laptop moves to
+    /// another network): the old address is gone at once, and the default route comes back.
+    pub fn renumber(&mut self, side: Side, addr: Ipv4Addr) {
+        let host = match side {
+            Side::Alice => &mut self.alice,
+            Side::Bob => &mut self.bob,
+        };
+        let (ns, old, n) = (&host.netns, host.addr, side.index() + 1);
+        for line in [
+            format!("ip -n {ns} addr del {old}/24 dev eth0"),
+            format!("ip -n {ns} addr add {addr}/24 dev eth0"),
+            format!("ip -n {ns} route replace default via 192.168.{n}.1"),
+        ] {
+            must(&line);
+        }
+        host.addr = addr;
+    }
+
+    /// Drops every UDP packet the routers would forward (both ways, both homes), or lets them
+    /// through again; signaling (TCP) is not affected.
+    pub fn block_udp(&self, blocked: bool) {
+        let op = if blocked { "-I" } else { "-D" };
+        for router in &self.routers {
+            must(&format!(
+                "ip netns exec {} iptables {op} FORWARD -p udp -j DROP",
+                router.netns
+            ));
+        }
+    }
+
+    /// Drops every TCP packet `side`'s router would forward (its signaling connection goes
+    /// silent; media, UDP, is not affected), or lets them through again.
+    pub fn block_tcp(&self, side: Side, blocked: bool) {
+        let op = if blocked { "-I" } else { "-D" };
+        must(&format!(
+            "ip netns exec {} iptables {op} FORWARD -p tcp -j DROP",
+            self.routers[side.index()].netns
+        ));
+    }
+
     /// Applies `scenario`'s first step now and the others on a timer thread, until the returned
     /// `Player` is dropped. Both uplinks get each step.
     pub fn play(&self, scenario: &Scenario) -> Player {
