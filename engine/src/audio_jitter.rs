@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::seq;
 use confab_media::audio::BLOCK_SAMPLES;
 use confab_media::SAMPLE_RATE_HZ;
 
@@ -173,14 +174,7 @@ impl AudioJitterBuffer {
     }
 
     fn extend(&self, ts: u32) -> u64 {
-        let Some(highest) = self.highest_ts else {
-            return (1 << 33) + u64::from(ts);
-        };
-        let base = (highest & !0xFFFF_FFFF) | u64::from(ts);
-        [base.wrapping_sub(1 << 32), base, base + (1 << 32)]
-            .into_iter()
-            .min_by_key(|c| c.abs_diff(highest))
-            .unwrap_or(base)
+        seq::extend(self.highest_ts, u64::from(ts), 32)
     }
 
     /// Records the packet's delay relative to the first one and recomputes the spread.

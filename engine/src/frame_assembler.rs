@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::depacketize::{depacketize, AccessUnit};
+use super::seq;
 
 /// Packets held before the buffer gives up on a gap regardless of time (about 1.5 s of 720p).
 const MAX_HELD: usize = 1500;
@@ -142,15 +143,7 @@ impl FrameAssembler {
     }
 
     fn extend(&self, seq: u16) -> u64 {
-        let Some(highest) = self.highest else {
-            // Start well above zero so that packets just before the first one still extend.
-            return (1 << 32) + u64::from(seq);
-        };
-        let base = (highest & !0xFFFF) | u64::from(seq);
-        [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
-            .into_iter()
-            .min_by_key(|c| c.abs_diff(highest))
-            .unwrap_or(base)
+        seq::extend(self.highest, u64::from(seq), 16)
     }
 
     /// Takes one packet; returns what became ready.

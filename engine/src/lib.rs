@@ -22,6 +22,7 @@ pub mod negotiator;
 pub mod pacer;
 pub mod peer;
 pub mod security;
+pub mod seq;
 pub mod server_trust;
 pub mod session;
 pub mod signaling_client;

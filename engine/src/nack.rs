@@ -18,6 +18,7 @@ use rtc::shared::error::Error;
 use rtc::shared::TransportContext;
 
 use super::bwe::BweShared;
+use super::seq;
 
 /// How often the requester looks at its gaps.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -76,14 +77,7 @@ struct Stream {
 
 impl Stream {
     fn extend(&self, seq: u16) -> u64 {
-        let Some(highest) = self.highest else {
-            return (1 << 32) + u64::from(seq);
-        };
-        let base = (highest & !0xFFFF) | u64::from(seq);
-        [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
-            .into_iter()
-            .min_by_key(|c| c.abs_diff(highest))
-            .unwrap_or(base)
+        seq::extend(self.highest, u64::from(seq), 16)
     }
 
     fn received(&mut self, seq: u16, now: Instant) {

@@ -27,8 +27,12 @@ struct Direction {
     sent: Vec<(f64, f64)>,
     /// (t, frames the receiver decoded in that second, its freezes so far).
     received: Vec<(f64, f64, f64)>,
+    /// (t, height of the picture received in that second).
+    heights: Vec<(f64, f64)>,
     /// Share of the receiver's audio that was concealed over the call.
     concealed: f64,
+    /// Glass-to-glass latency p50 / p95 from the stamps (Confab's receiver only).
+    latency_ms: Option<(f64, f64)>,
 }
 
 /// What one direction delivered.
@@ -38,6 +42,9 @@ struct Measured {
     fps: f64,
     freezes: f64,
     concealed_pct: f64,
+    /// Height of the received picture, mean over the last 10 s.
+    height: f64,
+    latency_ms: Option<(f64, f64)>,
     /// Drop profile only: seconds from the dip until the sender is under 500 kbit/s, from the
     /// link's return until it is above 1.5 Mbit/s (`None`: never, within the call), and the
     /// frame rate received during the dip.
@@ -62,11 +69,19 @@ fn measure(d: &Direction, is_drop: bool) -> Measured {
         .map(|s| s.1)
         .collect();
     let freezes = d.received.last().map_or(0.0, |s| s.2);
+    let last_heights: Vec<f64> = d
+        .heights
+        .iter()
+        .filter(|s| s.0 > end_recv - 10.0 && s.1 > 0.0)
+        .map(|s| s.1)
+        .collect();
     let mut m = Measured {
         sent_kbps: mean(&last_sent),
         fps: mean(&last_fps),
         freezes,
         concealed_pct: d.concealed * 100.0,
+        height: mean(&last_heights),
+        latency_ms: d.latency_ms,
         ..Measured::default()
     };
     if is_drop {
@@ -101,6 +116,11 @@ fn both(a: Measured, b: Measured) -> Measured {
         fps: avg(a.fps, b.fps),
         freezes: avg(a.freezes, b.freezes),
         concealed_pct: avg(a.concealed_pct, b.concealed_pct),
+        height: avg(a.height, b.height),
+        latency_ms: a
+            .latency_ms
+            .zip(b.latency_ms)
+            .map(|(x, y)| (avg(x.0, y.0), avg(x.1, y.1))),
         down_s: avg_t(a.down_s, b.down_s),
         up_s: avg_t(a.up_s, b.up_s),
         dip_fps: avg(a.dip_fps, b.dip_fps),
@@ -125,7 +145,15 @@ fn confab_directions(sa: &Value, sb: &Value, offsets: (f64, f64)) -> [Direction;
             .iter()
             .map(|s| (num(s, "/t_s") + ro, num(s, "/recv_fps"), num(s, "/freezes")))
             .collect(),
+        heights: window(&tl(receiver), 0.0, f64::MAX)
+            .iter()
+            .map(|s| (num(s, "/t_s") + ro, num(s, "/recv_height")))
+            .collect(),
         concealed: num(receiver, "/audio_recv/concealed_ratio"),
+        latency_ms: Some((
+            num(receiver, "/video_recv/latency_ms/p50"),
+            num(receiver, "/video_recv/latency_ms/p95"),
+        )),
     };
     [
         direction(sa, offsets.0, sb, offsets.1),
@@ -155,7 +183,13 @@ fn browser_directions(a: &BrowserOutcome, b: &BrowserOutcome, start_epoch: f64) 
             .iter()
             .map(|s| (t(s), f(s, "recv_fps"), f(s, "freezes")))
             .collect(),
+        heights: samples(receiver)
+            .iter()
+            .map(|s| (t(s), f(s, "recv_height")))
+            .collect(),
         concealed: concealed(receiver),
+        // Chromium's frames carry no capture stamp it could read.
+        latency_ms: None,
     };
     [direction(a, b), direction(b, a)]
 }
@@ -298,14 +332,16 @@ fn main() {
     }
     println!(
         "\nEach cell: mean of both directions. kbit/s: video sent, last 10 s; fps: received, last \
-         10 s; freezes: over the call; concealed: audio, over the call; drop: s to < 500 kbit/s \
+         10 s; height: received picture, last 10 s; latency: glass to glass from the stamps \
+         (Confab only), p50/p95 ms; freezes: over the call; concealed: audio, over the call; \
+         drop: s to < 500 kbit/s \
          after the dip / s to > 1.5 Mbit/s after the link is back, fps during the dip. Steady calls \
          {secs} s, drop {DROP_CALL_S} s.\n"
     );
     println!(
-        "| profile | kbit/s Confab | Chromium | ratio | fps Confab | Chromium | ratio | freezes Confab | Chromium | concealed % Confab | Chromium | drop down/up s, dip fps Confab | Chromium |"
+        "| profile | kbit/s Confab | Chromium | ratio | fps Confab | Chromium | ratio | height Confab | Chromium | latency Confab | freezes Confab | Chromium | concealed % Confab | Chromium | drop down/up s, dip fps Confab | Chromium |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, confab, chromium) in rows {
         let c = confab.unwrap_or_default();
         let b = chromium.unwrap_or_default();
@@ -318,7 +354,7 @@ fn main() {
             }
         };
         println!(
-            "| {name}{}{} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {name}{}{} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
             failed(&confab),
             failed(&chromium),
             c.sent_kbps,
@@ -327,6 +363,10 @@ fn main() {
             c.fps,
             b.fps,
             ratio(c.fps, b.fps),
+            c.height,
+            b.height,
+            c.latency_ms
+                .map_or_else(|| "-".into(), |(p50, p95)| format!("{p50:.0} / {p95:.0}")),
             c.freezes,
             b.freezes,
             c.concealed_pct,

@@ -36,6 +36,34 @@ fn browser(url: &str, args: &[&str]) -> (bool, serde_json::Value, String) {
     )
 }
 
+/// A native peer and the browser meet in `room`: the native one first (the browser offers), or
+/// the browser first, waiting, and the native peer arrives and offers. Returns the native peer
+/// (still running) and the browser's outcome.
+fn meet(
+    dir: &std::path::Path,
+    server: &Server,
+    room: &str,
+    url: &str,
+    native_args: &[&str],
+    browser_args: &[&'static str],
+    native_first: bool,
+) -> (Peer, (bool, serde_json::Value, String)) {
+    if native_first {
+        let native = Peer::start(dir, "native", &server.url, room, native_args);
+        std::thread::sleep(Duration::from_millis(500));
+        (native, browser(url, browser_args))
+    } else {
+        let (url, browser_args) = (url.to_owned(), browser_args.to_vec());
+        let handle = std::thread::Builder::new()
+            .name("browser".into())
+            .spawn(move || browser(&url, &browser_args))
+            .expect("invariant: the OS can start a thread");
+        std::thread::sleep(Duration::from_secs(3));
+        let native = Peer::start(dir, "native", &server.url, room, native_args);
+        (native, handle.join().unwrap())
+    }
+}
+
 fn call_with_browser(native_first: bool) {
     let _machine = serial();
     let dir = tempfile::tempdir().unwrap();
@@ -71,21 +99,15 @@ fn call_with_browser(native_first: bool) {
         "1",
     ];
 
-    let (native, (ok, json, stderr)) = if native_first {
-        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
-        std::thread::sleep(Duration::from_millis(500));
-        (native, browser(&url, &browser_args))
-    } else {
-        // The browser waits in the room; the native peer arrives second and offers.
-        let url = url.clone();
-        let handle = std::thread::Builder::new()
-            .name("browser".into())
-            .spawn(move || browser(&url, &browser_args))
-            .expect("invariant: the OS can start a thread");
-        std::thread::sleep(Duration::from_secs(3));
-        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
-        (native, handle.join().unwrap())
-    };
+    let (native, (ok, json, stderr)) = meet(
+        dir.path(),
+        &server,
+        &room,
+        &url,
+        &native_args,
+        &browser_args,
+        native_first,
+    );
     let native = native.finish(Duration::from_secs(60));
     assert!(ok, "browser side failed: {json}\n{stderr}");
     assert!(
@@ -232,20 +254,15 @@ fn call_with_vp8_only_browser(native_first: bool) {
         "--expect-chat",
         "1",
     ];
-    let (native, (ok, json, stderr)) = if native_first {
-        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
-        std::thread::sleep(Duration::from_millis(500));
-        (native, browser(&url, &browser_args))
-    } else {
-        let url = url.clone();
-        let handle = std::thread::Builder::new()
-            .name("browser".into())
-            .spawn(move || browser(&url, &browser_args))
-            .expect("invariant: the OS can start a thread");
-        std::thread::sleep(Duration::from_secs(3));
-        let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
-        (native, handle.join().unwrap())
-    };
+    let (native, (ok, json, stderr)) = meet(
+        dir.path(),
+        &server,
+        &room,
+        &url,
+        &native_args,
+        &browser_args,
+        native_first,
+    );
     let native = native.finish(Duration::from_secs(60));
     assert!(
         ok,

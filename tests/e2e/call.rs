@@ -362,10 +362,16 @@ fn leaving_a_call_finalizes_the_recordings() {
         + num(&stats, "/audio_recv/frames_recovered_fec")
         + num(&stats, "/audio_recv/frames_concealed");
     assert!(played >= 50.0, "too little audio played: {played} frames");
-    // Each counted frame was written (20 ms = 960 samples) before it was counted; silence before
-    // the first packet is written too, uncounted.
+    // Each counted frame was written (a packet's length: 10 ms = 480 samples on this link, 20 ms
+    // on a tight one) before it was counted; silence before the first packet is written too,
+    // uncounted.
+    let frame_samples = num(&stats, "/audio_recv/packet_ms") * 48.0;
     assert!(
-        samples as f64 >= (played - num(&stats, "/audio_recv/frames_stretched")) * 960.0,
+        frame_samples >= 480.0,
+        "packet length {frame_samples} samples"
+    );
+    assert!(
+        samples as f64 >= (played - num(&stats, "/audio_recv/frames_stretched")) * frame_samples,
         "the recording holds {samples} samples for {played} frames played"
     );
 }
