@@ -217,7 +217,7 @@ impl Collector {
         let ongoing = self.freezes.ongoing(self.since_start(now));
         let second = Second {
             t_s: self.since_start(now).as_secs_f64(),
-            send_kbps: self.send_rate.kbps(),
+            send_kbps: self.send_rate.kbps_at(self.since_start(now)),
             target_kbps: send.target_kbps,
             send_width: send.width,
             send_height: send.height,

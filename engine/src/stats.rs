@@ -443,6 +443,24 @@ impl RateMeter {
         }
     }
 
+    /// The rate over the window ending at `now`: 0 once nothing was added for a whole window (a
+    /// sender that stopped encoding), where `kbps` keeps the rate of the last samples.
+    pub fn kbps_at(&self, now: Duration) -> f64 {
+        let mut recent = self
+            .samples
+            .iter()
+            .filter(|(t, _)| now.saturating_sub(*t) <= Self::WINDOW);
+        let Some((first, _)) = recent.next() else {
+            return 0.0;
+        };
+        let span = now.saturating_sub(*first).as_secs_f64();
+        if span <= 0.0 {
+            return 0.0;
+        }
+        let bytes: u64 = recent.map(|(_, b)| b).sum();
+        bytes as f64 * 8.0 / span / 1000.0
+    }
+
     pub fn kbps(&self) -> f64 {
         match (self.samples.front(), self.samples.back()) {
             (Some((first, _)), Some((last, _))) if last > first => {
@@ -457,6 +475,26 @@ impl RateMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_falls_to_zero_when_nothing_comes() {
+        let mut meter = RateMeter::default();
+        for n in 0..=10u64 {
+            meter.add(Duration::from_millis(100 * n), 1250); // 100 kbit/s
+        }
+        let second = Duration::from_secs(1);
+        assert!(
+            (meter.kbps_at(second) - 100.0).abs() < 1.0,
+            "{}",
+            meter.kbps_at(second)
+        );
+        // Nothing more for 3 s: the last-samples rate stays, the windowed one is 0.
+        assert!((meter.kbps() - 100.0).abs() < 1.0);
+        assert_eq!(meter.kbps_at(Duration::from_secs(4)), 0.0);
+        // Half a window later, half the rate.
+        let later = meter.kbps_at(Duration::from_secs(2));
+        assert!((40.0..60.0).contains(&later), "{later}");
+    }
 
     #[test]
     fn percentile_math() {
