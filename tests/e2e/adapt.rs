@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use confab_e2e::netem::{NetLab, Profile, Scenario};
-use confab_e2e::timeline::longest_stall_s;
+use confab_e2e::timeline::{longest_stall_s, mean, window};
 use confab_e2e::{num, room_code, serial, test_media, Outcome, Peer};
 use serde_json::Value;
 
@@ -34,18 +34,10 @@ fn call(lab: &mut NetLab, scenario: Option<&Scenario>, room: u64, secs: u32) -> 
 
 /// The timeline's seconds with `t_s` in `from..to`.
 fn seconds(stats: &Value, from: f64, to: f64) -> Vec<&Value> {
-    stats["timeline"]
-        .as_array()
-        .expect("a timeline")
-        .iter()
-        .filter(|s| (from..to).contains(&num(s, "/t_s")))
-        .collect()
+    window(stats["timeline"].as_array().expect("a timeline"), from, to)
 }
 
-fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len().max(1) as f64
-}
-
+/// `field` of each second; a second without it fails the test (`num`).
 fn series(secs: &[&Value], field: &str) -> Vec<f64> {
     secs.iter().map(|s| num(s, &format!("/{field}"))).collect()
 }
