@@ -18,6 +18,7 @@ use axum_server::Handle;
 use confab_protocol::{MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::address_limits::{AddressKey, ConnectionCaps};
 use crate::connection::serve_socket;
@@ -40,6 +41,10 @@ const READ_BUFFER: usize = 4 * 1024;
 /// How long connections get to finish when the server shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// How long upgraded WebSocket connections get to say goodbye (the shutdown error, the close
+/// frame and the client's answer to it) when the server shuts down.
+const WEBSOCKET_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
@@ -60,6 +65,9 @@ struct AppState {
     caps: Arc<ConnectionCaps>,
     shutdown: watch::Receiver<bool>,
     same_origin_only: bool,
+    /// The upgraded WebSocket connections: hyper hands them off, so the HTTP server's graceful
+    /// shutdown does not wait for them.
+    websockets: TaskTracker,
 }
 
 /// Builds and starts signaling servers.
@@ -74,6 +82,7 @@ pub struct RunningServer {
     hub: Arc<Hub>,
     handle: Handle,
     shutdown_tx: watch::Sender<bool>,
+    websockets: TaskTracker,
     task: JoinHandle<io::Result<()>>,
 }
 
@@ -113,11 +122,13 @@ impl Server {
         let same_origin_only = config.same_origin_only;
         let hub = Arc::new(Hub::new(Arc::new(config)));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let websockets = TaskTracker::new();
         let app = router(AppState {
             hub: hub.clone(),
             caps,
             shutdown: shutdown_rx,
             same_origin_only,
+            websockets: websockets.clone(),
         });
         let handle = Handle::new();
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -142,6 +153,7 @@ impl Server {
             hub,
             handle,
             shutdown_tx,
+            websockets,
             task,
         })
     }
@@ -220,7 +232,10 @@ async fn ws_upgrade(
         .max_write_buffer_size(4 * MAX_MESSAGE_BYTES)
         .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
-        .on_upgrade(move |socket| serve_socket(socket, state.hub, address, slot, state.shutdown))
+        .on_upgrade(move |socket| {
+            let serve = serve_socket(socket, state.hub, address, slot, state.shutdown);
+            state.websockets.track_future(serve)
+        })
 }
 
 /// No `Origin` (a native client), or an `Origin` naming the host the request was sent to (the
@@ -273,11 +288,24 @@ impl RunningServer {
         &self.hub
     }
 
-    /// Tells every client the server is going away, then stops within a few seconds.
+    /// Tells every client the server is going away, then stops within a few seconds, once every
+    /// connection has been told (or its grace is over).
     pub async fn shutdown(self) -> Result<(), ServeError> {
         let _ = self.shutdown_tx.send(true);
         self.handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-        self.wait().await
+        self.websockets.close();
+        let websockets = self.websockets.clone();
+        let result = self.wait().await;
+        if tokio::time::timeout(WEBSOCKET_GRACE, websockets.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = websockets.len(),
+                "connections still open after the shutdown grace"
+            );
+        }
+        result
     }
 
     /// Runs until the server stops by itself (an accept error).
