@@ -157,21 +157,11 @@ pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Bytes free for this user on the file system holding `dir` (or its nearest existing parent);
-/// `None` where the platform gives no safe way to ask.
+/// `None` when the system will not say (the write then fails cleanly if space runs out, and the
+/// `.part` file is removed).
 pub fn free_bytes(dir: &Path) -> Option<u64> {
     let existing = dir.ancestors().find(|p| p.exists())?;
-    #[cfg(unix)]
-    {
-        let stat = rustix::fs::statvfs(existing).ok()?;
-        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-    }
-    #[cfg(not(unix))]
-    {
-        // No safe API in our dependencies; writes that run out of space still fail cleanly
-        // (the `.part` file is removed).
-        let _ = existing;
-        None
-    }
+    fs4::available_space(existing).ok()
 }
 
 /// Space left free on the disk after a file is accepted, for everything else on it.
@@ -345,14 +335,12 @@ mod tests {
         );
         // An announced 100 TB file is refused by the disk check even under a huge cap.
         let huge = 100u64 << 40;
-        if cfg!(unix) {
-            assert!(matches!(
-                check_room(dir.path(), huge, u64::MAX),
-                Err(FileError::NoSpace { size, .. }) if size == huge
-            ));
-            // A folder that does not exist yet is measured on its nearest existing parent.
-            assert!(free_bytes(&dir.path().join("not/yet")).is_some());
-        }
+        assert!(matches!(
+            check_room(dir.path(), huge, u64::MAX),
+            Err(FileError::NoSpace { size, .. }) if size == huge
+        ));
+        // A folder that does not exist yet is measured on its nearest existing parent.
+        assert!(free_bytes(&dir.path().join("not/yet")).is_some());
     }
 
     #[test]
