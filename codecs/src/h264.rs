@@ -3,8 +3,8 @@
 
 use openh264::decoder::Decoder;
 use openh264::encoder::{
-    BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
-    RateControlMode, UsageType,
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
+    UsageType,
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
@@ -24,6 +24,33 @@ pub struct EncoderSettings {
     pub max_fps: f32,
     /// Screen content (sharp text, little motion) rather than camera.
     pub screen: bool,
+}
+
+/// openh264's knobs that trade CPU for quality. `Default` is what calls use, chosen by measurement
+/// (`cargo bench -p confab-codecs --bench h264_tuning`, numbers in NOTES.md).
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderTuning {
+    pub complexity: Complexity,
+    /// Encoder threads (0: openh264 picks; 1: the sending thread only).
+    pub threads: u16,
+    /// An IDR when the scene changes.
+    pub scene_change_detect: bool,
+    /// Skips static background blocks.
+    pub background_detection: bool,
+    /// Quantizes flat areas more finely.
+    pub adaptive_quantization: bool,
+}
+
+impl Default for EncoderTuning {
+    fn default() -> Self {
+        Self {
+            complexity: Complexity::Low,
+            threads: 1,
+            scene_change_detect: true,
+            background_detection: true,
+            adaptive_quantization: true,
+        }
+    }
 }
 
 /// A default bitrate for a resolution and rate: about 0.07 bits per pixel, within 150 kbps..4 Mbps
@@ -62,6 +89,8 @@ impl YUVSource for I420<'_> {
     }
 }
 
+pub use openh264::encoder::Complexity;
+
 pub struct H264Encoder {
     encoder: Encoder,
     keyframe_requested: bool,
@@ -70,6 +99,14 @@ pub struct H264Encoder {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
+        Self::with_tuning(settings, EncoderTuning::default())
+    }
+
+    /// An encoder with other CPU/quality trade-offs than calls use (for measuring them).
+    pub fn with_tuning(
+        settings: EncoderSettings,
+        tuning: EncoderTuning,
+    ) -> Result<Self, CodecError> {
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(settings.bitrate_bps))
             .max_frame_rate(FrameRate::from_hz(settings.max_fps))
@@ -79,11 +116,14 @@ impl H264Encoder {
                 UsageType::CameraVideoRealTime
             })
             .rate_control_mode(RateControlMode::Bitrate)
-            .complexity(Complexity::Low)
+            .complexity(tuning.complexity)
+            .scene_change_detect(tuning.scene_change_detect)
+            .background_detection(tuning.background_detection)
+            .adaptive_quantization(tuning.adaptive_quantization)
             // openh264 only holds the bitrate when it may skip frames.
             .skip_frames(true)
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-            .num_threads(1);
+            .num_threads(tuning.threads);
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
             .map_err(|e| CodecError::H264Encode(e.to_string()))?;
         Ok(Self {

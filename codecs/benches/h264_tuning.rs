@@ -1,0 +1,160 @@
+//! Which openh264 settings a call should use, by measurement: every variant encodes the same
+//! 720p30 content (the test pattern, and the pattern with camera-like sensor noise) at the call
+//! bitrate, interleaved over rounds; printed are encoder CPU per frame, wall time per frame,
+//! the bitrate reached, skipped frames and luma PSNR of the decoded picture against the source.
+//!
+//! `cargo bench -p confab-codecs --bench h264_tuning -- [FRAMES] [ROUNDS]`
+
+use std::time::Instant;
+
+use confab_codecs::h264::{
+    default_bitrate_bps, Complexity, EncoderSettings, EncoderTuning, H264Decoder, H264Encoder,
+};
+use confab_media::quality::psnr_y;
+use confab_media::{pattern, VideoFrame};
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+const FPS: u32 = 30;
+
+#[derive(Default, Clone)]
+struct Sample {
+    cpu_ms_per_frame: f64,
+    wall_ms_per_frame: f64,
+    kbps: f64,
+    skipped: usize,
+    psnr_db: f64,
+}
+
+fn variants() -> Vec<(&'static str, EncoderTuning)> {
+    let calls = EncoderTuning::default();
+    let with = |change: fn(&mut EncoderTuning)| {
+        let mut tuning = calls;
+        change(&mut tuning);
+        tuning
+    };
+    vec![
+        ("calls (low, 1 thread)", calls),
+        (
+            "complexity medium",
+            with(|t| t.complexity = Complexity::Medium),
+        ),
+        ("complexity high", with(|t| t.complexity = Complexity::High)),
+        (
+            "no scene-change detection",
+            with(|t| t.scene_change_detect = false),
+        ),
+        (
+            "no background detection",
+            with(|t| t.background_detection = false),
+        ),
+        (
+            "no adaptive quantization",
+            with(|t| t.adaptive_quantization = false),
+        ),
+        ("2 threads", with(|t| t.threads = 2)),
+    ]
+}
+
+/// CPU time of the whole process (every encoder thread), in ms.
+fn process_cpu_ms() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+/// Frame `index` of the content: the pattern, plus deterministic sensor-like noise if `noisy`.
+fn source(index: u32, noisy: bool) -> VideoFrame {
+    let mut frame = pattern::render(index, WIDTH, HEIGHT, u64::from(index) * 33_333);
+    if noisy {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(index).wrapping_mul(0x2545_F491);
+        let (y, _, _) = frame.planes_mut();
+        for p in y.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let noise = (state % 13) as i16 - 6;
+            *p = (i16::from(*p) + noise).clamp(0, 255) as u8;
+        }
+    }
+    frame
+}
+
+fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
+    let bitrate_bps = default_bitrate_bps(WIDTH, HEIGHT, FPS);
+    let settings = EncoderSettings {
+        bitrate_bps,
+        max_fps: FPS as f32,
+        screen: false,
+    };
+    let mut encoder = H264Encoder::with_tuning(settings, tuning).expect("encoder");
+    let mut decoder = H264Decoder::new().expect("decoder");
+    let (mut cpu, mut wall, mut bytes, mut skipped) = (0.0, 0.0, 0usize, 0usize);
+    let (mut psnr_sum, mut decoded) = (0.0, 0usize);
+    for index in 0..frames {
+        let frame = source(index, noisy);
+        let (cpu0, wall0) = (process_cpu_ms(), Instant::now());
+        let encoded = encoder.encode(&frame).expect("encode");
+        cpu += process_cpu_ms() - cpu0;
+        wall += wall0.elapsed().as_secs_f64() * 1e3;
+        let Some(encoded) = encoded else {
+            skipped += 1;
+            continue;
+        };
+        bytes += encoded.data.len();
+        if let Some(picture) = decoder.decode(&encoded.data).expect("decode") {
+            psnr_sum += psnr_y(&picture, &frame).expect("same size");
+            decoded += 1;
+        }
+    }
+    let n = f64::from(frames);
+    Sample {
+        cpu_ms_per_frame: cpu / n,
+        wall_ms_per_frame: wall / n,
+        kbps: bytes as f64 * 8.0 / (n / f64::from(FPS)) / 1e3,
+        skipped,
+        psnr_db: psnr_sum / decoded.max(1) as f64,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let frames: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(150);
+    let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let variants = variants();
+    println!(
+        "{WIDTH}x{HEIGHT}@{FPS}, {} kbit/s target, {frames} frames, {rounds} rounds (medians)",
+        default_bitrate_bps(WIDTH, HEIGHT, FPS) / 1000
+    );
+    for (content, noisy) in [("test pattern", false), ("pattern + sensor noise", true)] {
+        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
+        for _ in 0..rounds {
+            for (i, (_, tuning)) in variants.iter().enumerate() {
+                samples[i].push(run(*tuning, frames, noisy));
+            }
+        }
+        println!("\n{content}");
+        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls |");
+        println!("|---|---|---|---|---|---|---|");
+        let of = |s: &[Sample], field: fn(&Sample) -> f64| median(s.iter().map(field).collect());
+        let base = of(&samples[0], |x| x.cpu_ms_per_frame);
+        for ((name, _), s) in variants.iter().zip(&samples) {
+            let cpu = of(s, |x| x.cpu_ms_per_frame);
+            println!(
+                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                of(s, |x| x.wall_ms_per_frame),
+                of(s, |x| x.kbps),
+                of(s, |x| x.skipped as f64),
+                of(s, |x| x.psnr_db),
+                cpu / base,
+            );
+        }
+    }
+}
