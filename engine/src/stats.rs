@@ -83,6 +83,7 @@ pub struct VideoRecvStats {
     pub freezes: u64,
     pub total_freeze_ms: f64,
     pub latency_ms: Percentiles,
+    /// Luma PSNR of stamped frames against their source (one stamped frame in four).
     pub psnr_db: Percentiles,
     pub decode_ms: Percentiles,
     /// From a frame's first packet to its last (waits for reordered or retransmitted packets).

@@ -19,27 +19,28 @@ pub fn render(index: u32, width: u32, height: u32, capture_ts_us: u64) -> VideoF
     let (w, h) = (width as usize, height as usize);
     let mut frame = VideoFrame::black(width, height, capture_ts_us);
     let t = index as f32;
-    // Separable smooth background: a horizontal and a vertical wave, each drifting.
+    // Separable smooth background: a horizontal and a vertical wave, each drifting. Computed once
+    // per column and row, then summed in integers (the sum stays within 43..=213), so that the
+    // per-pixel loop is a vectorized add: a test camera costs little beside the encoder.
     let col: Vec<f32> = (0..w)
         .map(|x| 50.0 * (TAU * (x as f32 / w as f32 * 2.0 + t / 90.0)).sin())
         .collect();
-    let row: Vec<f32> = (0..h)
-        .map(|y| 35.0 * (TAU * (y as f32 / h as f32 * 1.5 - t / 120.0)).cos())
+    let col_luma: Vec<i16> = col.iter().map(|c| (128.0 + c).round() as i16).collect();
+    let row: Vec<i16> = (0..h)
+        .map(|y| (35.0 * (TAU * (y as f32 / h as f32 * 1.5 - t / 120.0)).cos()).round() as i16)
         .collect();
     let (yp, up, vp) = frame.planes_mut();
-    for (y, r) in row.iter().enumerate() {
-        let line = &mut yp[y * w..(y + 1) * w];
-        for (p, c) in line.iter_mut().zip(&col) {
-            *p = (128.0 + c + r) as u8;
+    for (line, r) in yp.chunks_exact_mut(w).zip(&row) {
+        for (p, c) in line.iter_mut().zip(&col_luma) {
+            *p = (c + r) as u8;
         }
     }
     let (cw, ch) = (w / 2, h / 2);
+    let u_row: Vec<u8> = (0..cw).map(|x| (128.0 + col[x * 2] * 0.6) as u8).collect();
     for y in 0..ch {
         let v_val = (128.0 + 40.0 * (TAU * (y as f32 / ch as f32 + t / 150.0)).sin()) as u8;
-        for x in 0..cw {
-            up[y * cw + x] = (128.0 + col[x * 2] * 0.6) as u8;
-            vp[y * cw + x] = v_val;
-        }
+        up[y * cw..(y + 1) * cw].copy_from_slice(&u_row);
+        vp[y * cw..(y + 1) * cw].fill(v_val);
     }
     // Squares bouncing around the frame (a triangle wave keeps them inside).
     for &(size, dx, dy, luma, u, v) in &SQUARES {
