@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if invoked_as_server() {
+        return exit_code(serve(ServerCli::parse().serve), "confab-signal");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Serve(args)) => serve(args),
@@ -41,13 +44,42 @@ fn main() -> ExitCode {
             Err(err) => Err(anyhow::anyhow!(err)),
         },
     };
+    exit_code(result, "confab")
+}
+
+fn exit_code(result: anyhow::Result<()>, program: &str) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("confab: {err:#}");
+            eprintln!("{program}: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The signaling server alone, as `confab-signal` (the same flags as the standalone binary).
+#[derive(clap::Parser)]
+#[command(
+    name = "confab-signal",
+    version,
+    about = "Confab's signaling server: matches room codes and relays SDP and ICE candidates."
+)]
+struct ServerCli {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// The packages install `confab-signal` as a link to this binary (one copy of the code instead
+/// of two): called by that name, the app is the server.
+fn invoked_as_server() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|stem| stem == "confab-signal")
+        })
+        .unwrap_or(false)
 }
 
 /// `confab join confab://join/CODE?server=URL`: the link's room, and its server when it names one.

@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 prefix=${PREFIX:-$HOME/.local}
 data=${XDG_DATA_HOME:-$HOME/.local/share}
 install -D -m 0755 "$here/bin/confab" "$prefix/bin/confab"
-install -D -m 0755 "$here/bin/confab-signal" "$prefix/bin/confab-signal"
+ln -sf confab "$prefix/bin/confab-signal"
 install -D -m 0644 "$here/share/icons/hicolor/256x256/apps/confab.png" \
   "$data/icons/hicolor/256x256/apps/confab.png"
 mkdir -p "$data/applications"

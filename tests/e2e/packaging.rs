@@ -63,7 +63,14 @@ fn tree_size(dir: &Path) -> u64 {
 fn smoke(prefix: &Path, what: &str) {
     let version = run(Command::new(prefix.join("bin/confab")).arg("--version"));
     assert!(version.starts_with("confab "), "{what}: {version}");
-    run(Command::new(prefix.join("bin/confab-signal")).arg("--help"));
+    // confab-signal is a link to the app, which is the server when called by that name.
+    let help = run(Command::new(prefix.join("bin/confab-signal")).arg("--help"));
+    assert!(
+        help.contains("confab-signal")
+            && help.contains("--listen")
+            && help.contains("--turn-secret"),
+        "{what}: confab-signal --help is the server's:\n{help}"
+    );
     for bin in ["confab", "confab-signal"] {
         let sections = run(Command::new("readelf")
             .arg("-S")
