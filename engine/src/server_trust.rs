@@ -62,7 +62,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Accepts the one certificate whose SHA-256 is pinned (its name and dates do not matter: a

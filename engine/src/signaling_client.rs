@@ -161,7 +161,7 @@ impl SignalingClient {
                 reason: "the address must start with ws:// or wss://".into(),
             });
         }
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ws = connect(&url, &trust).await?;
         let answer = hello(
             &mut ws,

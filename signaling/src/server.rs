@@ -97,8 +97,8 @@ impl Server {
         raise_open_file_limit();
         let tls = match &config.tls {
             Some((cert, key)) => {
-                // Both ring and aws-lc-rs are compiled in (webrtc uses them); pick one explicitly.
-                let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+                // ring is the one TLS provider compiled in (webrtc uses it too); install it explicitly.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 Some(
                     RustlsConfig::from_pem_file(cert, key)
                         .await

@@ -317,7 +317,7 @@ async fn tls_with_a_self_signed_certificate() {
     roots.add(cert.cert.der().clone()).unwrap();
     let tls = Arc::new(
         rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
+            rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
