@@ -590,3 +590,140 @@ fn gl_planes(gl: &glow::Context, [w, h]: [u32; 2]) -> Option<GlPlanes> {
         textures,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::video::VideoTexture;
+    use super::*;
+    use confab_media::convert::i420_to_rgba;
+    use confab_media::{pattern, VideoFrame};
+    use egui_kittest::wgpu::{create_render_state, default_wgpu_setup, WgpuTestRenderer};
+
+    /// `frame` drawn 1:1 at the window's top left by `path` (kittest's offscreen wgpu, software
+    /// here), as RGBA pixels.
+    fn draw(frame: &VideoFrame, gpu: bool) -> Vec<u8> {
+        let state = create_render_state(
+            default_wgpu_setup(),
+            egui_wgpu::RendererOptions::PREDICTABLE,
+        );
+        install_wgpu(&state);
+        let slot = VideoSlot::new(None);
+        slot.put(frame);
+        let (w, h) = (frame.width as usize, frame.height as usize);
+        let rect = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(w as f32, h as f32));
+        let path = if gpu { VideoPath::Wgpu } else { VideoPath::Cpu };
+        let mut texture: Option<VideoTexture> = None;
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size(egui::vec2(w as f32 + 16.0, h as f32 + 16.0))
+            .with_pixels_per_point(1.0)
+            .renderer(WgpuTestRenderer::from_render_state(state))
+            .build_ui(move |ui| {
+                set_path(ui.ctx(), path.clone());
+                slot.upload(ui.ctx(), "video", &mut texture);
+                let layer = egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("video"));
+                let painter = ui.ctx().layer_painter(layer);
+                let texture = texture.as_ref().expect("invariant: the slot has a frame");
+                assert_eq!(
+                    matches!(texture, VideoTexture::Gpu(..)),
+                    gpu,
+                    "the path asked for"
+                );
+                texture.paint(&painter, rect);
+            });
+        harness.run();
+        let shot = harness
+            .render()
+            .expect("kittest renders with software wgpu");
+        let mut pixels = Vec::with_capacity(w * h * 4);
+        for y in 0..h {
+            for x in 0..w {
+                pixels.extend_from_slice(&shot.get_pixel(x as u32, y as u32).0);
+            }
+        }
+        pixels
+    }
+
+    /// PSNR (dB) of the RGB channels of two RGBA images of the same size.
+    fn psnr_rgb(a: &[u8], b: &[u8]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let (mut sum, mut n) = (0.0, 0usize);
+        for (pa, pb) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
+            for c in 0..3 {
+                let d = f64::from(pa[c]) - f64::from(pb[c]);
+                sum += d * d;
+                n += 1;
+            }
+        }
+        let mse = sum / n as f64;
+        if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0 * 255.0 / mse).log10()
+        }
+    }
+
+    fn cpu_rgba(frame: &VideoFrame) -> Vec<u8> {
+        let mut rgba = Vec::new();
+        i420_to_rgba(frame, &mut rgba);
+        rgba
+    }
+
+    /// The frame with its U and V planes exchanged: what a shader reading them swapped shows.
+    fn swapped_chroma(frame: &VideoFrame) -> VideoFrame {
+        let mut swapped = frame.clone();
+        let (u, v) = (frame.u().to_vec(), frame.v().to_vec());
+        let (_, su, sv) = swapped.planes_mut();
+        su.copy_from_slice(&v);
+        sv.copy_from_slice(&u);
+        swapped
+    }
+
+    /// The frame with every row read one pixel further along the plane (a stride off by one).
+    fn shifted_rows(frame: &VideoFrame) -> VideoFrame {
+        let mut shifted = frame.clone();
+        let w = frame.width as usize;
+        let y = frame.y();
+        let (sy, _, _) = shifted.planes_mut();
+        for (row, out) in sy.chunks_exact_mut(w).enumerate() {
+            let start = (row * (w + 1)).min(y.len() - w);
+            out.copy_from_slice(&y[start..start + w]);
+        }
+        shifted
+    }
+
+    const MIN_PSNR_DB: f64 = 35.0;
+
+    fn check(width: u32, height: u32) {
+        let frame = pattern::render(37, width, height, 1_234_567);
+        let reference = cpu_rgba(&frame);
+        let cpu = psnr_rgb(&draw(&frame, false), &reference);
+        let gpu = psnr_rgb(&draw(&frame, true), &reference);
+        println!("{width}x{height}: CPU path {cpu:.1} dB, shader path {gpu:.1} dB");
+        assert!(
+            cpu >= MIN_PSNR_DB,
+            "{width}x{height}: the CPU path draws its conversion ({cpu:.1} dB)"
+        );
+        assert!(
+            gpu >= MIN_PSNR_DB,
+            "{width}x{height}: the shader draws the CPU path's picture ({gpu:.1} dB)"
+        );
+        // The comparison can tell the mistakes a shader would make.
+        for (mistake, wrong) in [
+            ("U and V swapped", swapped_chroma(&frame)),
+            ("rows misread", shifted_rows(&frame)),
+        ] {
+            let db = psnr_rgb(&cpu_rgba(&wrong), &reference);
+            assert!(
+                db < MIN_PSNR_DB,
+                "{width}x{height}: {mistake} scores {db:.1} dB"
+            );
+        }
+    }
+
+    #[test]
+    fn the_shader_draws_what_the_cpu_path_draws() {
+        check(640, 360);
+        // Chroma rows of 165 bytes: nothing may assume rows padded to 4 bytes.
+        check(330, 186);
+    }
+}
