@@ -116,13 +116,16 @@ fn vs_main(@builtin(vertex_index) i: u32) -> VsOut {
 @group(0) @binding(0) var y_plane: texture_2d<f32>;
 @group(0) @binding(1) var u_plane: texture_2d<f32>;
 @group(0) @binding(2) var v_plane: texture_2d<f32>;
-@group(0) @binding(3) var planes: sampler;
+@group(0) @binding(3) var luma: sampler;
+// Chroma nearest, like the CPU path (each sample covers its 2x2 block); linear chroma costs a
+// software rasterizer a tenth of a core more at 720p30 and gains no sharpness.
+@group(0) @binding(4) var chroma: sampler;
 
 // BT.601 limited range, the coefficients of confab_media::convert::i420_to_rgba.
 fn rgb(uv: vec2<f32>) -> vec3<f32> {
-    let y = (textureSample(y_plane, planes, uv).r * 255.0 - 16.0) * 298.0;
-    let u = textureSample(u_plane, planes, uv).r * 255.0 - 128.0;
-    let v = textureSample(v_plane, planes, uv).r * 255.0 - 128.0;
+    let y = (textureSample(y_plane, luma, uv).r * 255.0 - 16.0) * 298.0;
+    let u = textureSample(u_plane, chroma, uv).r * 255.0 - 128.0;
+    let v = textureSample(v_plane, chroma, uv).r * 255.0 - 128.0;
     let c = vec3<f32>(y + 409.0 * v, y - 100.0 * u - 208.0 * v, y + 516.0 * u);
     return clamp(c / (256.0 * 255.0), vec3<f32>(0.0), vec3<f32>(1.0));
 }
@@ -146,7 +149,8 @@ fn fs_linear(in: VsOut) -> @location(0) vec4<f32> {
 struct WgpuVideo {
     pipeline: wgpu::RenderPipeline,
     layout: wgpu::BindGroupLayout,
-    sampler: wgpu::Sampler,
+    /// Luma (linear), chroma (nearest).
+    samplers: [wgpu::Sampler; 2],
     slots: HashMap<usize, (Weak<VideoSlot>, WgpuPlanes)>,
 }
 
@@ -180,6 +184,12 @@ impl WgpuVideo {
                 plane(2),
                 wgpu::BindGroupLayoutEntry {
                     binding: 3,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
+                    count: None,
+                },
+                wgpu::BindGroupLayoutEntry {
+                    binding: 4,
                     visibility: wgpu::ShaderStages::FRAGMENT,
                     ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
                     count: None,
@@ -225,16 +235,20 @@ impl WgpuVideo {
             multiview_mask: None,
             cache: None,
         });
-        let sampler = device.create_sampler(&wgpu::SamplerDescriptor {
-            label: Some("confab-i420"),
+        let luma = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("confab-i420-luma"),
             mag_filter: wgpu::FilterMode::Linear,
             min_filter: wgpu::FilterMode::Linear,
+            ..Default::default()
+        });
+        let chroma = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("confab-i420-chroma"),
             ..Default::default()
         });
         Self {
             pipeline,
             layout,
-            sampler,
+            samplers: [luma, chroma],
             slots: HashMap::new(),
         }
     }
@@ -278,7 +292,11 @@ impl WgpuVideo {
                 },
                 wgpu::BindGroupEntry {
                     binding: 3,
-                    resource: wgpu::BindingResource::Sampler(&self.sampler),
+                    resource: wgpu::BindingResource::Sampler(&self.samplers[0]),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::Sampler(&self.samplers[1]),
                 },
             ],
         });
@@ -547,7 +565,7 @@ unsafe fn delete_textures(gl: &glow::Context, textures: &[glow::Texture]) {
     }
 }
 
-/// Three R8 textures for a `w` x `h` I420 frame, filtered linearly, clamped at the edges.
+/// Three R8 textures for a `w` x `h` I420 frame, clamped at the edges.
 fn gl_planes(gl: &glow::Context, [w, h]: [u32; 2]) -> Option<GlPlanes> {
     let (w, h) = (w as i32, h as i32);
     let mut textures = Vec::with_capacity(3);
@@ -561,9 +579,12 @@ fn gl_planes(gl: &glow::Context, [w, h]: [u32; 2]) -> Option<GlPlanes> {
                 return None;
             };
             gl.bind_texture(glow::TEXTURE_2D, Some(texture));
+            // Chroma nearest, like the CPU path (each sample covers its 2x2 block); linear
+            // chroma costs llvmpipe a tenth of a core more at 720p30 and gains no sharpness.
+            let f = if pw == w { glow::LINEAR } else { glow::NEAREST };
             for (param, value) in [
-                (glow::TEXTURE_MIN_FILTER, glow::LINEAR),
-                (glow::TEXTURE_MAG_FILTER, glow::LINEAR),
+                (glow::TEXTURE_MIN_FILTER, f),
+                (glow::TEXTURE_MAG_FILTER, f),
                 (glow::TEXTURE_WRAP_S, glow::CLAMP_TO_EDGE),
                 (glow::TEXTURE_WRAP_T, glow::CLAMP_TO_EDGE),
             ] {
