@@ -10,7 +10,7 @@ use egui::{ColorImage, TextureHandle, TextureOptions};
 
 use super::gpu_video::{self, VideoPath};
 use confab_devices::{CaptureError, VideoSource};
-use confab_media::convert::{fit, i420_to_rgba, scale};
+use confab_media::convert::{fit, i420_to_rgba, scale_to};
 use confab_media::VideoFrame;
 use confab_media::VideoOut;
 
@@ -51,6 +51,23 @@ impl VideoSlot {
                 }
                 None => latest.frame = Some(frame.clone()),
             }
+            latest.fresh = true;
+        }
+        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            ctx.request_repaint();
+        }
+    }
+
+    /// Like `put`, downscaled to fit within `max` (aspect kept) into the slot's buffer: a
+    /// thumbnail without a frame allocated per frame.
+    pub fn put_scaled(&self, frame: &VideoFrame, max: (u32, u32)) {
+        let (w, h) = fit(frame.width, frame.height, max.0, max.1);
+        {
+            let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = latest
+                .frame
+                .get_or_insert_with(|| VideoFrame::black(w, h, frame.capture_ts_us));
+            scale_to(frame, w, h, kept);
             latest.fresh = true;
         }
         if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
@@ -174,7 +191,7 @@ impl SelfView {
     }
 }
 
-/// Self view size: small, so that converting it costs little.
+/// Self view size: small, so that scaling and uploading it costs little.
 const SELF_VIEW_MAX: (u32, u32) = (320, 180);
 
 impl VideoSource for SelfView {
@@ -187,8 +204,7 @@ impl VideoSource for SelfView {
         self.count += 1;
         // Every other frame is plenty for a thumbnail.
         if self.count % 2 == 1 {
-            let (w, h) = fit(frame.width, frame.height, SELF_VIEW_MAX.0, SELF_VIEW_MAX.1);
-            self.slot.put(&scale(&frame, w, h));
+            self.slot.put_scaled(&frame, SELF_VIEW_MAX);
         }
         Ok(frame)
     }
@@ -229,6 +245,31 @@ mod tests {
             !slot.latest.lock().unwrap().fresh,
             "nothing is uploaded twice"
         );
+    }
+
+    #[test]
+    fn frames_are_copied_into_one_buffer() {
+        let slot = VideoSlot::new(None);
+        let kept = |slot: &VideoSlot| {
+            let latest = slot.latest.lock().unwrap();
+            let frame = latest.frame.as_ref().unwrap();
+            (frame.data.as_ptr() as usize, frame.clone())
+        };
+        slot.put_scaled(&pattern::render(1, 1280, 720, 0), (320, 180));
+        let (buffer, _) = kept(&slot);
+        let second = pattern::render(2, 1280, 720, 7);
+        slot.put_scaled(&second, (320, 180));
+        let (again, frame) = kept(&slot);
+        assert_eq!(
+            again, buffer,
+            "the thumbnail is scaled into the same buffer"
+        );
+        assert_eq!(frame, confab_media::convert::scale(&second, 320, 180));
+        let third = pattern::render(3, 320, 180, 9);
+        slot.put(&third);
+        let (again, frame) = kept(&slot);
+        assert_eq!(again, buffer, "a frame of the same size is copied into it");
+        assert_eq!(frame, third);
     }
 
     #[test]
