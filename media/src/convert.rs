@@ -269,6 +269,27 @@ pub fn scale(frame: &VideoFrame, width: u32, height: u32) -> VideoFrame {
         return frame.clone();
     }
     let mut out = VideoFrame::black(width, height, frame.capture_ts_us);
+    scale_into(frame, &mut out);
+    out
+}
+
+/// `scale` into `out`'s buffer (reused: no allocation once it is big enough); `out` takes the
+/// size `width` x `height` and `frame`'s capture time.
+pub fn scale_to(frame: &VideoFrame, width: u32, height: u32, out: &mut VideoFrame) {
+    out.width = width;
+    out.height = height;
+    out.capture_ts_us = frame.capture_ts_us;
+    out.data.resize(VideoFrame::i420_len(width, height), 0);
+    if (width, height) == (frame.width, frame.height) {
+        out.data.copy_from_slice(&frame.data);
+    } else {
+        scale_into(frame, out);
+    }
+}
+
+/// Area-average downscale of `frame` into `out`, whose size and buffer are set already.
+fn scale_into(frame: &VideoFrame, out: &mut VideoFrame) {
+    let (width, height) = (out.width, out.height);
     let (sw, sh, dw, dh) = (
         frame.width as usize,
         frame.height as usize,
@@ -279,7 +300,6 @@ pub fn scale(frame: &VideoFrame, width: u32, height: u32) -> VideoFrame {
     scale_plane(frame.y(), sw, sh, y, dw, dh);
     scale_plane(frame.u(), sw / 2, sh / 2, u, dw / 2, dh / 2);
     scale_plane(frame.v(), sw / 2, sh / 2, v, dw / 2, dh / 2);
-    out
 }
 
 #[cfg(test)]

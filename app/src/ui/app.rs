@@ -45,7 +45,7 @@ pub struct ConfabApp {
     pub new_room: Option<RoomCode>,
     pub error: Option<String>,
     pub preview: Option<Preview>,
-    pub preview_texture: Option<egui::TextureHandle>,
+    pub preview_texture: Option<super::video::VideoTexture>,
     /// A call asked for while the hosted server starts: it starts when the server is up.
     pub waiting_for_server: Option<CallConfig>,
     pub starting: Option<Starting>,

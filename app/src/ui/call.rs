@@ -7,10 +7,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use egui::TextureHandle;
 use tokio::sync::mpsc;
 
-use super::video::VideoSlot;
+use super::video::{VideoSlot, VideoTexture};
 use confab_engine::collector::StatsHandle;
 use confab_engine::data_link::LinkNotice;
 use confab_engine::session::{
@@ -100,8 +99,8 @@ pub struct CallUi {
     pub show_stats: bool,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
-    pub remote_texture: Option<TextureHandle>,
-    pub local_texture: Option<TextureHandle>,
+    pub remote_texture: Option<VideoTexture>,
+    pub local_texture: Option<VideoTexture>,
     pub stats: StatsHandle,
     pub history: VecDeque<StatsSample>,
     pub warnings: VecDeque<(Instant, String)>,

@@ -25,7 +25,7 @@ pub struct LobbyView<'a> {
     pub new_room: Option<&'a RoomCode>,
     pub error: Option<&'a str>,
     pub preview: Option<&'a Preview>,
-    pub preview_texture: &'a mut Option<egui::TextureHandle>,
+    pub preview_texture: &'a mut Option<super::video::VideoTexture>,
     pub devices: &'a DeviceLists,
     pub host: &'a HostStatus,
 }
@@ -93,12 +93,7 @@ fn preview_ui(view: &mut LobbyView<'_>, commands: &mut Vec<UiCommand>, ui: &mut 
             (&*view.preview_texture, preview.camera.source_size())
         {
             let r = fit_rect(rect, source);
-            ui.painter().image(
-                texture.id(),
-                r,
-                egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
-                Color32::WHITE,
-            );
+            texture.paint(ui.painter(), r);
         } else {
             let message = preview
                 .camera_error

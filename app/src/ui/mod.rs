@@ -9,6 +9,7 @@ mod call;
 mod call_view;
 mod command;
 mod devices;
+mod gpu_video;
 mod hooks;
 mod hosted;
 mod lobby;
@@ -59,6 +60,7 @@ pub fn run(
         "Confab",
         options,
         Box::new(move |cc| {
+            gpu_video::install(cc);
             let mut app = ConfabApp::new(cc.egui_ctx.clone(), None, start);
             if let Some(inbox) = &inbox {
                 let ctx = cc.egui_ctx.clone();

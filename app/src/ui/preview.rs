@@ -12,7 +12,6 @@ use super::hooks::OpenCamera;
 use super::video::VideoSlot;
 use confab_devices::VideoSpec;
 use confab_media::audio::{rms_dbfs, BLOCK_SAMPLES};
-use confab_media::convert::{fit, scale};
 
 pub struct Preview {
     pub camera: Arc<VideoSlot>,
@@ -78,8 +77,7 @@ impl Preview {
                                 while !stop.load(Ordering::Relaxed) {
                                     match source.next_frame() {
                                         Ok(frame) => {
-                                            let (w, h) = fit(frame.width, frame.height, 640, 360);
-                                            slot.put(&scale(&frame, w, h));
+                                            slot.put_scaled(&frame, (640, 360));
                                         }
                                         Err(e) => {
                                             *error.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -1,24 +1,32 @@
 //! Getting video onto the screen without blocking the UI thread. Decoder and camera threads
-//! convert frames to RGBA themselves and leave the newest one in a `VideoSlot` (latest frame
-//! wins: a slow UI never makes video queue up), then ask egui for a repaint; the UI thread only
-//! uploads what it finds into a texture. Nothing repaints while nothing arrives.
+//! leave the newest I420 frame in a `VideoSlot` (latest frame wins, its buffer reused: a slow UI
+//! never makes video queue up), then ask egui for a repaint. The UI thread draws it with a shader
+//! that converts the planes on the GPU (`gpu_video`), or converts it to RGBA itself where no
+//! renderer callback is possible. Nothing repaints while nothing arrives.
 
 use std::sync::{Arc, Mutex};
 
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
+use super::gpu_video::{self, VideoPath};
 use confab_devices::{CaptureError, VideoSource};
-use confab_media::convert::{fit, i420_to_rgba, scale};
+use confab_media::convert::{fit, i420_to_rgba, scale_to};
 use confab_media::VideoFrame;
 use confab_media::VideoOut;
 
 /// The newest frame, waiting for the UI thread.
 #[derive(Default)]
 pub struct VideoSlot {
-    frame: Mutex<Option<ColorImage>>,
-    /// Size of the source video (before any downscaling for display).
-    source_size: Mutex<Option<[usize; 2]>>,
+    latest: Mutex<Latest>,
     ctx: Mutex<Option<egui::Context>>,
+}
+
+#[derive(Default)]
+struct Latest {
+    /// The newest frame; its buffer is overwritten by the next one.
+    frame: Option<VideoFrame>,
+    /// Not yet uploaded.
+    fresh: bool,
 }
 
 impl VideoSlot {
@@ -29,34 +37,133 @@ impl VideoSlot {
         })
     }
 
-    /// Converts and stores a frame (called on a media thread), then wakes the UI.
+    /// Copies a frame into the slot (called on a media thread), then wakes the UI.
     pub fn put(&self, frame: &VideoFrame) {
-        let mut rgba = Vec::new();
-        i420_to_rgba(frame, &mut rgba);
-        let image = ColorImage::from_rgba_unmultiplied(
-            [frame.width as usize, frame.height as usize],
-            &rgba,
-        );
-        *self.source_size.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some([frame.width as usize, frame.height as usize]);
-        *self.frame.lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
+        {
+            let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut latest.frame {
+                Some(kept) => {
+                    kept.width = frame.width;
+                    kept.height = frame.height;
+                    kept.capture_ts_us = frame.capture_ts_us;
+                    kept.data.clear();
+                    kept.data.extend_from_slice(&frame.data);
+                }
+                None => latest.frame = Some(frame.clone()),
+            }
+            latest.fresh = true;
+        }
         if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             ctx.request_repaint();
         }
     }
 
-    pub fn source_size(&self) -> Option<[usize; 2]> {
-        *self.source_size.lock().unwrap_or_else(|p| p.into_inner())
+    /// Like `put`, downscaled to fit within `max` (aspect kept) into the slot's buffer: a
+    /// thumbnail without a frame allocated per frame.
+    pub fn put_scaled(&self, frame: &VideoFrame, max: (u32, u32)) {
+        let (w, h) = fit(frame.width, frame.height, max.0, max.1);
+        {
+            let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            let kept = latest
+                .frame
+                .get_or_insert_with(|| VideoFrame::black(w, h, frame.capture_ts_us));
+            scale_to(frame, w, h, kept);
+            latest.fresh = true;
+        }
+        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            ctx.request_repaint();
+        }
     }
 
-    /// Moves the newest frame (if a new one came) into `texture`.
-    pub fn upload(&self, ctx: &egui::Context, name: &str, texture: &mut Option<TextureHandle>) {
-        let Some(image) = self.frame.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-            return;
-        };
-        match texture {
-            Some(t) => t.set(image, TextureOptions::LINEAR),
-            None => *texture = Some(ctx.load_texture(name, image, TextureOptions::LINEAR)),
+    /// Size of the newest frame.
+    pub fn source_size(&self) -> Option<[usize; 2]> {
+        let latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        latest
+            .frame
+            .as_ref()
+            .map(|f| [f.width as usize, f.height as usize])
+    }
+
+    /// Runs `f` on the newest frame (if there is one) with whether it is new since the last
+    /// call, and marks it uploaded. The frame stays locked meanwhile: `f` only copies it.
+    pub(super) fn with_frame(&self, f: impl FnOnce(&VideoFrame, bool)) {
+        let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = std::mem::take(&mut latest.fresh);
+        if let Some(frame) = &latest.frame {
+            f(frame, fresh);
+        }
+    }
+
+    /// Gets the newest frame ready to draw into `texture`: on the GPU path the renderer uploads
+    /// its planes while drawing; on the CPU path it is converted to RGBA here, if it is new.
+    pub fn upload(
+        self: &Arc<Self>,
+        ctx: &egui::Context,
+        name: &str,
+        texture: &mut Option<VideoTexture>,
+    ) {
+        match gpu_video::path(ctx) {
+            VideoPath::Cpu => self.with_frame(|frame, fresh| {
+                let cpu = match texture {
+                    Some(VideoTexture::Cpu(t)) if !fresh => return,
+                    Some(VideoTexture::Cpu(t)) => Some(t),
+                    _ => None,
+                };
+                let mut rgba = Vec::new();
+                i420_to_rgba(frame, &mut rgba);
+                let image = ColorImage::from_rgba_unmultiplied(
+                    [frame.width as usize, frame.height as usize],
+                    &rgba,
+                );
+                match cpu {
+                    Some(t) => t.set(image, TextureOptions::LINEAR),
+                    None => {
+                        *texture = Some(VideoTexture::Cpu(ctx.load_texture(
+                            name,
+                            image,
+                            TextureOptions::LINEAR,
+                        )));
+                    }
+                }
+            }),
+            path => {
+                if self.source_size().is_some() {
+                    *texture = Some(VideoTexture::Gpu(path, self.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// What the UI keeps for a video it shows: an RGBA texture (CPU path), or the slot whose planes
+/// the renderer uploads and converts while drawing (GPU path).
+pub enum VideoTexture {
+    Cpu(TextureHandle),
+    Gpu(VideoPath, Arc<VideoSlot>),
+}
+
+impl VideoTexture {
+    /// Draws the video stretched over `rect`.
+    pub fn paint(&self, painter: &egui::Painter, rect: egui::Rect) {
+        match self {
+            Self::Cpu(texture) => {
+                let full_uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+                painter.image(texture.id(), rect, full_uv, egui::Color32::WHITE);
+            }
+            Self::Gpu(path, slot) => {
+                if let Some(callback) = gpu_video::paint_callback(path, slot, rect) {
+                    painter.add(callback);
+                }
+            }
+        }
+    }
+
+    /// Size in pixels of what was last uploaded (CPU path) or is waiting to be (GPU path).
+    #[cfg(test)]
+    pub fn size(&self) -> [usize; 2] {
+        match self {
+            Self::Cpu(texture) => texture.size(),
+            Self::Gpu(_, slot) => slot.source_size().unwrap_or_default(),
         }
     }
 }
@@ -84,7 +191,7 @@ impl SelfView {
     }
 }
 
-/// Self view size: small, so that converting it costs little.
+/// Self view size: small, so that scaling and uploading it costs little.
 const SELF_VIEW_MAX: (u32, u32) = (320, 180);
 
 impl VideoSource for SelfView {
@@ -97,8 +204,7 @@ impl VideoSource for SelfView {
         self.count += 1;
         // Every other frame is plenty for a thumbnail.
         if self.count % 2 == 1 {
-            let (w, h) = fit(frame.width, frame.height, SELF_VIEW_MAX.0, SELF_VIEW_MAX.1);
-            self.slot.put(&scale(&frame, w, h));
+            self.slot.put_scaled(&frame, SELF_VIEW_MAX);
         }
         Ok(frame)
     }
@@ -136,9 +242,34 @@ mod tests {
         );
         assert_eq!(slot.source_size(), Some([128, 72]));
         assert!(
-            slot.frame.lock().unwrap().is_none(),
+            !slot.latest.lock().unwrap().fresh,
             "nothing is uploaded twice"
         );
+    }
+
+    #[test]
+    fn frames_are_copied_into_one_buffer() {
+        let slot = VideoSlot::new(None);
+        let kept = |slot: &VideoSlot| {
+            let latest = slot.latest.lock().unwrap();
+            let frame = latest.frame.as_ref().unwrap();
+            (frame.data.as_ptr() as usize, frame.clone())
+        };
+        slot.put_scaled(&pattern::render(1, 1280, 720, 0), (320, 180));
+        let (buffer, _) = kept(&slot);
+        let second = pattern::render(2, 1280, 720, 7);
+        slot.put_scaled(&second, (320, 180));
+        let (again, frame) = kept(&slot);
+        assert_eq!(
+            again, buffer,
+            "the thumbnail is scaled into the same buffer"
+        );
+        assert_eq!(frame, confab_media::convert::scale(&second, 320, 180));
+        let third = pattern::render(3, 320, 180, 9);
+        slot.put(&third);
+        let (again, frame) = kept(&slot);
+        assert_eq!(again, buffer, "a frame of the same size is copied into it");
+        assert_eq!(frame, third);
     }
 
     #[test]

@@ -46,14 +46,13 @@ pub fn stage_ui(call: &mut CallUi, layout: &mut LayoutReport, ui: &mut egui::Ui)
         .upload(ui.ctx(), "remote", &mut call.remote_texture);
     call.local
         .upload(ui.ctx(), "local", &mut call.local_texture);
-    let full_uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
     let mut video_rect = None;
     match (&call.remote_texture, call.remote.source_size()) {
         (Some(texture), Some(size))
             if call.state == CallState::Connected || call.state == CallState::Reconnecting =>
         {
             let r = fit_rect(area, size);
-            ui.painter().image(texture.id(), r, full_uv, Color32::WHITE);
+            texture.paint(ui.painter(), r);
             video_rect = Some((r, size));
         }
         _ => {
@@ -76,7 +75,7 @@ pub fn stage_ui(call: &mut CallUi, layout: &mut LayoutReport, ui: &mut egui::Ui)
             );
             ui.painter()
                 .rect_filled(r.expand(2.0), 6.0, Color32::from_gray(60));
-            ui.painter().image(texture.id(), r, full_uv, Color32::WHITE);
+            texture.paint(ui.painter(), r);
         }
     }
     let mut y = area.top() + 12.0;
