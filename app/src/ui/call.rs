@@ -72,6 +72,23 @@ pub struct Transfer {
     pub state: TransferState,
 }
 
+/// Where your own picture is: hidden, or in which corner of the stage (it can be dragged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfViewPlace {
+    pub hidden: bool,
+    /// 0 top left, 1 top right, 2 bottom left, 3 bottom right.
+    pub corner: u8,
+}
+
+impl Default for SelfViewPlace {
+    fn default() -> Self {
+        Self {
+            hidden: false,
+            corner: 3,
+        }
+    }
+}
+
 /// One sample a second for the statistics plots.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StatsSample {
@@ -98,6 +115,9 @@ pub struct CallUi {
     pub sharing: bool,
     pub show_chat: bool,
     pub show_stats: bool,
+    /// Push-to-talk: Space is held while muted, so the microphone is open for now.
+    pub talking: bool,
+    pub self_view: SelfViewPlace,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
     pub remote_texture: Option<TextureHandle>,
@@ -160,6 +180,8 @@ impl CallUi {
             sharing: false,
             show_chat: false,
             show_stats: false,
+            talking: false,
+            self_view: SelfViewPlace::default(),
             remote,
             local,
             remote_texture: None,
@@ -207,6 +229,11 @@ impl CallUi {
 
     pub fn is_over(&self) -> bool {
         matches!(self.state, CallState::Ended(_) | CallState::PeerLeft)
+    }
+
+    /// Shows a notice (a toast that fades).
+    pub fn notice(&mut self, text: String) {
+        self.warn(text);
     }
 
     fn warn(&mut self, text: String) {
@@ -460,7 +487,20 @@ impl CallUi {
         });
     }
 
+    /// Opens the microphone while Space is held (`on`), closes it again when let go; only
+    /// while muted.
+    pub fn push_to_talk(&mut self, on: bool) {
+        if on && self.mic_muted && !self.talking {
+            self.talking = true;
+            self.command(SessionCommand::SetMicMuted(false));
+        } else if !on && self.talking {
+            self.talking = false;
+            self.command(SessionCommand::SetMicMuted(self.mic_muted));
+        }
+    }
+
     pub fn toggle_mute(&mut self) {
+        self.talking = false;
         self.mic_muted = !self.mic_muted;
         self.command(SessionCommand::SetMicMuted(self.mic_muted));
     }
@@ -468,6 +508,47 @@ impl CallUi {
     pub fn toggle_camera(&mut self) {
         self.camera_off = !self.camera_off;
         self.command(SessionCommand::SetCameraOn(!self.camera_off));
+    }
+
+    /// A call with no session behind it (commands go nowhere), for the tests of the views.
+    #[cfg(test)]
+    pub fn bare() -> CallUi {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (commands, _rx) = mpsc::channel(8);
+        CallUi {
+            room: "kfq-wmzt-pxd".into(),
+            state: CallState::Joining,
+            peer_name: None,
+            security_code: None,
+            chat: Vec::new(),
+            chat_input: String::new(),
+            unread: 0,
+            transfers: Vec::new(),
+            mic_muted: false,
+            camera_off: false,
+            sharing: false,
+            show_chat: false,
+            show_stats: false,
+            talking: false,
+            self_view: SelfViewPlace::default(),
+            remote: VideoSlot::new(None),
+            local: VideoSlot::new(None),
+            remote_texture: None,
+            local_texture: None,
+            stats: StatsHandle::default(),
+            history: VecDeque::new(),
+            warnings: VecDeque::new(),
+            started: Instant::now(),
+            connected_at: None,
+            commands,
+            events: mpsc::channel(1).1,
+            repaint: egui::Context::default(),
+            task: Some(runtime.spawn(std::future::pending())),
+            last_sample: Instant::now(),
+            last_frames: 0,
+            screen_opening: None,
+            next_transfer_id: 1,
+        }
     }
 
     pub fn hang_up(&mut self) {
@@ -487,40 +568,7 @@ mod tests {
     use confab_engine::stats::FileStats;
 
     fn bare() -> CallUi {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (commands, _rx) = mpsc::channel(8);
-        CallUi {
-            room: "kfq-wmzt-pxd".into(),
-            state: CallState::Joining,
-            peer_name: None,
-            security_code: None,
-            chat: Vec::new(),
-            chat_input: String::new(),
-            unread: 0,
-            transfers: Vec::new(),
-            mic_muted: false,
-            camera_off: false,
-            sharing: false,
-            show_chat: false,
-            show_stats: false,
-            remote: VideoSlot::new(None),
-            local: VideoSlot::new(None),
-            remote_texture: None,
-            local_texture: None,
-            stats: StatsHandle::default(),
-            history: VecDeque::new(),
-            warnings: VecDeque::new(),
-            started: Instant::now(),
-            connected_at: None,
-            commands,
-            events: mpsc::channel(1).1,
-            repaint: egui::Context::default(),
-            task: Some(runtime.spawn(std::future::pending())),
-            last_sample: Instant::now(),
-            last_frames: 0,
-            screen_opening: None,
-            next_transfer_id: 1,
-        }
+        CallUi::bare()
     }
 
     #[test]
