@@ -125,7 +125,7 @@ fn banner_ui(area: egui::Rect, ui: &mut egui::Ui) {
 /// Where your own picture goes in `area` for `corner`, `size` big.
 fn corner_rect(area: egui::Rect, corner: u8, size: Vec2) -> egui::Rect {
     let margin = 16.0;
-    let x = if corner % 2 == 0 {
+    let x = if corner.is_multiple_of(2) {
         area.left() + margin
     } else {
         area.right() - margin - size.x

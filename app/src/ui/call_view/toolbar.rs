@@ -108,11 +108,15 @@ fn quality_ui(call: &CallUi, ui: &mut egui::Ui) {
     });
 }
 
+/// One part of a device menu: its title, the choices, the one in use, and the command a
+/// choice makes.
+type MenuSection<'a> = (&'a str, &'a [Choice], &'a str, fn(String) -> UiCommand);
+
 /// A small round caret beside a button that opens a device menu.
 fn device_menu(
     ui: &mut egui::Ui,
     name: &str,
-    sections: &[(&str, &[Choice], &str, fn(String) -> UiCommand)],
+    sections: &[MenuSection<'_>],
     commands: &mut Vec<UiCommand>,
 ) {
     let caret = egui::Button::new(icon::ICON_EXPAND_LESS.rich_text().size(16.0))
