@@ -543,6 +543,13 @@ impl ConfabApp {
         }
         if let Some(call) = &mut self.call {
             call.poll();
+            let notices = std::mem::take(&mut call.desktop_notices);
+            let in_front = self.ctx.input(|i| i.viewport().focused.unwrap_or(true));
+            if !in_front {
+                for notice in notices {
+                    notify_desktop(notice);
+                }
+            }
             // A call that failed before it began goes back to the lobby with the reason.
             if let CallState::Ended(Some(reason)) = &call.state {
                 if call.connected_at.is_none() {
@@ -618,6 +625,26 @@ impl ConfabApp {
             self.apply(command);
         }
         self.pending_link_ui(ui);
+    }
+}
+
+/// Shows `text` as a desktop notification, on its own thread (it talks to the desktop's
+/// notification service, which may be slow or missing: then only a log line).
+fn notify_desktop(text: String) {
+    let spawned = std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            let shown = notify_rust::Notification::new()
+                .summary("Confab")
+                .body(&text)
+                .appname("Confab")
+                .show();
+            if let Err(err) = shown {
+                tracing::debug!(%err, "no desktop notification");
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::debug!(%err, "cannot start the notification thread");
     }
 }
 

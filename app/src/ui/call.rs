@@ -125,6 +125,9 @@ pub struct CallUi {
     pub stats: StatsHandle,
     pub history: VecDeque<StatsSample>,
     pub warnings: VecDeque<(Instant, String)>,
+    /// What the other person did that a desktop notification tells when the window is not in
+    /// front (taken each frame by the app).
+    pub desktop_notices: Vec<String>,
     pub started: Instant,
     pub connected_at: Option<Instant>,
     commands: mpsc::Sender<SessionCommand>,
@@ -189,6 +192,7 @@ impl CallUi {
             stats: session.stats.clone(),
             history: VecDeque::new(),
             warnings: VecDeque::new(),
+            desktop_notices: Vec::new(),
             started: Instant::now(),
             connected_at: None,
             commands: session.commands.clone(),
@@ -329,6 +333,7 @@ impl CallUi {
                 }
             }
             SessionEvent::PeerJoined { name } => {
+                self.desktop_notices.push(format!("{name} joined the call"));
                 self.peer_name = Some(name);
                 self.state = CallState::Connecting;
             }
@@ -349,6 +354,8 @@ impl CallUi {
     fn apply_data(&mut self, notice: LinkNotice) {
         match notice {
             LinkNotice::Chat(text) => {
+                let who = self.peer_name.as_deref().unwrap_or("They");
+                self.desktop_notices.push(format!("{who}: {text}"));
                 self.chat.push(ChatLine { mine: false, text });
                 if !self.show_chat {
                     self.unread += 1;
@@ -538,6 +545,7 @@ impl CallUi {
             stats: StatsHandle::default(),
             history: VecDeque::new(),
             warnings: VecDeque::new(),
+            desktop_notices: Vec::new(),
             started: Instant::now(),
             connected_at: None,
             commands,
@@ -582,6 +590,7 @@ mod tests {
         assert_eq!(call.state, CallState::Waiting);
         call.apply(SessionEvent::PeerJoined { name: "Bob".into() });
         assert_eq!(call.state, CallState::Connecting);
+        assert_eq!(call.desktop_notices, vec!["Bob joined the call".to_owned()]);
         call.apply(SessionEvent::Connected {
             security_code: Some("1234 5678 9012".into()),
         });
@@ -597,6 +606,7 @@ mod tests {
         let mut call = bare();
         call.apply(SessionEvent::Data(LinkNotice::Chat("hi".into())));
         assert_eq!(call.unread, 1);
+        assert_eq!(call.desktop_notices, vec!["They: hi".to_owned()]);
         call.apply(SessionEvent::Data(LinkNotice::FileOffered {
             id: 4,
             name: "a.pdf".into(),
