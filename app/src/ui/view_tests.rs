@@ -152,6 +152,14 @@ impl Lobby {
 }
 
 fn lobby_harness(state: Lobby, size: (f32, f32)) -> Harness<'static, ConfabApp> {
+    lobby_harness_in(state, size, egui::Theme::Dark)
+}
+
+fn lobby_harness_in(
+    state: Lobby,
+    size: (f32, f32),
+    theme: egui::Theme,
+) -> Harness<'static, ConfabApp> {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
         name: "Ada".into(),
@@ -184,6 +192,7 @@ fn lobby_harness(state: Lobby, size: (f32, f32)) -> Harness<'static, ConfabApp> 
     let app = ConfabApp::with_hooks(egui::Context::default(), Some(dir.keep()), None, hooks);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(size.0, size.1))
+        .with_theme(theme)
         .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
     let ctx = harness.ctx.clone();
     harness.state_mut().ctx = ctx;
@@ -246,6 +255,14 @@ fn the_lobby_fits_and_looks_right_at_both_sizes() {
         }
     }
     snapshots.unwrap();
+}
+
+#[test]
+fn the_light_theme_fits_too() {
+    let mut harness = lobby_harness_in(Lobby::MicError, SIZES[1], egui::Theme::Light);
+    assert_eq!(harness.ctx.theme(), egui::Theme::Light);
+    assert_no_clipped_text(&harness, "light lobby");
+    harness.snapshot("lobby-light-640x480");
 }
 
 #[test]
