@@ -17,6 +17,7 @@ use super::hosted::HostState;
 use super::lobby::{self, LobbyView};
 use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
+use super::theme::{humane_error, Problem};
 use super::video::{SelfView, VideoSlot};
 use crate::call_config::CallConfig;
 use crate::instance::Inbox;
@@ -59,6 +60,8 @@ pub struct ConfabApp {
     pub links: Option<Inbox>,
     /// A link that came during a call: joined once the person agrees to leave the call.
     pub pending_link: Option<JoinLink>,
+    /// The lobby's toggles for the call being started from it: (muted, camera off).
+    lobby_toggles: Option<(bool, bool)>,
 }
 
 /// The window icon (also used by the installers, from assets/).
@@ -87,6 +90,7 @@ impl ConfabApp {
             .enable_all()
             .build()
             .expect("invariant: a tokio runtime can start (only fails without threads)");
+        super::theme::install(&ctx);
         let settings = Settings::load(config_dir.as_deref());
         let devices = DeviceLists::gather_in_background(ctx.clone());
         let mut app = Self {
@@ -111,6 +115,7 @@ impl ConfabApp {
             ctx,
             links: None,
             pending_link: None,
+            lobby_toggles: None,
         };
         match start {
             Some(config) => {
@@ -169,11 +174,23 @@ impl ConfabApp {
     pub fn restart_preview(&mut self) {
         let previous = self.preview.take().map(Preview::stop);
         self.preview_texture = None;
+        let off = "none".to_owned();
+        let camera = if self.settings.camera_on {
+            &self.settings.camera
+        } else {
+            &off
+        };
+        let mic = if self.settings.mic_on {
+            &self.settings.mic
+        } else {
+            &off
+        };
         self.preview = Some(Preview::start(
             &self.ctx,
-            &self.settings.camera,
-            &self.settings.mic,
+            camera,
+            mic,
             &self.hooks.open_camera,
+            &self.hooks.open_mic,
             previous,
         ));
     }
@@ -219,6 +236,7 @@ impl ConfabApp {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (ctx, local_slot, remote_slot) = (self.ctx.clone(), local.clone(), remote.clone());
         let open_camera = self.hooks.open_camera.clone();
+        let open_mic = self.hooks.open_mic.clone();
         let session = config.session_config(server_url);
         let call = config.clone();
         let spawned = std::thread::Builder::new()
@@ -240,15 +258,18 @@ impl ConfabApp {
                             as Box<dyn confab_devices::VideoSource>
                     }),
                     Err(e) => {
-                        problems.push(format!("{e}; the call goes on without video"));
+                        tracing::warn!(%e, "cannot open the camera");
+                        let (short, _) = humane_error(Problem::Camera, &e.to_string());
+                        problems.push(format!("{short} The call goes on without video."));
                         None
                     }
                 };
-                let mic =
-                    confab_devices::open_mic(&VideoSpec::parse(&config.mic)).unwrap_or_else(|e| {
-                        problems.push(format!("{e}; the call goes on without your microphone"));
-                        None
-                    });
+                let mic = open_mic(&VideoSpec::parse(&config.mic)).unwrap_or_else(|e| {
+                    tracing::warn!(%e, "cannot open the microphone");
+                    let (short, _) = humane_error(Problem::Mic, &e.to_string());
+                    problems.push(format!("{short} The call goes on without it."));
+                    None
+                });
                 let speaker: Box<dyn AudioSink> = confab_devices::open_speaker(&config.speaker)
                     .unwrap_or_else(|e| {
                         problems.push(format!("{e}; you will not hear the other person"));
@@ -349,6 +370,7 @@ impl ConfabApp {
         self.call = None;
         self.starting = None;
         self.waiting_for_server = None;
+        self.lobby_toggles = None;
         self.share_menu = false;
         if self.fullscreen {
             self.fullscreen = false;
@@ -363,7 +385,19 @@ impl ConfabApp {
         match command {
             UiCommand::StartCall(room) => {
                 let config = self.settings.call_config(room);
+                self.lobby_toggles = Some((!self.settings.mic_on, !self.settings.camera_on));
                 self.start_call(config);
+            }
+            UiCommand::OpenLink(link) => self.open_link(link),
+            UiCommand::ToggleLobbyMic => {
+                self.settings.mic_on = !self.settings.mic_on;
+                self.save_settings();
+                self.restart_preview();
+            }
+            UiCommand::ToggleLobbyCamera => {
+                self.settings.camera_on = !self.settings.camera_on;
+                self.save_settings();
+                self.restart_preview();
             }
             UiCommand::CancelStart => self.back_to_lobby(),
             UiCommand::NewRoom => {
@@ -380,6 +414,9 @@ impl ConfabApp {
             UiCommand::ServerModeChanged => {
                 self.save_settings();
             }
+            UiCommand::ChooseMic(spec) => self.choose_device(|s| &mut s.mic, spec),
+            UiCommand::ChooseCamera(spec) => self.choose_device(|s| &mut s.camera, spec),
+            UiCommand::ChooseSpeaker(spec) => self.choose_device(|s| &mut s.speaker, spec),
             UiCommand::ToggleShareMenu => self.share_menu = !self.share_menu,
             UiCommand::CloseShareMenu => self.share_menu = false,
             UiCommand::ToggleFullscreen => {
@@ -400,6 +437,15 @@ impl ConfabApp {
         }
     }
 
+    /// A device chosen during a call: saved for the next one (the call keeps its devices).
+    fn choose_device(&mut self, field: fn(&mut Settings) -> &mut String, spec: String) {
+        *field(&mut self.settings) = spec;
+        self.save_settings();
+        if let Some(call) = &mut self.call {
+            call.notice("Saved: your next call uses this device.".into());
+        }
+    }
+
     /// Commands for the call in progress (none when there is no call any more).
     fn apply_to_call(&mut self, command: UiCommand) {
         let Some(call) = &mut self.call else {
@@ -407,6 +453,8 @@ impl ConfabApp {
         };
         match command {
             UiCommand::ToggleMic => call.toggle_mute(),
+            UiCommand::PushToTalk(on) => call.push_to_talk(on),
+            UiCommand::ToggleSelfView => call.self_view.hidden = !call.self_view.hidden,
             UiCommand::ToggleCamera => call.toggle_camera(),
             UiCommand::ShareScreen(spec) => {
                 self.share_menu = false;
@@ -482,11 +530,26 @@ impl ConfabApp {
                 for p in problems {
                     call.warnings.push_back((Instant::now(), p));
                 }
+                if let Some((muted, camera_off)) = self.lobby_toggles.take() {
+                    if muted {
+                        call.toggle_mute();
+                    }
+                    if camera_off {
+                        call.toggle_camera();
+                    }
+                }
                 self.call = Some(call);
             }
         }
         if let Some(call) = &mut self.call {
             call.poll();
+            let notices = std::mem::take(&mut call.desktop_notices);
+            let in_front = self.ctx.input(|i| i.viewport().focused.unwrap_or(true));
+            if !in_front {
+                for notice in notices {
+                    notify_desktop(notice);
+                }
+            }
             // A call that failed before it began goes back to the lobby with the reason.
             if let CallState::Ended(Some(reason)) = &call.state {
                 if call.connected_at.is_none() {
@@ -507,16 +570,19 @@ impl ConfabApp {
 
     /// The whole window; used by eframe and by the UI tests.
     pub fn show(&mut self, ui: &mut egui::Ui) {
+        if !super::theme::ensure_installed(ui.ctx()) {
+            return;
+        }
         self.poll();
         let in_call =
             self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();
         let commands = if in_call {
-            let screens = self
+            let lists = self
                 .devices
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .screens
                 .clone();
+            let screens = &lists.screens;
             let view = CallView {
                 call: self.call.as_mut(),
                 opening: if self.waiting_for_server.is_some() {
@@ -526,7 +592,13 @@ impl ConfabApp {
                 },
                 fullscreen: self.fullscreen,
                 share_menu: self.share_menu,
-                screens: &screens,
+                screens,
+                devices: call_view::DeviceMenus {
+                    lists: &lists,
+                    mic: &self.settings.mic,
+                    camera: &self.settings.camera,
+                    speaker: &self.settings.speaker,
+                },
                 layout: &mut self.layout,
             };
             call_view::call_ui(view, ui)
@@ -553,6 +625,26 @@ impl ConfabApp {
             self.apply(command);
         }
         self.pending_link_ui(ui);
+    }
+}
+
+/// Shows `text` as a desktop notification, on its own thread (it talks to the desktop's
+/// notification service, which may be slow or missing: then only a log line).
+fn notify_desktop(text: String) {
+    let spawned = std::thread::Builder::new()
+        .name("notify".into())
+        .spawn(move || {
+            let shown = notify_rust::Notification::new()
+                .summary("Confab")
+                .body(&text)
+                .appname("Confab")
+                .show();
+            if let Err(err) = shown {
+                tracing::debug!(%err, "no desktop notification");
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::debug!(%err, "cannot start the notification thread");
     }
 }
 

@@ -71,6 +71,23 @@ pub struct Transfer {
     pub state: TransferState,
 }
 
+/// Where your own picture is: hidden, or in which corner of the stage (it can be dragged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfViewPlace {
+    pub hidden: bool,
+    /// 0 top left, 1 top right, 2 bottom left, 3 bottom right.
+    pub corner: u8,
+}
+
+impl Default for SelfViewPlace {
+    fn default() -> Self {
+        Self {
+            hidden: false,
+            corner: 3,
+        }
+    }
+}
+
 /// One sample a second for the statistics plots.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StatsSample {
@@ -97,6 +114,9 @@ pub struct CallUi {
     pub sharing: bool,
     pub show_chat: bool,
     pub show_stats: bool,
+    /// Push-to-talk: Space is held while muted, so the microphone is open for now.
+    pub talking: bool,
+    pub self_view: SelfViewPlace,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
     pub remote_texture: Option<VideoTexture>,
@@ -104,6 +124,9 @@ pub struct CallUi {
     pub stats: StatsHandle,
     pub history: VecDeque<StatsSample>,
     pub warnings: VecDeque<(Instant, String)>,
+    /// What the other person did that a desktop notification tells when the window is not in
+    /// front (taken each frame by the app).
+    pub desktop_notices: Vec<String>,
     pub started: Instant,
     pub connected_at: Option<Instant>,
     commands: mpsc::Sender<SessionCommand>,
@@ -159,6 +182,8 @@ impl CallUi {
             sharing: false,
             show_chat: false,
             show_stats: false,
+            talking: false,
+            self_view: SelfViewPlace::default(),
             remote,
             local,
             remote_texture: None,
@@ -166,6 +191,7 @@ impl CallUi {
             stats: session.stats.clone(),
             history: VecDeque::new(),
             warnings: VecDeque::new(),
+            desktop_notices: Vec::new(),
             started: Instant::now(),
             connected_at: None,
             commands: session.commands.clone(),
@@ -206,6 +232,11 @@ impl CallUi {
 
     pub fn is_over(&self) -> bool {
         matches!(self.state, CallState::Ended(_) | CallState::PeerLeft)
+    }
+
+    /// Shows a notice (a toast that fades).
+    pub fn notice(&mut self, text: String) {
+        self.warn(text);
     }
 
     fn warn(&mut self, text: String) {
@@ -301,6 +332,7 @@ impl CallUi {
                 }
             }
             SessionEvent::PeerJoined { name } => {
+                self.desktop_notices.push(format!("{name} joined the call"));
                 self.peer_name = Some(name);
                 self.state = CallState::Connecting;
             }
@@ -321,6 +353,8 @@ impl CallUi {
     fn apply_data(&mut self, notice: LinkNotice) {
         match notice {
             LinkNotice::Chat(text) => {
+                let who = self.peer_name.as_deref().unwrap_or("They");
+                self.desktop_notices.push(format!("{who}: {text}"));
                 self.chat.push(ChatLine { mine: false, text });
                 if !self.show_chat {
                     self.unread += 1;
@@ -459,7 +493,20 @@ impl CallUi {
         });
     }
 
+    /// Opens the microphone while Space is held (`on`), closes it again when let go; only
+    /// while muted.
+    pub fn push_to_talk(&mut self, on: bool) {
+        if on && self.mic_muted && !self.talking {
+            self.talking = true;
+            self.command(SessionCommand::SetMicMuted(false));
+        } else if !on && self.talking {
+            self.talking = false;
+            self.command(SessionCommand::SetMicMuted(self.mic_muted));
+        }
+    }
+
     pub fn toggle_mute(&mut self) {
+        self.talking = false;
         self.mic_muted = !self.mic_muted;
         self.command(SessionCommand::SetMicMuted(self.mic_muted));
     }
@@ -467,6 +514,48 @@ impl CallUi {
     pub fn toggle_camera(&mut self) {
         self.camera_off = !self.camera_off;
         self.command(SessionCommand::SetCameraOn(!self.camera_off));
+    }
+
+    /// A call with no session behind it (commands go nowhere), for the tests of the views.
+    #[cfg(test)]
+    pub fn bare() -> CallUi {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (commands, _rx) = mpsc::channel(8);
+        CallUi {
+            room: "kfq-wmzt-pxd".into(),
+            state: CallState::Joining,
+            peer_name: None,
+            security_code: None,
+            chat: Vec::new(),
+            chat_input: String::new(),
+            unread: 0,
+            transfers: Vec::new(),
+            mic_muted: false,
+            camera_off: false,
+            sharing: false,
+            show_chat: false,
+            show_stats: false,
+            talking: false,
+            self_view: SelfViewPlace::default(),
+            remote: VideoSlot::new(None),
+            local: VideoSlot::new(None),
+            remote_texture: None,
+            local_texture: None,
+            stats: StatsHandle::default(),
+            history: VecDeque::new(),
+            warnings: VecDeque::new(),
+            desktop_notices: Vec::new(),
+            started: Instant::now(),
+            connected_at: None,
+            commands,
+            events: mpsc::channel(1).1,
+            repaint: egui::Context::default(),
+            task: Some(runtime.spawn(std::future::pending())),
+            last_sample: Instant::now(),
+            last_frames: 0,
+            screen_opening: None,
+            next_transfer_id: 1,
+        }
     }
 
     pub fn hang_up(&mut self) {
@@ -486,40 +575,7 @@ mod tests {
     use confab_engine::stats::FileStats;
 
     fn bare() -> CallUi {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (commands, _rx) = mpsc::channel(8);
-        CallUi {
-            room: "kfq-wmzt-pxd".into(),
-            state: CallState::Joining,
-            peer_name: None,
-            security_code: None,
-            chat: Vec::new(),
-            chat_input: String::new(),
-            unread: 0,
-            transfers: Vec::new(),
-            mic_muted: false,
-            camera_off: false,
-            sharing: false,
-            show_chat: false,
-            show_stats: false,
-            remote: VideoSlot::new(None),
-            local: VideoSlot::new(None),
-            remote_texture: None,
-            local_texture: None,
-            stats: StatsHandle::default(),
-            history: VecDeque::new(),
-            warnings: VecDeque::new(),
-            started: Instant::now(),
-            connected_at: None,
-            commands,
-            events: mpsc::channel(1).1,
-            repaint: egui::Context::default(),
-            task: Some(runtime.spawn(std::future::pending())),
-            last_sample: Instant::now(),
-            last_frames: 0,
-            screen_opening: None,
-            next_transfer_id: 1,
-        }
+        CallUi::bare()
     }
 
     #[test]
@@ -533,6 +589,7 @@ mod tests {
         assert_eq!(call.state, CallState::Waiting);
         call.apply(SessionEvent::PeerJoined { name: "Bob".into() });
         assert_eq!(call.state, CallState::Connecting);
+        assert_eq!(call.desktop_notices, vec!["Bob joined the call".to_owned()]);
         call.apply(SessionEvent::Connected {
             security_code: Some("1234 5678 9012".into()),
         });
@@ -548,6 +605,7 @@ mod tests {
         let mut call = bare();
         call.apply(SessionEvent::Data(LinkNotice::Chat("hi".into())));
         assert_eq!(call.unread, 1);
+        assert_eq!(call.desktop_notices, vec!["They: hi".to_owned()]);
         call.apply(SessionEvent::Data(LinkNotice::FileOffered {
             id: 4,
             name: "a.pdf".into(),

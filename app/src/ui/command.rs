@@ -5,12 +5,20 @@ use std::path::PathBuf;
 
 use confab_protocol::RoomCode;
 
+use crate::link::JoinLink;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiCommand {
     /// Join `room` (a new room when `None`) with the lobby's settings.
     StartCall(Option<RoomCode>),
     /// Stop opening the devices for a call and go back to the lobby.
     CancelStart,
+    /// Join the room a pasted `confab://` link names (on its server when it names one).
+    OpenLink(JoinLink),
+    /// The lobby's microphone toggle: start the next call muted or not.
+    ToggleLobbyMic,
+    /// The lobby's camera toggle: start the next call with the camera off or on.
+    ToggleLobbyCamera,
     /// Make a new room code to share (not joined yet).
     NewRoom,
     /// Show a problem in the lobby.
@@ -21,6 +29,14 @@ pub enum UiCommand {
     ServerModeChanged,
     ToggleMic,
     ToggleCamera,
+    /// Push-to-talk: unmute while Space is held (`true`), mute again when it is let go.
+    PushToTalk(bool),
+    /// A device chosen in the call's menus (a SPEC): saved, and used from the next call.
+    ChooseMic(String),
+    ChooseCamera(String),
+    ChooseSpeaker(String),
+    /// Show or hide your own picture.
+    ToggleSelfView,
     /// Open or close the menu of screens and windows to share.
     ToggleShareMenu,
     CloseShareMenu,

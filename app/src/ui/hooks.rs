@@ -1,4 +1,4 @@
-//! Where the window gets its slow things from: cameras and the hosted signaling server. The app
+//! Where the window gets its slow things from: cameras, microphones and the hosted signaling server. The app
 //! uses the real ones; the UI tests swap in synthetic ones that take their time, to show that
 //! the window keeps drawing while they do.
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use confab_devices::{CaptureError, VideoSource, VideoSpec};
+use confab_devices::{AudioSource, CaptureError, VideoSource, VideoSpec};
 use confab_signaling::{RunningServer, Server, ServerConfig};
 
 /// Opens a camera as `confab_devices::open_camera` does (runs on a device thread, never the UI's).
@@ -16,6 +16,10 @@ pub type OpenCamera = Arc<
         + Send
         + Sync,
 >;
+
+/// Opens a microphone as `confab_devices::open_mic` does (on a device thread).
+pub type OpenMic =
+    Arc<dyn Fn(&VideoSpec) -> Result<Option<Box<dyn AudioSource>>, CaptureError> + Send + Sync>;
 
 /// A server start in progress (runs on the app's tokio runtime, never the UI thread).
 pub type ServerStart = Pin<Box<dyn Future<Output = Result<RunningServer, String>> + Send>>;
@@ -26,6 +30,7 @@ pub type StartServer = Arc<dyn Fn(u16, Option<PathBuf>) -> ServerStart + Send + 
 #[derive(Clone)]
 pub struct Hooks {
     pub open_camera: OpenCamera,
+    pub open_mic: OpenMic,
     pub start_server: StartServer,
 }
 
@@ -33,6 +38,7 @@ impl Default for Hooks {
     fn default() -> Self {
         Self {
             open_camera: Arc::new(confab_devices::open_camera),
+            open_mic: Arc::new(confab_devices::open_mic),
             start_server: Arc::new(|port, dir| Box::pin(start_hosted_server(port, dir))),
         }
     }

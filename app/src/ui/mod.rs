@@ -15,12 +15,16 @@ mod hosted;
 mod lobby;
 mod preview;
 mod settings;
+mod theme;
 mod video;
 
 #[cfg(test)]
 // A test is its own entry point: it may wait on the runtime it drives.
 #[allow(clippy::disallowed_methods)]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+mod view_tests;
 
 pub use app::ConfabApp;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::hooks::OpenCamera;
+use super::hooks::{OpenCamera, OpenMic};
 use super::video::VideoSlot;
 use confab_devices::VideoSpec;
 use confab_media::audio::{rms_dbfs, BLOCK_SAMPLES};
@@ -54,6 +54,7 @@ impl Preview {
         camera: &str,
         mic: &str,
         open_camera: &OpenCamera,
+        open_mic: &OpenMic,
         previous: Option<PreviewThreads>,
     ) -> Self {
         let previous = Arc::new(std::sync::Mutex::new(previous));
@@ -102,12 +103,13 @@ impl Preview {
             let (level, stop, error, ctx) =
                 (level.clone(), stop.clone(), mic_error.clone(), ctx.clone());
             let previous = previous.clone();
+            let open_mic = open_mic.clone();
             threads.extend(
                 std::thread::Builder::new()
                     .name("preview-mic".into())
                     .spawn(move || {
                         wait_for(&previous);
-                        match confab_devices::open_mic(&mic_spec) {
+                        match open_mic(&mic_spec) {
                             Ok(Some(mut source)) => {
                                 let mut block = vec![0f32; BLOCK_SAMPLES * 5];
                                 while !stop.load(Ordering::Relaxed) {

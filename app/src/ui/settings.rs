@@ -37,6 +37,9 @@ pub struct Settings {
     pub relay_only: bool,
     pub echo_cancellation: bool,
     pub noise_suppression: bool,
+    /// The lobby's toggles: whether a call starts with the microphone and camera on.
+    pub mic_on: bool,
+    pub camera_on: bool,
     pub last_room: String,
     /// Where received files go; empty for the OS Downloads folder.
     pub download_dir: String,
@@ -61,6 +64,8 @@ impl Default for Settings {
             relay_only: false,
             echo_cancellation: true,
             noise_suppression: true,
+            mic_on: true,
+            camera_on: true,
             last_room: String::new(),
             download_dir: String::new(),
         }

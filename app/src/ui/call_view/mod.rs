@@ -2,6 +2,7 @@
 //! person large and yourself small (`stage`), the toolbar with shortcuts at the bottom
 //! (`toolbar`), chat and file transfers on the side (`chat`), the statistics overlay (`stats`)
 //! and the menu of screens to share (`share`). Views read the call and return `UiCommand`s.
+//! Shortcuts: letters for the toolbar, F11, Ctrl+W, and Space held to talk while muted.
 
 mod chat;
 mod share;
@@ -15,9 +16,9 @@ use egui::{Color32, Key};
 use super::call::CallUi;
 use super::command::UiCommand;
 use super::devices::Choice;
+use super::theme::DANGER as RED;
 pub use stage::LayoutReport;
-
-const RED: Color32 = Color32::from_rgb(200, 60, 50);
+pub use toolbar::DeviceMenus;
 
 /// What the call window shows this frame.
 pub struct CallView<'a> {
@@ -29,6 +30,8 @@ pub struct CallView<'a> {
     pub share_menu: bool,
     /// What can be shared.
     pub screens: &'a [Choice],
+    /// The device menus of the microphone and camera buttons.
+    pub devices: DeviceMenus<'a>,
     pub layout: &'a mut LayoutReport,
 }
 
@@ -57,6 +60,13 @@ fn shortcuts(ctx: &egui::Context, call: &CallUi, fullscreen: bool) -> Vec<UiComm
         if i.consume_key(egui::Modifiers::COMMAND, Key::W) {
             commands.push(UiCommand::Hangup);
         }
+        // Push-to-talk: hold Space while muted.
+        let space = !typing && i.key_down(Key::Space);
+        if space && call.mic_muted && !call.talking {
+            commands.push(UiCommand::PushToTalk(true));
+        } else if !space && call.talking {
+            commands.push(UiCommand::PushToTalk(false));
+        }
         commands
     })
 }
@@ -70,7 +80,12 @@ pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
     let mut commands = shortcuts(&ctx, call, view.fullscreen);
     egui::Panel::top("call-top").show(ui, |ui| top_bar::top_bar_ui(call, ui));
     egui::Panel::bottom("call-toolbar").show(ui, |ui| {
-        commands.extend(toolbar::toolbar_ui(call, view.fullscreen, ui))
+        commands.extend(toolbar::toolbar_ui(
+            call,
+            view.fullscreen,
+            &view.devices,
+            ui,
+        ))
     });
     if call.show_chat {
         egui::Panel::right("call-chat")
@@ -79,7 +94,9 @@ pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
     }
     egui::CentralPanel::default()
         .frame(egui::Frame::NONE.fill(Color32::from_gray(12)))
-        .show(ui, |ui| stage::stage_ui(call, view.layout, ui));
+        .show(ui, |ui| {
+            commands.extend(stage::stage_ui(call, view.layout, ui))
+        });
     if call.show_stats {
         commands.extend(stats::stats_ui(call, &ctx));
     }

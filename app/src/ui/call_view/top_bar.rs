@@ -7,7 +7,7 @@ use super::RED;
 use crate::ui::call::{CallState, CallUi};
 
 pub fn top_bar_ui(call: &CallUi, ui: &mut egui::Ui) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(format!("Room {}", call.room)).strong());
         ui.separator();
         let state_colour = match call.state {
