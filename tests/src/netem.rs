@@ -61,8 +61,10 @@ impl InNetns for Host {
 
 /// The public network's own address (where the signaling and STUN servers listen).
 pub const PUBLIC_ADDR: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
-/// The STUN port in the public network.
+/// The STUN port in the public network (also the TURN port once `NetLab::start_turn` ran).
 pub const STUN_PORT: u16 = 3478;
+/// The TURN server's relay ports, on `PUBLIC_ADDR`.
+const RELAY_PORTS: (u16, u16) = (49_160, 49_200);
 /// The bottleneck queue of a rate-limited uplink: tbf holds at most this much.
 const TBF_LATENCY: &str = "100ms";
 /// tbf's bucket: how much may leave at line rate after a pause.
@@ -80,7 +82,11 @@ pub struct NetLab {
     routers: [Arc<Router>; 2],
     /// Every namespace made so far, deleted on drop (also after a half-done setup).
     namespaces: Vec<String>,
+    /// coturn in the public network: STUN only, or a full TURN server after `start_turn`.
     stun: Option<Proc>,
+    /// The shared secret of the TURN server, when there is one (the signaling server mints
+    /// time-limited credentials from it).
+    turn_secret: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -261,6 +267,7 @@ impl NetLab {
             routers: [router(1), router(2)],
             namespaces: Vec::new(),
             stun: None,
+            turn_secret: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
         let public = lab.public.netns.clone();
@@ -347,8 +354,17 @@ impl NetLab {
                 stdout,
                 _proc: proc,
             });
+            // Behind symmetric NAT, a flow's first packet skips the queue: while it waits there
+            // its connection is not yet confirmed, so a second packet of the same flow would get
+            // a mapping of its own (--random-fully: another port), and a TURN server would see
+            // one socket's requests from two addresses (438 Wrong nonce).
+            let first_packets = if kind == Nat::Symmetric {
+                "-m conntrack ! --ctstate NEW"
+            } else {
+                ""
+            };
             must(&format!(
-                "ip netns exec {nat} iptables -t mangle -A FORWARD -o wan -j NFQUEUE --queue-num {QUEUE_NUM}"
+                "ip netns exec {nat} iptables -t mangle -A FORWARD -o wan {first_packets} -j NFQUEUE --queue-num {QUEUE_NUM}"
             ));
             router.apply(profile).unwrap_or_else(|e| panic!("{e}"));
         }
@@ -515,25 +531,98 @@ impl NetLab {
     }
 
     /// A signaling server in the public network that hands out the lab's STUN server (started
-    /// here too), so peers in the homes learn their public addresses and punch through.
+    /// here too), so peers in the homes learn their public addresses and punch through; after
+    /// `start_turn`, it also hands out the TURN server with credentials it mints.
     pub fn start_signaling(&mut self, extra: &[&str]) -> Server {
         if self.stun.is_none() {
-            self.stun = Some(self.start_stun());
+            self.stun = Some(self.start_coturn(None));
         }
         let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
-        let mut args = vec!["--stun", stun.as_str()];
-        args.extend_from_slice(extra);
+        let mut args = vec!["--stun".to_owned(), stun];
+        if let Some(secret) = &self.turn_secret {
+            args.extend([
+                "--turn".to_owned(),
+                self.turn_url(),
+                "--turn-secret".to_owned(),
+                secret.clone(),
+            ]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         Server::start_listening_in(&self.public, &format!("{PUBLIC_ADDR}:0"), &args)
     }
 
-    fn start_stun(&self) -> Proc {
+    /// Makes the lab's coturn a full TURN server on `PUBLIC_ADDR` (relay addresses in the public
+    /// network too) that accepts only credentials minted from `secret` (coturn's TURN REST
+    /// scheme, as `--turn-secret` mints them). Call before `start_signaling`, whose server then
+    /// hands it out.
+    pub fn start_turn(&mut self, secret: &str) {
+        assert!(
+            self.stun.is_none(),
+            "start_turn before start_signaling: the STUN server already runs"
+        );
+        self.add_void_route();
+        self.stun = Some(self.start_coturn(Some(secret)));
+        self.turn_secret = Some(secret.to_owned());
+    }
+
+    /// The TURN server's URL (UDP), as the signaling server hands it out.
+    pub fn turn_url(&self) -> String {
+        format!("turn:{PUBLIC_ADDR}:{STUN_PORT}?transport=udp")
+    }
+
+    /// What coturn logged so far (which allocations and permissions it granted).
+    pub fn coturn_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stun.log")).unwrap_or_default()
+    }
+
+    /// A default route for the public network into a namespace that drops everything: coturn
+    /// relays to every candidate a peer asks permission for, private home addresses included,
+    /// and a send that fails with "network unreachable" ends its allocation; dropped silently,
+    /// those packets harm nothing.
+    fn add_void_route(&mut self) {
+        let (public, void) = (
+            self.public.netns.clone(),
+            format!("{}-void", self.public.netns),
+        );
+        must(&format!("ip netns add {void}"));
+        self.namespaces.push(void.clone());
+        for line in [
+            format!("ip -n {public} link add void type veth peer name void0 netns {void}"),
+            format!("ip -n {public} addr add 100.127.255.1/30 dev void"),
+            format!("ip -n {public} link set void up"),
+            format!("ip -n {void} addr add 100.127.255.2/30 dev void0"),
+            format!("ip -n {void} link set void0 up"),
+            // No forwarding and no routes back in `void`: whatever arrives there is dropped.
+            format!("ip -n {public} route add default via 100.127.255.2"),
+        ] {
+            must(&line);
+        }
+    }
+
+    /// coturn in the public network: STUN only, or a TURN server with `turn_secret`.
+    fn start_coturn(&self, turn_secret: Option<&str>) -> Proc {
         let log_path = self.dir.path().join("stun.log");
         let log = std::fs::File::create(&log_path).expect("stun log file");
-        let child = self
-            .command(&self.public, "turnserver")
-            .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls"])
+        let mut cmd = self.command(&self.public, "turnserver");
+        cmd.args(["-n", "--no-cli", "--no-tls", "--no-dtls"])
             .arg(format!("--listening-ip={PUBLIC_ADDR}"))
-            .arg(format!("--listening-port={STUN_PORT}"))
+            .arg(format!("--listening-port={STUN_PORT}"));
+        match turn_secret {
+            None => {
+                cmd.arg("--stun-only");
+            }
+            Some(secret) => {
+                // Verbose: the log names each allocation and permission (for failure messages).
+                cmd.args(["--fingerprint", "--realm=confab.test", "--verbose"])
+                    .arg(format!("--relay-ip={PUBLIC_ADDR}"))
+                    .arg(format!("--min-port={}", RELAY_PORTS.0))
+                    .arg(format!("--max-port={}", RELAY_PORTS.1))
+                    .arg("--use-auth-secret")
+                    .arg(format!("--static-auth-secret={secret}"));
+            }
+        }
+        let child = cmd
             .arg(format!(
                 "--pidfile={}",
                 self.dir.path().join("stun.pid").display()
@@ -549,7 +638,11 @@ impl NetLab {
             .expect("coturn is needed for the STUN server (scripts/setup.sh --test installs it)");
         let proc = Proc {
             child,
-            name: "turnserver --stun-only".into(),
+            name: if turn_secret.is_some() {
+                "turnserver".into()
+            } else {
+                "turnserver --stun-only".into()
+            },
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         // Depending on the version, coturn announces its listeners or only its server threads.
