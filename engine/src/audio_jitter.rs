@@ -600,6 +600,41 @@ mod tests {
     }
 
     #[test]
+    fn lip_sync_extra_delay_grows_and_shrinks_the_buffer() {
+        // A clean 20 ms stream; lip sync asks for 100 ms more from 2 s to 6 s, then nothing.
+        let t0 = Instant::now();
+        let mut jb = jb20();
+        let mut buffered_at = Vec::new();
+        let mut played = Vec::new();
+        for n in 0..500u32 {
+            jb.set_extra_delay(if (100..300).contains(&n) {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            });
+            jb.push(n * 960, payload(n), t0 + F * n);
+            if let Playout::Packet(p) = jb.pop(t0 + F * n + Duration::from_millis(1)) {
+                played.push(u32::from_be_bytes(p[..].try_into().unwrap()));
+                assert_eq!(jb.played_timestamp(), Some(played[played.len() - 1] * 960));
+            }
+            buffered_at.push(jb.stats().buffered_ms);
+        }
+        let s = jb.stats();
+        assert!(buffered_at[99] <= 20.0, "{buffered_at:?}");
+        assert!(
+            buffered_at[299] >= 90.0,
+            "grew by stretching: {buffered_at:?}"
+        );
+        assert!(
+            buffered_at[499] <= 40.0,
+            "shrank by trimming: {buffered_at:?}"
+        );
+        assert!(s.stretched >= 4 && s.dropped_for_latency >= 4, "{s:?}");
+        assert_eq!(s.concealed, 0, "{s:?}");
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in order");
+    }
+
+    #[test]
     fn ten_ms_frames_and_a_change_of_frame_length_play_through() {
         // 10 ms packets (480 ticks), then the sender switches to 20 ms.
         let t0 = Instant::now();
