@@ -156,6 +156,7 @@ impl CallConfig {
             auto_accept_files: self.auto_accept_files,
             max_file_bytes: self.max_file_bytes,
             eager_offer: self.eager_offer,
+            test: Default::default(),
         }
     }
 }

@@ -188,6 +188,15 @@ pub struct JoinArgs {
     /// Send an offer as soon as the other person joins, even if they offer too (negotiation tests).
     #[arg(long, hide = true)]
     pub eager_offer: bool,
+    /// Test hook: hold encoded video this long before sending (capture timestamps kept).
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub test_video_delay_ms: u64,
+    /// Test hook: hold encoded audio this long before sending (capture timestamps kept).
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub test_audio_delay_ms: u64,
+    /// Test hook: play received audio and video as they come, without lip sync.
+    #[arg(long, hide = true)]
+    pub no_lip_sync: bool,
 }
 
 /// `turn:user:pass@host:port?transport=udp` -> (`turn:host:port?transport=udp`, user, pass).

@@ -14,7 +14,7 @@ use confab_devices::y4m::Y4mWriter;
 use confab_devices::{AudioSink, CaptureError, EchoReference, VideoSpec};
 use confab_engine::data_link::LinkNotice;
 use confab_engine::session::{
-    Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
+    Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent, TestHooks,
 };
 use confab_engine::stats::Direction;
 use confab_media::VideoFrame;
@@ -131,7 +131,12 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         writer: Mutex::new(recorder),
     });
 
-    let config = call.session_config(args.server.clone());
+    let mut config = call.session_config(args.server.clone());
+    config.test = TestHooks {
+        video_delay: Duration::from_millis(args.test_video_delay_ms),
+        audio_delay: Duration::from_millis(args.test_audio_delay_ms),
+        no_lip_sync: args.no_lip_sync,
+    };
     let io = MediaIo {
         camera,
         mic,

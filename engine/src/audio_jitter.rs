@@ -3,7 +3,8 @@
 //! recovery of it from the next packet's FEC, or concealment. Its target delay is the spread of
 //! packet delays over the last two seconds (95th percentile minus the minimum) plus one frame, so
 //! it grows at once when packets arrive unevenly and shrinks as soon as they stop doing so; when
-//! more audio piles up than the target, a frame is dropped to bring latency back down.
+//! more audio piles up than the target, a frame is dropped to bring latency back down. Lip sync
+//! can ask for more delay on top (`set_extra_delay`), to wait for late video.
 //!
 //! Pure logic: time is a parameter.
 
@@ -99,6 +100,10 @@ pub struct AudioJitterBuffer {
     /// `LEVEL_WINDOW`, and how much playout that window has covered so far.
     level_min: Duration,
     level_span: Duration,
+    /// Added to the target (lip sync: video is later than audio).
+    extra: Duration,
+    /// The timestamp of the packet `pop` returned last.
+    played_ts: Option<u64>,
     stats: AudioJitterStats,
     /// Whether a packet carries FEC for the frame before it (Opus LBRR): only then is a lost
     /// frame recovered rather than concealed, and counted so.
@@ -130,6 +135,8 @@ impl AudioJitterBuffer {
             since_stretch: 0,
             level_min: Duration::MAX,
             level_span: Duration::ZERO,
+            extra: Duration::ZERO,
+            played_ts: None,
             stats: AudioJitterStats::default(),
             has_fec: confab_codecs::opus::has_fec,
             packet_samples: confab_codecs::opus::packet_samples,
@@ -168,9 +175,22 @@ impl AudioJitterBuffer {
         self.frame_ticks as usize
     }
 
-    /// The delay the buffer aims for: the delay spread of the last two seconds plus one frame.
+    /// The delay the buffer aims for: the delay spread of the last two seconds plus one frame,
+    /// plus what lip sync asks for.
     pub fn target(&self) -> Duration {
         (ticks(self.frame_ticks) + Duration::from_secs_f64(self.spread_s)).min(MAX_TARGET)
+            + self.extra
+    }
+
+    /// Holds `extra` more audio than the network needs (lip sync: the video is that much later).
+    /// Growing stretches playout a frame at a time; shrinking trims it.
+    pub fn set_extra_delay(&mut self, extra: Duration) {
+        self.extra = extra;
+    }
+
+    /// The RTP timestamp of the packet `pop` returned last (lip sync asks when it was captured).
+    pub fn played_timestamp(&self) -> Option<u32> {
+        self.played_ts.map(|ts| ts as u32)
     }
 
     fn extend(&self, ts: u32) -> u64 {
@@ -311,6 +331,7 @@ impl AudioJitterBuffer {
         }
         self.held.retain(|&ts, _| ts >= next);
         if let Some((payload, _, len)) = self.held.remove(&next) {
+            self.played_ts = Some(next);
             self.next_ts = Some(next + len);
             self.popped_ticks = len;
             self.missing_run = 0;
@@ -576,6 +597,41 @@ mod tests {
             "back to one frame after 2 s of calm: {s:?}"
         );
         assert!(s.stretched > 0, "it did grow: {s:?}");
+    }
+
+    #[test]
+    fn lip_sync_extra_delay_grows_and_shrinks_the_buffer() {
+        // A clean 20 ms stream; lip sync asks for 100 ms more from 2 s to 6 s, then nothing.
+        let t0 = Instant::now();
+        let mut jb = jb20();
+        let mut buffered_at = Vec::new();
+        let mut played = Vec::new();
+        for n in 0..500u32 {
+            jb.set_extra_delay(if (100..300).contains(&n) {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            });
+            jb.push(n * 960, payload(n), t0 + F * n);
+            if let Playout::Packet(p) = jb.pop(t0 + F * n + Duration::from_millis(1)) {
+                played.push(u32::from_be_bytes(p[..].try_into().unwrap()));
+                assert_eq!(jb.played_timestamp(), Some(played[played.len() - 1] * 960));
+            }
+            buffered_at.push(jb.stats().buffered_ms);
+        }
+        let s = jb.stats();
+        assert!(buffered_at[99] <= 20.0, "{buffered_at:?}");
+        assert!(
+            buffered_at[299] >= 90.0,
+            "grew by stretching: {buffered_at:?}"
+        );
+        assert!(
+            buffered_at[499] <= 40.0,
+            "shrank by trimming: {buffered_at:?}"
+        );
+        assert!(s.stretched >= 4 && s.dropped_for_latency >= 4, "{s:?}");
+        assert_eq!(s.concealed, 0, "{s:?}");
+        assert!(played.windows(2).all(|w| w[0] < w[1]), "in order");
     }
 
     #[test]

@@ -154,6 +154,8 @@ pub struct BweShared {
     pub nack_requests: AtomicU64,
     /// How far the video receiver got: NACK asks for nothing at or before it.
     pub receive_horizon: ReceiveHorizon,
+    /// Lip sync: the send pipelines' capture clocks and the other side's sender reports.
+    pub sync: super::sync::SyncShared,
 }
 
 /// Which half of the estimate limits the target.

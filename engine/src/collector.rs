@@ -24,6 +24,13 @@ pub struct Collector {
     audio_latency_ms: Histogram,
     audio_held_ms: Histogram,
     audio_capture_ms: Histogram,
+    sync_skew_ms: Histogram,
+    sync_estimated_skew_ms: Histogram,
+    sync_hold_ms: Histogram,
+    /// The stamp latency of the last frame shown, and when (for the skew at the next marker).
+    last_video_latency: Option<(f64, Instant)>,
+    /// The skew at the last marker of the current second.
+    second_skew_ms: Option<f64>,
     freezes: FreezeDetector,
     send_rate: RateMeter,
     recv_rate: RateMeter,
@@ -46,6 +53,9 @@ struct TickCounts {
     concealed: u64,
     played: u64,
 }
+
+/// A shown frame older than this says nothing about the skew at a marker (video stalled).
+const SKEW_FRAME_AGE: Duration = Duration::from_millis(200);
 
 /// Seconds of timeline kept.
 const TIMELINE_SECONDS: usize = 600;
@@ -167,6 +177,7 @@ impl Collector {
             r.stamped_frames += 1;
             let latency_us = clock::now_us().saturating_sub(s.capture_ts_us);
             self.video_latency_ms.record(latency_us as f64 / 1000.0);
+            self.last_video_latency = Some((latency_us as f64 / 1000.0, now));
             self.stamp_range = Some(match self.stamp_range {
                 None => (s.index, s.index),
                 Some((lo, hi)) => (lo.min(s.index), hi.max(s.index)),
@@ -185,8 +196,32 @@ impl Collector {
         self.stats.audio_send.frames_encoded += 1;
     }
 
+    /// A test-signal marker was played `latency_us` after it was captured: with a stamped frame
+    /// shown lately, the audio/video skew is measured too.
     pub fn audio_latency(&mut self, latency_us: u64) {
-        self.audio_latency_ms.record(latency_us as f64 / 1000.0);
+        let audio_ms = latency_us as f64 / 1000.0;
+        self.audio_latency_ms.record(audio_ms);
+        if let Some((video_ms, at)) = self.last_video_latency {
+            if at.elapsed() < SKEW_FRAME_AGE {
+                let skew = video_ms - audio_ms;
+                self.sync_skew_ms.record(skew);
+                self.second_skew_ms = Some(skew);
+            }
+        }
+    }
+
+    /// Lip sync held a decoded frame for `hold`; `skew_ms`: the skew estimated from the sender
+    /// reports once it is shown.
+    pub fn video_held(&mut self, hold: Duration, skew_ms: Option<f64>) {
+        self.sync_hold_ms.record(hold.as_secs_f64() * 1000.0);
+        if let Some(skew) = skew_ms {
+            self.sync_estimated_skew_ms.record(skew);
+        }
+    }
+
+    /// A frame held for lip sync was shown early: the hold queue was full.
+    pub fn video_shown_early(&mut self) {
+        self.stats.sync.frames_shown_early += 1;
     }
 
     /// A frame was played with `held_ms` of audio still waiting behind it in the jitter buffer.
@@ -241,6 +276,7 @@ impl Collector {
                 0.0
             },
             rtt_ms: self.stats.ice.rtt_ms,
+            av_skew_ms: self.second_skew_ms.take(),
         };
         if self.timeline.len() == TIMELINE_SECONDS {
             self.timeline.pop_front();
@@ -293,6 +329,9 @@ impl Collector {
         stats.audio_recv.latency_ms = self.audio_latency_ms.summary();
         stats.audio_recv.held_ms = self.audio_held_ms.summary();
         stats.audio_send.capture_to_encoded_ms = self.audio_capture_ms.summary();
+        stats.sync.skew_ms = self.sync_skew_ms.summary();
+        stats.sync.estimated_skew_ms = self.sync_estimated_skew_ms.summary();
+        stats.sync.video_hold_ms = self.sync_hold_ms.summary();
         let a = &mut stats.audio_recv;
         let played =
             a.frames_decoded + a.frames_recovered_fec + a.frames_concealed + a.frames_stretched;

@@ -27,5 +27,6 @@ pub mod server_trust;
 pub mod session;
 pub mod signaling_client;
 pub mod stats;
+pub mod sync;
 
 pub use error::CallError;

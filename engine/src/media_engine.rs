@@ -5,8 +5,9 @@
 //! and waits for it, so when it returns the sinks are finished and recordings are complete.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use confab_codecs::apm::{ApmSettings, AudioProcessor};
 use confab_codecs::h264::{default_bitrate_bps, EncoderSettings};
@@ -15,8 +16,9 @@ use webrtc::media_stream::track_remote::TrackRemote;
 
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
-use super::media_recv;
+use super::media_recv::{self, SyncLink};
 use super::media_send::{self, Pipeline, PipelineErrors, TrackOut, VideoControl, VideoPipeline};
+use super::sync::LipSync;
 
 /// The devices (or their synthetic twins) a call uses; opened by the caller.
 pub struct MediaIo {
@@ -35,6 +37,16 @@ pub struct MediaSettings {
     pub video: EncoderSettings,
     pub audio_bitrate_bps: i32,
     pub apm: ApmSettings,
+    pub test: TestHooks,
+}
+
+/// Test hooks (hidden `join` flags): one send path made slower, its capture timestamps kept (the
+/// lip-sync tests), and lip sync turned off (to measure what it does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TestHooks {
+    pub video_delay: Duration,
+    pub audio_delay: Duration,
+    pub no_lip_sync: bool,
 }
 
 /// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
@@ -60,6 +72,8 @@ pub struct MediaEngine {
     rate: Arc<BweShared>,
     /// Tells the receive pipelines to end.
     stop_receivers: Arc<AtomicBool>,
+    /// Who waits for whom between the received audio and video.
+    lip_sync: Arc<Mutex<LipSync>>,
     video: Option<VideoPipeline>,
     audio: Option<Pipeline>,
     receivers: Vec<JoinHandle<()>>,
@@ -96,6 +110,7 @@ impl MediaEngine {
             mic_muted: Arc::new(AtomicBool::new(false)),
             rate,
             stop_receivers: Arc::new(AtomicBool::new(false)),
+            lip_sync: Arc::default(),
             video: None,
             audio: None,
             receivers: Vec::new(),
@@ -127,6 +142,7 @@ impl MediaEngine {
                 self.rate.clone(),
                 self.stats.clone(),
                 self.errors.clone(),
+                self.settings.test.video_delay,
             ));
         }
         if let (Some(source), Some(out)) = (self.io.mic.take(), audio) {
@@ -139,6 +155,7 @@ impl MediaEngine {
                 self.rate.clone(),
                 self.stats.clone(),
                 self.errors.clone(),
+                self.settings.test.audio_delay,
             ));
         }
         sharing
@@ -156,6 +173,7 @@ impl MediaEngine {
             self.io.video_out.clone(),
             self.stats.clone(),
             self.rate.clone(),
+            self.sync_link(),
             self.stop_receivers.clone(),
         );
         self.receivers.extend(thread);
@@ -171,9 +189,18 @@ impl MediaEngine {
             sink,
             self.apm.clone(),
             self.stats.clone(),
+            self.sync_link(),
             self.stop_receivers.clone(),
         );
         self.receivers.extend(thread);
+    }
+
+    /// What the receive pipelines share for lip sync (`None`: turned off).
+    fn sync_link(&self) -> Option<SyncLink> {
+        (!self.settings.test.no_lip_sync).then(|| SyncLink {
+            transport: self.rate.clone(),
+            lip: self.lip_sync.clone(),
+        })
     }
 
     pub fn set_mic_muted(&self, muted: bool) {

@@ -3,8 +3,11 @@
 //! hands them to the `VideoOut`. Audio: a task fills the audio jitter buffer, and a named thread
 //! plays one frame (10 or 20 ms, as the sender packs them) at a time (decoded, recovered from FEC, or concealed) into the sink,
 //! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
+//! Lip sync (`sync::LipSync`, from the sender reports): a decoded video frame waits in a short
+//! queue while audio of its capture instant has not played yet; late video makes audio wait.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,6 +20,7 @@ use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
+use super::sync::{LipSync, MAX_DELAY};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::H264Decoder;
 use confab_codecs::opus::OpusDecoder;
@@ -27,6 +31,29 @@ use confab_media::{AudioSink, EchoReference, Pacer, Room, VideoOut};
 
 /// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
 const DECODE_QUEUE: usize = 8;
+/// Decoded frames held for lip sync at most (`MAX_DELAY` of 60 fps); when full, the oldest is
+/// shown early.
+const PRESENT_QUEUE: usize = 30;
+/// RTP clock rates: H.264 and Opus.
+const VIDEO_CLOCK_HZ: u32 = 90_000;
+const AUDIO_CLOCK_HZ: u32 = 48_000;
+/// Opus's encoder lookahead (312 samples at 48 kHz): the audio a packet decodes to was captured
+/// this much before the packet's timestamp says.
+const OPUS_LOOKAHEAD_US: f64 = 6_500.0;
+
+/// What the receive pipelines need for lip sync: the other side's sender reports (in
+/// `BweShared::sync`) and the one `LipSync` both pipelines talk to.
+#[derive(Clone)]
+pub struct SyncLink {
+    pub transport: Arc<BweShared>,
+    pub lip: Arc<Mutex<LipSync>>,
+}
+
+impl SyncLink {
+    fn lip(&self) -> std::sync::MutexGuard<'_, LipSync> {
+        self.lip.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// `transport`: its round trip sets how long a gap waits for NACK, and the assembler's progress is
 /// published there so that NACK stops asking for what was given up.
@@ -36,15 +63,16 @@ pub fn spawn_video(
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
     transport: Arc<BweShared>,
+    sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
-    let (frame_tx, frame_rx) = sync_channel::<AssembledFrame>(DECODE_QUEUE);
+    let (frame_tx, frame_rx) = sync_channel::<(AssembledFrame, u32)>(DECODE_QUEUE);
     let need_keyframe = Arc::new(AtomicBool::new(false));
     let decoder = {
         let (stats, need_keyframe, stop) = (stats.clone(), need_keyframe.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || decode_loop(frame_rx, out, stats, need_keyframe, stop));
+            .spawn(move || decode_loop(frame_rx, out, stats, need_keyframe, sync, stop));
         match spawned {
             Ok(thread) => thread,
             Err(err) => {
@@ -94,6 +122,8 @@ pub fn spawn_video(
                     c.stats.video_recv.frames_dropped = s.frames_dropped;
                     c.stats.video_recv.keyframe_requests_sent = plis_sent;
                     c.stats.video_recv.packets_late = s.late;
+                    c.stats.sync.sender_reports =
+                        transport.sync.reports_received.load(Ordering::Relaxed);
                     events
                 }
             };
@@ -107,7 +137,7 @@ pub fn spawn_video(
                             frame.au.annexb.len(),
                             frame.first_arrival.elapsed(),
                         );
-                        match frame_tx.try_send(frame) {
+                        match frame_tx.try_send((frame, media_ssrc)) {
                             Ok(()) => {}
                             Err(TrySendError::Full(_)) => {
                                 stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
@@ -133,11 +163,29 @@ pub fn spawn_video(
     Some(decoder)
 }
 
+/// A decoded frame waiting for its audio.
+struct Held {
+    due: Instant,
+    picture: VideoFrame,
+    decode: Duration,
+}
+
+/// Shows `picture`: stamps it with the time it is shown, measures it and hands it out.
+fn present(picture: VideoFrame, decode: Duration, out: &dyn VideoOut, stats: &StatsHandle) {
+    let picture = VideoFrame {
+        capture_ts_us: clock::now_us(),
+        ..picture
+    };
+    stats.lock().frame_decoded(&picture, decode);
+    out.frame(&picture);
+}
+
 fn decode_loop(
-    frames: Receiver<AssembledFrame>,
+    frames: Receiver<(AssembledFrame, u32)>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
     need_keyframe: Arc<AtomicBool>,
+    sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
 ) {
     let mut decoder = match H264Decoder::new() {
@@ -147,9 +195,19 @@ fn decode_loop(
             return;
         }
     };
+    let mut held: VecDeque<Held> = VecDeque::with_capacity(PRESENT_QUEUE);
     loop {
-        // A timeout so that `stop` is seen even when the receive task can no longer run.
-        let frame = match frames.recv_timeout(Duration::from_millis(100)) {
+        let now = Instant::now();
+        while held.front().is_some_and(|h| h.due <= now) {
+            let h = held.pop_front().expect("invariant: front() was Some");
+            present(h.picture, h.decode, out.as_ref(), &stats);
+        }
+        // A timeout so that `stop` is seen even when the receive task can no longer run, and
+        // held frames are shown when due.
+        let wait = held.front().map_or(Duration::from_millis(100), |h| {
+            h.due.saturating_duration_since(now)
+        });
+        let (frame, ssrc) = match frames.recv_timeout(wait) {
             Ok(frame) => frame,
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Relaxed) {
@@ -165,13 +223,36 @@ fn decode_loop(
         let started = Instant::now();
         match decoder.decode(&frame.au.annexb) {
             Ok(Some(picture)) => {
-                let picture = VideoFrame {
-                    capture_ts_us: clock::now_us(),
-                    ..picture
-                };
+                let decode = started.elapsed();
                 tracing::trace!(rtp_timestamp = frame.rtp_timestamp, "decoded");
-                stats.lock().frame_decoded(&picture, started.elapsed());
-                out.frame(&picture);
+                let hold = sync.as_ref().map_or(Duration::ZERO, |sync| {
+                    let capture =
+                        sync.transport
+                            .sync
+                            .capture_us(ssrc, frame.rtp_timestamp, VIDEO_CLOCK_HZ);
+                    let mut lip = sync.lip();
+                    let hold = capture.map_or(Duration::ZERO, |capture| {
+                        lip.video_ready(capture, clock::now_us())
+                    });
+                    let skew = lip.skew_ms().map(|s| s + hold.as_secs_f64() * 1000.0);
+                    drop(lip);
+                    stats.lock().video_held(hold, skew);
+                    hold.min(MAX_DELAY)
+                });
+                if hold.is_zero() && held.is_empty() {
+                    present(picture, decode, out.as_ref(), &stats);
+                    continue;
+                }
+                if held.len() == PRESENT_QUEUE {
+                    let h = held.pop_front().expect("invariant: the queue is full");
+                    stats.lock().video_shown_early();
+                    present(h.picture, h.decode, out.as_ref(), &stats);
+                }
+                held.push_back(Held {
+                    due: Instant::now() + hold,
+                    picture,
+                    decode,
+                });
             }
             Ok(None) => {}
             Err(err) => {
@@ -205,14 +286,19 @@ pub fn spawn_audio(
     sink: Box<dyn AudioSink>,
     apm: Option<Arc<AudioProcessor>>,
     stats: StatsHandle,
+    sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
     let jitter = Arc::new(Mutex::new(AudioJitterBuffer::new()));
+    // The SSRC the packets carry, + 1 (0: none yet), for the sender reports.
+    let ssrc = Arc::new(AtomicU64::new(0));
     let playout = {
-        let (jitter, stats, stop) = (jitter.clone(), stats.clone(), stop.clone());
+        let (jitter, stats, stop, ssrc) =
+            (jitter.clone(), stats.clone(), stop.clone(), ssrc.clone());
+        let sync = sync.map(|link| AudioSync { link, ssrc });
         let spawned = std::thread::Builder::new()
             .name("audio-playout".into())
-            .spawn(move || run_playout(&jitter, sink, apm, &stats, &stop));
+            .spawn(move || run_playout_synced(&jitter, sink, apm, &stats, sync, &stop));
         match spawned {
             Ok(thread) => thread,
             Err(err) => {
@@ -225,6 +311,7 @@ pub fn spawn_audio(
         while let Some(event) = track.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
+                    ssrc.store(u64::from(packet.header.ssrc) + 1, Ordering::Relaxed);
                     jitter.lock().unwrap_or_else(|p| p.into_inner()).push(
                         packet.header.timestamp,
                         packet.payload,
@@ -246,9 +333,49 @@ pub fn spawn_audio(
 /// into `stats`. Returns when `stop` is set or the sink fails, after finishing the sink.
 pub fn run_playout(
     jitter: &Mutex<AudioJitterBuffer>,
+    sink: Box<dyn AudioSink>,
+    apm: Option<Arc<AudioProcessor>>,
+    stats: &StatsHandle,
+    stop: &AtomicBool,
+) {
+    run_playout_synced(jitter, sink, apm, stats, None, stop);
+}
+
+/// Lip sync for the playout loop: where the packets' SSRC is published (+ 1, 0: none yet).
+struct AudioSync {
+    link: SyncLink,
+    ssrc: Arc<AtomicU64>,
+}
+
+impl AudioSync {
+    /// Tells lip sync what was played at `play_us` and returns the delay it asks audio to add.
+    fn played(&self, rtp_timestamp: Option<u32>, play_us: u64) -> Duration {
+        let ssrc = self.ssrc.load(Ordering::Relaxed);
+        let capture = rtp_timestamp.filter(|_| ssrc > 0).and_then(|ts| {
+            let ssrc = (ssrc - 1) as u32;
+            let capture = self
+                .link
+                .transport
+                .sync
+                .capture_us(ssrc, ts, AUDIO_CLOCK_HZ)?;
+            // What a packet decodes to started before its timestamp by the encoder's lookahead.
+            Some(capture - OPUS_LOOKAHEAD_US)
+        });
+        let mut lip = self.link.lip();
+        if let Some(capture) = capture {
+            lip.audio_played(capture, play_us);
+        }
+        lip.audio_delay()
+    }
+}
+
+/// `run_playout`, telling lip sync (when given) what it plays and following the delay it asks for.
+fn run_playout_synced(
+    jitter: &Mutex<AudioJitterBuffer>,
     mut sink: Box<dyn AudioSink>,
     apm: Option<Arc<AudioProcessor>>,
     stats: &StatsHandle,
+    sync: Option<AudioSync>,
     stop: &AtomicBool,
 ) {
     let mut decoder = match OpusDecoder::new() {
@@ -288,10 +415,13 @@ pub fn run_playout(
                 break;
             }
         }
-        let (decision, len) = {
+        let (decision, len, played_ts) = {
             let mut jitter = jitter.lock().unwrap_or_else(|p| p.into_inner());
             let decision = jitter.pop(Instant::now());
-            (decision, jitter.frame_samples().min(pcm.len()))
+            let played_ts = matches!(decision, Playout::Packet(_))
+                .then(|| jitter.played_timestamp())
+                .flatten();
+            (decision, jitter.frame_samples().min(pcm.len()), played_ts)
         };
         let result = match &decision {
             Playout::Silence => {
@@ -316,6 +446,14 @@ pub fn run_playout(
             far_end(samples);
         }
         let play_us = clock::now_us();
+        let audio_delay = sync.as_ref().map(|sync| {
+            let delay = sync.played(played_ts, play_us);
+            jitter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_extra_delay(delay);
+            delay
+        });
         let dropped_before = sink.dropped_samples();
         if let Err(err) = sink.write(samples) {
             let speaker = sink.name();
@@ -327,6 +465,9 @@ pub fn run_playout(
         }
         let s = jitter.lock().unwrap_or_else(|p| p.into_inner()).stats();
         let mut c = stats.lock();
+        if let Some(delay) = audio_delay {
+            c.stats.sync.audio_delay_ms = delay.as_secs_f64() * 1000.0;
+        }
         if !matches!(decision, Playout::Silence) {
             if !heard_anything {
                 heard_anything = true;

@@ -4,6 +4,7 @@
 //! encodes them into Opus packets of 10 ms (20 ms on a tight link), and a task writes them. Hand-over queues are bounded: when the network side falls
 //! behind, frames are dropped (and counted), never queued without end.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,6 +20,7 @@ use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
+use super::sync::{Anchor, RtpClock};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
@@ -72,23 +74,76 @@ struct Encoded {
     data: Vec<u8>,
     duration: Duration,
     at: Instant,
+    /// Its RTP timestamp, in ticks since the stream's first sample's, and where the capture clock
+    /// stands in the same ticks (lip sync).
+    ticks: u64,
+    anchor: Option<Anchor>,
 }
 
-fn spawn_writer(out: TrackOut, mut rx: mpsc::Receiver<Encoded>) {
+/// Encoded media held back at most (a test delay); more is dropped.
+const DELAYED_MAX: usize = 256;
+
+/// Writes what the encoder thread hands over onto the track, and publishes where its RTP clock
+/// stands against the capture clock into `rate.sync`, counted from the first sample the track
+/// took (samples written before the track was bound never reach the wire). With a `delay` (a
+/// test hook: a sender whose one path is slower), each sample waits that long first, its
+/// timestamps kept.
+fn spawn_writer(
+    out: TrackOut,
+    mut rx: mpsc::Receiver<Encoded>,
+    rate: Arc<BweShared>,
+    delay: Duration,
+) {
     tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
+        let mut delayed: VecDeque<(tokio::time::Instant, Encoded)> = VecDeque::new();
+        // The ticks of the first sample written.
+        let mut first_ticks: Option<u64> = None;
+        loop {
+            let e = if let Some(&(due, _)) = delayed.front() {
+                tokio::select! {
+                    received = rx.recv() => match received {
+                        Some(e) => {
+                            if delayed.len() < DELAYED_MAX {
+                                delayed.push_back((tokio::time::Instant::now() + delay, e));
+                            }
+                            continue;
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(due) => match delayed.pop_front() {
+                        Some((_, e)) => e,
+                        None => continue,
+                    },
+                }
+            } else {
+                match rx.recv().await {
+                    Some(e) if !delay.is_zero() => {
+                        delayed.push_back((tokio::time::Instant::now() + delay, e));
+                        continue;
+                    }
+                    Some(e) => e,
+                    None => break,
+                }
+            };
             let sample = Sample {
                 data: Bytes::from(e.data),
                 duration: e.duration,
                 ..Sample::new(e.at)
             };
-            if let Err(err) = out
+            match out
                 .track
                 .sample_writer(out.ssrc, out.payload_type)
                 .write_sample(&sample)
                 .await
             {
-                tracing::debug!(%err, "could not send a sample");
+                Ok(()) => {
+                    let first = *first_ticks.get_or_insert(e.ticks);
+                    if let Some(anchor) = e.anchor {
+                        let ticks = anchor.ticks - first as i64;
+                        rate.sync.set_anchor(out.ssrc, Anchor { ticks, ..anchor });
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "could not send a sample"),
             }
         }
     });
@@ -198,6 +253,51 @@ impl BweShared {
     }
 }
 
+/// The RTP clock rate of H.264.
+const VIDEO_CLOCK_HZ: u32 = 90_000;
+
+/// Where the audio RTP clock (one tick a sample, from the stream's first timestamp) stands against
+/// the capture clock: each packet's capture time, smoothed so the microphone's scheduling jitter
+/// does not reach the sender reports, following the device's drift.
+/// A capture time this far off the audio clock's prediction restarts it.
+const CLOCK_JUMP_US: f64 = 100_000.0;
+
+#[derive(Debug, Default)]
+struct AudioClock {
+    /// Ticks since the first timestamp of the next packet.
+    ticks: u64,
+    /// The smoothed capture time of the packet at `ticks`.
+    capture_us: Option<f64>,
+}
+
+impl AudioClock {
+    /// A packet of `samples` whose first one was captured at `first_us` (0: unknown) goes out;
+    /// returns its timestamp (ticks since the first packet's) and the anchor for it.
+    fn packet(&mut self, samples: u64, first_us: u64) -> (u64, Option<Anchor>) {
+        let ticks = self.ticks;
+        self.ticks += samples;
+        let sample_us = samples as f64 * 1e6 / f64::from(confab_media::SAMPLE_RATE_HZ);
+        if first_us == 0 {
+            self.capture_us = self.capture_us.map(|c| c + sample_us);
+            return (ticks, None);
+        }
+        let measured = first_us as f64;
+        let smoothed = match self.capture_us {
+            // A jump (the source restarted): start again from it.
+            Some(predicted) if (measured - predicted).abs() < CLOCK_JUMP_US => {
+                predicted + (measured - predicted) / 16.0
+            }
+            _ => measured,
+        };
+        self.capture_us = Some(smoothed + sample_us);
+        let anchor = Anchor {
+            ticks: ticks as i64,
+            capture_us: smoothed,
+        };
+        (ticks, Some(anchor))
+    }
+}
+
 /// Opus at 32 kbit/s in 20 ms packets plus RTP/UDP/IP and SRTP overhead (50 packets/s).
 const AUDIO_RESERVE_BPS: u64 = 56_000;
 /// The same in 10 ms packets (100 packets/s, ~58 bytes of headers each).
@@ -221,7 +321,6 @@ struct VideoSender {
     ladder: Ladder,
     gate: FrameGate,
     encoder: Option<H264Encoder>,
-    last_capture: Option<u64>,
 }
 
 impl VideoSender {
@@ -240,7 +339,6 @@ impl VideoSender {
             ),
             gate: FrameGate::default(),
             encoder: None,
-            last_capture: None,
         }
     }
 
@@ -255,14 +353,15 @@ impl VideoSender {
     }
 
     /// Encodes `frame` if the rung's frame rate lets it through; `None` when it is thinned out or
-    /// the encoder skipped it.
+    /// the encoder skipped it. The duration it returns is the rung's frame interval (the RTP
+    /// clock turns it into the real one) and the frame's capture time.
     fn encode(
         &mut self,
         frame: VideoFrame,
         rate: &BweShared,
         keyframes: &mut KeyframeLimiter,
         stats: &StatsHandle,
-    ) -> Result<Option<Encoded>, CodecError> {
+    ) -> Result<Option<(Encoded, u64)>, CodecError> {
         let now = Instant::now();
         let budget = self.budget(rate);
         if let Some(rung) = self.ladder.update(budget, now) {
@@ -332,24 +431,22 @@ impl VideoSender {
             );
             c.video_target(budget, rung.fps, self.ladder.limitation());
         }
-        // RTP time advances by the capture interval, so skipped frames keep the clock.
         let frame_interval = Duration::from_secs_f32(1.0 / (rung.fps.max(1) as f32));
-        let duration = self
-            .last_capture
-            .map(|prev| Duration::from_micros(frame.capture_ts_us.saturating_sub(prev)))
-            .filter(|d| !d.is_zero() && *d < Duration::from_secs(1))
-            .unwrap_or(frame_interval);
-        self.last_capture = Some(frame.capture_ts_us);
         tracing::trace!(
             bytes = encoded.data.len(),
             keyframe = encoded.keyframe,
             "encoded"
         );
-        Ok(Some(Encoded {
-            data: encoded.data,
-            duration,
-            at,
-        }))
+        Ok(Some((
+            Encoded {
+                data: encoded.data,
+                duration: frame_interval,
+                at,
+                ticks: 0,
+                anchor: None,
+            },
+            frame.capture_ts_us,
+        )))
     }
 }
 
@@ -364,19 +461,21 @@ pub struct VideoPipeline {
 /// Video control commands waiting for the encode thread.
 const CONTROL_QUEUE: usize = 8;
 
-/// `rate`: what the network allows (the congestion controller's target, the pacer's backlog).
+/// `rate`: what the network allows (the congestion controller's target, the pacer's backlog),
+/// and where the RTP clock's anchor goes (lip sync). `delay`: a test hook, see `spawn_writer`.
 pub fn start_video(
     initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
     out: TrackOut,
     rate: Arc<BweShared>,
     stats: StatsHandle,
     errors: PipelineErrors,
+    delay: Duration,
 ) -> VideoPipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
     let (control, control_rx) = std::sync::mpsc::sync_channel::<VideoControl>(CONTROL_QUEUE);
-    spawn_writer(out.clone(), rx);
+    spawn_writer(out.clone(), rx, rate.clone(), delay);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
         let stop = stop.clone();
@@ -393,6 +492,8 @@ pub fn start_video(
                 // What encodes the top source; a new one (a keyframe) when the source changes.
                 let mut sender: Option<VideoSender> = None;
                 let mut keyframes = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
+                // One RTP clock for the track, whichever source feeds it.
+                let mut clock = RtpClock::new(VIDEO_CLOCK_HZ);
                 while !stop.load(Ordering::Relaxed) {
                     loop {
                         match control_rx.try_recv() {
@@ -444,7 +545,16 @@ pub fn start_video(
                         continue;
                     }
                     let encoded = match sender.encode(frame, &rate, &mut keyframes, &stats) {
-                        Ok(Some(encoded)) => encoded,
+                        Ok(Some((encoded, capture_us))) => {
+                            let (duration, ticks, anchor) =
+                                clock.sample(capture_us, encoded.duration);
+                            Encoded {
+                                duration,
+                                ticks,
+                                anchor: Some(anchor),
+                                ..encoded
+                            }
+                        }
                         Ok(None) => continue,
                         Err(err) => {
                             report(&errors, format!("video is off: {err}"));
@@ -469,7 +579,8 @@ pub fn start_video(
     }
 }
 
-/// `rate`: the loss the network reports, which Opus's in-band FEC follows.
+/// `rate`: the loss the network reports, which Opus's in-band FEC follows, and where the RTP
+/// clock's anchor goes (lip sync). `delay`: a test hook, see `spawn_writer`.
 #[allow(clippy::too_many_arguments)]
 pub fn start_audio(
     mut source: Box<dyn AudioSource>,
@@ -480,10 +591,11 @@ pub fn start_audio(
     rate: Arc<BweShared>,
     stats: StatsHandle,
     errors: PipelineErrors,
+    delay: Duration,
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(8);
-    spawn_writer(out, rx);
+    spawn_writer(out, rx, rate.clone(), delay);
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -506,6 +618,7 @@ pub fn start_audio(
                 let mut blocks = 0u64;
                 let mut captured_at = Instant::now();
                 let mut packet_first_us = 0;
+                let mut clock = AudioClock::default();
                 while !stop.load(Ordering::Relaxed) {
                     // Once a second: protect against the loss the network reports.
                     if blocks.is_multiple_of(100) {
@@ -554,6 +667,7 @@ pub fn start_audio(
                         }
                     };
                     let duration = Duration::from_millis(10) * (filled / BLOCK_SAMPLES) as u32;
+                    let (ticks, anchor) = clock.packet(filled as u64, packet_first_us);
                     filled = 0;
                     // The next packet's length follows the link (between packets only).
                     packet_samples = rate.audio_packet_samples();
@@ -575,6 +689,8 @@ pub fn start_audio(
                         data,
                         duration,
                         at: captured_at,
+                        ticks,
+                        anchor,
                     };
                     match tx.try_send(item) {
                         Ok(()) => {}

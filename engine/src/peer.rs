@@ -32,6 +32,7 @@ use super::bwe::{BweShared, Estimator, Published, INITIAL_BPS};
 use super::keyframe_forwarder::{self, KeyframeForwarder};
 use super::nack::NackRequester;
 use super::pacer::AppPacer;
+use super::sync::{self, SyncReports};
 use super::CallError;
 
 /// H.264 as WebRTC peers (Chromium among them) offer it.
@@ -216,7 +217,8 @@ async fn build_with(
         .with(
             Slot::from(keyframe_forwarder::SLOT),
             KeyframeForwarder::default(),
-        );
+        )
+        .with(Slot::from(sync::SLOT), SyncReports::new(bwe.clone()));
     let registry = configure_rtcp_reports(registry);
     // Send-side congestion control over transport-wide feedback, both ways: our RTP carries the
     // TWCC extension and we send feedback for what we receive. The estimator is ours (it recovers

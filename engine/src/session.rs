@@ -32,6 +32,7 @@ use super::bwe::{BweShared, Limit};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
+pub use super::media_engine::TestHooks;
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Link, Negotiator};
@@ -63,6 +64,8 @@ pub struct SessionConfig {
     pub max_file_bytes: u64,
     /// Offer as soon as the other person joins, even when they will offer too (tests glare).
     pub eager_offer: bool,
+    /// Test hooks: a slower send path, lip sync off.
+    pub test: TestHooks,
 }
 
 pub use super::media_engine::MediaIo;
@@ -478,6 +481,7 @@ async fn run(
         video: config.video,
         audio_bitrate_bps: config.audio_bitrate_bps,
         apm: config.apm,
+        test: config.test,
     };
     let (media, problem) = MediaEngine::new(io, settings, bwe.clone(), stats.clone(), error_tx);
     if let Some(problem) = problem {

@@ -154,6 +154,26 @@ pub struct AudioRecvStats {
     pub frames_undecodable: u64,
 }
 
+/// Lip sync at the receiver: how far apart audio and video of one capture instant reach the
+/// person, and what was done about it. Positive skews: video later than audio.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStats {
+    /// Measured from the test sources (video latency from the stamp minus audio latency from
+    /// the marker, at each marker played): only when the other side sends both test signals.
+    pub skew_ms: Percentiles,
+    /// Estimated from the sender reports at each video frame, after the hold: on any call whose
+    /// other side sends reports.
+    pub estimated_skew_ms: Percentiles,
+    /// How long each decoded frame was held for its audio.
+    pub video_hold_ms: Percentiles,
+    /// What audio playout adds to its jitter-buffer target now, to wait for video.
+    pub audio_delay_ms: f64,
+    /// Frames shown before their time because the hold queue was full.
+    pub frames_shown_early: u64,
+    /// RTCP sender reports received (0: no sync, played as it comes).
+    pub sender_reports: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ChatStats {
     pub sent: u64,
@@ -191,6 +211,8 @@ pub struct CallStats {
     pub video_recv: VideoRecvStats,
     pub audio_send: AudioSendStats,
     pub audio_recv: AudioRecvStats,
+    /// Lip sync (audio/video skew) at this receiver.
+    pub sync: SyncStats,
     pub chat: ChatStats,
     pub files: Vec<FileStats>,
     pub security_code: Option<String>,
@@ -254,6 +276,9 @@ pub struct Second {
     /// Share of the audio played in this second that was concealed.
     pub audio_concealed: f64,
     pub rtt_ms: Option<f64>,
+    /// The audio/video skew measured at the last test-signal marker played in this second
+    /// (video minus audio latency, ms), when the other side sends the test sources.
+    pub av_skew_ms: Option<f64>,
 }
 
 /// Summarizes samples (any order).

@@ -90,7 +90,9 @@ fn main() {
              {:.1} fps, PSNR {:.1} dB, freezes {}, CPU {:.2} s ({:.2} cores), peak RSS {:.0} MiB, \
              encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps, audio latency p50 {:.0} ms p95 {:.0} ms \
              (capture to encoded p50 {:.1} ms at the sender, held in the jitter buffer p50 {:.1} \
-             p95 {:.1} ms, target {:.0} ms, {:.0} ms packets, {} stretched, {} trimmed)",
+             p95 {:.1} ms, target {:.0} ms, {:.0} ms packets, {} stretched, {} trimmed), \
+             a/v skew p50 {:.0} ms p95 {:.0} ms (video minus audio), video held p50 {:.0} ms, \
+             audio delayed {:.0} ms for video",
             num(s, "/ms_to/first_video_frame"),
             num(s, "/ms_to/ice_connected"),
             num(s, "/video_recv/latency_ms/p50"),
@@ -113,6 +115,10 @@ fn main() {
             num(s, "/audio_recv/packet_ms"),
             num(s, "/audio_recv/frames_stretched"),
             num(s, "/audio_recv/frames_dropped_latency"),
+            num(s, "/sync/skew_ms/p50"),
+            num(s, "/sync/skew_ms/p95"),
+            num(s, "/sync/video_hold_ms/p50"),
+            num(s, "/sync/audio_delay_ms"),
         );
     }
     drop(server);

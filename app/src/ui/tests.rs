@@ -52,6 +52,7 @@ fn peer(server_url: &str, room: &str, started: Instant) -> Session {
         auto_accept_files: true,
         max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
         eager_offer: false,
+        test: Default::default(),
     };
     let io = MediaIo {
         camera: Some(Box::new(TestPattern::new(320, 180, 15))),
