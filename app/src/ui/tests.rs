@@ -146,6 +146,13 @@ fn lobby_join_call_chat_toggles_hang_up() {
             .as_ref()
             .is_some_and(|c| c.remote_texture.is_some())
     });
+    // The code follows the data channel's commit-reveal, which may finish after the first frame.
+    run_until(&mut harness, "security code", |h| {
+        h.state()
+            .call
+            .as_ref()
+            .is_some_and(|c| c.security_code.is_some())
+    });
     let code = harness
         .state()
         .call
