@@ -380,6 +380,9 @@ fn per_peer(costs: &[Cost; 2]) -> Cost {
     }
 }
 
+/// A line of the table: its name, the number it shows, decimals, the goal for the ratio.
+type Row = (&'static str, fn(&Cost) -> Option<f64>, usize, Option<f64>);
+
 fn median(mut xs: Vec<f64>) -> Option<f64> {
     if xs.is_empty() {
         return None;
@@ -476,7 +479,7 @@ fn main() {
     );
     println!("| per peer | Confab | Chromium | Confab/Chromium | goal |");
     println!("|---|---|---|---|---|");
-    let rows: [(&str, fn(&Cost) -> Option<f64>, usize, Option<f64>); 8] = [
+    let rows: [Row; 8] = [
         ("cores", |c| Some(c.cores), 2, Some(GOAL_CORES)),
         ("PSS MiB", |c| Some(c.pss_mib), 0, Some(GOAL_MEMORY)),
         (
