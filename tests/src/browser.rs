@@ -89,6 +89,11 @@ impl Browser {
         }
     }
 
+    /// The process id of `node browser_call.js`; its Chromium runs as its descendants.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     /// Waits up to `timeout` for the run to end (then kills it and panics).
     pub fn finish(mut self, timeout: Duration) -> BrowserOutcome {
         let status = self.proc.wait(timeout);

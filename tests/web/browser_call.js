@@ -14,6 +14,7 @@
 // Usage:
 //   node browser_call.js URL [--frames N] [--timeout SECS] [--chat TEXT]... [--expect-chat N]
 //        [--send-file PATH]... [--expect-files N] [--hold SECS] [--fake-video FILE.y4m]
+//        [--fake-audio FILE.wav]
 //        [--deny-media] [--no-h264] [--chromium PATH]
 // URL is the page with its room, e.g.
 //   http://127.0.0.1:8000/?room=kfq-wmzt-pxd&autojoin=1&server=ws://127.0.0.1:8443/ws
@@ -33,6 +34,7 @@ const USAGE = `usage: node browser_call.js URL [options]
   --hold SECS           after the goals are met, stay in the call this long or until the other
                         side leaves (default 0), so that it can finish its own measurements
   --fake-video FILE     camera from a .y4m file (--use-file-for-fake-video-capture)
+  --fake-audio FILE     microphone from a .wav file (--use-file-for-fake-audio-capture)
   --deny-media          refuse camera and microphone: the page joins receive-only (use
                         --frames 0 when the other side sends nothing either)
   --no-h264             hide H.264 from the page's codec capabilities, so it offers and
@@ -71,6 +73,7 @@ function chromiumArgs(opts, hosts) {
     args.push(`--unsafely-treat-insecure-origin-as-secure=${origin}`);
   }
   if (opts.fakeVideo) args.push(`--use-file-for-fake-video-capture=${path.resolve(opts.fakeVideo)}`);
+  if (opts.fakeAudio) args.push(`--use-file-for-fake-audio-capture=${path.resolve(opts.fakeAudio)}`);
   return args;
 }
 
@@ -85,6 +88,7 @@ function parseArgs(argv) {
     expectFiles: 0,
     hold: 0,
     fakeVideo: null,
+    fakeAudio: null,
     denyMedia: false,
     noH264: false,
     chromium: '/usr/bin/chromium',
@@ -109,6 +113,7 @@ function parseArgs(argv) {
       case '--expect-files': opts.expectFiles = number(arg, value()); break;
       case '--hold': opts.hold = number(arg, value()); break;
       case '--fake-video': opts.fakeVideo = value(); break;
+      case '--fake-audio': opts.fakeAudio = value(); break;
       case '--deny-media': opts.denyMedia = true; break;
       case '--no-h264': opts.noH264 = true; break;
       case '--chromium': opts.chromium = value(); break;
@@ -162,11 +167,31 @@ async function snapshot(page) {
 /**
  * Runs in the page before its own script: remembers every RTCPeerConnection it makes and, once a
  * second, appends what the newest one did in that second to `window.__timeline` (the fields
- * mirror the native peer's `--stats-json` timeline where they can).
+ * mirror the native peer's `--stats-json` timeline where they can). Also notes in `window.__marks`
+ * the wall-clock ms of the page's first createOffer (`offer_epoch_ms`) and of its first shown
+ * remote frame (`first_frame_epoch_ms`, the page's own requestVideoFrameCallback), which line up
+ * across browsers on one machine.
  */
 function sampleEverySecond() {
   const Native = window.RTCPeerConnection;
   if (!Native) return;
+  const marks = {};
+  window.__marks = marks;
+  const epochMs = () => performance.timeOrigin + performance.now();
+  const createOffer = Native.prototype.createOffer;
+  Native.prototype.createOffer = function (...args) {
+    if (marks.offer_epoch_ms === undefined) marks.offer_epoch_ms = epochMs();
+    return createOffer.apply(this, args);
+  };
+  const frameCallback = window.HTMLVideoElement && HTMLVideoElement.prototype.requestVideoFrameCallback;
+  if (frameCallback) {
+    HTMLVideoElement.prototype.requestVideoFrameCallback = function (callback) {
+      return frameCallback.call(this, (...args) => {
+        if (marks.first_frame_epoch_ms === undefined) marks.first_frame_epoch_ms = epochMs();
+        return callback(...args);
+      });
+    };
+  }
   const pcs = [];
   window.RTCPeerConnection = class extends Native {
     constructor(...args) {
@@ -193,6 +218,7 @@ function sampleEverySecond() {
       if (r.type === 'outbound-rtp' && r.kind === 'video') {
         now.bytesSent = (now.bytesSent || 0) + (r.bytesSent || 0);
         now.framesEncoded = (now.framesEncoded || 0) + (r.framesEncoded || 0);
+        now.encodeS = (now.encodeS || 0) + (r.totalEncodeTime || 0);
         now.keyFramesEncoded = (now.keyFramesEncoded || 0) + (r.keyFramesEncoded || 0);
         now.sendWidth = r.frameWidth || 0;
         now.sendHeight = r.frameHeight || 0;
@@ -201,6 +227,7 @@ function sampleEverySecond() {
       } else if (r.type === 'inbound-rtp' && r.kind === 'video') {
         now.bytesReceived = r.bytesReceived || 0;
         now.framesDecoded = r.framesDecoded || 0;
+        now.decodeS = r.totalDecodeTime || 0;
         now.freezes = r.freezeCount || 0;
         now.freezeS = r.totalFreezesDuration || 0;
         now.recvWidth = r.frameWidth || 0;
@@ -235,6 +262,11 @@ function sampleEverySecond() {
         audio_concealed: samples > 0 ? Math.max(0, (now.concealed || 0) - (prev.concealed || 0)) / samples : 0,
         audio_concealed_total: now.concealed || 0,
         audio_samples_total: now.samples || 0,
+        // Cumulative, for ms per frame: total_encode_s / frames_encoded_total.
+        frames_encoded_total: now.framesEncoded || 0,
+        total_encode_s: now.encodeS || 0,
+        frames_decoded_total: now.framesDecoded || 0,
+        total_decode_s: now.decodeS || 0,
         rtt_ms: pair && pair.currentRoundTripTime !== undefined ? pair.currentRoundTripTime * 1000 : null,
         available_kbps: pair && pair.availableOutgoingBitrate ? pair.availableOutgoingBitrate / 1000 : null,
       });
@@ -354,6 +386,7 @@ async function run(opts, result) {
     }
     Object.assign(result, summarize(snap));
     result.timeline = await page.evaluate(() => window.__timeline || []);
+    result.marks = await page.evaluate(() => window.__marks || {});
     // Hang up properly (bye + leave), so the other side ends its call at once rather than
     // waiting for ICE to time out.
     await page.evaluate(() => window.confab.hangup()).catch(() => {});
