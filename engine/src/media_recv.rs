@@ -24,7 +24,7 @@ use super::sync::{LipSync, MAX_DELAY};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::H264Decoder;
 use confab_codecs::opus::OpusDecoder;
-use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
+use confab_media::audio::{LevelMeter, BLOCK_SAMPLES, FRAME_SAMPLES};
 use confab_media::test_signal::MarkerDetector;
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSink, EchoReference, Pacer, Room, VideoOut};
@@ -392,6 +392,7 @@ fn run_playout_synced(
     // 10 ms ticks of the monotonic clock the last frame lasted (unclocked sinks).
     let mut owed_ticks = 1;
     let mut markers = MarkerDetector::default();
+    let mut level = LevelMeter::default();
     let mut heard_anything = false;
     let mut undecodable = 0u64;
     let mut chunks_dropped = 0u64;
@@ -493,6 +494,7 @@ fn run_playout_synced(
         a.speaker_samples_dropped = sink.dropped_samples();
         a.speaker_underrun_samples = sink.underrun_samples();
         a.frames_undecodable = undecodable;
+        a.level_dbfs = Some(level.push(samples));
     }
     if let Err(err) = sink.finish() {
         tracing::warn!(%err, "could not finish the audio output");

@@ -25,7 +25,7 @@ use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
-use confab_media::audio::{BLOCK_SAMPLES, FRAME_SAMPLES};
+use confab_media::audio::{LevelMeter, BLOCK_SAMPLES, FRAME_SAMPLES};
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSource, VideoSource};
 
@@ -616,6 +616,7 @@ pub fn start_audio(
                 stats.lock().stats.audio_send.fec_expected_loss_percent =
                     DEFAULT_EXPECTED_LOSS_PERCENT;
                 let mut blocks = 0u64;
+                let mut level = LevelMeter::default();
                 let mut captured_at = Instant::now();
                 let mut packet_first_us = 0;
                 let mut clock = AudioClock::default();
@@ -668,6 +669,7 @@ pub fn start_audio(
                     };
                     let duration = Duration::from_millis(10) * (filled / BLOCK_SAMPLES) as u32;
                     let (ticks, anchor) = clock.packet(filled as u64, packet_first_us);
+                    let level_dbfs = level.push(&packet[..filled]);
                     filled = 0;
                     // The next packet's length follows the link (between packets only).
                     packet_samples = rate.audio_packet_samples();
@@ -679,6 +681,7 @@ pub fn start_audio(
                     }
                     c.stats.audio_send.mic_samples_dropped = source.dropped_samples();
                     c.stats.audio_send.packet_ms = duration.as_secs_f64() * 1000.0;
+                    c.stats.audio_send.level_dbfs = Some(level_dbfs);
                     if let Some(apm) = apm.as_ref().filter(|_| blocks.is_multiple_of(100)) {
                         let (erle, delay) = apm.echo_stats();
                         c.stats.audio_send.aec_erle_db = erle;

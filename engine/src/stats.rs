@@ -111,6 +111,9 @@ pub struct AudioSendStats {
     pub frames_dropped: u64,
     /// Audio per packet now: 10 ms while the link has room, 20 ms on a tight one.
     pub packet_ms: f64,
+    /// Loudness of what is sent (after processing; the floor while muted), dBFS with a slow
+    /// fall: above `SPEAKING_DBFS` you are speaking. None before the first packet.
+    pub level_dbfs: Option<f64>,
     /// From a packet's first sample captured to the packet encoded (the packet's length plus
     /// processing and encoding): the send side's share of the latency.
     pub capture_to_encoded_ms: Percentiles,
@@ -137,6 +140,9 @@ pub struct AudioRecvStats {
     pub jitter_buffer_ms: f64,
     /// Audio per packet the other side sends (10 or 20 ms; a browser sends 20).
     pub packet_ms: f64,
+    /// Loudness of what is played, dBFS with a slow fall: above `SPEAKING_DBFS` the other person
+    /// is speaking. None before the first frame.
+    pub level_dbfs: Option<f64>,
     /// Packets that arrived after their time to play had passed (discarded).
     pub packets_late: u64,
     /// Packets discarded because too many waited (playout had stalled).

@@ -17,6 +17,7 @@ use confab_engine::session::{
 };
 use confab_engine::stats::Direction;
 use confab_engine::CallError;
+use confab_media::audio::SPEAKING_DBFS;
 use confab_media::VideoSource;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +117,10 @@ pub struct CallUi {
     pub show_stats: bool,
     /// Push-to-talk: Space is held while muted, so the microphone is open for now.
     pub talking: bool,
+    /// The other person's voice is above `SPEAKING_DBFS` (the speaking indicator).
+    pub remote_speaking: bool,
+    /// Our own sent voice is (muted sends silence, so this is off while muted).
+    pub self_speaking: bool,
     pub self_view: SelfViewPlace,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
@@ -183,6 +188,8 @@ impl CallUi {
             show_chat: false,
             show_stats: false,
             talking: false,
+            remote_speaking: false,
+            self_speaking: false,
             self_view: SelfViewPlace::default(),
             remote,
             local,
@@ -295,12 +302,21 @@ impl CallUi {
                 }
             }
         }
+        self.update_speaking();
         if self.last_sample.elapsed() >= Duration::from_secs(1) {
             self.sample();
         }
         let now = Instant::now();
         self.warnings
             .retain(|(at, _)| now.duration_since(*at) < Duration::from_secs(8));
+    }
+
+    /// Who is speaking now, from the levels the engine measures on what is sent and played.
+    fn update_speaking(&mut self) {
+        let speaking = |level: Option<f64>| level.is_some_and(|db| db > SPEAKING_DBFS);
+        let c = self.stats.lock();
+        self.remote_speaking = speaking(c.stats.audio_recv.level_dbfs);
+        self.self_speaking = speaking(c.stats.audio_send.level_dbfs);
     }
 
     fn sample(&mut self) {
@@ -536,6 +552,8 @@ impl CallUi {
             show_chat: false,
             show_stats: false,
             talking: false,
+            remote_speaking: false,
+            self_speaking: false,
             self_view: SelfViewPlace::default(),
             remote: VideoSlot::new(None),
             local: VideoSlot::new(None),
@@ -576,6 +594,24 @@ mod tests {
 
     fn bare() -> CallUi {
         CallUi::bare()
+    }
+
+    #[test]
+    fn the_speaking_indicator_follows_the_measured_levels() {
+        let mut call = bare();
+        call.update_speaking();
+        assert!(!call.remote_speaking && !call.self_speaking, "no audio yet");
+        let set = |call: &CallUi, remote: Option<f64>, own: Option<f64>| {
+            let mut c = call.stats.lock();
+            c.stats.audio_recv.level_dbfs = remote;
+            c.stats.audio_send.level_dbfs = own;
+        };
+        set(&call, Some(-25.0), Some(-90.0));
+        call.update_speaking();
+        assert!(call.remote_speaking && !call.self_speaking);
+        set(&call, Some(-60.0), Some(-30.0));
+        call.update_speaking();
+        assert!(!call.remote_speaking && call.self_speaking);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub fn stage_ui(call: &mut CallUi, layout: &mut LayoutReport, ui: &mut egui::Ui)
         {
             let r = fit_rect(area, size);
             texture.paint(ui.painter(), r);
+            if call.remote_speaking {
+                speaking_outline(ui, r, 0.0);
+            }
             video_rect = Some((r, size));
         }
         _ => state_ui(call, area, ui),
@@ -118,6 +121,16 @@ fn banner_ui(area: egui::Rect, ui: &mut egui::Ui) {
                 .truncate(),
             );
         },
+    );
+}
+
+/// The speaking indicator: a green outline around the picture of whoever is speaking.
+fn speaking_outline(ui: &egui::Ui, rect: egui::Rect, rounding: f32) {
+    ui.painter().rect_stroke(
+        rect,
+        rounding,
+        egui::Stroke::new(3.0, theme::GOOD),
+        egui::StrokeKind::Outside,
     );
 }
 
@@ -193,13 +206,8 @@ fn self_view_ui(
             .rect_filled(drawn.expand(2.0), 8.0, Color32::from_gray(60));
         texture.paint(ui.painter(), drawn);
     }
-    if call.talking {
-        ui.painter().rect_stroke(
-            drawn.expand(2.0),
-            8.0,
-            egui::Stroke::new(3.0, theme::GOOD),
-            egui::StrokeKind::Outside,
-        );
+    if call.talking || call.self_speaking {
+        speaking_outline(ui, drawn.expand(2.0), 8.0);
     }
     let hide =
         egui::Rect::from_min_size(drawn.right_top() + Vec2::new(-34.0, 4.0), Vec2::splat(30.0));
