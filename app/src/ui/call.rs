@@ -101,6 +101,16 @@ pub struct StatsSample {
     pub rtt_ms: f64,
 }
 
+/// What the quality bars show, sampled once a second with the history (drawing them every frame
+/// must not copy the whole statistics under the lock the media threads write through).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LinkQuality {
+    pub rtt_ms: Option<f64>,
+    pub loss_fraction: f64,
+    /// The received video bitrate, once video comes in.
+    pub recv_kbps: Option<f64>,
+}
+
 pub struct CallUi {
     pub room: String,
     pub state: CallState,
@@ -128,6 +138,7 @@ pub struct CallUi {
     pub local_texture: Option<VideoTexture>,
     pub stats: StatsHandle,
     pub history: VecDeque<StatsSample>,
+    pub link: LinkQuality,
     pub warnings: VecDeque<(Instant, String)>,
     /// What the other person did that a desktop notification tells when the window is not in
     /// front (taken each frame by the app).
@@ -197,6 +208,7 @@ impl CallUi {
             local_texture: None,
             stats: session.stats.clone(),
             history: VecDeque::new(),
+            link: LinkQuality::default(),
             warnings: VecDeque::new(),
             desktop_notices: Vec::new(),
             started: Instant::now(),
@@ -326,6 +338,11 @@ impl CallUi {
         let frames = s.video_recv.frames_decoded;
         let fps = (frames.saturating_sub(self.last_frames)) as f64 / elapsed.max(0.001);
         self.last_frames = frames;
+        self.link = LinkQuality {
+            rtt_ms: s.ice.rtt_ms,
+            loss_fraction: s.bwe.loss_fraction,
+            recv_kbps: (frames > 0).then_some(s.video_recv.bitrate_kbps),
+        };
         self.history.push_back(StatsSample {
             t: self.started.elapsed().as_secs_f64(),
             send_kbps: s.video_send.bitrate_kbps,
@@ -561,6 +578,7 @@ impl CallUi {
             local_texture: None,
             stats: StatsHandle::default(),
             history: VecDeque::new(),
+            link: LinkQuality::default(),
             warnings: VecDeque::new(),
             desktop_notices: Vec::new(),
             started: Instant::now(),

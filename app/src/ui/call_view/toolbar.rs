@@ -68,11 +68,10 @@ pub fn quality_bars(rtt_ms: Option<f64>, loss_fraction: f64, recv_kbps: Option<f
 
 /// The quality bars, with the numbers on hover.
 fn quality_ui(call: &CallUi, ui: &mut egui::Ui) {
-    let s = call.stats.snapshot();
+    let link = call.link;
     let connected = matches!(call.state, CallState::Connected);
-    let receiving = (s.video_recv.frames_decoded > 0).then_some(s.video_recv.bitrate_kbps);
     let bars = if connected {
-        quality_bars(s.ice.rtt_ms, s.bwe.loss_fraction, receiving)
+        quality_bars(link.rtt_ms, link.loss_fraction, link.recv_kbps)
     } else {
         0
     };
@@ -99,9 +98,9 @@ fn quality_ui(call: &CallUi, ui: &mut egui::Ui) {
     }
     let details = format!(
         "Connection {word}\nRound trip: {}\nLoss: {:.1} %\nReceiving: {:.0} kbit/s",
-        s.ice.rtt_ms.map_or("–".into(), |r| format!("{r:.0} ms")),
-        s.bwe.loss_fraction * 100.0,
-        s.video_recv.bitrate_kbps
+        link.rtt_ms.map_or("–".into(), |r| format!("{r:.0} ms")),
+        link.loss_fraction * 100.0,
+        link.recv_kbps.unwrap_or(0.0)
     );
     response.on_hover_text(details).widget_info(|| {
         egui::WidgetInfo::labeled(egui::Role::Label, true, format!("Connection {word}"))
