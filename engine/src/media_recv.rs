@@ -20,7 +20,7 @@ use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
-use super::sync::{LipSync, MAX_DELAY};
+use super::sync::{LipSync, AUDIO_CLOCK_HZ, MAX_DELAY, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::H264Decoder;
 use confab_codecs::opus::OpusDecoder;
@@ -34,9 +34,6 @@ const DECODE_QUEUE: usize = 8;
 /// Decoded frames held for lip sync at most (`MAX_DELAY` of 60 fps); when full, the oldest is
 /// shown early.
 const PRESENT_QUEUE: usize = 30;
-/// RTP clock rates: H.264 and Opus.
-const VIDEO_CLOCK_HZ: u32 = 90_000;
-const AUDIO_CLOCK_HZ: u32 = 48_000;
 /// Opus's encoder lookahead (312 samples at 48 kHz): the audio a packet decodes to was captured
 /// this much before the packet's timestamp says.
 const OPUS_LOOKAHEAD_US: f64 = 6_500.0;

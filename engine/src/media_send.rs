@@ -20,7 +20,7 @@ use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
-use super::sync::{Anchor, RtpClock};
+use super::sync::{Anchor, RtpClock, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
@@ -253,15 +253,12 @@ impl BweShared {
     }
 }
 
-/// The RTP clock rate of H.264.
-const VIDEO_CLOCK_HZ: u32 = 90_000;
+/// A capture time this far off the audio clock's prediction restarts it.
+const CLOCK_JUMP_US: f64 = 100_000.0;
 
 /// Where the audio RTP clock (one tick a sample, from the stream's first timestamp) stands against
 /// the capture clock: each packet's capture time, smoothed so the microphone's scheduling jitter
 /// does not reach the sender reports, following the device's drift.
-/// A capture time this far off the audio clock's prediction restarts it.
-const CLOCK_JUMP_US: f64 = 100_000.0;
-
 #[derive(Debug, Default)]
 struct AudioClock {
     /// Ticks since the first timestamp of the next packet.

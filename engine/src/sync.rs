@@ -20,6 +20,10 @@ use rtc::shared::error::Error;
 /// out, and above the pacer; on the way in it only reads.
 pub const SLOT: usize = 10_500;
 
+/// RTP clock rates: H.264 and Opus.
+pub const VIDEO_CLOCK_HZ: u32 = 90_000;
+pub const AUDIO_CLOCK_HZ: u32 = 48_000;
+
 /// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
 const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
 
@@ -100,8 +104,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct RtpClock {
     clock_rate: u64,
-    /// (capture µs of the first sample, ticks since the first timestamp of the next sample).
+    /// Capture µs of the first sample.
     origin_us: Option<u64>,
+    /// Ticks since the first sample's timestamp of the next sample.
     next_ticks: u64,
 }
 
