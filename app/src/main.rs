@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use confab_signaling::{ServeArgs, Server, ServerConfig};
+use confab_signaling::{ServeArgs, SignalCli};
 
 /// Our own progress at info; the WebRTC stack's chatter only when it is an error.
 const DEFAULT_LOG: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error,confab=info,confab_signaling=info";
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if invoked_as_server() {
-        return exit_code(serve(ServerCli::parse().serve), "confab-signal");
+        return exit_code(serve(SignalCli::parse().serve), "confab-signal");
     }
     let cli = Cli::parse();
     let result = match cli.command {
@@ -55,18 +55,6 @@ fn exit_code(result: anyhow::Result<()>, program: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The signaling server alone, as `confab-signal` (the same flags as the standalone binary).
-#[derive(clap::Parser)]
-#[command(
-    name = "confab-signal",
-    version,
-    about = "Confab's signaling server: matches room codes and relays SDP and ICE candidates."
-)]
-struct ServerCli {
-    #[command(flatten)]
-    serve: ServeArgs,
 }
 
 /// The packages install `confab-signal` as a link to this binary (one copy of the code instead
@@ -180,12 +168,5 @@ fn debug_stamp(path: &std::path::Path, rect: &str, size: cli::VideoSize) -> anyh
 // `confab serve` is this process's entry point: waiting on the server is what it is for.
 #[allow(clippy::disallowed_methods)]
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = ServerConfig::try_from(args)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let server = Server::start(config).await?;
-        println!("listening on {}", server.ws_url());
-        server.run_until_signal().await?;
-        anyhow::Ok(())
-    })
+    tokio::runtime::Runtime::new()?.block_on(confab_signaling::serve_until_signal(args))
 }

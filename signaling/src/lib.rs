@@ -21,3 +21,25 @@ pub use config::{ConfigError, ServeArgs, ServerConfig, TurnAuth, OUTBOUND_QUEUE_
 pub use hub::Hub;
 pub use rate_limit::TokenBucket;
 pub use server::{RunningServer, ServeError, Server};
+
+/// `confab-signal`'s command line: the standalone binary, and `confab` called by that name.
+#[derive(clap::Parser)]
+#[command(
+    name = "confab-signal",
+    version,
+    about = "Confab's signaling server: matches room codes and relays SDP and ICE candidates."
+)]
+pub struct SignalCli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Serves with `args` until Ctrl-C or SIGTERM, after printing the one line scripts wait for
+/// (`listening on URL`; everything else goes to the log on stderr).
+pub async fn serve_until_signal(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::try_from(args)?;
+    let server = Server::start(config).await?;
+    println!("listening on {}", server.ws_url());
+    server.run_until_signal().await?;
+    Ok(())
+}
