@@ -11,7 +11,6 @@
 //! at 8 s it still sends ~360p).
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -340,27 +339,18 @@ fn write_signal_wav(path: &Path) {
     let rate = confab_media::SAMPLE_RATE_HZ;
     let mut samples = vec![0.0f32; rate as usize * 10];
     confab_media::test_signal::fill(&mut samples, 0);
-    let data_len = samples.len() as u32 * 2;
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the .wav"));
-    let mut header = Vec::with_capacity(44);
-    header.extend_from_slice(b"RIFF");
-    header.extend_from_slice(&(36 + data_len).to_le_bytes());
-    header.extend_from_slice(b"WAVEfmt ");
-    header.extend_from_slice(&16u32.to_le_bytes());
-    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    header.extend_from_slice(&1u16.to_le_bytes()); // mono
-    header.extend_from_slice(&rate.to_le_bytes());
-    header.extend_from_slice(&(rate * 2).to_le_bytes());
-    header.extend_from_slice(&2u16.to_le_bytes());
-    header.extend_from_slice(&16u16.to_le_bytes());
-    header.extend_from_slice(b"data");
-    header.extend_from_slice(&data_len.to_le_bytes());
-    out.write_all(&header).expect("write .wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = hound::WavWriter::create(path, spec).expect("create the .wav");
     for s in samples {
-        let v = (s.clamp(-1.0, 1.0) * 32767.0) as i16;
-        out.write_all(&v.to_le_bytes()).expect("write .wav");
+        out.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("write .wav");
     }
-    out.flush().expect("write .wav");
+    out.finalize().expect("write .wav");
 }
 
 /// The mean of the two peers of a round.
