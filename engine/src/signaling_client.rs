@@ -267,6 +267,11 @@ async fn run_socket(
     loop {
         let lost = loop {
             tokio::select! {
+                // A change of the machine's addresses is looked at before anything is written:
+                // the session asks for a new socket and then sends its restart offer, which the
+                // old socket (bound to an address that is gone) would swallow without an error.
+                biased;
+                () = reconnect.notified() => break "the network changed".to_owned(),
                 out = out_rx.recv() => match out {
                     Some(msg) => {
                         if let Err(err) = send_on(&mut ws, &msg).await {
@@ -288,7 +293,6 @@ async fn run_socket(
                     }
                     Err(reason) => break reason,
                 },
-                () = reconnect.notified() => break "the network changed".to_owned(),
             }
         };
         tracing::info!(%lost, "signaling connection lost");
