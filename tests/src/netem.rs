@@ -178,6 +178,17 @@ fn run(line: &str) -> Result<(), String> {
     }
 }
 
+/// The lab is IPv4 only. With IPv6 on, each new veth gets a link-local address whose duplicate
+/// detection finishes about a second later; Chromium sees that as the network changing and drops
+/// the page it was loading (`net::ERR_NETWORK_CHANGED`).
+fn no_ipv6(ns: &str) {
+    for key in ["all", "default"] {
+        must(&format!(
+            "ip netns exec {ns} sysctl -qw net.ipv6.conf.{key}.disable_ipv6=1"
+        ));
+    }
+}
+
 /// `run` for setup steps, where a failure ends the test.
 fn must(line: &str) {
     run(line).unwrap_or_else(|e| panic!("{e}"));
@@ -280,6 +291,7 @@ impl NetLab {
         ] {
             must(&format!("ip netns add {ns}"));
             lab.namespaces.push(ns.clone());
+            no_ipv6(&ns);
             must(&format!("ip -n {ns} link set lo up"));
         }
         must(&format!("ip -n {public} link add br0 type bridge"));
@@ -587,6 +599,7 @@ impl NetLab {
         );
         must(&format!("ip netns add {void}"));
         self.namespaces.push(void.clone());
+        no_ipv6(&void);
         for line in [
             format!("ip -n {public} link add void type veth peer name void0 netns {void}"),
             format!("ip -n {public} addr add 100.127.255.1/30 dev void"),
