@@ -4,8 +4,46 @@
 
 use egui::{Color32, CornerRadius, Margin, Stroke, Theme, Vec2};
 
-pub use egui_material_icons::icons as icon;
 pub use egui_material_icons::MaterialIcon;
+
+/// The icons the window draws. The app carries only these glyphs of the Material Symbols font
+/// (`assets/icons/`, cut by `scripts/subset-icons.py` from the crate's 1.8 MB font): an icon used
+/// here must be in [`icon::ALL`], and the font made again.
+pub mod icon {
+    pub use egui_material_icons::icons::{
+        ICON_ATTACH_FILE, ICON_CALL_END, ICON_CHAT, ICON_CONTENT_PASTE, ICON_EXPAND_LESS,
+        ICON_FULLSCREEN, ICON_FULLSCREEN_EXIT, ICON_MIC, ICON_MIC_OFF, ICON_PICTURE_IN_PICTURE,
+        ICON_QUERY_STATS, ICON_SCREEN_SHARE, ICON_STOP_SCREEN_SHARE, ICON_VIDEOCAM,
+        ICON_VIDEOCAM_OFF, ICON_VISIBILITY_OFF, ICON_VOLUME_UP, ICON_WARNING,
+    };
+
+    /// Every icon above: the glyphs the bundled font must hold (checked by a test; read by
+    /// `scripts/subset-icons.py`).
+    #[cfg(test)]
+    pub const ALL: &[super::MaterialIcon] = &[
+        ICON_ATTACH_FILE,
+        ICON_CALL_END,
+        ICON_CHAT,
+        ICON_CONTENT_PASTE,
+        ICON_EXPAND_LESS,
+        ICON_FULLSCREEN,
+        ICON_FULLSCREEN_EXIT,
+        ICON_MIC,
+        ICON_MIC_OFF,
+        ICON_PICTURE_IN_PICTURE,
+        ICON_QUERY_STATS,
+        ICON_SCREEN_SHARE,
+        ICON_STOP_SCREEN_SHARE,
+        ICON_VIDEOCAM,
+        ICON_VIDEOCAM_OFF,
+        ICON_VISIBILITY_OFF,
+        ICON_VOLUME_UP,
+        ICON_WARNING,
+    ];
+}
+
+/// Material Symbols (filled, Apache-2.0), only the glyphs of [`icon::ALL`].
+const ICON_FONT: &[u8] = include_bytes!("../../../assets/icons/material-symbols-filled-subset.ttf");
 
 /// The accent: primary actions, selection, focus.
 pub const ACCENT: Color32 = Color32::from_rgb(37, 110, 235);
@@ -33,11 +71,35 @@ pub fn ensure_installed(ctx: &egui::Context) -> bool {
 
 /// Installs the icon font and both styles (light and dark) on `ctx`.
 pub fn install(ctx: &egui::Context) {
-    egui_material_icons::initialize(ctx);
+    ctx.add_font(icon_font());
     ctx.data_mut(|d| d.insert_temp(egui::Id::unique("confab-theme-installed"), true));
     for theme in [Theme::Dark, Theme::Light] {
         ctx.style_mut_of(theme, |style| style_for(theme, style));
     }
+}
+
+/// The icon font, registered as egui_material_icons does with its own (so that its
+/// `MaterialIcon`s find it): a fallback of the proportional family and a family of its own.
+fn icon_font() -> egui::epaint::text::FontInsert {
+    use egui::epaint::text::{FontInsert, FontPriority, InsertFontFamily};
+    use egui::{FontData, FontFamily};
+    let mut data = FontData::from_static(ICON_FONT);
+    data.tweak.y_offset_factor = 0.05;
+    let family = egui_material_icons::FONT_FAMILY;
+    FontInsert::new(
+        family,
+        data,
+        vec![
+            InsertFontFamily {
+                family: FontFamily::Proportional,
+                priority: FontPriority::Lowest,
+            },
+            InsertFontFamily {
+                family: FontFamily::Name(family.into()),
+                priority: FontPriority::Highest,
+            },
+        ],
+    )
 }
 
 fn style_for(theme: Theme, style: &mut egui::Style) {
@@ -182,42 +244,31 @@ fn first_clause(raw: &str) -> String {
 mod tests {
     use super::*;
 
-    fn check(what: Problem, raw: &str, expected: &str) {
-        assert_eq!(humane_error(what, raw).0, expected, "{raw}");
-        assert_eq!(
-            humane_error(what, raw).1,
-            raw,
-            "the details keep the raw text"
-        );
+    /// The icons that the bundled font cannot draw (no glyph, or an empty one).
+    fn without_glyph(font: &[u8], icons: &[MaterialIcon]) -> Vec<String> {
+        let face = ttf_parser::Face::parse(font, 0).expect("the icon font parses");
+        icons
+            .iter()
+            .map(|icon| {
+                icon.codepoint
+                    .chars()
+                    .next()
+                    .expect("one code point per icon")
+            })
+            .filter(|&c| {
+                face.glyph_index(c)
+                    .and_then(|glyph| face.glyph_bounding_box(glyph))
+                    .is_none()
+            })
+            .map(|c| format!("U+{:04X}", c as u32))
+            .collect()
     }
 
     #[test]
-    fn library_errors_become_short_sentences() {
-        check(
-            Problem::Mic,
-            "microphone Default Audio Device: The requested audio device is not available. \
-             It may have been disconnected.",
-            "No microphone found. Is one connected?",
-        );
-        check(
-            Problem::Camera,
-            "no camera found (is one connected, and may Confab use it?)",
-            "No camera found. Is one connected?",
-        );
-        check(
-            Problem::Camera,
-            "camera /dev/video0: Device or resource busy",
-            "The camera is busy or not allowed.",
-        );
-        check(
-            Problem::Mic,
-            "ALSA lib pcm.c:8526 underrun",
-            "The microphone could not start.",
-        );
-        check(
-            Problem::Other,
-            "cannot reach the signaling server: connection refused (os error 111)",
-            "cannot reach the signaling server",
-        );
+    fn bundled_icon_font_has_every_icon() {
+        assert_eq!(without_glyph(ICON_FONT, icon::ALL), Vec::<String>::new());
+        // And the check can fail: an icon that was not cut into the font is reported.
+        let not_bundled = egui_material_icons::icons::ICON_ROCKET_LAUNCH;
+        assert_eq!(without_glyph(ICON_FONT, &[not_bundled]).len(), 1);
     }
 }
