@@ -2,7 +2,8 @@
 //! no H.264 (a VP8-only browser) is marked inactive, so that the answer rejects that one section
 //! (port 0) while audio and the data channels go on, instead of the whole answer failing; and a
 //! rejected section's own ICE credentials (Chromium writes some) are dropped, since webrtc-rs
-//! refuses a description whose sections name different ones.
+//! refuses a description whose sections name different ones. Also the DTLS role a description
+//! states (`a=setup:`), read and restated.
 
 /// What screening found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,26 @@ fn is_direction(line: &str) -> bool {
     )
 }
 
+/// The DTLS role a description states (`a=setup:` of its first section that has one):
+/// "active", "passive" or "actpass".
+pub fn dtls_setup(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|line| line.trim_end().strip_prefix("a=setup:"))
+}
+
+/// `sdp` with every `a=setup:` line stating `role` (line endings kept).
+pub fn with_dtls_setup(sdp: &str, role: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            let body = line.trim_end_matches(['\r', '\n']);
+            match body.strip_prefix("a=setup:") {
+                Some(_) => format!("a=setup:{role}{}", &line[body.len()..]),
+                None => line.to_owned(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +205,18 @@ mod tests {
         let screened = screen(&offer);
         assert!(screened.video_without_h264);
         assert!(screened.sdp.ends_with("VP8/90000\r\na=inactive\r\n"));
+    }
+
+    #[test]
+    fn the_dtls_role_is_read_and_restated_in_every_section() {
+        let answer = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=setup:active\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=setup:active\r\na=mid:1\r\n";
+        assert_eq!(dtls_setup(answer), Some("active"));
+        let restated = with_dtls_setup(answer, "passive");
+        assert_eq!(
+            restated,
+            answer.replace("a=setup:active", "a=setup:passive")
+        );
+        assert_eq!(dtls_setup(&restated), Some("passive"));
+        assert_eq!(dtls_setup("v=0\r\nm=audio 9 RTP/AVP 0\r\n"), None);
     }
 }

@@ -32,6 +32,7 @@ use super::bwe::{BweShared, Limit};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
+use super::description;
 pub use super::media_engine::TestHooks;
 use super::media_engine::{MediaEngine, MediaSettings};
 use super::media_send::TrackOut;
@@ -201,6 +202,8 @@ struct Negotiation {
     ice_restart_next: bool,
     /// Ask the server for fresh TURN credentials before a restart (we were given a relay).
     uses_turn: bool,
+    /// Our DTLS role, once the first negotiation settled it (`true`: the DTLS server).
+    dtls_server: Option<bool>,
     stats: StatsHandle,
 }
 
@@ -263,8 +266,15 @@ impl Negotiation {
                     }
                 }
                 Action::AcceptAnswer(sdp) => {
+                    // The answerer's role decides ours: it is the DTLS client when active.
+                    let remote_setup = description::dtls_setup(&sdp).map(str::to_owned);
                     match self.set_remote(RTCSessionDescription::answer(sdp)).await {
-                        Ok(()) => self.neg.remote_description_set(),
+                        Ok(()) => {
+                            if self.dtls_server.is_none() {
+                                self.dtls_server = remote_setup.map(|setup| setup == "active");
+                            }
+                            self.neg.remote_description_set()
+                        }
                         Err(err) => self.neg.remote_description_failed(&err.to_string()),
                     }
                 }
@@ -281,6 +291,7 @@ impl Negotiation {
                     Vec::new()
                 }
                 Action::Send(to, payload) => {
+                    tracing::debug!(%to, kind = payload.kind(), "signal out");
                     if self
                         .signaling
                         .send(ClientMessage::Signal { to, payload })
@@ -345,10 +356,24 @@ impl Negotiation {
         self.local_sdp().await
     }
 
+    /// Our answer, as sent. webrtc-rs answers every offer with its default DTLS role, also in a
+    /// renegotiation (an ICE restart) where the role is long settled; it keeps its running
+    /// transport whatever the answer says, but a browser refuses an answer that would swap the
+    /// roles. So the answer sent states the role we really have.
     async fn make_answer(&mut self) -> Result<String, CallError> {
         let answer = self.pc.create_answer(None).await?;
         self.pc.set_local_description(answer).await?;
-        self.local_sdp().await
+        let sdp = self.local_sdp().await?;
+        match self.dtls_server {
+            None => {
+                self.dtls_server = description::dtls_setup(&sdp).map(|setup| setup == "passive");
+                Ok(sdp)
+            }
+            Some(server) => Ok(description::with_dtls_setup(
+                &sdp,
+                if server { "passive" } else { "active" },
+            )),
+        }
     }
 
     async fn local_sdp(&self) -> Result<String, CallError> {
@@ -509,6 +534,7 @@ async fn run(
         relay_missing: network.relay_only && !peer::has_turn(&network),
         ice_restart_next: false,
         uses_turn: peer::has_turn(&network),
+        dtls_server: None,
         stats: stats.clone(),
     };
     let mut call = CallLoop {
@@ -677,6 +703,7 @@ impl CallLoop {
                 Vec::new()
             }
             ServerMessage::Signal { from, payload } => {
+                tracing::debug!(%from, kind = payload.kind(), "signal in");
                 self.negotiation.neg.on_signal(from, payload)
             }
             ServerMessage::IceServers { ice_servers } => {

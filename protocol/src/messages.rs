@@ -83,6 +83,20 @@ pub enum SignalPayload {
     },
 }
 
+impl SignalPayload {
+    /// The kind of message, for logs (never the SDP or the candidate itself).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Offer { .. } => "offer",
+            Self::Answer { .. } => "answer",
+            Self::Candidate { .. } => "candidate",
+            Self::EndOfCandidates => "end-of-candidates",
+            Self::Bye => "bye",
+            Self::DescriptionError { .. } => "description-error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {

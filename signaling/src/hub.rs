@@ -422,6 +422,7 @@ impl Hub {
         to: PeerId,
         payload: SignalPayload,
     ) -> Result<(), Refusal> {
+        tracing::debug!(%from, %to, kind = payload.kind(), "relaying");
         // Serialized before taking the lock: the payload can be an SDP of many kilobytes.
         let text = match serde_json::to_string(&ServerMessage::Signal { from, payload }) {
             Ok(text) => text,
