@@ -50,6 +50,13 @@ const JOIN_TIMEOUT_MS = 10000;
 const RESUME_BACKOFF_MS = [100, 250, 500, 1000, 2000];
 /** Attempts before the server is given up on (about a minute). */
 const RESUME_ATTEMPTS = 35;
+/** The page pings the server this often while in a room... */
+const HEARTBEAT_MS = 5000;
+/** ...and takes a socket that brought nothing back for this long for dead (as the native app does). */
+const SILENCE_LIMIT_MS = 15000;
+/** When the call's connection drops, a ping not answered within this long means the signaling
+ *  socket died too (the network changed under it): a new one is made before the ICE restart. */
+const PROBE_MS = 2000;
 /** A dropped connection may come back by itself this long before the older peer restarts ICE. */
 const RESTART_AFTER_MS = 2500;
 /** A restart that has not connected again after this long is tried again. */
@@ -366,6 +373,8 @@ if (typeof document !== 'undefined') {
       filesSent: [], // { name, size, sha256, ok, error }
       // Milliseconds since Join: welcome, offer/answer, ICE connected, first remote video frame.
       timing: {},
+      iceRestarts: 0, // ICE restarts this page started in the current call
+      resumes: 0, // times the page took its seat back after the signaling socket dropped
       stats,
       sendChat,
       sendFile,
@@ -538,6 +547,8 @@ if (typeof document !== 'undefined') {
         this.failed = false;
         this.lastRestart = null;
         this.restartTimer = null;
+        this.heartbeatTimer = null;
+        this.lastHeard = performance.now(); // the last message from the server
       }
 
       mark(what) {
@@ -571,6 +582,7 @@ if (typeof document !== 'undefined') {
       watchSocket() {
         this.ws.onmessage = (event) => {
           if (this.closed) return;
+          this.lastHeard = performance.now();
           let msg;
           try {
             msg = JSON.parse(event.data);
@@ -588,10 +600,51 @@ if (typeof document !== 'undefined') {
 
       send(msg) {
         if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+        else log('not sent (the signaling socket is not open):', msg.type, msg.payload ? msg.payload.kind : '');
       }
 
       signal(payload) {
         if (this.remote) this.send({ type: 'signal', to: this.remote.id, payload });
+      }
+
+      /** Pings the server now and then; a socket silent for too long is given up and resumed. A
+       *  socket whose network went away can look open for minutes, swallowing what we send. */
+      startHeartbeat() {
+        if (this.heartbeatTimer) return;
+        this.heartbeatTimer = setInterval(() => {
+          if (this.closed || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+          if (performance.now() - this.lastHeard > SILENCE_LIMIT_MS) {
+            this.dropSocket('no answer from the server');
+            return;
+          }
+          this.send({ type: 'ping' });
+        }, HEARTBEAT_MS);
+      }
+
+      /** Checks at once that the signaling socket still works (the call's connection dropped:
+       *  the network may have changed under both); a new socket is made if it does not answer. */
+      probeSignaling() {
+        if (this.closed || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+        const asked = performance.now();
+        this.send({ type: 'ping' });
+        setTimeout(() => {
+          if (!this.closed && this.lastHeard < asked) this.dropSocket('no answer from the server');
+        }, PROBE_MS);
+      }
+
+      /** Abandons the current socket (it stays quiet: its handlers are removed) and resumes. */
+      dropSocket(reason) {
+        const ws = this.ws;
+        if (!ws) return;
+        ws.onmessage = null;
+        ws.onclose = null;
+        try {
+          ws.close(4000, reason);
+        } catch (err) {
+          // Closing a socket that is already going away: nothing to do.
+        }
+        log('signaling socket given up:', reason);
+        this.onSocketClosed({ code: 4000, reason });
       }
 
       onSocketClosed(event) {
@@ -622,6 +675,7 @@ if (typeof document !== 'undefined') {
       resume() {
         if (this.closed) return;
         log('resuming on', this.serverUrl);
+        this.lastHeard = performance.now(); // a new socket gets its own chance to answer
         try {
           this.ws = new WebSocket(this.serverUrl);
         } catch (err) {
@@ -640,6 +694,7 @@ if (typeof document !== 'undefined') {
             if (this.welcomed) {
               // Resumed: same seat, same id; the PeerConnection never stopped.
               this.resumeAttempts = 0;
+              confab.resumes += 1;
               if (typeof msg.resume_token === 'string') this.resumeToken = msg.resume_token;
               log('back on the signaling server');
               showMessage('Back on the signaling server.');
@@ -702,6 +757,7 @@ if (typeof document !== 'undefined') {
         }
         this.welcomed = true;
         if (typeof msg.resume_token === 'string') this.resumeToken = msg.resume_token;
+        this.startHeartbeat();
         this.mark('welcome');
         this.me = msg.you;
         confab.me = msg.you;
@@ -798,7 +854,11 @@ if (typeof document !== 'undefined') {
           playRemote();
           if (track.kind === 'video') watchFirstFrame(this);
         };
-        pc.ondatachannel = ({ channel }) => this.watchChannel(channel);
+        pc.ondatachannel = ({ channel }) => {
+          // The other side made the channels: an offer of ours (an ICE restart) must not add more.
+          this.channelsCreated = true;
+          this.watchChannel(channel);
+        };
         pc.onconnectionstatechange = () => this.onConnectionState(pc.connectionState);
       }
 
@@ -807,7 +867,10 @@ if (typeof document !== 'undefined') {
         if (this.closed) return;
         if (this.everConnected && (state === 'disconnected' || state === 'failed')) {
           // Try to get it back: wait a little (a short outage heals by itself), then restart ICE.
-          if (this.downSince === null) this.downSince = performance.now();
+          if (this.downSince === null) {
+            this.downSince = performance.now();
+            this.probeSignaling();
+          }
           if (state === 'failed') this.failed = true;
           setState('connecting');
           showMessage('The connection dropped; trying to get it back…');
@@ -857,7 +920,7 @@ if (typeof document !== 'undefined') {
           if (performance.now() >= due) {
             this.lastRestart = performance.now();
             log('restarting ICE');
-            confab.iceRestarts = (confab.iceRestarts || 0) + 1;
+            confab.iceRestarts += 1;
             this.send({ type: 'ice_servers' }); // fresh TURN credentials for the new candidates
             this.pc.restartIce();
             this.inbox = this.inbox
@@ -1369,6 +1432,7 @@ if (typeof document !== 'undefined') {
         this.closed = true;
         clearTimeout(this.joinTimer);
         clearInterval(this.statsTimer);
+        clearInterval(this.heartbeatTimer);
         for (const dc of Object.values(this.channels)) dc.close();
         this.channels = {};
         if (this.pc) this.pc.close();
@@ -1614,6 +1678,8 @@ if (typeof document !== 'undefined') {
       confab.server = serverUrl;
       confab.peer = null;
       confab.timing = {};
+      confab.iceRestarts = 0;
+      confab.resumes = 0;
       confab.chatReceived = [];
       confab.chatSent = [];
       confab.filesReceived = [];

@@ -315,3 +315,184 @@ fn twenty_calls_over_a_lossy_link_all_connect() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
+
+/// The web client's side of it: Chromium (the older peer, so the one that restarts ICE first) in
+/// Alice's home and Confab in Bob's. All UDP is blocked for 6 s, then the signaling server is
+/// killed and started again, then the browser's home gets a new address: both get their video
+/// back each time, neither loses a second of it while the server is away, the page takes its
+/// seat back on the new server, and it restarts ICE to carry the call to its new address.
+#[test]
+fn a_browser_call_survives_an_outage_and_a_server_restart() {
+    use confab_e2e::browser::{page_url, write_pattern_y4m, Browser};
+
+    let _machine = serial();
+    let mut lab = NetLab::new(Profile::GOOD);
+    let dir = tempfile::tempdir().unwrap();
+    let server = lab.start_signaling(&["--resume-key", RESUME_KEY]);
+    let room = room_code(1106);
+    let y4m = dir.path().join("pattern.y4m");
+    write_pattern_y4m(&y4m, 320, 180, 60);
+    let y4m = y4m.to_str().expect("invariant: a temp path is UTF-8");
+    let browser = Browser::start(
+        Some(lab.alice()),
+        dir.path(),
+        "chromium",
+        &page_url(&server.url, &room, "Chromium"),
+        &[
+            "--frames",
+            "30",
+            "--timeout",
+            "60",
+            "--hold",
+            "60",
+            "--fake-video",
+            y4m,
+        ],
+    );
+    // Chromium takes a moment to start and join.
+    std::thread::sleep(Duration::from_secs(3));
+    let args = test_media("320x180", &["--duration", "40", "--wait", "30"]);
+    let started = Instant::now();
+    let native = Peer::start_in(lab.bob(), dir.path(), "confab", &server.url, &room, &args);
+    wait_connected(&native);
+    std::thread::sleep(Duration::from_secs(4));
+    lab.block_udp(true);
+    std::thread::sleep(Duration::from_secs(6));
+    let outage_end_s = started.elapsed().as_secs_f64();
+    lab.block_udp(false);
+    std::thread::sleep(Duration::from_secs(5));
+
+    let server_gone_s = started.elapsed().as_secs_f64();
+    let listen = server
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    drop(server); // killed
+    std::thread::sleep(Duration::from_secs(2));
+    let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
+    let _server = Server::start_listening_in(
+        lab.public(),
+        &listen,
+        &["--stun", &stun, "--resume-key", RESUME_KEY],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !native
+        .stderr_so_far()
+        .contains("back on the signaling server")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "confab never resumed: {}",
+            native.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let renumbered_s = started.elapsed().as_secs_f64();
+    lab.renumber(Side::Alice, std::net::Ipv4Addr::new(192, 168, 1, 20));
+
+    let native = native.finish(Duration::from_secs(90));
+    let browser = browser.finish(Duration::from_secs(30));
+    assert!(native.status.success(), "confab: {}", native.stderr);
+    assert!(
+        browser.ok,
+        "browser: {}\n{}",
+        browser.json,
+        tail(&browser.stderr)
+    );
+    assert!(
+        native.stderr.contains("back on the signaling server"),
+        "confab took its seat back: {}",
+        native.stderr
+    );
+    assert!(
+        num(&browser.json, "/resumes") >= 1.0,
+        "the page took its seat back: {}",
+        browser.json
+    );
+
+    // Chromium -> Confab: video came back after the outage and did not stop for the server.
+    let stats = native.stats.as_ref().expect("confab's stats");
+    let timeline = received(stats);
+    let before_server: Vec<(f64, f64)> = timeline
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t < server_gone_s)
+        .collect();
+    let (back, flowing) = recovery(&before_server, outage_end_s);
+    eprintln!(
+        "browser call, chromium -> confab: video back {} s after the outage; confab {} restarts, page {} restarts",
+        back.map_or("never".into(), |s| format!("{s:.0}")),
+        num(stats, "/ice/restarts"),
+        num(&browser.json, "/iceRestarts"),
+    );
+    assert!(
+        flowing && back.is_some_and(|s| s <= 3.0),
+        "chromium -> confab: video back within 3 s of the outage's end: {timeline:?}\nconfab: {}\npage: {}",
+        tail(&native.stderr),
+        tail(&browser.stderr),
+    );
+    let after_restart: Vec<_> = timeline
+        .iter()
+        .filter(|(t, _)| *t > server_gone_s && *t < renumbered_s)
+        .collect();
+    let stalled: Vec<_> = after_restart[..after_restart.len().saturating_sub(1)]
+        .iter()
+        .filter(|(_, fps)| *fps == 0.0)
+        .collect();
+    assert!(
+        stalled.is_empty(),
+        "chromium -> confab: seconds without video while the server restarted: {stalled:?}"
+    );
+    // The page's new address: the page restarted ICE and the video came back.
+    assert!(
+        num(&browser.json, "/iceRestarts") >= 1.0,
+        "the page restarted ICE after its address changed: {}",
+        browser.json
+    );
+    let (back, flowing) = recovery(&timeline, renumbered_s);
+    eprintln!(
+        "browser call, chromium -> confab: video back {} s after the page's address changed",
+        back.map_or("never".into(), |s| format!("{s:.0}")),
+    );
+    assert!(
+        flowing,
+        "chromium -> confab flows after the address change: {timeline:?}\nconfab: {}\npage: {}",
+        tail(&native.stderr),
+        tail(&browser.stderr),
+    );
+
+    // Confab -> Chromium: the page saw the outage (seconds without frames once video had
+    // started) and then video again, for several seconds in a row.
+    let fps: Vec<f64> = browser
+        .timeline()
+        .iter()
+        .map(|s| s["recv_fps"].as_f64().unwrap_or(0.0))
+        .collect();
+    let started_at = fps
+        .iter()
+        .position(|&f| f > 0.0)
+        .expect("the page got video");
+    let gap = fps[started_at..]
+        .iter()
+        .position(|&f| f == 0.0)
+        .map(|i| started_at + i)
+        .unwrap_or_else(|| panic!("the page's video stopped during the outage: {fps:?}"));
+    let longest_run_after = fps[gap..]
+        .split(|&f| f == 0.0)
+        .map(<[f64]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest_run_after >= 8,
+        "confab -> chromium: video again after the outage for 8 s in a row: {fps:?}"
+    );
+}
+
+/// The end of a long log (whole lines).
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(6000);
+    let start = text[start..].find('\n').map_or(start, |i| start + i + 1);
+    &text[start..]
+}

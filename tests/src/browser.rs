@@ -89,6 +89,11 @@ impl Browser {
         }
     }
 
+    /// What the run (and the page's console) printed so far.
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
     /// The process id of `node browser_call.js`; its Chromium runs as its descendants.
     pub fn pid(&self) -> u32 {
         self.proc.pid()

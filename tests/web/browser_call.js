@@ -159,6 +159,8 @@ async function snapshot(page) {
       filesReceived: c.filesReceived.slice(),
       filesSent: c.filesSent.slice(),
       timing: { ...c.timing },
+      iceRestarts: c.iceRestarts || 0,
+      resumes: c.resumes || 0,
       stats: await c.stats(),
     };
   });
@@ -168,9 +170,9 @@ async function snapshot(page) {
  * Runs in the page before its own script: remembers every RTCPeerConnection it makes and, once a
  * second, appends what the newest one did in that second to `window.__timeline` (the fields
  * mirror the native peer's `--stats-json` timeline where they can). Also notes in `window.__marks`
- * the wall-clock ms of the page's first createOffer (`offer_epoch_ms`) and of its first shown
- * remote frame (`first_frame_epoch_ms`, the page's own requestVideoFrameCallback), which line up
- * across browsers on one machine.
+ * the wall-clock ms of the page's first createOffer (`offer_epoch_ms`), of its first shown
+ * remote frame (`first_frame_epoch_ms`, the page's own requestVideoFrameCallback), and of every
+ * frame shown after it (`frame_epochs_ms`), which line up across processes on one machine.
  */
 function sampleEverySecond() {
   const Native = window.RTCPeerConnection;
@@ -185,7 +187,21 @@ function sampleEverySecond() {
   };
   const frameCallback = window.HTMLVideoElement && HTMLVideoElement.prototype.requestVideoFrameCallback;
   if (frameCallback) {
+    // Every frame shown by a video element the page watches, by wall clock (bounded), so a
+    // benchmark can find the first frame after a network event.
+    marks.frame_epochs_ms = [];
+    const watched = new WeakSet();
+    const watch = (video) => {
+      if (watched.has(video)) return;
+      watched.add(video);
+      const onFrame = () => {
+        if (marks.frame_epochs_ms.length < 20000) marks.frame_epochs_ms.push(Math.round(epochMs()));
+        frameCallback.call(video, onFrame);
+      };
+      frameCallback.call(video, onFrame);
+    };
     HTMLVideoElement.prototype.requestVideoFrameCallback = function (callback) {
+      watch(this);
       return frameCallback.call(this, (...args) => {
         if (marks.first_frame_epoch_ms === undefined) marks.first_frame_epoch_ms = epochMs();
         return callback(...args);
@@ -421,6 +437,8 @@ function summarize(snap) {
     filesSent: snap.filesSent,
     filesReceived: snap.filesReceived,
     timing: snap.timing,
+    iceRestarts: snap.iceRestarts,
+    resumes: snap.resumes,
     stats: s,
   };
 }
