@@ -1,8 +1,8 @@
 //! Connect-time benchmark (a program, not a test): Confab pairs and Chromium pairs (the web client)
-//! on the same NetLab topologies, per path type, and Confab's time back to video after a 6 s UDP
-//! outage and after an address change. Prints tables; needs root (namespaces).
+//! on the same NetLab topologies, per path type, and the time back to video (both apps) after a
+//! 6 s UDP outage and after an address change. Prints tables; needs root (namespaces).
 //!
-//!     cargo bench -p confab-e2e --bench connect -- [RUNS]
+//!     cargo bench -p confab-e2e --bench connect -- [RUNS] [--recovery]
 //!
 //! Paths: host (both peers in the public network, talking to each other's own address), srflx
 //! (two homes behind cone NATs), relay (two homes behind symmetric NATs, coturn as TURN). Times
@@ -294,18 +294,108 @@ fn confab_recovery(lab: &mut NetLab, dir: &Path, event: &Event, salt: u64) -> Re
     }
 }
 
+/// Wall-clock milliseconds now (the pages stamp their frames with the same clock).
+fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("invariant: the clock is past 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// Waits until a browser's page has logged `text`.
+fn wait_for_page(browser: &Browser, text: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !browser.stderr_so_far().contains(text) {
+        if Instant::now() > deadline {
+            let log = browser.stderr_so_far();
+            return Err(format!(
+                "the page never said {text:?}: {}",
+                &log[log.len().saturating_sub(2000)..]
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The same as `confab_recovery` with two Chromiums on the web client: the time from the end of
+/// `event` until each page showed a new remote frame (`requestVideoFrameCallback`), the later.
+fn chromium_recovery(
+    lab: &mut NetLab,
+    dir: &Path,
+    event: &Event,
+    salt: u64,
+) -> Result<f64, String> {
+    let server = lab.start_signaling(&[]);
+    let room = room_code(salt);
+    let a = Browser::start(
+        Some(lab.alice()),
+        dir,
+        &format!("chromium-a-{salt}"),
+        &page_url(&server.url, &room, "A"),
+        &["--frames", "10", "--timeout", "30", "--hold", "60"],
+    );
+    // Chromium takes a moment to start and join.
+    std::thread::sleep(Duration::from_secs(3));
+    let b = Browser::start(
+        Some(lab.bob()),
+        dir,
+        &format!("chromium-b-{salt}"),
+        &page_url(&server.url, &room, "B"),
+        &["--frames", "10", "--timeout", "30", "--hold", "22"],
+    );
+    let connected = "connection state connected";
+    wait_for_page(&a, connected)?;
+    wait_for_page(&b, connected)?;
+    std::thread::sleep(Duration::from_secs(3));
+    let restored = match event {
+        Event::UdpOutage => {
+            lab.block_udp(true);
+            std::thread::sleep(Duration::from_secs(6));
+            lab.block_udp(false);
+            epoch_ms()
+        }
+        Event::AddressChange => {
+            let now = lab.bob().addr;
+            let next = if now.octets()[3] == 10 { 20 } else { 10 };
+            lab.renumber(Side::Bob, std::net::Ipv4Addr::new(192, 168, 2, next));
+            epoch_ms()
+        }
+    };
+    let b = b.finish(Duration::from_secs(60));
+    let a = a.finish(Duration::from_secs(30));
+    let back = |who: &str, json: &Value| -> Result<f64, String> {
+        json["marks"]["frame_epochs_ms"]
+            .as_array()
+            .and_then(|frames| {
+                frames
+                    .iter()
+                    .filter_map(Value::as_f64)
+                    .find(|&t| t > restored)
+            })
+            .map(|t| t - restored)
+            .filter(|&ms| ms <= 10_000.0)
+            .ok_or_else(|| format!("{who}: no new frame within 10 s: {}", json["reason"]))
+    };
+    Ok(back("a", &a.json)?.max(back("b", &b.json)?))
+}
+
 fn main() {
     let runs: u64 = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(5);
+    // `--recovery`: only the recovery part.
+    let kinds = if std::env::args().any(|a| a == "--recovery") {
+        Vec::new()
+    } else {
+        vec![PathKind::Host, PathKind::Srflx, PathKind::Relay]
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
-    for (i, kind) in [PathKind::Host, PathKind::Srflx, PathKind::Relay]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, kind) in kinds.into_iter().enumerate() {
         let salt = 11_000 + 100 * i as u64;
         let mut lab = kind.lab();
         eprintln!("{}: {runs} Confab calls", kind.name());
@@ -327,25 +417,21 @@ fn main() {
     .enumerate()
     {
         let mut lab = NetLab::with_nat(Nat::Cone, Profile::GOOD);
-        let mut times = Vec::new();
+        let mut confab = Vec::new();
+        let mut chromium = Vec::new();
         for run in 0..runs {
             let salt = 12_000 + 100 * i as u64 + run;
+            eprintln!("{name}: Confab and Chromium, run {run}");
             match confab_recovery(&mut lab, dir.path(), &event, salt) {
-                Ok(ms) => times.push(ms),
-                Err(e) => eprintln!("{name}, run {run} failed: {e}"),
+                Ok(ms) => confab.push(ms),
+                Err(e) => eprintln!("{name}, Confab run {run} failed: {e}"),
+            }
+            match chromium_recovery(&mut lab, dir.path(), &event, salt + 50) {
+                Ok(ms) => chromium.push(ms),
+                Err(e) => eprintln!("{name}, Chromium run {run} failed: {e}"),
             }
         }
-        let ok = times.len();
-        let all = {
-            let mut sorted = times.clone();
-            sorted.sort_by(f64::total_cmp);
-            sorted
-                .iter()
-                .map(|t| format!("{t:.0}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        recoveries.push((name, median(&mut times), ok, all));
+        recoveries.push((name, summary(confab), summary(chromium)));
     }
 
     println!("\nConnect times, ms from the second joiner's welcome (median of {runs} runs; ok = calls that connected)");
@@ -370,11 +456,31 @@ fn main() {
         );
     }
     println!(
-        "\nConfab recovery: ms until a new frame was decoded both ways (median of {runs} runs)"
+        "\nRecovery: ms until a new frame was shown both ways (median of {runs} runs; Confab: its recordings grew, Chromium: requestVideoFrameCallback)"
     );
-    println!("| event | median | all | ok |");
-    println!("|---|---|---|---|");
-    for (name, median, ok, all) in &recoveries {
-        println!("| {name} | {} | {all} | {ok}/{runs} |", ms(*median));
+    println!("| event | Confab median | all | ok | Chromium median | all | ok | Confab/Chromium |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, (c_med, c_all, c_ok), (b_med, b_all, b_ok)) in &recoveries {
+        let ratio = match (c_med, b_med) {
+            (Some(c), Some(b)) if *b > 0.0 => format!("{:.2}", c / b),
+            _ => "-".into(),
+        };
+        println!(
+            "| {name} | {} | {c_all} | {c_ok}/{runs} | {} | {b_all} | {b_ok}/{runs} | {ratio} |",
+            ms(*c_med),
+            ms(*b_med),
+        );
     }
+}
+
+/// (median, every value in order, how many) of a list of times.
+fn summary(mut times: Vec<f64>) -> (Option<f64>, String, usize) {
+    let ok = times.len();
+    let med = median(&mut times);
+    let all = times
+        .iter()
+        .map(|t| format!("{t:.0}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    (med, all, ok)
 }
