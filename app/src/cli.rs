@@ -197,6 +197,15 @@ pub struct JoinArgs {
     /// Test hook: play received audio and video as they come, without lip sync.
     #[arg(long, hide = true)]
     pub no_lip_sync: bool,
+    /// Test hook: MS milliseconds after connecting, switch the camera to SPEC (as `--camera`).
+    #[arg(long, hide = true, value_name = "MS:SPEC")]
+    pub test_switch_camera: Option<String>,
+    /// Test hook: MS milliseconds after connecting, switch the microphone to SPEC (as `--mic`).
+    #[arg(long, hide = true, value_name = "MS:SPEC")]
+    pub test_switch_mic: Option<String>,
+    /// Test hook: MS milliseconds after connecting, switch the speaker to SPEC (as `--speaker`).
+    #[arg(long, hide = true, value_name = "MS:SPEC")]
+    pub test_switch_speaker: Option<String>,
 }
 
 /// `turn:user:pass@host:port?transport=udp` -> (`turn:host:port?transport=udp`, user, pass).

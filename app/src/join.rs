@@ -71,9 +71,91 @@ impl AudioSink for Tee {
     }
 }
 
+/// A device switch the test hooks (`--test-switch-camera MS:SPEC` and the like) plan: how long
+/// after connecting, and what to open.
+struct PlannedSwitch {
+    after: Duration,
+    device: SwitchDevice,
+    spec: String,
+}
+
+#[derive(Clone, Copy)]
+enum SwitchDevice {
+    Camera { width: u32, height: u32, fps: u32 },
+    Mic,
+    Speaker,
+}
+
+impl PlannedSwitch {
+    fn parse(flag: &str, value: &str, device: SwitchDevice) -> anyhow::Result<Self> {
+        let (ms, spec) = value
+            .split_once(':')
+            .ok_or_else(|| anyhow!("{flag} {value:?}: expected MS:SPEC"))?;
+        let ms: u64 = ms
+            .parse()
+            .map_err(|_| anyhow!("{flag} {value:?}: {ms:?} is not a number of milliseconds"))?;
+        Ok(Self {
+            after: Duration::from_millis(ms),
+            device,
+            spec: spec.to_owned(),
+        })
+    }
+
+    /// Opens the device (blocks: a camera can take seconds) and makes the command that switches
+    /// to it.
+    fn open(device: SwitchDevice, spec: &str) -> Result<SessionCommand, String> {
+        let opened = match device {
+            SwitchDevice::Camera { width, height, fps } => {
+                confab_devices::open_camera(&VideoSpec::parse(spec), width, height, fps)
+                    .map(|c| c.map(SessionCommand::SwitchCamera))
+            }
+            SwitchDevice::Mic => confab_devices::open_mic(&VideoSpec::parse(spec))
+                .map(|m| m.map(SessionCommand::SwitchMic)),
+            SwitchDevice::Speaker => {
+                confab_devices::open_speaker(spec).map(|s| Some(SessionCommand::SwitchSpeaker(s)))
+            }
+        };
+        match opened {
+            Ok(Some(command)) => Ok(command),
+            Ok(None) => Err(format!("{spec:?} is no device to switch to")),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// The switches the test hooks ask for, soonest first.
+fn planned_switches(args: &JoinArgs, call: &CallConfig) -> anyhow::Result<Vec<PlannedSwitch>> {
+    let camera = SwitchDevice::Camera {
+        width: call.video.size.width,
+        height: call.video.size.height,
+        fps: call.video.fps,
+    };
+    let mut planned = Vec::new();
+    for (flag, value, device) in [
+        ("--test-switch-camera", &args.test_switch_camera, camera),
+        (
+            "--test-switch-mic",
+            &args.test_switch_mic,
+            SwitchDevice::Mic,
+        ),
+        (
+            "--test-switch-speaker",
+            &args.test_switch_speaker,
+            SwitchDevice::Speaker,
+        ),
+    ] {
+        if let Some(value) = value {
+            planned.push(PlannedSwitch::parse(flag, value, device)?);
+        }
+    }
+    planned.sort_by_key(|p| p.after);
+    Ok(planned)
+}
+
 pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let call = CallConfig::from_join_args(&args)?;
+    let switches = planned_switches(&args, &call)?;
     for path in &args.send_file {
         if !path.is_file() {
             bail!("--send-file {}: no such file", path.display());
@@ -152,7 +234,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     // The headless join is this process's entry point: waiting here is what it is for.
     #[allow(clippy::disallowed_methods)]
-    let result = runtime.block_on(drive(&args, config, io, started));
+    let result = runtime.block_on(drive(&args, config, io, started, switches));
     if let Some(writer) = video_out
         .writer
         .lock()
@@ -169,6 +251,7 @@ async fn drive(
     config: SessionConfig,
     io: MediaIo,
     started: Instant,
+    mut switches: Vec<PlannedSwitch>,
 ) -> anyhow::Result<()> {
     let mut session = Session::start(config, io, started);
     let wait = Duration::from_secs_f64(args.wait.max(0.0));
@@ -239,6 +322,19 @@ async fn drive(
                     } else {
                         anyhow!("nobody joined room {room} within {} s", wait.as_secs())
                     });
+                }
+                // Test hooks: devices switched mid-call, each opened off the runtime's workers.
+                while connected_at.is_some_and(|at| switches.first().is_some_and(|s| at.elapsed() >= s.after)) {
+                    let switch = switches.remove(0);
+                    let (device, spec) = (switch.device, switch.spec.clone());
+                    match tokio::task::spawn_blocking(move || PlannedSwitch::open(device, &spec)).await {
+                        Ok(Ok(command)) => {
+                            eprintln!("confab: switching to {}", switch.spec);
+                            let _ = session.commands.send(command).await;
+                        }
+                        Ok(Err(err)) => eprintln!("confab: cannot switch to {}: {err}; keeping the old device", switch.spec),
+                        Err(err) => eprintln!("confab: cannot switch to {}: {err}", switch.spec),
+                    }
                 }
                 if let (Some(at), Some(duration)) = (connected_at, args.duration) {
                     // Stay until the duration is over and our files are delivered.

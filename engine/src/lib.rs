@@ -10,6 +10,7 @@ pub mod data;
 pub mod data_link;
 pub mod depacketize;
 pub mod description;
+pub mod device_swap;
 pub mod error;
 pub mod frame_assembler;
 pub mod keyframe_forwarder;

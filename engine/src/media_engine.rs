@@ -1,7 +1,7 @@
 //! Every media thread of one call, owned in one place: the send pipelines (camera or screen ->
 //! H.264, microphone -> echo cancellation -> Opus) and the receive pipelines (decode, playout).
 //! The session tells it what happened on the connection (connected, a track arrived) and what the
-//! person asked for (mute, camera off, share a screen); `stop` (also on drop) ends every thread
+//! person asked for (mute, camera off, share a screen, another microphone, camera or speaker); `stop` (also on drop) ends every thread
 //! and waits for it, so when it returns the sinks are finished and recordings are complete.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use webrtc::media_stream::track_remote::TrackRemote;
 
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
+use super::device_swap::{SwapSlot, SwappableMic, SwappableSpeaker};
 use super::media_recv::{self, SyncLink};
 use super::media_send::{self, Pipeline, PipelineErrors, TrackOut, VideoControl, VideoPipeline};
 use super::sync::LipSync;
@@ -76,7 +77,22 @@ pub struct MediaEngine {
     lip_sync: Arc<Mutex<LipSync>>,
     video: Option<VideoPipeline>,
     audio: Option<Pipeline>,
+    /// Where another microphone goes once the audio send thread runs.
+    mic_slot: Option<SwapSlot<dyn AudioSource>>,
+    /// Where another speaker goes once the playout thread runs.
+    speaker_slot: Option<SwapSlot<dyn AudioSink>>,
     receivers: Vec<JoinHandle<()>>,
+}
+
+/// What became of a device handed to the engine during a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switched {
+    /// It is (or is about to be) in use.
+    Now,
+    /// It cannot be used in this call (the connection was made without that kind of media).
+    NotInThisCall,
+    /// The pipeline has too many changes waiting; it was closed unused.
+    Busy,
 }
 
 impl MediaEngine {
@@ -113,6 +129,8 @@ impl MediaEngine {
             lip_sync: Arc::default(),
             video: None,
             audio: None,
+            mic_slot: None,
+            speaker_slot: None,
             receivers: Vec::new(),
         };
         (engine, problem)
@@ -146,8 +164,10 @@ impl MediaEngine {
             ));
         }
         if let (Some(source), Some(out)) = (self.io.mic.take(), audio) {
+            let (source, slot) = SwappableMic::new(source);
+            self.mic_slot = Some(slot);
             self.audio = Some(media_send::start_audio(
-                source,
+                Box::new(source),
                 self.settings.audio_bitrate_bps,
                 self.mic_muted.clone(),
                 self.apm.clone(),
@@ -184,9 +204,11 @@ impl MediaEngine {
             tracing::debug!("a second audio track: nothing left to play it on");
             return;
         };
+        let (sink, slot) = SwappableSpeaker::new(sink);
+        self.speaker_slot = Some(slot);
         let thread = media_recv::spawn_audio(
             track,
-            sink,
+            Box::new(sink),
             self.apm.clone(),
             self.stats.clone(),
             self.sync_link(),
@@ -228,6 +250,62 @@ impl MediaEngine {
         video.control.try_send(control).is_ok()
     }
 
+    /// Sends from `source` instead of the microphone from the next block on (the RTP clock goes
+    /// on: it counts samples). Muted stays muted.
+    pub fn switch_mic(&mut self, source: Box<dyn AudioSource>) -> Switched {
+        if let Some(slot) = &self.mic_slot {
+            // One chosen before the send thread took the last one closes unused.
+            drop(slot.put(source));
+        } else if self.io.mic.is_some() {
+            // Not connected yet: the send pipeline starts with this one.
+            self.io.mic = Some(source);
+        } else {
+            // There was no microphone, so the call was negotiated without sending audio.
+            return Switched::NotInThisCall;
+        }
+        Switched::Now
+    }
+
+    /// Plays on `sink` instead of the speaker from the next frame on; the old one is finished.
+    /// The echo canceller goes on hearing what is played.
+    pub fn switch_speaker(&mut self, sink: Box<dyn AudioSink>) -> Switched {
+        match &self.speaker_slot {
+            Some(slot) => {
+                if let Some(mut unused) = slot.put(sink) {
+                    finish_sink(unused.as_mut());
+                }
+            }
+            None => {
+                // No audio has arrived yet: the playout thread starts with this one.
+                if let Some(mut old) = self.io.speaker.replace(sink) {
+                    finish_sink(old.as_mut());
+                }
+            }
+        }
+        Switched::Now
+    }
+
+    /// Sends from `source` instead of the camera; under a shared screen it is what "stop sharing"
+    /// returns to, and a camera that is off stays off. A different size is fine: the encoder
+    /// starts again at the new size, with a keyframe.
+    pub fn switch_camera(&mut self, source: Box<dyn VideoSource>) -> Switched {
+        let Some(video) = &self.video else {
+            // Not connected yet: sending starts with this one.
+            self.io.camera = Some(source);
+            return Switched::Now;
+        };
+        match video
+            .control
+            .try_send(VideoControl::Camera(source, self.settings.video))
+        {
+            Ok(()) => Switched::Now,
+            Err(_) => {
+                tracing::warn!("the video pipeline is busy; camera switch ignored");
+                Switched::Busy
+            }
+        }
+    }
+
     /// The latest round-trip time, which sets how long a gap in the video waits for a resend.
     pub fn set_rtt_ms(&self, rtt_ms: f64) {
         self.rate
@@ -252,10 +330,14 @@ impl MediaEngine {
         }
         // A speaker that never got a track still finishes (a recording with no audio is valid).
         if let Some(mut sink) = self.io.speaker.take() {
-            if let Err(err) = sink.finish() {
-                tracing::warn!(%err, "could not finish the audio output");
-            }
+            finish_sink(sink.as_mut());
         }
+    }
+}
+
+fn finish_sink(sink: &mut dyn AudioSink) {
+    if let Err(err) = sink.finish() {
+        tracing::warn!(%err, speaker = sink.name(), "could not finish the audio output");
     }
 }
 

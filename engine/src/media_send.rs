@@ -178,6 +178,9 @@ pub enum VideoControl {
     /// Camera off (true) or on: while paused nothing is read or sent, after one black frame so
     /// the other side does not keep the last picture.
     Paused(bool),
+    /// Another camera: it replaces the camera at the bottom of the stack (under a shared screen,
+    /// it is what "stop sharing" returns to); camera off stays off.
+    Camera(Box<dyn VideoSource>, EncoderSettings),
 }
 
 /// What the encode thread sends from: a stack of sources (newest on top), and camera-off state.
@@ -190,10 +193,21 @@ struct Sources {
 }
 
 impl Sources {
-    fn apply(&mut self, msg: VideoControl) {
+    /// Carries out `msg`; returns whether what is read from changed (a new encoder then starts,
+    /// with a keyframe, at the new source's size).
+    fn apply(&mut self, msg: VideoControl) -> bool {
         match msg {
             VideoControl::Push(source, settings) => self.stack.push((source, settings)),
             VideoControl::Pop => drop(self.stack.pop()),
+            VideoControl::Camera(source, settings) => {
+                match self.stack.first_mut() {
+                    // The old camera closes here, on the encode thread.
+                    Some(bottom) if !bottom.1.screen => *bottom = (source, settings),
+                    // No camera yet (none at the start, or only a shared screen).
+                    _ => self.stack.insert(0, (source, settings)),
+                }
+                return self.stack.len() == 1;
+            }
             VideoControl::Paused(on) => {
                 if on && !self.paused {
                     self.black = Some(VideoFrame::black(
@@ -205,6 +219,7 @@ impl Sources {
                 self.paused = on;
             }
         }
+        true
     }
 }
 
@@ -495,10 +510,11 @@ pub fn start_video(
                     loop {
                         match control_rx.try_recv() {
                             Ok(msg) => {
-                                s.apply(msg);
                                 // A new encoder for the new source: it starts with a keyframe
-                                // and may use other settings (screen content).
-                                sender = None;
+                                // and may use other settings (screen content) or another size.
+                                if s.apply(msg) {
+                                    sender = None;
+                                }
                             }
                             Err(std::sync::mpsc::TryRecvError::Empty) => break,
                             Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
@@ -507,7 +523,11 @@ pub fn start_video(
                     let idle = s.paused && s.black.is_none();
                     let Some((source, settings)) = s.stack.last_mut().filter(|_| !idle) else {
                         match control_rx.recv_timeout(Duration::from_millis(100)) {
-                            Ok(msg) => s.apply(msg),
+                            Ok(msg) => {
+                                if s.apply(msg) {
+                                    sender = None;
+                                }
+                            }
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
                         }
@@ -745,5 +765,92 @@ mod tests {
         assert!(!rate.congested());
         rate.pacer_queue_ms.store(400, Ordering::Relaxed);
         assert!(rate.congested());
+    }
+
+    /// A source that only has a name (the stack's logic never reads it here).
+    struct Named(&'static str);
+
+    impl VideoSource for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn next_frame(&mut self) -> Result<VideoFrame, confab_media::CaptureError> {
+            Ok(VideoFrame::black(2, 2, 0))
+        }
+    }
+
+    fn sources(stack: &[(&'static str, bool)]) -> Sources {
+        Sources {
+            stack: stack
+                .iter()
+                .map(|&(name, screen)| {
+                    let settings = EncoderSettings {
+                        bitrate_bps: 1,
+                        max_fps: 30.0,
+                        screen,
+                    };
+                    (Box::new(Named(name)) as Box<dyn VideoSource>, settings)
+                })
+                .collect(),
+            paused: false,
+            black: None,
+            last_size: (640, 360),
+        }
+    }
+
+    fn names(s: &Sources) -> Vec<&str> {
+        s.stack.iter().map(|(source, _)| source.name()).collect()
+    }
+
+    fn camera(name: &'static str) -> VideoControl {
+        let settings = EncoderSettings {
+            bitrate_bps: 1,
+            max_fps: 30.0,
+            screen: false,
+        };
+        VideoControl::Camera(Box::new(Named(name)), settings)
+    }
+
+    #[test]
+    fn another_camera_replaces_the_camera_and_stop_sharing_returns_to_it() {
+        // Sending from the camera: the new one is read at once.
+        let mut s = sources(&[("old", false)]);
+        assert!(s.apply(camera("new")), "the source read from changed");
+        assert_eq!(names(&s), ["new"]);
+        // Sharing a screen: the screen stays on top, the new camera waits under it.
+        let mut s = sources(&[("old", false), ("screen", true)]);
+        assert!(!s.apply(camera("new")), "the screen is still what is sent");
+        assert_eq!(names(&s), ["new", "screen"]);
+        assert!(s.apply(VideoControl::Pop));
+        assert_eq!(names(&s), ["new"], "stop sharing returns to the new camera");
+        // Sharing without a camera, or nothing at all: the camera goes at the bottom.
+        let mut s = sources(&[("screen", true)]);
+        assert!(!s.apply(camera("new")));
+        assert_eq!(names(&s), ["new", "screen"]);
+        let mut s = sources(&[]);
+        assert!(s.apply(camera("new")));
+        assert_eq!(names(&s), ["new"]);
+        // Camera off stays off.
+        let mut s = sources(&[("old", false)]);
+        s.apply(VideoControl::Paused(true));
+        s.apply(camera("new"));
+        assert!(s.paused, "still off");
+        assert_eq!(names(&s), ["new"]);
+    }
+
+    #[test]
+    fn rtp_time_goes_on_when_another_microphone_takes_over() {
+        let mut clock = AudioClock::default();
+        assert_eq!(clock.packet(480, 1_000_000).0, 0);
+        assert_eq!(clock.packet(480, 1_010_000).0, 480);
+        // A new device whose first block was captured well after the old one's last.
+        let (ticks, anchor) = clock.packet(480, 1_400_000);
+        assert_eq!(ticks, 960, "timestamps count samples: no jump");
+        let anchor = anchor.expect("a capture time was given");
+        assert_eq!(anchor.ticks, 960);
+        assert_eq!(
+            anchor.capture_us, 1_400_000.0,
+            "lip sync follows the new device's capture times"
+        );
     }
 }

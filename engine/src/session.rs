@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use confab_codecs::apm::ApmSettings;
 use confab_codecs::h264::EncoderSettings;
-use confab_media::VideoSource;
+use confab_media::{AudioSink, AudioSource, VideoSource};
 use confab_protocol::{ClientMessage, IceServer, PeerId, RoomCode, ServerMessage};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCOfferOptions;
@@ -34,7 +34,7 @@ use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
 use super::description;
 pub use super::media_engine::TestHooks;
-use super::media_engine::{MediaEngine, MediaSettings};
+use super::media_engine::{MediaEngine, MediaSettings, Switched};
 use super::media_send::TrackOut;
 use super::negotiator::{Action, Candidate, Link, Negotiator};
 use super::peer::{self, NetworkSettings, Peer, PeerEvent};
@@ -109,6 +109,14 @@ pub enum SessionCommand {
     ShareScreen(Option<Box<dyn VideoSource>>),
     /// Turn the camera off (nothing is sent) or back on.
     SetCameraOn(bool),
+    /// Use another microphone from now on, without renegotiating: the RTP timestamps go on
+    /// without a jump, and muted stays muted. The caller opens it (as for `ShareScreen`).
+    SwitchMic(Box<dyn AudioSource>),
+    /// Play on another speaker from now on (the old one is finished); echo cancellation follows.
+    SwitchSpeaker(Box<dyn AudioSink>),
+    /// Use another camera: sent at once, or, while a screen is shared, when sharing stops; a
+    /// camera that is off stays off. Its size may differ (the encoder restarts with a keyframe).
+    SwitchCamera(Box<dyn VideoSource>),
     Hangup,
 }
 
@@ -945,6 +953,18 @@ impl CallLoop {
                     .await;
                 }
             }
+            Some(SessionCommand::SwitchMic(source)) => {
+                let switched = self.media.switch_mic(source);
+                self.switch_problem(switched, "microphone").await;
+            }
+            Some(SessionCommand::SwitchSpeaker(sink)) => {
+                let switched = self.media.switch_speaker(sink);
+                self.switch_problem(switched, "speaker").await;
+            }
+            Some(SessionCommand::SwitchCamera(source)) => {
+                let switched = self.media.switch_camera(source);
+                self.switch_problem(switched, "camera").await;
+            }
             Some(SessionCommand::Hangup) | None => {
                 let actions = self.negotiation.neg.hang_up();
                 self.negotiation.execute(actions).await;
@@ -952,6 +972,18 @@ impl CallLoop {
             }
         }
         None
+    }
+
+    /// Tells the person when the device they chose is not used now.
+    async fn switch_problem(&mut self, switched: Switched, device: &str) {
+        let warning = match switched {
+            Switched::Now => return,
+            Switched::NotInThisCall => format!(
+                "This call started without a {device}; the one you chose is used from the next call."
+            ),
+            Switched::Busy => format!("The {device} could not be switched just now; try again."),
+        };
+        self.emit(SessionEvent::Warning(warning)).await;
     }
 
     /// Ends the call: the last statistics, the connection closed, and every media thread joined

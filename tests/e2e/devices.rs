@@ -1,6 +1,7 @@
 //! Real device paths, driven through virtual devices: PulseAudio null sinks as microphones and
 //! speakers (cpal through ALSA), a call where one peer's speaker feeds its own microphone (AEC on
-//! and off), screen sharing of an Xvfb display compared with a screenshot, and device listing.
+//! and off), screen sharing of an Xvfb display compared with a screenshot, device listing, and
+//! camera, microphone and speaker switched mid-call.
 
 use std::path::Path;
 use std::process::Command;
@@ -559,5 +560,106 @@ fn devices_are_listed_and_missing_ones_explained() {
     assert!(
         text.contains("neither DISPLAY nor WAYLAND_DISPLAY is set"),
         "{text}"
+    );
+}
+
+/// The mono samples of a finished WAV file (hound checks the header's lengths: a file whose sink
+/// was never finished reads as empty).
+fn finished_wav(path: &Path) -> Vec<f32> {
+    let mut reader =
+        hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.expect("a sample")) / 32768.0)
+        .collect()
+}
+
+#[test]
+fn devices_switched_mid_call_are_what_the_other_side_gets() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(29);
+    // Bob's other camera is square (the first one is 16:9), his other microphone a 1 kHz tone
+    // (the test signal is 440 Hz).
+    let square = dir.path().join("square.y4m");
+    confab_e2e::browser::write_pattern_y4m(&square, 240, 240, 60);
+    let tone_wav = dir.path().join("tone.wav");
+    tone(&tone_wav, 1000, 4);
+    let (first_wav, second_wav) = (dir.path().join("a1.wav"), dir.path().join("a2.wav"));
+    let camera_switch = format!("1500:file:{}", square.display());
+    let mic_switch = format!("3000:file:{}", tone_wav.display());
+    let first_speaker = format!("file:{}", first_wav.display());
+    let speaker_switch = format!("2000:file:{}", second_wav.display());
+    let a_args = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--speaker",
+        &first_speaker,
+        "--video-size",
+        "320x180",
+        "--duration",
+        "6",
+        "--test-switch-speaker",
+        &speaker_switch,
+    ];
+    let b_args = test_media(
+        "320x180",
+        &[
+            "--duration",
+            "6",
+            "--test-switch-camera",
+            &camera_switch,
+            "--test-switch-mic",
+            &mic_switch,
+        ],
+    );
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &a_args);
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    assert!(a.status.success(), "{}", a.stderr);
+    assert!(b.status.success(), "{}", b.stderr);
+    for what in ["square.y4m", "tone.wav"] {
+        assert!(
+            b.stderr.contains("switching to file:") && b.stderr.contains(what),
+            "B switched to {what}: {}",
+            b.stderr
+        );
+    }
+    // The last frames Alice decoded came from the square camera.
+    let sa = a.stats.unwrap();
+    let (w, h) = (
+        num(&sa, "/video_recv/width"),
+        num(&sa, "/video_recv/height"),
+    );
+    assert!(w > 0.0 && w == h, "square frames last: {w}x{h}");
+    // Alice's first speaker (finished when the second took over) heard the test signal only;
+    // the second one heard the tone at the end.
+    let first = finished_wav(&first_wav);
+    assert!(
+        first.len() > 48_000,
+        "a second or more on the first speaker"
+    );
+    let rate = 48_000;
+    assert!(
+        goertzel(&first, 440.0, rate) > 10.0 * goertzel(&first, 1000.0, rate),
+        "the test signal on the first speaker"
+    );
+    let second = finished_wav(&second_wav);
+    assert!(
+        second.len() > 96_000,
+        "two seconds or more on the second speaker"
+    );
+    // A second that ends half a second before the call does (the end may be silence).
+    let last = &second[second.len() - 72_000..second.len() - 24_000];
+    assert!(level_dbfs(last) > -30.0, "sound: {} dBFS", level_dbfs(last));
+    assert!(
+        goertzel(last, 1000.0, rate) > 10.0 * goertzel(last, 440.0, rate),
+        "the new microphone's tone at the end"
     );
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use confab_protocol::RoomCode;
 
-use super::call::{CallState, CallUi};
+use super::call::{CallState, CallUi, DeviceKind, OpenForSwitch};
 use super::call_view::{self, CallView, LayoutReport};
 use super::command::UiCommand;
 use super::devices::DeviceLists;
@@ -19,7 +19,7 @@ use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::theme::{humane_error, Problem};
 use super::video::{SelfView, VideoSlot};
-use crate::call_config::CallConfig;
+use crate::call_config::{CallConfig, VideoChoice};
 use crate::instance::Inbox;
 use crate::link::JoinLink;
 use confab_devices::{AudioSink, VideoSpec};
@@ -62,6 +62,8 @@ pub struct ConfabApp {
     pub pending_link: Option<JoinLink>,
     /// The lobby's toggles for the call being started from it: (muted, camera off).
     lobby_toggles: Option<(bool, bool)>,
+    /// The video the current call sends (a camera chosen during it opens at this size).
+    call_video: VideoChoice,
 }
 
 /// The window icon (also used by the installers, from assets/).
@@ -116,6 +118,7 @@ impl ConfabApp {
             links: None,
             pending_link: None,
             lobby_toggles: None,
+            call_video: VideoChoice::default(),
         };
         match start {
             Some(config) => {
@@ -237,6 +240,7 @@ impl ConfabApp {
         let (ctx, local_slot, remote_slot) = (self.ctx.clone(), local.clone(), remote.clone());
         let open_camera = self.hooks.open_camera.clone();
         let open_mic = self.hooks.open_mic.clone();
+        let open_speaker = self.hooks.open_speaker.clone();
         let session = config.session_config(server_url);
         let call = config.clone();
         let spawned = std::thread::Builder::new()
@@ -270,8 +274,8 @@ impl ConfabApp {
                     problems.push(format!("{short} The call goes on without it."));
                     None
                 });
-                let speaker: Box<dyn AudioSink> = confab_devices::open_speaker(&config.speaker)
-                    .unwrap_or_else(|e| {
+                let speaker: Box<dyn AudioSink> =
+                    open_speaker(&config.speaker).unwrap_or_else(|e| {
                         problems.push(format!("{e}; you will not hear the other person"));
                         Box::new(confab_devices::wav::NullSink)
                     });
@@ -414,9 +418,9 @@ impl ConfabApp {
             UiCommand::ServerModeChanged => {
                 self.save_settings();
             }
-            UiCommand::ChooseMic(spec) => self.choose_device(|s| &mut s.mic, spec),
-            UiCommand::ChooseCamera(spec) => self.choose_device(|s| &mut s.camera, spec),
-            UiCommand::ChooseSpeaker(spec) => self.choose_device(|s| &mut s.speaker, spec),
+            UiCommand::ChooseMic(spec) => self.choose_device(DeviceKind::Mic, spec),
+            UiCommand::ChooseCamera(spec) => self.choose_device(DeviceKind::Camera, spec),
+            UiCommand::ChooseSpeaker(spec) => self.choose_device(DeviceKind::Speaker, spec),
             UiCommand::ToggleShareMenu => self.share_menu = !self.share_menu,
             UiCommand::CloseShareMenu => self.share_menu = false,
             UiCommand::ToggleFullscreen => {
@@ -437,13 +441,62 @@ impl ConfabApp {
         }
     }
 
-    /// A device chosen during a call: saved for the next one (the call keeps its devices).
-    fn choose_device(&mut self, field: fn(&mut Settings) -> &mut String, spec: String) {
-        *field(&mut self.settings) = spec;
+    /// A device chosen during a call: opened off the UI thread and switched to, without a gap
+    /// longer than the opening; saved as the next call's choice once it is in use. One that
+    /// cannot be opened leaves the old one in use and says why. Without a call, only saved.
+    fn choose_device(&mut self, kind: DeviceKind, spec: String) {
+        let Some(call) = self.call.as_mut().filter(|c| !c.is_over()) else {
+            self.save_device(kind, spec);
+            return;
+        };
+        let what = spec.clone();
+        let open: OpenForSwitch = match kind {
+            DeviceKind::Camera => {
+                let (open_camera, local) = (self.hooks.open_camera.clone(), call.local.clone());
+                let video = self.call_video;
+                Box::new(move || {
+                    let (w, h) = (video.size.width, video.size.height);
+                    match open_camera(&VideoSpec::parse(&what), w, h, video.fps) {
+                        Ok(Some(camera)) => Ok(SessionCommand::SwitchCamera(Box::new(
+                            SelfView::new(camera, local),
+                        ))),
+                        Ok(None) => Err(switch_problem(Problem::Camera, "no camera chosen")),
+                        Err(e) => Err(switch_problem(Problem::Camera, &e.to_string())),
+                    }
+                })
+            }
+            DeviceKind::Mic => {
+                let open_mic = self.hooks.open_mic.clone();
+                Box::new(move || match open_mic(&VideoSpec::parse(&what)) {
+                    Ok(Some(mic)) => Ok(SessionCommand::SwitchMic(mic)),
+                    Ok(None) => Err(switch_problem(Problem::Mic, "no microphone chosen")),
+                    Err(e) => Err(switch_problem(Problem::Mic, &e.to_string())),
+                })
+            }
+            DeviceKind::Speaker => {
+                let open_speaker = self.hooks.open_speaker.clone();
+                Box::new(move || {
+                    open_speaker(&what)
+                        .map(SessionCommand::SwitchSpeaker)
+                        .map_err(|e| {
+                            tracing::warn!(%e, "cannot open the speaker");
+                            "The speaker could not start. Still using the one before.".to_owned()
+                        })
+                })
+            }
+        };
+        call.switch_device(kind, spec, open);
+    }
+
+    /// Makes `spec` the device the next call uses.
+    fn save_device(&mut self, kind: DeviceKind, spec: String) {
+        let field = match kind {
+            DeviceKind::Mic => &mut self.settings.mic,
+            DeviceKind::Camera => &mut self.settings.camera,
+            DeviceKind::Speaker => &mut self.settings.speaker,
+        };
+        *field = spec;
         self.save_settings();
-        if let Some(call) = &mut self.call {
-            call.notice("Saved: your next call uses this device.".into());
-        }
     }
 
     /// Commands for the call in progress (none when there is no call any more).
@@ -519,6 +572,7 @@ impl ConfabApp {
                     screen = ?asked.screen,
                     "devices open; starting the call"
                 );
+                self.call_video = starting.call.video;
                 let mut call = CallUi::start(
                     self.runtime.handle(),
                     &self.ctx,
@@ -541,8 +595,18 @@ impl ConfabApp {
                 self.call = Some(call);
             }
         }
+        // Devices switched to during the call are the next call's choice too.
+        let switched = match &mut self.call {
+            Some(call) => {
+                call.poll();
+                std::mem::take(&mut call.switched)
+            }
+            None => Vec::new(),
+        };
+        for (kind, spec) in switched {
+            self.save_device(kind, spec);
+        }
         if let Some(call) = &mut self.call {
-            call.poll();
             let notices = std::mem::take(&mut call.desktop_notices);
             let in_front = self.ctx.input(|i| i.viewport().focused.unwrap_or(true));
             if !in_front {
@@ -626,6 +690,14 @@ impl ConfabApp {
         }
         self.pending_link_ui(ui);
     }
+}
+
+/// A short sentence for a device that could not be opened for a switch (the raw error goes to
+/// the log).
+fn switch_problem(what: Problem, raw: &str) -> String {
+    tracing::warn!(error = raw, "cannot open the device");
+    let (short, _) = humane_error(what, raw);
+    format!("{short} Still using the one before.")
 }
 
 /// Shows `text` as a desktop notification, on its own thread (it talks to the desktop's

@@ -154,9 +154,32 @@ pub struct CallUi {
     last_frames: u64,
     /// A screen being opened on a helper thread (opening captures a frame: not on the UI thread).
     screen_opening: Option<std::sync::mpsc::Receiver<Result<Box<dyn VideoSource>, String>>>,
+    /// Devices opened on helper threads for a switch (`switch_device`) report here.
+    switch_tx: std::sync::mpsc::SyncSender<SwitchOpened>,
+    switch_rx: std::sync::mpsc::Receiver<SwitchOpened>,
+    /// Devices switched to since the app last looked (it saves them as the next call's choice).
+    pub switched: Vec<(DeviceKind, String)>,
     /// The id the next file we send gets (ours to choose, unique within the call).
     next_transfer_id: u32,
 }
+
+/// Which device a switch is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    Mic,
+    Camera,
+    Speaker,
+}
+
+/// Opens a device for a switch (on a helper thread: it may take seconds) and makes the command
+/// that switches to it, or says in a short sentence why it could not.
+pub type OpenForSwitch = Box<dyn FnOnce() -> Result<SessionCommand, String> + Send>;
+
+/// What a device opened for a switch became: (which, its SPEC, the command or the problem).
+type SwitchOpened = (DeviceKind, String, Result<SessionCommand, String>);
+
+/// Devices being opened for a switch at once, at most (more wait to report).
+const SWITCHES_OPENING: usize = 4;
 
 /// At most this many session events are applied per frame.
 const EVENTS_PER_FRAME: usize = 64;
@@ -177,6 +200,7 @@ impl CallUi {
             .map(ToString::to_string)
             .unwrap_or_default();
         let _guard = runtime.enter();
+        let (switch_tx, switch_rx) = std::sync::mpsc::sync_channel(SWITCHES_OPENING);
         let repaint = ctx.clone();
         let session = Session::start_with_waker(
             config,
@@ -220,6 +244,9 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             screen_opening: None,
+            switch_tx,
+            switch_rx,
+            switched: Vec::new(),
             next_transfer_id: 1,
         }
     }
@@ -249,13 +276,26 @@ impl CallUi {
         }
     }
 
-    pub fn is_over(&self) -> bool {
-        matches!(self.state, CallState::Ended(_) | CallState::PeerLeft)
+    /// Switches to the device `open` opens, on a helper thread; the switch happens when it is
+    /// open (see `poll`). One that cannot be opened leaves the old one in use, and says why.
+    pub fn switch_device(&mut self, kind: DeviceKind, spec: String, open: OpenForSwitch) {
+        let tx = self.switch_tx.clone();
+        let ctx = self.repaint.clone();
+        let spawned = std::thread::Builder::new()
+            .name("open-device".into())
+            .spawn(move || {
+                let opened = open();
+                // Nobody listens when the call has ended: the device closes here.
+                let _ = tx.send((kind, spec, opened));
+                ctx.request_repaint();
+            });
+        if let Err(e) = spawned {
+            self.warn(format!("cannot open the device: {e}"));
+        }
     }
 
-    /// Shows a notice (a toast that fades).
-    pub fn notice(&mut self, text: String) {
-        self.warn(text);
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, CallState::Ended(_) | CallState::PeerLeft)
     }
 
     fn warn(&mut self, text: String) {
@@ -297,6 +337,15 @@ impl CallUi {
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => self.screen_opening = None,
+            }
+        }
+        while let Ok((kind, spec, opened)) = self.switch_rx.try_recv() {
+            match opened {
+                Ok(command) => {
+                    self.command(command);
+                    self.switched.push((kind, spec));
+                }
+                Err(problem) => self.warn(problem),
             }
         }
         if let Some(task) = self.task.as_ref().filter(|t| t.is_finished()) {
@@ -554,6 +603,7 @@ impl CallUi {
     pub fn bare() -> CallUi {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let (commands, _rx) = mpsc::channel(8);
+        let (switch_tx, switch_rx) = std::sync::mpsc::sync_channel(SWITCHES_OPENING);
         CallUi {
             room: "kfq-wmzt-pxd".into(),
             state: CallState::Joining,
@@ -590,6 +640,9 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             screen_opening: None,
+            switch_tx,
+            switch_rx,
+            switched: Vec::new(),
             next_transfer_id: 1,
         }
     }

@@ -31,7 +31,8 @@ pub enum UiCommand {
     ToggleCamera,
     /// Push-to-talk: unmute while Space is held (`true`), mute again when it is let go.
     PushToTalk(bool),
-    /// A device chosen in the call's menus (a SPEC): saved, and used from the next call.
+    /// A device chosen in the call's menus (a SPEC): opened and switched to during the call, and
+    /// saved for the next one.
     ChooseMic(String),
     ChooseCamera(String),
     ChooseSpeaker(String),

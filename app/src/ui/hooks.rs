@@ -1,4 +1,4 @@
-//! Where the window gets its slow things from: cameras, microphones and the hosted signaling server. The app
+//! Where the window gets its slow things from: cameras, microphones, speakers and the hosted signaling server. The app
 //! uses the real ones; the UI tests swap in synthetic ones that take their time, to show that
 //! the window keeps drawing while they do.
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use confab_devices::{AudioSource, CaptureError, VideoSource, VideoSpec};
+use confab_devices::{AudioSink, AudioSource, CaptureError, VideoSource, VideoSpec};
 use confab_signaling::{RunningServer, Server, ServerConfig};
 
 /// Opens a camera as `confab_devices::open_camera` does (runs on a device thread, never the UI's).
@@ -21,6 +21,9 @@ pub type OpenCamera = Arc<
 pub type OpenMic =
     Arc<dyn Fn(&VideoSpec) -> Result<Option<Box<dyn AudioSource>>, CaptureError> + Send + Sync>;
 
+/// Opens a speaker as `confab_devices::open_speaker` does (on a device thread).
+pub type OpenSpeaker = Arc<dyn Fn(&str) -> Result<Box<dyn AudioSink>, CaptureError> + Send + Sync>;
+
 /// A server start in progress (runs on the app's tokio runtime, never the UI thread).
 pub type ServerStart = Pin<Box<dyn Future<Output = Result<RunningServer, String>> + Send>>;
 
@@ -31,6 +34,7 @@ pub type StartServer = Arc<dyn Fn(u16, Option<PathBuf>) -> ServerStart + Send + 
 pub struct Hooks {
     pub open_camera: OpenCamera,
     pub open_mic: OpenMic,
+    pub open_speaker: OpenSpeaker,
     pub start_server: StartServer,
 }
 
@@ -39,6 +43,7 @@ impl Default for Hooks {
         Self {
             open_camera: Arc::new(confab_devices::open_camera),
             open_mic: Arc::new(confab_devices::open_mic),
+            open_speaker: Arc::new(confab_devices::open_speaker),
             start_server: Arc::new(|port, dir| Box::pin(start_hosted_server(port, dir))),
         }
     }

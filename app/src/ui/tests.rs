@@ -28,6 +28,18 @@ impl VideoOut for Discard {
 
 /// The other person: a headless session with the test pattern.
 fn peer(server_url: &str, room: &str, started: Instant) -> Session {
+    let io = MediaIo {
+        camera: Some(Box::new(TestPattern::new(320, 180, 15))),
+        mic: Some(Box::new(TestSignal::new())),
+        speaker: Some(Box::new(NullSink)),
+        screen: None,
+        video_out: std::sync::Arc::new(Discard),
+    };
+    peer_with(server_url, room, started, io)
+}
+
+/// The other person, with `io` as its devices.
+fn peer_with(server_url: &str, room: &str, started: Instant, io: MediaIo) -> Session {
     let config = SessionConfig {
         server_url: server_url.to_owned(),
         server_trust: Default::default(),
@@ -53,13 +65,6 @@ fn peer(server_url: &str, room: &str, started: Instant) -> Session {
         max_file_bytes: confab_engine::data_link::DEFAULT_MAX_FILE_BYTES,
         eager_offer: false,
         test: Default::default(),
-    };
-    let io = MediaIo {
-        camera: Some(Box::new(TestPattern::new(320, 180, 15))),
-        mic: Some(Box::new(TestSignal::new())),
-        speaker: Some(Box::new(NullSink)),
-        screen: None,
-        video_out: std::sync::Arc::new(Discard),
     };
     Session::start(config, io, started)
 }
@@ -573,4 +578,220 @@ fn the_windowed_join_honours_every_call_flag() {
     assert_eq!(s.receive_dir, receive);
     assert_eq!(s.name, "Ada");
     assert!(!s.auto_accept_files, "the window asks before saving a file");
+}
+
+/// Everything a sink was given, shared with the test.
+#[derive(Clone, Default)]
+struct Heard(std::sync::Arc<std::sync::Mutex<Vec<f32>>>);
+
+impl Heard {
+    /// The power of `hz` and of the test signal's 440 Hz in the last 200 ms heard.
+    fn last_tones(&self, hz: f64) -> Option<(f64, f64)> {
+        let heard = self.0.lock().unwrap();
+        let last = heard.get(heard.len().checked_sub(9_600)?..)?;
+        let power = |hz| confab_media::audio::tone_power(last, hz, 48_000);
+        Some((power(hz), power(440.0)))
+    }
+}
+
+struct HeardSink(Heard);
+
+impl confab_media::AudioSink for HeardSink {
+    fn name(&self) -> &str {
+        "recording"
+    }
+    fn write(&mut self, samples: &[f32]) -> Result<(), confab_media::CaptureError> {
+        self.0 .0.lock().unwrap().extend_from_slice(samples);
+        Ok(())
+    }
+}
+
+/// A steady 1 kHz tone in real time: the other microphone (the test signal is 440 Hz).
+struct Tone {
+    samples: u64,
+    pacer: confab_media::Pacer,
+}
+
+impl confab_media::AudioSource for Tone {
+    fn name(&self) -> &str {
+        "tone"
+    }
+    fn read(&mut self, out: &mut [f32]) -> Result<u64, confab_media::CaptureError> {
+        self.pacer.wait();
+        for s in out.iter_mut() {
+            let t = self.samples as f64 / 48_000.0;
+            *s = (0.3 * (std::f64::consts::TAU * 1000.0 * t).sin()) as f32;
+            self.samples += 1;
+        }
+        Ok(confab_media::clock::now_us())
+    }
+}
+
+/// The size of every frame the other person decoded, last first.
+#[derive(Default)]
+struct Sizes(std::sync::Mutex<Vec<(u32, u32)>>);
+
+impl VideoOut for Sizes {
+    fn frame(&self, frame: &VideoFrame) {
+        self.0.lock().unwrap().push((frame.width, frame.height));
+    }
+}
+
+impl Sizes {
+    fn last(&self) -> Option<(u32, u32)> {
+        self.0.lock().unwrap().last().copied()
+    }
+
+    fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+#[test]
+fn devices_chosen_during_a_call_are_switched_to_at_once() {
+    use super::command::UiCommand;
+    use confab_devices::VideoSpec;
+    use std::sync::Arc;
+    let net = tokio::runtime::Runtime::new().unwrap();
+    let server = net
+        .block_on(Server::start(ServerConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+        )))
+        .unwrap();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    Settings {
+        name: "Ada".into(),
+        camera: "test".into(),
+        mic: "test".into(),
+        speaker: "null".into(),
+        server_mode: ServerMode::Remote,
+        server_url: url.clone(),
+        // Nothing between the tone and the wire that would shape it.
+        echo_cancellation: false,
+        noise_suppression: false,
+        ..Settings::default()
+    }
+    .save(Some(dir.path()))
+    .unwrap();
+    // Synthetic devices: a square camera, a broken one, a tone, a speaker that records.
+    let app_heard = Heard::default();
+    let hooks = Hooks {
+        open_camera: Arc::new(|spec: &VideoSpec, width, height, fps| match spec {
+            VideoSpec::Device(name) if name == "square" => {
+                Ok(Some(Box::new(TestPattern::new(240, 240, 15)) as _))
+            }
+            VideoSpec::Device(name) if name == "broken" => Err(
+                confab_media::CaptureError::Unavailable("the device is busy".into()),
+            ),
+            spec => confab_devices::open_camera(spec, width, height, fps),
+        }),
+        open_mic: Arc::new(|spec: &VideoSpec| match spec {
+            VideoSpec::Device(name) if name == "tone" => Ok(Some(Box::new(Tone {
+                samples: 0,
+                pacer: confab_media::Pacer::new(Duration::from_millis(10)),
+            }) as _)),
+            spec => confab_devices::open_mic(spec),
+        }),
+        open_speaker: {
+            let heard = app_heard.clone();
+            Arc::new(move |spec: &str| match spec {
+                "phones" => Ok(Box::new(HeardSink(heard.clone())) as _),
+                spec => confab_devices::open_speaker(spec),
+            })
+        },
+        ..Hooks::default()
+    };
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        hooks,
+    );
+    let mut harness = harness_for(app);
+    let room = "kfq-wmzt-pxd";
+    harness.state_mut().room_input = room.into();
+    harness.get_by_label("Join").click();
+    let sizes = Arc::new(Sizes::default());
+    let peer_heard = Heard::default();
+    let io = MediaIo {
+        camera: Some(Box::new(TestPattern::new(320, 180, 15))),
+        mic: Some(Box::new(TestSignal::new())),
+        speaker: Some(Box::new(HeardSink(peer_heard.clone()))),
+        screen: None,
+        video_out: sizes.clone(),
+    };
+    let peer = net.block_on(async { peer_with(&url, room, Instant::now(), io) });
+    run_until(&mut harness, "the camera's 16:9 frames", |_| {
+        sizes.last().is_some_and(|(w, h)| w * 9 == h * 16)
+    });
+
+    // Another camera, of another shape: the other person decodes its frames.
+    harness
+        .state_mut()
+        .apply(UiCommand::ChooseCamera("square".into()));
+    run_until(&mut harness, "the square camera's frames", |_| {
+        sizes.last().is_some_and(|(w, h)| w == h)
+    });
+    assert_eq!(
+        harness.state().settings.camera,
+        "square",
+        "saved for the next call"
+    );
+
+    // One that cannot open: the square one stays in use, and a short sentence says why.
+    harness
+        .state_mut()
+        .apply(UiCommand::ChooseCamera("broken".into()));
+    run_until(&mut harness, "the toast", |h| {
+        h.query_by_label_contains("Still using the one before")
+            .is_some()
+    });
+    harness.get_by_label_contains("The camera is busy or not allowed.");
+    let before = sizes.count();
+    run_until(&mut harness, "more square frames", |_| {
+        sizes.count() > before + 10
+    });
+    assert_eq!(sizes.last().map(|(w, h)| w == h), Some(true));
+    assert_eq!(
+        harness.state().settings.camera,
+        "square",
+        "a broken one is not saved"
+    );
+
+    // Another microphone: the other person hears the 1 kHz tone instead of the test signal.
+    assert!(
+        peer_heard
+            .last_tones(1000.0)
+            .is_some_and(|(tone, signal)| signal > tone),
+        "the test signal first"
+    );
+    harness
+        .state_mut()
+        .apply(UiCommand::ChooseMic("tone".into()));
+    run_until(&mut harness, "the tone at the other side", |_| {
+        peer_heard
+            .last_tones(1000.0)
+            .is_some_and(|(tone, signal)| tone > 100.0 * signal.max(1e-9))
+    });
+    assert_eq!(harness.state().settings.mic, "tone");
+
+    // Another speaker: what the other person sends (the test signal) plays on it.
+    harness
+        .state_mut()
+        .apply(UiCommand::ChooseSpeaker("phones".into()));
+    run_until(&mut harness, "the test signal on the new speaker", |_| {
+        app_heard
+            .last_tones(1000.0)
+            .is_some_and(|(tone, signal)| signal > 100.0 * tone.max(1e-9))
+    });
+    assert_eq!(harness.state().settings.speaker, "phones");
+
+    harness.get_by_label("Hang up").click();
+    run_until(&mut harness, "lobby", |h| {
+        h.query_by_label("Room code or link").is_some()
+    });
+    drop(peer);
+    drop(harness);
+    net.block_on(server.shutdown()).unwrap();
 }

@@ -518,3 +518,55 @@ fn space_talks_while_muted() {
     assert!(!harness.state().call.talking);
     assert!(harness.state().call.mic_muted, "still muted after talking");
 }
+
+#[test]
+fn choosing_a_device_in_the_call_menus_asks_for_it() {
+    use super::command::UiCommand;
+    use super::devices::Choice;
+    let choice = |label: &str, spec: &str| Choice {
+        label: label.into(),
+        spec: spec.into(),
+    };
+    let mut harness = call_harness(Call::Connected, SIZES[0]);
+    harness.state_mut().lists = DeviceLists {
+        cameras: vec![choice("Test pattern", "test"), choice("USB camera", "usb")],
+        mics: vec![
+            choice("Default microphone", "default"),
+            choice("Headset mic", "headset"),
+        ],
+        speakers: vec![
+            choice("Default speaker", "default"),
+            choice("Headphones", "phones"),
+        ],
+        screens: vec![],
+        loaded: true,
+    };
+    harness.run_steps(2);
+    for (menu, item, command) in [
+        (
+            "Camera choice",
+            "USB camera",
+            UiCommand::ChooseCamera("usb".into()),
+        ),
+        (
+            "Microphone and speaker",
+            "Headset mic",
+            UiCommand::ChooseMic("headset".into()),
+        ),
+        (
+            "Microphone and speaker",
+            "Headphones",
+            UiCommand::ChooseSpeaker("phones".into()),
+        ),
+    ] {
+        harness.state_mut().commands.clear();
+        harness.get_by_role_and_label(Role::Button, menu).click();
+        harness.run_steps(2);
+        harness.get_by_label(item).click();
+        harness.run_steps(2);
+        assert_eq!(harness.state().commands, vec![command], "{menu}: {item}");
+        // Close the menu before the next one.
+        harness.key_press(egui::Key::Escape);
+        harness.run_steps(2);
+    }
+}

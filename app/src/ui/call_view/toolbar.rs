@@ -136,7 +136,7 @@ fn device_menu(
             ui.separator();
         }
         ui.label(
-            egui::RichText::new("A new choice is used from the next call.")
+            egui::RichText::new("A new choice is used at once, and in later calls.")
                 .small()
                 .weak(),
         );
