@@ -102,8 +102,9 @@ pub struct AudioJitterBuffer {
     level_span: Duration,
     /// Added to the target (lip sync: video is later than audio).
     extra: Duration,
-    /// The timestamp of the packet `pop` returned last.
+    /// The timestamp of the packet `pop` returned last, and how long it had waited here.
     played_ts: Option<u64>,
+    played_wait: Duration,
     stats: AudioJitterStats,
     /// Whether a packet carries FEC for the frame before it (Opus LBRR): only then is a lost
     /// frame recovered rather than concealed, and counted so.
@@ -137,6 +138,7 @@ impl AudioJitterBuffer {
             level_span: Duration::ZERO,
             extra: Duration::ZERO,
             played_ts: None,
+            played_wait: Duration::ZERO,
             stats: AudioJitterStats::default(),
             has_fec: confab_codecs::opus::has_fec,
             packet_samples: confab_codecs::opus::packet_samples,
@@ -191,6 +193,11 @@ impl AudioJitterBuffer {
     /// The RTP timestamp of the packet `pop` returned last (lip sync asks when it was captured).
     pub fn played_timestamp(&self) -> Option<u32> {
         self.played_ts.map(|ts| ts as u32)
+    }
+
+    /// How long the packet `pop` returned last had waited in the buffer, from its arrival.
+    pub fn played_wait(&self) -> Duration {
+        self.played_wait
     }
 
     fn extend(&self, ts: u32) -> u64 {
@@ -330,8 +337,9 @@ impl AudioJitterBuffer {
             return Playout::Conceal;
         }
         self.held.retain(|&ts, _| ts >= next);
-        if let Some((payload, _, len)) = self.held.remove(&next) {
+        if let Some((payload, arrival, len)) = self.held.remove(&next) {
             self.played_ts = Some(next);
+            self.played_wait = now.saturating_duration_since(arrival);
             self.next_ts = Some(next + len);
             self.popped_ticks = len;
             self.missing_run = 0;

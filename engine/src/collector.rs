@@ -24,13 +24,19 @@ pub struct Collector {
     audio_latency_ms: Histogram,
     audio_held_ms: Histogram,
     audio_capture_ms: Histogram,
+    audio_sent_ms: Histogram,
+    audio_processing_ms: Histogram,
+    audio_transit_ms: Histogram,
+    audio_waited_ms: Histogram,
+    audio_estimated_ms: Histogram,
     sync_skew_ms: Histogram,
     sync_estimated_skew_ms: Histogram,
     sync_hold_ms: Histogram,
     /// The stamp latency of the last frame shown, and when (for the skew at the next marker).
     last_video_latency: Option<(f64, Instant)>,
-    /// The skew at the last marker of the current second.
+    /// The skew and the audio latency at the last marker of the current second.
     second_skew_ms: Option<f64>,
+    second_audio_ms: Option<f64>,
     freezes: FreezeDetector,
     send_rate: RateMeter,
     recv_rate: RateMeter,
@@ -201,6 +207,7 @@ impl Collector {
     pub fn audio_latency(&mut self, latency_us: u64) {
         let audio_ms = latency_us as f64 / 1000.0;
         self.audio_latency_ms.record(audio_ms);
+        self.second_audio_ms = Some(audio_ms);
         if let Some((video_ms, at)) = self.last_video_latency {
             if at.elapsed() < SKEW_FRAME_AGE {
                 let skew = video_ms - audio_ms;
@@ -232,6 +239,30 @@ impl Collector {
     /// A packet was encoded `ms` after its first sample was captured.
     pub fn audio_captured(&mut self, ms: f64) {
         self.audio_capture_ms.record(ms);
+    }
+
+    /// A packet was handed to the track `ms` after its first sample was captured.
+    pub fn audio_sent(&mut self, ms: f64) {
+        self.audio_sent_ms.record(ms);
+    }
+
+    /// A test-signal marker's onset came out of audio processing `ms` after it went in.
+    pub fn audio_processed(&mut self, ms: f64) {
+        self.audio_processing_ms.record(ms);
+    }
+
+    /// A packet reached the jitter buffer `ms` after its first sample was captured.
+    pub fn audio_arrived(&mut self, ms: f64) {
+        self.audio_transit_ms.record(ms);
+    }
+
+    /// A packet was played after waiting `waited_ms` in the jitter buffer, `latency_ms` (when
+    /// the sender reports tell) after it was captured.
+    pub fn audio_packet_played(&mut self, waited_ms: f64, latency_ms: Option<f64>) {
+        self.audio_waited_ms.record(waited_ms);
+        if let Some(ms) = latency_ms {
+            self.audio_estimated_ms.record(ms);
+        }
     }
 
     pub fn first_audio(&mut self) {
@@ -277,6 +308,7 @@ impl Collector {
             },
             rtt_ms: self.stats.ice.rtt_ms,
             av_skew_ms: self.second_skew_ms.take(),
+            audio_latency_ms: self.second_audio_ms.take(),
         };
         if self.timeline.len() == TIMELINE_SECONDS {
             self.timeline.pop_front();
@@ -329,6 +361,11 @@ impl Collector {
         stats.audio_recv.latency_ms = self.audio_latency_ms.summary();
         stats.audio_recv.held_ms = self.audio_held_ms.summary();
         stats.audio_send.capture_to_encoded_ms = self.audio_capture_ms.summary();
+        stats.audio_send.capture_to_sent_ms = self.audio_sent_ms.summary();
+        stats.audio_send.processing_ms = self.audio_processing_ms.summary();
+        stats.audio_recv.transit_ms = self.audio_transit_ms.summary();
+        stats.audio_recv.waited_ms = self.audio_waited_ms.summary();
+        stats.audio_recv.latency_estimated_ms = self.audio_estimated_ms.summary();
         stats.sync.skew_ms = self.sync_skew_ms.summary();
         stats.sync.estimated_skew_ms = self.sync_estimated_skew_ms.summary();
         stats.sync.video_hold_ms = self.sync_hold_ms.summary();

@@ -289,6 +289,8 @@ pub fn spawn_audio(
     let jitter = Arc::new(Mutex::new(AudioJitterBuffer::new()));
     // The SSRC the packets carry, + 1 (0: none yet), for the sender reports.
     let ssrc = Arc::new(AtomicU64::new(0));
+    let transport = sync.as_ref().map(|link| link.transport.clone());
+    let stats_rx = stats.clone();
     let playout = {
         let (jitter, stats, stop, ssrc) =
             (jitter.clone(), stats.clone(), stop.clone(), ssrc.clone());
@@ -308,12 +310,22 @@ pub fn spawn_audio(
         while let Some(event) = track.poll().await {
             match event {
                 TrackRemoteEvent::OnRtpPacket(packet) => {
-                    ssrc.store(u64::from(packet.header.ssrc) + 1, Ordering::Relaxed);
+                    let (packet_ssrc, timestamp) = (packet.header.ssrc, packet.header.timestamp);
+                    ssrc.store(u64::from(packet_ssrc) + 1, Ordering::Relaxed);
                     jitter.lock().unwrap_or_else(|p| p.into_inner()).push(
-                        packet.header.timestamp,
+                        timestamp,
                         packet.payload,
                         Instant::now(),
                     );
+                    // Capture to arrival, by the sender's reports.
+                    if let Some(capture) = transport.as_ref().and_then(|transport| {
+                        transport
+                            .sync
+                            .capture_us(packet_ssrc, timestamp, AUDIO_CLOCK_HZ)
+                    }) {
+                        let ms = (clock::now_us() as f64 - capture) / 1000.0;
+                        stats_rx.lock().audio_arrived(ms);
+                    }
                 }
                 TrackRemoteEvent::OnEnded => break,
                 _ => {}
@@ -345,8 +357,9 @@ struct AudioSync {
 }
 
 impl AudioSync {
-    /// Tells lip sync what was played at `play_us` and returns the delay it asks audio to add.
-    fn played(&self, rtp_timestamp: Option<u32>, play_us: u64) -> Duration {
+    /// Tells lip sync what was played at `play_us`; returns the delay it asks audio to add, and
+    /// how long after its capture (ms) the packet was played.
+    fn played(&self, rtp_timestamp: Option<u32>, play_us: u64) -> (Duration, Option<f64>) {
         let ssrc = self.ssrc.load(Ordering::Relaxed);
         let capture = rtp_timestamp.filter(|_| ssrc > 0).and_then(|ts| {
             let ssrc = (ssrc - 1) as u32;
@@ -362,7 +375,8 @@ impl AudioSync {
         if let Some(capture) = capture {
             lip.audio_played(capture, play_us);
         }
-        lip.audio_delay()
+        let latency_ms = capture.map(|capture| (play_us as f64 - capture) / 1000.0);
+        (lip.audio_delay(), latency_ms)
     }
 }
 
@@ -393,6 +407,7 @@ fn run_playout_synced(
     let mut heard_anything = false;
     let mut undecodable = 0u64;
     let mut chunks_dropped = 0u64;
+    let mut frames_since_log = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let expected = jitter
             .lock()
@@ -413,13 +428,18 @@ fn run_playout_synced(
                 break;
             }
         }
-        let (decision, len, played_ts) = {
+        let (decision, len, played_ts, waited) = {
             let mut jitter = jitter.lock().unwrap_or_else(|p| p.into_inner());
             let decision = jitter.pop(Instant::now());
-            let played_ts = matches!(decision, Playout::Packet(_))
-                .then(|| jitter.played_timestamp())
-                .flatten();
-            (decision, jitter.frame_samples().min(pcm.len()), played_ts)
+            let played = matches!(decision, Playout::Packet(_));
+            let played_ts = played.then(|| jitter.played_timestamp()).flatten();
+            let waited = played.then(|| jitter.played_wait());
+            (
+                decision,
+                jitter.frame_samples().min(pcm.len()),
+                played_ts,
+                waited,
+            )
         };
         let result = match &decision {
             Playout::Silence => {
@@ -444,13 +464,13 @@ fn run_playout_synced(
             far_end(samples);
         }
         let play_us = clock::now_us();
-        let audio_delay = sync.as_ref().map(|sync| {
-            let delay = sync.played(played_ts, play_us);
+        let (audio_delay, latency_ms) = sync.as_ref().map_or((None, None), |sync| {
+            let (delay, latency_ms) = sync.played(played_ts, play_us);
             jitter
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .set_extra_delay(delay);
-            delay
+            (Some(delay), latency_ms)
         });
         let dropped_before = sink.dropped_samples();
         if let Err(err) = sink.write(samples) {
@@ -462,6 +482,18 @@ fn run_playout_synced(
             chunks_dropped += 1;
         }
         let s = jitter.lock().unwrap_or_else(|p| p.into_inner()).stats();
+        frames_since_log += 1;
+        if frames_since_log >= 100 {
+            frames_since_log = 0;
+            tracing::debug!(
+                target_ms = s.target_ms,
+                buffered_ms = s.buffered_ms,
+                stretched = s.stretched,
+                trimmed = s.dropped_for_latency,
+                latency_ms,
+                "audio playout"
+            );
+        }
         let mut c = stats.lock();
         if let Some(delay) = audio_delay {
             c.stats.sync.audio_delay_ms = delay.as_secs_f64() * 1000.0;
@@ -475,6 +507,9 @@ fn run_playout_synced(
                 c.audio_latency(latency);
             }
             c.audio_held(s.buffered_ms);
+        }
+        if let Some(waited) = waited {
+            c.audio_packet_played(waited.as_secs_f64() * 1000.0, latency_ms);
         }
         let a = &mut c.stats.audio_recv;
         a.packets_received = s.packets;

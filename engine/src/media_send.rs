@@ -26,6 +26,7 @@ use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
 use confab_media::audio::{LevelMeter, BLOCK_SAMPLES, FRAME_SAMPLES};
+use confab_media::test_signal::MarkerDetector;
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSource, VideoSource};
 
@@ -78,6 +79,8 @@ struct Encoded {
     /// stands in the same ticks (lip sync).
     ticks: u64,
     anchor: Option<Anchor>,
+    /// Wall-clock µs its first sample was captured, when the writer should time it (0: not).
+    capture_us: u64,
 }
 
 /// Encoded media held back at most (a test delay); more is dropped.
@@ -87,12 +90,13 @@ const DELAYED_MAX: usize = 256;
 /// stands against the capture clock into `rate.sync`, counted from the first sample the track
 /// took (samples written before the track was bound never reach the wire). With a `delay` (a
 /// test hook: a sender whose one path is slower), each sample waits that long first, its
-/// timestamps kept.
+/// timestamps kept. `stats`: where the time from capture to the track goes (audio).
 fn spawn_writer(
     out: TrackOut,
     mut rx: mpsc::Receiver<Encoded>,
     rate: Arc<BweShared>,
     delay: Duration,
+    stats: Option<StatsHandle>,
 ) {
     tokio::spawn(async move {
         let mut delayed: VecDeque<(tokio::time::Instant, Encoded)> = VecDeque::new();
@@ -137,6 +141,10 @@ fn spawn_writer(
                 .await
             {
                 Ok(()) => {
+                    if let Some(stats) = stats.as_ref().filter(|_| e.capture_us > 0) {
+                        let ms = clock::now_us().saturating_sub(e.capture_us) as f64 / 1000.0;
+                        stats.lock().audio_sent(ms);
+                    }
                     let first = *first_ticks.get_or_insert(e.ticks);
                     if let Some(anchor) = e.anchor {
                         let ticks = anchor.ticks - first as i64;
@@ -456,6 +464,7 @@ impl VideoSender {
                 at,
                 ticks: 0,
                 anchor: None,
+                capture_us: 0,
             },
             frame.capture_ts_us,
         )))
@@ -487,7 +496,7 @@ pub fn start_video(
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
     let (control, control_rx) = std::sync::mpsc::sync_channel::<VideoControl>(CONTROL_QUEUE);
-    spawn_writer(out.clone(), rx, rate.clone(), delay);
+    spawn_writer(out.clone(), rx, rate.clone(), delay, None);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
         let stop = stop.clone();
@@ -612,7 +621,7 @@ pub fn start_audio(
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(8);
-    spawn_writer(out, rx, rate.clone(), delay);
+    spawn_writer(out, rx, rate.clone(), delay, Some(stats.clone()));
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -637,6 +646,7 @@ pub fn start_audio(
                 let mut captured_at = Instant::now();
                 let mut packet_first_us = 0;
                 let mut clock = AudioClock::default();
+                let mut markers = MarkerDetector::default();
                 while !stop.load(Ordering::Relaxed) {
                     // Once a second: protect against the loss the network reports.
                     if blocks.is_multiple_of(100) {
@@ -669,6 +679,16 @@ pub fn start_audio(
                     // Echo cancellation, noise suppression, gain control, high-pass.
                     if let Some(apm) = &apm {
                         apm.capture(block);
+                    }
+                    // What processing does to the test signal's markers (none in other sound).
+                    if first_us > 0 {
+                        let found = markers.push(block, first_us);
+                        if !found.is_empty() {
+                            let mut c = stats.lock();
+                            for late_us in found {
+                                c.audio_processed(late_us as f64 / 1000.0);
+                            }
+                        }
                     }
                     if muted.load(Ordering::Relaxed) {
                         block.fill(0.0);
@@ -711,6 +731,7 @@ pub fn start_audio(
                         at: captured_at,
                         ticks,
                         anchor,
+                        capture_us: packet_first_us,
                     };
                     match tx.try_send(item) {
                         Ok(()) => {}

@@ -117,6 +117,13 @@ pub struct AudioSendStats {
     /// From a packet's first sample captured to the packet encoded (the packet's length plus
     /// processing and encoding): the send side's share of the latency.
     pub capture_to_encoded_ms: Percentiles,
+    /// From a packet's first sample captured to the packet handed to the track (encoding plus
+    /// the writer task's wake-up): `capture_to_encoded_ms` and the send task's share.
+    pub capture_to_sent_ms: Percentiles,
+    /// Test signal only: how late the markers' onsets come out of audio processing (echo
+    /// cancellation, noise suppression, gain control) against the source: processing's share of
+    /// mouth to ear, its softening of onsets included (0 to 2.5 ms without processing).
+    pub processing_ms: Percentiles,
     /// Microphone samples (per channel, at the device rate) lost before they could be read.
     pub mic_samples_dropped: u64,
     /// The loss Opus's in-band FEC protects against now (percent; follows the measured loss).
@@ -137,6 +144,18 @@ pub struct AudioRecvStats {
     /// Audio the jitter buffer held ahead of playout, at each frame played: its share of the
     /// latency.
     pub held_ms: Percentiles,
+    /// From each packet's first sample captured (the sender's clock, by its sender reports) to
+    /// the packet reaching the jitter buffer: the sender's share, the network and the receive
+    /// task. Needs sender reports.
+    pub transit_ms: Percentiles,
+    /// How long each packet played had waited in the jitter buffer: its target plus the phase
+    /// of the playout clock against arrivals.
+    pub waited_ms: Percentiles,
+    /// Mouth to ear of every packet played (its capture time by the sender reports, less Opus's
+    /// lookahead, to when it was written to the sink), for any sound: `latency_ms` measures
+    /// only the test signal's markers. Needs sender reports and lip sync on; a device's own
+    /// buffer is not included.
+    pub latency_estimated_ms: Percentiles,
     pub jitter_buffer_ms: f64,
     /// Audio per packet the other side sends (10 or 20 ms; a browser sends 20).
     pub packet_ms: f64,
@@ -285,6 +304,8 @@ pub struct Second {
     /// The audio/video skew measured at the last test-signal marker played in this second
     /// (video minus audio latency, ms), when the other side sends the test sources.
     pub av_skew_ms: Option<f64>,
+    /// The mouth-to-ear latency of the last test-signal marker played in this second (ms).
+    pub audio_latency_ms: Option<f64>,
 }
 
 /// Summarizes samples (any order).

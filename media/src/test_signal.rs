@@ -1,22 +1,30 @@
-//! The synthetic test sound: a pure function of wall-clock time. A steady 440 Hz tone, and at the
-//! start of every wall-clock second a 60 ms burst at 2400 Hz. A receiver that finds the onset of a
-//! burst in what it plays knows the glass-to-glass latency (onset time modulo one second, valid
-//! while latency stays under a second).
+//! The synthetic test sound: a pure function of wall-clock time. A steady 440 Hz tone, and five
+//! times a second (every 200 ms from the start of each wall-clock second) a 60 ms burst, each of
+//! the five at a frequency of its own. A receiver that finds the onset of a burst in what it plays
+//! knows the mouth-to-ear latency: the burst's frequency says which slot of the second it started
+//! in, so latencies up to a second read unambiguously, five times a second.
 
 use std::f64::consts::TAU;
 
 use super::SAMPLE_RATE_HZ;
 
-const MARKER_HZ: f64 = 2400.0;
+/// The bursts' frequencies by slot: whole multiples of 400 Hz, so each fills a detection window
+/// (2.5 ms) with a whole number of cycles and the others read (nearly) nothing there.
+const MARKER_HZ: [f64; MARKERS_PER_PERIOD] = [2400.0, 1600.0, 2000.0, 2800.0, 1200.0];
+const MARKERS_PER_PERIOD: usize = 5;
 const TONE_HZ: f64 = 440.0;
 const MARKER_US: u64 = 60_000;
+/// How often the pattern repeats: the longest latency that reads unambiguously.
 const PERIOD_US: u64 = 1_000_000;
+const SLOT_US: u64 = PERIOD_US / MARKERS_PER_PERIOD as u64;
 
 /// The test signal at wall-clock time `t_us`.
 pub fn sample_at(t_us: u64) -> f32 {
     let t = t_us as f64 / 1e6;
-    if t_us % PERIOD_US < MARKER_US {
-        (0.5 * (TAU * MARKER_HZ * t).sin()) as f32
+    let in_period = t_us % PERIOD_US;
+    if in_period % SLOT_US < MARKER_US {
+        let hz = MARKER_HZ[(in_period / SLOT_US) as usize];
+        (0.5 * (TAU * hz * t).sin()) as f32
     } else {
         (0.2 * (TAU * TONE_HZ * t).sin()) as f32
     }
@@ -31,18 +39,31 @@ pub fn fill(out: &mut [f32], start_us: u64) {
 
 /// Samples per detection window (2.5 ms).
 const WINDOW: usize = SAMPLE_RATE_HZ as usize / 400;
+const WINDOW_US: u64 = 2_500;
 
 fn goertzel_power(samples: &[f32], hz: f64) -> f64 {
     crate::audio::goertzel_power(samples, hz, SAMPLE_RATE_HZ)
 }
 
 /// Finds burst onsets in received audio and turns them into latencies.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MarkerDetector {
     pending: Vec<f32>,
     /// Wall-clock time of `pending[0]`.
     pending_start_us: u64,
+    /// In a burst, or not yet out of one: audio that starts in the middle of a burst has no onset
+    /// to read.
     in_marker: bool,
+}
+
+impl Default for MarkerDetector {
+    fn default() -> Self {
+        Self {
+            pending: Vec::new(),
+            pending_start_us: 0,
+            in_marker: true,
+        }
+    }
 }
 
 impl MarkerDetector {
@@ -57,16 +78,26 @@ impl MarkerDetector {
         let mut consumed = 0;
         while self.pending.len() - consumed >= WINDOW {
             let window = &self.pending[consumed..consumed + WINDOW];
-            let marker = goertzel_power(window, MARKER_HZ);
             let tone = goertzel_power(window, TONE_HZ);
+            let (slot, marker) = MARKER_HZ
+                .iter()
+                .map(|&hz| goertzel_power(window, hz))
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("invariant: there are markers");
             let energy: f64 =
                 window.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / WINDOW as f64;
-            // Loud enough (above -30 dBFS) and clearly the marker frequency.
+            // Loud enough (above -30 dBFS) and clearly a marker's frequency.
             let is_marker = energy > 1e-3 && marker > 4.0 * tone;
             if is_marker && !self.in_marker {
                 let at =
                     self.pending_start_us + consumed as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
-                found.push(at % PERIOD_US);
+                // The onset of slot `slot`'s burst, which left the source at slot x 200 ms. The
+                // window it is found in may start up to a window before it: read as 0, not as
+                // almost a second.
+                let sent = slot as u64 * SLOT_US;
+                let late_us = (at + PERIOD_US + WINDOW_US - sent) % PERIOD_US;
+                found.push(late_us.saturating_sub(WINDOW_US));
             }
             self.in_marker = is_marker;
             consumed += WINDOW;
@@ -81,31 +112,65 @@ impl MarkerDetector {
 mod tests {
     use super::*;
 
-    #[test]
-    fn detects_delayed_markers() {
-        // Play the signal delayed by 137 ms, in 20 ms blocks, over 3.5 seconds.
-        let delay_us = 137_000;
+    /// Plays the signal delayed by `delay_us` in blocks of `block` samples for `secs` seconds,
+    /// from a start `phase_us` into a second; returns the latencies read.
+    fn latencies(delay_us: u64, block: usize, secs: u64, phase_us: u64) -> Vec<u64> {
         let mut detector = MarkerDetector::default();
-        let mut latencies = Vec::new();
-        let start = 1_700_000_000_000_000u64 + 250_000;
-        let mut block = vec![0f32; 960];
-        for n in 0..175u64 {
-            let play_us = start + n * 20_000;
-            fill(&mut block, play_us - delay_us);
-            latencies.extend(detector.push(&block, play_us));
+        let mut found = Vec::new();
+        let start = 1_700_000_000_000_000u64 + phase_us;
+        let block_us = block as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
+        let mut samples = vec![0f32; block];
+        for n in 0..secs * 1_000_000 / block_us {
+            let play_us = start + n * block_us;
+            fill(&mut samples, play_us - delay_us);
+            found.extend(detector.push(&samples, play_us));
         }
-        assert_eq!(latencies.len(), 3, "{latencies:?}");
-        for l in latencies {
-            assert!(l.abs_diff(delay_us) <= 2_500, "{l}");
+        found
+    }
+
+    #[test]
+    fn detects_delayed_markers_five_times_a_second() {
+        // 4 s from a quarter into a second: 20 onsets, each read within a window. With 23 ms
+        // the audio starts inside a burst (227 ms, slot 1), which has no onset to read.
+        for (delay_us, block) in [
+            (137_000, 960),
+            (23_000, 480),
+            (480_000, 480),
+            (910_000, 960),
+        ] {
+            let found = latencies(delay_us, block, 4, 250_000);
+            assert_eq!(found.len(), 20, "{delay_us}: {found:?}");
+            for l in &found {
+                assert!(l.abs_diff(delay_us) <= 2_500, "{delay_us}: {l}");
+            }
         }
+    }
+
+    #[test]
+    fn an_onset_read_early_is_no_latency_not_a_second() {
+        // No delay, 1.2 ms into a window: the onset's window starts before it.
+        let found = latencies(0, 480, 2, 1_200);
+        assert!(found.len() >= 8, "{found:?}");
+        assert!(found.iter().all(|&l| l <= 2_500), "{found:?}");
+    }
+
+    #[test]
+    fn latencies_beyond_one_slot_are_not_folded() {
+        // 250 ms is more than a slot (200 ms): read as 250, never 50.
+        let found = latencies(250_000, 480, 2, 0);
+        assert!(found.len() >= 8, "{found:?}");
+        assert!(
+            found.iter().all(|l| l.abs_diff(250_000) <= 2_500),
+            "{found:?}"
+        );
     }
 
     #[test]
     fn silence_and_plain_tone_have_no_markers() {
         let mut detector = MarkerDetector::default();
         assert!(detector.push(&[0.0; 4800], 0).is_empty());
-        let mut tone = vec![0f32; 4800];
-        fill(&mut tone, 200_000); // 200..300 ms: tone only
+        let mut tone = vec![0f32; 6240];
+        fill(&mut tone, 60_000); // 60..190 ms: between two bursts
         assert!(detector.push(&tone, 0).is_empty());
     }
 }

@@ -1,12 +1,15 @@
 //! Call benchmark (a program, not a test): `confab serve` and two `confab join --headless` peers
-//! with the stamped test pattern at 1280x720@30 on loopback. Prints, per peer: ms from join to the
-//! first remote frame, glass-to-glass latency p50/p95, CPU seconds and peak RSS, encode and decode
-//! ms per frame, and the rest of the call's quality numbers.
+//! with the stamped test pattern at 1280x720@30 and the test signal, on loopback or, with a
+//! DELAY_MS, in a `NetLab` whose uplinks each add that one-way delay (root; the namespaces are
+//! made and removed by the harness). Prints, per peer: ms from join to the first remote frame,
+//! glass-to-glass latency p50/p95, CPU seconds and peak RSS, encode and decode ms per frame, and
+//! the audio's mouth-to-ear latency stage by stage with the audio/video skew.
 //!
-//!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS]
+//!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS] [DELAY_MS] [PEER FLAGS]
 
 use std::time::{Duration, Instant};
 
+use confab_e2e::netem::{NetLab, Profile};
 use confab_e2e::{num, room_code, Peer, Server};
 
 /// (cpu seconds, peak RSS KiB) of a live process.
@@ -17,18 +20,90 @@ fn usage(pid: u32) -> Option<(f64, u64)> {
     ))
 }
 
+/// p50 / p95 of the histogram at `pointer` (ms), as "p50/p95".
+fn p50_p95(stats: &serde_json::Value, pointer: &str) -> String {
+    format!(
+        "{:.1}/{:.1}",
+        num(stats, &format!("{pointer}/p50")),
+        num(stats, &format!("{pointer}/p95"))
+    )
+}
+
+/// The audio that reached `receiver` from `sender`: mouth to ear, stage by stage (p50/p95 ms),
+/// and lip sync.
+fn print_audio(name: &str, receiver: &serde_json::Value, sender: &serde_json::Value) {
+    let (r, s) = (receiver, sender);
+    println!(
+        "{name}: audio mouth-to-ear p50/p95 {} ms from {} markers (every packet, by the sender \
+         reports: {} ms); stages p50/p95: capture to encoded {}, to sent {}, markers' onsets late out of \
+         audio processing {} (sender), to arrival {}, \
+         waited in the jitter buffer {} (target now {:.0} ms, {:.0} ms packets, {} stretched, \
+         {} trimmed, {} concealed, {} late); a/v skew p50/p95 {} ms (video minus audio), \
+         video held p50 {:.0} ms, audio delayed {:.0} ms for video",
+        p50_p95(r, "/audio_recv/latency_ms"),
+        num(r, "/audio_recv/latency_ms/count"),
+        p50_p95(r, "/audio_recv/latency_estimated_ms"),
+        p50_p95(s, "/audio_send/capture_to_encoded_ms"),
+        p50_p95(s, "/audio_send/capture_to_sent_ms"),
+        p50_p95(s, "/audio_send/processing_ms"),
+        p50_p95(r, "/audio_recv/transit_ms"),
+        p50_p95(r, "/audio_recv/waited_ms"),
+        num(r, "/audio_recv/jitter_buffer_ms"),
+        num(r, "/audio_recv/packet_ms"),
+        num(r, "/audio_recv/frames_stretched"),
+        num(r, "/audio_recv/frames_dropped_latency"),
+        num(r, "/audio_recv/frames_concealed"),
+        num(r, "/audio_recv/packets_late"),
+        p50_p95(r, "/sync/skew_ms"),
+        num(r, "/sync/video_hold_ms/p50"),
+        num(r, "/sync/audio_delay_ms"),
+    );
+    let by_second: Vec<String> = r["timeline"]
+        .as_array()
+        .map(|seconds| {
+            seconds
+                .iter()
+                .map(|s| {
+                    s["audio_latency_ms"]
+                        .as_f64()
+                        .map_or("-".into(), |ms| format!("{ms:.0}"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "{name}: the last marker's mouth-to-ear in each second: {}",
+        by_second.join(" ")
+    );
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args()
+    // Flags are the peers' (e.g. `--no-aec --no-ns --no-agc --no-hpf`), but for cargo's `--bench`.
+    let (flags, args): (Vec<String>, Vec<String>) = std::env::args()
         .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+        .filter(|a| a != "--bench")
+        .partition(|a| a.starts_with("--"));
     let secs = args.first().cloned().unwrap_or_else(|| "15".into());
     let size = args.get(1).cloned().unwrap_or_else(|| "1280x720".into());
     let fps = args.get(2).cloned().unwrap_or_else(|| "30".into());
+    let delay_ms: u32 = args
+        .get(3)
+        .map_or(0, |d| d.parse().expect("DELAY_MS: a number"));
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&[]);
+    // Declared before the server and the peers, so that it is torn down after them.
+    let mut lab = (delay_ms > 0).then(|| {
+        NetLab::new(Profile {
+            name: "delay",
+            delay_ms,
+            ..Profile::GOOD
+        })
+    });
+    let server = match lab.as_mut() {
+        Some(lab) => lab.start_signaling(&[]),
+        None => Server::start(&[]),
+    };
     let room = room_code(99);
-    let peer_args = [
+    let mut peer_args = vec![
         "--speaker",
         "null",
         "--camera",
@@ -44,9 +119,17 @@ fn main() {
         "--wait",
         "30",
     ];
-    let a = Peer::start(dir.path(), "a", &server.url, &room, &peer_args);
+    peer_args.extend(flags.iter().map(String::as_str));
+    let start = |name: &str| match lab.as_ref() {
+        Some(lab) => {
+            let home = if name == "a" { lab.alice() } else { lab.bob() };
+            Peer::start_in(home, dir.path(), name, &server.url, &room, &peer_args)
+        }
+        None => Peer::start(dir.path(), name, &server.url, &room, &peer_args),
+    };
+    let a = start("a");
     std::thread::sleep(Duration::from_millis(300));
-    let b = Peer::start(dir.path(), "b", &server.url, &room, &peer_args);
+    let b = start("b");
     let (pa, pb) = (a.proc.pid(), b.proc.pid());
     let mut last = [(0.0, 0u64); 2];
     let deadline = Instant::now() + Duration::from_secs(secs.parse::<u64>().unwrap_or(15) + 40);
@@ -67,9 +150,11 @@ fn main() {
         a.finish(Duration::from_secs(30)),
         b.finish(Duration::from_secs(30)),
     ];
-    println!(
-        "call benchmark: {size}@{fps}, {secs} s, loopback, stamped test pattern + test signal"
-    );
+    let link = match delay_ms {
+        0 => "loopback".to_owned(),
+        ms => format!("{ms} ms each way (NetLab)"),
+    };
+    println!("call benchmark: {size}@{fps}, {secs} s, {link}, stamped test pattern + test signal");
     for (i, (name, outcome)) in ["a (waited)", "b (offered)"]
         .iter()
         .zip(&outcomes)
@@ -88,11 +173,7 @@ fn main() {
         println!(
             "{name}: join->first remote frame {:.0} ms (ICE connected at {:.0} ms), latency p50 {:.1} ms p95 {:.1} ms, \
              {:.1} fps, PSNR {:.1} dB, freezes {}, CPU {:.2} s ({:.2} cores), peak RSS {:.0} MiB, \
-             encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps, audio latency p50 {:.0} ms p95 {:.0} ms \
-             (capture to encoded p50 {:.1} ms at the sender, held in the jitter buffer p50 {:.1} \
-             p95 {:.1} ms, target {:.0} ms, {:.0} ms packets, {} stretched, {} trimmed), \
-             a/v skew p50 {:.0} ms p95 {:.0} ms (video minus audio), video held p50 {:.0} ms, \
-             audio delayed {:.0} ms for video",
+             encode {:.2} ms/frame, decode {:.2} ms/frame, send {:.0} kbps",
             num(s, "/ms_to/first_video_frame"),
             num(s, "/ms_to/ice_connected"),
             num(s, "/video_recv/latency_ms/p50"),
@@ -106,20 +187,9 @@ fn main() {
             num(s, "/video_send/encode_ms/mean"),
             num(s, "/video_recv/decode_ms/mean"),
             num(s, "/video_send/bitrate_kbps"),
-            num(s, "/audio_recv/latency_ms/p50"),
-            num(s, "/audio_recv/latency_ms/p95"),
-            num(other, "/audio_send/capture_to_encoded_ms/p50"),
-            num(s, "/audio_recv/held_ms/p50"),
-            num(s, "/audio_recv/held_ms/p95"),
-            num(s, "/audio_recv/jitter_buffer_ms"),
-            num(s, "/audio_recv/packet_ms"),
-            num(s, "/audio_recv/frames_stretched"),
-            num(s, "/audio_recv/frames_dropped_latency"),
-            num(s, "/sync/skew_ms/p50"),
-            num(s, "/sync/skew_ms/p95"),
-            num(s, "/sync/video_hold_ms/p50"),
-            num(s, "/sync/audio_delay_ms"),
         );
+        print_audio(name, s, other);
     }
     drop(server);
+    drop(lab);
 }
