@@ -549,6 +549,8 @@ if (typeof document !== 'undefined') {
         this.restartTimer = null;
         this.heartbeatTimer = null;
         this.lastHeard = performance.now(); // the last message from the server
+        this.networkChanged = false; // the call and the server went quiet together
+        this.outbox = []; // signals written while the socket was being resumed
       }
 
       mark(what) {
@@ -599,8 +601,14 @@ if (typeof document !== 'undefined') {
       }
 
       send(msg) {
-        if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
-        else log('not sent (the signaling socket is not open):', msg.type, msg.payload ? msg.payload.kind : '');
+        if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+          this.ws.send(JSON.stringify(msg));
+        } else if (this.welcomed && msg.type === 'signal' && this.outbox.length < 500) {
+          // Resuming: the other side gets it once we have our seat back.
+          this.outbox.push(msg);
+        } else {
+          log('not sent (the signaling socket is not open):', msg.type, msg.payload ? msg.payload.kind : '');
+        }
       }
 
       signal(payload) {
@@ -628,7 +636,12 @@ if (typeof document !== 'undefined') {
         const asked = performance.now();
         this.send({ type: 'ping' });
         setTimeout(() => {
-          if (!this.closed && this.lastHeard < asked) this.dropSocket('no answer from the server');
+          if (this.closed || this.lastHeard >= asked) return;
+          // Both the call and the server went quiet at once: our network changed. The candidates
+          // we gave are stale, so restart ICE as soon as we are back on the server, whichever
+          // side we are (as the app does when its addresses change).
+          this.networkChanged = true;
+          this.dropSocket('no answer from the server');
         }, PROBE_MS);
       }
 
@@ -698,6 +711,8 @@ if (typeof document !== 'undefined') {
               if (typeof msg.resume_token === 'string') this.resumeToken = msg.resume_token;
               log('back on the signaling server');
               showMessage('Back on the signaling server.');
+              for (const waiting of this.outbox.splice(0)) this.send(waiting);
+              if (this.networkChanged && this.downSince !== null) this.scheduleRestart();
               return undefined;
             }
             return this.onWelcome(msg);
@@ -880,6 +895,7 @@ if (typeof document !== 'undefined') {
         if (state === 'connected') {
           this.everConnected = true;
           this.downSince = null;
+          this.networkChanged = false;
           this.lastRestart = null;
           this.failed = false;
           clearTimeout(this.restartTimer);
@@ -911,6 +927,7 @@ if (typeof document !== 'undefined') {
         const polite = this.me > this.remote.id;
         let due;
         if (this.lastRestart !== null) due = this.lastRestart + RESTART_RETRY_MS;
+        else if (this.networkChanged) due = now;
         else if (polite) due = this.downSince + RESTART_AFTER_MS + RESTART_RETRY_MS;
         else if (this.failed) due = this.downSince;
         else due = this.downSince + RESTART_AFTER_MS;
