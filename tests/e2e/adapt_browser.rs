@@ -7,7 +7,7 @@ use std::time::Duration;
 use confab_e2e::browser::{page_url, write_pattern_y4m, Browser, BrowserOutcome};
 use confab_e2e::netem::{NetLab, Profile, Side};
 use confab_e2e::timeline::{end, growth, mean, series, window};
-use confab_e2e::{num, room_code, serial, test_media, Peer};
+use confab_e2e::{num, room_code, serial, tail, test_media, Peer};
 use serde_json::Value;
 
 /// How long the native peer stays in the call.
@@ -82,17 +82,13 @@ fn call(confab_side: Side, first: Side, room: u64) -> (Value, BrowserOutcome) {
         browser.ok,
         "browser: {}\n{}",
         browser.json,
-        tail(&browser.stderr)
+        tail(&browser.stderr, 3000)
     );
     let stats = native
         .stats
         .unwrap_or_else(|| panic!("confab: no stats\n{}", native.stderr));
     print_both(&stats, &browser);
     (stats, browser)
-}
-
-fn tail(text: &str) -> &str {
-    &text[text.len().saturating_sub(3000)..]
 }
 
 fn print_both(native: &Value, browser: &BrowserOutcome) {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use confab_e2e::netem::{NetLab, Profile, Side, PUBLIC_ADDR, STUN_PORT};
-use confab_e2e::{num, room_code, serial, test_media, Outcome, Peer, Server};
+use confab_e2e::{num, room_code, serial, tail, test_media, Outcome, Peer, Server};
 use serde_json::Value;
 
 /// How long each call lasts once connected.
@@ -166,6 +166,39 @@ fn a_call_goes_on_after_six_seconds_without_udp() {
 /// Signs resume tokens in the tests that restart the server.
 const RESUME_KEY: &str = "resilience-test-key";
 
+/// Kills `server` and, 2 s later, starts another on the same address with the same resume key.
+fn restart_server(lab: &NetLab, server: Server) -> Server {
+    let listen = server
+        .url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    drop(server); // killed
+    std::thread::sleep(Duration::from_secs(2));
+    let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
+    Server::start_listening_in(
+        lab.public(),
+        &listen,
+        &["--stun", &stun, "--resume-key", RESUME_KEY],
+    )
+}
+
+/// Waits until `peer` has its seat back on the (new) server.
+fn wait_resumed(peer: &Peer) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !peer
+        .stderr_so_far()
+        .contains("back on the signaling server")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never resumed: {}",
+            peer.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_call_keeps_its_media_while_the_signaling_server_restarts() {
     let _machine = serial();
@@ -181,33 +214,10 @@ fn a_call_keeps_its_media_while_the_signaling_server_restarts() {
     wait_connected(&b);
     std::thread::sleep(Duration::from_secs(3));
     let event_s = started.elapsed().as_secs_f64();
-    let listen = server
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .to_owned();
-    drop(server); // killed
-    std::thread::sleep(Duration::from_secs(2));
-    let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
-    let _server = Server::start_listening_in(
-        lab.public(),
-        &listen,
-        &["--stun", &stun, "--resume-key", RESUME_KEY],
-    );
+    let _server = restart_server(&lab, server);
     // Both take their seats back on the new server.
     for peer in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !peer
-            .stderr_so_far()
-            .contains("back on the signaling server")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "never resumed: {}",
-                peer.stderr_so_far()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_resumed(peer);
     }
     let (a, b) = finish(a, b);
     assert_survived("signaling server restart", &a, &b, event_s);
@@ -363,31 +373,8 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     std::thread::sleep(Duration::from_secs(5));
 
     let server_gone_s = started.elapsed().as_secs_f64();
-    let listen = server
-        .url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .to_owned();
-    drop(server); // killed
-    std::thread::sleep(Duration::from_secs(2));
-    let stun = format!("stun:{PUBLIC_ADDR}:{STUN_PORT}");
-    let _server = Server::start_listening_in(
-        lab.public(),
-        &listen,
-        &["--stun", &stun, "--resume-key", RESUME_KEY],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !native
-        .stderr_so_far()
-        .contains("back on the signaling server")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "confab never resumed: {}",
-            native.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let _server = restart_server(&lab, server);
+    wait_resumed(&native);
     std::thread::sleep(Duration::from_secs(2));
     let renumbered_s = started.elapsed().as_secs_f64();
     lab.renumber(Side::Alice, std::net::Ipv4Addr::new(192, 168, 1, 20));
@@ -399,7 +386,7 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
         browser.ok,
         "browser: {}\n{}",
         browser.json,
-        tail(&browser.stderr)
+        tail(&browser.stderr, 6000)
     );
     assert!(
         native.stderr.contains("back on the signaling server"),
@@ -430,8 +417,8 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     assert!(
         flowing && back.is_some_and(|s| s <= 3.0),
         "chromium -> confab: video back within 3 s of the outage's end: {timeline:?}\nconfab: {}\npage: {}",
-        tail(&native.stderr),
-        tail(&browser.stderr),
+        tail(&native.stderr, 6000),
+        tail(&browser.stderr, 6000),
     );
     let after_restart: Vec<_> = timeline
         .iter()
@@ -459,8 +446,8 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     assert!(
         flowing,
         "chromium -> confab flows after the address change: {timeline:?}\nconfab: {}\npage: {}",
-        tail(&native.stderr),
-        tail(&browser.stderr),
+        tail(&native.stderr, 6000),
+        tail(&browser.stderr, 6000),
     );
 
     // Confab -> Chromium: the page saw the outage (seconds without frames once video had
@@ -488,11 +475,4 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
         longest_run_after >= 8,
         "confab -> chromium: video again after the outage for 8 s in a row: {fps:?}"
     );
-}
-
-/// The end of a long log (whole lines).
-fn tail(text: &str) -> &str {
-    let start = text.len().saturating_sub(6000);
-    let start = text[start..].find('\n').map_or(start, |i| start + i + 1);
-    &text[start..]
 }

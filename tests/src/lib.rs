@@ -337,6 +337,16 @@ pub fn test_media<'a>(size: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// The last `bytes` or so of a long log, from the start of a line, for a failure message.
+pub fn tail(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let start = text[start..].find('\n').map_or(start, |i| start + i + 1);
+    &text[start..]
+}
+
 /// Reads a number at a JSON pointer like `/video_recv/frames_decoded`.
 pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
     stats
