@@ -227,6 +227,25 @@ enum Event {
     AddressChange,
 }
 
+impl Event {
+    /// Makes it happen in `lab`; returns when it is over (the network restored, or the new
+    /// address in place).
+    fn happen(&self, lab: &mut NetLab) {
+        match self {
+            Event::UdpOutage => {
+                lab.block_udp(true);
+                std::thread::sleep(Duration::from_secs(6));
+                lab.block_udp(false);
+            }
+            Event::AddressChange => {
+                let now = lab.bob().addr;
+                let next = if now.octets()[3] == 10 { 20 } else { 10 };
+                lab.renumber(Side::Bob, std::net::Ipv4Addr::new(192, 168, 2, next));
+            }
+        }
+    }
+}
+
 /// One Confab call in a cone lab: `event` happens 3 s into the call (an outage lasts 6 s); the
 /// result is the time from its end (restoration, or the new address) until each side decoded
 /// a new frame, the later of the two.
@@ -252,20 +271,8 @@ fn confab_recovery(lab: &mut NetLab, dir: &Path, event: &Event, salt: u64) -> Re
     wait_for(&a, "confab: connected")?;
     wait_for(&b, "confab: connected")?;
     std::thread::sleep(Duration::from_secs(3));
-    let restored = match event {
-        Event::UdpOutage => {
-            lab.block_udp(true);
-            std::thread::sleep(Duration::from_secs(6));
-            lab.block_udp(false);
-            Instant::now()
-        }
-        Event::AddressChange => {
-            let now = lab.bob().addr;
-            let next = if now.octets()[3] == 10 { 20 } else { 10 };
-            lab.renumber(Side::Bob, std::net::Ipv4Addr::new(192, 168, 2, next));
-            Instant::now()
-        }
-    };
+    event.happen(lab);
+    let restored = Instant::now();
     let (base_a, base_b) = (size(&rec_a), size(&rec_b));
     let (mut back_a, mut back_b) = (None, None);
     while back_a.is_none() || back_b.is_none() {
@@ -349,20 +356,8 @@ fn chromium_recovery(
     wait_for_page(&a, connected)?;
     wait_for_page(&b, connected)?;
     std::thread::sleep(Duration::from_secs(3));
-    let restored = match event {
-        Event::UdpOutage => {
-            lab.block_udp(true);
-            std::thread::sleep(Duration::from_secs(6));
-            lab.block_udp(false);
-            epoch_ms()
-        }
-        Event::AddressChange => {
-            let now = lab.bob().addr;
-            let next = if now.octets()[3] == 10 { 20 } else { 10 };
-            lab.renumber(Side::Bob, std::net::Ipv4Addr::new(192, 168, 2, next));
-            epoch_ms()
-        }
-    };
+    event.happen(lab);
+    let restored = epoch_ms();
     let b = b.finish(Duration::from_secs(60));
     let a = a.finish(Duration::from_secs(30));
     let back = |who: &str, json: &Value| -> Result<f64, String> {
