@@ -72,7 +72,7 @@ impl Default for TestSignal {
 
 impl AudioSource for TestSignal {
     fn name(&self) -> &str {
-        "test signal"
+        test_signal::SOURCE_NAME
     }
 
     fn read(&mut self, out: &mut [f32]) -> Result<u64, CaptureError> {

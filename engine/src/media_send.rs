@@ -26,7 +26,7 @@ use confab_codecs::h264::{EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
 use confab_media::audio::{LevelMeter, BLOCK_SAMPLES, FRAME_SAMPLES};
-use confab_media::test_signal::MarkerDetector;
+use confab_media::test_signal::{self, MarkerDetector};
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSource, VideoSource};
 
@@ -680,8 +680,9 @@ pub fn start_audio(
                     if let Some(apm) = &apm {
                         apm.capture(block);
                     }
-                    // What processing does to the test signal's markers (none in other sound).
-                    if first_us > 0 {
+                    // What processing does to the test signal's markers: only in that signal
+                    // (six Goertzel filters a block are not for a real microphone's sound).
+                    if first_us > 0 && source.name() == test_signal::SOURCE_NAME {
                         let found = markers.push(block, first_us);
                         if !found.is_empty() {
                             let mut c = stats.lock();

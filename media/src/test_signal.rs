@@ -10,6 +10,10 @@ use super::SAMPLE_RATE_HZ;
 
 /// The bursts' frequencies by slot: whole multiples of 400 Hz, so each fills a detection window
 /// (2.5 ms) with a whole number of cycles and the others read (nearly) nothing there.
+/// What a source of this signal calls itself (`AudioSource::name`): the sender measures the
+/// markers only in it.
+pub const SOURCE_NAME: &str = "test signal";
+
 const MARKER_HZ: [f64; MARKERS_PER_PERIOD] = [2400.0, 1600.0, 2000.0, 2800.0, 1200.0];
 const MARKERS_PER_PERIOD: usize = 5;
 const TONE_HZ: f64 = 440.0;
