@@ -96,14 +96,20 @@ fn settings_for(dir: &std::path::Path, server_url: &str, camera: &str, mic: &str
     settings.save(Some(dir)).unwrap();
 }
 
-#[test]
-fn lobby_join_call_chat_toggles_hang_up() {
+/// A signaling server on a free loopback port, and the runtime it runs on (keep both).
+fn local_server() -> (tokio::runtime::Runtime, confab_signaling::RunningServer) {
     let net = tokio::runtime::Runtime::new().unwrap();
     let server = net
         .block_on(Server::start(ServerConfig::new(
             "127.0.0.1:0".parse().unwrap(),
         )))
         .unwrap();
+    (net, server)
+}
+
+#[test]
+fn lobby_join_call_chat_toggles_hang_up() {
+    let (net, server) = local_server();
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
     // A fixed address for the snapshots; the real one (a free port) is set before joining.
@@ -652,12 +658,7 @@ fn devices_chosen_during_a_call_are_switched_to_at_once() {
     use super::command::UiCommand;
     use confab_devices::VideoSpec;
     use std::sync::Arc;
-    let net = tokio::runtime::Runtime::new().unwrap();
-    let server = net
-        .block_on(Server::start(ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-        )))
-        .unwrap();
+    let (net, server) = local_server();
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
     Settings {
