@@ -116,7 +116,8 @@ pub struct JoinArgs {
     /// Camera: a device name or index, `test` (stamped test pattern), `file:PATH.y4m`, or `none`.
     #[arg(long, value_name = "SPEC", default_value = "default")]
     pub camera: String,
-    /// Microphone: a device name or index, `test` (test signal), `file:PATH.wav`, or `none`.
+    /// Microphone: a device name or index, `test` (test signal; `test:2` its second voice, for a
+    /// second peer), `file:PATH.wav`, or `none`.
     #[arg(long, value_name = "SPEC", default_value = "default")]
     pub mic: String,
     /// Speaker: a device name or index, `file:PATH.wav`, or `null`.

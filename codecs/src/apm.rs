@@ -321,3 +321,91 @@ mod tests {
         assert_eq!(odd[499], 0.1);
     }
 }
+
+#[cfg(test)]
+mod delay_tests {
+    //! What each part of the processing costs in latency, read off the test signal's markers.
+
+    use super::*;
+    use confab_media::test_signal::{MarkerDetector, Voice};
+
+    /// 10 s of the first voice through `settings`, with the far end silent or playing the second
+    /// voice 30 ms late (the other peer); the markers' latencies (ms) from the last 8 s.
+    fn marker_delays(settings: ApmSettings, far_end: bool) -> Vec<u64> {
+        let apm = AudioProcessor::new(settings).unwrap();
+        let mut detector = MarkerDetector::default();
+        let mut found = Vec::new();
+        let t0 = 1_700_000_000_000_000u64;
+        let (mut far, mut mic) = (vec![0f32; BLOCK_SAMPLES], vec![0f32; BLOCK_SAMPLES]);
+        for n in 0..1000u64 {
+            let t = t0 + n * 10_000;
+            if far_end {
+                Voice::Second.fill(&mut far, t - 30_000);
+            }
+            Voice::First.fill(&mut mic, t);
+            apm.render(&far);
+            apm.capture(&mut mic);
+            let late = detector.push(&mic, t);
+            if n >= 200 {
+                found.extend(late.into_iter().map(|us| us / 1000));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn processing_delays_the_markers_by_a_fixed_few_ms() {
+        let default = ApmSettings::default();
+        let off = ApmSettings {
+            echo_cancellation: false,
+            noise_suppression: false,
+            gain_control: false,
+            high_pass_filter: false,
+        };
+        for (name, settings) in [
+            ("all (default)", default),
+            (
+                "echo canceller",
+                ApmSettings {
+                    echo_cancellation: true,
+                    ..off
+                },
+            ),
+            (
+                "noise suppression",
+                ApmSettings {
+                    noise_suppression: true,
+                    ..off
+                },
+            ),
+            (
+                "gain control",
+                ApmSettings {
+                    gain_control: true,
+                    ..off
+                },
+            ),
+        ] {
+            let quiet = marker_delays(settings, false);
+            let talking = marker_delays(settings, true);
+            let median = |v: &[u64]| {
+                let mut v = v.to_vec();
+                v.sort_unstable();
+                v.get(v.len() / 2).copied()
+            };
+            println!(
+                "{name}: markers {} ms late (far end silent: {} of 40 found), {:?} ms with the \
+                 other voice at the far end ({} found, max {:?})",
+                median(&quiet).unwrap_or(0),
+                quiet.len(),
+                median(&talking),
+                talking.len(),
+                talking.iter().max()
+            );
+            // Every marker comes through, all equally late, by at most two blocks' worth.
+            assert_eq!(quiet.len(), 40, "{name}: {quiet:?}");
+            let (lo, hi) = (quiet.iter().min().unwrap(), quiet.iter().max().unwrap());
+            assert!(hi - lo <= 3 && *hi <= 20, "{name}: {quiet:?}");
+        }
+    }
+}

@@ -164,7 +164,7 @@ mod tests {
         let mut out = vec![0f32; FRAME_SAMPLES];
         let mut packets = Vec::new();
         for n in 0..50u64 {
-            test_signal::fill(&mut frame, 300_000 + n * 20_000); // the 440 Hz tone at 0.2
+            test_signal::Voice::First.fill(&mut frame, 300_000 + n * 20_000); // the 440 Hz tone at 0.2
             packets.push(enc.encode(&frame).unwrap());
         }
         assert!(packets.iter().all(|p| !p.is_empty() && p.len() < 200));

@@ -1,6 +1,6 @@
 //! Where frames and samples come from and where received audio goes: one trait per device kind,
 //! each with real and synthetic implementations. `open_*` turn a command-line SPEC (`test`,
-//! `file:PATH`, `none`, or a device) into a source or sink.
+//! `test:2`, `file:PATH`, `none`, or a device) into a source or sink.
 //!
 //! Sources block until their next frame or block is due (they pace themselves); they never touch
 //! the network or the codecs.
@@ -21,6 +21,9 @@ pub use confab_media::{
 pub enum VideoSpec {
     None,
     Test,
+    /// `test:2`: the test signal's second voice, for a second peer (a camera shows the test
+    /// pattern, as with `test`).
+    TestSecondVoice,
     File(std::path::PathBuf),
     Device(String),
 }
@@ -30,6 +33,7 @@ impl VideoSpec {
         match spec.trim() {
             "" | "none" => Self::None,
             "test" => Self::Test,
+            "test:2" => Self::TestSecondVoice,
             s => match s.strip_prefix("file:") {
                 Some(path) => Self::File(path.into()),
                 None => Self::Device(s.to_owned()),
@@ -47,7 +51,9 @@ pub fn open_camera(
 ) -> Result<Option<Box<dyn VideoSource>>, CaptureError> {
     Ok(match spec {
         VideoSpec::None => None,
-        VideoSpec::Test => Some(Box::new(test_sources::TestPattern::new(width, height, fps))),
+        VideoSpec::Test | VideoSpec::TestSecondVoice => {
+            Some(Box::new(test_sources::TestPattern::new(width, height, fps)))
+        }
         VideoSpec::File(path) => Some(Box::new(y4m::Y4mSource::open(path)?)),
         VideoSpec::Device(name) => Some(Box::new(camera::CameraSource::open(
             name, width, height, fps,
@@ -68,6 +74,9 @@ pub fn open_mic(spec: &VideoSpec) -> Result<Option<Box<dyn AudioSource>>, Captur
     Ok(match spec {
         VideoSpec::None => None,
         VideoSpec::Test => Some(Box::new(test_sources::TestSignal::new())),
+        VideoSpec::TestSecondVoice => Some(Box::new(test_sources::TestSignal::with_voice(
+            confab_media::test_signal::Voice::Second,
+        ))),
         VideoSpec::File(path) => Some(Box::new(wav::WavSource::open(path)?)),
         VideoSpec::Device(name) => Some(Box::new(audio_device::MicSource::open(name)?)),
     })
@@ -91,6 +100,7 @@ mod tests {
     #[test]
     fn specs() {
         assert_eq!(VideoSpec::parse("test"), VideoSpec::Test);
+        assert_eq!(VideoSpec::parse("test:2"), VideoSpec::TestSecondVoice);
         assert_eq!(VideoSpec::parse("none"), VideoSpec::None);
         assert_eq!(
             VideoSpec::parse("file:/a b.y4m"),

@@ -1,5 +1,5 @@
 //! The synthetic twins of camera and microphone: the stamped test pattern (`--camera test`) and
-//! the test signal (`--mic test`), both paced in real time.
+//! the test signal (`--mic test`, or its second voice `--mic test:2`), both paced in real time.
 
 use std::time::Duration;
 
@@ -51,15 +51,22 @@ pub struct TestSignal {
     next_us: u64,
     samples_out: u64,
     start_us: u64,
+    voice: test_signal::Voice,
 }
 
 impl TestSignal {
+    /// The first voice.
     pub fn new() -> Self {
+        Self::with_voice(test_signal::Voice::First)
+    }
+
+    pub fn with_voice(voice: test_signal::Voice) -> Self {
         let start_us = clock::now_us();
         Self {
             next_us: start_us,
             samples_out: 0,
             start_us,
+            voice,
         }
     }
 }
@@ -85,7 +92,7 @@ impl AudioSource for TestSignal {
             self.next_us = now;
         }
         let first_us = self.next_us;
-        test_signal::fill(out, first_us);
+        self.voice.fill(out, first_us);
         self.samples_out += out.len() as u64;
         self.next_us = self.start_us + self.samples_out * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
         // Like a microphone, the block is available once its last sample has been "recorded".
@@ -126,13 +133,15 @@ mod tests {
 
     #[test]
     fn signal_blocks_are_contiguous_in_time() {
-        let mut source = TestSignal::new();
-        let mut block = vec![0f32; 480];
-        let t0 = source.read(&mut block).unwrap();
-        let t1 = source.read(&mut block).unwrap();
-        assert_eq!(t1 - t0, 10_000);
-        let mut expected = vec![0f32; 480];
-        test_signal::fill(&mut expected, t1);
-        assert_eq!(block, expected);
+        for voice in [test_signal::Voice::First, test_signal::Voice::Second] {
+            let mut source = TestSignal::with_voice(voice);
+            let mut block = vec![0f32; 480];
+            let t0 = source.read(&mut block).unwrap();
+            let t1 = source.read(&mut block).unwrap();
+            assert_eq!(t1 - t0, 10_000);
+            let mut expected = vec![0f32; 480];
+            voice.fill(&mut expected, t1);
+            assert_eq!(block, expected);
+        }
     }
 }

@@ -3,7 +3,10 @@
 //! recovery of it from the next packet's FEC, or concealment. Its target delay is the spread of
 //! packet delays over the last two seconds (95th percentile minus the minimum) plus one frame, so
 //! it grows at once when packets arrive unevenly and shrinks as soon as they stop doing so; when
-//! more audio piles up than the target, a frame is dropped to bring latency back down. Lip sync
+//! more audio piles up than the target, frames are dropped to bring latency back down, as readily
+//! as concealed frames are inserted to grow it (one in five at most). What arrives before playout
+//! starts (the backlog that queued while the call was set up, in one burst) is not taken for
+//! network jitter, and playout starts with the newest target's worth of it. Lip sync
 //! can ask for more delay on top (`set_extra_delay`), to wait for late video.
 //!
 //! Pure logic: time is a parameter.
@@ -37,6 +40,8 @@ const DELAY_PERCENTILE: f64 = 0.95;
 const LEVEL_WINDOW: Duration = Duration::from_millis(500);
 /// So much audio above the target (a burst after a stall) is trimmed at once, a frame per pop.
 const BURST_MARGIN: Duration = Duration::from_millis(30);
+/// Frames played between two of the windowed trims, as between two stretches.
+const FRAMES_BETWEEN_TRIMS: u32 = 5;
 
 /// What to play for the next frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +101,10 @@ pub struct AudioJitterBuffer {
     missing_run: u32,
     /// Frames played since the last inserted (stretching) frame.
     since_stretch: u32,
+    /// Frames the last level window found held above the target, still to trim, and frames
+    /// played since the last trim.
+    trim_owed: u32,
+    since_trim: u32,
     /// The lowest level (audio held, the due frame included) seen at a pop in the current
     /// `LEVEL_WINDOW`, and how much playout that window has covered so far.
     level_min: Duration,
@@ -134,6 +143,8 @@ impl AudioJitterBuffer {
             popped_ticks: DEFAULT_FRAME_TICKS,
             missing_run: 0,
             since_stretch: 0,
+            trim_owed: 0,
+            since_trim: 0,
             level_min: Duration::MAX,
             level_span: Duration::ZERO,
             extra: Duration::ZERO,
@@ -237,7 +248,11 @@ impl AudioJitterBuffer {
             self.jitter_s += (d - self.jitter_s) / 16.0;
         }
         self.last_arrival = Some((now, ts));
-        self.measure_delay(ts, now);
+        // Before playout starts, what comes is the backlog of the call's setup (or of a pause),
+        // delivered at once: its spread is the backlog's length, not the network's jitter.
+        if self.next_ts.is_some() {
+            self.measure_delay(ts, now);
+        }
         let Some(samples) = (self.packet_samples)(&payload)
             .map(|n| n as u64)
             .filter(|&n| n <= MAX_FRAME_TICKS)
@@ -266,14 +281,20 @@ impl AudioJitterBuffer {
 
     /// Audio held ahead of playout.
     fn buffered(&self) -> Duration {
+        self.next_ts
+            .map_or(Duration::ZERO, |next| self.buffered_from(next))
+    }
+
+    /// Audio held from timestamp `ts` to the end of the newest packet.
+    fn buffered_from(&self, ts: u64) -> Duration {
         let end = self.highest_ts.map(|high| {
             high + self
                 .held
                 .get(&high)
                 .map_or(self.frame_ticks, |&(_, _, n)| n)
         });
-        match (self.next_ts, end) {
-            (Some(next), Some(end)) if end > next => ticks(end - next),
+        match end {
+            Some(end) if end > ts => ticks(end - ts),
             _ => Duration::ZERO,
         }
     }
@@ -293,34 +314,59 @@ impl AudioJitterBuffer {
     pub fn pop(&mut self, now: Instant) -> Playout {
         self.popped_ticks = self.frame_ticks;
         let Some(next) = self.next_ts else {
-            // Start once the first packet has waited out the target delay.
+            // Start once the target's worth of audio is here (with the newest of it: what
+            // queued longer is dropped), or once the first packet has waited out the target.
             let Some((&first, &(_, arrival, _))) = self.held.first_key_value() else {
                 return Playout::Silence;
             };
-            if now.duration_since(arrival) < self.target() {
+            let target = self.target();
+            if self.buffered_from(first) >= target {
+                let start = self
+                    .held
+                    .keys()
+                    .copied()
+                    .rfind(|&ts| self.buffered_from(ts) >= target)
+                    .unwrap_or(first);
+                let stale = self.held.range(..start).count() as u64;
+                self.stats.dropped_for_latency += stale;
+                self.held.retain(|&ts, _| ts >= start);
+                self.next_ts = Some(start);
+            } else if now.duration_since(arrival) >= target {
+                self.next_ts = Some(first);
+            } else {
                 return Playout::Silence;
             }
-            self.next_ts = Some(first);
             return self.pop(now);
         };
         let due_len = self.held.get(&next).map(|&(_, _, n)| n);
-        // Too much piled up: skip a frame to cut the delay, at once after a burst, else once a
-        // whole window stayed more than half a frame above the target.
+        // Too much piled up: skip frames to cut the delay, at once after a burst, else what a
+        // whole window stayed above the target (by more than half a frame), a frame at a time.
         let level = self.buffered();
+        let frame = ticks(self.frame_ticks);
+        let target = self.target();
         self.level_min = self.level_min.min(level);
-        self.level_span += ticks(self.frame_ticks);
-        let window_done = self.level_span >= LEVEL_WINDOW;
-        let excess = level > self.target() + BURST_MARGIN
-            || (window_done && self.level_min > self.target() + ticks(self.frame_ticks) / 2);
-        if window_done {
+        self.level_span += frame;
+        if self.level_span >= LEVEL_WINDOW {
+            if self.level_min > target + frame / 2 {
+                let excess = (self.level_min - target).as_secs_f64() / frame.as_secs_f64();
+                self.trim_owed = excess.round() as u32;
+            }
             self.level_min = Duration::MAX;
             self.level_span = Duration::ZERO;
         }
+        if self.trim_owed > 0 && level <= target + frame / 2 {
+            self.trim_owed = 0;
+        }
+        let trim = self.trim_owed > 0 && self.since_trim >= FRAMES_BETWEEN_TRIMS;
         if let Some(len) = due_len {
-            if excess && self.held.contains_key(&(next + len)) {
+            if (level > target + BURST_MARGIN || trim) && self.held.contains_key(&(next + len)) {
                 self.held.remove(&next);
                 self.next_ts = Some(next + len);
                 self.stats.dropped_for_latency += 1;
+                if trim {
+                    self.trim_owed -= 1;
+                    self.since_trim = 0;
+                }
                 return self.pop(now);
             }
         }
@@ -343,6 +389,7 @@ impl AudioJitterBuffer {
             self.next_ts = Some(next + len);
             self.popped_ticks = len;
             self.missing_run = 0;
+            self.since_trim = self.since_trim.saturating_add(1);
             self.stats.played += 1;
             return Playout::Packet(payload);
         }
@@ -435,20 +482,17 @@ mod tests {
             .collect();
         assert_eq!(
             out.iter().position(|p| matches!(p, Playout::Packet(_))),
-            Some(1),
-            "starts after ~20 ms"
+            Some(0),
+            "starts as soon as a frame (the target) is here"
         );
         assert_eq!(played[0], &Playout::Packet(payload(0)));
         assert_eq!(played.last(), Some(&&Playout::Packet(payload(99))));
-        // Playout started a frame later than the clean network needs (the second packet was in
-        // when the first had waited out the target): that one frame is trimmed after the first
-        // window, and nothing else is lost.
+        // Nothing is lost or trimmed; the last pop (past the stream's end) waits for a packet
+        // that never comes.
         let s = jb.stats();
-        assert_eq!(s.dropped_for_latency, 1, "{s:?}");
-        assert_eq!(played.len(), 99);
+        assert_eq!(s.dropped_for_latency, 0, "{s:?}");
+        assert_eq!(played.len(), 100);
         assert_eq!(s.concealed, 0, "{s:?}");
-        // After the trim playout is a frame earlier, so the last pop (past the stream's end)
-        // waits for a packet that never comes.
         assert!(s.stretched <= 1, "{s:?}");
         assert!(s.target_ms < 25.0, "{s:?}");
     }
@@ -506,11 +550,12 @@ mod tests {
         );
         // Once playing, the backlog is the audio from the frame due next to the newest one's end.
         let mut fresh = jb20();
-        for n in 0..2 {
-            fresh.push(n * 960, payload(n), t0);
+        fresh.push(0, payload(0), t0);
+        assert_eq!(fresh.pop(t0), Playout::Packet(payload(0)));
+        for n in 1..3 {
+            fresh.push(n * 960, payload(n), t0 + F);
         }
-        assert_eq!(fresh.pop(t0 + F * 2), Playout::Packet(payload(0)));
-        assert_eq!(fresh.stats().buffered_ms, 20.0);
+        assert_eq!(fresh.stats().buffered_ms, 40.0);
         assert_eq!(fresh.stats().dropped_overflow, 0);
     }
 
@@ -533,11 +578,10 @@ mod tests {
             }
         }
         let s = jb.stats();
-        // The one frame of excess delay at the start (see the clean stream) is trimmed; after
-        // that nothing is skipped: the buffer waits for the sender.
+        // Nothing is skipped: the buffer waits for the sender.
         assert_eq!(
             (s.late, s.concealed, s.dropped_for_latency),
-            (0, 0, 1),
+            (0, 0, 0),
             "{s:?}"
         );
         assert!((1..=4).contains(&s.stretched), "{s:?}");
@@ -549,7 +593,7 @@ mod tests {
                     != u32::from_be_bytes(b[..].try_into().unwrap())
             })
             .count();
-        assert_eq!(trimmed, 1, "every packet in order but the one trimmed");
+        assert_eq!(trimmed, 0, "every packet in order");
     }
 
     #[test]
@@ -580,9 +624,70 @@ mod tests {
         // Timestamps wrap at 2^32 without confusion.
         let mut wrap = jb20();
         wrap.push(u32::MAX - 959, payload(1), t0);
+        assert_eq!(wrap.pop(t0), Playout::Packet(payload(1)));
         wrap.push(0, payload(2), t0 + F);
-        assert_eq!(wrap.pop(t0 + F * 2), Playout::Packet(payload(1)));
-        assert_eq!(wrap.pop(t0 + F * 3), Playout::Packet(payload(2)));
+        assert_eq!(wrap.pop(t0 + F), Playout::Packet(payload(2)));
+    }
+
+    #[test]
+    fn the_backlog_that_queued_during_setup_is_not_taken_for_jitter() {
+        // The first 10 packets (200 ms) queued before the receiver read any: they arrive together
+        // with the 10th, then the stream runs on time.
+        let (out, jb) = run(
+            75,
+            |n| if n < 9 { F * (9 - n) } else { Duration::ZERO },
+            |_| false,
+        );
+        let s = jb.stats();
+        // Playout started with the newest frame of the backlog, and the target stayed a frame.
+        assert!(s.target_ms < 25.0, "{s:?}");
+        assert_eq!(s.dropped_for_latency, 9, "{s:?}");
+        assert!(s.buffered_ms <= s.target_ms + 20.0, "{s:?}");
+        assert_eq!(s.concealed, 0, "{s:?}");
+        assert!(out.iter().any(|p| matches!(p, Playout::Packet(_))));
+    }
+
+    #[test]
+    fn a_window_above_the_target_is_trimmed_a_frame_in_five() {
+        // A clean stream of 10 ms frames. Lip sync asks for 30 ms more, then (at 1 s) for none:
+        // 30 ms above the target is not a burst, so only the level windows see it. All of it
+        // goes within about 0.7 s, a frame at a time and never two frames in a row.
+        let t0 = Instant::now();
+        let f = Duration::from_millis(10);
+        let mut jb = AudioJitterBuffer::new().with_codec(|_| false, |_| Some(480));
+        let mut played = Vec::new();
+        jb.set_extra_delay(Duration::from_millis(30));
+        for tick in 0..200u32 {
+            jb.push(tick * 480, payload(tick), t0 + f * tick);
+            if tick == 100 {
+                assert!(jb.stats().buffered_ms >= 35.0, "it grew: {:?}", jb.stats());
+                jb.set_extra_delay(Duration::ZERO);
+            }
+            if let Playout::Packet(p) = jb.pop(t0 + f * tick + Duration::from_millis(1)) {
+                played.push(u32::from_be_bytes(p[..4].try_into().unwrap()));
+            }
+            if tick == 170 {
+                let s = jb.stats();
+                assert!(
+                    s.buffered_ms <= s.target_ms + 5.0,
+                    "trimmed by 0.7 s: {s:?}"
+                );
+            }
+        }
+        let s = jb.stats();
+        assert_eq!(s.dropped_for_latency, 3, "{s:?}");
+        let skips: Vec<usize> = (1..played.len())
+            .filter(|&i| played[i] != played[i - 1] + 1)
+            .collect();
+        assert_eq!(skips.len(), 3, "{played:?}");
+        assert!(
+            skips.windows(2).all(|w| w[1] - w[0] >= 5),
+            "trims spread out: {skips:?}"
+        );
+        assert!(
+            skips.iter().all(|&i| played[i] == played[i - 1] + 2),
+            "{played:?}"
+        );
     }
 
     #[test]
@@ -695,12 +800,15 @@ mod tests {
             let p = jb.pop(t0 + f * n + Duration::from_millis(1));
             out.push((p, jb.frame_samples()));
         }
-        assert_eq!(out[0].0, Playout::Silence, "{out:?}");
+        // Playout starts with the first packet (a frame is the target), so when 2 does not come
+        // on time it is waited for a frame (concealed, not skipped), then given up.
         assert_eq!(
-            out[1].0,
+            out[0].0,
             Playout::Packet(Bytes::from(vec![1, 0])),
             "{out:?}"
         );
+        assert_eq!(out[2], (Playout::Conceal, 480), "2 is waited for: {out:?}");
+        assert_eq!(jb.stats().stretched, 1, "{out:?}");
         assert_eq!(out[3], (Playout::Conceal, 480), "2 is lost: {out:?}");
         assert_eq!(
             out[4].0,

@@ -1,43 +1,81 @@
-//! The synthetic test sound: a pure function of wall-clock time. A steady 440 Hz tone, and five
-//! times a second (every 200 ms from the start of each wall-clock second) a 60 ms burst, each of
-//! the five at a frequency of its own. A receiver that finds the onset of a burst in what it plays
-//! knows the mouth-to-ear latency: the burst's frequency says which slot of the second it started
-//! in, so latencies up to a second read unambiguously, five times a second.
+//! The synthetic test sound: a pure function of wall-clock time. A steady tone, and five times a
+//! second (every 200 ms) a 60 ms burst, each of the five at a frequency of its own. A receiver
+//! that finds the onset of a burst in what it plays knows the mouth-to-ear latency: the burst's
+//! frequency says which slot of the second it started in, so latencies up to a second read
+//! unambiguously, five times a second.
+//!
+//! It has two voices, so that two peers on test signals sound like two people rather than one
+//! person twice: the second voice's bursts fall halfway between the first's, at frequencies and
+//! over a tone of their own. With one voice on both sides, each peer's echo canceller would hear
+//! at its far end its own signal a few ms late, take the bursts for echo and eat their onsets.
 
 use std::f64::consts::TAU;
 
 use super::SAMPLE_RATE_HZ;
 
-/// The bursts' frequencies by slot: whole multiples of 400 Hz, so each fills a detection window
-/// (2.5 ms) with a whole number of cycles and the others read (nearly) nothing there.
 /// What a source of this signal calls itself (`AudioSource::name`): the sender measures the
 /// markers only in it.
 pub const SOURCE_NAME: &str = "test signal";
 
-const MARKER_HZ: [f64; MARKERS_PER_PERIOD] = [2400.0, 1600.0, 2000.0, 2800.0, 1200.0];
 const MARKERS_PER_PERIOD: usize = 5;
-const TONE_HZ: f64 = 440.0;
 const MARKER_US: u64 = 60_000;
 /// How often the pattern repeats: the longest latency that reads unambiguously.
 const PERIOD_US: u64 = 1_000_000;
 const SLOT_US: u64 = PERIOD_US / MARKERS_PER_PERIOD as u64;
 
-/// The test signal at wall-clock time `t_us`.
-pub fn sample_at(t_us: u64) -> f32 {
-    let t = t_us as f64 / 1e6;
-    let in_period = t_us % PERIOD_US;
-    if in_period % SLOT_US < MARKER_US {
-        let hz = MARKER_HZ[(in_period / SLOT_US) as usize];
-        (0.5 * (TAU * hz * t).sin()) as f32
-    } else {
-        (0.2 * (TAU * TONE_HZ * t).sin()) as f32
-    }
+/// One of the signal's two voices (`--mic test` and `--mic test:2`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Voice {
+    #[default]
+    First,
+    Second,
 }
 
-/// Fills `out` with the signal for samples starting at `start_us`.
-pub fn fill(out: &mut [f32], start_us: u64) {
-    for (i, s) in out.iter_mut().enumerate() {
-        *s = sample_at(start_us + i as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ));
+struct Shape {
+    /// The bursts' frequencies by slot: whole multiples of 400 Hz, so each fills a detection
+    /// window (2.5 ms) with a whole number of cycles and the others read (nearly) nothing there.
+    marker_hz: [f64; MARKERS_PER_PERIOD],
+    tone_hz: f64,
+    /// Where the first burst starts in each second.
+    offset_us: u64,
+}
+
+const SHAPES: [Shape; 2] = [
+    Shape {
+        marker_hz: [2400.0, 1600.0, 2000.0, 2800.0, 1200.0],
+        tone_hz: 440.0,
+        offset_us: 0,
+    },
+    Shape {
+        marker_hz: [4000.0, 3200.0, 4400.0, 3600.0, 4800.0],
+        tone_hz: 330.0,
+        offset_us: SLOT_US / 2,
+    },
+];
+
+impl Voice {
+    fn shape(self) -> &'static Shape {
+        &SHAPES[self as usize]
+    }
+
+    /// The voice at wall-clock time `t_us`.
+    pub fn sample_at(self, t_us: u64) -> f32 {
+        let shape = self.shape();
+        let t = t_us as f64 / 1e6;
+        let in_period = (t_us + PERIOD_US - shape.offset_us) % PERIOD_US;
+        if in_period % SLOT_US < MARKER_US {
+            let hz = shape.marker_hz[(in_period / SLOT_US) as usize];
+            (0.5 * (TAU * hz * t).sin()) as f32
+        } else {
+            (0.2 * (TAU * shape.tone_hz * t).sin()) as f32
+        }
+    }
+
+    /// Fills `out` with the voice for samples starting at `start_us`.
+    pub fn fill(self, out: &mut [f32], start_us: u64) {
+        for (i, s) in out.iter_mut().enumerate() {
+            *s = self.sample_at(start_us + i as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ));
+        }
     }
 }
 
@@ -58,6 +96,10 @@ pub struct MarkerDetector {
     /// In a burst, or not yet out of one: audio that starts in the middle of a burst has no onset
     /// to read.
     in_marker: bool,
+    /// When the last onset was found: a burst has one onset, so a burst that fades and comes
+    /// back within its length (suppressed in the middle, or read next to the tone) is not read
+    /// twice.
+    last_onset_us: Option<u64>,
 }
 
 impl Default for MarkerDetector {
@@ -66,6 +108,7 @@ impl Default for MarkerDetector {
             pending: Vec::new(),
             pending_start_us: 0,
             in_marker: true,
+            last_onset_us: None,
         }
     }
 }
@@ -82,24 +125,32 @@ impl MarkerDetector {
         let mut consumed = 0;
         while self.pending.len() - consumed >= WINDOW {
             let window = &self.pending[consumed..consumed + WINDOW];
-            let tone = goertzel_power(window, TONE_HZ);
-            let (slot, marker) = MARKER_HZ
+            let tone = SHAPES
                 .iter()
-                .map(|&hz| goertzel_power(window, hz))
-                .enumerate()
+                .map(|shape| goertzel_power(window, shape.tone_hz))
+                .fold(0.0, f64::max);
+            // Either voice: the burst's frequency says whose and which slot.
+            let ((shape, slot), marker) = SHAPES
+                .iter()
+                .flat_map(|shape| (0..MARKERS_PER_PERIOD).map(move |slot| (shape, slot)))
+                .map(|(shape, slot)| ((shape, slot), goertzel_power(window, shape.marker_hz[slot])))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .expect("invariant: there are markers");
             let energy: f64 =
                 window.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / WINDOW as f64;
             // Loud enough (above -30 dBFS) and clearly a marker's frequency.
             let is_marker = energy > 1e-3 && marker > 4.0 * tone;
-            if is_marker && !self.in_marker {
-                let at =
-                    self.pending_start_us + consumed as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
-                // The onset of slot `slot`'s burst, which left the source at slot x 200 ms. The
-                // window it is found in may start up to a window before it: read as 0, not as
-                // almost a second.
-                let sent = slot as u64 * SLOT_US;
+            let at =
+                self.pending_start_us + consumed as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
+            let in_last_burst = self
+                .last_onset_us
+                .is_some_and(|onset| at.saturating_sub(onset) < MARKER_US);
+            if is_marker && !self.in_marker && !in_last_burst {
+                self.last_onset_us = Some(at);
+                // The onset of slot `slot`'s burst, which left the source at the voice's offset
+                // + slot x 200 ms. The window it is found in may start up to a window before
+                // it: read as 0, not as almost a second.
+                let sent = shape.offset_us + slot as u64 * SLOT_US;
                 let late_us = (at + PERIOD_US + WINDOW_US - sent) % PERIOD_US;
                 found.push(late_us.saturating_sub(WINDOW_US));
             }
@@ -116,9 +167,9 @@ impl MarkerDetector {
 mod tests {
     use super::*;
 
-    /// Plays the signal delayed by `delay_us` in blocks of `block` samples for `secs` seconds,
-    /// from a start `phase_us` into a second; returns the latencies read.
-    fn latencies(delay_us: u64, block: usize, secs: u64, phase_us: u64) -> Vec<u64> {
+    /// Plays `voice` delayed by `delay_us` in blocks of `block` samples for `secs` seconds, from
+    /// a start `phase_us` into a second; returns the latencies read.
+    fn latencies(voice: Voice, delay_us: u64, block: usize, secs: u64, phase_us: u64) -> Vec<u64> {
         let mut detector = MarkerDetector::default();
         let mut found = Vec::new();
         let start = 1_700_000_000_000_000u64 + phase_us;
@@ -126,34 +177,60 @@ mod tests {
         let mut samples = vec![0f32; block];
         for n in 0..secs * 1_000_000 / block_us {
             let play_us = start + n * block_us;
-            fill(&mut samples, play_us - delay_us);
+            voice.fill(&mut samples, play_us - delay_us);
             found.extend(detector.push(&samples, play_us));
         }
         found
     }
 
     #[test]
-    fn detects_delayed_markers_five_times_a_second() {
+    fn detects_delayed_markers_five_times_a_second_in_either_voice() {
         // 4 s from a quarter into a second: 20 onsets, each read within a window. With 23 ms
-        // the audio starts inside a burst (227 ms, slot 1), which has no onset to read.
-        for (delay_us, block) in [
-            (137_000, 960),
-            (23_000, 480),
-            (480_000, 480),
-            (910_000, 960),
-        ] {
-            let found = latencies(delay_us, block, 4, 250_000);
-            assert_eq!(found.len(), 20, "{delay_us}: {found:?}");
-            for l in &found {
-                assert!(l.abs_diff(delay_us) <= 2_500, "{delay_us}: {l}");
+        // the first voice starts inside a burst (227 ms, slot 1), which has no onset to read;
+        // the second voice's bursts start at 100, 300, ... ms.
+        for voice in [Voice::First, Voice::Second] {
+            for (delay_us, block) in [
+                (137_000, 960),
+                (23_000, 480),
+                (480_000, 480),
+                (910_000, 960),
+            ] {
+                let found = latencies(voice, delay_us, block, 4, 250_000);
+                assert_eq!(found.len(), 20, "{voice:?} {delay_us}: {found:?}");
+                for l in &found {
+                    assert!(l.abs_diff(delay_us) <= 2_500, "{voice:?} {delay_us}: {l}");
+                }
             }
         }
     }
 
     #[test]
+    fn the_voices_differ_in_time_and_frequency() {
+        // Where one voice bursts, the other plays its tone: never both at once.
+        let mut first = vec![0f32; 48_000];
+        let mut second = vec![0f32; 48_000];
+        // From 70 ms: between bursts of both voices.
+        Voice::First.fill(&mut first, 70_000);
+        Voice::Second.fill(&mut second, 70_000);
+        let loud = |s: &[f32]| s.iter().map(|x| x.abs()).fold(0.0f32, f32::max) > 0.3;
+        for (a, b) in first.chunks(120).zip(second.chunks(120)) {
+            assert!(!(loud(a) && loud(b)), "both voices burst at once");
+        }
+        // Fed the sum, the detector reads both voices' markers at their own latencies.
+        let mut detector = MarkerDetector::default();
+        let mixed: Vec<f32> = first.iter().zip(&second).map(|(a, b)| a + b).collect();
+        let found = detector.push(&mixed, 100_000); // played 30 ms after it was made
+        assert!(found.len() >= 9, "{found:?}");
+        assert!(
+            found.iter().all(|l| l.abs_diff(30_000) <= 2_500),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn an_onset_read_early_is_no_latency_not_a_second() {
         // No delay, 1.2 ms into a window: the onset's window starts before it.
-        let found = latencies(0, 480, 2, 1_200);
+        let found = latencies(Voice::First, 0, 480, 2, 1_200);
         assert!(found.len() >= 8, "{found:?}");
         assert!(found.iter().all(|&l| l <= 2_500), "{found:?}");
     }
@@ -161,20 +238,25 @@ mod tests {
     #[test]
     fn latencies_beyond_one_slot_are_not_folded() {
         // 250 ms is more than a slot (200 ms): read as 250, never 50.
-        let found = latencies(250_000, 480, 2, 0);
-        assert!(found.len() >= 8, "{found:?}");
-        assert!(
-            found.iter().all(|l| l.abs_diff(250_000) <= 2_500),
-            "{found:?}"
-        );
+        for voice in [Voice::First, Voice::Second] {
+            let found = latencies(voice, 250_000, 480, 2, 0);
+            assert!(found.len() >= 8, "{found:?}");
+            assert!(
+                found.iter().all(|l| l.abs_diff(250_000) <= 2_500),
+                "{voice:?}: {found:?}"
+            );
+        }
     }
 
     #[test]
     fn silence_and_plain_tone_have_no_markers() {
         let mut detector = MarkerDetector::default();
         assert!(detector.push(&[0.0; 4800], 0).is_empty());
-        let mut tone = vec![0f32; 6240];
-        fill(&mut tone, 60_000); // 60..190 ms: between two bursts
-        assert!(detector.push(&tone, 0).is_empty());
+        // 130 ms between two bursts of each voice (60..190 ms, 160..290 ms).
+        for (voice, from_us) in [(Voice::First, 60_000), (Voice::Second, 160_000)] {
+            let mut tone = vec![0f32; 6240];
+            voice.fill(&mut tone, from_us);
+            assert!(detector.push(&tone, 0).is_empty(), "{voice:?}");
+        }
     }
 }

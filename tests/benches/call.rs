@@ -120,12 +120,22 @@ fn main() {
         "30",
     ];
     peer_args.extend(flags.iter().map(String::as_str));
-    let start = |name: &str| match lab.as_ref() {
-        Some(lab) => {
-            let home = if name == "a" { lab.alice() } else { lab.bob() };
-            Peer::start_in(home, dir.path(), name, &server.url, &room, &peer_args)
+    // b speaks with the test signal's second voice: two people, not one twice (with one voice,
+    // each echo canceller would take its own bursts, heard back from the other side, for echo).
+    let b_args: Vec<&str> = peer_args
+        .iter()
+        .zip(std::iter::once(&"").chain(&peer_args))
+        .map(|(&arg, &before)| if before == "--mic" { "test:2" } else { arg })
+        .collect();
+    let start = |name: &str| {
+        let args = if name == "a" { &peer_args } else { &b_args };
+        match lab.as_ref() {
+            Some(lab) => {
+                let home = if name == "a" { lab.alice() } else { lab.bob() };
+                Peer::start_in(home, dir.path(), name, &server.url, &room, args)
+            }
+            None => Peer::start(dir.path(), name, &server.url, &room, args),
         }
-        None => Peer::start(dir.path(), name, &server.url, &room, &peer_args),
     };
     let a = start("a");
     std::thread::sleep(Duration::from_millis(300));

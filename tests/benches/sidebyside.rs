@@ -338,7 +338,7 @@ fn run_chromium(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
 fn write_signal_wav(path: &Path) {
     let rate = confab_media::SAMPLE_RATE_HZ;
     let mut samples = vec![0.0f32; rate as usize * 10];
-    confab_media::test_signal::fill(&mut samples, 0);
+    confab_media::test_signal::Voice::First.fill(&mut samples, 0);
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate: rate,
