@@ -20,6 +20,8 @@ const FPS: u32 = 30;
 #[derive(Default, Clone)]
 struct Sample {
     cpu_ms_per_frame: f64,
+    /// Decoder CPU per decoded picture.
+    decode_cpu_ms_per_frame: f64,
     wall_ms_per_frame: f64,
     kbps: f64,
     skipped: usize,
@@ -89,7 +91,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
     let mut encoder = H264Encoder::with_tuning(settings, tuning).expect("encoder");
     let mut decoder = H264Decoder::new().expect("decoder");
     let (mut cpu, mut wall, mut bytes, mut skipped) = (0.0, 0.0, 0usize, 0usize);
-    let (mut psnr_sum, mut decoded) = (0.0, 0usize);
+    let (mut psnr_sum, mut decoded, mut decode_cpu) = (0.0, 0usize, 0.0);
     for index in 0..frames {
         let frame = source(index, noisy);
         let (cpu0, wall0) = (process_cpu_ms(), Instant::now());
@@ -101,7 +103,10 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
             continue;
         };
         bytes += encoded.data.len();
-        if let Some(picture) = decoder.decode(&encoded.data).expect("decode") {
+        let cpu0 = process_cpu_ms();
+        let picture = decoder.decode(&encoded.data).expect("decode");
+        decode_cpu += process_cpu_ms() - cpu0;
+        if let Some(picture) = picture {
             psnr_sum += psnr_y(&picture, &frame).expect("same size");
             decoded += 1;
         }
@@ -109,6 +114,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
     let n = f64::from(frames);
     Sample {
         cpu_ms_per_frame: cpu / n,
+        decode_cpu_ms_per_frame: decode_cpu / decoded.max(1) as f64,
         wall_ms_per_frame: wall / n,
         kbps: bytes as f64 * 8.0 / (n / f64::from(FPS)) / 1e3,
         skipped,
@@ -141,19 +147,20 @@ fn main() {
             }
         }
         println!("\n{content}");
-        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | decoder CPU ms/frame |");
+        println!("|---|---|---|---|---|---|---|---|");
         let of = |s: &[Sample], field: fn(&Sample) -> f64| median(s.iter().map(field).collect());
         let base = of(&samples[0], |x| x.cpu_ms_per_frame);
         for ((name, _), s) in variants.iter().zip(&samples) {
             let cpu = of(s, |x| x.cpu_ms_per_frame);
             println!(
-                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
                 of(s, |x| x.wall_ms_per_frame),
                 of(s, |x| x.kbps),
                 of(s, |x| x.skipped as f64),
                 of(s, |x| x.psnr_db),
                 cpu / base,
+                of(s, |x| x.decode_cpu_ms_per_frame),
             );
         }
     }

@@ -4,9 +4,10 @@
 //! packet delays over the last two seconds (95th percentile minus the minimum) plus one frame, so
 //! it grows at once when packets arrive unevenly and shrinks as soon as they stop doing so; when
 //! more audio piles up than the target, frames are dropped to bring latency back down, as readily
-//! as concealed frames are inserted to grow it (one in five at most). What arrives before playout
-//! starts (the backlog that queued while the call was set up, in one burst) is not taken for
-//! network jitter, and playout starts with the newest target's worth of it. Lip sync
+//! as concealed frames are inserted to grow it (one in five at most). The backlog that queued
+//! while the call was set up, delivered in a burst, is not network jitter: what arrives before
+//! playout starts is not measured (playout starts with the newest target's worth of it), and what
+//! arrives in the stream's first half second leaves the target once that is over. Lip sync
 //! can ask for more delay on top (`set_extra_delay`), to wait for late video.
 //!
 //! Pure logic: time is a parameter.
@@ -40,6 +41,11 @@ const DELAY_PERCENTILE: f64 = 0.95;
 const LEVEL_WINDOW: Duration = Duration::from_millis(500);
 /// So much audio above the target (a burst after a stall) is trimmed at once, a frame per pop.
 const BURST_MARGIN: Duration = Duration::from_millis(30);
+/// The delays of the stream's first packets leave the target once it has run this long: the
+/// setup backlog may still be arriving after playout started (the reader drains it a packet at a
+/// time while the playout clock ticks), and would otherwise hold the delay up for the whole
+/// `DELAY_WINDOW`.
+const WARM_UP: Duration = Duration::from_millis(500);
 /// Frames played between two of the windowed trims, as between two stretches.
 const FRAMES_BETWEEN_TRIMS: u32 = 5;
 
@@ -91,6 +97,8 @@ pub struct AudioJitterBuffer {
     /// minus media time, against an arbitrary origin (only differences matter).
     delays: VecDeque<(Instant, f64)>,
     origin: Option<(Instant, u64)>,
+    /// When the stream's first packet came: its warm-up ends `WARM_UP` later.
+    first_arrival: Option<Instant>,
     /// The delay spread the target covers (95th percentile minus minimum), in s.
     spread_s: f64,
     /// The length of the newest packet's frame, in RTP ticks.
@@ -138,6 +146,7 @@ impl AudioJitterBuffer {
             jitter_s: 0.0,
             delays: VecDeque::new(),
             origin: None,
+            first_arrival: None,
             spread_s: 0.0,
             frame_ticks: DEFAULT_FRAME_TICKS,
             popped_ticks: DEFAULT_FRAME_TICKS,
@@ -222,11 +231,12 @@ impl AudioJitterBuffer {
             - t0.saturating_duration_since(now).as_secs_f64();
         let media = (ts as f64 - ts0 as f64) / f64::from(SAMPLE_RATE_HZ);
         self.delays.push_back((now, arrival - media));
-        while self
-            .delays
-            .front()
-            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > DELAY_WINDOW)
-        {
+        let first = self.first_arrival.unwrap_or(now);
+        let warmed_up = now.saturating_duration_since(first) > WARM_UP;
+        while self.delays.front().is_some_and(|&(at, _)| {
+            now.saturating_duration_since(at) > DELAY_WINDOW
+                || (warmed_up && at.saturating_duration_since(first) <= WARM_UP)
+        }) {
             self.delays.pop_front();
         }
         let mut sorted: Vec<f64> = self.delays.iter().map(|&(_, d)| d).collect();
@@ -248,6 +258,7 @@ impl AudioJitterBuffer {
             self.jitter_s += (d - self.jitter_s) / 16.0;
         }
         self.last_arrival = Some((now, ts));
+        self.first_arrival.get_or_insert(now);
         // Before playout starts, what comes is the backlog of the call's setup (or of a pause),
         // delivered at once: its spread is the backlog's length, not the network's jitter.
         if self.next_ts.is_some() {
@@ -645,6 +656,27 @@ mod tests {
         assert!(s.buffered_ms <= s.target_ms + 20.0, "{s:?}");
         assert_eq!(s.concealed, 0, "{s:?}");
         assert!(out.iter().any(|p| matches!(p, Playout::Packet(_))));
+    }
+
+    #[test]
+    fn a_backlog_that_arrives_after_playout_started_leaves_the_target_after_the_warm_up() {
+        // Packet 0 comes alone and starts playout; 1-8 queued and arrive together with 9
+        // (160 ms late at most), then the stream runs on time. One second in, the burst no longer
+        // counts as jitter and the audio it piled up was trimmed.
+        let (_, jb) = run(
+            50,
+            |n| {
+                if (1..9).contains(&n) {
+                    F * (9 - n)
+                } else {
+                    Duration::ZERO
+                }
+            },
+            |_| false,
+        );
+        let s = jb.stats();
+        assert!(s.target_ms < 25.0, "{s:?}");
+        assert!(s.buffered_ms <= s.target_ms + 20.0, "{s:?}");
     }
 
     #[test]

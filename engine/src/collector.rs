@@ -76,7 +76,12 @@ pub struct StatsHandle(Arc<Mutex<Collector>>);
 impl StatsHandle {
     pub fn new(started: Instant) -> Self {
         let handle = Self::default();
-        handle.lock().started = Some(started);
+        {
+            let mut c = handle.lock();
+            c.started = Some(started);
+            let ago = u64::try_from(started.elapsed().as_micros()).unwrap_or(0);
+            c.stats.joined_epoch_ms = clock::now_us().saturating_sub(ago) / 1000;
+        }
         handle
     }
 
@@ -99,6 +104,13 @@ impl Collector {
     /// Milliseconds from the start of `join` to now.
     pub fn ms_now(&self) -> u64 {
         self.since_start(Instant::now()).as_millis() as u64
+    }
+
+    /// The call's first offer was made here or came from the other peer.
+    pub fn offer_seen(&mut self) {
+        if self.stats.ms_to.offer.is_none() {
+            self.stats.ms_to.offer = Some(self.ms_now());
+        }
     }
 
     pub fn frame_captured(&mut self) {

@@ -241,7 +241,10 @@ impl Negotiation {
             }
             let next = match action {
                 Action::MakeOffer => match self.make_offer().await {
-                    Ok(sdp) => self.neg.local_offer_set(sdp),
+                    Ok(sdp) => {
+                        self.stats.lock().offer_seen();
+                        self.neg.local_offer_set(sdp)
+                    }
                     Err(err) => self.neg.local_description_failed(&err.to_string()),
                 },
                 Action::Rollback => {
@@ -259,6 +262,7 @@ impl Negotiation {
                     Vec::new()
                 }
                 Action::AcceptOffer(sdp) => {
+                    self.stats.lock().offer_seen();
                     match self.set_remote(RTCSessionDescription::offer(sdp)).await {
                         Ok(()) => {
                             let mut next = self.neg.remote_description_set();

@@ -12,6 +12,8 @@ pub use super::ladder::Limitation;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MsTo {
     pub signaling: Option<u64>,
+    /// The call's first offer: made here, or received from the other peer.
+    pub offer: Option<u64>,
     pub ice_connected: Option<u64>,
     pub first_video_frame: Option<u64>,
     pub first_audio: Option<u64>,
@@ -229,6 +231,9 @@ pub struct FileStats {
 pub struct CallStats {
     pub room: String,
     pub peer_name: Option<String>,
+    /// Wall-clock time (Unix ms) of the start of `join`, the origin of `ms_to`: lines the
+    /// `ms_to` of two processes up (e.g. the offer one made and the frame the other showed).
+    pub joined_epoch_ms: u64,
     pub duration_s: f64,
     pub ms_to: MsTo,
     pub ice: IceStats,
