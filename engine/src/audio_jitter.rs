@@ -6,7 +6,8 @@
 //! more audio piles up than the target, frames are dropped to bring latency back down, as readily
 //! as concealed frames are inserted to grow it (one in five at most). The backlog that queued
 //! while the call was set up, delivered in a burst, is not network jitter: what arrives before
-//! playout starts is not measured (playout starts with the newest target's worth of it), and what
+//! playout starts is not measured (playout starts once the first packet has waited 5 ms, with the
+//! newest target's worth of what came), and what
 //! arrives in the stream's first half second leaves the target once that is over. Lip sync
 //! can ask for more delay on top (`set_extra_delay`), to wait for late video.
 //!
@@ -46,6 +47,10 @@ const BURST_MARGIN: Duration = Duration::from_millis(30);
 /// time while the playout clock ticks), and would otherwise hold the delay up for the whole
 /// `DELAY_WINDOW`.
 const WARM_UP: Duration = Duration::from_millis(500);
+/// Playout starts once the first packet has waited this long: a backlog that queued during the
+/// call's setup comes in a burst, the reader handing it over a packet at a time, and starting
+/// with its first packet would hold the rest as delay.
+const SETTLE: Duration = Duration::from_millis(5);
 /// Frames played between two of the windowed trims, as between two stretches.
 const FRAMES_BETWEEN_TRIMS: u32 = 5;
 
@@ -326,11 +331,16 @@ impl AudioJitterBuffer {
         self.popped_ticks = self.frame_ticks;
         let Some(next) = self.next_ts else {
             // Start once the target's worth of audio is here (with the newest of it: what
-            // queued longer is dropped), or once the first packet has waited out the target.
+            // queued longer is dropped), or once the first packet has waited out the target;
+            // not before the first packet has waited `SETTLE`, for the rest of a backlog.
             let Some((&first, &(_, arrival, _))) = self.held.first_key_value() else {
                 return Playout::Silence;
             };
             let target = self.target();
+            let waited = now.saturating_duration_since(arrival);
+            if waited < SETTLE {
+                return Playout::Silence;
+            }
             if self.buffered_from(first) >= target {
                 let start = self
                     .held
@@ -491,18 +501,21 @@ mod tests {
             .iter()
             .filter(|p| matches!(p, Playout::Packet(_)))
             .collect();
+        // The pop right after the first packet came waits (for the rest of a backlog); at the
+        // next one a second packet is in, and playout starts with the newest frame: the first
+        // is dropped rather than held as a frame of delay for the whole call.
         assert_eq!(
             out.iter().position(|p| matches!(p, Playout::Packet(_))),
-            Some(0),
-            "starts as soon as a frame (the target) is here"
+            Some(1),
+            "starts at the second pop"
         );
-        assert_eq!(played[0], &Playout::Packet(payload(0)));
+        assert_eq!(played[0], &Playout::Packet(payload(1)));
         assert_eq!(played.last(), Some(&&Playout::Packet(payload(99))));
-        // Nothing is lost or trimmed; the last pop (past the stream's end) waits for a packet
-        // that never comes.
+        // Nothing else is lost or trimmed; the last pop (past the stream's end) waits for a
+        // packet that never comes.
         let s = jb.stats();
-        assert_eq!(s.dropped_for_latency, 0, "{s:?}");
-        assert_eq!(played.len(), 100);
+        assert_eq!(s.dropped_for_latency, 1, "{s:?}");
+        assert_eq!(played.len(), 99);
         assert_eq!(s.concealed, 0, "{s:?}");
         assert!(s.stretched <= 1, "{s:?}");
         assert!(s.target_ms < 25.0, "{s:?}");
@@ -513,7 +526,7 @@ mod tests {
         let lost = |n| n == 10 || n == 20 || n == 21 || n == 29;
         let (out, jb) = run(50, |_| Duration::ZERO, lost);
         let s = jb.stats();
-        assert_eq!(s.played, 46);
+        assert_eq!(s.played, 45, "50, 4 lost, the first dropped at the start");
         assert_eq!(s.recovered, 1, "10 from 11's FEC");
         assert_eq!(
             s.concealed, 3,
@@ -562,7 +575,7 @@ mod tests {
         // Once playing, the backlog is the audio from the frame due next to the newest one's end.
         let mut fresh = jb20();
         fresh.push(0, payload(0), t0);
-        assert_eq!(fresh.pop(t0), Playout::Packet(payload(0)));
+        assert_eq!(fresh.pop(t0 + SETTLE), Playout::Packet(payload(0)));
         for n in 1..3 {
             fresh.push(n * 960, payload(n), t0 + F);
         }
@@ -635,9 +648,9 @@ mod tests {
         // Timestamps wrap at 2^32 without confusion.
         let mut wrap = jb20();
         wrap.push(u32::MAX - 959, payload(1), t0);
-        assert_eq!(wrap.pop(t0), Playout::Packet(payload(1)));
+        assert_eq!(wrap.pop(t0 + SETTLE), Playout::Packet(payload(1)));
         wrap.push(0, payload(2), t0 + F);
-        assert_eq!(wrap.pop(t0 + F), Playout::Packet(payload(2)));
+        assert_eq!(wrap.pop(t0 + F + SETTLE), Playout::Packet(payload(2)));
     }
 
     #[test]
@@ -650,9 +663,10 @@ mod tests {
             |_| false,
         );
         let s = jb.stats();
-        // Playout started with the newest frame of the backlog, and the target stayed a frame.
+        // Playout started with the newest frame (the backlog and the next packet), and the
+        // target stayed a frame.
         assert!(s.target_ms < 25.0, "{s:?}");
-        assert_eq!(s.dropped_for_latency, 9, "{s:?}");
+        assert_eq!(s.dropped_for_latency, 10, "{s:?}");
         assert!(s.buffered_ms <= s.target_ms + 20.0, "{s:?}");
         assert_eq!(s.concealed, 0, "{s:?}");
         assert!(out.iter().any(|p| matches!(p, Playout::Packet(_))));
@@ -677,6 +691,35 @@ mod tests {
         let s = jb.stats();
         assert!(s.target_ms < 25.0, "{s:?}");
         assert!(s.buffered_ms <= s.target_ms + 20.0, "{s:?}");
+    }
+
+    #[test]
+    fn a_backlog_handed_over_just_after_its_first_packet_starts_playout_once() {
+        // 10 ms frames. The first packet comes alone; the rest of the backlog (4 packets) 3 ms
+        // later, as the reader hands it over; then the stream runs on time. Pops every 10 ms
+        // from 1 ms after the first packet.
+        let t0 = Instant::now();
+        let f = Duration::from_millis(10);
+        let mut jb = AudioJitterBuffer::new().with_codec(|_| false, |_| Some(480));
+        jb.push(0, payload(0), t0);
+        assert_eq!(
+            jb.pop(t0 + Duration::from_millis(1)),
+            Playout::Silence,
+            "not yet"
+        );
+        for n in 1..5 {
+            jb.push(n * 480, payload(n), t0 + Duration::from_millis(3));
+        }
+        for n in 5..50u32 {
+            let at = t0 + f * (n - 4);
+            jb.push(n * 480, payload(n), at);
+            jb.pop(at + Duration::from_millis(1));
+        }
+        let s = jb.stats();
+        // It started with the newest packet: the backlog was dropped, not measured as jitter.
+        assert_eq!(s.dropped_for_latency, 5, "{s:?}");
+        assert!(s.target_ms < 15.0, "{s:?}");
+        assert!(s.buffered_ms <= s.target_ms, "{s:?}");
     }
 
     #[test]
@@ -797,7 +840,7 @@ mod tests {
         let mut samples = 0;
         let mut now = Duration::from_millis(1);
         let mut i = 0;
-        while played.len() < 60 && now < at + Duration::from_millis(100) {
+        while played.last() != Some(&59) && now < at + Duration::from_millis(100) {
             while i < sent.len() && sent[i].1 <= now {
                 jb.push(sent[i].0, sent[i].2.clone(), t0 + sent[i].1);
                 i += 1;
@@ -810,8 +853,9 @@ mod tests {
             // The device asks for the next frame once this one has played.
             now += Duration::from_micros(jb.frame_samples() as u64 * 1_000_000 / 48_000);
         }
-        assert_eq!(played, (0..60).collect::<Vec<u8>>(), "{:?}", jb.stats());
-        assert_eq!(samples, 30 * 480 + 30 * 960);
+        // All but the first (dropped at the start: see the clean stream).
+        assert_eq!(played, (1..60).collect::<Vec<u8>>(), "{:?}", jb.stats());
+        assert_eq!(samples, 29 * 480 + 30 * 960);
         assert_eq!(jb.stats().frame_ms, 20.0);
         assert_eq!(jb.stats().concealed, 0);
     }
@@ -832,11 +876,13 @@ mod tests {
             let p = jb.pop(t0 + f * n + Duration::from_millis(1));
             out.push((p, jb.frame_samples()));
         }
-        // Playout starts with the first packet (a frame is the target), so when 2 does not come
-        // on time it is waited for a frame (concealed, not skipped), then given up.
+        // Playout starts at the second pop with the newest packet (1; a frame is the target),
+        // so when 2 does not come on time it is waited for a frame (concealed, not skipped),
+        // then given up.
+        assert_eq!(out[0].0, Playout::Silence, "{out:?}");
         assert_eq!(
-            out[0].0,
-            Playout::Packet(Bytes::from(vec![1, 0])),
+            out[1].0,
+            Playout::Packet(Bytes::from(vec![1, 1])),
             "{out:?}"
         );
         assert_eq!(out[2], (Playout::Conceal, 480), "2 is waited for: {out:?}");
