@@ -352,7 +352,7 @@ impl AudioJitterBuffer {
                 self.stats.dropped_for_latency += stale;
                 self.held.retain(|&ts, _| ts >= start);
                 self.next_ts = Some(start);
-            } else if now.duration_since(arrival) >= target {
+            } else if waited >= target {
                 self.next_ts = Some(first);
             } else {
                 return Playout::Silence;

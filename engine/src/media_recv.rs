@@ -494,16 +494,23 @@ fn run_playout_synced(
                 "audio playout"
             );
         }
+        // Read the test signal's markers before taking the stats lock (the video threads share it).
+        let heard = !matches!(decision, Playout::Silence);
+        let marker_latencies = if heard {
+            markers.push(samples, play_us)
+        } else {
+            Vec::new()
+        };
         let mut c = stats.lock();
         if let Some(delay) = audio_delay {
             c.stats.sync.audio_delay_ms = delay.as_secs_f64() * 1000.0;
         }
-        if !matches!(decision, Playout::Silence) {
+        if heard {
             if !heard_anything {
                 heard_anything = true;
                 c.first_audio();
             }
-            for latency in markers.push(samples, play_us) {
+            for latency in marker_latencies {
                 c.audio_latency(latency);
             }
             c.audio_held(s.buffered_ms);

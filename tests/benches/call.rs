@@ -122,11 +122,12 @@ fn main() {
     peer_args.extend(flags.iter().map(String::as_str));
     // b speaks with the test signal's second voice: two people, not one twice (with one voice,
     // each echo canceller would take its own bursts, heard back from the other side, for echo).
-    let b_args: Vec<&str> = peer_args
+    let mut b_args = peer_args.clone();
+    let mic = b_args
         .iter()
-        .zip(std::iter::once(&"").chain(&peer_args))
-        .map(|(&arg, &before)| if before == "--mic" { "test:2" } else { arg })
-        .collect();
+        .position(|&a| a == "--mic")
+        .expect("--mic is set");
+    b_args[mic + 1] = "test:2";
     let start = |name: &str| {
         let args = if name == "a" { &peer_args } else { &b_args };
         match lab.as_ref() {
