@@ -99,7 +99,13 @@ fn run_call(first_is_offerer_side: bool) {
         rx_a.to_str().unwrap(),
     ]);
     a_args.extend(["--send-file", file.to_str().unwrap()]);
+    // b speaks with the test signal's second voice (two people, as in a real call).
     let mut b_args = media_args();
+    let mic = b_args
+        .iter()
+        .position(|&arg| arg == "--mic")
+        .expect("--mic");
+    b_args[mic + 1] = "test:2";
     b_args.extend([
         "--chat",
         "hello from b",
@@ -126,6 +132,18 @@ fn run_call(first_is_offerer_side: bool) {
 
     assert_video_flowed(&sa, &sb, "a -> b");
     assert_video_flowed(&sb, &sa, "b -> a");
+    // Each side reads the other voice's markers (five a second), at a loopback latency.
+    for (stats, who) in [
+        (&sa, "a hears b's second voice"),
+        (&sb, "b hears a's first voice"),
+    ] {
+        let heard = num(stats, "/audio_recv/latency_ms/count");
+        let p50 = num(stats, "/audio_recv/latency_ms/p50");
+        assert!(
+            heard >= 15.0 && p50 < 200.0,
+            "{who}: {heard} markers, p50 {p50} ms"
+        );
+    }
     assert_eq!(chat(&sb), vec!["hello from a", "second from a"]);
     assert_eq!(chat(&sa), vec!["hello from b"]);
     assert_eq!(
