@@ -3,12 +3,13 @@
 //! bitrate, interleaved over rounds; printed are encoder CPU per frame, wall time per frame,
 //! the bitrate reached, skipped frames and luma PSNR of the decoded picture against the source.
 //!
-//! `cargo bench -p confab-codecs --bench h264_tuning -- [FRAMES] [ROUNDS]`
+//! `cargo bench -p confab-codecs --bench h264_tuning -- [FRAMES] [ROUNDS] [KBIT/S]`
 
 use std::time::Instant;
 
 use confab_codecs::h264::{
-    default_bitrate_bps, Complexity, EncoderSettings, EncoderTuning, H264Decoder, H264Encoder,
+    default_bitrate_bps, Complexity, Deblocking, EncoderSettings, EncoderTuning, H264Decoder,
+    H264Encoder,
 };
 use confab_media::quality::psnr_y;
 use confab_media::{pattern, VideoFrame};
@@ -26,6 +27,7 @@ struct Sample {
     kbps: f64,
     skipped: usize,
     psnr_db: f64,
+    qp: f64,
 }
 
 fn variants() -> Vec<(&'static str, EncoderTuning)> {
@@ -55,6 +57,14 @@ fn variants() -> Vec<(&'static str, EncoderTuning)> {
             with(|t| t.adaptive_quantization = false),
         ),
         ("2 threads", with(|t| t.threads = 2)),
+        (
+            "deblocking always on",
+            with(|t| t.deblocking = Deblocking::On),
+        ),
+        (
+            "deblocking always off",
+            with(|t| t.deblocking = Deblocking::Off),
+        ),
     ]
 }
 
@@ -68,21 +78,12 @@ fn process_cpu_ms() -> f64 {
 fn source(index: u32, noisy: bool) -> VideoFrame {
     let mut frame = pattern::render(index, WIDTH, HEIGHT, u64::from(index) * 33_333);
     if noisy {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(index).wrapping_mul(0x2545_F491);
-        let (y, _, _) = frame.planes_mut();
-        for p in y.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let noise = (state % 13) as i16 - 6;
-            *p = (i16::from(*p) + noise).clamp(0, 255) as u8;
-        }
+        pattern::add_sensor_noise(&mut frame, index);
     }
     frame
 }
 
-fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
-    let bitrate_bps = default_bitrate_bps(WIDTH, HEIGHT, FPS);
+fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sample {
     let settings = EncoderSettings {
         bitrate_bps,
         max_fps: FPS as f32,
@@ -91,7 +92,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
     let mut encoder = H264Encoder::with_tuning(settings, tuning).expect("encoder");
     let mut decoder = H264Decoder::new().expect("decoder");
     let (mut cpu, mut wall, mut bytes, mut skipped) = (0.0, 0.0, 0usize, 0usize);
-    let (mut psnr_sum, mut decoded, mut decode_cpu) = (0.0, 0usize, 0.0);
+    let (mut psnr_sum, mut decoded, mut decode_cpu, mut qp_sum) = (0.0, 0usize, 0.0, 0.0);
     for index in 0..frames {
         let frame = source(index, noisy);
         let (cpu0, wall0) = (process_cpu_ms(), Instant::now());
@@ -103,6 +104,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
             continue;
         };
         bytes += encoded.data.len();
+        qp_sum += f64::from(encoded.qp.unwrap_or(0));
         let cpu0 = process_cpu_ms();
         let picture = decoder.decode(&encoded.data).expect("decode");
         decode_cpu += process_cpu_ms() - cpu0;
@@ -119,6 +121,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool) -> Sample {
         kbps: bytes as f64 * 8.0 / (n / f64::from(FPS)) / 1e3,
         skipped,
         psnr_db: psnr_sum / decoded.max(1) as f64,
+        qp: qp_sum / decoded.max(1) as f64,
     }
 }
 
@@ -134,33 +137,38 @@ fn main() {
         .collect();
     let frames: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(150);
     let rounds: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let bitrate_bps = args
+        .get(2)
+        .and_then(|a| a.parse::<u32>().ok())
+        .map_or(default_bitrate_bps(WIDTH, HEIGHT, FPS), |kbps| kbps * 1000);
     let variants = variants();
     println!(
         "{WIDTH}x{HEIGHT}@{FPS}, {} kbit/s target, {frames} frames, {rounds} rounds (medians)",
-        default_bitrate_bps(WIDTH, HEIGHT, FPS) / 1000
+        bitrate_bps / 1000
     );
     for (content, noisy) in [("test pattern", false), ("pattern + sensor noise", true)] {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
         for _ in 0..rounds {
             for (i, (_, tuning)) in variants.iter().enumerate() {
-                samples[i].push(run(*tuning, frames, noisy));
+                samples[i].push(run(*tuning, frames, noisy, bitrate_bps));
             }
         }
         println!("\n{content}");
-        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | decoder CPU ms/frame |");
-        println!("|---|---|---|---|---|---|---|---|");
+        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | decoder CPU ms/frame | QP |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         let of = |s: &[Sample], field: fn(&Sample) -> f64| median(s.iter().map(field).collect());
         let base = of(&samples[0], |x| x.cpu_ms_per_frame);
         for ((name, _), s) in variants.iter().zip(&samples) {
             let cpu = of(s, |x| x.cpu_ms_per_frame);
             println!(
-                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
                 of(s, |x| x.wall_ms_per_frame),
                 of(s, |x| x.kbps),
                 of(s, |x| x.skipped as f64),
                 of(s, |x| x.psnr_db),
                 cpu / base,
                 of(s, |x| x.decode_cpu_ms_per_frame),
+                of(s, |x| x.qp),
             );
         }
     }

@@ -1,13 +1,11 @@
 //! H.264 with openh264: a real-time encoder (constrained baseline, as WebRTC peers expect, one
-//! thread, keyframes on request) and a decoder. Both work in Annex-B byte streams.
+//! thread, keyframes on request, deblocking while it pays) and a decoder. Both work in Annex-B
+//! byte streams.
+
+mod raw;
 
 use openh264::decoder::Decoder;
-use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode,
-    UsageType,
-};
 use openh264::formats::YUVSource;
-use openh264::OpenH264API;
 use openh264_sys2::{
     SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0,
     SPATIAL_LAYER_ALL,
@@ -16,6 +14,7 @@ use std::os::raw::c_int;
 
 use super::CodecError;
 use confab_media::VideoFrame;
+use raw::{Coded, Params, RawEncoder};
 
 /// What the encoder is asked for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,6 +23,33 @@ pub struct EncoderSettings {
     pub max_fps: f32,
     /// Screen content (sharp text, little motion) rather than camera.
     pub screen: bool,
+}
+
+/// openh264's motion search and mode decision effort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Complexity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Complexity {
+    fn to_c(self) -> c_int {
+        (match self {
+            Self::Low => openh264_sys2::LOW_COMPLEXITY,
+            Self::Medium => openh264_sys2::MEDIUM_COMPLEXITY,
+            Self::High => openh264_sys2::HIGH_COMPLEXITY,
+        }) as c_int
+    }
+}
+
+/// When the encoder runs H.264's in-loop deblocking filter (and so the far end's decoder too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deblocking {
+    On,
+    Off,
+    /// On while the quantizer is coarse enough for block edges to show (`DeblockingPolicy`).
+    ByQuantizer,
 }
 
 /// openh264's knobs that trade CPU for quality. `Default` is what calls use, chosen by measurement
@@ -39,6 +65,7 @@ pub struct EncoderTuning {
     pub background_detection: bool,
     /// Quantizes flat areas more finely.
     pub adaptive_quantization: bool,
+    pub deblocking: Deblocking,
 }
 
 impl Default for EncoderTuning {
@@ -49,7 +76,69 @@ impl Default for EncoderTuning {
             scene_change_detect: true,
             background_detection: true,
             adaptive_quantization: true,
+            deblocking: Deblocking::ByQuantizer,
         }
+    }
+}
+
+/// Whether deblocking pays, from the quantizers of the frames encoded. The filter smooths block
+/// edges, which show at coarse quantizers; at fine ones its thresholds (alpha and beta of H.264's
+/// table 8-16) let almost nothing through, yet it still costs ~10% of the encoder's CPU and ~30% of
+/// the decoder's (`h264_tuning` bench: at QP 19 luma PSNR is 0.5 dB *higher* without it; at QP 42,
+/// 0.2-0.5 dB lower). x264's `fastdecode` tune turns it off for the same reason. Turning it on or
+/// off needs a new encoder, so a keyframe: the quantizer is judged over a window of frames with a
+/// gap between the thresholds, and the encoder waits for a keyframe it would send anyway unless
+/// the change has been due for long (see `H264Encoder::encode`).
+#[derive(Debug, Clone)]
+pub struct DeblockingPolicy {
+    on: bool,
+    qp_sum: u64,
+    frames: u32,
+}
+
+impl DeblockingPolicy {
+    /// Frames whose mean quantizer is judged (2 s at 30 fps).
+    pub const WINDOW: u32 = 60;
+    /// Off when a window's mean quantizer is at most this (alpha <= 12, beta <= 4 of 255).
+    pub const OFF_AT_MOST: f64 = 24.0;
+    /// On again when it is at least this.
+    pub const ON_FROM: f64 = 28.0;
+
+    /// Starts with the filter on: nothing is known of the content yet.
+    pub fn new() -> Self {
+        Self {
+            on: true,
+            qp_sum: 0,
+            frames: 0,
+        }
+    }
+
+    /// Whether the filter should be on now.
+    pub fn wants_on(&self) -> bool {
+        self.on
+    }
+
+    /// One encoded frame's mean quantizer.
+    pub fn observe(&mut self, qp: u32) {
+        self.qp_sum += u64::from(qp);
+        self.frames += 1;
+        if self.frames < Self::WINDOW {
+            return;
+        }
+        let mean = self.qp_sum as f64 / f64::from(self.frames);
+        if mean <= Self::OFF_AT_MOST {
+            self.on = false;
+        } else if mean >= Self::ON_FROM {
+            self.on = true;
+        }
+        self.qp_sum = 0;
+        self.frames = 0;
+    }
+}
+
+impl Default for DeblockingPolicy {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -66,38 +155,31 @@ pub struct EncodedFrame {
     /// Annex-B NAL units (with start codes); SPS and PPS precede every keyframe.
     pub data: Vec<u8>,
     pub keyframe: bool,
+    /// The frame's mean quantizer (0-51), when the encoder tells it.
+    pub qp: Option<u32>,
+    /// Whether it was deblocked.
+    pub deblocking: bool,
 }
-
-struct I420<'a>(&'a VideoFrame);
-
-impl YUVSource for I420<'_> {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.0.width as usize, self.0.height as usize)
-    }
-    fn strides(&self) -> (usize, usize, usize) {
-        let w = self.0.width as usize;
-        (w, w / 2, w / 2)
-    }
-    fn y(&self) -> &[u8] {
-        self.0.y()
-    }
-    fn u(&self) -> &[u8] {
-        self.0.u()
-    }
-    fn v(&self) -> &[u8] {
-        self.0.v()
-    }
-}
-
-pub use openh264::encoder::Complexity;
 
 pub struct H264Encoder {
-    encoder: Encoder,
+    /// Made on the first frame, and again when the frame size or the deblocking changes.
+    encoder: Option<RawEncoder>,
+    params: Params,
+    tuning: EncoderTuning,
+    policy: DeblockingPolicy,
+    /// Frames encoded since the policy first wanted another deblocking than the encoder's.
+    change_due_for: u32,
     keyframe_requested: bool,
-    bitrate_bps: u32,
 }
 
 impl H264Encoder {
+    /// Frames a deblocking change waits for a keyframe the call needs anyway (a receiver's
+    /// request, a new size) before making its own: turning the filter off (fine quantizers:
+    /// bits to spare) after one window, turning it on (coarse ones: bits are short, a keyframe
+    /// costs most) after 10 s at 30 fps.
+    const OFF_WAITS: u32 = 0;
+    const ON_WAITS: u32 = 300;
+
     pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
         Self::with_tuning(settings, EncoderTuning::default())
     }
@@ -107,83 +189,82 @@ impl H264Encoder {
         settings: EncoderSettings,
         tuning: EncoderTuning,
     ) -> Result<Self, CodecError> {
-        let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(settings.bitrate_bps))
-            .max_frame_rate(FrameRate::from_hz(settings.max_fps))
-            .usage_type(if settings.screen {
-                UsageType::ScreenContentRealTime
+        let params = Params {
+            width: 0,
+            height: 0,
+            bitrate_bps: settings.bitrate_bps.clamp(50_000, 20_000_000),
+            max_fps: settings.max_fps,
+            usage_type: (if settings.screen {
+                openh264_sys2::SCREEN_CONTENT_REAL_TIME
             } else {
-                UsageType::CameraVideoRealTime
-            })
-            .rate_control_mode(RateControlMode::Bitrate)
-            .complexity(tuning.complexity)
-            .scene_change_detect(tuning.scene_change_detect)
-            .background_detection(tuning.background_detection)
-            .adaptive_quantization(tuning.adaptive_quantization)
-            // openh264 only holds the bitrate when it may skip frames.
-            .skip_frames(true)
-            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-            .num_threads(tuning.threads);
-        let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| CodecError::H264Encode(e.to_string()))?;
+                openh264_sys2::CAMERA_VIDEO_REAL_TIME
+            }) as c_int,
+            rc_mode: openh264_sys2::RC_BITRATE_MODE as c_int,
+            complexity: tuning.complexity.to_c(),
+            threads: tuning.threads,
+            scene_change_detect: tuning.scene_change_detect,
+            background_detection: tuning.background_detection,
+            adaptive_quantization: tuning.adaptive_quantization,
+            deblocking: tuning.deblocking != Deblocking::Off,
+        };
         Ok(Self {
-            encoder,
+            encoder: None,
+            params,
+            tuning,
+            policy: DeblockingPolicy::new(),
+            change_due_for: 0,
             keyframe_requested: false,
-            bitrate_bps: settings.bitrate_bps,
         })
+    }
+
+    pub fn bitrate_bps(&self) -> u32 {
+        self.params.bitrate_bps
+    }
+
+    /// Whether the frames encoded now are deblocked.
+    pub fn deblocking(&self) -> bool {
+        self.params.deblocking
+    }
+
+    /// The next frame will be a keyframe (a receiver lost the picture).
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_requested = true;
     }
 
     /// Changes the target bitrate from the next frame on, without a keyframe (the rate controller
     /// adapts its quantizer; the stream stays decodable). Bitrates are clamped to 50 kbit/s..20
     /// Mbit/s. Changing the resolution needs a new encoder (and so a keyframe).
     pub fn set_bitrate(&mut self, bitrate_bps: u32) -> Result<(), CodecError> {
-        let bps = bitrate_bps.clamp(50_000, 20_000_000) as c_int;
-        // openh264 refuses a layer target above the layer's maximum (encoder_ext.cpp): raise the
-        // maximum (of spatial layer 0, the one we encode) before the target, lower it after.
-        let max = (
-            ENCODER_OPTION_MAX_BITRATE,
-            SPATIAL_LAYER_0,
-            "maximum bitrate",
-        );
-        let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, "bitrate");
-        let order = if bps as u32 > self.bitrate_bps {
-            [max, target]
-        } else {
-            [target, max]
-        };
-        for (option, layer, what) in order {
-            let mut info = SBitrateInfo {
-                iLayer: layer,
-                iBitrate: bps,
-            };
-            // SAFETY: `set_option` with ENCODER_OPTION_(MAX_)BITRATE reads one `SBitrateInfo`
-            // through the pointer during the call (openh264's welsEncoderExt.cpp); `info` lives
-            // on this stack frame for the whole call, and the encoder is initialized (the
-            // `Encoder` exists). Neither option changes anything the Rust wrapper relies on.
-            #[allow(unsafe_code)]
-            let status = unsafe {
-                self.encoder
-                    .raw_api()
-                    .set_option(option, std::ptr::addr_of_mut!(info).cast())
-            };
-            if status != 0 {
-                return Err(CodecError::H264Encode(format!(
-                    "openh264 refused a {what} of {bps} bit/s (status {status})"
-                )));
-            }
+        let bps = bitrate_bps.clamp(50_000, 20_000_000);
+        if let Some(encoder) = &mut self.encoder {
+            apply_bitrate(encoder, self.params.bitrate_bps, bps)?;
         }
-        self.bitrate_bps = bps as u32;
+        self.params.bitrate_bps = bps;
         Ok(())
     }
 
-    /// The target bitrate in force.
-    pub fn bitrate_bps(&self) -> u32 {
-        self.bitrate_bps
-    }
-
-    /// The next frame will be a keyframe (a receiver lost the picture).
-    pub fn request_keyframe(&mut self) {
-        self.keyframe_requested = true;
+    /// Whether the encoder must be made anew for this frame, and with what deblocking.
+    fn needs_new_encoder(&mut self, frame: &VideoFrame) -> bool {
+        let resized = (frame.width, frame.height) != (self.params.width, self.params.height);
+        if self.encoder.is_none() || resized {
+            self.params.width = frame.width;
+            self.params.height = frame.height;
+            return true;
+        }
+        if self.tuning.deblocking != Deblocking::ByQuantizer
+            || self.policy.wants_on() == self.params.deblocking
+        {
+            self.change_due_for = 0;
+            return false;
+        }
+        let waits = if self.policy.wants_on() {
+            Self::ON_WAITS
+        } else {
+            Self::OFF_WAITS
+        };
+        let due = self.keyframe_requested || self.change_due_for >= waits;
+        self.change_due_for += 1;
+        due
     }
 
     /// Encodes one frame; `None` when the encoder skipped it.
@@ -194,24 +275,63 @@ impl H264Encoder {
                 frame.width, frame.height
             )));
         }
-        if std::mem::take(&mut self.keyframe_requested) {
-            self.encoder.force_intra_frame();
+        if self.needs_new_encoder(frame) {
+            if self.tuning.deblocking == Deblocking::ByQuantizer {
+                self.params.deblocking = self.policy.wants_on();
+            }
+            self.change_due_for = 0;
+            // A new encoder starts with a keyframe.
+            self.keyframe_requested = false;
+            self.encoder = None;
+            self.encoder = Some(RawEncoder::new(self.params)?);
         }
-        let bitstream = self
+        let encoder = self
             .encoder
-            .encode(&I420(frame))
-            .map_err(|e| CodecError::H264Encode(e.to_string()))?;
-        let keyframe = match bitstream.frame_type() {
-            FrameType::Skip | FrameType::Invalid => return Ok(None),
-            FrameType::IDR | FrameType::I => true,
-            FrameType::P | FrameType::IPMixed => false,
-        };
-        let data = bitstream.to_vec();
-        if data.is_empty() {
-            return Ok(None);
+            .as_mut()
+            .expect("invariant: made above when missing");
+        if std::mem::take(&mut self.keyframe_requested) {
+            encoder.force_intra_frame();
         }
-        Ok(Some(EncodedFrame { data, keyframe }))
+        let mut data = Vec::new();
+        let keyframe = match encoder.encode(frame, &mut data)? {
+            Coded::Skipped => return Ok(None),
+            Coded::Keyframe => true,
+            Coded::Delta => false,
+        };
+        let qp = encoder.last_qp();
+        if let Some(qp) = qp {
+            self.policy.observe(qp);
+        }
+        Ok(Some(EncodedFrame {
+            data,
+            keyframe,
+            qp,
+            deblocking: self.params.deblocking,
+        }))
     }
+}
+
+/// Sets a running encoder's target bitrate from `from` to `to` bit/s.
+fn apply_bitrate(encoder: &mut RawEncoder, from: u32, to: u32) -> Result<(), CodecError> {
+    let bps = to as c_int;
+    // openh264 refuses a layer target above the layer's maximum (encoder_ext.cpp): raise the
+    // maximum (of spatial layer 0, the one we encode) before the target, lower it after.
+    let max = (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0);
+    let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL);
+    let order = if to > from {
+        [max, target]
+    } else {
+        [target, max]
+    };
+    for (option, layer) in order {
+        let mut info = SBitrateInfo {
+            iLayer: layer,
+            iBitrate: bps,
+        };
+        // ENCODER_OPTION_(MAX_)BITRATE reads one `SBitrateInfo` during the call.
+        encoder.set_option(option, std::ptr::addr_of_mut!(info).cast())?;
+    }
+    Ok(())
 }
 
 pub struct H264Decoder {
@@ -324,11 +444,18 @@ mod tests {
 
     #[test]
     fn the_bitrate_changes_at_runtime_without_a_keyframe() {
-        let mut encoder = H264Encoder::new(EncoderSettings {
-            bitrate_bps: 600_000,
-            max_fps: 30.0,
-            screen: false,
-        })
+        // Deblocking fixed: turning it off by quantizer makes a keyframe of its own.
+        let mut encoder = H264Encoder::with_tuning(
+            EncoderSettings {
+                bitrate_bps: 600_000,
+                max_fps: 30.0,
+                screen: false,
+            },
+            EncoderTuning {
+                deblocking: Deblocking::On,
+                ..EncoderTuning::default()
+            },
+        )
         .unwrap();
         let mut decoder = H264Decoder::new().unwrap();
         let first = encoder
@@ -383,6 +510,180 @@ mod tests {
                 .keyframe
         );
         assert!(encoder.encode(&VideoFrame::black(8, 8, 0)).is_err());
+    }
+
+    #[test]
+    fn deblocking_goes_off_after_a_window_of_fine_quantizers_and_on_after_one_of_coarse() {
+        let mut policy = DeblockingPolicy::new();
+        assert!(policy.wants_on(), "nothing known yet: on");
+        for _ in 0..DeblockingPolicy::WINDOW - 1 {
+            policy.observe(18);
+        }
+        assert!(policy.wants_on(), "judged on whole windows only");
+        policy.observe(18);
+        assert!(!policy.wants_on(), "a window at QP 18: off");
+        // Between the thresholds nothing changes, either way.
+        for _ in 0..DeblockingPolicy::WINDOW {
+            policy.observe(26);
+        }
+        assert!(!policy.wants_on());
+        for qp in [20, 36]
+            .into_iter()
+            .cycle()
+            .take(DeblockingPolicy::WINDOW as usize)
+        {
+            policy.observe(qp);
+        }
+        assert!(policy.wants_on(), "a window averaging QP 28: on");
+        for _ in 0..DeblockingPolicy::WINDOW {
+            policy.observe(26);
+        }
+        assert!(policy.wants_on());
+        for _ in 0..DeblockingPolicy::WINDOW {
+            policy.observe(24);
+        }
+        assert!(!policy.wants_on(), "a window averaging QP 24: off");
+    }
+
+    /// Encodes frames `range` of the 360p pattern (noisy if asked), checks each decodes with its
+    /// stamp, and returns the indexes of the keyframes and the decoded pictures.
+    fn encode_decoded(
+        (encoder, decoder): (&mut H264Encoder, &mut H264Decoder),
+        range: std::ops::Range<u32>,
+        noisy: bool,
+    ) -> (Vec<u32>, Vec<VideoFrame>) {
+        let (mut keyframes, mut pictures) = (Vec::new(), Vec::new());
+        for i in range {
+            let mut source = pattern::render(i, 640, 360, u64::from(i) * 33_333);
+            if noisy {
+                pattern::add_sensor_noise(&mut source, i);
+            }
+            let Some(encoded) = encoder.encode(&source).unwrap() else {
+                continue;
+            };
+            if encoded.keyframe {
+                keyframes.push(i);
+            }
+            let picture = decoder
+                .decode(&encoded.data)
+                .unwrap()
+                .expect("a picture per frame");
+            assert_eq!(stamp::read(&picture).map(|s| s.index), Some(i));
+            pictures.push(picture);
+        }
+        (keyframes, pictures)
+    }
+
+    fn settings(bitrate_bps: u32) -> EncoderSettings {
+        EncoderSettings {
+            bitrate_bps,
+            max_fps: 30.0,
+            screen: false,
+        }
+    }
+
+    #[test]
+    fn fine_quantizers_turn_deblocking_off_with_one_keyframe_and_coarse_ones_keep_it() {
+        // The clean pattern at 1 Mbit/s (360p): QP ~20.
+        let mut fine = H264Encoder::new(settings(1_000_000)).unwrap();
+        assert!(fine.deblocking(), "starts on");
+        let window = DeblockingPolicy::WINDOW;
+        let (keyframes, _) = encode_decoded(
+            (&mut fine, &mut H264Decoder::new().unwrap()),
+            0..2 * window,
+            false,
+        );
+        assert!(!fine.deblocking(), "fine quantizers: off");
+        assert_eq!(
+            keyframes,
+            [0, window],
+            "the switch is one keyframe, right after the first window"
+        );
+        // Noisy content at 150 kbit/s: QP ~40.
+        let mut coarse = H264Encoder::new(settings(150_000)).unwrap();
+        let (keyframes, _) = encode_decoded(
+            (&mut coarse, &mut H264Decoder::new().unwrap()),
+            0..2 * window,
+            true,
+        );
+        assert!(coarse.deblocking(), "coarse quantizers: on");
+        assert_eq!(keyframes, [0]);
+    }
+
+    #[test]
+    fn turning_deblocking_on_waits_for_a_keyframe_the_call_needs() {
+        // Without scene-change detection, which at 100 kbit/s takes the noise for new scenes and
+        // sends keyframes of its own.
+        let tuning = EncoderTuning {
+            scene_change_detect: false,
+            ..EncoderTuning::default()
+        };
+        let mut encoder = H264Encoder::with_tuning(settings(1_000_000), tuning).unwrap();
+        let mut decoder = H264Decoder::new().unwrap();
+        let window = DeblockingPolicy::WINDOW;
+        encode_decoded((&mut encoder, &mut decoder), 0..2 * window, false);
+        assert!(!encoder.deblocking());
+        // The link gets poor and the content busy: the quantizer coarse.
+        encoder.set_bitrate(250_000).unwrap();
+        let (keyframes, _) =
+            encode_decoded((&mut encoder, &mut decoder), 2 * window..5 * window, true);
+        assert!(
+            keyframes.is_empty(),
+            "no keyframe of its own: {keyframes:?}"
+        );
+        assert!(!encoder.deblocking(), "still off, waiting");
+        encoder.request_keyframe();
+        let at = 5 * window;
+        let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), at..at + 1, true);
+        assert_eq!(keyframes, [at], "the requested keyframe");
+        assert!(encoder.deblocking(), "and with it the filter");
+    }
+
+    #[test]
+    fn deblocking_reaches_the_stream() {
+        // At coarse quantizers the filter changes the decoded picture; off, the decoder must
+        // show the blocks as coded.
+        let tuning = |deblocking| EncoderTuning {
+            deblocking,
+            ..EncoderTuning::default()
+        };
+        let mut on = H264Encoder::with_tuning(settings(150_000), tuning(Deblocking::On)).unwrap();
+        let mut off = H264Encoder::with_tuning(settings(150_000), tuning(Deblocking::Off)).unwrap();
+        assert!(on.deblocking() && !off.deblocking());
+        let (_, with) = encode_decoded((&mut on, &mut H264Decoder::new().unwrap()), 0..10, true);
+        let (_, without) =
+            encode_decoded((&mut off, &mut H264Decoder::new().unwrap()), 0..10, true);
+        let differ = with
+            .iter()
+            .zip(&without)
+            .filter(|(a, b)| a.data != b.data)
+            .count();
+        assert_eq!(differ, with.len(), "every picture differs with the filter");
+        // And the filter's own effect: blocking shows as luma steps on the 4x4 grid. Off, the
+        // steps across block edges are larger than those inside blocks by more than on.
+        let edge_ratio = |picture: &VideoFrame| {
+            let (w, y) = (picture.width as usize, picture.y());
+            let (mut edge, mut inner) = (0u64, 0u64);
+            for row in y.chunks_exact(w) {
+                for x in 1..w {
+                    let step = u64::from(row[x].abs_diff(row[x - 1]));
+                    if x % 4 == 0 {
+                        edge += step;
+                    } else {
+                        inner += step;
+                    }
+                }
+            }
+            (edge as f64 / (w / 4) as f64) / (inner as f64 / (w - w / 4 - 1) as f64)
+        };
+        let mean = |pictures: &[VideoFrame]| {
+            pictures.iter().map(edge_ratio).sum::<f64>() / pictures.len() as f64
+        };
+        let (with, without) = (mean(&with), mean(&without));
+        assert!(
+            without > with,
+            "block-edge steps vs inner steps: {without:.3} off, {with:.3} on"
+        );
     }
 
     #[test]

@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use super::stats::{CallStats, FileStats, FreezeDetector, Histogram, RateMeter, Second};
-use confab_media::{clock, pattern, quality, stamp, VideoFrame};
+use confab_codecs::h264::EncodedFrame;
+use confab_media::stamp::{self, Stamp};
+use confab_media::{clock, pattern, quality, VideoFrame};
 
 #[derive(Default)]
 pub struct Collector {
     pub stats: CallStats,
     started: Option<Instant>,
     encode_ms: Histogram,
+    qp: Histogram,
     decode_ms: Histogram,
     assembly_ms: Histogram,
     video_latency_ms: Histogram,
@@ -69,6 +72,42 @@ const TIMELINE_SECONDS: usize = 600;
 /// One stamped frame in this many is compared with its source for `psnr_db` (the first always).
 const PSNR_EVERY: u64 = 4;
 
+/// What a decoded frame's stamp says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StampReading {
+    pub stamp: Stamp,
+    /// Luma PSNR against the regenerated source, for one stamped frame in `PSNR_EVERY`.
+    pub psnr_db: Option<f64>,
+}
+
+/// Reads the stamps of decoded frames and samples their PSNR, on the decoding thread: rendering
+/// the source again and comparing costs a third of a decode, too much to do under the stats
+/// lock, and it renders into one frame kept for it rather than a new one each time.
+#[derive(Debug, Default)]
+pub struct StampReader {
+    stamped: u64,
+    source: Option<VideoFrame>,
+}
+
+impl StampReader {
+    pub fn read(&mut self, frame: &VideoFrame) -> Option<StampReading> {
+        let stamp = stamp::read(frame)?;
+        self.stamped += 1;
+        let psnr_db = if self.stamped % PSNR_EVERY == 1 {
+            let size = (frame.width, frame.height);
+            let source = match &mut self.source {
+                Some(source) if (source.width, source.height) == size => source,
+                slot => slot.insert(VideoFrame::black(size.0, size.1, 0)),
+            };
+            pattern::render_into(source, stamp.index, stamp.capture_ts_us);
+            quality::psnr_y(source, frame)
+        } else {
+            None
+        };
+        Some(StampReading { stamp, psnr_db })
+    }
+}
+
 /// A cloneable handle on the call's statistics.
 #[derive(Clone, Default)]
 pub struct StatsHandle(Arc<Mutex<Collector>>);
@@ -119,18 +158,22 @@ impl Collector {
 
     pub fn frame_encoded(
         &mut self,
-        bytes: usize,
-        keyframe: bool,
+        frame: &EncodedFrame,
         encode: Duration,
         width: u32,
         height: u32,
     ) {
         let s = &mut self.stats.video_send;
         s.frames_encoded += 1;
-        s.keyframes += u64::from(keyframe);
+        s.keyframes += u64::from(frame.keyframe);
         s.width = width;
         s.height = height;
+        s.deblocking = frame.deblocking;
         self.encode_ms.record(encode.as_secs_f64() * 1000.0);
+        if let Some(qp) = frame.qp {
+            self.qp.record(f64::from(qp));
+        }
+        let bytes = frame.data.len();
         let at = self.since_start(Instant::now());
         self.send_rate.add(at, bytes as u64);
     }
@@ -175,9 +218,14 @@ impl Collector {
         self.recv_rate.add(at, bytes as u64);
     }
 
-    /// A decoded remote frame: counts it, and when it carries a stamp, measures latency, loss and
-    /// PSNR against the regenerated test pattern.
-    pub fn frame_decoded(&mut self, frame: &VideoFrame, decode: Duration) {
+    /// A decoded remote frame: counts it, and when it carries a stamp (`reading`), measures
+    /// latency, loss and PSNR against the regenerated test pattern.
+    pub fn frame_decoded(
+        &mut self,
+        frame: &VideoFrame,
+        decode: Duration,
+        reading: Option<StampReading>,
+    ) {
         let now = Instant::now();
         if self.stats.ms_to.first_video_frame.is_none() {
             self.stats.ms_to.first_video_frame = Some(self.ms_now());
@@ -191,7 +239,7 @@ impl Collector {
         self.first_decoded.get_or_insert(now);
         self.last_decoded = Some(now);
         self.freezes.frame(at);
-        if let Some(s) = stamp::read(frame) {
+        if let Some(StampReading { stamp: s, psnr_db }) = reading {
             r.stamped_frames += 1;
             let latency_us = clock::now_us().saturating_sub(s.capture_ts_us);
             self.video_latency_ms.record(latency_us as f64 / 1000.0);
@@ -200,12 +248,8 @@ impl Collector {
                 None => (s.index, s.index),
                 Some((lo, hi)) => (lo.min(s.index), hi.max(s.index)),
             });
-            // Rendering the source again and comparing costs as much as decoding: sampled.
-            if r.stamped_frames % PSNR_EVERY == 1 {
-                let source = pattern::render(s.index, frame.width, frame.height, s.capture_ts_us);
-                if let Some(psnr) = quality::psnr_y(&source, frame) {
-                    self.psnr_db.record(psnr);
-                }
+            if let Some(psnr) = psnr_db {
+                self.psnr_db.record(psnr);
             }
         }
     }
@@ -347,6 +391,7 @@ impl Collector {
         let mut stats = self.stats.clone();
         stats.duration_s = self.since_start(Instant::now()).as_secs_f64();
         stats.video_send.encode_ms = self.encode_ms.summary();
+        stats.video_send.qp = self.qp.summary();
         stats.video_send.bitrate_kbps = self.send_rate.kbps();
         let r = &mut stats.video_recv;
         r.decode_ms = self.decode_ms.summary();
@@ -389,5 +434,67 @@ impl Collector {
         }
         stats.timeline = self.timeline.iter().copied().collect();
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_reader_reads_every_stamp_and_samples_psnr_at_any_size() {
+        let mut reader = StampReader::default();
+        assert_eq!(
+            reader.read(&VideoFrame::black(640, 360, 0)),
+            None,
+            "no stamp"
+        );
+        let mut psnr = Vec::new();
+        for (i, (w, h)) in [(640, 360); 6]
+            .into_iter()
+            .chain([(320, 180); 3])
+            .enumerate()
+        {
+            let i = i as u32;
+            let mut frame = pattern::render(i, w, h, 1_000 + u64::from(i));
+            if i % 2 == 1 {
+                // A lossy copy: PSNR below the cap.
+                frame
+                    .data
+                    .iter_mut()
+                    .step_by(7)
+                    .for_each(|p| *p = p.wrapping_add(9));
+            }
+            let reading = reader.read(&frame).expect("stamped");
+            assert_eq!(
+                reading.stamp,
+                Stamp {
+                    index: i,
+                    capture_ts_us: 1_000 + u64::from(i)
+                }
+            );
+            psnr.push(reading.psnr_db);
+        }
+        // The first stamped frame and one in PSNR_EVERY after it; identical frames cap at 100,
+        // and the smaller frames are compared with a source of their own size.
+        let sampled: Vec<usize> = (0..psnr.len()).filter(|i| psnr[*i].is_some()).collect();
+        assert_eq!(sampled, [0, 4, 8]);
+        assert_eq!(psnr[0], Some(100.0));
+        assert_eq!(psnr[4], Some(100.0));
+        assert_eq!(psnr[8], Some(100.0));
+        let mut lossy = pattern::render(9, 320, 180, 7);
+        lossy
+            .data
+            .iter_mut()
+            .step_by(7)
+            .for_each(|p| *p = p.wrapping_add(9));
+        for _ in 0..3 {
+            reader.read(&lossy);
+        }
+        let db = reader
+            .read(&lossy)
+            .and_then(|r| r.psnr_db)
+            .expect("sampled");
+        assert!((20.0..60.0).contains(&db), "{db}");
     }
 }

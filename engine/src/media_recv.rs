@@ -18,7 +18,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::bwe::BweShared;
-use super::collector::StatsHandle;
+use super::collector::{StampReader, StatsHandle};
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
 use super::sync::{LipSync, AUDIO_CLOCK_HZ, MAX_DELAY, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
@@ -168,12 +168,18 @@ struct Held {
 }
 
 /// Shows `picture`: stamps it with the time it is shown, measures it and hands it out.
-fn present(picture: VideoFrame, decode: Duration, out: &dyn VideoOut, stats: &StatsHandle) {
+fn present(
+    picture: VideoFrame,
+    decode: Duration,
+    out: &dyn VideoOut,
+    (stats, stamps): (&StatsHandle, &mut StampReader),
+) {
     let picture = VideoFrame {
         capture_ts_us: clock::now_us(),
         ..picture
     };
-    stats.lock().frame_decoded(&picture, decode);
+    let reading = stamps.read(&picture);
+    stats.lock().frame_decoded(&picture, decode, reading);
     out.frame(&picture);
 }
 
@@ -193,11 +199,12 @@ fn decode_loop(
         }
     };
     let mut held: VecDeque<Held> = VecDeque::with_capacity(PRESENT_QUEUE);
+    let mut stamps = StampReader::default();
     loop {
         let now = Instant::now();
         while held.front().is_some_and(|h| h.due <= now) {
             let h = held.pop_front().expect("invariant: front() was Some");
-            present(h.picture, h.decode, out.as_ref(), &stats);
+            present(h.picture, h.decode, out.as_ref(), (&stats, &mut stamps));
         }
         // A timeout so that `stop` is seen even when the receive task can no longer run, and
         // held frames are shown when due.
@@ -237,13 +244,13 @@ fn decode_loop(
                     hold.min(MAX_DELAY)
                 });
                 if hold.is_zero() && held.is_empty() {
-                    present(picture, decode, out.as_ref(), &stats);
+                    present(picture, decode, out.as_ref(), (&stats, &mut stamps));
                     continue;
                 }
                 if held.len() == PRESENT_QUEUE {
                     let h = held.pop_front().expect("invariant: the queue is full");
                     stats.lock().video_shown_early();
-                    present(h.picture, h.decode, out.as_ref(), &stats);
+                    present(h.picture, h.decode, out.as_ref(), (&stats, &mut stamps));
                 }
                 held.push_back(Held {
                     due: Instant::now() + hold,

@@ -442,13 +442,7 @@ impl VideoSender {
         {
             // One lock per frame: the playout thread takes this one too.
             let mut c = stats.lock();
-            c.frame_encoded(
-                encoded.data.len(),
-                encoded.keyframe,
-                at.elapsed(),
-                frame.width,
-                frame.height,
-            );
+            c.frame_encoded(&encoded, at.elapsed(), frame.width, frame.height);
             c.video_target(budget, rung.fps, self.ladder.limitation());
         }
         let frame_interval = Duration::from_secs_f32(1.0 / (rung.fps.max(1) as f32));

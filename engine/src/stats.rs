@@ -58,6 +58,10 @@ pub struct VideoSendStats {
     /// Why less than the top rung is sent.
     pub quality_limitation: Limitation,
     pub encode_ms: Percentiles,
+    /// The encoded frames' mean quantizers (0-51: lower is finer).
+    pub qp: Percentiles,
+    /// Whether the frames sent now are deblocked (off at fine quantizers: `DeblockingPolicy`).
+    pub deblocking: bool,
     pub width: u32,
     pub height: u32,
 }

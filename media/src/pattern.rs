@@ -16,8 +16,17 @@ const SQUARES: [(f32, i64, i64, u8, u8, u8); 3] = [
 
 /// Renders frame `index` of the test pattern at `width` x `height` (even), stamped.
 pub fn render(index: u32, width: u32, height: u32, capture_ts_us: u64) -> VideoFrame {
-    let (w, h) = (width as usize, height as usize);
     let mut frame = VideoFrame::black(width, height, capture_ts_us);
+    render_into(&mut frame, index, capture_ts_us);
+    frame
+}
+
+/// Renders frame `index` over `frame` (every sample is written, whatever it held), at the frame's
+/// size: `render` without allocating a frame.
+pub fn render_into(frame: &mut VideoFrame, index: u32, capture_ts_us: u64) {
+    frame.capture_ts_us = capture_ts_us;
+    let (width, height) = (frame.width, frame.height);
+    let (w, h) = (width as usize, height as usize);
     let t = index as f32;
     // Separable smooth background: a horizontal and a vertical wave, each drifting. Computed once
     // per column and row, then summed in integers (the sum stays within 43..=213), so that the
@@ -62,14 +71,27 @@ pub fn render(index: u32, width: u32, height: u32, capture_ts_us: u64) -> VideoF
     }
     if stamp::fits(width, height) {
         stamp::write(
-            &mut frame,
+            frame,
             Stamp {
                 index,
                 capture_ts_us,
             },
         );
     }
-    frame
+}
+
+/// Adds deterministic camera-like sensor noise (luma, +-6) to `frame`, different for each `seed`
+/// (a frame index): content whose fine detail costs bits, as a real camera's does.
+pub fn add_sensor_noise(frame: &mut VideoFrame, seed: u32) {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed).wrapping_mul(0x2545_F491);
+    let (y, _, _) = frame.planes_mut();
+    for p in y.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state % 13) as i16 - 6;
+        *p = (i16::from(*p) + noise).clamp(0, 255) as u8;
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +115,14 @@ mod tests {
         let near = psnr_y(&a, &render(43, 640, 360, 1_000)).unwrap();
         let far = psnr_y(&a, &render(142, 640, 360, 1_000)).unwrap();
         assert!(near > far, "{near} vs {far}");
+    }
+
+    #[test]
+    fn rendering_over_another_frame_leaves_nothing_of_it() {
+        let mut frame = render(7, 640, 360, 5);
+        frame.data.iter_mut().step_by(3).for_each(|p| *p = 255);
+        render_into(&mut frame, 42, 1_000);
+        assert_eq!(frame, render(42, 640, 360, 1_000));
     }
 
     #[test]
