@@ -86,9 +86,9 @@ impl Default for EncoderTuning {
 /// table 8-16) let almost nothing through, yet it still costs ~10% of the encoder's CPU and ~30% of
 /// the decoder's (`h264_tuning` bench: at QP 19 luma PSNR is 0.5 dB *higher* without it; at QP 42,
 /// 0.2-0.5 dB lower). x264's `fastdecode` tune turns it off for the same reason. Turning it on or
-/// off needs a new encoder, so a keyframe: the quantizer is judged over a window of frames with a
-/// gap between the thresholds, and the encoder waits for a keyframe it would send anyway unless
-/// the change has been due for long (see `H264Encoder::encode`).
+/// off needs a new encoder (openh264 sets it at initialization), so a keyframe: the quantizer is
+/// judged over a window of frames with a gap between the thresholds, and on a link short of bits
+/// the change waits for a keyframe the call needs anyway (`H264Encoder::allow_own_keyframes`).
 #[derive(Debug, Clone)]
 pub struct DeblockingPolicy {
     on: bool,
@@ -167,19 +167,13 @@ pub struct H264Encoder {
     params: Params,
     tuning: EncoderTuning,
     policy: DeblockingPolicy,
-    /// Frames encoded since the policy first wanted another deblocking than the encoder's.
-    change_due_for: u32,
+    /// Whether a deblocking change may make a keyframe of its own (the link has room for one),
+    /// or must wait for one the call needs anyway (a receiver's request, a new size).
+    own_keyframes: bool,
     keyframe_requested: bool,
 }
 
 impl H264Encoder {
-    /// Frames a deblocking change waits for a keyframe the call needs anyway (a receiver's
-    /// request, a new size) before making its own: turning the filter off (fine quantizers:
-    /// bits to spare) after one window, turning it on (coarse ones: bits are short, a keyframe
-    /// costs most) after 10 s at 30 fps.
-    const OFF_WAITS: u32 = 0;
-    const ON_WAITS: u32 = 300;
-
     pub fn new(settings: EncoderSettings) -> Result<Self, CodecError> {
         Self::with_tuning(settings, EncoderTuning::default())
     }
@@ -212,9 +206,26 @@ impl H264Encoder {
             params,
             tuning,
             policy: DeblockingPolicy::new(),
-            change_due_for: 0,
+            own_keyframes: true,
             keyframe_requested: false,
         })
+    }
+
+    /// Goes on with what an earlier encoder learned of the content (a sender makes a new encoder
+    /// for each new size): its first keyframe is deblocked as the policy says.
+    pub fn with_policy(mut self, policy: DeblockingPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn policy(&self) -> &DeblockingPolicy {
+        &self.policy
+    }
+
+    /// Whether a change of deblocking may send a keyframe of its own (default: yes). A sender
+    /// whose link is short of bits says no: the change then waits for a keyframe the call needs.
+    pub fn allow_own_keyframes(&mut self, allowed: bool) {
+        self.own_keyframes = allowed;
     }
 
     pub fn bitrate_bps(&self) -> u32 {
@@ -243,7 +254,7 @@ impl H264Encoder {
         Ok(())
     }
 
-    /// Whether the encoder must be made anew for this frame, and with what deblocking.
+    /// Whether the encoder must be made anew for this frame.
     fn needs_new_encoder(&mut self, frame: &VideoFrame) -> bool {
         let resized = (frame.width, frame.height) != (self.params.width, self.params.height);
         if self.encoder.is_none() || resized {
@@ -251,20 +262,9 @@ impl H264Encoder {
             self.params.height = frame.height;
             return true;
         }
-        if self.tuning.deblocking != Deblocking::ByQuantizer
-            || self.policy.wants_on() == self.params.deblocking
-        {
-            self.change_due_for = 0;
-            return false;
-        }
-        let waits = if self.policy.wants_on() {
-            Self::ON_WAITS
-        } else {
-            Self::OFF_WAITS
-        };
-        let due = self.keyframe_requested || self.change_due_for >= waits;
-        self.change_due_for += 1;
-        due
+        self.tuning.deblocking == Deblocking::ByQuantizer
+            && self.policy.wants_on() != self.params.deblocking
+            && (self.keyframe_requested || self.own_keyframes)
     }
 
     /// Encodes one frame; `None` when the encoder skipped it.
@@ -279,7 +279,6 @@ impl H264Encoder {
             if self.tuning.deblocking == Deblocking::ByQuantizer {
                 self.params.deblocking = self.policy.wants_on();
             }
-            self.change_due_for = 0;
             // A new encoder starts with a keyframe.
             self.keyframe_requested = false;
             self.encoder = None;
@@ -611,8 +610,8 @@ mod tests {
     }
 
     #[test]
-    fn turning_deblocking_on_waits_for_a_keyframe_the_call_needs() {
-        // Without scene-change detection, which at 100 kbit/s takes the noise for new scenes and
+    fn on_a_link_short_of_bits_a_deblocking_change_waits_for_a_keyframe_the_call_needs() {
+        // Without scene-change detection, which at low bitrates takes the noise for new scenes and
         // sends keyframes of its own.
         let tuning = EncoderTuning {
             scene_change_detect: false,
@@ -621,22 +620,38 @@ mod tests {
         let mut encoder = H264Encoder::with_tuning(settings(1_000_000), tuning).unwrap();
         let mut decoder = H264Decoder::new().unwrap();
         let window = DeblockingPolicy::WINDOW;
-        encode_decoded((&mut encoder, &mut decoder), 0..2 * window, false);
+        encoder.allow_own_keyframes(false);
+        let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), 0..2 * window, false);
+        assert_eq!(keyframes, [0], "no keyframe of its own");
+        assert!(encoder.deblocking(), "still on, waiting");
+        encoder.allow_own_keyframes(true);
+        let (keyframes, _) = encode_decoded(
+            (&mut encoder, &mut decoder),
+            2 * window..2 * window + 1,
+            false,
+        );
+        assert_eq!(keyframes, [2 * window], "allowed: at once");
         assert!(!encoder.deblocking());
         // The link gets poor and the content busy: the quantizer coarse.
+        encoder.allow_own_keyframes(false);
         encoder.set_bitrate(250_000).unwrap();
-        let (keyframes, _) =
-            encode_decoded((&mut encoder, &mut decoder), 2 * window..5 * window, true);
+        let (start, end) = (2 * window + 1, 5 * window);
+        let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), start..end, true);
         assert!(
             keyframes.is_empty(),
             "no keyframe of its own: {keyframes:?}"
         );
         assert!(!encoder.deblocking(), "still off, waiting");
+        assert!(encoder.policy().wants_on());
         encoder.request_keyframe();
-        let at = 5 * window;
-        let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), at..at + 1, true);
-        assert_eq!(keyframes, [at], "the requested keyframe");
+        let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), end..end + 1, true);
+        assert_eq!(keyframes, [end], "the requested keyframe");
         assert!(encoder.deblocking(), "and with it the filter");
+        // A new encoder (a new size) goes on with what this one learned.
+        let next = H264Encoder::with_tuning(settings(250_000), tuning)
+            .unwrap()
+            .with_policy(encoder.policy().clone());
+        assert!(next.policy().wants_on());
     }
 
     #[test]

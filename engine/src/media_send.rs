@@ -19,10 +19,10 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
-use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Rung};
+use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Limitation, Rung};
 use super::sync::{Anchor, RtpClock, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
-use confab_codecs::h264::{EncoderSettings, H264Encoder};
+use confab_codecs::h264::{DeblockingPolicy, EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
 use confab_codecs::CodecError;
 use confab_media::audio::{LevelMeter, BLOCK_SAMPLES, FRAME_SAMPLES};
@@ -341,6 +341,8 @@ struct VideoSender {
     ladder: Ladder,
     gate: FrameGate,
     encoder: Option<H264Encoder>,
+    /// What the last encoder learned of the content, for the next (`DeblockingPolicy`).
+    deblocking: DeblockingPolicy,
 }
 
 impl VideoSender {
@@ -359,6 +361,13 @@ impl VideoSender {
             ),
             gate: FrameGate::default(),
             encoder: None,
+            deblocking: DeblockingPolicy::new(),
+        }
+    }
+
+    fn drop_encoder(&mut self) {
+        if let Some(encoder) = self.encoder.take() {
+            self.deblocking = encoder.policy().clone();
         }
     }
 
@@ -393,7 +402,7 @@ impl VideoSender {
                 "video rung"
             );
             // A new size needs a new encoder (and so a keyframe); a new frame rate, new settings.
-            self.encoder = None;
+            self.drop_encoder();
         }
         let rung = self.ladder.current();
         if !self.gate.admit(frame.capture_ts_us, rung.fps) {
@@ -413,7 +422,7 @@ impl VideoSender {
                     // Not worth losing video over: a new encoder starts at the new bitrate (one
                     // keyframe).
                     tracing::warn!(%err, "a new encoder for the new bitrate");
-                    self.encoder = None;
+                    self.drop_encoder();
                 }
             }
         }
@@ -427,9 +436,15 @@ impl VideoSender {
                 };
                 // A fresh encoder starts with a keyframe: that answers any pending request.
                 keyframes.sent(now);
-                self.encoder.insert(H264Encoder::new(settings)?)
+                let encoder = H264Encoder::new(settings)?.with_policy(self.deblocking.clone());
+                self.encoder.insert(encoder)
             }
         };
+        // A keyframe of the encoder's own (a change of deblocking) only while the link has room:
+        // the top rung at the bitrate asked for.
+        let room = self.ladder.limitation() == Limitation::None
+            && f64::from(budget) >= 0.9 * f64::from(self.settings.bitrate_bps);
+        encoder.allow_own_keyframes(room);
         if keyframes.take(now) {
             encoder.request_keyframe();
         }
