@@ -88,7 +88,7 @@ impl Default for EncoderTuning {
 /// 0.2-0.5 dB lower). x264's `fastdecode` tune turns it off for the same reason. Turning it on or
 /// off needs a new encoder (openh264 sets it at initialization), so a keyframe: the quantizer is
 /// judged over a window of frames with a gap between the thresholds, and on a link short of bits
-/// the change waits for a keyframe the call needs anyway (`H264Encoder::allow_own_keyframes`).
+/// the change waits (`H264Encoder::allow_own_keyframes`).
 #[derive(Debug, Clone)]
 pub struct DeblockingPolicy {
     on: bool,
@@ -168,7 +168,7 @@ pub struct H264Encoder {
     tuning: EncoderTuning,
     policy: DeblockingPolicy,
     /// Whether a deblocking change may make a keyframe of its own (the link has room for one),
-    /// or must wait for one the call needs anyway (a receiver's request, a new size).
+    /// or must wait for a new size (a new encoder).
     own_keyframes: bool,
     keyframe_requested: bool,
 }
@@ -223,7 +223,8 @@ impl H264Encoder {
     }
 
     /// Whether a change of deblocking may send a keyframe of its own (default: yes). A sender
-    /// whose link is short of bits says no: the change then waits for a keyframe the call needs.
+    /// whose link is short of bits says no: the change then waits for the link to have room, or
+    /// for a new size (the new encoder starts as the policy says).
     pub fn allow_own_keyframes(&mut self, allowed: bool) {
         self.own_keyframes = allowed;
     }
@@ -262,9 +263,11 @@ impl H264Encoder {
             self.params.height = frame.height;
             return true;
         }
+        // Not even at a keyframe the call needs anyway: a new encoder starts its rate control
+        // cold, and its first keyframe is larger than a running one's.
         self.tuning.deblocking == Deblocking::ByQuantizer
             && self.policy.wants_on() != self.params.deblocking
-            && (self.keyframe_requested || self.own_keyframes)
+            && self.own_keyframes
     }
 
     /// Encodes one frame; `None` when the encoder skipped it.
@@ -610,7 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn on_a_link_short_of_bits_a_deblocking_change_waits_for_a_keyframe_the_call_needs() {
+    fn on_a_link_short_of_bits_a_deblocking_change_waits_for_room_or_a_new_size() {
         // Without scene-change detection, which at low bitrates takes the noise for new scenes and
         // sends keyframes of its own.
         let tuning = EncoderTuning {
@@ -630,7 +633,7 @@ mod tests {
             2 * window..2 * window + 1,
             false,
         );
-        assert_eq!(keyframes, [2 * window], "allowed: at once");
+        assert_eq!(keyframes, [2 * window], "room: at once");
         assert!(!encoder.deblocking());
         // The link gets poor and the content busy: the quantizer coarse.
         encoder.allow_own_keyframes(false);
@@ -641,17 +644,19 @@ mod tests {
             keyframes.is_empty(),
             "no keyframe of its own: {keyframes:?}"
         );
-        assert!(!encoder.deblocking(), "still off, waiting");
         assert!(encoder.policy().wants_on());
+        // A receiver's request is answered by the running encoder, which stays as it is.
         encoder.request_keyframe();
         let (keyframes, _) = encode_decoded((&mut encoder, &mut decoder), end..end + 1, true);
         assert_eq!(keyframes, [end], "the requested keyframe");
-        assert!(encoder.deblocking(), "and with it the filter");
+        assert!(!encoder.deblocking(), "still off, waiting");
         // A new encoder (a new size) goes on with what this one learned.
-        let next = H264Encoder::with_tuning(settings(250_000), tuning)
+        let mut next = H264Encoder::with_tuning(settings(250_000), tuning)
             .unwrap()
             .with_policy(encoder.policy().clone());
-        assert!(next.policy().wants_on());
+        next.allow_own_keyframes(false);
+        encode_decoded((&mut next, &mut H264Decoder::new().unwrap()), 0..1, true);
+        assert!(next.deblocking(), "a new encoder starts as the policy says");
     }
 
     #[test]
