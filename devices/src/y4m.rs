@@ -149,18 +149,21 @@ impl Y4mSource {
                 "missing FRAME marker",
             ));
         }
-        let mut data = vec![0u8; VideoFrame::i420_len(self.header.width, self.header.height)];
-        match self.reader.read_exact(&mut data) {
-            Ok(()) => Ok(Some(VideoFrame {
-                width: self.header.width,
-                height: self.header.height,
-                data,
-                capture_ts_us: 0,
-            })),
-            // A truncated last frame ends the file.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(e),
-        }
+        // Read into spare capacity: no zeroing of a 1.4 MB (720p) buffer each frame first.
+        let len = VideoFrame::i420_len(self.header.width, self.header.height);
+        let mut data = Vec::with_capacity(len);
+        self.reader
+            .by_ref()
+            .take(len as u64)
+            .read_to_end(&mut data)?;
+        // A truncated last frame ends the file.
+        let whole = data.len() == len;
+        Ok(whole.then_some(VideoFrame {
+            width: self.header.width,
+            height: self.header.height,
+            data,
+            capture_ts_us: 0,
+        }))
     }
 }
 
@@ -302,6 +305,29 @@ mod tests {
             let got = source.next_frame().unwrap();
             assert_eq!(got.data, frames[i % 3].data, "frame {i}");
             assert!(got.capture_ts_us > 0);
+        }
+    }
+
+    #[test]
+    fn a_truncated_last_frame_ends_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.y4m");
+        let mut writer = Y4mWriter::create(&path, 100).unwrap();
+        let frames: Vec<_> = (0..2).map(|i| pattern::render(i, 64, 48, 0)).collect();
+        for f in &frames {
+            writer.write(f).unwrap();
+        }
+        writer.finish().unwrap();
+        drop(writer);
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 100]).unwrap();
+        let mut source = Y4mSource::open(&path).unwrap();
+        for i in 0..3 {
+            assert_eq!(
+                source.next_frame().unwrap().data,
+                frames[0].data,
+                "frame {i}"
+            );
         }
     }
 
