@@ -512,7 +512,8 @@ fn main() {
             "| {name} | {} | {} | {} | {verdict} |",
             cell(c, digits),
             cell(b, digits),
-            cell(ratio, 2)
+            // Three decimals where a goal is judged, so "0.45 NOT met" cannot be printed.
+            cell(ratio, if goal.is_some() { 3 } else { 2 })
         );
     }
 }
