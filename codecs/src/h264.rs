@@ -318,20 +318,28 @@ fn apply_bitrate(encoder: &mut RawEncoder, from: u32, to: u32) -> Result<(), Cod
     let bps = to as c_int;
     // openh264 refuses a layer target above the layer's maximum (encoder_ext.cpp): raise the
     // maximum (of spatial layer 0, the one we encode) before the target, lower it after.
-    let max = (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0);
-    let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL);
+    let max = (
+        ENCODER_OPTION_MAX_BITRATE,
+        SPATIAL_LAYER_0,
+        "maximum bitrate",
+    );
+    let target = (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL, "bitrate");
     let order = if to > from {
         [max, target]
     } else {
         [target, max]
     };
-    for (option, layer) in order {
+    for (option, layer, what) in order {
         let mut info = SBitrateInfo {
             iLayer: layer,
             iBitrate: bps,
         };
         // ENCODER_OPTION_(MAX_)BITRATE reads one `SBitrateInfo` during the call.
-        encoder.set_option(option, std::ptr::addr_of_mut!(info).cast())?;
+        encoder
+            .set_option(option, std::ptr::addr_of_mut!(info).cast())
+            .map_err(|err| {
+                CodecError::H264Encode(format!("a {what} of {to} bit/s was refused: {err}"))
+            })?;
     }
     Ok(())
 }
@@ -512,6 +520,12 @@ mod tests {
                 .keyframe
         );
         assert!(encoder.encode(&VideoFrame::black(8, 8, 0)).is_err());
+        // A frame whose buffer is shorter than its size says: an error, not a read past it.
+        let mut short = pattern::render(5, 320, 180, 0);
+        short.data.truncate(short.data.len() - 1);
+        let err = encoder.encode(&short).unwrap_err().to_string();
+        assert!(err.contains("320x180"), "{err}");
+        assert!(encoder.encode(&pattern::render(6, 320, 180, 0)).is_ok());
     }
 
     #[test]

@@ -208,6 +208,16 @@ impl RawEncoder {
     /// Encodes `frame` (of the size it was initialized with), appending the Annex-B NAL units to
     /// `out`.
     pub fn encode(&mut self, frame: &VideoFrame, out: &mut Vec<u8>) -> Result<Coded, CodecError> {
+        // openh264 reads whole planes by the size given: a short buffer must not reach it.
+        let len = VideoFrame::i420_len(frame.width, frame.height);
+        if frame.data.len() != len {
+            return Err(CodecError::H264Encode(format!(
+                "a {}x{} I420 frame has {len} bytes, this one {}",
+                frame.width,
+                frame.height,
+                frame.data.len()
+            )));
+        }
         let w = frame.width as c_int;
         let (y, u, v) = (frame.y(), frame.u(), frame.v());
         let source = SSourcePicture {
@@ -227,8 +237,8 @@ impl RawEncoder {
             bPsnrU: false,
             bPsnrV: false,
         };
-        // SAFETY: the planes are as large as the strides and size say (a `VideoFrame` holds a
-        // whole I420 picture) and outlive the call; `info` is ours and written by the call.
+        // SAFETY: the planes are as large as the strides and size say (the length was checked
+        // above) and outlive the call; `info` is ours and written by the call.
         let status = unsafe { (self.vtbl.encode_frame)(self.encoder, &source, &mut self.info) };
         if status != 0 {
             return Err(failed("encoding", status));
