@@ -272,17 +272,13 @@ where
     f32: FromSample<T>,
 {
     let err_state = state.clone();
+    let channels = usize::from(config.channels.max(1));
     device
         .build_input_stream(
             config,
             move |data: &[T], _: &cpal::InputCallbackInfo| {
                 // Only copy: convert the sample type into the ring, and count what did not fit.
-                let mut lost = 0u64;
-                for &s in data {
-                    if ring.try_push(f32::from_sample(s)).is_err() {
-                        lost += 1;
-                    }
-                }
+                let lost = push_frames(&mut ring, data, channels);
                 state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
                 if lost > 0 {
                     state.overrun_samples.fetch_add(lost, Ordering::Relaxed);
@@ -292,6 +288,30 @@ where
             None,
         )
         .map_err(|e| e.to_string())
+}
+
+/// Pushes the whole frames (one sample per channel) of `data` that fit into `ring`, converted;
+/// returns how many samples did not fit. A frame is never split: the reader takes whole frames,
+/// and half of one would shift every channel (and lose a sample) from then on.
+fn push_frames<T>(ring: &mut HeapProd<f32>, data: &[T], channels: usize) -> u64
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+{
+    let fit = (ring.vacant_len() / channels * channels).min(data.len() / channels * channels);
+    for &s in &data[..fit] {
+        // Cannot fail: `fit` samples are vacant, and only this callback pushes.
+        let _ = ring.try_push(f32::from_sample(s));
+    }
+    (data.len() - fit) as u64
+}
+
+/// Pops the whole frames waiting in `ring` into `out` (as many as fit); returns the samples
+/// popped, a multiple of `channels`. The device pushes while we read, so the ring may hold part
+/// of a frame; it stays there until the rest comes.
+fn pop_frames(ring: &mut HeapCons<f32>, out: &mut [f32], channels: usize) -> usize {
+    let whole = (ring.occupied_len().min(out.len()) / channels) * channels;
+    ring.pop_slice(&mut out[..whole])
 }
 
 fn output_stream<T>(
@@ -460,9 +480,8 @@ impl AudioSource for MicSource {
                     self.name
                 )));
             }
-            // Whole frames only, so channels never slip.
-            let whole = (self.raw.len() / self.channels) * self.channels;
-            let n = self.ring.pop_slice(&mut self.raw[..whole]);
+            // Whole frames only, so channels never slip and no sample is left behind.
+            let n = pop_frames(&mut self.ring, &mut self.raw, self.channels);
             if n > 0 {
                 self.mono.clear();
                 self.mono.extend(
@@ -751,6 +770,47 @@ impl Drop for SpeakerSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_microphone_reader_leaves_half_a_frame_for_later() {
+        // The device callback is halfway through a stereo frame when the reader looks.
+        let (mut prod, mut cons) = HeapRb::<f32>::new(16).split();
+        for s in [1.0, 1.5, 2.0] {
+            prod.try_push(s).unwrap();
+        }
+        let mut out = [0.0; 8];
+        assert_eq!(pop_frames(&mut cons, &mut out, 2), 2);
+        assert_eq!(&out[..2], &[1.0, 1.5]);
+        prod.try_push(2.5).unwrap();
+        assert_eq!(pop_frames(&mut cons, &mut out, 2), 2);
+        assert_eq!(
+            &out[..2],
+            &[2.0, 2.5],
+            "the frame came out whole, nothing was lost"
+        );
+        // Never more than fits.
+        for s in 0..6 {
+            prod.try_push(s as f32).unwrap();
+        }
+        assert_eq!(pop_frames(&mut cons, &mut out[..3], 2), 2);
+        assert_eq!(cons.occupied_len(), 4);
+    }
+
+    #[test]
+    fn a_full_microphone_ring_drops_whole_frames() {
+        let (mut prod, mut cons) = HeapRb::<f32>::new(5).split();
+        let lost = push_frames(&mut prod, &[0.25f32, 0.25, 0.5, 0.5, 0.75, 0.75], 2);
+        assert_eq!(lost, 2, "the frame that did not fit is lost whole");
+        assert_eq!(cons.occupied_len(), 4);
+        // Integer samples are converted on the way in.
+        let lost = push_frames(&mut prod, &[i16::MAX, i16::MAX], 2);
+        assert_eq!(lost, 2, "one vacant sample is not a frame");
+        let mut out = [0.0; 8];
+        assert_eq!(pop_frames(&mut cons, &mut out, 2), 4);
+        assert_eq!(push_frames(&mut prod, &[i16::MIN, 0], 2), 0);
+        assert_eq!(pop_frames(&mut cons, &mut out, 2), 2);
+        assert_eq!(&out[..2], &[-1.0, 0.0]);
+    }
 
     fn track(heard: Arc<Mutex<Vec<f32>>>) -> EchoTrack {
         EchoTrack {

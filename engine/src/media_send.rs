@@ -731,6 +731,7 @@ pub fn start_audio(
                     c.stats.audio_send.level_dbfs = Some(level_dbfs);
                     if let Some(apm) = apm.as_ref().filter(|_| blocks.is_multiple_of(100)) {
                         let (erle, delay) = apm.echo_stats();
+                        tracing::debug!(?erle, ?delay, "echo canceller");
                         c.stats.audio_send.aec_erle_db = erle;
                         c.stats.audio_send.aec_delay_ms = delay;
                     }

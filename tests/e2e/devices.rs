@@ -283,19 +283,24 @@ fn echo_cancellation_stops_a_peers_voice_coming_back() {
         // What A's canceller reported, and how A's playout went: the first place to look when the
         // echo comes back louder than it should.
         let stats = a.stats.unwrap_or_default();
+        let field = |path: &str| stats.pointer(path).cloned().unwrap_or_default();
         let per_second: Vec<String> = window
             .chunks(rate as usize)
             .map(|s| format!("{:.0}", level_dbfs(s)))
             .collect();
         details.push(format!(
-            "AEC {}: level per second {} dBFS; canceller ERLE {} dB, delay {} ms; A concealed {} and stretched {} of {} frames",
+            "AEC {}: level per second {} dBFS; canceller ERLE {} dB, delay {} ms; A concealed {} and stretched {} of {} frames; \
+             A's speaker dropped {} and ran dry for {} samples, its microphone lost {}",
             if aec { "on" } else { "off" },
             per_second.join(" "),
-            stats.pointer("/audio_send/aec_erle_db").unwrap_or(&serde_json::Value::Null),
-            stats.pointer("/audio_send/aec_delay_ms").unwrap_or(&serde_json::Value::Null),
-            stats.pointer("/audio_recv/frames_concealed").unwrap_or(&serde_json::Value::Null),
-            stats.pointer("/audio_recv/frames_stretched").unwrap_or(&serde_json::Value::Null),
-            stats.pointer("/audio_recv/frames_decoded").unwrap_or(&serde_json::Value::Null),
+            field("/audio_send/aec_erle_db"),
+            field("/audio_send/aec_delay_ms"),
+            field("/audio_recv/frames_concealed"),
+            field("/audio_recv/frames_stretched"),
+            field("/audio_recv/frames_decoded"),
+            field("/audio_recv/speaker_samples_dropped"),
+            field("/audio_recv/speaker_underrun_samples"),
+            field("/audio_send/mic_samples_dropped"),
         ));
     }
     let (on, off) = (levels[0], levels[1]);
