@@ -37,7 +37,24 @@ fn speech() -> Vec<f32> {
     load_mono_48k(&path).expect("espeak-ng's wav")
 }
 
-/// Seconds of encoder time per second of audio, and the bitrate (kbit/s).
+/// Seconds of `encode` time per second of audio, and the bitrate (kbit/s): `pcm` in frames of
+/// `frame_ms`, `encode` returning the bytes of each packet.
+fn measure(pcm: &[f32], frame_ms: usize, mut encode: impl FnMut(&[f32]) -> usize) -> (f64, f64) {
+    let frame = SAMPLE_RATE_HZ as usize / 1000 * frame_ms;
+    let (mut bytes, mut frames) = (0, 0);
+    let started = Instant::now();
+    for chunk in pcm.chunks_exact(frame) {
+        bytes += encode(chunk);
+        frames += 1;
+    }
+    let audio_s = (frames * frame) as f64 / f64::from(SAMPLE_RATE_HZ);
+    (
+        started.elapsed().as_secs_f64() / audio_s,
+        bytes as f64 * 8.0 / audio_s / 1000.0,
+    )
+}
+
+/// `variant` through the opus crate directly.
 fn encode(pcm: &[f32], variant: &Variant, kbps: i32) -> (f64, f64) {
     let mut encoder = opus::Encoder::new(
         SAMPLE_RATE_HZ,
@@ -55,36 +72,18 @@ fn encode(pcm: &[f32], variant: &Variant, kbps: i32) -> (f64, f64) {
     encoder
         .set_complexity(variant.complexity)
         .expect("complexity");
-    let frame = SAMPLE_RATE_HZ as usize / 1000 * variant.frame_ms;
     let mut out = vec![0u8; 1500];
-    let (mut bytes, mut frames) = (0, 0);
-    let started = Instant::now();
-    for chunk in pcm.chunks_exact(frame) {
-        bytes += encoder.encode_float(chunk, &mut out).expect("encode");
-        frames += 1;
-    }
-    let audio_s = (frames * frame) as f64 / f64::from(SAMPLE_RATE_HZ);
-    (
-        started.elapsed().as_secs_f64() / audio_s,
-        bytes as f64 * 8.0 / audio_s / 1000.0,
-    )
+    measure(pcm, variant.frame_ms, |chunk| {
+        encoder.encode_float(chunk, &mut out).expect("encode")
+    })
 }
 
 /// The call's own encoder type, as a check that the first variant is what calls run.
 fn encode_as_shipped(pcm: &[f32], kbps: i32) -> (f64, f64) {
     let mut encoder = OpusEncoder::new(kbps * 1000).expect("the call's encoder");
-    let frame = SAMPLE_RATE_HZ as usize / 100;
-    let (mut bytes, mut frames) = (0, 0);
-    let started = Instant::now();
-    for chunk in pcm.chunks_exact(frame) {
-        bytes += encoder.encode(chunk).expect("encode").len();
-        frames += 1;
-    }
-    let audio_s = (frames * frame) as f64 / f64::from(SAMPLE_RATE_HZ);
-    (
-        started.elapsed().as_secs_f64() / audio_s,
-        bytes as f64 * 8.0 / audio_s / 1000.0,
-    )
+    measure(pcm, 10, |chunk| {
+        encoder.encode(chunk).expect("encode").len()
+    })
 }
 
 fn main() {

@@ -299,11 +299,9 @@ where
     f32: FromSample<T>,
 {
     let fit = (ring.vacant_len() / channels * channels).min(data.len() / channels * channels);
-    for &s in &data[..fit] {
-        // Cannot fail: `fit` samples are vacant, and only this callback pushes.
-        let _ = ring.try_push(f32::from_sample(s));
-    }
-    (data.len() - fit) as u64
+    // One write index update for the lot: the reader sees all of these samples or none.
+    let pushed = ring.push_iter(data[..fit].iter().map(|&s| f32::from_sample(s)));
+    (data.len() - pushed) as u64
 }
 
 /// Pops the whole frames waiting in `ring` into `out` (as many as fit); returns the samples

@@ -278,15 +278,21 @@ mod tests {
         }
     }
 
+    /// Writes `count` 64x48 pattern frames; returns them.
+    fn write_pattern(writer: &mut Y4mWriter, count: u32) -> Vec<VideoFrame> {
+        let frames: Vec<_> = (0..count).map(|i| pattern::render(i, 64, 48, 0)).collect();
+        for f in &frames {
+            writer.write(f).unwrap();
+        }
+        frames
+    }
+
     #[test]
     fn write_then_play_back_in_a_loop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("clip.y4m");
         let mut writer = Y4mWriter::create(&path, 100).unwrap();
-        let frames: Vec<_> = (0..3).map(|i| pattern::render(i, 64, 48, 0)).collect();
-        for f in &frames {
-            writer.write(f).unwrap();
-        }
+        let frames = write_pattern(&mut writer, 3);
         writer.write(&pattern::render(0, 32, 32, 0)).unwrap();
         assert_eq!(writer.skipped, 1);
         writer.finish().unwrap();
@@ -313,10 +319,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cut.y4m");
         let mut writer = Y4mWriter::create(&path, 100).unwrap();
-        let frames: Vec<_> = (0..2).map(|i| pattern::render(i, 64, 48, 0)).collect();
-        for f in &frames {
-            writer.write(f).unwrap();
-        }
+        let frames = write_pattern(&mut writer, 2);
         writer.finish().unwrap();
         drop(writer);
         let whole = std::fs::read(&path).unwrap();
