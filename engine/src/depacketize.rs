@@ -25,6 +25,21 @@ pub enum DepacketizeError {
     Unsupported(u8),
 }
 
+/// Whether an RTP payload is part of a keyframe: an IDR slice (whole, aggregated or a fragment of
+/// one) or the parameter sets sent with it. Lets a receiver that waits for a keyframe see one
+/// arriving before its last packet is in.
+pub fn carries_keyframe(payload: &[u8]) -> bool {
+    const SPS: u8 = 7;
+    const PPS: u8 = 8;
+    let nal_type = match payload.first().map(|h| h & 0x1F) {
+        // An aggregate: its first unit (parameter sets lead a keyframe).
+        Some(STAP_A) => payload.get(3).map(|h| h & 0x1F),
+        Some(FU_A) => payload.get(1).map(|fu| fu & 0x1F),
+        other => other,
+    };
+    matches!(nal_type, Some(NAL_IDR | SPS | PPS))
+}
+
 /// An access unit in Annex-B form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {
@@ -133,6 +148,21 @@ mod tests {
             }
             Err(e) => assert_eq!(got.err(), Some(e), "{payloads:?}"),
         }
+    }
+
+    #[test]
+    fn keyframe_packets_are_known_by_themselves() {
+        // An IDR slice alone, SPS and PPS aggregated, the middle of a fragmented IDR slice.
+        assert!(carries_keyframe(&[0x65, 1]));
+        assert!(carries_keyframe(&[0x78, 0, 2, 0x67, 1, 0, 2, 0x68, 1]));
+        assert!(carries_keyframe(&[0x7C, 0x05, 9]));
+        // A P slice, its fragment, an aggregate of P slices, padding and garbage.
+        assert!(!carries_keyframe(&[0x41, 1]));
+        assert!(!carries_keyframe(&[0x7C, 0x81, 9]));
+        assert!(!carries_keyframe(&[0x78, 0, 2, 0x41, 1]));
+        assert!(!carries_keyframe(&[]));
+        assert!(!carries_keyframe(&[0x78, 0]));
+        assert!(!carries_keyframe(&[0x7C]));
     }
 
     #[test]

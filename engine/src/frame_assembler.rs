@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::depacketize::{depacketize, AccessUnit};
+use super::depacketize::{carries_keyframe, depacketize, AccessUnit};
 use super::seq;
 
 /// Packets held before the buffer gives up on a gap regardless of time (about 1.5 s of 720p).
@@ -94,6 +94,10 @@ pub struct FrameAssembler {
     /// nothing was dropped here.
     keyframe_forced: bool,
     last_keyframe_request: Option<Instant>,
+    /// The keyframe on its way while one is needed: its RTP timestamp and when its last packet
+    /// came. No new request goes out while it is still arriving: on a slow link a keyframe takes
+    /// longer than `KEYFRAME_RETRY` to come in, and asking again only queues another behind it.
+    keyframe_arriving: Option<(u32, Instant)>,
     first_packet_at: Option<Instant>,
     stats: AssemblerStats,
 }
@@ -116,6 +120,7 @@ impl FrameAssembler {
             need_keyframe: true,
             keyframe_forced: false,
             last_keyframe_request: None,
+            keyframe_arriving: None,
             first_packet_at: None,
             stats: AssemblerStats::default(),
         }
@@ -163,6 +168,15 @@ impl FrameAssembler {
             self.stats.reordered += 1;
         }
         self.highest = Some(self.highest.map_or(ext, |h| h.max(ext)));
+        if self.need_keyframe && carries_keyframe(&packet.payload) {
+            if self
+                .keyframe_arriving
+                .is_none_or(|(ts, _)| ts != packet.timestamp)
+            {
+                tracing::debug!(timestamp = packet.timestamp, "a keyframe is arriving");
+            }
+            self.keyframe_arriving = Some((packet.timestamp, now));
+        }
         self.held.insert(
             ext,
             Held {
@@ -201,11 +215,18 @@ impl FrameAssembler {
                     self.stats.padding += 1;
                 }
                 Head::Incomplete => {
+                    let gap_seen = self.gap_seen_at();
+                    if self.played.is_some() && gap_seen.is_none() && self.held.len() <= MAX_HELD {
+                        // Nothing is missing yet: the frame's last packets are still on their
+                        // way (a keyframe on a slow link takes longer than `max_wait` to come).
+                        self.stall_since = None;
+                        break;
+                    }
                     let stalled = *self.stall_since.get_or_insert(now);
                     // A gap with packets behind it has been known since the first of them came:
                     // a frame that reaches the head behind a gap just given up does not wait a
                     // whole new `max_wait` (waits in series held frames for seconds at 10% loss).
-                    let since = self.gap_seen_at().map_or(stalled, |seen| seen.min(stalled));
+                    let since = gap_seen.map_or(stalled, |seen| seen.min(stalled));
                     if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
                         self.give_up();
                         self.stall_since = None;
@@ -220,7 +241,11 @@ impl FrameAssembler {
         let waited = self
             .first_packet_at
             .is_some_and(|t| now.duration_since(t) >= self.max_wait);
+        let arriving = self
+            .keyframe_arriving
+            .is_some_and(|(_, last)| now.duration_since(last) < KEYFRAME_RETRY);
         if self.need_keyframe
+            && !arriving
             && (self.stats.frames_dropped > 0 || waited || self.keyframe_forced)
             && self
                 .last_keyframe_request
@@ -286,7 +311,11 @@ impl FrameAssembler {
         let rtp_timestamp = packets[0].timestamp;
         match depacketize(packets.iter().map(|p| p.payload.as_ref())) {
             Ok(au) if au.keyframe || !self.need_keyframe => {
+                if self.need_keyframe {
+                    tracing::debug!(timestamp = rtp_timestamp, "keyframe complete");
+                }
                 self.need_keyframe = false;
+                self.keyframe_arriving = None;
                 self.stats.frames += 1;
                 events.push(Event::Frame(AssembledFrame {
                     rtp_timestamp,
@@ -315,11 +344,19 @@ impl FrameAssembler {
         let cut = clean_start.unwrap_or(u64::MAX);
         let dropped: BTreeSet<u32> = self.held.range(..cut).map(|(_, p)| p.timestamp).collect();
         self.held.retain(|&seq, _| seq >= cut);
+        // The keyframe on its way was incomplete: ask for another at once.
+        let keyframe_lost = self
+            .keyframe_arriving
+            .is_some_and(|(ts, _)| dropped.contains(&ts));
+        if keyframe_lost {
+            self.keyframe_arriving = None;
+        }
         self.played = Some(match clean_start {
             Some(start) => start - 1,
             None => self.highest.unwrap_or(0),
         });
         self.stats.frames_dropped += dropped.len().max(1) as u64;
+        tracing::debug!(frames = dropped.len(), keyframe_lost, "gave up on a gap");
         self.need_keyframe = true;
     }
 }
@@ -503,6 +540,71 @@ mod tests {
             Duration::from_millis(1310),
             "two resend rounds"
         );
+    }
+
+    #[test]
+    fn a_frame_still_arriving_is_not_given_up() {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+        a.push(frame(1, 0, 1, true).remove(0), t0);
+        // A keyframe paced out over 800 ms on a slow link, nothing lost.
+        let mut out = Vec::new();
+        for (i, p) in frame(2, 3000, 9, true).into_iter().enumerate() {
+            let at = t0 + Duration::from_millis(100 * i as u64);
+            out.extend(a.poll(at));
+            out.extend(a.push(p, at));
+        }
+        assert_eq!(frames(&out), vec![3000]);
+        assert_eq!(keyframe_requests(&out), 0);
+        assert_eq!(a.stats().frames_dropped, 0);
+    }
+
+    #[test]
+    fn no_new_request_while_a_keyframe_is_arriving() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+        a.push(frame(1, 0, 1, true).remove(0), t0);
+        // A P frame loses a packet: given up, a keyframe asked for.
+        let mut lost = frame(2, 3000, 3, false);
+        lost.remove(1);
+        lost.extend(frame(5, 6000, 1, false));
+        for p in lost {
+            a.push(p, t0);
+        }
+        assert_eq!(keyframe_requests(&a.poll(ms(70))), 1);
+        // The keyframe comes slowly: a packet every 100 ms, ten in all, the sixth lost.
+        let key = frame(6, 9000, 10, true);
+        let mut requests = 0;
+        for (i, p) in key.iter().take(5).enumerate() {
+            requests += keyframe_requests(&a.push(p.clone(), ms(300 + 100 * i as u64)));
+            requests += keyframe_requests(&a.poll(ms(350 + 100 * i as u64)));
+        }
+        assert_eq!(requests, 0, "asked again while the keyframe was arriving");
+        // The rest comes together behind the lost packet: its gap waits for a resend...
+        for p in key.iter().skip(6) {
+            requests += keyframe_requests(&a.push(p.clone(), ms(900)));
+        }
+        requests += keyframe_requests(&a.poll(ms(969)));
+        assert_eq!(requests, 0);
+        // ...then the keyframe is given up, and asked for again at once.
+        let out = a.poll(ms(970));
+        assert!(frames(&out).is_empty());
+        assert_eq!(
+            keyframe_requests(&out),
+            1,
+            "the broken keyframe is asked for again"
+        );
+        // A keyframe that stops arriving half way is asked for again after KEYFRAME_RETRY.
+        let mut b = FrameAssembler::new();
+        b.push(frame(1, 0, 1, true).remove(0), t0);
+        b.request_keyframe();
+        assert_eq!(keyframe_requests(&b.poll(t0)), 1);
+        b.push(frame(2, 3000, 4, true).remove(0), ms(10));
+        assert_eq!(keyframe_requests(&b.poll(ms(259))), 0);
+        assert_eq!(keyframe_requests(&b.poll(ms(260))), 1);
     }
 
     #[test]

@@ -145,6 +145,12 @@ pub fn spawn_video(
                     }
                     Event::KeyframeNeeded => {
                         plis_sent += 1;
+                        let s = assembler.stats();
+                        tracing::debug!(
+                            frames_dropped = s.frames_dropped,
+                            frames = s.frames,
+                            "asking for a keyframe"
+                        );
                         let pli = PictureLossIndication {
                             sender_ssrc: 0,
                             media_ssrc,
