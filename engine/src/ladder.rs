@@ -134,13 +134,19 @@ impl Ladder {
     }
 
     /// Feeds the bitrate available for video now; returns the new rung when it changes.
-    pub fn update(&mut self, video_bps: u32, now: Instant) -> Option<Rung> {
+    /// `keyframe_due`: the next frame is a keyframe anyway (a receiver asked for one). A step
+    /// down that is waiting is taken at once then: a new rung costs a keyframe, and this one is
+    /// paid for already (otherwise the keyframe at the old size is followed by another at the new).
+    pub fn update(&mut self, video_bps: u32, now: Instant, keyframe_due: bool) -> Option<Rung> {
         let rung = self.current();
         let bps = f64::from(video_bps);
         if self.current + 1 < self.rungs.len() && bps < f64::from(rung.min_bps) {
             self.above_since = None;
             let since = *self.below_since.get_or_insert(now);
-            if bps < FAR_BELOW * f64::from(rung.min_bps) || now - since >= DOWN_AFTER {
+            if bps < FAR_BELOW * f64::from(rung.min_bps)
+                || now - since >= DOWN_AFTER
+                || keyframe_due
+            {
                 // Far below: go straight to the rung that fits.
                 let fits = (self.current..self.rungs.len())
                     .find(|&i| bps >= f64::from(self.rungs[i].min_bps))
@@ -217,8 +223,11 @@ impl FrameGate {
     }
 }
 
-/// Keyframes cost several times a normal frame: answer requests at most once per `min_gap`, and
-/// serve a request that came during the hold-off when it ends (once, however many came).
+/// Keyframes cost several times a normal frame: answer requests at most once per `min_gap`. A
+/// request that comes during the hold-off is dropped, as libwebrtc's sender does: it was most
+/// likely sent before the keyframe just made could reach the receiver, and a receiver that still
+/// needs one asks again (ours every 250 ms, Chromium's every 200 ms). Serving it later instead
+/// queued keyframe after keyframe into a link that had just shrunk.
 #[derive(Debug)]
 pub struct KeyframeLimiter {
     min_gap: Duration,
@@ -240,12 +249,17 @@ impl KeyframeLimiter {
         self.pending = true;
     }
 
+    /// Whether `take` at `now` would make a keyframe (it changes nothing).
+    pub fn due(&self, now: Instant) -> bool {
+        self.pending && self.last.is_none_or(|t| now - t >= self.min_gap)
+    }
+
     /// Whether the frame about to be encoded at `now` should be a keyframe.
     pub fn take(&mut self, now: Instant) -> bool {
-        if !self.pending || self.last.is_some_and(|t| now - t < self.min_gap) {
+        let held_off = self.last.is_some_and(|t| now - t < self.min_gap);
+        if !std::mem::take(&mut self.pending) || held_off {
             return false;
         }
-        self.pending = false;
         self.last = Some(now);
         true
     }
@@ -277,7 +291,7 @@ mod tests {
             .step_by(100)
             .filter_map(|t| {
                 ladder
-                    .update(bps, ms(t0, t))
+                    .update(bps, ms(t0, t), false)
                     .map(|r| (t, (r.width, r.height, r.fps)))
             })
             .collect()
@@ -306,6 +320,22 @@ mod tests {
     }
 
     #[test]
+    fn a_step_down_waiting_is_taken_with_a_keyframe_that_is_due() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        // Below 720p's minimum, not far below: the step waits...
+        assert_eq!(ladder.update(800_000, ms(t0, 0), false), None);
+        // ...until a keyframe is due anyway.
+        assert_eq!(
+            ladder.update(800_000, ms(t0, 100), true).map(|r| r.height),
+            Some(540)
+        );
+        // A keyframe due with the target above the rung changes nothing (nor steps up early).
+        assert_eq!(ladder.update(5_000_000, ms(t0, 200), true), None);
+        assert_eq!(ladder.update(800_000, ms(t0, 300), true), None);
+    }
+
+    #[test]
     fn steps_up_only_after_seconds_with_headroom_and_does_not_oscillate() {
         let t0 = Instant::now();
         let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
@@ -317,7 +347,7 @@ mod tests {
         let mut t = 10_000;
         for i in 0..100 {
             let bps = if i % 2 == 0 { 290_000 } else { 240_000 };
-            assert_eq!(ladder.update(bps, ms(t0, t)), None);
+            assert_eq!(ladder.update(bps, ms(t0, t), false), None);
             t += 500;
         }
         // Plenty of bitrate for 3 s: one step at a time, 3 s apart.
@@ -389,23 +419,31 @@ mod tests {
     }
 
     #[test]
-    fn keyframes_are_rate_limited_and_no_request_is_lost() {
+    fn keyframes_are_rate_limited_and_requests_in_the_hold_off_dropped() {
         let t0 = Instant::now();
         let mut k = KeyframeLimiter::new(Duration::from_millis(500));
         assert!(!k.take(t0), "nobody asked");
         k.request();
         assert!(k.take(ms(t0, 0)));
-        // A storm of requests during the hold-off: nothing until it ends, then exactly one.
+        // A storm of requests during the hold-off: none is served, then or later.
         for t in (10..500).step_by(10) {
             k.request();
             assert!(!k.take(ms(t0, t)), "at {t} ms");
         }
-        assert!(k.take(ms(t0, 500)));
-        assert!(!k.take(ms(t0, 510)));
-        // A keyframe the encoder made on its own resets the hold-off.
+        assert!(!k.take(ms(t0, 500)), "a request from the hold-off was kept");
+        // The receiver asks again after it: served at once.
+        k.request();
+        assert!(k.due(ms(t0, 600)));
+        assert!(k.take(ms(t0, 600)));
+        assert!(!k.due(ms(t0, 600)));
+        assert!(!k.take(ms(t0, 610)));
+        // A keyframe the encoder made on its own (a new rung) starts a hold-off too.
         k.sent(ms(t0, 2000));
         k.request();
+        assert!(!k.due(ms(t0, 2100)));
         assert!(!k.take(ms(t0, 2100)));
+        assert!(!k.take(ms(t0, 2500)));
+        k.request();
         assert!(k.take(ms(t0, 2500)));
     }
 }

@@ -329,8 +329,9 @@ const SHORT_AUDIO_MIN_BPS: u64 = 1_200_000;
 const VIDEO_SHARE: f64 = 0.9;
 /// Pacer backlog beyond which frames are skipped before encoding.
 const CONGESTED_QUEUE_MS: u64 = 150;
-/// Keyframes at most this often, however many receivers ask (a keyframe costs several frames).
-const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(500);
+/// Keyframes at most this often, however many receivers ask (a keyframe costs several frames);
+/// libwebrtc's sender holds off for the same 300 ms.
+const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(300);
 /// The smallest bitrate change worth telling the encoder about.
 const RETUNE_RATIO: f64 = 0.1;
 
@@ -393,7 +394,7 @@ impl VideoSender {
     ) -> Result<Option<(Encoded, u64)>, CodecError> {
         let now = Instant::now();
         let budget = self.budget(rate);
-        if let Some(rung) = self.ladder.update(budget, now) {
+        if let Some(rung) = self.ladder.update(budget, now, keyframes.due(now)) {
             tracing::info!(
                 width = rung.width,
                 height = rung.height,
