@@ -255,13 +255,14 @@ impl KeyframeLimiter {
     }
 
     /// Whether the frame about to be encoded at `now` should be a keyframe.
+    /// A request inside the hold-off is dropped here.
     pub fn take(&mut self, now: Instant) -> bool {
-        let held_off = self.last.is_some_and(|t| now - t < self.min_gap);
-        if !std::mem::take(&mut self.pending) || held_off {
-            return false;
+        let due = self.due(now);
+        self.pending = false;
+        if due {
+            self.last = Some(now);
         }
-        self.last = Some(now);
-        true
+        due
     }
 
     /// The encoder produced a keyframe on its own (a new encoder, a new resolution): it counts.
