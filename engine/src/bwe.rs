@@ -1,4 +1,4 @@
-//! Send-side bandwidth estimation: Confab's estimator (GCC's delay and loss signals from
+//! Send-side bandwidth estimation: Confab's estimator (GCC's delay and loss signals, partly from
 //! rtc-interceptor, with a rate controller that recovers after a backoff) and `BweShared`, the
 //! atomics through which the interceptor chain publishes the estimate and the pacer's state.
 
@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtc::interceptor::{
-    BandwidthEstimator, EstimatorStats, OveruseDetector, PacketReport, RateControlState,
-    SlopeEstimator, Usage,
+    BandwidthEstimator, EstimatorStats, PacketReport, RateControlState, SlopeEstimator, Usage,
 };
 
 use crate::nack::ReceiveHorizon;
@@ -109,6 +108,158 @@ impl ReceivedRate {
 /// a sender at twice the link rate (2.5-5 ms more per group) never reads as overusing: only
 /// loss ever brought its target down.
 const MAX_DELTAS: u32 = 60;
+
+/// Where the overuse threshold starts, in ms (libwebrtc's and the GCC draft's value).
+const THRESHOLD_INITIAL_MS: f64 = 12.5;
+/// The threshold's range, in ms.
+const THRESHOLD_MIN_MS: f64 = 6.0;
+const THRESHOLD_MAX_MS: f64 = 600.0;
+/// Gains (per ms) with which the threshold follows the trend: up slowly while the trend is outside
+/// it, down fast while it is inside (libwebrtc's `k_up_` and `k_down_`). rtc's `OveruseDetector`
+/// takes the GCC draft's down gain, 0.00018, 200 times slower: after the first second's overuse it
+/// sat at 20-45 ms for the next 6-10 s, so an overshoot on a 1 Mbit/s link was seen only when the
+/// bottleneck's queue was full and dropping (a 2-3 s freeze, tests/e2e/adapt.rs).
+const THRESHOLD_UP_PER_MS: f64 = 0.0087;
+const THRESHOLD_DOWN_PER_MS: f64 = 0.039;
+/// A trend this far past the threshold is a spike (a sudden capacity drop), not where the threshold
+/// belongs: it is not followed.
+const THRESHOLD_MAX_ADAPT_MS: f64 = 15.0;
+/// The trend must stay above the threshold this long, over at least two readings, still growing.
+const OVERUSE_TIME: Duration = Duration::from_millis(10);
+
+/// libwebrtc's `OveruseDetector`: the scaled delay trend against an adaptive threshold.
+#[derive(Debug, Clone)]
+struct OveruseDetector {
+    threshold_ms: f64,
+    last_update: Option<Instant>,
+    /// When the trend went above the threshold, and readings above it since.
+    over_since: Option<Instant>,
+    over_count: u32,
+    previous_trend_ms: f64,
+    usage: Usage,
+}
+
+impl OveruseDetector {
+    fn new() -> Self {
+        Self {
+            threshold_ms: THRESHOLD_INITIAL_MS,
+            last_update: None,
+            over_since: None,
+            over_count: 0,
+            previous_trend_ms: 0.0,
+            usage: Usage::Normal,
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn threshold_ms(&self) -> f64 {
+        self.threshold_ms
+    }
+
+    /// Folds in one scaled trend reading taken at `at`.
+    fn update(&mut self, at: Instant, trend_ms: f64) -> Usage {
+        if trend_ms > self.threshold_ms {
+            let since = *self.over_since.get_or_insert(at);
+            self.over_count += 1;
+            let long_enough = at.saturating_duration_since(since) >= OVERUSE_TIME;
+            if long_enough && self.over_count > 1 && trend_ms >= self.previous_trend_ms {
+                self.over_since = None;
+                self.over_count = 0;
+                self.usage = Usage::Over;
+            }
+        } else {
+            self.over_since = None;
+            self.over_count = 0;
+            self.usage = if trend_ms < -self.threshold_ms {
+                Usage::Under
+            } else {
+                Usage::Normal
+            };
+        }
+        self.previous_trend_ms = trend_ms;
+        self.adapt_threshold(at, trend_ms.abs());
+        self.usage
+    }
+
+    fn adapt_threshold(&mut self, at: Instant, magnitude_ms: f64) {
+        let elapsed_ms = self.last_update.map_or(0.0, |last| {
+            at.saturating_duration_since(last).as_secs_f64() * 1000.0
+        });
+        self.last_update = Some(at);
+        if magnitude_ms > self.threshold_ms + THRESHOLD_MAX_ADAPT_MS {
+            return;
+        }
+        let gain = if magnitude_ms < self.threshold_ms {
+            THRESHOLD_DOWN_PER_MS
+        } else {
+            THRESHOLD_UP_PER_MS
+        };
+        self.threshold_ms += gain * (magnitude_ms - self.threshold_ms) * elapsed_ms.min(100.0);
+        self.threshold_ms = self.threshold_ms.clamp(THRESHOLD_MIN_MS, THRESHOLD_MAX_MS);
+    }
+}
+
+/// A standing queue this deep (ms over the least one-way delay seen lately) that is still growing
+/// is overuse, whatever the delay trend says. The trend's threshold follows a trend that rises
+/// slowly, so a sender probing 20 kbit/s a second above a 1 Mbit/s link filled the link's 100 ms
+/// queue without the trend ever crossing it, and only the overflow (a 2-3 s freeze) stopped it.
+/// 50 ms is half of that small queue and more than a call should stand in anyway.
+const QUEUE_DELAY_LIMIT_MS: f64 = 50.0;
+/// The least one-way delay is taken over this much of the recent past.
+const QUEUE_DELAY_BASELINE: Duration = Duration::from_secs(10);
+/// Batches kept for the baseline (10 s of feedback every 50-100 ms, with room).
+const QUEUE_DELAY_BATCHES: usize = 512;
+
+/// How much longer than the least one-way delay of the last `QUEUE_DELAY_BASELINE` the packets of
+/// a feedback batch took: the depth of the bottleneck's queue. The sender's and receiver's clocks
+/// differ by an unknown constant, which the difference cancels. A batch's least delay is used, so
+/// a late packet or two (jitter, a busy receiver) does not read as a queue.
+#[derive(Debug, Default)]
+struct QueueDelay {
+    epoch: Option<Instant>,
+    /// (departure of the batch's last packet, the batch's least one-way delay in ms).
+    batches: VecDeque<(Instant, f64)>,
+    last_ms: Option<f64>,
+}
+
+impl QueueDelay {
+    /// The queue's depth in ms after `reports`, and whether it grew since the previous batch.
+    fn update(&mut self, reports: &[PacketReport]) -> Option<(f64, bool)> {
+        let arrived = reports
+            .iter()
+            .filter_map(|r| r.arrival.map(|arrival| (r.departure, arrival)));
+        let mut newest = None;
+        let mut least = f64::INFINITY;
+        for (departure, arrival) in arrived {
+            let epoch = *self.epoch.get_or_insert(departure);
+            let sent_ms = departure.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+            least = least.min(arrival.as_secs_f64() * 1000.0 - sent_ms);
+            newest = newest.max(Some(departure));
+        }
+        let newest = newest?;
+        self.batches.push_back((newest, least));
+        while self.batches.len() > QUEUE_DELAY_BATCHES
+            || self
+                .batches
+                .front()
+                .is_some_and(|(at, _)| newest.saturating_duration_since(*at) > QUEUE_DELAY_BASELINE)
+        {
+            self.batches.pop_front();
+        }
+        let base = self
+            .batches
+            .iter()
+            .map(|(_, delay)| *delay)
+            .fold(f64::INFINITY, f64::min);
+        let depth = least - base;
+        let grew = self.last_ms.is_some_and(|last| depth > last);
+        self.last_ms = Some(depth);
+        Some((depth, grew))
+    }
+}
 
 /// How long feedback RTT samples count towards the published minimum.
 const RTT_WINDOW: Duration = Duration::from_secs(2);
@@ -366,10 +517,6 @@ impl LossControl {
     }
 }
 
-/// Confab's estimator: rtc-interceptor's delay-gradient pipeline (`SlopeEstimator`,
-/// `OveruseDetector`) and an arrival-clock received rate feeding [`DelayControl`], combined with [`LossControl`]
-/// by `min`, as `Gcc` does, with the fixes described at `MAX_DELTAS`, `ReceivedRate`, `HIGH_LOSS`
-/// and `DelayControl`. Time is a parameter throughout.
 /// Which sent packets the remote has reported, and whether they arrived. A packet the remote has
 /// not received yet is reported missing in every feedback until it arrives or falls out of the
 /// receiver's window, so counting "not arrived" per report counts one loss several times (a 5%
@@ -415,10 +562,17 @@ impl LossLedger {
     }
 }
 
+/// Confab's estimator: rtc-interceptor's delay filter (`SlopeEstimator`) judged by libwebrtc's
+/// overuse detector ([`OveruseDetector`]) and a queue-depth guard ([`QueueDelay`]), and an
+/// arrival-clock received rate, feeding [`DelayControl`]; combined with [`LossControl`] by `min`,
+/// as `Gcc` does, with the fixes described at `MAX_DELTAS`, `THRESHOLD_DOWN_PER_MS`,
+/// `QUEUE_DELAY_LIMIT_MS`, `ReceivedRate`, `HIGH_LOSS` and `DelayControl`. Time is a parameter
+/// throughout.
 pub struct Estimator {
     ledger: LossLedger,
     slope: SlopeEstimator,
     detector: OveruseDetector,
+    queue: QueueDelay,
     rate: ReceivedRate,
     delay: DelayControl,
     loss: LossControl,
@@ -436,6 +590,7 @@ impl Estimator {
             ledger: LossLedger::default(),
             slope: SlopeEstimator::new(),
             detector: OveruseDetector::new(),
+            queue: QueueDelay::default(),
             rate: ReceivedRate::default(),
             delay: DelayControl::new(initial, min, max),
             loss: LossControl::new(initial, min, max),
@@ -459,6 +614,7 @@ impl BandwidthEstimator for Estimator {
             return;
         }
         let mut usage = self.detector.usage();
+        let mut trend_ms = None;
         for report in reports {
             if let (true, Some(arrival)) = (report.arrived, report.arrival) {
                 self.rate.add(arrival, report.size);
@@ -467,7 +623,12 @@ impl BandwidthEstimator for Estimator {
                 self.deltas = (self.deltas + 1).min(MAX_DELTAS);
                 let scaled_ms = trend.estimate_ms * f64::from(self.deltas);
                 usage = self.detector.update(trend.at, scaled_ms);
+                trend_ms = Some(scaled_ms);
             }
+        }
+        let queue = self.queue.update(reports);
+        if queue.is_some_and(|(depth, grew)| grew && depth > QUEUE_DELAY_LIMIT_MS) {
+            usage = Usage::Over;
         }
         let received = self.rate.bps();
         let delay = self.delay.update(now, usage, received);
@@ -487,6 +648,21 @@ impl BandwidthEstimator for Estimator {
         } else {
             target
         };
+        tracing::trace!(
+            ?usage,
+            trend_ms,
+            queue_ms = queue.map(|(depth, _)| depth),
+            threshold_ms = self.detector.threshold_ms(),
+            received_bps = received,
+            ceiling_bps = self.delay.ceiling,
+            delay_bps = delay,
+            loss_bps = loss,
+            new,
+            lost,
+            blind,
+            target_bps = self.target,
+            "estimate"
+        );
     }
 
     fn target_bitrate(&self) -> f64 {
@@ -677,6 +853,8 @@ mod tests {
         max_queue: Duration,
         /// Whether packet `id` is lost on the path (besides queue overflow).
         lose: Box<dyn FnMut(u64) -> bool>,
+        /// Packets dropped because the queue was full.
+        overflowed: u64,
     }
 
     impl Link {
@@ -691,6 +869,7 @@ mod tests {
                 last_feedback: Duration::ZERO,
                 max_queue: Duration::from_millis(100),
                 lose: Box::new(|_| false),
+                overflowed: 0,
             }
         }
 
@@ -740,7 +919,9 @@ mod tests {
             let id = self.next_id;
             self.next_id += 1;
             let queue = self.busy_until.saturating_sub(self.now);
-            let lost = queue > self.max_queue || (self.lose)(id);
+            let overflow = queue > self.max_queue;
+            self.overflowed += u64::from(overflow);
+            let lost = overflow || (self.lose)(id);
             let arrival = if lost {
                 None
             } else {
@@ -847,6 +1028,90 @@ mod tests {
     }
 
     /// A deep buffer queues without losing: the delay half alone must bring the target down.
+    #[test]
+    fn a_link_at_its_capacity_is_probed_without_overflowing_its_queue() {
+        // A home uplink: 1 Mbit/s behind a 100 ms queue (tests/e2e/adapt.rs's constrained link).
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        link.run(&mut estimator, 1_000_000.0, Duration::from_secs(5));
+        let start = link.overflowed;
+        let trace = link.run(&mut estimator, 1_000_000.0, Duration::from_secs(30));
+        let overflowed = link.overflowed - start;
+        let mean = trace.iter().map(|(_, bps)| bps).sum::<f64>() / trace.len() as f64;
+        assert!(
+            overflowed == 0,
+            "{overflowed} packets overflowed the queue after the first 5 s"
+        );
+        assert!(mean > 800_000.0, "mean target {mean:.0} on a 1 Mbit/s link");
+    }
+
+    #[test]
+    fn the_queue_depth_is_read_from_a_batch_s_least_delay() {
+        let epoch = Instant::now();
+        // Packets every 10 ms, 40 ms one way, the receiver's clock 5 s ahead of ours.
+        let packet = |i: u64, queued_ms: u64| PacketReport {
+            ssrc: 1,
+            id: i,
+            rtp_sequence_number: i as u16,
+            is_twcc: true,
+            twcc_sequence_number: i as u16,
+            size: PACKET_BYTES,
+            arrived: true,
+            departure: epoch + Duration::from_millis(i * 10),
+            arrival: Some(Duration::from_millis(5_000 + i * 10 + 40 + queued_ms)),
+            ecn: Ecn::default(),
+        };
+        let mut queue = QueueDelay::default();
+        let batch = |from: u64, queued: &dyn Fn(u64) -> u64| {
+            (from..from + 10)
+                .map(|i| packet(i, queued(i)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(queue.update(&batch(0, &|_| 0)), Some((0.0, false)));
+        // One packet 80 ms late (a busy receiver) is not a queue.
+        let (depth, _) = queue
+            .update(&batch(10, &|i| if i == 15 { 80 } else { 0 }))
+            .unwrap();
+        assert!(depth.abs() < 1e-6, "{depth}");
+        // A queue growing 6 ms a packet is, and it is growing.
+        let (depth, grew) = queue.update(&batch(20, &|i| (i - 19) * 6)).unwrap();
+        assert!((depth - 6.0).abs() < 1e-6 && grew, "{depth} {grew}");
+        let (depth, grew) = queue.update(&batch(30, &|i| (i - 19) * 6)).unwrap();
+        assert!((depth - 66.0).abs() < 1e-6 && grew, "{depth} {grew}");
+        // Draining: still deep, no longer growing.
+        let (depth, grew) = queue.update(&batch(40, &|_| 55)).unwrap();
+        assert!((depth - 55.0).abs() < 1e-6 && !grew, "{depth} {grew}");
+        assert_eq!(queue.update(&[]), None);
+    }
+
+    #[test]
+    fn the_threshold_returns_to_sensitivity_within_a_second_of_a_spike() {
+        let epoch = Instant::now();
+        let mut detector = OveruseDetector::new();
+        let at = |ms: u64| epoch + Duration::from_millis(ms);
+        // A second of queue building (the start of a call into a slow link), then a flat path.
+        for (i, trend) in (0..30u32).map(|i| (u64::from(i), 20.0 + f64::from(i))) {
+            detector.update(at(i * 33), trend);
+        }
+        assert_eq!(detector.usage(), Usage::Over);
+        for i in 30..60 {
+            detector.update(at(i * 33), 1.0);
+        }
+        assert_eq!(detector.usage(), Usage::Normal);
+        assert!(
+            detector.threshold_ms() < 8.0,
+            "threshold {} ms a second after the spike",
+            detector.threshold_ms()
+        );
+        // A mild overshoot (a 10 ms trend) is seen within a few readings.
+        let over = (60..70).find(|&i| detector.update(at(i * 33), 10.0) == Usage::Over);
+        assert!(over.is_some_and(|i| i < 64), "overuse at reading {over:?}");
+        // One reading outside the threshold is noise.
+        let mut fresh = OveruseDetector::new();
+        fresh.update(at(0), 0.0);
+        assert_eq!(fresh.update(at(33), 40.0), Usage::Normal);
+    }
+
     #[test]
     fn a_growing_queue_without_loss_is_overuse() {
         let mut estimator = Estimator::default();
