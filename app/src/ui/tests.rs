@@ -476,6 +476,19 @@ fn the_window_draws_while_the_hosted_server_starts() {
 
     // Once the server is up, the call goes in and waits for the other person.
     gate.release();
+    // The call window's first frame draws its toolbar where it stays: a click aimed at that
+    // frame hits the button (egui sizes panels from the frame before, and the toolbar used to
+    // start 36 px too low and jump, so the "Hang up" below now and then missed).
+    run_until(&mut harness, "the call window", |h| {
+        h.query_by_label("Hang up").is_some()
+    });
+    let first = harness.get_by_label("Hang up").rect();
+    harness.run_steps(2);
+    assert_eq!(
+        harness.get_by_label("Hang up").rect(),
+        first,
+        "the toolbar moved"
+    );
     run_until(&mut harness, "the room on the hosted server", |h| {
         h.query_by_label("Waiting for the other person…").is_some()
     });

@@ -445,6 +445,31 @@ fn the_call_window_fits_and_looks_right_at_both_sizes() {
 }
 
 #[test]
+fn a_settled_call_window_draws_each_frame_in_one_pass() {
+    // The call panels are drawn again when their height changes (`call_view::settled`); once
+    // the window has settled, no frame may pay for a second pass.
+    for state in [
+        Call::Connected,
+        Call::Reconnecting,
+        Call::ChatOpen,
+        Call::StatsOpen,
+    ] {
+        let mut harness = call_harness(state, SIZES[0]);
+        for _ in 0..3 {
+            harness.step();
+            let output = &harness.output().platform_output;
+            assert_eq!(
+                output.num_completed_passes,
+                1,
+                "{}: {:?}",
+                state.name(),
+                output.request_discard_reasons
+            );
+        }
+    }
+}
+
+#[test]
 fn call_controls_are_named_and_work_by_name() {
     let mut harness = call_harness(Call::Connected, SIZES[1]);
     for name in [

@@ -78,8 +78,10 @@ pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
     };
     let ctx = ui.ctx().clone();
     let mut commands = shortcuts(&ctx, call, view.fullscreen);
-    egui::Panel::top("call-top").show(ui, |ui| top_bar::top_bar_ui(call, ui));
-    egui::Panel::bottom("call-toolbar").show(ui, |ui| {
+    settled(egui::Panel::top("call-top"), ui, |ui| {
+        top_bar::top_bar_ui(call, ui)
+    });
+    settled(egui::Panel::bottom("call-toolbar"), ui, |ui| {
         commands.extend(toolbar::toolbar_ui(
             call,
             view.fullscreen,
@@ -113,6 +115,30 @@ pub fn call_ui(view: CallView<'_>, ui: &mut egui::Ui) -> Vec<UiCommand> {
         )
     });
     commands
+}
+
+/// Shows a top or bottom panel, and draws the frame again whenever the panel's height changed.
+/// egui sizes a panel from what it held the frame before, so the first frame of the call placed
+/// the toolbar 36 px too low (half off a 720 px window) and it jumped into place a frame later:
+/// a flicker, and a click aimed at that first frame missed the button (the hosted-server UI test
+/// lost its "Hang up" now and then on a busy machine).
+fn settled<R>(
+    panel: egui::Panel,
+    ui: &mut egui::Ui,
+    add_contents: impl FnOnce(&mut egui::Ui) -> R,
+) -> R {
+    let inner = panel.show(ui, add_contents);
+    let key = inner.response.id.with("settled-height");
+    let height = inner.response.rect.height();
+    let before = ui.ctx().data_mut(|d| {
+        let before = d.get_temp::<f32>(key);
+        d.insert_temp(key, height);
+        before
+    });
+    if before != Some(height) {
+        ui.ctx().request_discard("a call panel's height changed");
+    }
+    inner.inner
 }
 
 /// While the call is on its way (a camera can take seconds to open): a spinner, and a way out.
