@@ -11,6 +11,8 @@ pub mod data_link;
 pub mod depacketize;
 pub mod description;
 pub mod device_swap;
+#[cfg(test)]
+mod dtls_tests;
 pub mod error;
 pub mod frame_assembler;
 pub mod keyframe_forwarder;
