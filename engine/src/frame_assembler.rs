@@ -1,8 +1,10 @@
 //! The video jitter buffer: puts RTP packets back in order, assembles each frame once all its
 //! packets are there, and releases frames in decode order as soon as they are complete (no fixed
-//! playout delay: video latency is what a call feels). A gap waits for a NACK retransmission up to
-//! `max_wait`; after that the missing frames are given up, and since the frames after them reference
-//! what was lost, nothing but a keyframe is released until one arrives (and one is requested).
+//! playout delay: video latency is what a call feels; on a lossy link `video_delay` holds decoded
+//! frames a round trip, and says when from the waits marked here). A gap waits for a NACK
+//! retransmission up to `max_wait`; after that the missing frames are given up, and since the
+//! frames after them reference what was lost, nothing but a keyframe is released until one
+//! arrives (and one is requested).
 //!
 //! Pure logic: time is a parameter.
 
@@ -12,11 +14,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::depacketize::{carries_keyframe, depacketize, AccessUnit};
+use super::nack::{resend_interval, MAX_REQUESTS};
 use super::seq;
 
 /// Packets held before the buffer gives up on a gap regardless of time (about 1.5 s of 720p).
 const MAX_HELD: usize = 1500;
-/// The longest a gap waits for a resend: two rounds at 575 ms RTT. A shorter cap gave up on
+/// The longest a gap waits for a resend: three rounds at 470 ms RTT. A shorter cap gave up on
 /// every gap just before its resend came on a 500 ms RTT link (very-bad), so each loss became
 /// a keyframe request and a freeze.
 const MAX_WAIT: Duration = Duration::from_millis(1500);
@@ -47,6 +50,10 @@ pub struct AssembledFrame {
     pub au: AccessUnit,
     /// When its first packet arrived: release minus this is the time spent assembling.
     pub first_arrival: Instant,
+    /// Released after the buffer waited on a gap (a retransmission, or reordering): how long
+    /// that wait had lasted. Every frame released in the burst that ends the wait carries it
+    /// (the frames behind the gap waited too); frames that never waited carry `None`.
+    pub gap_wait: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +105,9 @@ pub struct FrameAssembler {
     /// came. No new request goes out while it is still arriving: on a slow link a keyframe takes
     /// longer than `KEYFRAME_RETRY` to come in, and asking again only queues another behind it.
     keyframe_arriving: Option<(u32, Instant)>,
+    /// Since when the head has been waiting on a gap (packets missing with later ones held); the
+    /// frames released when it fills are marked with the wait (`AssembledFrame::gap_wait`).
+    gap_wait_since: Option<Instant>,
     first_packet_at: Option<Instant>,
     stats: AssemblerStats,
 }
@@ -121,6 +131,7 @@ impl FrameAssembler {
             keyframe_forced: false,
             last_keyframe_request: None,
             keyframe_arriving: None,
+            gap_wait_since: None,
             first_packet_at: None,
             stats: AssemblerStats::default(),
         }
@@ -130,11 +141,14 @@ impl FrameAssembler {
         self.stats
     }
 
-    /// How long a gap waits for a retransmission: two NACK rounds (nack.rs asks at once, and again
-    /// 1.25 round trips later) plus a margin for the sender's queue.
+    /// How long a gap waits for a retransmission: every NACK round (nack.rs asks at once, then
+    /// again each `resend_interval`, `MAX_REQUESTS` times) plus a margin for the sender's queue.
+    /// The last round counts: on a lossy link a request or its resend is lost twice in a row
+    /// about once per hundred losses (5% loss, both ways), and giving up costs a keyframe.
     pub fn set_rtt(&mut self, rtt: Duration) {
-        self.max_wait = (rtt.mul_f64(2.5) + Duration::from_millis(60))
-            .clamp(Duration::from_millis(60), MAX_WAIT);
+        let rounds = resend_interval(rtt) * u32::from(MAX_REQUESTS - 1) + rtt;
+        self.max_wait =
+            (rounds + Duration::from_millis(60)).clamp(Duration::from_millis(60), MAX_WAIT);
     }
 
     /// The last sequence number released or given up: nothing at or before it is worth a NACK.
@@ -203,11 +217,13 @@ impl FrameAssembler {
             match self.head() {
                 Head::Empty => {
                     self.stall_since = None;
+                    self.gap_wait_since = None;
                     break;
                 }
                 Head::Ready(start, end) => {
                     self.stall_since = None;
-                    self.release(start, end, &mut events);
+                    let gap_wait = self.gap_wait_since.map(|since| now.duration_since(since));
+                    self.release(start, end, gap_wait, &mut events);
                 }
                 Head::Padding(seq) => {
                     self.held.remove(&seq);
@@ -220,6 +236,7 @@ impl FrameAssembler {
                         // Nothing is missing yet: the frame's last packets are still on their
                         // way (a keyframe on a slow link takes longer than `max_wait` to come).
                         self.stall_since = None;
+                        self.gap_wait_since = None;
                         break;
                     }
                     let stalled = *self.stall_since.get_or_insert(now);
@@ -230,7 +247,11 @@ impl FrameAssembler {
                     if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
                         self.give_up();
                         self.stall_since = None;
+                        self.gap_wait_since = None;
                     } else {
+                        if self.played.is_some() {
+                            self.gap_wait_since.get_or_insert(since);
+                        }
                         break;
                     }
                 }
@@ -300,7 +321,13 @@ impl FrameAssembler {
         }
     }
 
-    fn release(&mut self, start: u64, end: u64, events: &mut Vec<Event>) {
+    fn release(
+        &mut self,
+        start: u64,
+        end: u64,
+        gap_wait: Option<Duration>,
+        events: &mut Vec<Event>,
+    ) {
         let packets: Vec<Held> = (start..=end).filter_map(|s| self.held.remove(&s)).collect();
         self.played = Some(end);
         let first_arrival = packets
@@ -321,6 +348,7 @@ impl FrameAssembler {
                     rtp_timestamp,
                     au,
                     first_arrival,
+                    gap_wait,
                 }));
             }
             Ok(_) => self.stats.frames_dropped += 1,
@@ -467,12 +495,57 @@ mod tests {
         assert_eq!(a.stats().frames_dropped, 0);
     }
 
+    /// The `gap_wait` of each frame in `events`.
+    fn gap_waits(events: &[Event]) -> Vec<Option<Duration>> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Frame(f) => Some(f.gap_wait),
+                Event::KeyframeNeeded => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_released_after_a_gap_say_how_long_it_held_them() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut a = FrameAssembler::new();
+        assert_eq!(
+            gap_waits(&a.push(frame(1, 0, 1, true).remove(0), t0)),
+            [None]
+        );
+        // The second frame's middle packet is lost; the third frame comes in whole behind it.
+        let mut second = frame(2, 3000, 3, false);
+        let lost = second.remove(1);
+        for p in second {
+            a.push(p, t0 + ms(2));
+        }
+        a.push(frame(5, 6000, 1, false).remove(0), t0 + ms(33));
+        a.poll(t0 + ms(50));
+        // The resend comes 80 ms after the gap showed: both frames waited on it.
+        let out = a.push(lost, t0 + ms(82));
+        assert_eq!(frames(&out), [3000, 6000]);
+        assert_eq!(gap_waits(&out), [Some(ms(80)), Some(ms(80))]);
+        // The next frame waited for nothing.
+        assert_eq!(
+            gap_waits(&a.push(frame(6, 9000, 1, false).remove(0), t0 + ms(100))),
+            [None]
+        );
+        // A frame whose last packet is still on its way is not a gap: no wait is recorded.
+        let mut fourth = frame(7, 12000, 2, false);
+        let last = fourth.pop().unwrap();
+        a.push(fourth.remove(0), t0 + ms(133));
+        a.poll(t0 + ms(140));
+        assert_eq!(gap_waits(&a.push(last, t0 + ms(145))), [None]);
+    }
+
     #[test]
     fn loss_gives_up_after_the_wait_then_waits_for_a_keyframe() {
         let t0 = Instant::now();
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
-        assert_eq!(a.max_wait(), Duration::from_millis(70));
+        a.set_rtt(Duration::from_millis(4)); // max_wait 104 ms
+        assert_eq!(a.max_wait(), Duration::from_millis(104));
         a.push(frame(1, 0, 1, true).remove(0), t0);
         let mut second = frame(2, 3000, 3, false);
         second.remove(1);
@@ -481,9 +554,9 @@ mod tests {
         }
         a.push(frame(5, 6000, 2, false).remove(0), t0);
         a.push(frame(5, 6000, 2, false).remove(1), t0);
-        let out = a.poll(t0 + Duration::from_millis(69));
+        let out = a.poll(t0 + Duration::from_millis(103));
         assert!(out.is_empty());
-        let out = a.poll(t0 + Duration::from_millis(70));
+        let out = a.poll(t0 + Duration::from_millis(104));
         assert!(
             frames(&out).is_empty(),
             "the P frame after the loss cannot be decoded"
@@ -492,22 +565,22 @@ mod tests {
         assert_eq!(a.stats().frames_dropped, 2);
         // Requests repeat while no keyframe comes, but not more often than KEYFRAME_RETRY.
         assert_eq!(
-            keyframe_requests(&a.poll(t0 + Duration::from_millis(100))),
+            keyframe_requests(&a.poll(t0 + Duration::from_millis(134))),
             0
         );
         assert_eq!(
-            keyframe_requests(&a.poll(t0 + Duration::from_millis(330))),
+            keyframe_requests(&a.poll(t0 + Duration::from_millis(364))),
             1
         );
         // The lost packet arrives far too late: counted, ignored.
         a.push(
             frame(3, 3000, 1, false).remove(0),
-            t0 + Duration::from_millis(340),
+            t0 + Duration::from_millis(374),
         );
         assert_eq!(a.stats().late, 1);
         let out = a.push(
             frame(7, 9000, 1, true).remove(0),
-            t0 + Duration::from_millis(350),
+            t0 + Duration::from_millis(384),
         );
         assert_eq!(frames(&out), vec![9000]);
         assert_eq!(keyframe_requests(&out), 0);
@@ -517,7 +590,7 @@ mod tests {
     fn gaps_in_a_row_are_given_up_together_not_one_wait_after_another() {
         let t0 = Instant::now();
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+        a.set_rtt(Duration::from_millis(4)); // max_wait 104 ms
                                              // A keyframe, two P frames each missing a packet, then a keyframe: all in at t0.
         let mut packets = frame(1, 0, 1, true);
         let mut b = frame(2, 3000, 3, false);
@@ -530,15 +603,21 @@ mod tests {
         for p in packets {
             a.push(p, t0);
         }
-        assert!(frames(&a.poll(t0 + Duration::from_millis(69))).is_empty());
-        // Both gaps have waited since t0: the keyframe after them comes out now, not 70 ms later.
-        assert_eq!(frames(&a.poll(t0 + Duration::from_millis(70))), vec![9000]);
+        assert!(frames(&a.poll(t0 + Duration::from_millis(103))).is_empty());
+        // Both gaps have waited since t0: the keyframe after them comes out now, not 104 ms later.
+        assert_eq!(frames(&a.poll(t0 + Duration::from_millis(104))), vec![9000]);
         assert_eq!(a.stats().frames_dropped, 2);
         a.set_rtt(Duration::from_millis(500));
         assert_eq!(
             a.max_wait(),
-            Duration::from_millis(1310),
-            "two resend rounds"
+            MAX_WAIT,
+            "three resend rounds (1580 ms), capped"
+        );
+        a.set_rtt(Duration::from_millis(80));
+        assert_eq!(
+            a.max_wait(),
+            Duration::from_millis(320),
+            "80 ms, twice 90 ms, and the margin"
         );
     }
 
@@ -546,7 +625,7 @@ mod tests {
     fn a_frame_still_arriving_is_not_given_up() {
         let t0 = Instant::now();
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+        a.set_rtt(Duration::from_millis(4)); // max_wait 104 ms
         a.push(frame(1, 0, 1, true).remove(0), t0);
         // A keyframe paced out over 800 ms on a slow link, nothing lost.
         let mut out = Vec::new();
@@ -565,7 +644,7 @@ mod tests {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(4)); // max_wait 70 ms
+        a.set_rtt(Duration::from_millis(4)); // max_wait 104 ms
         a.push(frame(1, 0, 1, true).remove(0), t0);
         // A P frame loses a packet: given up, a keyframe asked for.
         let mut lost = frame(2, 3000, 3, false);
@@ -574,7 +653,7 @@ mod tests {
         for p in lost {
             a.push(p, t0);
         }
-        assert_eq!(keyframe_requests(&a.poll(ms(70))), 1);
+        assert_eq!(keyframe_requests(&a.poll(ms(104))), 1);
         // The keyframe comes slowly: a packet every 100 ms, ten in all, the sixth lost.
         let key = frame(6, 9000, 10, true);
         let mut requests = 0;
@@ -587,10 +666,10 @@ mod tests {
         for p in key.iter().skip(6) {
             requests += keyframe_requests(&a.push(p.clone(), ms(900)));
         }
-        requests += keyframe_requests(&a.poll(ms(969)));
+        requests += keyframe_requests(&a.poll(ms(1003)));
         assert_eq!(requests, 0);
         // ...then the keyframe is given up, and asked for again at once.
-        let out = a.poll(ms(970));
+        let out = a.poll(ms(1004));
         assert!(frames(&out).is_empty());
         assert_eq!(
             keyframe_requests(&out),

@@ -31,5 +31,6 @@ pub mod session;
 pub mod signaling_client;
 pub mod stats;
 pub mod sync;
+pub mod video_delay;
 
 pub use error::CallError;

@@ -4,7 +4,8 @@
 //! plays one frame (10 or 20 ms, as the sender packs them) at a time (decoded, recovered from FEC, or concealed) into the sink,
 //! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
 //! Lip sync (`sync::LipSync`, from the sender reports): a decoded video frame waits in a short
-//! queue while audio of its capture instant has not played yet; late video makes audio wait.
+//! queue while audio of its capture instant has not played yet; late video makes audio wait. On a
+//! lossy link frames also wait a round trip for resends (`video_delay::VideoDelay`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use super::bwe::BweShared;
 use super::collector::{StampReader, StatsHandle};
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
 use super::sync::{LipSync, AUDIO_CLOCK_HZ, MAX_DELAY, VIDEO_CLOCK_HZ};
+use super::video_delay::VideoDelay;
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::H264Decoder;
 use confab_codecs::opus::OpusDecoder;
@@ -206,6 +208,7 @@ fn decode_loop(
     };
     let mut held: VecDeque<Held> = VecDeque::with_capacity(PRESENT_QUEUE);
     let mut stamps = StampReader::default();
+    let mut playout_delay = VideoDelay::default();
     loop {
         let now = Instant::now();
         while held.front().is_some_and(|h| h.due <= now) {
@@ -240,14 +243,24 @@ fn decode_loop(
                         sync.transport
                             .sync
                             .capture_us(ssrc, frame.rtp_timestamp, VIDEO_CLOCK_HZ);
+                    let rtt = sync.transport.rtt();
+                    let now = clock::now_us();
+                    // First the wait for resends (on a lossy link), then lip sync, which sees
+                    // the frame when it will be shown.
+                    let playout = capture.map_or(Duration::ZERO, |capture| {
+                        playout_delay.frame(capture, now, frame.gap_wait, rtt)
+                    });
                     let mut lip = sync.lip();
                     let hold = capture.map_or(Duration::ZERO, |capture| {
-                        lip.video_ready(capture, clock::now_us())
+                        lip.video_ready(capture, now + playout.as_micros() as u64)
                     });
                     let skew = lip.skew_ms().map(|s| s + hold.as_secs_f64() * 1000.0);
                     drop(lip);
-                    stats.lock().video_held(hold, skew);
-                    hold.min(MAX_DELAY)
+                    let mut stats = stats.lock();
+                    stats.video_held(hold, skew);
+                    stats.stats.video_recv.resend_delay_ms =
+                        playout_delay.extra(rtt).as_secs_f64() * 1000.0;
+                    (playout + hold).min(MAX_DELAY)
                 });
                 if hold.is_zero() && held.is_empty() {
                     present(picture, decode, out.as_ref(), (&stats, &mut stamps));

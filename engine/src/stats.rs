@@ -104,6 +104,9 @@ pub struct VideoRecvStats {
     pub frames_dropped_decoder_behind: u64,
     /// Frames the decoder could not decode (a keyframe is asked for).
     pub frames_undecodable: u64,
+    /// Added to video's playout delay so that a frame recovered by one resend is still shown on
+    /// time: the round trip while gaps keep holding frames (a lossy link), else 0.
+    pub resend_delay_ms: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -1,0 +1,194 @@
+//! Video playout delay on a lossy link. Video is shown as soon as it is decoded while nothing is
+//! lost. Once frames keep waiting for retransmissions, a frame recovered by one NACK round trip
+//! would freeze the picture for that round trip, and one whose resend was lost too for two (past
+//! the 183 ms a freeze takes at 30 fps, on an 80 ms round trip). So, as libwebrtc's jitter
+//! estimator does, once `NACK_LIMIT` gaps have held frames, the round trip is added to the
+//! playout delay until none has for `NACK_TIMEOUT`: every frame is shown at its on-time delay
+//! plus the round trip, and a frame one resend late comes in time. Lip sync then makes audio wait
+//! as long (it follows whichever stream is later).
+//!
+//! Pure logic: the times are parameters.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Gaps that must have held frames before the round trip is added (libwebrtc's `kNackLimit`).
+const NACK_LIMIT: u32 = 3;
+/// With no gap for this long, the round trip is taken out again (libwebrtc's
+/// `kNackCountTimeout`).
+const NACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// A shorter wait is reordering, not a resend.
+const MIN_GAP_WAIT: Duration = Duration::from_millis(10);
+/// The most added for resends: beyond it (a queue-filled link's round trip) a freeze costs less
+/// than the latency.
+const MAX_EXTRA: Duration = Duration::from_millis(150);
+/// The round trip assumed until one is measured.
+const DEFAULT_RTT: Duration = Duration::from_millis(100);
+/// The on-time delay is the median over this window.
+const WINDOW_US: u64 = 2_000_000;
+
+#[derive(Debug, Default)]
+pub struct VideoDelay {
+    /// Recent frames that did not wait on a gap: (decoded at, capture to decoded in ms).
+    on_time: VecDeque<(u64, f64)>,
+    /// Gaps that held frames (up to `NACK_LIMIT`), and when the last one ended.
+    gaps: u32,
+    last_gap_us: u64,
+    /// Whether the previous frame waited on a gap: a gap holds a burst of frames, counted once.
+    in_gap: bool,
+}
+
+impl VideoDelay {
+    /// A frame captured at `capture_us` (the sender's clock, as lip sync maps it) was decoded at
+    /// `now_us` (ours); `gap_wait` is how long a gap held it (`AssembledFrame::gap_wait`) and
+    /// `rtt` the path's round trip. Returns how long to hold it before it is shown.
+    pub fn frame(
+        &mut self,
+        capture_us: f64,
+        now_us: u64,
+        gap_wait: Option<Duration>,
+        rtt: Option<Duration>,
+    ) -> Duration {
+        let delay_ms = (now_us as f64 - capture_us) / 1000.0;
+        let waited = gap_wait.is_some_and(|w| w >= MIN_GAP_WAIT);
+        if waited {
+            if !self.in_gap {
+                self.gaps = (self.gaps + 1).min(NACK_LIMIT);
+            }
+            self.last_gap_us = now_us;
+        } else {
+            self.on_time.push_back((now_us, delay_ms));
+        }
+        self.in_gap = waited;
+        while self
+            .on_time
+            .front()
+            .is_some_and(|&(at, _)| now_us.saturating_sub(at) > WINDOW_US)
+        {
+            self.on_time.pop_front();
+        }
+        if now_us.saturating_sub(self.last_gap_us) > NACK_TIMEOUT.as_micros() as u64 {
+            self.gaps = 0;
+        }
+        self.target_ms(rtt).map_or(Duration::ZERO, |target| {
+            Duration::from_secs_f64((target - delay_ms).max(0.0) / 1000.0)
+        })
+    }
+
+    /// What is added for resends now (zero until `NACK_LIMIT` gaps).
+    pub fn extra(&self, rtt: Option<Duration>) -> Duration {
+        if self.gaps < NACK_LIMIT {
+            return Duration::ZERO;
+        }
+        rtt.unwrap_or(DEFAULT_RTT).min(MAX_EXTRA)
+    }
+
+    /// Capture-to-shown delay every frame is given (ms), when resends are being waited for.
+    fn target_ms(&self, rtt: Option<Duration>) -> Option<f64> {
+        let extra = self.extra(rtt);
+        if extra.is_zero() {
+            return None;
+        }
+        let mut delays: Vec<f64> = self.on_time.iter().map(|&(_, ms)| ms).collect();
+        if delays.is_empty() {
+            return None;
+        }
+        delays.sort_by(f64::total_cmp);
+        Some(delays[delays.len() / 2] + extra.as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME_US: u64 = 33_333;
+    const T0: u64 = 1_767_225_600_000_000;
+    const RTT: Option<Duration> = Some(Duration::from_millis(80));
+
+    /// Frame `n` captured on the 30 fps clock, decoded `delay_ms` later; returns the hold in ms.
+    fn frame(d: &mut VideoDelay, n: u64, delay_ms: f64, gap_wait_ms: Option<u64>) -> f64 {
+        let capture = T0 + n * FRAME_US;
+        let now = capture + (delay_ms * 1000.0) as u64;
+        d.frame(
+            capture as f64,
+            now,
+            gap_wait_ms.map(Duration::from_millis),
+            RTT,
+        )
+        .as_secs_f64()
+            * 1000.0
+    }
+
+    #[test]
+    fn a_clean_link_shows_every_frame_at_once() {
+        let mut d = VideoDelay::default();
+        for n in 0..300 {
+            let delay = 40.0 + (n % 7) as f64;
+            assert_eq!(frame(&mut d, n, delay, None), 0.0, "frame {n}");
+        }
+        assert_eq!(d.extra(RTT), Duration::ZERO);
+    }
+
+    #[test]
+    fn reordering_and_a_couple_of_resends_add_nothing() {
+        let mut d = VideoDelay::default();
+        for n in 0..300 {
+            // A 5 ms reordering wait every 10 frames, and two real resends.
+            let gap = match n {
+                100 | 200 => Some(80),
+                n if n % 10 == 0 => Some(5),
+                _ => None,
+            };
+            let delay = if gap == Some(80) { 125.0 } else { 45.0 };
+            assert_eq!(frame(&mut d, n, delay, gap), 0.0, "frame {n}");
+        }
+    }
+
+    #[test]
+    fn after_three_resends_frames_are_shown_a_round_trip_late_and_a_resent_one_in_time() {
+        let mut d = VideoDelay::default();
+        let mut n = 0;
+        // On time at 45 ms; three losses, each holding its frame and the two behind it.
+        for _ in 0..3 {
+            for _ in 0..30 {
+                frame(&mut d, n, 45.0, None);
+                n += 1;
+            }
+            for late in [130.0, 100.0, 70.0] {
+                frame(&mut d, n, late, Some(85));
+                n += 1;
+            }
+        }
+        assert_eq!(d.extra(RTT), Duration::from_millis(80));
+        // An on-time frame now waits the round trip: shown at 45 + 80 ms.
+        let hold = frame(&mut d, n, 45.0, None);
+        assert!((hold - 80.0).abs() < 0.1, "held {hold} ms");
+        // A frame recovered by one resend (a round trip and a bit late) is shown at once, on
+        // time; its neighbours too.
+        assert_eq!(frame(&mut d, n + 1, 130.0, Some(85)), 0.0);
+        let hold = frame(&mut d, n + 2, 100.0, Some(85));
+        assert!((hold - 25.0).abs() < 0.1, "held {hold} ms");
+        // Frames after the burst are back on the 125 ms schedule: the picture moves evenly.
+        let hold = frame(&mut d, n + 3, 46.0, None);
+        assert!((hold - 79.0).abs() < 0.1, "held {hold} ms");
+    }
+
+    #[test]
+    fn the_round_trip_is_capped_and_taken_out_after_a_minute_without_resends() {
+        let mut d = VideoDelay::default();
+        for n in 0..90 {
+            let gap = (n % 30 == 29).then_some(400);
+            frame(&mut d, n, 45.0, gap);
+        }
+        let queued = Some(Duration::from_millis(900));
+        assert_eq!(d.extra(queued), MAX_EXTRA);
+        assert_eq!(d.extra(None), DEFAULT_RTT);
+        // 61 s of clean frames.
+        for n in 90..90 + 61 * 30 {
+            frame(&mut d, n, 45.0, None);
+        }
+        assert_eq!(d.extra(RTT), Duration::ZERO);
+        assert_eq!(frame(&mut d, 2000, 45.0, None), 0.0);
+    }
+}
