@@ -69,9 +69,12 @@ pub fn spawn_video(
     let need_keyframe = Arc::new(AtomicBool::new(false));
     let decoder = {
         let (stats, need_keyframe, stop) = (stats.clone(), need_keyframe.clone(), stop.clone());
+        let transport = transport.clone();
         let spawned = std::thread::Builder::new()
             .name("video-decode".into())
-            .spawn(move || decode_loop(frame_rx, out, stats, need_keyframe, sync, stop));
+            .spawn(move || {
+                decode_loop(frame_rx, out, stats, need_keyframe, &transport, sync, stop)
+            });
         match spawned {
             Ok(thread) => thread,
             Err(err) => {
@@ -191,11 +194,13 @@ fn present(
     out.frame(&picture);
 }
 
+/// `transport`: its round trip is what a lossy link's frames wait for (`VideoDelay`).
 fn decode_loop(
     frames: Receiver<(AssembledFrame, u32)>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
     need_keyframe: Arc<AtomicBool>,
+    transport: &BweShared,
     sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
 ) {
@@ -238,30 +243,28 @@ fn decode_loop(
             Ok(Some(picture)) => {
                 let decode = started.elapsed();
                 tracing::trace!(rtp_timestamp = frame.rtp_timestamp, "decoded");
+                // First the wait for resends (on a lossy link), then lip sync, which sees the
+                // frame when it will be shown.
+                let now = clock::now_us();
+                let rtt = transport.rtt();
+                let playout = playout_delay.frame(frame.rtp_timestamp, now, frame.gap_wait, rtt);
+                stats.lock().stats.video_recv.resend_delay_ms =
+                    playout_delay.extra(rtt).as_secs_f64() * 1000.0;
                 let hold = sync.as_ref().map_or(Duration::ZERO, |sync| {
                     let capture =
                         sync.transport
                             .sync
                             .capture_us(ssrc, frame.rtp_timestamp, VIDEO_CLOCK_HZ);
-                    let rtt = sync.transport.rtt();
-                    let now = clock::now_us();
-                    // First the wait for resends (on a lossy link), then lip sync, which sees
-                    // the frame when it will be shown.
-                    let playout = capture.map_or(Duration::ZERO, |capture| {
-                        playout_delay.frame(capture, now, frame.gap_wait, rtt)
-                    });
                     let mut lip = sync.lip();
                     let hold = capture.map_or(Duration::ZERO, |capture| {
                         lip.video_ready(capture, now + playout.as_micros() as u64)
                     });
                     let skew = lip.skew_ms().map(|s| s + hold.as_secs_f64() * 1000.0);
                     drop(lip);
-                    let mut stats = stats.lock();
-                    stats.video_held(hold, skew);
-                    stats.stats.video_recv.resend_delay_ms =
-                        playout_delay.extra(rtt).as_secs_f64() * 1000.0;
-                    (playout + hold).min(MAX_DELAY)
+                    stats.lock().video_held(hold, skew);
+                    hold
                 });
+                let hold = (playout + hold).min(MAX_DELAY);
                 if hold.is_zero() && held.is_empty() {
                     present(picture, decode, out.as_ref(), (&stats, &mut stamps));
                     continue;

@@ -1,7 +1,8 @@
 //! The NACK requester: asks the sender again for missing video packets, paced by the round trip.
 //! A gap is asked for as soon as it is seen (after a few ms for reordering), asked again only once
-//! a resend could have arrived (one round trip plus 10 ms), at most `MAX_REQUESTS` times, and
-//! never for packets of frames the video receiver has already given up on (`ReceiveHorizon`).
+//! a resend could have arrived (one round trip plus 10 ms), at most `MAX_REQUESTS` times (each
+//! repeat twice, 10 ms apart), and never for packets of frames the video receiver has already
+//! given up on (`ReceiveHorizon`).
 //! It replaces rtc-interceptor's generator, which asks on a fixed timer whatever the round trip.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,6 +29,13 @@ const REORDER_WAIT: Duration = Duration::from_millis(5);
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// What a resend may take beyond the round trip before it is asked for again.
 const RESEND_MARGIN: Duration = Duration::from_millis(10);
+/// A repeated request goes out twice, this far apart. A packet asked for again is one whose
+/// request or resend was lost (one loss in ten at 5% loss, since the request crosses the lossy
+/// link too); if the repeat fails as well, the packet comes a third round trip later, after the
+/// frame's playout time (a freeze). With the repeat sent twice (and so resent twice: the sender
+/// answers every request), that takes four losses instead of two, for about one packet more per
+/// ten losses.
+const ECHO_AFTER: Duration = Duration::from_millis(10);
 /// How many times one packet is asked for: a resend that is itself lost gets one more chance.
 pub const MAX_REQUESTS: u8 = 3;
 /// Older gaps are forgotten: the frame they belong to is long gone.
@@ -68,6 +76,8 @@ struct Missing {
     seen: Instant,
     asked: Option<Instant>,
     requests: u8,
+    /// When a repeated request is sent once more (`ECHO_AFTER`).
+    echo: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +107,7 @@ impl Stream {
                                 seen: now,
                                 asked: None,
                                 requests: 0,
+                                echo: None,
                             },
                         );
                     }
@@ -118,19 +129,28 @@ impl Stream {
         horizon: &ReceiveHorizon,
     ) -> Vec<u16> {
         self.missing.retain(|&ext, m| {
-            m.requests < MAX_REQUESTS
+            (m.requests < MAX_REQUESTS || m.echo.is_some())
                 && now.duration_since(m.seen) < MAX_AGE
                 && !horizon.passed(ssrc, ext as u16)
         });
         let mut due = Vec::new();
         for (&ext, m) in &mut self.missing {
-            let ready = match m.asked {
-                None => now.duration_since(m.seen) >= REORDER_WAIT,
-                Some(asked) => now.duration_since(asked) >= resend_after,
-            };
+            if m.echo.is_some_and(|at| now >= at) {
+                m.echo = None;
+                due.push(ext as u16);
+                continue;
+            }
+            let ready = m.requests < MAX_REQUESTS
+                && match m.asked {
+                    None => now.duration_since(m.seen) >= REORDER_WAIT,
+                    Some(asked) => now.duration_since(asked) >= resend_after,
+                };
             if ready {
                 m.asked = Some(now);
                 m.requests += 1;
+                if m.requests > 1 {
+                    m.echo = Some(now + ECHO_AFTER);
+                }
                 due.push(ext as u16);
             }
         }
@@ -345,7 +365,7 @@ mod tests {
             "asked again before a round trip: {quiet:?}"
         );
         let again = run(&mut r, &[], t0 + ms(95), t0 + ms(120));
-        assert_eq!(again, vec![3, 4]);
+        assert_eq!(again, vec![3, 4, 3, 4], "the repeat, sent twice");
     }
 
     #[test]
@@ -355,8 +375,8 @@ mod tests {
         assert_eq!(run(&mut r, &[10, 13], t0, t0 + ms(10)), vec![11, 12]);
         // 11 comes back as a resend; only 12 is asked for again.
         let again = run(&mut r, &[11], t0 + ms(20), t0 + ms(80));
-        assert_eq!(again, vec![12]);
-        assert_eq!(shared.nack_requests.load(Relaxed), 3);
+        assert_eq!(again, vec![12, 12], "the repeat, sent twice");
+        assert_eq!(shared.nack_requests.load(Relaxed), 4);
     }
 
     #[test]
@@ -364,7 +384,25 @@ mod tests {
         let (mut r, _) = requester(20);
         let t0 = Instant::now();
         let asked = run(&mut r, &[1, 3], t0, t0 + ms(900));
-        assert_eq!(asked, vec![2; MAX_REQUESTS as usize]);
+        // The first request once, each repeat twice.
+        assert_eq!(asked, vec![2; 1 + 2 * (MAX_REQUESTS as usize - 1)]);
+    }
+
+    #[test]
+    fn a_repeated_request_is_sent_twice_and_not_after_the_packet_came() {
+        let (mut r, shared) = requester(80);
+        let t0 = Instant::now();
+        assert_eq!(run(&mut r, &[1, 3], t0, t0 + ms(90)), vec![2]);
+        // Asked again 90 ms after the first request (at 5 ms), and once more 10 ms later.
+        assert_eq!(run(&mut r, &[], t0 + ms(95), t0 + ms(95)), vec![2]);
+        assert!(run(&mut r, &[], t0 + ms(100), t0 + ms(100)).is_empty());
+        assert_eq!(run(&mut r, &[], t0 + ms(105), t0 + ms(120)), vec![2]);
+        assert_eq!(shared.nack_requests.load(Relaxed), 3);
+        // A repeat is not echoed once the packet has come.
+        let (mut r, _) = requester(80);
+        assert_eq!(run(&mut r, &[1, 3], t0, t0 + ms(90)), vec![2]);
+        assert_eq!(run(&mut r, &[], t0 + ms(95), t0 + ms(95)), vec![2]);
+        assert!(run(&mut r, &[2], t0 + ms(100), t0 + ms(400)).is_empty());
     }
 
     #[test]
@@ -378,11 +416,11 @@ mod tests {
         // The receiver gave up through 103: only 104 is still worth a resend.
         shared.receive_horizon.set(SSRC, 103);
         let again = run(&mut r, &[], t0 + ms(130), t0 + ms(200));
-        assert_eq!(again, vec![104]);
+        assert_eq!(again, vec![104, 104]);
         // Another stream's horizon says nothing about this one.
         shared.receive_horizon.set(SSRC + 1, 200);
         let third = run(&mut r, &[], t0 + ms(260), t0 + ms(300));
-        assert_eq!(third, vec![104]);
+        assert_eq!(third, vec![104, 104]);
     }
 
     #[test]
@@ -391,7 +429,7 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(run(&mut r, &[65534, 1], t0, t0 + ms(10)), vec![65535, 0]);
         shared.receive_horizon.set(SSRC, 65535);
-        assert_eq!(run(&mut r, &[], t0 + ms(80), t0 + ms(100)), vec![0]);
+        assert_eq!(run(&mut r, &[], t0 + ms(80), t0 + ms(100)), vec![0, 0]);
     }
 
     #[test]

@@ -5,12 +5,18 @@
 //! estimator does, once `NACK_LIMIT` gaps have held frames, the round trip is added to the
 //! playout delay until none has for `NACK_TIMEOUT`: every frame is shown at its on-time delay
 //! plus the round trip, and a frame one resend late comes in time. Lip sync then makes audio wait
-//! as long (it follows whichever stream is later).
+//! as long (it follows whichever stream is later). Delays are read on the frames' RTP clock (90
+//! kHz, the capture clock at any sender) against ours, from the first frame: only their
+//! differences count, so no sender report is needed, and the delay is there from the call's first
+//! second (the first report comes a second or more in).
 //!
 //! Pure logic: the times are parameters.
 
 use std::collections::VecDeque;
 use std::time::Duration;
+
+use super::seq;
+use super::sync::VIDEO_CLOCK_HZ;
 
 /// Gaps that must have held frames before the round trip is added (libwebrtc's `kNackLimit`).
 const NACK_LIMIT: u32 = 3;
@@ -26,10 +32,17 @@ const MAX_EXTRA: Duration = Duration::from_millis(150);
 const DEFAULT_RTT: Duration = Duration::from_millis(100);
 /// The on-time delay is the median over this window.
 const WINDOW_US: u64 = 2_000_000;
+/// A frame this far from the on-time delay is a new clock (a new stream, a sender restarted):
+/// the delays are measured afresh.
+const CLOCK_JUMP_MS: f64 = 1000.0;
 
 #[derive(Debug, Default)]
 pub struct VideoDelay {
-    /// Recent frames that did not wait on a gap: (decoded at, capture to decoded in ms).
+    /// The RTP clock against ours: the first frame's extended timestamp and when it was decoded
+    /// (µs); and the highest extended timestamp since.
+    clock: Option<(u64, u64)>,
+    highest_ts: Option<u64>,
+    /// Recent frames that did not wait on a gap: (decoded at, delay in ms from the first frame's).
     on_time: VecDeque<(u64, f64)>,
     /// Gaps that held frames (up to `NACK_LIMIT`), and when the last one ended.
     gaps: u32,
@@ -39,17 +52,26 @@ pub struct VideoDelay {
 }
 
 impl VideoDelay {
-    /// A frame captured at `capture_us` (the sender's clock, as lip sync maps it) was decoded at
-    /// `now_us` (ours); `gap_wait` is how long a gap held it (`AssembledFrame::gap_wait`) and
-    /// `rtt` the path's round trip. Returns how long to hold it before it is shown.
+    /// A frame with RTP timestamp `rtp_timestamp` was decoded at `now_us` (ours); `gap_wait` is
+    /// how long a gap held it (`AssembledFrame::gap_wait`) and `rtt` the path's round trip.
+    /// Returns how long to hold it before it is shown.
     pub fn frame(
         &mut self,
-        capture_us: f64,
+        rtp_timestamp: u32,
         now_us: u64,
         gap_wait: Option<Duration>,
         rtt: Option<Duration>,
     ) -> Duration {
-        let delay_ms = (now_us as f64 - capture_us) / 1000.0;
+        let mut delay_ms = self.delay_ms(rtp_timestamp, now_us);
+        if self
+            .median_ms()
+            .is_some_and(|median| (delay_ms - median).abs() > CLOCK_JUMP_MS)
+        {
+            self.clock = None;
+            self.highest_ts = None;
+            self.on_time.clear();
+            delay_ms = self.delay_ms(rtp_timestamp, now_us);
+        }
         let waited = gap_wait.is_some_and(|w| w >= MIN_GAP_WAIT);
         if waited {
             if !self.in_gap {
@@ -83,18 +105,33 @@ impl VideoDelay {
         rtt.unwrap_or(DEFAULT_RTT).min(MAX_EXTRA)
     }
 
-    /// Capture-to-shown delay every frame is given (ms), when resends are being waited for.
-    fn target_ms(&self, rtt: Option<Duration>) -> Option<f64> {
-        let extra = self.extra(rtt);
-        if extra.is_zero() {
-            return None;
-        }
+    /// How much later than the first frame this one was decoded, against their RTP timestamps
+    /// (ms; negative when it came sooner).
+    fn delay_ms(&mut self, rtp_timestamp: u32, now_us: u64) -> f64 {
+        let ts = seq::extend(self.highest_ts, u64::from(rtp_timestamp), 32);
+        self.highest_ts = Some(self.highest_ts.map_or(ts, |h| h.max(ts)));
+        let (ts0, at0) = *self.clock.get_or_insert((ts, now_us));
+        let captured_ms = (ts as f64 - ts0 as f64) * 1000.0 / f64::from(VIDEO_CLOCK_HZ);
+        (now_us as f64 - at0 as f64) / 1000.0 - captured_ms
+    }
+
+    /// The median delay of the on-time frames (ms).
+    fn median_ms(&self) -> Option<f64> {
         let mut delays: Vec<f64> = self.on_time.iter().map(|&(_, ms)| ms).collect();
         if delays.is_empty() {
             return None;
         }
         delays.sort_by(f64::total_cmp);
-        Some(delays[delays.len() / 2] + extra.as_secs_f64() * 1000.0)
+        Some(delays[delays.len() / 2])
+    }
+
+    /// The delay every frame is given (ms, on `delay_ms`'s scale), when resends are waited for.
+    fn target_ms(&self, rtt: Option<Duration>) -> Option<f64> {
+        let extra = self.extra(rtt);
+        if extra.is_zero() {
+            return None;
+        }
+        Some(self.median_ms()? + extra.as_secs_f64() * 1000.0)
     }
 }
 
@@ -106,17 +143,17 @@ mod tests {
     const T0: u64 = 1_767_225_600_000_000;
     const RTT: Option<Duration> = Some(Duration::from_millis(80));
 
-    /// Frame `n` captured on the 30 fps clock, decoded `delay_ms` later; returns the hold in ms.
+    /// RTP timestamp of frame 0: the clock wraps 400 frames in.
+    const TS0: u32 = u32::MAX - 400 * 3000 + 1;
+
+    /// Frame `n` captured on the 30 fps clock (3000 ticks a frame), decoded `delay_ms` later;
+    /// returns the hold in ms.
     fn frame(d: &mut VideoDelay, n: u64, delay_ms: f64, gap_wait_ms: Option<u64>) -> f64 {
         let capture = T0 + n * FRAME_US;
         let now = capture + (delay_ms * 1000.0) as u64;
-        d.frame(
-            capture as f64,
-            now,
-            gap_wait_ms.map(Duration::from_millis),
-            RTT,
-        )
-        .as_secs_f64()
+        let ts = TS0.wrapping_add((n * 3000) as u32);
+        d.frame(ts, now, gap_wait_ms.map(Duration::from_millis), RTT)
+            .as_secs_f64()
             * 1000.0
     }
 
@@ -190,5 +227,30 @@ mod tests {
         }
         assert_eq!(d.extra(RTT), Duration::ZERO);
         assert_eq!(frame(&mut d, 2000, 45.0, None), 0.0);
+    }
+
+    #[test]
+    fn a_new_clock_is_measured_afresh() {
+        let mut d = VideoDelay::default();
+        let mut n = 0;
+        for _ in 0..3 {
+            for _ in 0..30 {
+                frame(&mut d, n, 45.0, None);
+                n += 1;
+            }
+            frame(&mut d, n, 130.0, Some(85));
+            n += 1;
+        }
+        assert_eq!(d.extra(RTT), Duration::from_millis(80));
+        // The sender restarts its clock (its timestamps start again, 3 s back): frames are held
+        // a round trip, as before, not 3 s less or more.
+        let now = T0 + n * FRAME_US + 45_000;
+        for (i, ts) in [7u32, 3007, 6007].into_iter().enumerate() {
+            let hold = d.frame(TS0.wrapping_add(ts), now + i as u64 * 33_333, None, RTT);
+            assert!(
+                (hold.as_secs_f64() * 1000.0 - 80.0).abs() < 0.1,
+                "frame {i} of the new clock held {hold:?}"
+            );
+        }
     }
 }

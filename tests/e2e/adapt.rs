@@ -215,7 +215,8 @@ fn a_lossy_link_keeps_the_frame_rate_and_resends_sparingly() {
     // About 10 video packets a second are lost each way, and one loss in ten needs a second
     // resend, one in a hundred a third. Shown as soon as decoded, such frames froze the picture
     // 7-16 times a call (both ways); with the round trip added to the playout delay and the
-    // third round waited for, 1-7 (NOTES.md, "Freezes on a lossy link").
+    // third round waited for, 1-7; with repeats sent twice and the delay from the first frame,
+    // 0-2 (NOTES.md, "Freezes on a lossy link").
     assert!(
         freezes_both_ways <= 8.0,
         "{freezes_both_ways} freezes in a 16 s call, both ways"
