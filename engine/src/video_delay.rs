@@ -49,6 +49,8 @@ pub struct VideoDelay {
     last_gap_us: u64,
     /// Whether the previous frame waited on a gap: a gap holds a burst of frames, counted once.
     in_gap: bool,
+    /// Kept for the median, so that a frame allocates nothing.
+    scratch: Vec<f64>,
 }
 
 impl VideoDelay {
@@ -116,17 +118,19 @@ impl VideoDelay {
     }
 
     /// The median delay of the on-time frames (ms).
-    fn median_ms(&self) -> Option<f64> {
-        let mut delays: Vec<f64> = self.on_time.iter().map(|&(_, ms)| ms).collect();
-        if delays.is_empty() {
+    fn median_ms(&mut self) -> Option<f64> {
+        self.scratch.clear();
+        self.scratch.extend(self.on_time.iter().map(|&(_, ms)| ms));
+        if self.scratch.is_empty() {
             return None;
         }
-        delays.sort_by(f64::total_cmp);
-        Some(delays[delays.len() / 2])
+        let middle = self.scratch.len() / 2;
+        let (_, median, _) = self.scratch.select_nth_unstable_by(middle, f64::total_cmp);
+        Some(*median)
     }
 
     /// The delay every frame is given (ms, on `delay_ms`'s scale), when resends are waited for.
-    fn target_ms(&self, rtt: Option<Duration>) -> Option<f64> {
+    fn target_ms(&mut self, rtt: Option<Duration>) -> Option<f64> {
         let extra = self.extra(rtt);
         if extra.is_zero() {
             return None;
