@@ -105,9 +105,6 @@ pub struct FrameAssembler {
     /// came. No new request goes out while it is still arriving: on a slow link a keyframe takes
     /// longer than `KEYFRAME_RETRY` to come in, and asking again only queues another behind it.
     keyframe_arriving: Option<(u32, Instant)>,
-    /// Since when the head has been waiting on a gap (packets missing with later ones held); the
-    /// frames released when it fills are marked with the wait (`AssembledFrame::gap_wait`).
-    gap_wait_since: Option<Instant>,
     first_packet_at: Option<Instant>,
     stats: AssemblerStats,
 }
@@ -131,7 +128,6 @@ impl FrameAssembler {
             keyframe_forced: false,
             last_keyframe_request: None,
             keyframe_arriving: None,
-            gap_wait_since: None,
             first_packet_at: None,
             stats: AssemblerStats::default(),
         }
@@ -213,16 +209,20 @@ impl FrameAssembler {
 
     pub fn poll(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
+        // How long the head had stalled on a gap, for every frame the filled gap lets out now.
+        let mut gap_wait = None;
         loop {
             match self.head() {
                 Head::Empty => {
                     self.stall_since = None;
-                    self.gap_wait_since = None;
                     break;
                 }
                 Head::Ready(start, end) => {
-                    self.stall_since = None;
-                    let gap_wait = self.gap_wait_since.map(|since| now.duration_since(since));
+                    if let Some(stalled) = self.stall_since.take() {
+                        if self.played.is_some() {
+                            gap_wait = Some(now.duration_since(stalled));
+                        }
+                    }
                     self.release(start, end, gap_wait, &mut events);
                 }
                 Head::Padding(seq) => {
@@ -236,7 +236,6 @@ impl FrameAssembler {
                         // Nothing is missing yet: the frame's last packets are still on their
                         // way (a keyframe on a slow link takes longer than `max_wait` to come).
                         self.stall_since = None;
-                        self.gap_wait_since = None;
                         break;
                     }
                     let stalled = *self.stall_since.get_or_insert(now);
@@ -247,11 +246,7 @@ impl FrameAssembler {
                     if now.duration_since(since) >= self.max_wait || self.held.len() > MAX_HELD {
                         self.give_up();
                         self.stall_since = None;
-                        self.gap_wait_since = None;
                     } else {
-                        if self.played.is_some() {
-                            self.gap_wait_since.get_or_insert(since);
-                        }
                         break;
                     }
                 }
