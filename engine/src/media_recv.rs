@@ -248,9 +248,7 @@ fn decode_loop(
                 let now = clock::now_us();
                 let rtt = transport.rtt();
                 let playout = playout_delay.frame(frame.rtp_timestamp, now, frame.gap_wait, rtt);
-                stats.lock().stats.video_recv.resend_delay_ms =
-                    playout_delay.extra(rtt).as_secs_f64() * 1000.0;
-                let hold = sync.as_ref().map_or(Duration::ZERO, |sync| {
+                let lip_sync = sync.as_ref().map(|sync| {
                     let capture =
                         sync.transport
                             .sync
@@ -260,11 +258,17 @@ fn decode_loop(
                         lip.video_ready(capture, now + playout.as_micros() as u64)
                     });
                     let skew = lip.skew_ms().map(|s| s + hold.as_secs_f64() * 1000.0);
-                    drop(lip);
-                    stats.lock().video_held(hold, skew);
-                    hold
+                    (hold, skew)
                 });
-                let hold = (playout + hold).min(MAX_DELAY);
+                let mut c = stats.lock();
+                c.stats.video_recv.resend_delay_ms =
+                    playout_delay.extra(rtt).as_secs_f64() * 1000.0;
+                if let Some((hold, skew)) = lip_sync {
+                    c.video_held(hold, skew);
+                }
+                drop(c);
+                let lip_hold = lip_sync.map_or(Duration::ZERO, |(hold, _)| hold);
+                let hold = (playout + lip_hold).min(MAX_DELAY);
                 if hold.is_zero() && held.is_empty() {
                     present(picture, decode, out.as_ref(), (&stats, &mut stamps));
                     continue;

@@ -42,8 +42,10 @@ pub struct VideoDelay {
     /// (µs); and the highest extended timestamp since.
     clock: Option<(u64, u64)>,
     highest_ts: Option<u64>,
-    /// Recent frames that did not wait on a gap: (decoded at, delay in ms from the first frame's).
+    /// Recent frames that did not wait on a gap: (decoded at, delay in ms from the first frame's),
+    /// and their median as of the last frame.
     on_time: VecDeque<(u64, f64)>,
+    median_ms: Option<f64>,
     /// Gaps that held frames (up to `NACK_LIMIT`), and when the last one ended.
     gaps: u32,
     last_gap_us: u64,
@@ -66,7 +68,7 @@ impl VideoDelay {
     ) -> Duration {
         let mut delay_ms = self.delay_ms(rtp_timestamp, now_us);
         if self
-            .median_ms()
+            .median_ms
             .is_some_and(|median| (delay_ms - median).abs() > CLOCK_JUMP_MS)
         {
             self.clock = None;
@@ -94,6 +96,7 @@ impl VideoDelay {
         if now_us.saturating_sub(self.last_gap_us) > NACK_TIMEOUT.as_micros() as u64 {
             self.gaps = 0;
         }
+        self.median_ms = self.median();
         self.target_ms(rtt).map_or(Duration::ZERO, |target| {
             Duration::from_secs_f64((target - delay_ms).max(0.0) / 1000.0)
         })
@@ -118,7 +121,7 @@ impl VideoDelay {
     }
 
     /// The median delay of the on-time frames (ms).
-    fn median_ms(&mut self) -> Option<f64> {
+    fn median(&mut self) -> Option<f64> {
         self.scratch.clear();
         self.scratch.extend(self.on_time.iter().map(|&(_, ms)| ms));
         if self.scratch.is_empty() {
@@ -130,12 +133,12 @@ impl VideoDelay {
     }
 
     /// The delay every frame is given (ms, on `delay_ms`'s scale), when resends are waited for.
-    fn target_ms(&mut self, rtt: Option<Duration>) -> Option<f64> {
+    fn target_ms(&self, rtt: Option<Duration>) -> Option<f64> {
         let extra = self.extra(rtt);
         if extra.is_zero() {
             return None;
         }
-        Some(self.median_ms()? + extra.as_secs_f64() * 1000.0)
+        Some(self.median_ms? + extra.as_secs_f64() * 1000.0)
     }
 }
 
@@ -159,6 +162,23 @@ mod tests {
         d.frame(ts, now, gap_wait_ms.map(Duration::from_millis), RTT)
             .as_secs_f64()
             * 1000.0
+    }
+
+    /// Three losses, 30 on-time frames (45 ms) before each; a loss holds its frame and the ones
+    /// behind it, decoded `burst` ms late. Returns the next frame's number.
+    fn three_resends(d: &mut VideoDelay, burst: &[f64]) -> u64 {
+        let mut n = 0;
+        for _ in 0..3 {
+            for _ in 0..30 {
+                frame(d, n, 45.0, None);
+                n += 1;
+            }
+            for &late in burst {
+                frame(d, n, late, Some(85));
+                n += 1;
+            }
+        }
+        n
     }
 
     #[test]
@@ -189,18 +209,8 @@ mod tests {
     #[test]
     fn after_three_resends_frames_are_shown_a_round_trip_late_and_a_resent_one_in_time() {
         let mut d = VideoDelay::default();
-        let mut n = 0;
-        // On time at 45 ms; three losses, each holding its frame and the two behind it.
-        for _ in 0..3 {
-            for _ in 0..30 {
-                frame(&mut d, n, 45.0, None);
-                n += 1;
-            }
-            for late in [130.0, 100.0, 70.0] {
-                frame(&mut d, n, late, Some(85));
-                n += 1;
-            }
-        }
+        // Each loss holds its frame and the two behind it.
+        let n = three_resends(&mut d, &[130.0, 100.0, 70.0]);
         assert_eq!(d.extra(RTT), Duration::from_millis(80));
         // An on-time frame now waits the round trip: shown at 45 + 80 ms.
         let hold = frame(&mut d, n, 45.0, None);
@@ -236,15 +246,7 @@ mod tests {
     #[test]
     fn a_new_clock_is_measured_afresh() {
         let mut d = VideoDelay::default();
-        let mut n = 0;
-        for _ in 0..3 {
-            for _ in 0..30 {
-                frame(&mut d, n, 45.0, None);
-                n += 1;
-            }
-            frame(&mut d, n, 130.0, Some(85));
-            n += 1;
-        }
+        let n = three_resends(&mut d, &[130.0]);
         assert_eq!(d.extra(RTT), Duration::from_millis(80));
         // The sender restarts its clock (its timestamps start again, 3 s back): frames are held
         // a round trip, as before, not 3 s less or more.
