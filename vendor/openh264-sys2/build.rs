@@ -226,11 +226,10 @@ mod source_build {
         let mut nasm_build = nasm_rs::Build::new();
         let mut nasm_build = nasm_build.include(format!("upstream/codec/common/{}/", config.include_dir));
         nasm_build = nasm_build.define(&config.asm_platform_define, None);
-        // CONFAB-PATCH: upstream's makefiles and meson build define HAVE_AVX2 on x86; the AVX2
-        // kernels are still chosen at run time by CPU detection.
-        if matches!(target.arch, TargetArch::X86_64 | TargetArch::X86) {
-            nasm_build = nasm_build.define("HAVE_AVX2", None);
-        }
+        // CONFAB-PATCH: OpenH264's own build (build/arch.mk, meson, CMake) defines HAVE_AVX2 on x86,
+        // the only targets with a NASM configuration; each kernel is still picked at run time by
+        // CPU detection, so binaries run on CPUs without AVX2.
+        nasm_build = nasm_build.define("HAVE_AVX2", None);
         if config.prefix_symbols {
             nasm_build = nasm_build.define("PREFIX", None);
         }
@@ -249,9 +248,7 @@ mod source_build {
         // _RUN_ any build command on its own (we still invoked `nasm` above
         // though).
         cc_build_command.define(&config.cpp_define, None);
-        if matches!(target.arch, TargetArch::X86_64 | TargetArch::X86) {
-            cc_build_command.define("HAVE_AVX2", None);
-        }
+        cc_build_command.define("HAVE_AVX2", None); // CONFAB-PATCH, as above.
 
         for object in &object_files {
             cc_build_command.object(object);
