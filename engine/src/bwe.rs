@@ -36,6 +36,14 @@ const ADDITIVE_BPS_PER_S: f64 = 80_000.0;
 /// only once the queue overflowed; at a quarter, a link that came back after a drop was climbed
 /// so slowly that the call took 15-16 s to send 1.5 Mbit/s again on a busy machine.
 const ABOVE_CEILING_SHARE: f64 = 0.5;
+/// The additive rates above are for a path that shows an overshoot within this long (an RTT of
+/// ~100 ms plus the detector's ~100 ms). On a longer path an overshoot runs on for longer before
+/// the backoff, so the additive rates scale down by this over the path's response time (RTT +
+/// `DETECTOR_RESPONSE`), as libwebrtc's near-capacity rate does (a packet per response time). At
+/// 350 ms RTT (a 3G link) they were fixed, and the target climbed 25% past a 400 kbit/s link
+/// every 2 s.
+const RESPONSE_REFERENCE: Duration = Duration::from_millis(200);
+const DETECTOR_RESPONSE: Duration = Duration::from_millis(100);
 /// "Near the ceiling" means above this fraction of the received rate at the last backoff.
 const NEAR_CEILING: f64 = 0.85;
 /// The ceiling is forgotten once the path delivers this much more than it did at the backoff (the
@@ -269,6 +277,37 @@ impl QueueDelay {
 const RTT_WINDOW: Duration = Duration::from_secs(2);
 const RTT_SAMPLES_MAX: usize = 64;
 
+/// Feedback RTT: feedback arrival minus the newest acknowledged packet's departure (both on our
+/// clock). It includes the remote's wait before sending feedback, so the minimum over
+/// `RTT_WINDOW` is what counts.
+#[derive(Debug, Default)]
+struct MinRtt {
+    samples: VecDeque<(Instant, Duration)>,
+}
+
+impl MinRtt {
+    /// Takes a sample from `reports` (if any packet in them arrived); returns the window's minimum.
+    fn record(&mut self, now: Instant, reports: &[PacketReport]) -> Option<Duration> {
+        if let Some(newest) = reports.iter().rev().find(|r| r.arrived) {
+            self.samples
+                .push_back((now, now.saturating_duration_since(newest.departure)));
+        }
+        while self.samples.len() > RTT_SAMPLES_MAX
+            || self
+                .samples
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > RTT_WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        self.min()
+    }
+
+    fn min(&self) -> Option<Duration> {
+        self.samples.iter().map(|(_, rtt)| *rtt).min()
+    }
+}
+
 /// What the congestion controller and the pacer publish, for the encode thread and the stats tick.
 /// Written by the interceptor chain (inside webrtc's driver), read anywhere with `Relaxed` loads;
 /// each value is independent, so a reader may see one field a tick newer than another.
@@ -412,7 +451,13 @@ impl DelayControl {
         }
     }
 
-    fn update(&mut self, now: Instant, usage: Usage, received: Option<f64>) -> f64 {
+    fn update(
+        &mut self,
+        now: Instant,
+        usage: Usage,
+        received: Option<f64>,
+        rtt: Option<Duration>,
+    ) -> f64 {
         self.state = self.state.next(usage);
         if usage == Usage::Over {
             self.last_overuse = Some(now);
@@ -457,10 +502,11 @@ impl DelayControl {
                 // bottleneck overflows (at the full rate a 1 Mbit/s link overflowed now and then
                 // and video stalled for seconds).
                 let above_ceiling = self.ceiling.is_some_and(|ceiling| self.target >= ceiling);
+                let additive = ADDITIVE_BPS_PER_S * response_scale(rtt) * elapsed;
                 let mut next = if above_ceiling {
-                    self.target + ADDITIVE_BPS_PER_S * ABOVE_CEILING_SHARE * elapsed
+                    self.target + additive * ABOVE_CEILING_SHARE
                 } else if near_ceiling {
-                    self.target + ADDITIVE_BPS_PER_S * elapsed
+                    self.target + additive
                 } else {
                     self.target * INCREASE_PER_S.powf(elapsed)
                 };
@@ -474,6 +520,15 @@ impl DelayControl {
         }
         self.target
     }
+}
+
+/// How much of the additive rate a path with this RTT gets (1 up to ~100 ms; see
+/// `RESPONSE_REFERENCE`).
+fn response_scale(rtt: Option<Duration>) -> f64 {
+    rtt.map_or(1.0, |rtt| {
+        let response = (rtt + DETECTOR_RESPONSE).as_secs_f64();
+        (RESPONSE_REFERENCE.as_secs_f64() / response).min(1.0)
+    })
 }
 
 /// The loss-based half (draft-ietf-rmcat-gcc-02 §5.5), with the thresholds above.
@@ -578,6 +633,7 @@ pub struct Estimator {
     detector: OveruseDetector,
     queue: QueueDelay,
     rate: ReceivedRate,
+    rtt: MinRtt,
     delay: DelayControl,
     loss: LossControl,
     /// Inter-group delay measurements so far, capped at `MAX_DELTAS`.
@@ -596,6 +652,7 @@ impl Estimator {
             detector: OveruseDetector::new(),
             queue: QueueDelay::default(),
             rate: ReceivedRate::default(),
+            rtt: MinRtt::default(),
             delay: DelayControl::new(initial, min, max),
             loss: LossControl::new(initial, min, max),
             deltas: 0,
@@ -635,7 +692,8 @@ impl BandwidthEstimator for Estimator {
             usage = Usage::Over;
         }
         let received = self.rate.bps();
-        let delay = self.delay.update(now, usage, received);
+        let rtt = self.rtt.record(now, reports);
+        let delay = self.delay.update(now, usage, received, rtt);
         let (new, lost) = self.ledger.update(reports);
         let lost = usize::try_from(lost.max(0)).unwrap_or(0);
         let loss = self
@@ -686,7 +744,7 @@ impl BandwidthEstimator for Estimator {
 pub struct Published<E> {
     inner: E,
     out: Arc<BweShared>,
-    rtt_samples: VecDeque<(Instant, Duration)>,
+    rtt: MinRtt,
     ledger: LossLedger,
 }
 
@@ -695,7 +753,7 @@ impl<E: BandwidthEstimator> Published<E> {
         let published = Self {
             inner,
             out,
-            rtt_samples: VecDeque::new(),
+            rtt: MinRtt::default(),
             ledger: LossLedger::default(),
         };
         published.publish();
@@ -720,24 +778,9 @@ impl<E: BandwidthEstimator> Published<E> {
         }
     }
 
-    /// Feedback RTT: feedback arrival minus the newest acknowledged packet's departure (both on our
-    /// clock). It includes the remote's wait before sending feedback, so the minimum over a window
-    /// is published.
+    /// Publishes the feedback RTT (the minimum over a window, see [`MinRtt`]).
     fn record_rtt(&mut self, now: Instant, reports: &[PacketReport]) {
-        let Some(newest) = reports.iter().rev().find(|r| r.arrived) else {
-            return;
-        };
-        self.rtt_samples
-            .push_back((now, now.saturating_duration_since(newest.departure)));
-        while self.rtt_samples.len() > RTT_SAMPLES_MAX
-            || self
-                .rtt_samples
-                .front()
-                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > RTT_WINDOW)
-        {
-            self.rtt_samples.pop_front();
-        }
-        if let Some(min) = self.rtt_samples.iter().map(|(_, rtt)| *rtt).min() {
+        if let Some(min) = self.rtt.record(now, reports) {
             let us = u64::try_from(min.as_micros()).unwrap_or(u64::MAX).max(1);
             self.out.feedback_rtt_us.store(us, Relaxed);
         }
@@ -859,6 +902,9 @@ mod tests {
         lose: Box<dyn FnMut(u64) -> bool>,
         /// Packets dropped because the queue was full.
         overflowed: u64,
+        /// One-way delay of the media path, and of the feedback's way back.
+        forward: Duration,
+        back: Duration,
     }
 
     impl Link {
@@ -874,6 +920,8 @@ mod tests {
                 max_queue: Duration::from_millis(100),
                 lose: Box::new(|_| false),
                 overflowed: 0,
+                forward: PROPAGATION,
+                back: Duration::ZERO,
             }
         }
 
@@ -896,8 +944,11 @@ mod tests {
                 if self.now - self.last_feedback >= FEEDBACK_EVERY {
                     self.last_feedback = self.now;
                     let now = self.now;
-                    let (ready, pending): (Vec<_>, Vec<_>) =
-                        self.in_flight.drain(..).partition(|(at, _)| *at <= now);
+                    let back = self.back;
+                    let (ready, pending): (Vec<_>, Vec<_>) = self
+                        .in_flight
+                        .drain(..)
+                        .partition(|(at, _)| *at + back <= now);
                     self.in_flight = pending;
                     let ready: Vec<PacketReport> = ready.into_iter().map(|(_, r)| r).collect();
                     estimator.on_reports(self.epoch + now, &ready);
@@ -932,9 +983,9 @@ mod tests {
                 let start = self.busy_until.max(self.now);
                 self.busy_until =
                     start + Duration::from_secs_f64((PACKET_BYTES * 8) as f64 / capacity_bps);
-                Some(self.busy_until + PROPAGATION)
+                Some(self.busy_until + self.forward)
             };
-            let report_at = arrival.unwrap_or(self.now + queue + PROPAGATION);
+            let report_at = arrival.unwrap_or(self.now + queue + self.forward);
             self.in_flight.push((
                 report_at,
                 PacketReport {
@@ -1178,5 +1229,31 @@ mod tests {
             rtt >= PROPAGATION && rtt <= PROPAGATION + FEEDBACK_EVERY,
             "{rtt:?}"
         );
+    }
+
+    /// A 3G link: 400 kbit/s, 175 ms each way. An overshoot shows only ~0.5 s after it starts, so
+    /// the target must climb past the link slowly (the additive rate scales with the response
+    /// time).
+    #[test]
+    fn a_long_path_is_probed_gently() {
+        let mut estimator = Estimator::default();
+        let mut link = Link::new();
+        link.forward = Duration::from_millis(175);
+        link.back = Duration::from_millis(175);
+        link.run(&mut estimator, 400_000.0, Duration::from_secs(10));
+        let start = link.overflowed;
+        let trace = link.run(&mut estimator, 400_000.0, Duration::from_secs(20));
+        let peak = trace.iter().map(|&(_, bps)| bps).fold(0.0, f64::max);
+        let mean = trace.iter().map(|(_, bps)| bps).sum::<f64>() / trace.len() as f64;
+        // With the additive rates of a 100 ms path the target went 11% past the link every 2.2 s.
+        assert!(
+            peak < 428_000.0,
+            "target up to {peak:.0} on a 400 kbit/s link"
+        );
+        assert!(
+            mean > 360_000.0,
+            "mean target {mean:.0} on a 400 kbit/s link"
+        );
+        assert_eq!(link.overflowed - start, 0, "packets overflowed the queue");
     }
 }
