@@ -53,6 +53,13 @@ pub const SCREEN: [Rung; 4] = [
 /// below), and above the next rung (with headroom) before stepping up.
 const DOWN_AFTER: Duration = Duration::from_millis(1000);
 const UP_AFTER: Duration = Duration::from_secs(3);
+/// A step up undone within this long failed: the link could not carry the rung (on a slow link
+/// the new rung's keyframe and bitrate are what tip it over)...
+const FAILED_UP_WITHIN: Duration = Duration::from_secs(10);
+/// ... and each failure doubles the wait before the next try at that rung, up to this. Without it
+/// a target swinging around a rung's threshold (congestion control's sawtooth on a 400 kbit/s
+/// link) stepped up and down every few seconds, a keyframe and a freeze each time.
+const MAX_UP_AFTER: Duration = Duration::from_secs(24);
 /// Far below the rung: step down at once.
 const FAR_BELOW: f64 = 0.6;
 /// Stepping up needs this much more than the next rung's minimum, so a target hovering at a
@@ -77,6 +84,10 @@ pub struct Ladder {
     /// (stepping up), if it still is.
     below_since: Option<Instant>,
     above_since: Option<Instant>,
+    /// How long the target must stay above each rung's threshold before stepping up to it.
+    up_after: Vec<Duration>,
+    /// The rung last stepped up to, and when, until it has held `FAILED_UP_WITHIN`.
+    last_up: Option<(usize, Instant)>,
 }
 
 impl Ladder {
@@ -113,10 +124,12 @@ impl Ladder {
             usable.push(Rung::new(sw, sh, max_fps.max(1), 0));
         }
         Self {
+            up_after: vec![UP_AFTER; usable.len()],
             rungs: usable,
             current: 0,
             below_since: None,
             above_since: None,
+            last_up: None,
         }
     }
 
@@ -140,6 +153,13 @@ impl Ladder {
     pub fn update(&mut self, video_bps: u32, now: Instant, keyframe_due: bool) -> Option<Rung> {
         let rung = self.current();
         let bps = f64::from(video_bps);
+        if let Some((index, at)) = self.last_up {
+            if now.saturating_duration_since(at) >= FAILED_UP_WITHIN {
+                // The step held: the next try at this rung, after a later step down, is a new one.
+                self.up_after[index] = UP_AFTER;
+                self.last_up = None;
+            }
+        }
         if self.current + 1 < self.rungs.len() && bps < f64::from(rung.min_bps) {
             self.above_since = None;
             let since = *self.below_since.get_or_insert(now);
@@ -151,7 +171,7 @@ impl Ladder {
                 let fits = (self.current..self.rungs.len())
                     .find(|&i| bps >= f64::from(self.rungs[i].min_bps))
                     .unwrap_or(self.rungs.len() - 1);
-                return self.step_to(fits.max(self.current + 1));
+                return self.step_to(fits.max(self.current + 1), now);
             }
             return None;
         }
@@ -160,8 +180,8 @@ impl Ladder {
             let up = self.rungs[self.current - 1];
             if bps >= UP_HEADROOM * f64::from(up.min_bps) {
                 let since = *self.above_since.get_or_insert(now);
-                if now - since >= UP_AFTER {
-                    return self.step_to(self.current - 1);
+                if now - since >= self.up_after[self.current - 1] {
+                    return self.step_to(self.current - 1, now);
                 }
                 return None;
             }
@@ -170,12 +190,18 @@ impl Ladder {
         None
     }
 
-    fn step_to(&mut self, index: usize) -> Option<Rung> {
+    fn step_to(&mut self, index: usize, now: Instant) -> Option<Rung> {
         let index = index.min(self.rungs.len() - 1);
         self.below_since = None;
         self.above_since = None;
         if index == self.current {
             return None;
+        }
+        if index < self.current {
+            self.last_up = Some((index, now));
+        } else if let Some((up, _)) = self.last_up.take() {
+            // Down again before the step up held (`update` forgets steps that held).
+            self.up_after[up] = (self.up_after[up] * 2).min(MAX_UP_AFTER);
         }
         self.current = index;
         Some(self.current())
@@ -361,6 +387,48 @@ mod tests {
                 (69_200, (1280, 720, 30))
             ]
         );
+    }
+
+    #[test]
+    fn a_rung_the_link_cannot_carry_is_retried_ever_more_slowly() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        feed(&mut ladder, t0, 0, 200, 200_000);
+        assert_eq!(ladder.current().height, 270);
+        // A link that carries 270p24 with room for 360p30 by the target (300 kbit/s), until 360p
+        // is tried: a second later the target falls to 150 kbit/s, and the ladder steps back down.
+        let mut changed_at = 200;
+        let mut ups = Vec::new();
+        let mut t = 200;
+        while t < 120_000 {
+            let tried = ladder.current().height == 360 && t - changed_at >= 1000;
+            let bps = if tried { 150_000 } else { 300_000 };
+            if let Some(rung) = ladder.update(bps, ms(t0, t), false) {
+                changed_at = t;
+                if rung.height == 360 {
+                    ups.push(t);
+                }
+            }
+            t += 100;
+        }
+        // Tries 3, 6, 12, then 24 s after each step down (every 5 s without the backoff).
+        let waits: Vec<u64> = ups.windows(2).map(|w| w[1] - w[0]).collect();
+        assert_eq!(ups.len(), 6, "steps up at {ups:?}");
+        assert!(
+            waits.windows(2).all(|w| w[1] >= w[0]),
+            "waits between tries {waits:?}"
+        );
+        assert!(waits.last().is_some_and(|&w| w >= 24_000), "{waits:?}");
+        // A try that holds (10 s) resets the wait: after the next dip, 3 s again.
+        let up = (t..t + 30_000)
+            .step_by(100)
+            .find(|&at| ladder.update(300_000, ms(t0, at), false).is_some())
+            .expect("tried again");
+        assert!(feed(&mut ladder, t0, up + 100, up + 12_000, 300_000).is_empty());
+        let down = feed(&mut ladder, t0, up + 12_000, up + 14_000, 150_000);
+        assert_eq!(down, vec![(up + 13_000, (480, 270, 24))]);
+        let again = feed(&mut ladder, t0, up + 14_000, up + 20_000, 300_000);
+        assert_eq!(again, vec![(up + 17_000, (640, 360, 30))]);
     }
 
     #[test]
