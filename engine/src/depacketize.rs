@@ -40,6 +40,18 @@ pub fn carries_keyframe(payload: &[u8]) -> bool {
     matches!(nal_type, Some(NAL_IDR | SPS | PPS))
 }
 
+/// Whether an RTP payload begins with a sequence parameter set (alone or first in a STAP-A): the
+/// first packet of a keyframe as encoders send it (SPS, PPS, then the IDR slice), so nothing
+/// before it is needed to decode what follows.
+pub fn begins_with_sps(payload: &[u8]) -> bool {
+    const SPS: u8 = 7;
+    let nal_type = match payload.first().map(|h| h & 0x1F) {
+        Some(STAP_A) => payload.get(3).map(|h| h & 0x1F),
+        other => other,
+    };
+    nal_type == Some(SPS)
+}
+
 /// An access unit in Annex-B form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {

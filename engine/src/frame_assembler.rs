@@ -4,7 +4,9 @@
 //! frames a round trip, and says when from the waits marked here). A gap waits for a NACK
 //! retransmission up to `max_wait`; after that the missing frames are given up, and since the
 //! frames after them reference what was lost, nothing but a keyframe is released until one
-//! arrives (and one is requested).
+//! arrives (and one is requested). A complete keyframe behind a gap ends the wait at once: the
+//! frames before it are of no use once it is decoded (the sender starts a new rung, or answers a
+//! request, with one).
 //!
 //! Pure logic: time is a parameter.
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::depacketize::{carries_keyframe, depacketize, AccessUnit};
+use super::depacketize::{begins_with_sps, carries_keyframe, depacketize, AccessUnit};
 use super::nack::{resend_interval, MAX_REQUESTS};
 use super::seq;
 
@@ -106,6 +108,8 @@ pub struct FrameAssembler {
     /// longer than `KEYFRAME_RETRY` to come in, and asking again only queues another behind it.
     keyframe_arriving: Option<(u32, Instant)>,
     first_packet_at: Option<Instant>,
+    /// Held packets that may begin a keyframe (they begin an IDR or parameter-set NAL unit).
+    keyframe_starts: BTreeSet<u64>,
     stats: AssemblerStats,
 }
 
@@ -129,6 +133,7 @@ impl FrameAssembler {
             last_keyframe_request: None,
             keyframe_arriving: None,
             first_packet_at: None,
+            keyframe_starts: BTreeSet::new(),
             stats: AssemblerStats::default(),
         }
     }
@@ -187,6 +192,9 @@ impl FrameAssembler {
             }
             self.keyframe_arriving = Some((packet.timestamp, now));
         }
+        if carries_keyframe(&packet.payload) && begins_nal_unit(&packet.payload) {
+            self.keyframe_starts.insert(ext);
+        }
         self.held.insert(
             ext,
             Held {
@@ -238,6 +246,10 @@ impl FrameAssembler {
                         self.stall_since = None;
                         break;
                     }
+                    if let Some(start) = self.complete_keyframe_behind_gap() {
+                        self.skip_to(start);
+                        continue;
+                    }
                     let stalled = *self.stall_since.get_or_insert(now);
                     // A gap with packets behind it has been known since the first of them came:
                     // a frame that reaches the head behind a gap just given up does not wait a
@@ -251,6 +263,14 @@ impl FrameAssembler {
                     }
                 }
             }
+        }
+        // Keyframe starts already played or given up are of no more use.
+        while self
+            .keyframe_starts
+            .first()
+            .is_some_and(|&start| self.played.is_some_and(|played| start <= played))
+        {
+            self.keyframe_starts.pop_first();
         }
         // At the start the first frame is normally a keyframe on its way: ask only once something
         // was dropped, or when none has come within the wait.
@@ -301,19 +321,66 @@ impl FrameAssembler {
         if self.played.is_none() && !begins_nal_unit(&head.payload) {
             return Head::Incomplete;
         }
+        match self.frame_end(start) {
+            Some(end) => Head::Ready(start, end),
+            None => Head::Incomplete,
+        }
+    }
+
+    /// The last packet of the frame beginning at held packet `start`, if all of it is here.
+    fn frame_end(&self, start: u64) -> Option<u64> {
+        let timestamp = self.held.get(&start)?.timestamp;
         let mut seq = start;
         loop {
-            let packet = &self.held[&seq];
-            if packet.marker {
-                return Head::Ready(start, seq);
+            if self.held[&seq].marker {
+                return Some(seq);
             }
             match self.held.get(&(seq + 1)) {
-                None => return Head::Incomplete,
+                None => return None,
                 // A new timestamp without a marker before it: the frame ended anyway.
-                Some(next) if next.timestamp != head.timestamp => return Head::Ready(start, seq),
+                Some(next) if next.timestamp != timestamp => return Some(seq),
                 Some(_) => seq += 1,
             }
         }
+    }
+
+    /// The first keyframe held complete beyond the head, if any: where it begins.
+    fn complete_keyframe_behind_gap(&self) -> Option<u64> {
+        let floor = self.played.map_or(0, |p| p + 1);
+        self.keyframe_starts.range(floor..).copied().find(|&start| {
+            // The head's own frame is `head`'s to judge.
+            let Some(first) = self.held.get(&start).filter(|_| start > floor) else {
+                return false;
+            };
+            // It must begin the access unit: right after a frame's end, or with the parameter
+            // sets (a keyframe whose first packet was lost would decode without them).
+            let after_a_frame = self
+                .held
+                .get(&(start - 1))
+                .is_some_and(|before| before.marker || before.timestamp != first.timestamp);
+            if !after_a_frame && !begins_with_sps(&first.payload) {
+                return false;
+            }
+            let Some(end) = self.frame_end(start) else {
+                return false;
+            };
+            let payloads = (start..=end).filter_map(|seq| self.held.get(&seq));
+            depacketize(payloads.map(|p| p.payload.as_ref())).is_ok_and(|au| au.keyframe)
+        })
+    }
+
+    /// Drops everything before `start` (a complete keyframe) and moves the head there.
+    fn skip_to(&mut self, start: u64) {
+        let kept = self.held.split_off(&start);
+        let dropped: BTreeSet<u32> = self.held.values().map(|p| p.timestamp).collect();
+        self.held = kept;
+        self.played = start.checked_sub(1);
+        self.stall_since = None;
+        self.stats.frames_dropped += dropped.len() as u64;
+        tracing::debug!(
+            frames = dropped.len(),
+            "a complete keyframe behind a gap: skipped to it"
+        );
     }
 
     fn release(
@@ -535,6 +602,78 @@ mod tests {
         assert_eq!(gap_waits(&a.push(last, t0 + ms(145))), [None]);
     }
 
+    /// An assembler at 300 ms RTT that has played a keyframe (sequence number 1) at the instant
+    /// it returns.
+    fn after_a_keyframe() -> (FrameAssembler, Instant) {
+        let t0 = Instant::now();
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(300));
+        assert_eq!(frames(&a.push(frame(1, 0, 1, true).remove(0), t0)), [0]);
+        (a, t0)
+    }
+
+    #[test]
+    fn a_complete_keyframe_behind_a_gap_ends_the_wait() {
+        let ms = Duration::from_millis;
+        let (mut a, t0) = after_a_keyframe();
+        // The second frame loses a packet; the third comes whole behind it (and needs the second).
+        let mut second = frame(2, 3000, 3, false);
+        let lost = second.remove(1);
+        let mut out = Vec::new();
+        for p in second.into_iter().chain(frame(5, 6000, 2, false)) {
+            out.extend(a.push(p, t0 + ms(2)));
+        }
+        // A keyframe (a new rung, say) starts right after the third frame's end.
+        let mut key = frame(7, 9000, 3, true);
+        let last = key.pop().unwrap();
+        for p in key {
+            out.extend(a.push(p, t0 + ms(40)));
+        }
+        assert!(frames(&out).is_empty(), "incomplete: still waiting");
+        // Complete: it goes out at once, with nothing before it, long before the wait is over.
+        let out = a.push(last, t0 + ms(45));
+        assert_eq!(frames(&out), vec![9000]);
+        assert_eq!(keyframe_requests(&out), 0);
+        assert_eq!(a.stats().frames_dropped, 2);
+        assert!(a.max_wait() > ms(500));
+        // The resend that comes after is too late to matter.
+        assert!(frames(&a.push(lost, t0 + ms(300))).is_empty());
+        assert_eq!(a.stats().late, 1);
+        assert!(a.keyframe_starts.is_empty(), "played starts are forgotten");
+    }
+
+    #[test]
+    fn a_keyframe_that_may_have_lost_its_first_packet_is_not_jumped_to() {
+        let ms = Duration::from_millis;
+        let (mut a, t0) = after_a_keyframe();
+        // Packet 4 is lost: the end of frame 2, or the first packet of the keyframe at 5..7 (its
+        // parameter sets, say). Nothing tells which, so the gap waits for its resend.
+        let mut second = frame(2, 3000, 3, false);
+        second.pop();
+        let mut out = Vec::new();
+        for p in second.into_iter().chain(frame(5, 6000, 3, true)) {
+            out.extend(a.push(p, t0 + ms(2)));
+        }
+        out.extend(a.poll(t0 + ms(100)));
+        assert!(frames(&out).is_empty());
+        // A keyframe that begins with its parameter sets is whole whatever came before it.
+        let sps = RtpIn {
+            seq: 8,
+            timestamp: 9000,
+            marker: false,
+            payload: Bytes::from_static(&[0x67, 0x42]),
+        };
+        let idr = RtpIn {
+            seq: 9,
+            timestamp: 9000,
+            marker: true,
+            payload: Bytes::from_static(&[0x65, 0x88]),
+        };
+        out.extend(a.push(sps, t0 + ms(110)));
+        out.extend(a.push(idr, t0 + ms(110)));
+        assert_eq!(frames(&out), vec![9000]);
+    }
+
     #[test]
     fn loss_gives_up_after_the_wait_then_waits_for_a_keyframe() {
         let t0 = Instant::now();
@@ -585,8 +724,9 @@ mod tests {
     fn gaps_in_a_row_are_given_up_together_not_one_wait_after_another() {
         let t0 = Instant::now();
         let mut a = FrameAssembler::new();
-        a.set_rtt(Duration::from_millis(4)); // max_wait 104 ms
-                                             // A keyframe, two P frames each missing a packet, then a keyframe: all in at t0.
+        // max_wait 104 ms.
+        a.set_rtt(Duration::from_millis(4));
+        // A keyframe, two P frames each missing a packet, then a P frame: all in at t0.
         let mut packets = frame(1, 0, 1, true);
         let mut b = frame(2, 3000, 3, false);
         b.remove(1);
@@ -594,14 +734,18 @@ mod tests {
         c.remove(1);
         packets.extend(b);
         packets.extend(c);
-        packets.extend(frame(8, 9000, 2, true));
+        packets.extend(frame(8, 9000, 2, false));
         for p in packets {
             a.push(p, t0);
         }
         assert!(frames(&a.poll(t0 + Duration::from_millis(103))).is_empty());
-        // Both gaps have waited since t0: the keyframe after them comes out now, not 104 ms later.
-        assert_eq!(frames(&a.poll(t0 + Duration::from_millis(104))), vec![9000]);
-        assert_eq!(a.stats().frames_dropped, 2);
+        assert_eq!(a.stats().frames_dropped, 0);
+        // Both gaps have waited since t0: both are given up now (and the P frame after them,
+        // which needs them), not the second 104 ms later.
+        let out = a.poll(t0 + Duration::from_millis(104));
+        assert!(frames(&out).is_empty());
+        assert_eq!(keyframe_requests(&out), 1);
+        assert_eq!(a.stats().frames_dropped, 3);
         a.set_rtt(Duration::from_millis(500));
         assert_eq!(
             a.max_wait(),
