@@ -382,9 +382,33 @@ impl VideoSender {
             .max(50_000)
     }
 
-    /// Encodes `frame` if the rung's frame rate lets it through; `None` when it is thinned out or
-    /// the encoder skipped it. The duration it returns is the rung's frame interval (the RTP
-    /// clock turns it into the real one) and the frame's capture time.
+    /// The next frame starts a new encoder, with a keyframe.
+    fn starting_over(&self) -> bool {
+        self.encoder.is_none()
+    }
+
+    /// Moves along the ladder with the network, for every frame captured (skipped ones too, so
+    /// its timers run while the pacer is backed up); a new rung drops the encoder.
+    fn follow(&mut self, rate: &BweShared, keyframes: &KeyframeLimiter) {
+        let now = Instant::now();
+        let budget = self.budget(rate);
+        let Some(rung) = self.ladder.update(budget, now, keyframes.due(now)) else {
+            return;
+        };
+        tracing::info!(
+            width = rung.width,
+            height = rung.height,
+            fps = rung.fps,
+            budget,
+            "video rung"
+        );
+        // A new size needs a new encoder (and so a keyframe); a new frame rate, new settings.
+        self.drop_encoder();
+    }
+
+    /// Encodes `frame` at the current rung if its frame rate lets it through; `None` when it is
+    /// thinned out or the encoder skipped it. The duration it returns is the rung's frame
+    /// interval (the RTP clock turns it into the real one) and the frame's capture time.
     fn encode(
         &mut self,
         frame: VideoFrame,
@@ -394,17 +418,6 @@ impl VideoSender {
     ) -> Result<Option<(Encoded, u64)>, CodecError> {
         let now = Instant::now();
         let budget = self.budget(rate);
-        if let Some(rung) = self.ladder.update(budget, now, keyframes.due(now)) {
-            tracing::info!(
-                width = rung.width,
-                height = rung.height,
-                fps = rung.fps,
-                budget,
-                "video rung"
-            );
-            // A new size needs a new encoder (and so a keyframe); a new frame rate, new settings.
-            self.drop_encoder();
-        }
         let rung = self.ladder.current();
         if !self.gate.admit(frame.capture_ts_us, rung.fps) {
             stats.lock().frame_thinned();
@@ -573,10 +586,14 @@ pub fn start_video(
                         keyframes.request();
                     }
                     let sender = sender.get_or_insert_with(|| VideoSender::new(settings, &frame));
-                    // The writer still holds every slot: the network side is behind. Skip this
-                    // frame before encoding it (the next one references the last one sent, so
-                    // nothing breaks); dropping an encoded frame would cost a keyframe.
-                    if tx.capacity() == 0 || rate.congested() {
+                    sender.follow(&rate, &keyframes);
+                    // The writer still holds every slot, or the pacer a backlog: the network side
+                    // is behind. Skip this frame before encoding it (the next one references the
+                    // last one sent, so nothing breaks); dropping an encoded frame would cost a
+                    // keyframe. But a new encoder's keyframe (a new rung) goes at once: the pacer
+                    // puts it in place of the backlog, which it makes useless (after a sharp drop,
+                    // seconds of video queued at the old rate).
+                    if tx.capacity() == 0 || (rate.congested() && !sender.starting_over()) {
                         stats.lock().frame_skipped_congestion();
                         continue;
                     }
@@ -798,6 +815,46 @@ mod tests {
         assert!(!rate.congested());
         rate.pacer_queue_ms.store(400, Ordering::Relaxed);
         assert!(rate.congested());
+    }
+
+    #[test]
+    fn the_ladder_follows_a_drop_while_frames_are_skipped_and_starts_over_at_once() {
+        let first = VideoFrame::black(1280, 720, 0);
+        let settings = EncoderSettings {
+            bitrate_bps: confab_codecs::h264::default_bitrate_bps(1280, 720, 30),
+            max_fps: 30.0,
+            screen: false,
+        };
+        let mut sender = VideoSender::new(settings, &first);
+        let rate = BweShared::default();
+        rate.target_bps.store(2_500_000, Ordering::Relaxed);
+        let mut keyframes = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
+        let stats = StatsHandle::new(Instant::now());
+        sender.follow(&rate, &keyframes);
+        assert!(sender.starting_over(), "no encoder before the first frame");
+        let encoded = sender
+            .encode(first, &rate, &mut keyframes, &stats)
+            .expect("encodes");
+        assert!(encoded.is_some_and(|(e, _)| !e.data.is_empty()));
+        assert!(!sender.starting_over());
+        // The link collapses and the pacer backs up: frames are skipped before `encode`, but the
+        // ladder still hears of the drop, and the new rung's encoder is due at once.
+        rate.target_bps.store(300_000, Ordering::Relaxed);
+        rate.pacer_queue_ms.store(2_000, Ordering::Relaxed);
+        assert!(rate.congested());
+        sender.follow(&rate, &keyframes);
+        assert!(sender.starting_over());
+        assert_eq!(sender.ladder.current().height, 270);
+        let later = VideoFrame::black(1280, 720, 100_000);
+        let (encoded, _) = sender
+            .encode(later, &rate, &mut keyframes, &stats)
+            .expect("encodes")
+            .expect("not thinned");
+        let idr = encoded
+            .data
+            .windows(4)
+            .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1F == 5);
+        assert!(idr, "the new rung starts with a keyframe");
     }
 
     /// A source that only has a name (the stack's logic never reads it here).

@@ -1,6 +1,8 @@
 //! The app's pacer (at `Slot::Pacer`): video leaves at a multiple of the congestion controller's
 //! target, audio, RTCP and retransmissions never wait behind it, and the video queue is bounded in
-//! time (what exceeds it is dropped and counted). Its state is published in [`BweShared`].
+//! time (what exceeds it is dropped and counted). A keyframe takes the place of the video queued
+//! before it on its stream (nothing decodes from those packets once it is in), and resends of
+//! what it replaced are refused. Its state is published in [`BweShared`].
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,6 +15,7 @@ use rtc::shared::error::Error;
 use rtc::shared::marshal::MarshalSize;
 
 use crate::bwe::BweShared;
+use crate::depacketize::begins_with_sps;
 
 /// Video is paced at this multiple of the target: an IDR or an encoder overshoot drains in a
 /// fraction of a second instead of queueing, while a burst still leaves spread out (libwebrtc
@@ -27,6 +30,9 @@ const MAX_RESEND_DEBT: Duration = Duration::from_millis(100);
 const BURST: Duration = Duration::from_millis(10);
 /// ... and at least one full packet.
 const MIN_BURST_BITS: f64 = 1500.0 * 8.0;
+
+/// Keyframes remembered (a few seconds' worth at the keyframe rate limit, more than can queue).
+const KEYFRAMES_KEPT: usize = 4;
 
 /// A token bucket in bits that may go into debt: a packet leaves when the budget is not negative,
 /// and pays for itself after. Packets sent at once (audio) pay too, so video yields to them.
@@ -105,6 +111,11 @@ pub struct AppPacer {
     queued_bits: f64,
     /// Video released by the budget, waiting for `poll_write`.
     released: VecDeque<TaggedPacket>,
+    /// The latest keyframes (SSRC, RTP timestamp), newest last: their packets are neither
+    /// replaced by a later keyframe nor cut by the time bound.
+    keyframes: VecDeque<(u32, u32)>,
+    /// The packets the last keyframe replaced (SSRC, sequence number): not worth a resend.
+    replaced: HashSet<(u32, u16)>,
     read: VecDeque<TaggedPacket>,
     shared: Arc<BweShared>,
 }
@@ -120,6 +131,8 @@ impl AppPacer {
             video: VecDeque::new(),
             queued_bits: 0.0,
             released: VecDeque::new(),
+            keyframes: VecDeque::new(),
+            replaced: HashSet::new(),
             read: VecDeque::new(),
             shared,
         };
@@ -169,6 +182,43 @@ impl AppPacer {
         }
         self.publish();
     }
+
+    /// A keyframe starting at RTP timestamp `timestamp` is about to queue on stream `ssrc`: the
+    /// stream's video queued before it (other keyframes excepted) is dropped.
+    fn replace_queued(&mut self, ssrc: u32, timestamp: u32) {
+        let keyframes = &self.keyframes;
+        let (stale, kept): (VecDeque<_>, VecDeque<_>) =
+            self.video
+                .drain(..)
+                .partition(|(packet, _)| match &packet.message.packet {
+                    Packet::Rtp(rtp) => {
+                        rtp.header.ssrc == ssrc
+                            && !keyframes.contains(&(ssrc, rtp.header.timestamp))
+                    }
+                    _ => false,
+                });
+        self.video = kept;
+        if !stale.is_empty() {
+            tracing::debug!(
+                ssrc,
+                packets = stale.len(),
+                "a keyframe replaced the queued video"
+            );
+            self.replaced.clear();
+        }
+        for (packet, bits) in stale {
+            if let Packet::Rtp(rtp) = &packet.message.packet {
+                self.replaced.insert((ssrc, rtp.header.sequence_number));
+            }
+            self.queued_bits = (self.queued_bits - bits).max(0.0);
+            self.shared.pacer_dropped.fetch_add(1, Relaxed);
+        }
+        if self.keyframes.len() == KEYFRAMES_KEPT {
+            self.keyframes.pop_front();
+        }
+        self.keyframes.push_back((ssrc, timestamp));
+        self.publish();
+    }
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
@@ -209,6 +259,14 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
         let now = msg.now;
         let retransmission = msg.message.has(&Attribute::Retransmission);
         if retransmission {
+            let seq = match &msg.message.packet {
+                Packet::Rtp(rtp) => rtp.header.sequence_number,
+                _ => 0,
+            };
+            if self.replaced.contains(&(ssrc, seq)) {
+                self.shared.resends_refused.fetch_add(1, Relaxed);
+                return Ok(());
+            }
             // Resends borrow from video's budget, but only so far: after a burst loss (an IDR
             // into a slow link) unlimited resends kept a 400 kbit/s link full for seconds and
             // video starved behind them.
@@ -227,8 +285,18 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
             self.urgent.push_back(msg);
             return Ok(());
         }
+        if let Packet::Rtp(rtp) = &msg.message.packet {
+            if begins_with_sps(&rtp.payload) {
+                self.replace_queued(ssrc, rtp.header.timestamp);
+            }
+        }
         let bound_bits = self.budget.rate_bps * MAX_QUEUE.as_secs_f64();
-        if !self.video.is_empty() && self.queued_bits + bits > bound_bits {
+        // A keyframe cut short is worth nothing and costs another: its packets are not bounded.
+        let keyframe = match &msg.message.packet {
+            Packet::Rtp(rtp) => self.keyframes.contains(&(ssrc, rtp.header.timestamp)),
+            _ => false,
+        };
+        if !keyframe && !self.video.is_empty() && self.queued_bits + bits > bound_bits {
             self.shared.pacer_dropped.fetch_add(1, Relaxed);
             tracing::trace!(ssrc, "pacer queue full: video packet dropped");
             return Ok(());
@@ -449,6 +517,100 @@ mod tests {
         assert_eq!(out.len() as u64 + dropped, 100);
         assert!((60..=72).contains(&dropped), "dropped {dropped}");
         assert!(shared.pacer_queue_ms.load(Relaxed) == 0);
+    }
+
+    /// Packets of a frame at `timestamp`: `n` from `first_seq`, a keyframe (parameter sets first)
+    /// when `key`.
+    fn frame(first_seq: u16, timestamp: u32, n: u16, key: bool, now: Instant) -> Vec<TaggedPacket> {
+        (0..n)
+            .map(|i| {
+                let mut packet = rtp(VIDEO, first_seq + i, now);
+                if let Packet::Rtp(rtp) = &mut packet.message.packet {
+                    rtp.header.timestamp = timestamp;
+                    if key && i == 0 {
+                        // A STAP-A whose first unit is an SPS.
+                        let mut payload = vec![0u8; PAYLOAD];
+                        payload[..4].copy_from_slice(&[0x78, 0x00, 0x04, 0x67]);
+                        rtp.payload = payload.into();
+                    }
+                }
+                packet
+            })
+            .collect()
+    }
+
+    /// Runs the pacer until `until`: the sequence numbers that left, in order.
+    fn sent_seqs(pacer: &mut AppPacer, until: Instant) -> Vec<u16> {
+        let mut out = Vec::new();
+        loop {
+            while let Some(packet) = pacer.poll_write() {
+                if let Packet::Rtp(rtp) = &packet.message.packet {
+                    out.push(rtp.header.sequence_number);
+                }
+            }
+            match pacer.poll_timeout() {
+                Some(at) if at <= until => pacer.handle_timeout(at).expect("infallible"),
+                _ => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn a_keyframe_replaces_the_video_queued_before_it() {
+        // Paced at 1 Mbit/s: a backlog of 20 packets (~190 ms) of two P frames.
+        let (mut pacer, shared) = pacer(500_000.0);
+        let start = Instant::now();
+        let backlog = frame(0, 3000, 10, false, start)
+            .into_iter()
+            .chain(frame(10, 6000, 10, false, start));
+        for packet in backlog {
+            pacer.handle_write(packet).expect("infallible");
+        }
+        let first_out = sent_seqs(&mut pacer, start);
+        // A keyframe comes (a new rung): what was queued before it goes, and it leaves next.
+        for packet in frame(20, 9000, 12, true, start) {
+            pacer.handle_write(packet).expect("infallible");
+        }
+        // Another keyframe right behind it does not replace the first one.
+        for packet in frame(32, 12_000, 3, true, start) {
+            pacer.handle_write(packet).expect("infallible");
+        }
+        let rest = sent_seqs(&mut pacer, start + Duration::from_secs(2));
+        assert!(first_out.len() < 3, "{first_out:?}");
+        assert_eq!(rest, (20..35).collect::<Vec<u16>>());
+        let replaced = 20 - first_out.len() as u64;
+        assert_eq!(shared.pacer_dropped.load(Relaxed), replaced);
+        // What the keyframe replaced is not worth a resend; what went out still is.
+        let resend = |seq: u16| {
+            let mut rtx = rtp(VIDEO, seq, start + Duration::from_secs(2));
+            rtx.message.add(Attribute::Retransmission);
+            rtx
+        };
+        pacer.handle_write(resend(15)).expect("infallible");
+        assert!(pacer.poll_write().is_none());
+        assert_eq!(shared.resends_refused.load(Relaxed), 1);
+        pacer
+            .handle_write(resend(first_out[0]))
+            .expect("infallible");
+        assert!(pacer.poll_write().is_some());
+    }
+
+    #[test]
+    fn a_keyframe_larger_than_the_time_bound_is_not_cut() {
+        // Paced at 300 kbit/s: 300 ms hold ~9 packets; the keyframe has 40 (1.3 s).
+        let (mut pacer, shared) = pacer(150_000.0);
+        let start = Instant::now();
+        for packet in frame(0, 3000, 40, true, start) {
+            pacer.handle_write(packet).expect("infallible");
+        }
+        assert_eq!(shared.pacer_dropped.load(Relaxed), 0);
+        // A P frame behind it still meets the bound.
+        for packet in frame(40, 6000, 2, false, start) {
+            pacer.handle_write(packet).expect("infallible");
+        }
+        assert_eq!(shared.pacer_dropped.load(Relaxed), 2);
+        let out = sent_seqs(&mut pacer, start + Duration::from_secs(3));
+        assert_eq!(out, (0..40).collect::<Vec<u16>>());
     }
 
     #[test]
