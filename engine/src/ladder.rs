@@ -37,7 +37,7 @@ pub const CAMERA: [Rung; 5] = [
     Rung::new(1280, 720, 30, 1_000_000),
     Rung::new(960, 540, 30, 550_000),
     Rung::new(640, 360, 30, 220_000),
-    Rung::new(480, 270, 24, 130_000),
+    Rung::new(480, 270, 30, 130_000),
     Rung::new(320, 180, 20, 0),
 ];
 
@@ -395,7 +395,7 @@ mod tests {
         let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
         feed(&mut ladder, t0, 0, 200, 200_000);
         assert_eq!(ladder.current().height, 270);
-        // A link that carries 270p24 with room for 360p30 by the target (300 kbit/s), until 360p
+        // A link that carries 270p30 with room for 360p30 by the target (300 kbit/s), until 360p
         // is tried: a second later the target falls to 150 kbit/s, and the ladder steps back down.
         let mut changed_at = 200;
         let mut ups = Vec::new();
@@ -426,7 +426,7 @@ mod tests {
             .expect("tried again");
         assert!(feed(&mut ladder, t0, up + 100, up + 12_000, 300_000).is_empty());
         let down = feed(&mut ladder, t0, up + 12_000, up + 14_000, 150_000);
-        assert_eq!(down, vec![(up + 13_000, (480, 270, 24))]);
+        assert_eq!(down, vec![(up + 13_000, (480, 270, 30))]);
         let again = feed(&mut ladder, t0, up + 14_000, up + 20_000, 300_000);
         assert_eq!(again, vec![(up + 17_000, (640, 360, 30))]);
     }
@@ -443,7 +443,7 @@ mod tests {
         let steps = feed(&mut ladder, t0, 5000, 7000, 180_000);
         assert_eq!(
             steps,
-            vec![(6000, (480, 270, 24))],
+            vec![(6000, (480, 270, 30))],
             "the next distinct rung down"
         );
         // A 15 fps source: no 30 fps rung.
