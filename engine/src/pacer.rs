@@ -114,8 +114,9 @@ pub struct AppPacer {
     /// The latest keyframes (SSRC, RTP timestamp), newest last: their packets are neither
     /// replaced by a later keyframe nor cut by the time bound.
     keyframes: VecDeque<(u32, u32)>,
-    /// The packets the last keyframe replaced (SSRC, sequence number): not worth a resend.
-    replaced: HashSet<(u32, u16)>,
+    /// The packets the last keyframe replaced (SSRC, sequence number, RTP timestamp: a sequence
+    /// number alone comes round again): not worth a resend.
+    replaced: HashSet<(u32, u16, u32)>,
     read: VecDeque<TaggedPacket>,
     shared: Arc<BweShared>,
 }
@@ -208,7 +209,8 @@ impl AppPacer {
         }
         for (packet, bits) in stale {
             if let Packet::Rtp(rtp) = &packet.message.packet {
-                self.replaced.insert((ssrc, rtp.header.sequence_number));
+                self.replaced
+                    .insert((ssrc, rtp.header.sequence_number, rtp.header.timestamp));
             }
             self.queued_bits = (self.queued_bits - bits).max(0.0);
             self.shared.pacer_dropped.fetch_add(1, Relaxed);
@@ -259,11 +261,15 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for AppPacer {
         let now = msg.now;
         let retransmission = msg.message.has(&Attribute::Retransmission);
         if retransmission {
-            let seq = match &msg.message.packet {
-                Packet::Rtp(rtp) => rtp.header.sequence_number,
-                _ => 0,
+            let replaced = match &msg.message.packet {
+                Packet::Rtp(rtp) => self.replaced.contains(&(
+                    ssrc,
+                    rtp.header.sequence_number,
+                    rtp.header.timestamp,
+                )),
+                _ => false,
             };
-            if self.replaced.contains(&(ssrc, seq)) {
+            if replaced {
                 self.shared.resends_refused.fetch_add(1, Relaxed);
                 return Ok(());
             }
@@ -581,17 +587,21 @@ mod tests {
         let replaced = 20 - first_out.len() as u64;
         assert_eq!(shared.pacer_dropped.load(Relaxed), replaced);
         // What the keyframe replaced is not worth a resend; what went out still is.
-        let resend = |seq: u16| {
-            let mut rtx = rtp(VIDEO, seq, start + Duration::from_secs(2));
+        let resend = |seq: u16, timestamp: u32| {
+            let later = start + Duration::from_secs(2);
+            let mut rtx = frame(seq, timestamp, 1, false, later).remove(0);
             rtx.message.add(Attribute::Retransmission);
             rtx
         };
-        pacer.handle_write(resend(15)).expect("infallible");
+        pacer.handle_write(resend(15, 6000)).expect("infallible");
         assert!(pacer.poll_write().is_none());
         assert_eq!(shared.resends_refused.load(Relaxed), 1);
         pacer
-            .handle_write(resend(first_out[0]))
+            .handle_write(resend(first_out[0], 3000))
             .expect("infallible");
+        assert!(pacer.poll_write().is_some());
+        // The same sequence number come round again (65536 packets later) is another packet.
+        pacer.handle_write(resend(15, 99_000)).expect("infallible");
         assert!(pacer.poll_write().is_some());
     }
 
