@@ -31,7 +31,8 @@ const BURST: Duration = Duration::from_millis(10);
 /// ... and at least one full packet.
 const MIN_BURST_BITS: f64 = 1500.0 * 8.0;
 
-/// Keyframes remembered (a few seconds' worth at the keyframe rate limit, more than can queue).
+/// Keyframes remembered: more than are ever queued at once (the encoder skips frames while the
+/// pacer is behind, so a keyframe rarely has another queued before it).
 const KEYFRAMES_KEPT: usize = 4;
 
 /// A token bucket in bits that may go into debt: a packet leaves when the budget is not negative,
