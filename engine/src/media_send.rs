@@ -387,6 +387,15 @@ impl VideoSender {
         self.encoder.is_none()
     }
 
+    /// Whether to skip the next frame before encoding it: the writer still holds every slot, or
+    /// the pacer a backlog (the next frame references the last one sent, so nothing breaks;
+    /// dropping an encoded frame would cost a keyframe). A new encoder's keyframe (a new rung)
+    /// goes at once: the pacer puts it in place of the backlog, which it makes useless (after a
+    /// sharp drop, seconds of video queued at the old rate).
+    fn skips(&self, rate: &BweShared, writer_full: bool) -> bool {
+        writer_full || (rate.congested() && !self.starting_over())
+    }
+
     /// Moves along the ladder with the network, for every frame captured (skipped ones too, so
     /// its timers run while the pacer is backed up); a new rung drops the encoder.
     fn follow(&mut self, rate: &BweShared, keyframes: &KeyframeLimiter) {
@@ -587,13 +596,7 @@ pub fn start_video(
                     }
                     let sender = sender.get_or_insert_with(|| VideoSender::new(settings, &frame));
                     sender.follow(&rate, &keyframes);
-                    // The writer still holds every slot, or the pacer a backlog: the network side
-                    // is behind. Skip this frame before encoding it (the next one references the
-                    // last one sent, so nothing breaks); dropping an encoded frame would cost a
-                    // keyframe. But a new encoder's keyframe (a new rung) goes at once: the pacer
-                    // puts it in place of the backlog, which it makes useless (after a sharp drop,
-                    // seconds of video queued at the old rate).
-                    if tx.capacity() == 0 || (rate.congested() && !sender.starting_over()) {
+                    if sender.skips(&rate, tx.capacity() == 0) {
                         stats.lock().frame_skipped_congestion();
                         continue;
                     }
@@ -837,13 +840,17 @@ mod tests {
             .expect("encodes");
         assert!(encoded.is_some_and(|(e, _)| !e.data.is_empty()));
         assert!(!sender.starting_over());
-        // The link collapses and the pacer backs up: frames are skipped before `encode`, but the
-        // ladder still hears of the drop, and the new rung's encoder is due at once.
-        rate.target_bps.store(300_000, Ordering::Relaxed);
+        // The pacer backs up at the same rate: frames are skipped before `encode`.
         rate.pacer_queue_ms.store(2_000, Ordering::Relaxed);
-        assert!(rate.congested());
+        sender.follow(&rate, &keyframes);
+        assert!(sender.skips(&rate, false));
+        // The link collapses: the ladder still hears of it, and the new rung's encoder is not
+        // skipped (unless the writer has no room at all).
+        rate.target_bps.store(300_000, Ordering::Relaxed);
         sender.follow(&rate, &keyframes);
         assert!(sender.starting_over());
+        assert!(!sender.skips(&rate, false));
+        assert!(sender.skips(&rate, true));
         assert_eq!(sender.ladder.current().height, 270);
         let later = VideoFrame::black(1280, 720, 100_000);
         let (encoded, _) = sender
