@@ -25,8 +25,13 @@ const MAX_HELD: usize = 1500;
 /// every gap just before its resend came on a 500 ms RTT link (very-bad), so each loss became
 /// a keyframe request and a freeze.
 const MAX_WAIT: Duration = Duration::from_millis(1500);
-/// Keyframe requests are repeated at most this often while waiting for one.
+/// Keyframe requests are repeated at most this often while waiting for one ...
 const KEYFRAME_RETRY: Duration = Duration::from_millis(250);
+/// ... and not before an answer could have come: a round trip plus this for the sender to encode
+/// the keyframe and pace out its first packets. At 500 ms RTT (very-bad) a request repeated every
+/// 250 ms went out twice more before the keyframe could arrive, and the sender (which answers at
+/// most every 300 ms) made a second keyframe for the link to carry.
+const KEYFRAME_ANSWER: Duration = Duration::from_millis(100);
 
 /// The fields of an RTP packet the assembler needs.
 #[derive(Debug, Clone)]
@@ -105,8 +110,10 @@ pub struct FrameAssembler {
     last_keyframe_request: Option<Instant>,
     /// The keyframe on its way while one is needed: its RTP timestamp and when its last packet
     /// came. No new request goes out while it is still arriving: on a slow link a keyframe takes
-    /// longer than `KEYFRAME_RETRY` to come in, and asking again only queues another behind it.
+    /// longer than `keyframe_retry` to come in, and asking again only queues another behind it.
     keyframe_arriving: Option<(u32, Instant)>,
+    /// How long a keyframe request waits before it is repeated (`KEYFRAME_RETRY` at least).
+    keyframe_retry: Duration,
     first_packet_at: Option<Instant>,
     /// Held packets that may begin a keyframe (they begin an IDR or parameter-set NAL unit).
     keyframe_starts: BTreeSet<u64>,
@@ -132,6 +139,7 @@ impl FrameAssembler {
             keyframe_forced: false,
             last_keyframe_request: None,
             keyframe_arriving: None,
+            keyframe_retry: KEYFRAME_RETRY,
             first_packet_at: None,
             keyframe_starts: BTreeSet::new(),
             stats: AssemblerStats::default(),
@@ -150,6 +158,7 @@ impl FrameAssembler {
         let rounds = resend_interval(rtt) * u32::from(MAX_REQUESTS - 1) + rtt;
         self.max_wait =
             (rounds + Duration::from_millis(60)).clamp(Duration::from_millis(60), MAX_WAIT);
+        self.keyframe_retry = (rtt + KEYFRAME_ANSWER).max(KEYFRAME_RETRY);
     }
 
     /// The last sequence number released or given up: nothing at or before it is worth a NACK.
@@ -209,7 +218,7 @@ impl FrameAssembler {
 
     /// Releases what is ready and gives up on gaps that waited too long. Call it every few ms.
     /// The decoder needs a keyframe: frames until the next one are held back, and `poll` asks for
-    /// it, at most once per `KEYFRAME_RETRY` however often this is called.
+    /// it, at most once per `keyframe_retry` however often this is called.
     pub fn request_keyframe(&mut self) {
         self.need_keyframe = true;
         self.keyframe_forced = true;
@@ -279,13 +288,13 @@ impl FrameAssembler {
             .is_some_and(|t| now.duration_since(t) >= self.max_wait);
         let arriving = self
             .keyframe_arriving
-            .is_some_and(|(_, last)| now.duration_since(last) < KEYFRAME_RETRY);
+            .is_some_and(|(_, last)| now.duration_since(last) < self.keyframe_retry);
         if self.need_keyframe
             && !arriving
             && (self.stats.frames_dropped > 0 || waited || self.keyframe_forced)
             && self
                 .last_keyframe_request
-                .is_none_or(|t| now.duration_since(t) >= KEYFRAME_RETRY)
+                .is_none_or(|t| now.duration_since(t) >= self.keyframe_retry)
         {
             self.last_keyframe_request = Some(now);
             self.keyframe_forced = false;
@@ -857,6 +866,35 @@ mod tests {
         let most = 1000 / KEYFRAME_RETRY.as_millis() as usize + 1;
         assert!((1..=most).contains(&sent), "{sent} requests in 1 s");
         assert_eq!(a.stats().keyframe_requests, sent as u64);
+    }
+
+    #[test]
+    fn keyframe_requests_are_not_repeated_before_an_answer_could_come() {
+        let t0 = Instant::now();
+        let ms = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut a = FrameAssembler::new();
+        a.set_rtt(Duration::from_millis(500));
+        a.push(frame(1, 0, 1, true).remove(0), t0);
+        let mut sent_at = Vec::new();
+        for at in (0..2000).step_by(10) {
+            a.request_keyframe();
+            if keyframe_requests(&a.poll(ms(at))) > 0 {
+                sent_at.push(at);
+            }
+        }
+        // Every round trip plus `KEYFRAME_ANSWER`, not every `KEYFRAME_RETRY`.
+        assert_eq!(sent_at, vec![0, 600, 1200, 1800]);
+        // A keyframe still arriving a round trip after its last packet (its resend may come) is
+        // not asked for again.
+        let mut b = FrameAssembler::new();
+        b.set_rtt(Duration::from_millis(500));
+        b.push(frame(1, 0, 1, true).remove(0), t0);
+        b.request_keyframe();
+        assert_eq!(keyframe_requests(&b.poll(t0)), 1);
+        b.push(frame(2, 3000, 4, true).remove(0), ms(700));
+        b.request_keyframe();
+        assert_eq!(keyframe_requests(&b.poll(ms(1299))), 0);
+        assert_eq!(keyframe_requests(&b.poll(ms(1300))), 1);
     }
 
     #[test]

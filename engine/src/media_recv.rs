@@ -31,8 +31,16 @@ use confab_media::test_signal::MarkerDetector;
 use confab_media::{clock, VideoFrame};
 use confab_media::{AudioSink, EchoReference, Pacer, Room, VideoOut};
 
-/// Frames waiting for the decoder; when it falls behind, frames are dropped and a keyframe asked for.
-const DECODE_QUEUE: usize = 8;
+/// Frames waiting for the decoder at most: only a memory bound (4 s at 30 fps). Whether the decoder
+/// is behind is judged by how long frames wait for it (`DECODER_BEHIND`), not by how many do: a
+/// lossy link releases a burst of frames whenever a resend fills a gap (up to `MAX_WAIT` of
+/// frames, 45 at 30 fps). With 8 places, every such burst on a 500 ms round trip overflowed
+/// the queue, so frames were dropped and a keyframe asked for that the link could not afford.
+const DECODE_QUEUE: usize = 128;
+/// A frame that waited longer than this for the decoder means it cannot keep up: frames are
+/// dropped until a keyframe (asked for) lets it start afresh, so the picture does not lag ever
+/// further behind.
+const DECODER_BEHIND: Duration = Duration::from_millis(500);
 /// Decoded frames held for lip sync at most (`MAX_DELAY` of 60 fps); when full, the oldest is
 /// shown early.
 const PRESENT_QUEUE: usize = 30;
@@ -65,7 +73,7 @@ pub fn spawn_video(
     sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
 ) -> Option<JoinHandle<()>> {
-    let (frame_tx, frame_rx) = sync_channel::<(AssembledFrame, u32)>(DECODE_QUEUE);
+    let (frame_tx, frame_rx) = sync_channel::<Queued>(DECODE_QUEUE);
     let need_keyframe = Arc::new(AtomicBool::new(false));
     let decoder = {
         let (stats, need_keyframe, stop) = (stats.clone(), need_keyframe.clone(), stop.clone());
@@ -139,7 +147,11 @@ pub fn spawn_video(
                             frame.au.annexb.len(),
                             frame.first_arrival.elapsed(),
                         );
-                        match frame_tx.try_send((frame, media_ssrc)) {
+                        match frame_tx.try_send(Queued {
+                            frame,
+                            ssrc: media_ssrc,
+                            at: Instant::now(),
+                        }) {
                             Ok(()) => {}
                             Err(TrySendError::Full(_)) => {
                                 stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
@@ -171,6 +183,39 @@ pub fn spawn_video(
     Some(decoder)
 }
 
+/// A frame for the decoder: from which SSRC, and when it was queued.
+struct Queued {
+    frame: AssembledFrame,
+    ssrc: u32,
+    at: Instant,
+}
+
+/// Whether the decoder keeps up, from how long each frame waited for it (see `DECODER_BEHIND`).
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Frames are being dropped until the next keyframe.
+    skipping: bool,
+}
+
+impl Backlog {
+    /// Whether to decode a frame that waited `queued`. `Err(true)`: drop it, the decoder has
+    /// just fallen behind (ask for a keyframe); `Err(false)`: drop it, still waiting for one.
+    fn admit(&mut self, queued: Duration, keyframe: bool) -> Result<(), bool> {
+        if keyframe {
+            self.skipping = false;
+            return Ok(());
+        }
+        if self.skipping {
+            return Err(false);
+        }
+        if queued > DECODER_BEHIND {
+            self.skipping = true;
+            return Err(true);
+        }
+        Ok(())
+    }
+}
+
 /// A decoded frame waiting for its audio.
 struct Held {
     due: Instant,
@@ -196,7 +241,7 @@ fn present(
 
 /// `transport`: its round trip is what a lossy link's frames wait for (`VideoDelay`).
 fn decode_loop(
-    frames: Receiver<(AssembledFrame, u32)>,
+    frames: Receiver<Queued>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
     need_keyframe: Arc<AtomicBool>,
@@ -214,6 +259,7 @@ fn decode_loop(
     let mut held: VecDeque<Held> = VecDeque::with_capacity(PRESENT_QUEUE);
     let mut stamps = StampReader::default();
     let mut playout_delay = VideoDelay::default();
+    let mut backlog = Backlog::default();
     loop {
         let now = Instant::now();
         while held.front().is_some_and(|h| h.due <= now) {
@@ -225,8 +271,8 @@ fn decode_loop(
         let wait = held.front().map_or(Duration::from_millis(100), |h| {
             h.due.saturating_duration_since(now)
         });
-        let (frame, ssrc) = match frames.recv_timeout(wait) {
-            Ok(frame) => frame,
+        let Queued { frame, ssrc, at } = match frames.recv_timeout(wait) {
+            Ok(queued) => queued,
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -237,6 +283,14 @@ fn decode_loop(
         };
         if stop.load(Ordering::Relaxed) {
             break;
+        }
+        if let Err(fell_behind) = backlog.admit(at.elapsed(), frame.au.keyframe) {
+            stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
+            if fell_behind {
+                tracing::debug!(waited = ?at.elapsed(), "the decoder fell behind; asking for a keyframe");
+                need_keyframe.store(true, Ordering::Relaxed);
+            }
+            continue;
         }
         let started = Instant::now();
         match decoder.decode(&frame.au.annexb) {
@@ -577,6 +631,35 @@ fn run_playout_synced(
 mod tests {
     use super::*;
     use confab_media::CaptureError;
+
+    #[test]
+    fn a_burst_is_decoded_and_a_decoder_that_lags_starts_again_at_a_keyframe() {
+        let ms = Duration::from_millis;
+        let mut backlog = Backlog::default();
+        // A resend filled a 1.5 s gap: 45 frames at once, the last waiting ~100 ms to be decoded.
+        for i in 0..45 {
+            assert_eq!(
+                backlog.admit(ms(2 * i), false),
+                Ok(()),
+                "frame {i} of the burst"
+            );
+        }
+        // Frames that waited longer than `DECODER_BEHIND`: the decoder cannot keep up. The first
+        // asks for a keyframe, the rest are dropped until it comes, whatever their wait.
+        assert_eq!(backlog.admit(ms(600), false), Err(true));
+        assert_eq!(backlog.admit(ms(700), false), Err(false));
+        assert_eq!(
+            backlog.admit(ms(1), false),
+            Err(false),
+            "a P frame cannot decode now"
+        );
+        assert_eq!(
+            backlog.admit(ms(650), true),
+            Ok(()),
+            "the keyframe starts afresh"
+        );
+        assert_eq!(backlog.admit(ms(1), false), Ok(()));
+    }
 
     /// A sink that answers `wait_for_room` from a script (or not at all: unclocked), logs what
     /// the playout loop does with it, discards every third write, and stops the loop after
