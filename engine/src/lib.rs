@@ -15,6 +15,8 @@ pub mod device_swap;
 mod dtls_tests;
 pub mod error;
 pub mod frame_assembler;
+#[cfg(test)]
+mod ice_tests;
 pub mod keyframe_forwarder;
 pub mod ladder;
 pub mod media_engine;
