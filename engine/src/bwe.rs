@@ -17,6 +17,16 @@ use crate::nack::ReceiveHorizon;
 /// send 720p30 from its first second. On a slower link the first overuse (a few hundred ms of
 /// feedback) cuts the target to 0.85 x what actually arrives.
 pub const INITIAL_BPS: f64 = 2_000_000.0;
+/// Where the estimate starts on a path with this round trip: `INITIAL_BPS` up to ~100 ms, less
+/// beyond. Until the first feedback comes back (a round trip plus the feedback interval) nothing is
+/// known about the link, so the start is the rate that sends no more in that time than a 100 ms
+/// path would (`response_scale`). Starting at 2 Mbit/s on a 350 ms 3G path sent ~1.6 Mbit/s into
+/// 400 kbit/s for a second: the queue dropped three packets in four, the estimate crashed to its
+/// floor and the picture took ~8 s to climb back to 270p30.
+pub fn start_rate(rtt: Duration) -> f64 {
+    (INITIAL_BPS * response_scale(Some(rtt))).clamp(MIN_BPS, INITIAL_BPS)
+}
+
 /// Floor: 180p15 video plus Opus still fits, and a lower target would only starve the call.
 pub const MIN_BPS: f64 = 150_000.0;
 /// Ceiling: about twice 720p30. Nothing checks whether the encoder fills the target, so without a
@@ -325,6 +335,9 @@ pub struct BweShared {
     pub feedback_rtt_us: AtomicU64,
     /// Feedback batches the estimator has seen: 0 means the remote sends no TWCC feedback.
     pub feedback_batches: AtomicU64,
+    /// A start rate for the estimator (bps; 0: none), taken once before its first feedback
+    /// ([`BweShared::start_at`]).
+    pub start_bps: AtomicU64,
     /// The rate the pacer releases video at (a multiple of the target).
     pub pacer_rate_bps: AtomicU64,
     /// How long the video queued in the pacer takes to leave at the pacing rate, in ms.
@@ -388,6 +401,16 @@ impl BweSnapshot {
 }
 
 impl BweShared {
+    /// Has the estimate start at `bps` instead of `INITIAL_BPS`, when the path is known before any
+    /// media is sent (at connect, from the ICE round trip): the encoder reads it at once, the
+    /// estimator takes it on its next feedback or timeout, if it has had no feedback yet.
+    pub fn start_at(&self, bps: f64) {
+        let bps = bps.clamp(MIN_BPS, MAX_BPS) as u64;
+        // In this order: an estimator publishing in between has taken the start already.
+        self.start_bps.store(bps, Relaxed);
+        self.target_bps.store(bps, Relaxed);
+    }
+
     /// The round trip: the ICE pair's if measured, else the feedback's.
     pub fn rtt(&self) -> Option<Duration> {
         [
@@ -638,6 +661,8 @@ pub struct Estimator {
     loss: LossControl,
     /// Inter-group delay measurements so far, capped at `MAX_DELTAS`.
     deltas: u32,
+    /// Whether any feedback has come (a start rate is taken only before).
+    fed: bool,
     min: f64,
     max: f64,
     target: f64,
@@ -656,10 +681,29 @@ impl Estimator {
             delay: DelayControl::new(initial, min, max),
             loss: LossControl::new(initial, min, max),
             deltas: 0,
+            fed: false,
             min,
             max,
             target: initial,
         }
+    }
+}
+
+/// An estimator that can be told where to start once the path is known (see `start_rate`).
+pub trait StartAt {
+    /// Starts the estimate at `bps`, unless feedback has already moved it.
+    fn start_at(&mut self, bps: f64);
+}
+
+impl StartAt for Estimator {
+    fn start_at(&mut self, bps: f64) {
+        if self.fed {
+            return;
+        }
+        let bps = bps.clamp(self.min, self.max);
+        self.delay = DelayControl::new(bps, self.min, self.max);
+        self.loss = LossControl::new(bps, self.min, self.max);
+        self.target = bps;
     }
 }
 
@@ -674,6 +718,7 @@ impl BandwidthEstimator for Estimator {
         if reports.is_empty() {
             return;
         }
+        self.fed = true;
         let mut usage = self.detector.usage();
         let mut trend_ms = None;
         for report in reports {
@@ -748,7 +793,7 @@ pub struct Published<E> {
     ledger: LossLedger,
 }
 
-impl<E: BandwidthEstimator> Published<E> {
+impl<E: BandwidthEstimator + StartAt> Published<E> {
     pub fn new(inner: E, out: Arc<BweShared>) -> Self {
         let published = Self {
             inner,
@@ -778,6 +823,15 @@ impl<E: BandwidthEstimator> Published<E> {
         }
     }
 
+    /// Takes a start rate set through [`BweShared::start_at`], once.
+    fn take_start(&mut self) {
+        let start = self.out.start_bps.swap(0, Relaxed);
+        if start > 0 {
+            self.inner.start_at(start as f64);
+            tracing::debug!(start_bps = start, "estimate starts at the path's rate");
+        }
+    }
+
     /// Publishes the feedback RTT (the minimum over a window, see [`MinRtt`]).
     fn record_rtt(&mut self, now: Instant, reports: &[PacketReport]) {
         if let Some(min) = self.rtt.record(now, reports) {
@@ -787,8 +841,9 @@ impl<E: BandwidthEstimator> Published<E> {
     }
 }
 
-impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
+impl<E: BandwidthEstimator + StartAt> BandwidthEstimator for Published<E> {
     fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        self.take_start();
         let before = self.inner.target_bitrate();
         self.inner.on_reports(now, reports);
         let after = self.inner.target_bitrate();
@@ -824,6 +879,7 @@ impl<E: BandwidthEstimator> BandwidthEstimator for Published<E> {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.take_start();
         self.inner.handle_timeout(now);
         self.publish();
     }
@@ -1229,6 +1285,57 @@ mod tests {
             rtt >= PROPAGATION && rtt <= PROPAGATION + FEEDBACK_EVERY,
             "{rtt:?}"
         );
+    }
+
+    #[test]
+    fn a_long_path_starts_lower() {
+        assert_eq!(start_rate(Duration::from_millis(40)), INITIAL_BPS);
+        assert_eq!(start_rate(Duration::from_millis(100)), INITIAL_BPS);
+        let three_g = start_rate(Duration::from_millis(350));
+        assert!((850_000.0..900_000.0).contains(&three_g), "{three_g}");
+        assert_eq!(start_rate(Duration::from_secs(5)), MIN_BPS);
+        // On a 3G link (400 kbit/s, 175 ms each way) the lower start overflows the bottleneck's
+        // queue far less before the first feedback can say anything.
+        let overflowed = |start: Option<f64>| {
+            let mut estimator = Estimator::default();
+            if let Some(bps) = start {
+                estimator.start_at(bps);
+            }
+            let mut link = Link::new();
+            link.forward = Duration::from_millis(175);
+            link.back = Duration::from_millis(175);
+            link.run(&mut estimator, 400_000.0, Duration::from_secs(2));
+            link.overflowed
+        };
+        let (from_initial, from_start) = (overflowed(None), overflowed(Some(three_g)));
+        assert!(
+            from_start * 2 < from_initial,
+            "packets the queue dropped: {from_start} starting at {three_g}, {from_initial} at 2 Mbit/s"
+        );
+    }
+
+    #[test]
+    fn a_start_rate_is_taken_once_and_only_before_feedback() {
+        let shared = Arc::new(BweShared::default());
+        let mut estimator = Published::new(Estimator::default(), shared.clone());
+        shared.start_at(800_000.0);
+        assert_eq!(
+            shared.snapshot().target_bps,
+            800_000,
+            "the encoder sees it at once"
+        );
+        estimator.handle_timeout(Instant::now());
+        assert_eq!(estimator.target_bitrate(), 800_000.0);
+        assert_eq!(shared.start_bps.load(Relaxed), 0, "taken");
+        // Once feedback has moved the estimate, a start rate changes nothing.
+        let mut link = Link::new();
+        link.run(&mut estimator, 20_000_000.0, Duration::from_secs(1));
+        let fed = estimator.target_bitrate();
+        assert!(fed > 800_000.0, "{fed}");
+        shared.start_at(200_000.0);
+        estimator.handle_timeout(Instant::now());
+        assert_eq!(estimator.target_bitrate(), fed);
+        assert_eq!(shared.snapshot().target_bps, fed as u64);
     }
 
     /// A 3G link: 400 kbit/s, 175 ms each way. An overshoot shows only ~0.5 s after it starts, so

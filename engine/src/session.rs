@@ -28,7 +28,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use super::bwe::{BweShared, Limit};
+use super::bwe::{start_rate, BweShared, Limit, INITIAL_BPS};
 use super::collector::StatsHandle;
 use super::data::{CONTROL_LABEL, FILE_LABEL};
 use super::data_link::{watch_channel, DataLink, FilePolicy, LinkEvent, LinkNotice};
@@ -854,6 +854,22 @@ impl CallLoop {
         {
             let mut c = self.stats.lock();
             c.stats.ms_to.ice_connected = Some(c.ms_now());
+        }
+        // ICE measured the path's round trip before any media is sent: on a long path the
+        // estimate starts lower (`bwe::start_rate`), so the first second does not flood it.
+        fill_ice_stats(&self.pc, &self.stats).await;
+        let rtt_ms = self.stats.lock().stats.ice.rtt_ms;
+        if let Some(rtt_ms) = rtt_ms {
+            self.media.set_rtt_ms(rtt_ms);
+            let start = start_rate(Duration::from_secs_f64(rtt_ms / 1000.0));
+            if start < INITIAL_BPS {
+                tracing::debug!(
+                    rtt_ms,
+                    start_bps = start,
+                    "a long path: the estimate starts lower"
+                );
+                self.bwe.start_at(start);
+            }
         }
         let video = track_out(&self.pc, &self.tracks.video).await;
         if video.is_none() {
