@@ -43,40 +43,26 @@ fn run(cmd: &mut Command) {
     );
 }
 
-fn tone(path: &Path, hz: u32, secs: u32) {
+/// A 16-bit 48 kHz mono WAV of a `hz` sine at 0.3 of full scale, `seconds` long (sox's length
+/// syntax), then the sox `effects`.
+fn sine(path: &Path, hz: u32, seconds: &str, effects: &[&str]) {
     run(Command::new("sox")
         .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
         .arg(path)
-        .args([
-            "synth",
-            &secs.to_string(),
-            "sine",
-            &hz.to_string(),
-            "vol",
-            "0.3",
-        ]));
+        .args(["synth", seconds, "sine", &hz.to_string(), "vol", "0.3"])
+        .args(effects));
+}
+
+fn tone(path: &Path, hz: u32, secs: u32) {
+    sine(path, hz, &secs.to_string(), &[]);
 }
 
 /// A `hz` tone in 200 ms bursts with 200 ms pauses, for `secs` (whole seconds): a microphone
 /// through audio processing. A steady tone is what noise suppression learns as noise and removes
 /// (a 1 kHz tone falls from -14 to -33 dBFS within 2.5 s); bursts with pauses, like speech, pass.
 fn tone_bursts(path: &Path, hz: u32, secs: u32) {
-    run(Command::new("sox")
-        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
-        .arg(path)
-        .args([
-            "synth",
-            "0.2",
-            "sine",
-            &hz.to_string(),
-            "vol",
-            "0.3",
-            "pad",
-            "0",
-            "0.2",
-            "repeat",
-            &(secs * 5 / 2 - 1).to_string(),
-        ]));
+    let repeats = (secs * 5 / 2 - 1).to_string();
+    sine(path, hz, "0.2", &["pad", "0", "0.2", "repeat", &repeats]);
 }
 
 #[test]
