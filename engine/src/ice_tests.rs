@@ -1,6 +1,6 @@
 //! ICE when the two sides' candidates arrive far apart, driven through rtc-ice's sans-I/O agent
 //! on a simulated 500 ms round trip with virtual time. It guards the patch in `vendor/rtc-ice`
-//! (its CONFAB-PATCH.md): the controlling side checks each pair at most `MAX_CHECKS` times, 20 ms
+//! (its CONFAB-PATCH.md): the controlling side checks each pair at most `ICE_MAX_CHECKS` times, 20 ms
 //! apart, and a pair whose checks all went unanswered is failed. When the other side learns our
 //! candidates later (its signaling crossed a lossy link), its checks reach us only after ours
 //! have all been spent: its NAT dropped them until it had sent to us. Unpatched, those checks
@@ -21,16 +21,15 @@ use rtc::ice::{Agent, AgentConfig, Event};
 use rtc::sansio::Protocol;
 use rtc::shared::{TransportContext, TransportMessage, TransportProtocol};
 
+use crate::peer::{ICE_CHECK_INTERVAL, ICE_MAX_CHECKS};
+
 const ONE_WAY: Duration = Duration::from_millis(250);
-/// As `peer.rs` configures rtc-ice.
-const CHECK_INTERVAL: Duration = Duration::from_millis(20);
-const MAX_CHECKS: u16 = 50;
 
 fn agent(now: Instant, addr: SocketAddr) -> Agent {
     let config = AgentConfig {
         urls: vec![],
-        check_interval: CHECK_INTERVAL,
-        max_binding_requests: Some(MAX_CHECKS),
+        check_interval: ICE_CHECK_INTERVAL,
+        max_binding_requests: Some(ICE_MAX_CHECKS),
         ..Default::default()
     };
     let provider = default_provider().expect("a crypto provider");

@@ -35,6 +35,13 @@ use super::pacer::AppPacer;
 use super::sync::{self, SyncReports};
 use super::CallError;
 
+/// ICE checks each candidate pair this often (rtc-ice's default is 200 ms): calls connect in tens
+/// of ms ...
+pub(crate) const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// ... at most this many times (1 s); a check from the other side revives a pair that ran out
+/// (`vendor/rtc-ice`, `ice_tests.rs`).
+pub(crate) const ICE_MAX_CHECKS: u16 = 50;
+
 /// H.264 as WebRTC peers (Chromium among them) offer it.
 pub fn h264_codec() -> RTCRtpCodec {
     RTCRtpCodec {
@@ -242,8 +249,7 @@ async fn build_with(
     let setting_engine = SettingEngineBuilder::new()
         .with_multicast_dns_mode(mdns)
         .with_include_loopback_candidate(settings.bind.iter().any(|a| a.ip().is_loopback()))
-        // Check candidate pairs every 20 ms instead of 200 ms: connects in tens of ms.
-        .with_ice_connection_attempts(Some(Duration::from_millis(20)), Some(50))
+        .with_ice_connection_attempts(Some(ICE_CHECK_INTERVAL), Some(ICE_MAX_CHECKS))
         // rtc-ice waits 500 ms before it accepts a server-reflexive pair, 1 s for a peer-reflexive
         // one and 2 s for a relay, in case a better pair turns up. With checks every 20 ms a
         // better pair shows up within a round trip or two, so shorter waits keep the preference

@@ -665,12 +665,9 @@ impl CallLoop {
                     None
                 }
                 _ = stats_tick.tick(), if self.ever_connected => {
-                    fill_ice_stats(&self.pc, &self.stats).await;
+                    self.refresh_ice_stats().await;
                     fill_bwe_stats(&self.bwe, &self.stats);
                     self.stats.lock().tick_second();
-                    if let Some(rtt_ms) = self.stats.lock().stats.ice.rtt_ms {
-                        self.media.set_rtt_ms(rtt_ms);
-                    }
                     None
                 }
                 _ = restart_tick.tick(), if self.ever_connected => {
@@ -849,6 +846,17 @@ impl CallLoop {
         }
     }
 
+    /// Reads the selected ICE pair into the stats and hands its round trip (ms), when measured, to
+    /// the media engine (NACK timing, the video's resend wait).
+    async fn refresh_ice_stats(&mut self) -> Option<f64> {
+        fill_ice_stats(&self.pc, &self.stats).await;
+        let rtt_ms = self.stats.lock().stats.ice.rtt_ms;
+        if let Some(rtt_ms) = rtt_ms {
+            self.media.set_rtt_ms(rtt_ms);
+        }
+        rtt_ms
+    }
+
     /// Connected for the first time: start sending, and show the security code.
     async fn first_connected(&mut self) {
         {
@@ -857,10 +865,7 @@ impl CallLoop {
         }
         // ICE measured the path's round trip before any media is sent: on a long path the
         // estimate starts lower (`bwe::start_rate`), so the first second does not flood it.
-        fill_ice_stats(&self.pc, &self.stats).await;
-        let rtt_ms = self.stats.lock().stats.ice.rtt_ms;
-        if let Some(rtt_ms) = rtt_ms {
-            self.media.set_rtt_ms(rtt_ms);
+        if let Some(rtt_ms) = self.refresh_ice_stats().await {
             let start = start_rate(Duration::from_secs_f64(rtt_ms / 1000.0));
             if start < INITIAL_BPS {
                 tracing::debug!(
