@@ -157,6 +157,38 @@ mod tests {
     use confab_media::{audio::rms_dbfs, test_signal};
 
     #[test]
+    fn the_test_signals_markers_read_their_own_slot_through_opus_at_any_phase() {
+        // The receiver reads mouth-to-ear latency off the markers in what it plays. Its detection
+        // windows sit where the playout blocks put them, the same for a whole call, and Opus
+        // smears a burst's onset: at no phase may a burst read as another slot's (a whole 200
+        // ms off). Played as decoded, the latency is the codec's own delay (6.5 ms lookahead),
+        // read a window or two late where the smeared onset is no clear reading.
+        for voice in [test_signal::Voice::First, test_signal::Voice::Second] {
+            for phase_us in (0..2_500).step_by(100) {
+                let mut enc = OpusEncoder::new(32_000).unwrap();
+                let mut dec = OpusDecoder::new().unwrap();
+                let mut detector = test_signal::MarkerDetector::default();
+                let mut frame = vec![0f32; BLOCK_SAMPLES];
+                let mut out = vec![0f32; BLOCK_SAMPLES];
+                let mut found = Vec::new();
+                let t0 = 1_700_000_000_000_000u64 + phase_us;
+                for n in 0..300u64 {
+                    let t = t0 + n * 10_000;
+                    voice.fill(&mut frame, t);
+                    let packet = enc.encode(&frame).unwrap();
+                    let samples = dec.decode(&packet, &mut out).unwrap();
+                    found.extend(detector.push(&out[..samples], t));
+                }
+                assert!(found.len() >= 13, "{voice:?} at {phase_us} µs: {found:?}");
+                assert!(
+                    found.iter().all(|us| (2_000..=20_000).contains(us)),
+                    "{voice:?} at {phase_us} µs: {found:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn round_trip_fec_and_concealment() {
         let mut enc = OpusEncoder::new(32_000).unwrap();
         let mut dec = OpusDecoder::new().unwrap();

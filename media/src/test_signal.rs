@@ -19,6 +19,10 @@ pub const SOURCE_NAME: &str = "test signal";
 
 const MARKERS_PER_PERIOD: usize = 5;
 const MARKER_US: u64 = 60_000;
+/// How long after an onset another onset is not read: the burst's length, and 20 ms for a codec
+/// that smears its onset (read late) and its end (heard after it). Less than the 100 ms to the
+/// other voice's next burst.
+const ONE_BURST_US: u64 = MARKER_US + 20_000;
 /// How often the pattern repeats: the longest latency that reads unambiguously.
 const PERIOD_US: u64 = 1_000_000;
 const SLOT_US: u64 = PERIOD_US / MARKERS_PER_PERIOD as u64;
@@ -79,6 +83,10 @@ impl Voice {
     }
 }
 
+/// How much more power a window's strongest marker frequency needs than the tone and than any
+/// other marker frequency, to be read as that marker (6 dB).
+const DOMINANCE: f64 = 4.0;
+
 /// Samples per detection window (2.5 ms).
 const WINDOW: usize = SAMPLE_RATE_HZ as usize / 400;
 const WINDOW_US: u64 = 2_500;
@@ -87,15 +95,33 @@ fn goertzel_power(samples: &[f32], hz: f64) -> f64 {
     crate::audio::goertzel_power(samples, hz, SAMPLE_RATE_HZ)
 }
 
+/// How many consecutive windows must read the same marker for its first window to be an onset
+/// (5 ms): a codec smears an onset, and one window of the smear can read as a neighbouring
+/// frequency, a latency off by whole slots.
+const CONFIRM_WINDOWS: u32 = 2;
+
+/// Consecutive windows that read the same marker.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Which voice (`SHAPES` index) and slot.
+    marker: (usize, usize),
+    /// When its first window started.
+    start_us: u64,
+    windows: u32,
+    /// Whether its first window can be a burst's onset: not the continuation of a burst.
+    onset: bool,
+}
+
 /// Finds burst onsets in received audio and turns them into latencies.
 #[derive(Debug)]
 pub struct MarkerDetector {
     pending: Vec<f32>,
     /// Wall-clock time of `pending[0]`.
     pending_start_us: u64,
-    /// In a burst, or not yet out of one: audio that starts in the middle of a burst has no onset
-    /// to read.
-    in_marker: bool,
+    /// The run of consecutive windows that read the same marker, which the last window ended.
+    run: Option<Run>,
+    /// Not yet out of the burst the audio started in, which has no onset to read.
+    mid_burst: bool,
     /// When the last onset was found: a burst has one onset, so a burst that fades and comes
     /// back within its length (suppressed in the middle, or read next to the tone) is not read
     /// twice.
@@ -107,7 +133,8 @@ impl Default for MarkerDetector {
         Self {
             pending: Vec::new(),
             pending_start_us: 0,
-            in_marker: true,
+            run: None,
+            mid_burst: true,
             last_onset_us: None,
         }
     }
@@ -128,41 +155,70 @@ impl MarkerDetector {
             let energy: f64 =
                 window.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / WINDOW as f64;
             // Loud enough (above -30 dBFS; a quiet window costs no filters: this runs on every
-            // call's playout) and clearly a marker's frequency, of either voice: the frequency
-            // says whose and which slot.
+            // call's playout) and clearly one marker's frequency, of either voice: the frequency
+            // says whose and which slot. A window where two marker frequencies come near each
+            // other is no reading: a codec smears an onset over neighbouring frequencies, and
+            // reading the wrong one is a latency off by whole slots.
             let marker = (energy > 1e-3)
                 .then(|| {
                     let tone = SHAPES
                         .iter()
                         .map(|shape| goertzel_power(window, shape.tone_hz))
                         .fold(0.0, f64::max);
-                    SHAPES
-                        .iter()
-                        .flat_map(|shape| (0..MARKERS_PER_PERIOD).map(move |slot| (shape, slot)))
-                        .map(|(shape, slot)| {
-                            ((shape, slot), goertzel_power(window, shape.marker_hz[slot]))
-                        })
-                        .max_by(|a, b| a.1.total_cmp(&b.1))
-                        .filter(|&(_, power)| power > 4.0 * tone)
-                        .map(|(which, _)| which)
+                    let (mut best, mut best_power, mut runner_up) = (None, 0.0, 0.0);
+                    for (voice, shape) in SHAPES.iter().enumerate() {
+                        for slot in 0..MARKERS_PER_PERIOD {
+                            let power = goertzel_power(window, shape.marker_hz[slot]);
+                            if power > best_power {
+                                runner_up = best_power;
+                                (best, best_power) = (Some((voice, slot)), power);
+                            } else {
+                                runner_up = f64::max(runner_up, power);
+                            }
+                        }
+                    }
+                    best.filter(|_| best_power > DOMINANCE * tone.max(runner_up))
                 })
                 .flatten();
-            let is_marker = marker.is_some();
             let at =
                 self.pending_start_us + consumed as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
-            let in_last_burst = self
-                .last_onset_us
-                .is_some_and(|onset| at.saturating_sub(onset) < MARKER_US);
-            if let Some((shape, slot)) = marker.filter(|_| !self.in_marker && !in_last_burst) {
-                self.last_onset_us = Some(at);
-                // The onset of slot `slot`'s burst, which left the source at the voice's offset
-                // + slot x 200 ms. The window it is found in may start up to a window before
-                // it: read as 0, not as almost a second.
-                let sent = shape.offset_us + slot as u64 * SLOT_US;
-                let late_us = (at + PERIOD_US + WINDOW_US - sent) % PERIOD_US;
-                found.push(late_us.saturating_sub(WINDOW_US));
+            self.run = match (marker, self.run) {
+                (Some(marker), Some(run)) if run.marker == marker => Some(Run {
+                    windows: run.windows + 1,
+                    ..run
+                }),
+                // A new run starts a burst unless it follows a confirmed one (a burst that came
+                // through as two frequencies) or the audio started in a burst.
+                (Some(marker), previous) => Some(Run {
+                    marker,
+                    start_us: at,
+                    windows: 1,
+                    onset: !self.mid_burst
+                        && previous.is_none_or(|run| run.windows < CONFIRM_WINDOWS),
+                }),
+                (None, _) => {
+                    self.mid_burst = false;
+                    None
+                }
+            };
+            if let Some(run) = self
+                .run
+                .filter(|run| run.onset && run.windows == CONFIRM_WINDOWS)
+            {
+                let in_last_burst = self
+                    .last_onset_us
+                    .is_some_and(|onset| run.start_us.saturating_sub(onset) < ONE_BURST_US);
+                if !in_last_burst {
+                    self.last_onset_us = Some(run.start_us);
+                    // The onset of slot `slot`'s burst, which left the source at the voice's
+                    // offset + slot x 200 ms. The window it is found in may start up to a window
+                    // before it: read as 0, not as almost a second.
+                    let (voice, slot) = run.marker;
+                    let sent = SHAPES[voice].offset_us + slot as u64 * SLOT_US;
+                    let late_us = (run.start_us + PERIOD_US + WINDOW_US - sent) % PERIOD_US;
+                    found.push(late_us.saturating_sub(WINDOW_US));
+                }
             }
-            self.in_marker = is_marker;
             consumed += WINDOW;
         }
         self.pending.drain(..consumed);
@@ -214,6 +270,20 @@ mod tests {
                 let found = latencies(voice, delay_us, block, 4, 250_000);
                 assert_eq!(found.len(), 20, "{voice:?} {delay_us}: {found:?}");
                 all_read_as(&found, delay_us, &format!("{voice:?} {delay_us}"));
+            }
+        }
+    }
+
+    #[test]
+    fn an_onset_anywhere_in_a_window_reads_its_own_slot() {
+        // The detector's windows fall where the playout blocks put them, the same for a whole
+        // call: an onset at any point of a window must read its own slot, or the call reads the
+        // wrong latency at every such burst.
+        for voice in [Voice::First, Voice::Second] {
+            for phase_us in (0..WINDOW_US).step_by(50) {
+                let found = latencies(voice, 10_000, 480, 2, phase_us);
+                assert!(found.len() >= 9, "{voice:?} at {phase_us} µs: {found:?}");
+                all_read_as(&found, 10_000, &format!("{voice:?} at {phase_us} µs"));
             }
         }
     }
