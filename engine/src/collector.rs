@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use super::stats::{CallStats, FileStats, FreezeDetector, Histogram, RateMeter, Second};
 use confab_codecs::h264::EncodedFrame;
 use confab_media::stamp::{self, Stamp};
-use confab_media::{clock, pattern, quality, VideoFrame};
+use confab_media::{clock, convert, pattern, quality, VideoFrame};
 
 #[derive(Default)]
 pub struct Collector {
@@ -80,27 +80,57 @@ pub struct StampReading {
     pub psnr_db: Option<f64>,
 }
 
+/// The largest source the receiver regenerates for PSNR (a stamp is the other peer's to write).
+const PSNR_MAX_SOURCE_PIXELS: u32 = 3840 * 2160;
+
 /// Reads the stamps of decoded frames and samples their PSNR, on the decoding thread: rendering
 /// the source again and comparing costs a third of a decode, too much to do under the stats
-/// lock, and it renders into one frame kept for it rather than a new one each time.
+/// lock, and it renders into frames kept for it rather than new ones each time.
+///
+/// A frame the sender scaled (a lower rung of its ladder) is compared with the source rendered
+/// at the size the stamp says it was captured at and scaled the way the sender scales
+/// (`convert::scale`), not with the pattern rendered at the smaller size, whose squares sit
+/// elsewhere.
 #[derive(Debug, Default)]
 pub struct StampReader {
     stamped: u64,
     source: Option<VideoFrame>,
+    scaled: Option<VideoFrame>,
+}
+
+/// `slot`'s frame, made `width` x `height` when it is not.
+fn kept_frame(slot: &mut Option<VideoFrame>, width: u32, height: u32) -> &mut VideoFrame {
+    if slot
+        .as_ref()
+        .is_none_or(|frame| (frame.width, frame.height) != (width, height))
+    {
+        *slot = Some(VideoFrame::black(width, height, 0));
+    }
+    slot.get_or_insert_with(|| VideoFrame::black(width, height, 0))
 }
 
 impl StampReader {
     pub fn read(&mut self, frame: &VideoFrame) -> Option<StampReading> {
-        let stamp = stamp::read(frame)?;
+        let stamp::Stamped {
+            stamp,
+            source_width,
+            source_height,
+        } = stamp::read_stamped(frame)?;
         self.stamped += 1;
-        let psnr_db = if self.stamped % PSNR_EVERY == 1 {
-            let size = (frame.width, frame.height);
-            let source = match &mut self.source {
-                Some(source) if (source.width, source.height) == size => source,
-                slot => slot.insert(VideoFrame::black(size.0, size.1, 0)),
-            };
+        let (width, height) = (frame.width, frame.height);
+        let comparable = source_width >= width
+            && source_height >= height
+            && source_width * source_height <= PSNR_MAX_SOURCE_PIXELS;
+        let psnr_db = if self.stamped % PSNR_EVERY == 1 && comparable {
+            let source = kept_frame(&mut self.source, source_width, source_height);
             pattern::render_into(source, stamp.index, stamp.capture_ts_us);
-            quality::psnr_y(source, frame)
+            if (source_width, source_height) == (width, height) {
+                quality::psnr_y(source, frame)
+            } else {
+                let scaled = kept_frame(&mut self.scaled, width, height);
+                convert::scale_to(source, width, height, scaled);
+                quality::psnr_y(scaled, frame)
+            }
         } else {
             None
         };
@@ -496,5 +526,26 @@ mod tests {
             .and_then(|r| r.psnr_db)
             .expect("sampled");
         assert!((20.0..60.0).contains(&db), "{db}");
+    }
+
+    #[test]
+    fn a_scaled_stream_is_compared_with_its_source_scaled_as_the_sender_does() {
+        // The sender's ladder scales its 720p camera: the frames carry the source's stamp.
+        for (w, h) in [(960, 540), (480, 270), (320, 180)] {
+            let sent = convert::scale(&pattern::render(77, 1280, 720, 5), w, h);
+            let mut reader = StampReader::default();
+            let reading = reader
+                .read(&sent)
+                .unwrap_or_else(|| panic!("no stamp read at {w}x{h}"));
+            assert_eq!(reading.stamp.index, 77);
+            assert_eq!(reading.psnr_db, Some(100.0), "{w}x{h}");
+            // The pattern rendered at the smaller size is another picture (~20 dB).
+            let other = quality::psnr_y(&pattern::render(77, w, h, 5), &sent).unwrap();
+            assert!(other < 30.0, "{w}x{h}: {other}");
+        }
+        // A stamp that claims a source larger than the reader regenerates: read, not compared.
+        let huge = convert::scale(&pattern::render(3, 4096, 2304, 5), 640, 360);
+        let reading = StampReader::default().read(&huge).expect("stamped");
+        assert_eq!((reading.stamp.index, reading.psnr_db), (3, None));
     }
 }

@@ -25,6 +25,8 @@ pub fn render(index: u32, width: u32, height: u32, capture_ts_us: u64) -> VideoF
 /// size: `render` without allocating a frame.
 pub fn render_into(frame: &mut VideoFrame, index: u32, capture_ts_us: u64) {
     frame.capture_ts_us = capture_ts_us;
+    // The stamp carries the index modulo 2^24: the picture follows what it carries.
+    let index = index & stamp::INDEX_MASK;
     let (width, height) = (frame.width, frame.height);
     let (w, h) = (width as usize, height as usize);
     let t = index as f32;
@@ -69,15 +71,13 @@ pub fn render_into(frame: &mut VideoFrame, index: u32, capture_ts_us: u64) {
             vp[y * cw + x0 / 2..y * cw + end].fill(v);
         }
     }
-    if stamp::fits(width, height) {
-        stamp::write(
-            frame,
-            Stamp {
-                index,
-                capture_ts_us,
-            },
-        );
-    }
+    stamp::write(
+        frame,
+        Stamp {
+            index,
+            capture_ts_us,
+        },
+    );
 }
 
 /// Adds deterministic camera-like sensor noise (luma, +-6) to `frame`, different for each `seed`
