@@ -184,7 +184,7 @@ impl MarkerDetector {
                 self.pending_start_us + consumed as u64 * 1_000_000 / u64::from(SAMPLE_RATE_HZ);
             self.run = match (marker, self.run) {
                 (Some(marker), Some(run)) if run.marker == marker => Some(Run {
-                    windows: run.windows + 1,
+                    windows: run.windows.saturating_add(1),
                     ..run
                 }),
                 // A new run starts a burst unless it follows a confirmed one (a burst that came
