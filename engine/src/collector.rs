@@ -98,17 +98,6 @@ pub struct StampReader {
     scaled: Option<VideoFrame>,
 }
 
-/// `slot`'s frame, made `width` x `height` when it is not.
-fn kept_frame(slot: &mut Option<VideoFrame>, width: u32, height: u32) -> &mut VideoFrame {
-    if slot
-        .as_ref()
-        .is_none_or(|frame| (frame.width, frame.height) != (width, height))
-    {
-        *slot = Some(VideoFrame::black(width, height, 0));
-    }
-    slot.get_or_insert_with(|| VideoFrame::black(width, height, 0))
-}
-
 impl StampReader {
     pub fn read(&mut self, frame: &VideoFrame) -> Option<StampReading> {
         let stamp::Stamped {
@@ -122,12 +111,20 @@ impl StampReader {
             && source_height >= height
             && source_width * source_height <= PSNR_MAX_SOURCE_PIXELS;
         let psnr_db = if self.stamped % PSNR_EVERY == 1 && comparable {
-            let source = kept_frame(&mut self.source, source_width, source_height);
+            let source = match &mut self.source {
+                Some(source) if (source.width, source.height) == (source_width, source_height) => {
+                    source
+                }
+                slot => slot.insert(VideoFrame::black(source_width, source_height, 0)),
+            };
             pattern::render_into(source, stamp.index, stamp.capture_ts_us);
             if (source_width, source_height) == (width, height) {
                 quality::psnr_y(source, frame)
             } else {
-                let scaled = kept_frame(&mut self.scaled, width, height);
+                // `scale_to` sizes its output itself.
+                let scaled = self
+                    .scaled
+                    .get_or_insert_with(|| VideoFrame::black(width, height, 0));
                 convert::scale_to(source, width, height, scaled);
                 quality::psnr_y(scaled, frame)
             }
