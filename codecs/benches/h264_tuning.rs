@@ -1,15 +1,16 @@
 //! Which openh264 settings a call should use, by measurement: every variant encodes the same
 //! 720p30 content (the test pattern, and the pattern with camera-like sensor noise) at the call
 //! bitrate, interleaved over rounds; printed are encoder CPU per frame, wall time per frame,
-//! the bitrate reached, skipped frames and luma PSNR of the decoded picture against the source.
+//! the bitrate reached, skipped frames, luma PSNR of the decoded picture against the source, and
+//! the CPU of decoding each stream with FFmpeg and with openh264 (which must agree to the pixel).
 //!
 //! `cargo bench -p confab-codecs --bench h264_tuning -- [FRAMES] [ROUNDS] [KBIT/S]`
 
 use std::time::Instant;
 
 use confab_codecs::h264::{
-    default_bitrate_bps, Complexity, Deblocking, EncoderSettings, EncoderTuning, H264Decoder,
-    H264Encoder,
+    default_bitrate_bps, Complexity, Deblocking, DecoderBackend, EncoderSettings, EncoderTuning,
+    H264Decoder, H264Encoder,
 };
 use confab_media::quality::psnr_y;
 use confab_media::{pattern, VideoFrame};
@@ -21,8 +22,9 @@ const FPS: u32 = 30;
 #[derive(Default, Clone)]
 struct Sample {
     cpu_ms_per_frame: f64,
-    /// Decoder CPU per decoded picture.
+    /// Decoder CPU per decoded picture: FFmpeg's, openh264's.
     decode_cpu_ms_per_frame: f64,
+    openh264_decode_cpu_ms_per_frame: f64,
     wall_ms_per_frame: f64,
     kbps: f64,
     skipped: usize,
@@ -90,7 +92,9 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
         screen: false,
     };
     let mut encoder = H264Encoder::with_tuning(settings, tuning).expect("encoder");
-    let mut decoder = H264Decoder::new().expect("decoder");
+    let mut decoder = H264Decoder::with_backend(DecoderBackend::Ffmpeg).expect("FFmpeg");
+    let mut openh264 = H264Decoder::with_backend(DecoderBackend::OpenH264).expect("decoder");
+    let mut openh264_cpu = 0.0;
     let (mut cpu, mut wall, mut bytes, mut skipped) = (0.0, 0.0, 0usize, 0usize);
     let (mut psnr_sum, mut decoded, mut decode_cpu, mut qp_sum) = (0.0, 0usize, 0.0, 0.0);
     for index in 0..frames {
@@ -108,6 +112,13 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
         let cpu0 = process_cpu_ms();
         let picture = decoder.decode(&encoded.data).expect("decode");
         decode_cpu += process_cpu_ms() - cpu0;
+        let cpu0 = process_cpu_ms();
+        let same = openh264.decode(&encoded.data).expect("decode");
+        openh264_cpu += process_cpu_ms() - cpu0;
+        assert_eq!(
+            same.map(|p| p.data),
+            picture.as_ref().map(|p| p.data.clone())
+        );
         if let Some(picture) = picture {
             psnr_sum += psnr_y(&picture, &frame).expect("same size");
             decoded += 1;
@@ -117,6 +128,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
     Sample {
         cpu_ms_per_frame: cpu / n,
         decode_cpu_ms_per_frame: decode_cpu / decoded.max(1) as f64,
+        openh264_decode_cpu_ms_per_frame: openh264_cpu / decoded.max(1) as f64,
         wall_ms_per_frame: wall / n,
         kbps: bytes as f64 * 8.0 / (n / f64::from(FPS)) / 1e3,
         skipped,
@@ -154,20 +166,21 @@ fn main() {
             }
         }
         println!("\n{content}");
-        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | decoder CPU ms/frame | QP |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | FFmpeg decoder CPU ms/frame | openh264 decoder | QP |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         let of = |s: &[Sample], field: fn(&Sample) -> f64| median(s.iter().map(field).collect());
         let base = of(&samples[0], |x| x.cpu_ms_per_frame);
         for ((name, _), s) in variants.iter().zip(&samples) {
             let cpu = of(s, |x| x.cpu_ms_per_frame);
             println!(
-                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
                 of(s, |x| x.wall_ms_per_frame),
                 of(s, |x| x.kbps),
                 of(s, |x| x.skipped as f64),
                 of(s, |x| x.psnr_db),
                 cpu / base,
                 of(s, |x| x.decode_cpu_ms_per_frame),
+                of(s, |x| x.openh264_decode_cpu_ms_per_frame),
                 of(s, |x| x.qp),
             );
         }

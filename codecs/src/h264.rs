@@ -1,8 +1,12 @@
-//! H.264 with openh264: a real-time encoder (constrained baseline, as WebRTC peers expect, one
-//! thread, keyframes on request, deblocking while it pays) and a decoder. Both work in Annex-B
-//! byte streams.
+//! H.264: openh264's real-time encoder (constrained baseline, as WebRTC peers expect, one
+//! thread, keyframes on request, deblocking while it pays), and a decoder: FFmpeg's when the
+//! system has libavcodec (`ffmpeg.rs`, loaded at run time), otherwise openh264's. All work in
+//! Annex-B byte streams.
 
+mod ffmpeg;
 mod raw;
+
+pub use ffmpeg::availability as ffmpeg_availability;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
@@ -14,6 +18,7 @@ use std::os::raw::c_int;
 
 use super::CodecError;
 use confab_media::VideoFrame;
+use ffmpeg::FfmpegDecoder;
 use raw::{Coded, Params, RawEncoder};
 
 /// What the encoder is asked for.
@@ -344,20 +349,102 @@ fn apply_bitrate(encoder: &mut RawEncoder, from: u32, to: u32) -> Result<(), Cod
     Ok(())
 }
 
-pub struct H264Decoder {
-    decoder: Decoder,
+/// Which H.264 decoder a [`H264Decoder`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderBackend {
+    /// FFmpeg's, from the system's libavcodec (`ffmpeg.rs`): about half openh264's CPU.
+    Ffmpeg,
+    OpenH264,
+}
+
+/// Names the decoder to use instead of the default (FFmpeg when the system has it, otherwise
+/// openh264): `ffmpeg` or `openh264`. For comparing them, and for a stream one of them gets
+/// wrong.
+pub const DECODER_ENV: &str = "CONFAB_H264_DECODER";
+
+/// The decoder [`H264Decoder::new`] picks: the one [`DECODER_ENV`] names, else FFmpeg when the
+/// system has it, else openh264. Each reason for not taking FFmpeg is logged once.
+pub fn preferred_backend() -> DecoderBackend {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match std::env::var(DECODER_ENV).as_deref() {
+        Ok("ffmpeg") => return DecoderBackend::Ffmpeg,
+        Ok("openh264") => return DecoderBackend::OpenH264,
+        Ok(other) if !other.is_empty() => SAID.call_once(|| {
+            tracing::warn!(
+                "{DECODER_ENV}={other:?} is not a decoder (\"ffmpeg\" or \"openh264\"); ignored"
+            )
+        }),
+        _ => {}
+    }
+    match ffmpeg::availability() {
+        Ok(_) => DecoderBackend::Ffmpeg,
+        Err(why) => {
+            SAID.call_once(|| tracing::info!(why, "H.264 is decoded with openh264"));
+            DecoderBackend::OpenH264
+        }
+    }
+}
+
+/// Loads FFmpeg on a thread of its own, unless openh264 is asked for: opening libavcodec and
+/// the ~100 libraries it needs takes 50-100 ms, which would otherwise delay the first remote
+/// picture. Call it when a call starts; the decoder then finds FFmpeg loaded (or waits for it).
+pub fn load_decoder_in_background() {
+    if std::env::var(DECODER_ENV).as_deref() == Ok("openh264") {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("ffmpeg-load".into())
+        .spawn(|| {
+            let _ = ffmpeg::availability();
+        });
+    if let Err(err) = spawned {
+        tracing::debug!(%err, "FFmpeg loads when the first picture comes instead");
+    }
+}
+
+pub struct H264Decoder(Backend);
+
+enum Backend {
+    Ffmpeg(FfmpegDecoder),
+    OpenH264(Decoder),
 }
 
 impl H264Decoder {
+    /// The preferred decoder ([`preferred_backend`]); openh264 if FFmpeg's will not start.
     pub fn new() -> Result<Self, CodecError> {
-        let decoder = Decoder::new().map_err(|e| CodecError::H264Decode(e.to_string()))?;
-        Ok(Self { decoder })
+        match preferred_backend() {
+            DecoderBackend::Ffmpeg => Self::with_backend(DecoderBackend::Ffmpeg).or_else(|err| {
+                tracing::warn!(%err, "FFmpeg's H.264 decoder did not start; using openh264");
+                Self::with_backend(DecoderBackend::OpenH264)
+            }),
+            DecoderBackend::OpenH264 => Self::with_backend(DecoderBackend::OpenH264),
+        }
+    }
+
+    pub fn with_backend(backend: DecoderBackend) -> Result<Self, CodecError> {
+        Ok(Self(match backend {
+            DecoderBackend::Ffmpeg => Backend::Ffmpeg(FfmpegDecoder::new()?),
+            DecoderBackend::OpenH264 => Backend::OpenH264(
+                Decoder::new().map_err(|e| CodecError::H264Decode(e.to_string()))?,
+            ),
+        }))
+    }
+
+    /// "FFmpeg 5.1.9" or "openh264", for the stats.
+    pub fn name(&self) -> &'static str {
+        match &self.0 {
+            Backend::Ffmpeg(d) => d.version(),
+            Backend::OpenH264(_) => "openh264",
+        }
     }
 
     /// Decodes one access unit (Annex-B); `None` when it produced no picture yet.
     pub fn decode(&mut self, annexb: &[u8]) -> Result<Option<VideoFrame>, CodecError> {
-        let decoded = self
-            .decoder
+        let decoder = match &mut self.0 {
+            Backend::Ffmpeg(d) => return d.decode(annexb),
+            Backend::OpenH264(d) => d,
+        };
+        let decoded = decoder
             .decode(annexb)
             .map_err(|e| CodecError::H264Decode(e.to_string()))?;
         Ok(decoded.map(|yuv| {
@@ -728,5 +815,112 @@ mod tests {
         // Either an error or no picture; never a panic.
         let _ = decoder.decode(&garbage);
         assert!(decoder.decode(&[]).map(|f| f.is_none()).unwrap_or(true));
+    }
+
+    fn ffmpeg() -> H264Decoder {
+        H264Decoder::with_backend(DecoderBackend::Ffmpeg).unwrap_or_else(|err| {
+            panic!("FFmpeg's decoder is part of the test setup (scripts/setup.sh): {err}")
+        })
+    }
+
+    /// Frames `range` of a 1280x720 pattern at `bitrate_bps`, with sensor-like noise (so the
+    /// quantizer is coarse and the deblocking filter has work), as access units.
+    fn noisy_stream(bitrate_bps: u32, frames: u32, tuning: EncoderTuning) -> Vec<EncodedFrame> {
+        let mut encoder = H264Encoder::with_tuning(settings(bitrate_bps), tuning).unwrap();
+        let mut seed = 0x2545_f491_u32;
+        (0..frames)
+            .filter_map(|i| {
+                let mut frame = pattern::render(i, 1280, 720, u64::from(i) * 33_333);
+                for px in frame.data.iter_mut().step_by(3) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    *px = px.saturating_add((seed % 9) as u8);
+                }
+                encoder.encode(&frame).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ffmpeg_and_openh264_decode_the_same_pictures() {
+        // H.264 decoding is exact: any conforming decoder makes the same pixels. Two streams:
+        // the filter on at a coarse quantizer, and the calls' policy (which turns it off
+        // on a fine one).
+        let on = EncoderTuning {
+            deblocking: Deblocking::On,
+            ..EncoderTuning::default()
+        };
+        for (bitrate, tuning) in [(300_000, on), (3_000_000, EncoderTuning::default())] {
+            let stream = noisy_stream(bitrate, 75, tuning);
+            let (mut ffmpeg, mut openh264) = (
+                ffmpeg(),
+                H264Decoder::with_backend(DecoderBackend::OpenH264).unwrap(),
+            );
+            assert!(ffmpeg.name().starts_with("FFmpeg "), "{}", ffmpeg.name());
+            for (i, unit) in stream.iter().enumerate() {
+                // Low delay: the picture of an access unit comes out with it.
+                let a = ffmpeg
+                    .decode(&unit.data)
+                    .unwrap()
+                    .expect("FFmpeg: a picture");
+                let b = openh264
+                    .decode(&unit.data)
+                    .unwrap()
+                    .expect("openh264: a picture");
+                assert_eq!((a.width, a.height), (1280, 720));
+                assert!(
+                    a.data == b.data,
+                    "{bitrate} bit/s, frame {i}: the decoders disagree"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ffmpeg_shows_no_picture_whose_references_are_missing() {
+        let stream = noisy_stream(600_000, 5, EncoderTuning::default());
+        assert!(stream[0].keyframe && !stream[2].keyframe);
+        let mut decoder = ffmpeg();
+        // P frames without their keyframe: nothing to show (the receiver then asks for one).
+        for unit in &stream[2..] {
+            assert!(matches!(decoder.decode(&unit.data), Ok(None) | Err(_)));
+        }
+        let picture = decoder.decode(&stream[0].data).unwrap();
+        assert!(picture.is_some(), "a keyframe starts it");
+    }
+
+    #[test]
+    fn ffmpeg_survives_garbage_and_decodes_afterwards() {
+        let stream = noisy_stream(600_000, 3, EncoderTuning::default());
+        let mut decoder = ffmpeg();
+        let mut seed = 7u32;
+        for round in 0..200 {
+            // Random bytes after a start code and each NAL type's header; then a real keyframe
+            // truncated, and one with its bytes flipped.
+            let mut unit = vec![0, 0, 0, 1, (round % 32) as u8 | 0x60];
+            unit.extend((0..(round * 13 % 3000)).map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (seed >> 16) as u8
+            }));
+            let _ = decoder.decode(&unit);
+            let key = &stream[0].data;
+            let _ = decoder.decode(&key[..key.len() * (round % 10) / 10]);
+            let mut flipped = key.clone();
+            for i in (40..flipped.len()).step_by(97 + round) {
+                flipped[i] ^= 0x5a;
+            }
+            if let Ok(Some(picture)) = decoder.decode(&flipped) {
+                assert_eq!(picture.data.len(), VideoFrame::i420_len(1280, 720));
+            }
+        }
+        let picture = decoder
+            .decode(&stream[0].data)
+            .unwrap()
+            .expect("a keyframe");
+        assert_eq!((picture.width, picture.height), (1280, 720));
+        for unit in &stream[1..] {
+            assert!(decoder.decode(&unit.data).unwrap().is_some());
+        }
     }
 }

@@ -256,6 +256,7 @@ fn decode_loop(
             return;
         }
     };
+    stats.lock().stats.video_recv.decoder = decoder.name().to_string();
     let mut held: VecDeque<Held> = VecDeque::with_capacity(PRESENT_QUEUE);
     let mut stamps = StampReader::default();
     let mut playout_delay = VideoDelay::default();

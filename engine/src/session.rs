@@ -175,6 +175,7 @@ impl Session {
         started: Instant,
         wake: Option<Waker>,
     ) -> Self {
+        confab_codecs::h264::load_decoder_in_background();
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
         let (commands, command_rx) = mpsc::channel(64);
         let stats = StatsHandle::new(started);

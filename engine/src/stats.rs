@@ -79,6 +79,8 @@ pub struct Percentiles {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VideoRecvStats {
+    /// The H.264 decoder: "FFmpeg 5.1.9..." (the system's libavcodec) or "openh264".
+    pub decoder: String,
     pub frames_received: u64,
     pub frames_decoded: u64,
     pub frames_dropped: u64,

@@ -19,7 +19,8 @@ Architecture: $arch
 Maintainer: Confab <confab@example.org>
 Installed-Size: $size
 Depends: libc6, libasound2, libgl1, libegl1, libxkbcommon-x11-0, libx11-xcb1
-Recommends: libasound2-plugins, pulseaudio | pipewire-pulse, desktop-file-utils
+Recommends: libasound2-plugins, pulseaudio | pipewire-pulse, desktop-file-utils,
+ libavcodec61 | libavcodec60 | libavcodec59 | libavcodec58
 Section: net
 Priority: optional
 Homepage: https://github.com/confab-app/confab

@@ -114,13 +114,20 @@ fn run_call(first_is_offerer_side: bool) {
         "--accept-files",
     ]);
 
-    // Whoever starts first waits; the second to arrive makes the offer.
+    // Whoever starts first waits; the second to arrive makes the offer. In the second call, b
+    // decodes with openh264 (the decoder where the system has no FFmpeg).
+    let b_env = if first_is_offerer_side {
+        vec![]
+    } else {
+        vec![("CONFAB_H264_DECODER".to_string(), "openh264".to_string())]
+    };
+    let start_b = || Peer::start_with_env(dir.path(), "b", &server.url, &room, &b_args, &b_env);
     let (a, b) = if first_is_offerer_side {
         let a = Peer::start(dir.path(), "a", &server.url, &room, &a_args);
         std::thread::sleep(Duration::from_millis(300));
-        (a, Peer::start(dir.path(), "b", &server.url, &room, &b_args))
+        (a, start_b())
     } else {
-        let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
+        let b = start_b();
         std::thread::sleep(Duration::from_millis(300));
         (Peer::start(dir.path(), "a", &server.url, &room, &a_args), b)
     };
@@ -132,6 +139,24 @@ fn run_call(first_is_offerer_side: bool) {
 
     assert_video_flowed(&sa, &sb, "a -> b");
     assert_video_flowed(&sb, &sa, "b -> a");
+    // FFmpeg is part of the test setup (scripts/setup.sh), so a decodes with it.
+    let decoder =
+        |stats: &serde_json::Value| stats["video_recv"]["decoder"].as_str().map(String::from);
+    assert!(
+        decoder(&sa).is_some_and(|d| d.starts_with("FFmpeg ")),
+        "a's decoder: {:?}",
+        decoder(&sa)
+    );
+    let b_decoder = if first_is_offerer_side {
+        "FFmpeg "
+    } else {
+        "openh264"
+    };
+    assert!(
+        decoder(&sb).is_some_and(|d| d.starts_with(b_decoder)),
+        "b's decoder: {:?}",
+        decoder(&sb)
+    );
     // Each side reads the other voice's markers (five a second), at a loopback latency.
     for (stats, who) in [
         (&sa, "a hears b's second voice"),
