@@ -1,17 +1,20 @@
 //! Long-running fuzz mode for every parser of remote input: mutates well-formed seeds (signaling
-//! messages, data-channel messages, chunks, file names, H.264 payloads, descriptions, the code
-//! exchange) for `FUZZ_SECS` seconds (default 10) and prints executions and failures per target
+//! messages, data-channel messages, chunks, file names, H.264 payloads and access units (both
+//! decoders), descriptions, the code exchange) for `FUZZ_SECS` seconds (default 10) and prints executions and failures per target
 //! (`FUZZ_SECS=600 cargo bench --workspace --bench fuzz`).
 //! A failure is a panic; the first input that caused one is printed. Exits 1 if any failed.
 
+use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use confab_codecs::h264::{DecoderBackend, EncoderSettings, H264Decoder, H264Encoder};
 use confab_engine::data::{parse_chunk, sanitize_file_name, ControlMessage};
 use confab_engine::depacketize::depacketize;
 use confab_engine::description::screen;
 use confab_engine::negotiator::{Action, Negotiator};
 use confab_engine::security::SasExchange;
+use confab_media::{pattern, VideoFrame};
 use confab_protocol::{ClientMessage, PeerId, ServerMessage, SignalPayload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -79,6 +82,26 @@ struct Target {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A keyframe and two P frames of the test pattern at 176x144: access units as the decoder
+/// gets them.
+fn h264_seeds() -> Vec<Vec<u8>> {
+    let mut encoder = H264Encoder::new(EncoderSettings {
+        bitrate_bps: 200_000,
+        max_fps: 30.0,
+        screen: false,
+    })
+    .expect("encoder");
+    (0..3)
+        .filter_map(|i| {
+            let frame = pattern::render(i, 176, 144, u64::from(i) * 33_333);
+            encoder
+                .encode(&frame)
+                .expect("encode")
+                .map(|unit| unit.data)
+        })
+        .collect()
 }
 
 fn targets() -> Vec<Target> {
@@ -165,6 +188,25 @@ fn targets() -> Vec<Target> {
                 let _ = n.on_signal(PeerId(2), SignalPayload::Answer { sdp });
             },
         ),
+        target("H.264 decoders (FFmpeg, openh264)", h264_seeds(), |b| {
+            // The decoders keep state from unit to unit, as in a call; a crash ends the run.
+            thread_local! {
+                static DECODERS: RefCell<Vec<H264Decoder>> = RefCell::new(
+                    [DecoderBackend::Ffmpeg, DecoderBackend::OpenH264]
+                        .into_iter()
+                        .map(|backend| H264Decoder::with_backend(backend).expect("decoder"))
+                        .collect(),
+                );
+            }
+            DECODERS.with_borrow_mut(|decoders| {
+                for decoder in decoders {
+                    if let Ok(Some(picture)) = decoder.decode(b) {
+                        let (w, h) = (picture.width, picture.height);
+                        assert_eq!(picture.data.len(), VideoFrame::i420_len(w, h));
+                    }
+                }
+            });
+        }),
         target("security code exchange", vec![b"00".repeat(32)], |b| {
             let mut sas = SasExchange::new([1; 32]);
             sas.commit();
