@@ -255,11 +255,8 @@ impl FfmpegDecoder {
             (*self.packet).size = 0;
             sent
         };
-        if sent < 0 && sent != -EAGAIN {
-            return Err(CodecError::H264Decode(format!(
-                "FFmpeg could not decode the access unit ({sent})"
-            )));
-        }
+        // Whatever FFmpeg made of it, its pictures are taken out, so that it never holds any
+        // when the next unit comes (it would refuse that unit with EAGAIN).
         let mut picture = None;
         loop {
             // SAFETY: `frame` is ours; FFmpeg unreferences it before filling it in.
@@ -270,6 +267,16 @@ impl FfmpegDecoder {
             // A low-delay stream gives one picture per access unit; were there more, the last
             // is the one to show.
             picture = Some(self.copy_out()?);
+        }
+        if sent < 0 {
+            let why = if sent == -EAGAIN {
+                "it still held pictures"
+            } else {
+                "a broken stream"
+            };
+            return Err(CodecError::H264Decode(format!(
+                "FFmpeg refused the access unit: {why} ({sent})"
+            )));
         }
         Ok(picture)
     }
