@@ -6,8 +6,6 @@
 mod ffmpeg;
 mod raw;
 
-pub use ffmpeg::availability as ffmpeg_availability;
-
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
 use openh264_sys2::{
@@ -362,34 +360,43 @@ pub enum DecoderBackend {
 /// wrong.
 pub const DECODER_ENV: &str = "CONFAB_H264_DECODER";
 
-/// The decoder [`H264Decoder::new`] picks: the one [`DECODER_ENV`] names, else FFmpeg when the
-/// system has it, else openh264. Each reason for not taking FFmpeg is logged once.
-pub fn preferred_backend() -> DecoderBackend {
+/// The decoder [`DECODER_ENV`] asks for, if it names one (a name it does not know is logged
+/// once and ignored).
+fn asked_for() -> Option<DecoderBackend> {
     static SAID: std::sync::Once = std::sync::Once::new();
     match std::env::var(DECODER_ENV).as_deref() {
-        Ok("ffmpeg") => return DecoderBackend::Ffmpeg,
-        Ok("openh264") => return DecoderBackend::OpenH264,
-        Ok(other) if !other.is_empty() => SAID.call_once(|| {
-            tracing::warn!(
-                "{DECODER_ENV}={other:?} is not a decoder (\"ffmpeg\" or \"openh264\"); ignored"
-            )
-        }),
-        _ => {}
+        Ok("ffmpeg") => Some(DecoderBackend::Ffmpeg),
+        Ok("openh264") => Some(DecoderBackend::OpenH264),
+        Ok(other) if !other.is_empty() => {
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "{DECODER_ENV}={other:?} is not a decoder (\"ffmpeg\" or \"openh264\"); ignored"
+                )
+            });
+            None
+        }
+        _ => None,
     }
-    match ffmpeg::availability() {
+}
+
+/// The decoder [`H264Decoder::new`] picks: the one [`DECODER_ENV`] names, else FFmpeg when the
+/// system has it, else openh264 (why is logged once).
+fn preferred_backend() -> DecoderBackend {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    asked_for().unwrap_or_else(|| match ffmpeg::availability() {
         Ok(_) => DecoderBackend::Ffmpeg,
         Err(why) => {
             SAID.call_once(|| tracing::info!(why, "H.264 is decoded with openh264"));
             DecoderBackend::OpenH264
         }
-    }
+    })
 }
 
 /// Loads FFmpeg on a thread of its own, unless openh264 is asked for: opening libavcodec and
 /// the ~100 libraries it needs takes 50-100 ms, which would otherwise delay the first remote
 /// picture. Call it when a call starts; the decoder then finds FFmpeg loaded (or waits for it).
 pub fn load_decoder_in_background() {
-    if std::env::var(DECODER_ENV).as_deref() == Ok("openh264") {
+    if asked_for() == Some(DecoderBackend::OpenH264) {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -410,7 +417,8 @@ enum Backend {
 }
 
 impl H264Decoder {
-    /// The preferred decoder ([`preferred_backend`]); openh264 if FFmpeg's will not start.
+    /// The one [`DECODER_ENV`] names, else FFmpeg's when the system has it, else openh264's;
+    /// openh264's also when FFmpeg's will not start.
     pub fn new() -> Result<Self, CodecError> {
         match preferred_backend() {
             DecoderBackend::Ffmpeg => Self::with_backend(DecoderBackend::Ffmpeg).or_else(|err| {

@@ -1,7 +1,7 @@
 //! Long-running fuzz mode for every parser of remote input: mutates well-formed seeds (signaling
 //! messages, data-channel messages, chunks, file names, H.264 payloads and access units (both
-//! decoders), descriptions, the code exchange) for `FUZZ_SECS` seconds (default 10) and prints executions and failures per target
-//! (`FUZZ_SECS=600 cargo bench --workspace --bench fuzz`).
+//! decoders), descriptions, the code exchange) for `FUZZ_SECS` seconds (default 10) and prints
+//! executions and failures per target (`FUZZ_SECS=600 cargo bench --workspace --bench fuzz`).
 //! A failure is a panic; the first input that caused one is printed. Exits 1 if any failed.
 
 use std::cell::RefCell;

@@ -171,7 +171,7 @@ fn api() -> Result<&'static Api, &'static str> {
 }
 
 /// Which FFmpeg this process would decode with, or why it cannot.
-pub fn availability() -> Result<&'static str, &'static str> {
+pub(crate) fn availability() -> Result<&'static str, &'static str> {
     api().map(|api| api.version.as_str())
 }
 
