@@ -1,9 +1,11 @@
 //! Window benchmark (a program, not a test): CPU of the real `confab` window under Xvfb, idle in
 //! the lobby, and in a call showing the other person's 1280x720@30 video (received, decoded,
 //! converted and drawn; the window itself sends nothing, to isolate that cost), for each video
-//! path (shader or CPU conversion) and renderer (glow, wgpu), interleaved, with the busiest threads.
+//! path (shader or CPU conversion) and renderer (glow, wgpu), interleaved, with the busiest threads
+//! and how many frames a second the window drew; then a two-way call, the window also sending its
+//! test camera and showing it in the self view.
 //!
-//!     cargo bench -p confab-e2e --bench ui -- [SECONDS] [--runs N]
+//!     cargo bench -p confab-e2e --bench ui -- [SECONDS] [--runs N] [--only TEXT]
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -79,19 +81,26 @@ fn window(display: &str, config: &std::path::Path, args: &[&str]) -> Proc {
     window_with(display, config, args, &[])
 }
 
+/// The window's log: where it says how many frames a second it drew (`confab::paint`).
+fn log_path(config: &std::path::Path) -> std::path::PathBuf {
+    config.join("window.log")
+}
+
 fn window_with(
     display: &str,
     config: &std::path::Path,
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> Proc {
+    let log = std::fs::File::create(log_path(config)).expect("window log");
     let child = Command::new(bin("confab"))
         .args(args)
         .envs(envs.iter().copied())
         .env("DISPLAY", display)
         .env("CONFAB_CONFIG_DIR", config)
+        .env("RUST_LOG", "warn,confab::paint=debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("confab window");
     Proc {
@@ -130,32 +139,80 @@ fn main() {
     let server = Server::start(&[]);
     // The video path (CONFAB_VIDEO=cpu: the RGBA conversion the window did before the shader)
     // and the renderer, each combination once per run, interleaved.
-    let configs: [(&str, &[(&str, &str)]); 4] = [
-        (
+    // Last, the window sending too: its self view is a second video drawn.
+    let config = |label, envs, sends| WindowConfig { label, envs, sends };
+    let configs = [
+        config(
             "glow, CPU conversion",
             &[("CONFAB_RENDERER", "glow"), ("CONFAB_VIDEO", "cpu")],
+            Sends::Nothing,
         ),
-        ("glow, shader", &[("CONFAB_RENDERER", "glow")]),
-        (
+        config(
+            "glow, shader",
+            &[("CONFAB_RENDERER", "glow")],
+            Sends::Nothing,
+        ),
+        config(
             "wgpu, CPU conversion",
             &[("CONFAB_RENDERER", "wgpu"), ("CONFAB_VIDEO", "cpu")],
+            Sends::Nothing,
         ),
-        ("wgpu, shader", &[("CONFAB_RENDERER", "wgpu")]),
+        config(
+            "wgpu, shader",
+            &[("CONFAB_RENDERER", "wgpu")],
+            Sends::Nothing,
+        ),
+        config(
+            "glow, shader, two-way with the self view",
+            &[("CONFAB_RENDERER", "glow")],
+            Sends::TestCamera,
+        ),
     ];
+    // `--only TEXT`: the cases whose label contains it.
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     for run in 0..runs {
-        for (n, (label, envs)) in configs.iter().enumerate() {
+        for (n, config) in configs.iter().enumerate() {
+            if only
+                .as_ref()
+                .is_some_and(|only| !config.label.contains(only.as_str()))
+            {
+                continue;
+            }
             let room = room_code(81 + (run * configs.len() + n) as u64);
-            call_cores(
-                &x.display,
-                dir.path(),
-                &server.url,
-                &room,
-                secs,
-                label,
-                envs,
-            );
+            call_cores(&x.display, dir.path(), &server.url, &room, secs, config);
         }
     }
+}
+
+/// One way the window is run: its renderer and video path (environment), and what it sends.
+struct WindowConfig {
+    label: &'static str,
+    envs: &'static [(&'static str, &'static str)],
+    sends: Sends,
+}
+
+/// What the window sends in the call.
+#[derive(Clone, Copy)]
+enum Sends {
+    Nothing,
+    /// The 1280x720@30 test pattern, shown small in its self view.
+    TestCamera,
+}
+
+/// The medians of what the window's log reported (`confab::paint`) as `field` a second,
+/// skipping the first report (the call's start).
+fn paint_rate(config: &std::path::Path, field: &str) -> Option<f64> {
+    let log = std::fs::read_to_string(log_path(config)).ok()?;
+    let key = format!("{field}=");
+    let mut rates: Vec<f64> = log
+        .lines()
+        .filter(|l| l.contains("window drawn"))
+        .filter_map(|l| l.split(&key).nth(1)?.split_whitespace().next())
+        .filter_map(|v| v.parse().ok())
+        .skip(1)
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates.get(rates.len() / 2).copied()
 }
 
 /// The window in a call with a peer sending 1280x720@30: its cores, RSS and busiest threads.
@@ -165,26 +222,16 @@ fn call_cores(
     server_url: &str,
     room: &str,
     secs: u64,
-    label: &str,
-    envs: &[(&str, &str)],
+    config: &WindowConfig,
 ) {
-    let call = window_with(
-        display,
-        dir,
-        &[
-            "join",
-            room,
-            "--server",
-            server_url,
-            "--camera",
-            "none",
-            "--mic",
-            "none",
-            "--speaker",
-            "null",
-        ],
-        envs,
-    );
+    let WindowConfig { label, envs, sends } = config;
+    let mut args = vec!["join", room, "--server", server_url];
+    args.extend_from_slice(&match sends {
+        Sends::Nothing => ["--camera", "none", "--video-size", "1280x720"],
+        Sends::TestCamera => ["--camera", "test", "--video-size", "1280x720"],
+    });
+    args.extend_from_slice(&["--mic", "none", "--speaker", "null"]);
+    let call = window_with(display, dir, &args, envs);
     let peer = Peer::start(
         dir,
         &format!("peer-{room}"),
@@ -201,12 +248,17 @@ fn call_cores(
         .iter()
         .map(|(name, cores)| format!("{name} {cores:.2}"))
         .collect();
+    drop(call);
+    let rate = |field| paint_rate(dir, field).map_or("?".into(), |f| format!("{f:.1}"));
     println!(
-        "window showing a 1280x720@30 call ({label}): {cores:.3} cores ({:.0} % of one), RSS {rss:.0} MiB; threads: {}",
+        "window showing a 1280x720@30 call ({label}): {cores:.3} cores ({:.0} % of one), RSS {rss:.0} MiB; \
+         a second: {} frames drawn, {} of {} video frames received shown; threads: {}",
         cores * 100.0,
+        rate("frames_per_s"),
+        rate("video_shown_per_s"),
+        rate("video_received_per_s"),
         threads.join(", ")
     );
-    drop(call);
     let peer = peer.finish(Duration::from_secs(60));
     if let Some(stats) = peer.stats {
         println!(

@@ -15,10 +15,11 @@ use super::devices::DeviceLists;
 use super::hooks::Hooks;
 use super::hosted::HostState;
 use super::lobby::{self, LobbyView};
+use super::paint_meter::PaintMeter;
 use super::preview::Preview;
 use super::settings::{ServerMode, Settings};
 use super::theme::{humane_error, Problem};
-use super::video::{SelfView, VideoSlot};
+use super::video::{SelfView, VideoSlot, SELF_VIEW_WAIT};
 use crate::call_config::{CallConfig, VideoChoice};
 use crate::instance::Inbox;
 use crate::link::JoinLink;
@@ -64,6 +65,7 @@ pub struct ConfabApp {
     lobby_toggles: Option<(bool, bool)>,
     /// The video the current call sends (a camera chosen during it opens at this size).
     call_video: VideoChoice,
+    paints: PaintMeter,
 }
 
 /// The window icon (also used by the installers, from assets/).
@@ -118,6 +120,7 @@ impl ConfabApp {
             links: None,
             pending_link: None,
             lobby_toggles: None,
+            paints: PaintMeter::new(),
             call_video: VideoChoice::default(),
         };
         match start {
@@ -235,7 +238,7 @@ impl ConfabApp {
         let previous = self.preview.take().map(Preview::stop);
         self.preview_texture = None;
         let remote = VideoSlot::new(Some(self.ctx.clone()));
-        let local = VideoSlot::new(Some(self.ctx.clone()));
+        let local = VideoSlot::waiting(Some(self.ctx.clone()), SELF_VIEW_WAIT);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let (ctx, local_slot, remote_slot) = (self.ctx.clone(), local.clone(), remote.clone());
         let open_camera = self.hooks.open_camera.clone();
@@ -637,6 +640,10 @@ impl ConfabApp {
         if !super::theme::ensure_installed(ui.ctx()) {
             return;
         }
+        let remote = self.call.as_ref().map(|call| call.remote.clone());
+        let _ = self
+            .paints
+            .pass(ui.ctx(), remote.as_deref(), Instant::now());
         self.poll();
         let in_call =
             self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();

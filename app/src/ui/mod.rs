@@ -13,6 +13,7 @@ mod gpu_video;
 mod hooks;
 mod hosted;
 mod lobby;
+mod paint_meter;
 mod preview;
 mod settings;
 mod theme;

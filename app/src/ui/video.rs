@@ -2,9 +2,11 @@
 //! leave the newest I420 frame in a `VideoSlot` (latest frame wins, its buffer reused: a slow UI
 //! never makes video queue up), then ask egui for a repaint. The UI thread draws it with a shader
 //! that converts the planes on the GPU (`gpu_video`), or converts it to RGBA itself where no
-//! renderer callback is possible. Nothing repaints while nothing arrives.
+//! renderer callback is possible. Nothing repaints while nothing arrives, a frame is drawn once,
+//! and the self view waits for the other person's next frame rather than drawing one of its own.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use egui::{ColorImage, TextureHandle, TextureOptions};
 
@@ -19,6 +21,26 @@ use confab_media::VideoOut;
 pub struct VideoSlot {
     latest: Mutex<Latest>,
     ctx: Mutex<Option<egui::Context>>,
+    /// How long a new frame may wait for the window to be drawn (zero: at once).
+    wait: Duration,
+}
+
+/// How long the self view's frame may wait to be drawn: about a frame of the other person's
+/// video, whose own repaint then shows both. Without it, the self view's 15 frames a second,
+/// out of step with the remote 30, made up to 45 repaints a second.
+pub const SELF_VIEW_WAIT: Duration = Duration::from_millis(34);
+
+/// Asks `ctx` to draw a new video frame within `wait`, once. egui's `request_repaint` draws
+/// twice, so that layouts which depend on the frame before settle: for a video frame of the
+/// size the layout already has, the second frame would be a whole repaint for nothing (two a
+/// video frame, 60 a second at 30 fps). A new size changes the layout and gets both.
+fn wake(ctx: &egui::Context, resized: bool, wait: Duration) {
+    if resized {
+        ctx.request_repaint();
+    } else {
+        // Any delay above zero asks for a single frame (egui's `request_repaint_after`).
+        ctx.request_repaint_after(wait.max(Duration::from_nanos(1)));
+    }
 }
 
 #[derive(Default)]
@@ -27,20 +49,47 @@ struct Latest {
     frame: Option<VideoFrame>,
     /// Not yet uploaded.
     fresh: bool,
+    /// Frames put, and frames uploaded (the others were overwritten before the window was
+    /// drawn).
+    counts: FrameCounts,
+}
+
+/// How many of a slot's frames reached the screen.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub put: u64,
+    pub shown: u64,
 }
 
 impl VideoSlot {
     pub fn new(ctx: Option<egui::Context>) -> Arc<Self> {
+        Self::waiting(ctx, Duration::ZERO)
+    }
+
+    /// A slot whose new frames may wait up to `wait` to be drawn (the self view: see
+    /// `SELF_VIEW_WAIT`).
+    pub fn waiting(ctx: Option<egui::Context>, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             ctx: Mutex::new(ctx),
+            wait,
             ..Self::default()
         })
     }
 
+    fn wake(&self, resized: bool) {
+        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            wake(ctx, resized, self.wait);
+        }
+    }
+
     /// Copies a frame into the slot (called on a media thread), then wakes the UI.
     pub fn put(&self, frame: &VideoFrame) {
-        {
+        let resized = {
             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            let resized = latest
+                .frame
+                .as_ref()
+                .is_none_or(|kept| (kept.width, kept.height) != (frame.width, frame.height));
             match &mut latest.frame {
                 Some(kept) => {
                     kept.width = frame.width;
@@ -52,27 +101,31 @@ impl VideoSlot {
                 None => latest.frame = Some(frame.clone()),
             }
             latest.fresh = true;
-        }
-        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            ctx.request_repaint();
-        }
+            latest.counts.put += 1;
+            resized
+        };
+        self.wake(resized);
     }
 
     /// Like `put`, downscaled to fit within `max` (aspect kept) into the slot's buffer: a
     /// thumbnail without a frame allocated per frame.
     pub fn put_scaled(&self, frame: &VideoFrame, max: (u32, u32)) {
         let (w, h) = fit(frame.width, frame.height, max.0, max.1);
-        {
+        let resized = {
             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            let resized = latest
+                .frame
+                .as_ref()
+                .is_none_or(|kept| (kept.width, kept.height) != (w, h));
             let kept = latest
                 .frame
                 .get_or_insert_with(|| VideoFrame::black(w, h, frame.capture_ts_us));
             scale_to(frame, w, h, kept);
             latest.fresh = true;
-        }
-        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            ctx.request_repaint();
-        }
+            latest.counts.put += 1;
+            resized
+        };
+        self.wake(resized);
     }
 
     /// Size of the newest frame.
@@ -89,9 +142,15 @@ impl VideoSlot {
     pub(super) fn with_frame(&self, f: impl FnOnce(&VideoFrame, bool)) {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = std::mem::take(&mut latest.fresh);
+        latest.counts.shown += u64::from(fresh);
         if let Some(frame) = &latest.frame {
             f(frame, fresh);
         }
+    }
+
+    /// Frames put so far, and how many of them were drawn.
+    pub fn counts(&self) -> FrameCounts {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).counts
     }
 
     /// Gets the newest frame ready to draw into `texture`: on the GPU path the renderer uploads
@@ -245,6 +304,12 @@ mod tests {
             !slot.latest.lock().unwrap().fresh,
             "nothing is uploaded twice"
         );
+        slot.upload(&ctx, "t", &mut texture);
+        assert_eq!(
+            slot.counts(),
+            FrameCounts { put: 2, shown: 1 },
+            "the first frame was overwritten before it was drawn"
+        );
     }
 
     #[test]
@@ -270,6 +335,87 @@ mod tests {
         let (again, frame) = kept(&slot);
         assert_eq!(again, buffer, "a frame of the same size is copied into it");
         assert_eq!(frame, third);
+    }
+
+    /// Runs a pass of `ctx`; whether egui asks for the next frame at once (as it does for the
+    /// second of the two frames `request_repaint` makes).
+    fn pass_wants_another(ctx: &egui::Context) -> bool {
+        let output = ctx.run_ui(egui::RawInput::default(), |_| {});
+        output.viewport_output[&egui::ViewportId::ROOT].repaint_delay == Duration::ZERO
+    }
+
+    /// A context that records the delays of the repaints asked of the window, settled (egui
+    /// draws its first frames of its own accord).
+    fn window() -> (egui::Context, Arc<Mutex<Vec<Duration>>>) {
+        let ctx = egui::Context::default();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        ctx.set_request_repaint_callback(move |info| log.lock().unwrap().push(info.delay));
+        for _ in 0..3 {
+            let _ = pass_wants_another(&ctx);
+        }
+        assert!(!pass_wants_another(&ctx), "settled");
+        asked.lock().unwrap().clear();
+        (ctx, asked)
+    }
+
+    #[test]
+    fn a_video_frame_is_drawn_once_and_a_new_size_twice() {
+        let (ctx, asked) = window();
+        let slot = VideoSlot::new(Some(ctx.clone()));
+        slot.put(&pattern::render(1, 64, 36, 0));
+        assert_eq!(asked.lock().unwrap().as_slice(), [Duration::ZERO]);
+        assert!(
+            pass_wants_another(&ctx),
+            "the first frame changes the layout: a second frame lets it settle"
+        );
+        assert!(!pass_wants_another(&ctx));
+        asked.lock().unwrap().clear();
+        for n in 2..5 {
+            slot.put(&pattern::render(n, 64, 36, 0));
+            let delays = std::mem::take(&mut *asked.lock().unwrap());
+            assert!(
+                delays.len() == 1 && delays[0] <= Duration::from_millis(1),
+                "drawn at once: {delays:?}"
+            );
+            assert!(
+                !pass_wants_another(&ctx),
+                "a frame of the same size is drawn once, not twice"
+            );
+        }
+        slot.put(&pattern::render(5, 128, 72, 0));
+        assert!(pass_wants_another(&ctx), "a new size settles again");
+    }
+
+    #[test]
+    fn the_self_view_waits_for_the_next_frame_of_the_other_persons_video() {
+        let (ctx, asked) = window();
+        let remote = VideoSlot::new(Some(ctx.clone()));
+        let local = VideoSlot::waiting(Some(ctx.clone()), SELF_VIEW_WAIT);
+        let camera = pattern::render(1, 1280, 720, 0);
+        local.put_scaled(&camera, SELF_VIEW_MAX);
+        remote.put(&pattern::render(1, 64, 36, 0));
+        while pass_wants_another(&ctx) {}
+        asked.lock().unwrap().clear();
+        local.put_scaled(&camera, SELF_VIEW_MAX);
+        assert_eq!(
+            std::mem::take(&mut *asked.lock().unwrap()),
+            [SELF_VIEW_WAIT],
+            "the window may wait a remote frame's time"
+        );
+        remote.put(&pattern::render(2, 64, 36, 0));
+        let delays = std::mem::take(&mut *asked.lock().unwrap());
+        assert!(
+            delays.len() == 1 && delays[0] <= Duration::from_millis(1),
+            "the remote frame brings the repaint forward: {delays:?}"
+        );
+        assert!(!pass_wants_another(&ctx));
+        let mut texture = None;
+        local.upload(&ctx, "local", &mut texture);
+        assert!(
+            local.latest.lock().unwrap().frame.is_some() && texture.is_some(),
+            "that repaint shows the self view's frame too"
+        );
     }
 
     #[test]
