@@ -510,7 +510,10 @@ impl ConfabApp {
         match command {
             UiCommand::ToggleMic => call.toggle_mute(),
             UiCommand::PushToTalk(on) => call.push_to_talk(on),
-            UiCommand::ToggleSelfView => call.self_view.hidden = !call.self_view.hidden,
+            UiCommand::ToggleSelfView => {
+                call.self_view.hidden = !call.self_view.hidden;
+                call.local.set_hidden(call.self_view.hidden);
+            }
             UiCommand::ToggleCamera => call.toggle_camera(),
             UiCommand::ShareScreen(spec) => {
                 self.share_menu = false;

@@ -5,6 +5,7 @@
 //! renderer callback is possible. Nothing repaints while nothing arrives, a frame is drawn once,
 //! and the self view waits for the other person's next frame rather than drawing one of its own.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct VideoSlot {
     ctx: Mutex<Option<egui::Context>>,
     /// How long a new frame may wait for the window to be drawn (zero: at once).
     wait: Duration,
+    /// Not shown (the self view hidden): frames are let go without a copy or a repaint.
+    hidden: AtomicBool,
 }
 
 /// How long the self view's frame may wait to be drawn: about a frame of the other person's
@@ -76,6 +79,11 @@ impl VideoSlot {
         })
     }
 
+    /// Hides or shows what the slot holds: while hidden, frames put are let go.
+    pub fn set_hidden(&self, hidden: bool) {
+        self.hidden.store(hidden, Ordering::Relaxed);
+    }
+
     fn wake(&self, resized: bool) {
         if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             wake(ctx, resized, self.wait);
@@ -84,6 +92,9 @@ impl VideoSlot {
 
     /// Copies a frame into the slot (called on a media thread), then wakes the UI.
     pub fn put(&self, frame: &VideoFrame) {
+        if self.hidden.load(Ordering::Relaxed) {
+            return;
+        }
         let resized = {
             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
             let resized = latest
@@ -110,6 +121,9 @@ impl VideoSlot {
     /// Like `put`, downscaled to fit within `max` (aspect kept) into the slot's buffer: a
     /// thumbnail without a frame allocated per frame.
     pub fn put_scaled(&self, frame: &VideoFrame, max: (u32, u32)) {
+        if self.hidden.load(Ordering::Relaxed) {
+            return;
+        }
         let (w, h) = fit(frame.width, frame.height, max.0, max.1);
         let resized = {
             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
@@ -416,6 +430,21 @@ mod tests {
             local.latest.lock().unwrap().frame.is_some() && texture.is_some(),
             "that repaint shows the self view's frame too"
         );
+    }
+
+    #[test]
+    fn a_hidden_self_view_neither_scales_nor_repaints() {
+        let (ctx, asked) = window();
+        let local = VideoSlot::waiting(Some(ctx.clone()), SELF_VIEW_WAIT);
+        let camera = pattern::render(1, 1280, 720, 0);
+        local.set_hidden(true);
+        local.put_scaled(&camera, SELF_VIEW_MAX);
+        assert!(asked.lock().unwrap().is_empty(), "no repaint");
+        assert_eq!(local.counts(), FrameCounts::default(), "nothing kept");
+        local.set_hidden(false);
+        local.put_scaled(&camera, SELF_VIEW_MAX);
+        assert_eq!(local.source_size(), Some([320, 180]), "shown again");
+        assert_eq!(asked.lock().unwrap().len(), 1);
     }
 
     #[test]
