@@ -8,6 +8,7 @@ use confab_signaling::{Server, ServerConfig};
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 
+use super::command::UiCommand;
 use super::hooks::Hooks;
 use super::hosted::HostState;
 use super::settings::{ServerMode, Settings};
@@ -183,6 +184,24 @@ fn lobby_join_call_chat_toggles_hang_up() {
         Some(code),
         "both sides show the same code"
     );
+
+    // The self view hidden: its frames are let go until "Show yourself".
+    let taken = |h: &Harness<'_, ConfabApp>| h.state().call.as_ref().unwrap().local.counts().put;
+    run_until(&mut harness, "the self view", |h| taken(h) > 0);
+    harness.state_mut().apply(UiCommand::ToggleSelfView);
+    harness.run_steps(2);
+    let hidden_at = taken(&harness);
+    std::thread::sleep(Duration::from_millis(300));
+    harness.run_steps(2);
+    assert_eq!(
+        taken(&harness),
+        hidden_at,
+        "a hidden self view takes no frames"
+    );
+    harness.get_by_label_contains("Show yourself").click();
+    run_until(&mut harness, "the self view again", |h| {
+        taken(h) > hidden_at
+    });
 
     // Toggles, by button and by shortcut.
     harness.get_by_label("Mute").click();
