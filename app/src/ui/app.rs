@@ -643,10 +643,8 @@ impl ConfabApp {
         if !super::theme::ensure_installed(ui.ctx()) {
             return;
         }
-        let remote = self.call.as_ref().map(|call| call.remote.clone());
-        let _ = self
-            .paints
-            .pass(ui.ctx(), remote.as_deref(), Instant::now());
+        let remote = self.call.as_ref().map(|call| &*call.remote);
+        let _ = self.paints.pass(ui.ctx(), remote, Instant::now());
         self.poll();
         let in_call =
             self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();

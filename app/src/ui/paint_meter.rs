@@ -52,15 +52,17 @@ impl PaintMeter {
                 *self.causes.entry(cause.to_string()).or_default() += 1;
             }
         }
-        let video = remote.map(VideoSlot::counts).unwrap_or_default();
+        // The slot's counts are read only when a period starts or ends: not a lock a pass.
+        let video = || remote.map(VideoSlot::counts).unwrap_or_default();
         let Some((first, first_video, since)) = self.start else {
-            self.start = Some((frame_nr, video, now));
+            self.start = Some((frame_nr, video(), now));
             return None;
         };
         let elapsed = now.saturating_duration_since(since);
         if elapsed < Self::EVERY {
             return None;
         }
+        let video = video();
         // A new call's slot counts from zero again: that period reads zero video.
         let per_s = |n: u64, m: u64| n.saturating_sub(m) as f64 / elapsed.as_secs_f64();
         let report = PaintReport {

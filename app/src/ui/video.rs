@@ -84,62 +84,50 @@ impl VideoSlot {
         self.hidden.store(hidden, Ordering::Relaxed);
     }
 
-    fn wake(&self, resized: bool) {
-        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            wake(ctx, resized, self.wait);
-        }
-    }
-
     /// Copies a frame into the slot (called on a media thread), then wakes the UI.
     pub fn put(&self, frame: &VideoFrame) {
-        if self.hidden.load(Ordering::Relaxed) {
-            return;
-        }
-        let resized = {
-            let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
-            let resized = latest
-                .frame
-                .as_ref()
-                .is_none_or(|kept| (kept.width, kept.height) != (frame.width, frame.height));
-            match &mut latest.frame {
-                Some(kept) => {
-                    kept.width = frame.width;
-                    kept.height = frame.height;
-                    kept.capture_ts_us = frame.capture_ts_us;
-                    kept.data.clear();
-                    kept.data.extend_from_slice(&frame.data);
-                }
-                None => latest.frame = Some(frame.clone()),
+        self.store((frame.width, frame.height), |slot| match slot {
+            Some(kept) => {
+                kept.width = frame.width;
+                kept.height = frame.height;
+                kept.capture_ts_us = frame.capture_ts_us;
+                kept.data.clear();
+                kept.data.extend_from_slice(&frame.data);
             }
-            latest.fresh = true;
-            latest.counts.put += 1;
-            resized
-        };
-        self.wake(resized);
+            None => *slot = Some(frame.clone()),
+        });
     }
 
     /// Like `put`, downscaled to fit within `max` (aspect kept) into the slot's buffer: a
     /// thumbnail without a frame allocated per frame.
     pub fn put_scaled(&self, frame: &VideoFrame, max: (u32, u32)) {
+        let (w, h) = fit(frame.width, frame.height, max.0, max.1);
+        self.store((w, h), |slot| {
+            let kept = slot.get_or_insert_with(|| VideoFrame::black(w, h, frame.capture_ts_us));
+            scale_to(frame, w, h, kept);
+        });
+    }
+
+    /// Lets `write` fill the slot with a frame of `size` (unless the slot is hidden), then wakes
+    /// the UI.
+    fn store(&self, size: (u32, u32), write: impl FnOnce(&mut Option<VideoFrame>)) {
         if self.hidden.load(Ordering::Relaxed) {
             return;
         }
-        let (w, h) = fit(frame.width, frame.height, max.0, max.1);
         let resized = {
             let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
             let resized = latest
                 .frame
                 .as_ref()
-                .is_none_or(|kept| (kept.width, kept.height) != (w, h));
-            let kept = latest
-                .frame
-                .get_or_insert_with(|| VideoFrame::black(w, h, frame.capture_ts_us));
-            scale_to(frame, w, h, kept);
+                .is_none_or(|kept| (kept.width, kept.height) != size);
+            write(&mut latest.frame);
             latest.fresh = true;
             latest.counts.put += 1;
             resized
         };
-        self.wake(resized);
+        if let Some(ctx) = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            wake(ctx, resized, self.wait);
+        }
     }
 
     /// Size of the newest frame.
