@@ -69,6 +69,9 @@ impl AudioSink for Tee {
     fn underrun_samples(&self) -> u64 {
         self.0.underrun_samples()
     }
+    fn output_delay(&self) -> Option<std::time::Duration> {
+        self.0.output_delay()
+    }
 }
 
 /// A device switch the test hooks (`--test-switch-camera MS:SPEC` and the like) plan: how long

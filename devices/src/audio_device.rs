@@ -25,8 +25,9 @@ const STALL: Duration = Duration::from_secs(2);
 /// A caller that waits for room never gets near it; it bounds one that writes blindly.
 const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
 /// What the speaker's ring holds beyond one device period before it takes more: time for the
-/// playout thread to wake up, decode and write before the device would run dry.
-const SPEAKER_CUSHION: Duration = Duration::from_millis(20);
+/// playout thread to wake up, decode and write before the device would run dry. Every
+/// millisecond of it is a millisecond of mouth to ear (NOTES.md, "Through the devices").
+const SPEAKER_CUSHION: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AudioDeviceDescription {
@@ -202,10 +203,17 @@ struct StreamState {
     glitches: AtomicU64,
     /// Output: samples the device asked for that the ring did not have (played as silence).
     underrun_samples: AtomicU64,
-    /// Output: samples the device asked for in its latest callback (its period).
+    /// Samples the device asked for (output) or delivered (input) in its latest callback: its
+    /// period.
     request_samples: AtomicU64,
     /// Input: samples the device delivered that the ring had no room for (lost).
     overrun_samples: AtomicU64,
+    /// The device's own buffering at its latest callback, µs. Input: how long before the
+    /// callback the newest sample it delivered was captured. Output: from the callback until
+    /// the first sample it took is played.
+    device_us: AtomicU64,
+    /// Output: when (wall clock, µs) the latest callback took its samples.
+    callback_us: AtomicU64,
 }
 
 impl StreamState {
@@ -233,8 +241,10 @@ impl StreamState {
 fn run_stream(
     name: String,
     stop: Arc<AtomicBool>,
+    state: Arc<StreamState>,
     build: impl FnOnce() -> Result<cpal::Stream, String> + Send + 'static,
 ) -> Result<(), CaptureError> {
+    let what = name.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     std::thread::Builder::new()
         .name("audio-device".into())
@@ -249,8 +259,18 @@ fn run_stream(
                 }
             };
             let _ = ready_tx.send(Ok(()));
+            let mut told = false;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
+                if !told && state.frames.load(Ordering::Relaxed) > 0 {
+                    told = true;
+                    tracing::debug!(
+                        stream = what,
+                        period_samples = state.request_samples.load(Ordering::Relaxed),
+                        device_ms = state.device_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                        "audio stream running"
+                    );
+                }
             }
             drop(stream);
         })
@@ -273,10 +293,22 @@ where
 {
     let err_state = state.clone();
     let channels = usize::from(config.channels.max(1));
+    let rate = f64::from(config.sample_rate.max(1));
     device
         .build_input_stream(
             config,
-            move |data: &[T], _: &cpal::InputCallbackInfo| {
+            move |data: &[T], info: &cpal::InputCallbackInfo| {
+                // The device's timestamps say when the first of these samples was captured; the
+                // newest is younger by the buffer's length.
+                let ts = info.timestamp();
+                let span = Duration::from_secs_f64((data.len() / channels) as f64 / rate);
+                let age = ts.callback.duration_since(ts.capture).saturating_sub(span);
+                state
+                    .device_us
+                    .store(age.as_micros() as u64, Ordering::Relaxed);
+                state
+                    .request_samples
+                    .store(data.len() as u64, Ordering::Relaxed);
                 // Only copy: convert the sample type into the ring, and count what did not fit.
                 let lost = push_frames(&mut ring, data, channels);
                 state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -325,7 +357,13 @@ where
     device
         .build_output_stream(
             config,
-            move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let ts = info.timestamp();
+                let delay = ts.playback.duration_since(ts.callback);
+                state
+                    .device_us
+                    .store(delay.as_micros() as u64, Ordering::Relaxed);
+                state.callback_us.store(clock::now_us(), Ordering::Relaxed);
                 let mut missing = 0;
                 for out in data.iter_mut() {
                     *out = T::from_sample(ring.try_pop().unwrap_or_else(|| {
@@ -418,7 +456,7 @@ impl DeviceConfig {
         let stop = Arc::new(AtomicBool::new(false));
         let what = format!("{} {}", self.direction.noun(), self.name);
         let callback_state = state.clone();
-        run_stream(what, stop.clone(), move || {
+        run_stream(what, stop.clone(), state.clone(), move || {
             build(&self.device, self.config, self.format, callback_state)
         })?;
         Ok((state, stop))
@@ -491,10 +529,12 @@ impl AudioSource for MicSource {
                 continue;
             }
             if self.resampler.pop(out) {
-                // The last of these samples was recorded about now.
+                // The newest of these samples reached the ring about now, as old as the
+                // device's buffering made it (we poll every 2 ms).
                 let span_us = (out.len() + self.resampler.available()) as u64 * 1_000_000
                     / u64::from(SAMPLE_RATE_HZ);
-                return Ok(clock::now_us().saturating_sub(span_us));
+                let device_us = self.state.device_us.load(Ordering::Relaxed);
+                return Ok(clock::now_us().saturating_sub(span_us + device_us));
             }
             if started.elapsed() > STALL {
                 return Err(CaptureError::Stopped(format!(
@@ -509,6 +549,11 @@ impl AudioSource for MicSource {
 
     fn dropped_samples(&self) -> u64 {
         self.state.overrun_samples.load(Ordering::Relaxed) / self.channels as u64
+    }
+
+    fn capture_delay(&self) -> Option<Duration> {
+        (self.state.frames.load(Ordering::Relaxed) > 0)
+            .then(|| Duration::from_micros(self.state.device_us.load(Ordering::Relaxed)))
     }
 }
 
@@ -657,6 +702,21 @@ impl AudioSink for SpeakerSink {
         self.state.underrun_samples.load(Ordering::Relaxed) / self.channels as u64
     }
 
+    fn output_delay(&self) -> Option<Duration> {
+        let callback_us = self.state.callback_us.load(Ordering::Relaxed);
+        (callback_us > 0).then(|| {
+            let queue = OutputQueue {
+                callback_us,
+                device_us: self.state.device_us.load(Ordering::Relaxed),
+                period: self.state.request_samples.load(Ordering::Relaxed) as usize,
+                occupied: self.ring.occupied_len(),
+                channels: self.channels,
+                rate: self.rate,
+            };
+            queue.delay_at(clock::now_us())
+        })
+    }
+
     fn set_echo_reference(&mut self, reference: EchoReference) -> Option<EchoReference> {
         self.echo = Some(EchoTrack {
             reference,
@@ -664,6 +724,33 @@ impl AudioSink for SpeakerSink {
             silence: Vec::new(),
         });
         None
+    }
+}
+
+/// Where the speaker's queue stood: the device's latest callback and what the ring holds; all
+/// counts in device samples (all channels).
+#[derive(Debug, Clone, Copy)]
+struct OutputQueue {
+    /// When the latest callback took a period from the ring (wall clock, µs).
+    callback_us: u64,
+    /// From that callback until the first sample it took is played, by the device (µs).
+    device_us: u64,
+    /// What that callback took.
+    period: usize,
+    /// What the ring holds behind it.
+    occupied: usize,
+    channels: usize,
+    rate: u32,
+}
+
+impl OutputQueue {
+    /// From `now_us` until a sample written now is heard: it plays after the period the device
+    /// took and everything the ring holds.
+    fn delay_at(&self, now_us: u64) -> Duration {
+        let frames = (self.period + self.occupied) / self.channels.max(1);
+        let queued_us = frames as u64 * 1_000_000 / u64::from(self.rate.max(1));
+        let heard_us = self.callback_us + self.device_us + queued_us;
+        Duration::from_micros(heard_us.saturating_sub(now_us))
     }
 }
 
@@ -726,6 +813,12 @@ impl SpeakerSink {
         let underruns = self.state.underrun_samples.load(Ordering::Relaxed);
         let missed = underruns.saturating_sub(self.underruns_seen);
         self.underruns_seen = underruns;
+        if missed > 0 {
+            tracing::debug!(
+                ms = (missed / self.channels as u64) as f64 * 1000.0 / f64::from(self.rate),
+                "speaker ran dry"
+            );
+        }
         if let Some(echo) = &mut self.echo {
             echo.silence(missed / self.channels as u64, self.rate);
         }
@@ -733,7 +826,8 @@ impl SpeakerSink {
             return;
         }
         let period = self.state.request_samples.load(Ordering::Relaxed) as usize;
-        let cushion = period + (self.rate as usize / 50) * self.channels;
+        let cushion = period
+            + (SPEAKER_CUSHION.as_secs_f64() * f64::from(self.rate)) as usize * self.channels;
         let pad = cushion.saturating_sub(self.ring.occupied_len()) / self.channels * self.channels;
         if pad == 0 {
             return;
@@ -848,25 +942,54 @@ mod tests {
             channels: 2,
             rate: 48_000,
         };
-        // Empty, or down to one period plus the 20 ms cushion: room now.
+        // Empty, or down to one period plus the 10 ms cushion: room now.
         assert_eq!(fill(0).wait_before(chunk), None);
-        assert_eq!(fill(960 + 1920).wait_before(chunk), None);
+        assert_eq!(fill(960 + 960).wait_before(chunk), None);
         // One frame more: wait one frame's time.
-        assert_eq!(fill(960 + 1920 + 2).wait_before(chunk), Some(ms(1)));
+        assert_eq!(fill(960 + 960 + 2).wait_before(chunk), Some(ms(1)));
         // Full up with a period, the cushion and a chunk: wait for 20 ms to be played.
-        assert_eq!(fill(960 + 1920 + chunk).wait_before(chunk), Some(ms(960)));
-        // At 44.1 kHz mono, before the first callback (no period known yet): 20 ms is 882.
+        assert_eq!(fill(960 + 960 + chunk).wait_before(chunk), Some(ms(960)));
+        // At 44.1 kHz mono, before the first callback (no period known yet): 10 ms is 441.
         let cd = |occupied| RingFill {
             occupied,
             period: 0,
             channels: 1,
             rate: 44_100,
         };
-        assert_eq!(cd(882).wait_before(882), None);
+        assert_eq!(cd(441).wait_before(882), None);
         assert_eq!(
-            cd(883).wait_before(882),
+            cd(442).wait_before(882),
             Some(Duration::from_secs_f64(1.0 / 44_100.0))
         );
+    }
+
+    #[test]
+    fn a_sample_written_now_is_heard_after_the_device_period_and_the_ring() {
+        // 48 kHz stereo: the device took a 10 ms period at t = 1 s and said it plays it 15 ms
+        // later; the ring holds 20 ms behind it.
+        let queue = OutputQueue {
+            callback_us: 1_000_000,
+            device_us: 15_000,
+            period: 960,
+            occupied: 1920,
+            channels: 2,
+            rate: 48_000,
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(queue.delay_at(1_000_000), ms(45), "at the callback");
+        assert_eq!(queue.delay_at(1_004_000), ms(41), "4 ms later");
+        // Long after the callback (the device stalled), never below zero.
+        assert_eq!(queue.delay_at(2_000_000), Duration::ZERO);
+        // At 44.1 kHz mono, 441 frames are 10 ms.
+        let mono = OutputQueue {
+            period: 441,
+            occupied: 0,
+            channels: 1,
+            rate: 44_100,
+            device_us: 0,
+            ..queue
+        };
+        assert_eq!(mono.delay_at(1_000_000), ms(10));
     }
 
     #[test]

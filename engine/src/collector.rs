@@ -32,6 +32,7 @@ pub struct Collector {
     audio_transit_ms: Histogram,
     audio_waited_ms: Histogram,
     audio_estimated_ms: Histogram,
+    speaker_delay_ms: Histogram,
     sync_skew_ms: Histogram,
     sync_estimated_skew_ms: Histogram,
     sync_hold_ms: Histogram,
@@ -348,6 +349,11 @@ impl Collector {
         }
     }
 
+    /// A frame was written to a speaker that plays it `ms` later.
+    pub fn speaker_delay(&mut self, ms: f64) {
+        self.speaker_delay_ms.record(ms);
+    }
+
     pub fn first_audio(&mut self) {
         if self.stats.ms_to.first_audio.is_none() {
             self.stats.ms_to.first_audio = Some(self.ms_now());
@@ -450,6 +456,7 @@ impl Collector {
         stats.audio_recv.transit_ms = self.audio_transit_ms.summary();
         stats.audio_recv.waited_ms = self.audio_waited_ms.summary();
         stats.audio_recv.latency_estimated_ms = self.audio_estimated_ms.summary();
+        stats.audio_recv.speaker_delay_ms = self.speaker_delay_ms.summary();
         stats.sync.skew_ms = self.sync_skew_ms.summary();
         stats.sync.estimated_skew_ms = self.sync_estimated_skew_ms.summary();
         stats.sync.video_hold_ms = self.sync_hold_ms.summary();

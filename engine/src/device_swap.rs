@@ -82,6 +82,10 @@ impl AudioSource for SwappableMic {
     fn dropped_samples(&self) -> u64 {
         self.dropped_before + self.current.dropped_samples()
     }
+
+    fn capture_delay(&self) -> Option<Duration> {
+        self.current.capture_delay()
+    }
 }
 
 /// The echo canceller's far end, shared by whichever sink plays now.
@@ -181,6 +185,10 @@ impl AudioSink for SwappableSpeaker {
 
     fn underrun_samples(&self) -> u64 {
         self.underrun_before + self.current.underrun_samples()
+    }
+
+    fn output_delay(&self) -> Option<Duration> {
+        self.current.output_delay()
     }
 
     fn finish(&mut self) -> Result<(), CaptureError> {

@@ -551,7 +551,9 @@ fn run_playout_synced(
         if let Some(far_end) = &mut far_end {
             far_end(samples);
         }
-        let play_us = clock::now_us();
+        // When the person hears it: after what the speaker and its device still hold.
+        let speaker_delay = sink.output_delay();
+        let play_us = clock::now_us() + speaker_delay.map_or(0, |d| d.as_micros() as u64);
         let (audio_delay, latency_ms) = sync.as_ref().map_or((None, None), |sync| {
             let (delay, latency_ms) = sync.played(played_ts, play_us);
             jitter
@@ -605,6 +607,9 @@ fn run_playout_synced(
         }
         if let Some(waited) = waited {
             c.audio_packet_played(waited.as_secs_f64() * 1000.0, latency_ms);
+        }
+        if let Some(delay) = speaker_delay.filter(|_| heard) {
+            c.speaker_delay(delay.as_secs_f64() * 1000.0);
         }
         let a = &mut c.stats.audio_recv;
         a.packets_received = s.packets;

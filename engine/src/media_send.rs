@@ -748,6 +748,8 @@ pub fn start_audio(
                         c.audio_captured(ms);
                     }
                     c.stats.audio_send.mic_samples_dropped = source.dropped_samples();
+                    c.stats.audio_send.mic_device_ms =
+                        source.capture_delay().map(|d| d.as_secs_f64() * 1000.0);
                     c.stats.audio_send.packet_ms = duration.as_secs_f64() * 1000.0;
                     c.stats.audio_send.level_dbfs = Some(level_dbfs);
                     if let Some(apm) = apm.as_ref().filter(|_| blocks.is_multiple_of(100)) {

@@ -137,6 +137,10 @@ pub struct AudioSendStats {
     pub processing_ms: Percentiles,
     /// Microphone samples (per channel, at the device rate) lost before they could be read.
     pub mic_samples_dropped: u64,
+    /// How old the microphone's newest samples were when its device handed them over (its own
+    /// and the operating system's buffering; the capture times allow for it). None without a
+    /// device.
+    pub mic_device_ms: Option<f64>,
     /// The loss Opus's in-band FEC protects against now (percent; follows the measured loss).
     pub fec_expected_loss_percent: u8,
 }
@@ -163,10 +167,13 @@ pub struct AudioRecvStats {
     /// of the playout clock against arrivals.
     pub waited_ms: Percentiles,
     /// Mouth to ear of every packet played (its capture time by the sender reports, less Opus's
-    /// lookahead, to when it was written to the sink), for any sound: `latency_ms` measures
-    /// only the test signal's markers. Needs sender reports and lip sync on; a device's own
-    /// buffer is not included.
+    /// lookahead, to when the speaker plays it), for any sound: `latency_ms` measures only the
+    /// test signal's markers. Needs sender reports and lip sync on.
     pub latency_estimated_ms: Percentiles,
+    /// From a frame written to the speaker to the speaker playing it: what the speaker's queue
+    /// and the device's own buffering hold (empty without a device). Part of both latencies
+    /// above.
+    pub speaker_delay_ms: Percentiles,
     pub jitter_buffer_ms: f64,
     /// Audio per packet the other side sends (10 or 20 ms; a browser sends 20).
     pub packet_ms: f64,

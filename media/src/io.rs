@@ -26,6 +26,12 @@ pub trait AudioSource: Send {
     fn dropped_samples(&self) -> u64 {
         0
     }
+    /// How old the newest samples were when the device handed them over: its own and the
+    /// operating system's buffering, which `read`'s capture times already allow for. `None` for
+    /// sources without a device.
+    fn capture_delay(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What `AudioSink::wait_for_room` found.
@@ -71,6 +77,12 @@ pub trait AudioSink: Send {
     /// run dry. 0 for sinks without a device.
     fn underrun_samples(&self) -> u64 {
         0
+    }
+    /// How long from now until the first of the samples written next is heard: what the sink
+    /// still holds and the device's own buffering. `None` for sinks without a device (or before
+    /// the device first asked for audio).
+    fn output_delay(&self) -> Option<Duration> {
+        None
     }
     /// Flushes what is buffered (files are finalized); called once at the end.
     fn finish(&mut self) -> Result<(), CaptureError> {

@@ -5,12 +5,44 @@
 //! glass-to-glass latency p50/p95, CPU seconds and peak RSS, encode and decode ms per frame, and
 //! the audio's mouth-to-ear latency stage by stage with the audio/video skew.
 //!
-//!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS] [DELAY_MS] [PEER FLAGS]
+//!
+//!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS] [DELAY_MS] [--pulse] [PEER FLAGS]
+//!
+//! `--pulse`: the peers' microphones and speakers are real devices, null sinks of a PulseAudio
+//! the bench starts (through cpal and ALSA's pulse plugin); each microphone hears a tone in
+//! bursts, so mouth to ear is measured by the sender reports only (no test-signal markers), the
+//! devices' own buffering included, and the stages show what the devices add.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use confab_e2e::netem::{NetLab, Profile};
+use confab_e2e::services::Pulse;
 use confab_e2e::{num, room_code, Peer, Server};
+
+/// A 48 kHz mono WAV of a `hz` tone in 200 ms bursts with 200 ms pauses, `secs` long: a voice
+/// for a microphone (noise suppression takes a steady tone for noise).
+fn tone_bursts(path: &Path, hz: f64, secs: u32) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(path, spec).expect("write a WAV");
+    for n in 0..48_000 * secs {
+        let t = f64::from(n) / 48_000.0;
+        let on = (n / 9_600) % 2 == 0;
+        let s = if on {
+            0.3 * (std::f64::consts::TAU * hz * t).sin()
+        } else {
+            0.0
+        };
+        wav.write_sample((s * f64::from(i16::MAX)) as i16)
+            .expect("write a WAV");
+    }
+    wav.finalize().expect("write a WAV");
+}
 
 /// (cpu seconds, peak RSS KiB) of a live process.
 fn usage(pid: u32) -> Option<(f64, u64)> {
@@ -35,14 +67,18 @@ fn print_audio(name: &str, receiver: &serde_json::Value, sender: &serde_json::Va
     let (r, s) = (receiver, sender);
     println!(
         "{name}: audio mouth-to-ear p50/p95 {} ms from {} markers (every packet, by the sender \
-         reports: {} ms); stages p50/p95: capture to encoded {}, to sent {}, markers' onsets late out of \
+         reports: {} ms); stages p50/p95: the microphone device {} ms old, capture to encoded {}, \
+         to sent {}, markers' onsets late out of \
          audio processing {} (sender), to arrival {}, \
          waited in the jitter buffer {} (target now {:.0} ms, {:.0} ms packets, {} stretched, \
-         {} trimmed, {} concealed, {} late); a/v skew p50/p95 {} ms (video minus audio), \
-         video held p50 {:.0} ms, audio delayed {:.0} ms for video",
+         {} trimmed, {} concealed, {} late), the speaker and its device {}; a/v skew p50/p95 {} ms \
+         (video minus audio), video held p50 {:.0} ms, audio delayed {:.0} ms for video",
         p50_p95(r, "/audio_recv/latency_ms"),
         num(r, "/audio_recv/latency_ms/count"),
         p50_p95(r, "/audio_recv/latency_estimated_ms"),
+        s["audio_send"]["mic_device_ms"]
+            .as_f64()
+            .map_or("-".into(), |ms| format!("{ms:.1}")),
         p50_p95(s, "/audio_send/capture_to_encoded_ms"),
         p50_p95(s, "/audio_send/capture_to_sent_ms"),
         p50_p95(s, "/audio_send/processing_ms"),
@@ -54,6 +90,7 @@ fn print_audio(name: &str, receiver: &serde_json::Value, sender: &serde_json::Va
         num(r, "/audio_recv/frames_dropped_latency"),
         num(r, "/audio_recv/frames_concealed"),
         num(r, "/audio_recv/packets_late"),
+        p50_p95(r, "/audio_recv/speaker_delay_ms"),
         p50_p95(r, "/sync/skew_ms"),
         num(r, "/sync/video_hold_ms/p50"),
         num(r, "/sync/audio_delay_ms"),
@@ -83,6 +120,8 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .partition(|a| a.starts_with("--"));
+    let pulse = flags.iter().any(|f| f == "--pulse");
+    let flags: Vec<String> = flags.into_iter().filter(|f| f != "--pulse").collect();
     let secs = args.first().cloned().unwrap_or_else(|| "15".into());
     let size = args.get(1).cloned().unwrap_or_else(|| "1280x720".into());
     let fps = args.get(2).cloned().unwrap_or_else(|| "30".into());
@@ -90,6 +129,20 @@ fn main() {
         .get(3)
         .map_or(0, |d| d.parse().expect("DELAY_MS: a number"));
     let dir = tempfile::tempdir().expect("temp dir");
+    // Each microphone is a null sink's monitor, fed a tone; each speaker a null sink.
+    let pulse = pulse.then(|| {
+        assert_eq!(delay_ms, 0, "--pulse is for loopback calls");
+        let pulse = Pulse::start(&["spk_a", "spk_b", "mic_a", "mic_b"]);
+        let feeds: Vec<_> = [("mic_a", 440.0), ("mic_b", 660.0)]
+            .into_iter()
+            .map(|(sink, hz)| {
+                let wav = dir.path().join(format!("{sink}.wav"));
+                tone_bursts(&wav, hz, 120);
+                pulse.play(sink, &wav)
+            })
+            .collect();
+        (pulse, feeds)
+    });
     // Declared before the server and the peers, so that it is torn down after them.
     let mut lab = (delay_ms > 0).then(|| {
         NetLab::new(Profile {
@@ -128,8 +181,23 @@ fn main() {
         .position(|&a| a == "--mic")
         .expect("--mic is set");
     b_args[mic + 1] = "test:2";
+    if pulse.is_some() {
+        for args in [&mut peer_args, &mut b_args] {
+            for (flag, device) in [("--mic", "default"), ("--speaker", "default")] {
+                let at = args.iter().position(|&a| a == flag).expect("set above");
+                args[at + 1] = device;
+            }
+        }
+    }
     let start = |name: &str| {
         let args = if name == "a" { &peer_args } else { &b_args };
+        if let Some((pulse, _)) = &pulse {
+            let env = pulse.env(
+                Some(&format!("spk_{name}")),
+                Some(&format!("mic_{name}.monitor")),
+            );
+            return Peer::start_with_env(dir.path(), name, &server.url, &room, args, &env);
+        }
         match lab.as_ref() {
             Some(lab) => {
                 let home = if name == "a" { lab.alice() } else { lab.bob() };
@@ -165,7 +233,11 @@ fn main() {
         0 => "loopback".to_owned(),
         ms => format!("{ms} ms each way (NetLab)"),
     };
-    println!("call benchmark: {size}@{fps}, {secs} s, {link}, stamped test pattern + test signal");
+    let audio = match pulse {
+        Some(_) => "a tone in bursts through PulseAudio devices",
+        None => "the test signal",
+    };
+    println!("call benchmark: {size}@{fps}, {secs} s, {link}, stamped test pattern + {audio}");
     for (i, (name, outcome)) in ["a (waited)", "b (offered)"]
         .iter()
         .zip(&outcomes)
@@ -203,4 +275,5 @@ fn main() {
     }
     drop(server);
     drop(lab);
+    drop(pulse);
 }

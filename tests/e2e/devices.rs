@@ -137,6 +137,28 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
             num(&s, "/audio_recv/frames_decoded") > 250.0,
             "{name} received audio: {s:#}"
         );
+        // What the devices hold is measured and counted in mouth to ear: the speaker's queue
+        // and its device's buffering for every frame heard, the microphone's age.
+        let speaker_ms = num(&s, "/audio_recv/speaker_delay_ms/p50");
+        eprintln!(
+            "{name}: speaker and device {speaker_ms:.1} ms, microphone device {:?} ms, mouth to \
+             ear (sender reports) {:.1} ms",
+            s["audio_send"]["mic_device_ms"].as_f64(),
+            num(&s, "/audio_recv/latency_estimated_ms/p50"),
+        );
+        assert!(
+            num(&s, "/audio_recv/speaker_delay_ms/count") > 250.0
+                && (5.0..150.0).contains(&speaker_ms),
+            "{name}: the speaker's delay is measured: {s:#}"
+        );
+        assert!(
+            s["audio_send"]["mic_device_ms"].as_f64().is_some(),
+            "{name}: the microphone's delay is measured: {s:#}"
+        );
+        assert!(
+            num(&s, "/audio_recv/latency_estimated_ms/p50") > speaker_ms + 10.0,
+            "{name}: mouth to ear includes the speaker: {s:#}"
+        );
     }
     // What each virtual speaker played is the other side's tone.
     for (path, want, other, who) in [
