@@ -55,8 +55,12 @@ impl Pulse {
             "--load=module-native-protocol-unix auth-anonymous=1 socket={}",
             socket.display()
         ));
+        // `norewinds=1`: a null sink renders 50 ms at a time, like a sound card, instead of up
+        // to its 2 s default latency and rewinding. With a client's short ALSA buffer (two
+        // 10.7 ms periods) the 2 s render sometimes left the client without a request for 2 s:
+        // a speaker that stalled (NOTES.md, "Through the devices").
         for sink in sinks {
-            cmd.arg(format!("--load=module-null-sink sink_name={sink} rate=48000 sink_properties=device.description={sink}"));
+            cmd.arg(format!("--load=module-null-sink sink_name={sink} rate=48000 norewinds=1 sink_properties=device.description={sink}"));
         }
         let child = cmd
             .env("HOME", &home)
