@@ -304,7 +304,8 @@ mod tests {
         assert_eq!(f.y(), &[16; 8]);
         let rgb = [255u8, 0, 0].repeat(8);
         let f = to_i420(FrameFormat::RAWRGB, 4, 2, &rgb, 1).unwrap();
-        assert_eq!((f.y()[0], f.u()[0], f.v()[0]), (82, 90, 240));
+        // Red by BT.601, limited range: Y 81.48, U 90.20, V 240.
+        assert_eq!((f.y()[0], f.u()[0], f.v()[0]), (81, 90, 240));
         let bgr = [0u8, 0, 255].repeat(8);
         assert_eq!(
             to_i420(FrameFormat::RAWBGR, 4, 2, &bgr, 1).unwrap().y(),
