@@ -238,6 +238,8 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     // The headless join is this process's entry point: waiting here is what it is for.
     #[allow(clippy::disallowed_methods)]
     let result = runtime.block_on(drive(&args, config, io, started, switches));
+    // A blocking task still running (a media stop that hangs) would hold a plain drop forever.
+    runtime.shutdown_timeout(HANGUP_GRACE);
     if let Some(writer) = video_out
         .writer
         .lock()
@@ -248,6 +250,9 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     }
     result
 }
+
+/// How long a call may take to end after a hang-up before the process leaves without it.
+const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 async fn drive(
     args: &JoinArgs,
@@ -263,7 +268,8 @@ async fn drive(
     let mut peer_seen = false;
     let mut pending_files = args.send_file.len();
     let mut failed_files = Vec::new();
-    let mut hung_up = false;
+    // When we hung up (Ctrl-C, or the duration was over).
+    let mut hung_up: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let result = loop {
         tokio::select! {
@@ -341,15 +347,23 @@ async fn drive(
                 }
                 if let (Some(at), Some(duration)) = (connected_at, args.duration) {
                     // Stay until the duration is over and our files are delivered.
-                    if !hung_up && at.elapsed().as_secs_f64() >= duration && pending_files == 0 {
-                        hung_up = true;
+                    if hung_up.is_none() && at.elapsed().as_secs_f64() >= duration && pending_files == 0 {
+                        hung_up = Some(Instant::now());
                         let _ = session.commands.send(SessionCommand::Hangup).await;
                     }
+                }
+                // A call that does not end after a hang-up (a device or a worker stuck in its
+                // stop) must not keep the process: leave, and say so.
+                if hung_up.is_some_and(|at| at.elapsed() > HANGUP_GRACE) {
+                    break Err(anyhow!(
+                        "the call did not end within {} s of hanging up; leaving anyway",
+                        HANGUP_GRACE.as_secs()
+                    ));
                 }
             }
             _ = tokio::signal::ctrl_c() => {
                 let _ = session.commands.send(SessionCommand::Hangup).await;
-                hung_up = true;
+                hung_up.get_or_insert_with(Instant::now);
             }
             ended = &mut session.task => {
                 break match ended {

@@ -50,14 +50,21 @@ impl Proc {
 
     /// Waits up to `timeout` for the process to exit; kills it after that.
     pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        self.wait_or_kill(timeout)
+            .unwrap_or_else(|| panic!("{} did not exit within {timeout:?}", self.name))
+    }
+
+    /// Waits up to `timeout` for the process to exit; kills it after that and gives `None`.
+    pub fn wait_or_kill(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("{} did not exit within {timeout:?}", self.name);
+                let _ = self.child.wait();
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -275,8 +282,14 @@ impl Peer {
     }
 
     pub fn finish(mut self, timeout: Duration) -> Outcome {
-        let status = self.proc.wait(timeout);
+        let status = self.proc.wait_or_kill(timeout);
         let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let Some(status) = status else {
+            panic!(
+                "{} did not exit within {timeout:?}; its stderr:\n{stderr}",
+                self.proc.name
+            );
+        };
         let stats = std::fs::read_to_string(&self.stats_path)
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok());
