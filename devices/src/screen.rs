@@ -193,6 +193,9 @@ impl ScreenSource {
         )
         .map_err(|e| CaptureError::Stopped(format!("{}: {e}", self.name)))?;
         let (tw, th) = fit(frame.width, frame.height, MAX_SIZE.0, MAX_SIZE.1);
+        if (tw, th) == (frame.width, frame.height) {
+            return Ok(frame);
+        }
         Ok(scale(&frame, tw, th))
     }
 }
