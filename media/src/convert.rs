@@ -27,13 +27,15 @@ pub enum Packed {
     Rgb,
     Bgr,
     Rgba,
+    /// B, G, R, then a byte ignored (X11's 32-bit pixels, least significant byte first).
+    Bgra,
 }
 
 impl Packed {
     fn bytes(self) -> usize {
         match self {
             Self::Rgb | Self::Bgr => 3,
-            Self::Rgba => 4,
+            Self::Rgba | Self::Bgra => 4,
         }
     }
 }
@@ -124,6 +126,7 @@ pub fn packed_to_i420(
         Packed::Rgb => yuvutils_rs::rgb_to_yuv420,
         Packed::Bgr => yuvutils_rs::bgr_to_yuv420,
         Packed::Rgba => yuvutils_rs::rgba_to_yuv420,
+        Packed::Bgra => yuvutils_rs::bgra_to_yuv420,
     };
     convert(
         &mut planes,
@@ -383,6 +386,18 @@ fn scale_plane(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: 
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
         return;
     }
+    if (sw, sh) == (2 * dw, 2 * dh) {
+        // Halving (a 4K screen to 1080p, a rung of half the size): each 2x2 block's rounded
+        // average, the same as the weights give, in one pass.
+        for (out, rows) in dst.chunks_exact_mut(dw).zip(src.chunks_exact(2 * sw)) {
+            let (a, b) = rows.split_at(sw);
+            for ((o, a), b) in out.iter_mut().zip(a.chunks_exact(2)).zip(b.chunks_exact(2)) {
+                let sum = u16::from(a[0]) + u16::from(a[1]) + u16::from(b[0]) + u16::from(b[1]);
+                *o = ((sum + 2) >> 2) as u8;
+            }
+        }
+        return;
+    }
     SCALER.with_borrow_mut(|scaler| {
         let (rows, cols) = (scaler.axis(sh, dh), scaler.axis(sw, dw));
         let mid = &mut scaler.mid;
@@ -500,13 +515,14 @@ mod tests {
             Packed::Rgb => vec![r, g, b],
             Packed::Bgr => vec![b, g, r],
             Packed::Rgba => vec![r, g, b, 255],
+            Packed::Bgra => vec![b, g, r, 0],
         };
         px.iter().copied().cycle().take(px.len() * w * h).collect()
     }
 
     #[test]
     fn packed_colours_convert_to_known_yuv() {
-        for layout in [Packed::Rgb, Packed::Bgr, Packed::Rgba] {
+        for layout in [Packed::Rgb, Packed::Bgr, Packed::Rgba, Packed::Bgra] {
             for rgb in KNOWN {
                 let data = solid(layout, rgb, 4, 2);
                 let f = packed_to_i420(&data, 4, 2, 4 * layout.bytes(), layout, 0).unwrap();
@@ -599,7 +615,7 @@ mod tests {
             width in 2u32..77,
             height in 2u32..9,
             pad in 0usize..9,
-            layout in proptest::sample::select(vec![Packed::Rgb, Packed::Bgr, Packed::Rgba]),
+            layout in proptest::sample::select(vec![Packed::Rgb, Packed::Bgr, Packed::Rgba, Packed::Bgra]),
             seed in proptest::prelude::any::<u64>(),
         ) {
             let bpp = layout.bytes();
@@ -619,7 +635,7 @@ mod tests {
                 let p = &data[y * stride + x * bpp..];
                 match layout {
                     Packed::Rgb | Packed::Rgba => (p[0], p[1], p[2]),
-                    Packed::Bgr => (p[2], p[1], p[0]),
+                    Packed::Bgr | Packed::Bgra => (p[2], p[1], p[0]),
                 }
             };
             for y in 0..h {
@@ -671,7 +687,7 @@ mod tests {
                     let at = |dx: usize, dy: usize| f64::from(sy[(2 * y + dy) * w as usize + 2 * x + dx]);
                     let want = (at(0, 0) + at(1, 0) + at(0, 1) + at(1, 1)) / 4.0;
                     let got = f64::from(hy[y * (w / 2) as usize + x]);
-                    proptest::prop_assert!((got - want).abs() <= 1.0, "{x},{y}: {got} against {want}");
+                    proptest::prop_assert!((got - want).abs() <= 0.5, "{x},{y}: {got} against {want}");
                 }
             }
             let (tw, th) = ((to_w * 2).min(w), (to_h * 2).min(h));
