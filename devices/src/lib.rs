@@ -10,6 +10,8 @@ pub mod camera;
 pub mod screen;
 pub mod test_sources;
 pub mod wav;
+#[cfg(target_os = "linux")]
+mod x11_shm;
 pub mod y4m;
 
 pub use confab_media::{

@@ -1,7 +1,8 @@
 //! Screen sharing sources through xcap: a whole monitor, or one window where the platform can
 //! capture windows (on X11 this needs a window manager). Frames are converted to I420, scaled
 //! down to fit 1920x1080 (text stays legible, the encoder keeps up) and paced at a low frame rate
-//! (screens change little; 10 fps by default).
+//! (screens change little; 10 fps by default). On X11 a monitor is read from the X server
+//! directly (`X11Region`), at a third of xcap's cost; `CONFAB_SCREEN_CAPTURE=xcap` turns that off.
 
 use std::time::Duration;
 
@@ -11,6 +12,10 @@ use xcap::{Monitor, Window};
 use confab_media::convert::{fit, packed_to_i420, scale, Packed};
 use confab_media::{clock, VideoFrame};
 use confab_media::{CaptureError, Pacer, VideoSource};
+
+/// Set to `xcap` to capture monitors through xcap on X11 too (a way around a problem with
+/// the direct path, and the benchmark's baseline).
+pub const CAPTURE_ENV: &str = "CONFAB_SCREEN_CAPTURE";
 
 /// Largest size sent for a shared screen.
 pub const MAX_SIZE: (u32, u32) = confab_media::SCREEN_MAX_SIZE;
@@ -111,9 +116,109 @@ enum Target {
     Window(Window),
 }
 
+/// A monitor read straight from the X server: one connection kept for the whole share, the root
+/// window's region taken as the server holds it (32-bit pixels, B G R X in memory) and converted
+/// once. xcap connects anew for every frame and copies each pixel into RGBA through a function
+/// call, which was 40% of sharing a 4K screen. `None` where this does not apply (Wayland, other
+/// pixel formats, other OSes): xcap then does it.
+#[cfg(target_os = "linux")]
+struct X11Region {
+    /// The server writes the image here when it can (MIT-SHM: same machine, extension present);
+    /// otherwise the image comes through the socket. Dropped before the connection.
+    shm: Option<crate::x11_shm::SharedImage>,
+    conn: xcb::Connection,
+    root: xcb::x::Window,
+    x: i16,
+    y: i16,
+    width: u16,
+    height: u16,
+}
+
+#[cfg(target_os = "linux")]
+impl X11Region {
+    fn open(monitor: &Monitor) -> Option<Self> {
+        let var = |name: &str| std::env::var(name).unwrap_or_default().to_lowercase();
+        if var(CAPTURE_ENV) == "xcap" {
+            return None;
+        }
+        // As xcap tells Wayland apart: there, X11 sees only XWayland's windows.
+        if var("XDG_SESSION_TYPE") == "wayland" || var("WAYLAND_DISPLAY").contains("wayland") {
+            return None;
+        }
+        let (conn, screen) =
+            xcb::Connection::connect_with_extensions(None, &[], &[xcb::Extension::Shm]).ok()?;
+        let setup = conn.get_setup();
+        let root = setup.roots().nth(usize::try_from(screen).ok()?)?;
+        let depth = root.root_depth();
+        let format = setup.pixmap_formats().iter().find(|f| f.depth() == depth)?;
+        if !matches!(depth, 24 | 32)
+            || format.bits_per_pixel() != 32
+            || setup.image_byte_order() != xcb::x::ImageOrder::LsbFirst
+        {
+            return None;
+        }
+        let root = root.root();
+        let (width, height) = (monitor.width().ok()?, monitor.height().ok()?);
+        let shm = if conn.active_extensions().any(|e| e == xcb::Extension::Shm) {
+            crate::x11_shm::SharedImage::attach(&conn, width as usize * height as usize * 4)
+                .inspect_err(|err| tracing::debug!(%err, "no shared memory with the X server"))
+                .ok()
+        } else {
+            None
+        };
+        tracing::debug!(
+            shared_memory = shm.is_some(),
+            "reading the screen from the X server directly"
+        );
+        Some(Self {
+            shm,
+            conn,
+            root,
+            x: i16::try_from(monitor.x().ok()?).ok()?,
+            y: i16::try_from(monitor.y().ok()?).ok()?,
+            width: u16::try_from(width).ok()?,
+            height: u16::try_from(height).ok()?,
+        })
+    }
+
+    fn grab(&mut self) -> Result<VideoFrame, String> {
+        let (w, h) = (u32::from(self.width), u32::from(self.height));
+        let to_i420 = |data: &[u8]| {
+            packed_to_i420(data, w, h, w as usize * 4, Packed::Bgra, clock::now_us())
+                .map_err(|e| e.to_string())
+        };
+        if let Some(shm) = &mut self.shm {
+            let region = (self.x, self.y, self.width, self.height);
+            match shm.get_image(&self.conn, xcb::x::Drawable::Window(self.root), region) {
+                Ok(data) => return to_i420(data),
+                Err(err) => {
+                    tracing::warn!(%err, "reading the screen through shared memory failed; reading it through the socket");
+                    self.shm = None;
+                }
+            }
+        }
+        let cookie = self.conn.send_request(&xcb::x::GetImage {
+            format: xcb::x::ImageFormat::ZPixmap,
+            drawable: xcb::x::Drawable::Window(self.root),
+            x: self.x,
+            y: self.y,
+            width: self.width,
+            height: self.height,
+            plane_mask: u32::MAX,
+        });
+        let reply = self
+            .conn
+            .wait_for_reply(cookie)
+            .map_err(|e| e.to_string())?;
+        to_i420(reply.data())
+    }
+}
+
 /// A screen or window, captured in real time.
 pub struct ScreenSource {
     target: Target,
+    #[cfg(target_os = "linux")]
+    x11: Option<X11Region>,
     pacer: Pacer,
     name: String,
 }
@@ -167,6 +272,11 @@ impl ScreenSource {
             }
         };
         let mut source = Self {
+            #[cfg(target_os = "linux")]
+            x11: match &target {
+                Target::Monitor(monitor) => X11Region::open(monitor),
+                Target::Window(_) => None,
+            },
             target,
             pacer: Pacer::new(Duration::from_secs(1) / fps.max(1)),
             name,
@@ -177,6 +287,16 @@ impl ScreenSource {
     }
 
     fn capture(&mut self) -> Result<VideoFrame, CaptureError> {
+        #[cfg(target_os = "linux")]
+        if let Some(x11) = &mut self.x11 {
+            match x11.grab() {
+                Ok(frame) => return Ok(fit_to_send(frame)),
+                Err(err) => {
+                    tracing::warn!(%err, screen = %self.name, "reading the X server directly failed; capturing through xcap");
+                    self.x11 = None;
+                }
+            }
+        }
         let image = match &self.target {
             Target::Monitor(m) => m.capture_image(),
             Target::Window(w) => w.capture_image(),
@@ -192,12 +312,17 @@ impl ScreenSource {
             clock::now_us(),
         )
         .map_err(|e| CaptureError::Stopped(format!("{}: {e}", self.name)))?;
-        let (tw, th) = fit(frame.width, frame.height, MAX_SIZE.0, MAX_SIZE.1);
-        if (tw, th) == (frame.width, frame.height) {
-            return Ok(frame);
-        }
-        Ok(scale(&frame, tw, th))
+        Ok(fit_to_send(frame))
     }
+}
+
+/// The frame scaled down to fit `MAX_SIZE` (the same frame when it fits).
+fn fit_to_send(frame: VideoFrame) -> VideoFrame {
+    let (tw, th) = fit(frame.width, frame.height, MAX_SIZE.0, MAX_SIZE.1);
+    if (tw, th) == (frame.width, frame.height) {
+        return frame;
+    }
+    scale(&frame, tw, th)
 }
 
 impl VideoSource for ScreenSource {

@@ -302,11 +302,16 @@ fn rand_suffix() -> u32 {
 
 /// A private X display.
 pub struct Xvfb {
-    _proc: Proc,
+    proc: Proc,
     pub display: String,
 }
 
 impl Xvfb {
+    /// The X server's process (its CPU time is part of what a screen capture costs).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn start(width: u32, height: u32) -> Self {
         let n = (90..400)
             .find(|n| {
@@ -331,7 +336,7 @@ impl Xvfb {
         let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
         wait_for("Xvfb", Duration::from_secs(10), || socket.exists());
         Self {
-            _proc: Proc {
+            proc: Proc {
                 child,
                 name: "Xvfb".into(),
             },
