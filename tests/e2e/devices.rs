@@ -455,60 +455,13 @@ fn a_shared_screen_arrives_as_it_looks() {
     let shown = show(&x.display, &first);
     let first_luma = screenshot_luma(&x.display, dir.path());
 
-    let server = Server::start(&[]);
-    let room = room_code(41);
-    let received = dir.path().join("received.y4m");
-    let env = vec![
-        ("DISPLAY".to_owned(), x.display.clone()),
-        ("RUST_LOG".to_owned(), "confab_devices=debug".to_owned()),
-    ];
-    let a = Peer::start_with_env(
-        dir.path(),
-        "a",
-        &server.url,
-        &room,
-        &[
-            "--camera",
-            "none",
-            "--mic",
-            "none",
-            "--screen",
-            "0",
-            "--duration",
-            "7",
-            "--wait",
-            "30",
-        ],
-        &env,
-    );
-    let b = Peer::start(
-        dir.path(),
-        "b",
-        &server.url,
-        &room,
-        &[
-            "--camera",
-            "none",
-            "--mic",
-            "none",
-            "--duration",
-            "7",
-            "--wait",
-            "30",
-            "--record-video",
-            received.to_str().unwrap(),
-        ],
-    );
-    // Half way through the call the screen changes: what arrives must follow it.
-    std::thread::sleep(Duration::from_secs(3));
-    let _second_shown = show(&x.display, &second);
-    drop(shown);
-    let (a, b) = (
-        a.finish(Duration::from_secs(60)),
-        b.finish(Duration::from_secs(60)),
-    );
-    assert!(a.status.success(), "a: {}", a.stderr);
-    assert!(b.status.success(), "b: {}", b.stderr);
+    let (a, b, received, _second_shown) = share_screen(dir.path(), &x, 41, 7, &[], || {
+        // Half way through the call the screen changes: what arrives must follow it.
+        std::thread::sleep(Duration::from_secs(3));
+        let second_shown = show(&x.display, &second);
+        drop(shown);
+        second_shown
+    });
     assert!(
         a.stderr
             .contains("from the X server directly shared_memory=true"),
@@ -533,6 +486,57 @@ fn a_shared_screen_arrives_as_it_looks() {
     );
 }
 
+/// A call of `secs` in which peer a shares screen 0 of `x` (with `env` added to its environment
+/// and its devices' debug log on) and peer b records what arrives; `during` runs while the call
+/// is on, and what it returns is handed back. Both peers must end well.
+fn share_screen<T>(
+    dir: &Path,
+    x: &Xvfb,
+    salt: u64,
+    secs: u32,
+    env: &[(String, String)],
+    during: impl FnOnce() -> T,
+) -> (
+    confab_e2e::Outcome,
+    confab_e2e::Outcome,
+    std::path::PathBuf,
+    T,
+) {
+    let server = Server::start(&[]);
+    let room = room_code(salt);
+    let received = dir.join("received.y4m");
+    let secs = secs.to_string();
+    let both = [
+        "--camera",
+        "none",
+        "--mic",
+        "none",
+        "--duration",
+        &secs,
+        "--wait",
+        "30",
+    ];
+    let mut a_env = vec![
+        ("DISPLAY".to_owned(), x.display.clone()),
+        ("RUST_LOG".to_owned(), "confab_devices=debug".to_owned()),
+    ];
+    a_env.extend_from_slice(env);
+    let mut a_args = vec!["--screen", "0"];
+    a_args.extend(both);
+    let a = Peer::start_with_env(dir, "a", &server.url, &room, &a_args, &a_env);
+    let mut b_args = both.to_vec();
+    b_args.extend(["--record-video", received.to_str().unwrap()]);
+    let b = Peer::start(dir, "b", &server.url, &room, &b_args);
+    let kept = during();
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    assert!(a.status.success(), "a: {}", a.stderr);
+    assert!(b.status.success(), "b: {}", b.stderr);
+    (a, b, received, kept)
+}
+
 /// On X11 a monitor is read from the X server directly; xcap stays the way for windows, other
 /// systems, and when the direct read fails or is turned off. This keeps xcap's path honest too.
 #[test]
@@ -548,36 +552,8 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     let _shown = show(&x.display, &slide);
     let screen = screenshot_luma(&x.display, dir.path());
 
-    let server = Server::start(&[]);
-    let room = room_code(43);
-    let received = dir.path().join("received.y4m");
-    let quiet = [
-        "--camera",
-        "none",
-        "--mic",
-        "none",
-        "--duration",
-        "3",
-        "--wait",
-        "30",
-    ];
-    let env = [
-        ("DISPLAY".to_owned(), x.display.clone()),
-        ("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned()),
-        ("RUST_LOG".to_owned(), "confab_devices=debug".to_owned()),
-    ];
-    let mut a_args = vec!["--screen", "0"];
-    a_args.extend(quiet);
-    let a = Peer::start_with_env(dir.path(), "a", &server.url, &room, &a_args, &env);
-    let mut b_args = quiet.to_vec();
-    b_args.extend(["--record-video", received.to_str().unwrap()]);
-    let b = Peer::start(dir.path(), "b", &server.url, &room, &b_args);
-    let (a, b) = (
-        a.finish(Duration::from_secs(60)),
-        b.finish(Duration::from_secs(60)),
-    );
-    assert!(a.status.success(), "a: {}", a.stderr);
-    assert!(b.status.success(), "b: {}", b.stderr);
+    let xcap = [("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned())];
+    let (a, _, received, ()) = share_screen(dir.path(), &x, 43, 3, &xcap, || ());
     assert!(
         !a.stderr.contains("from the X server directly"),
         "CONFAB_SCREEN_CAPTURE=xcap must keep the direct read off: {}",
