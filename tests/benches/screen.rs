@@ -11,11 +11,11 @@
 //! (it copies each frame out to the client).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use confab_e2e::services::Xvfb;
-use confab_e2e::{cpu_seconds, num, room_code, Peer, Proc, Server};
+use confab_e2e::{cpu_seconds, num, room_code, Peer, Server};
 
 struct Call {
     cores: f64,
@@ -48,27 +48,12 @@ fn picture(path: &Path, width: u32, height: u32) {
     assert!(status.success(), "convert failed");
 }
 
-fn show(display: &str, png: &Path) -> Proc {
-    let child = Command::new("display")
-        .args(["-display", display, "-geometry", "+0+0"])
-        .arg(png)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("display (ImageMagick)");
-    std::thread::sleep(Duration::from_millis(2000));
-    Proc {
-        child,
-        name: "display".into(),
-    }
-}
-
 fn call(secs: u64, width: u32, height: u32, xcap: bool, round: u32) -> Option<Call> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let x = Xvfb::start(width, height);
     let png = dir.path().join("screen.png");
     picture(&png, width, height);
-    let _shown = show(&x.display, &png);
+    let _shown = x.show(&png);
     let server = Server::start(&[]);
     let room = room_code(70 + u64::from(round));
     let duration = secs.to_string();

@@ -371,24 +371,6 @@ fn last_y4m_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     (w, h, bytes[start..start + (w * h) as usize].to_vec())
 }
 
-/// Shows `png` in a window at the top-left of `display` (a real window: X servers return the
-/// root window's background pixmap as black to a GetImage, which is what screen capture does).
-fn show(display: &str, png: &Path) -> confab_e2e::Proc {
-    let child = Command::new("display")
-        .args(["-display", display, "-geometry", "+0+0"])
-        .arg(png)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("display (ImageMagick)");
-    // Give it time to map and draw.
-    std::thread::sleep(Duration::from_millis(1500));
-    confab_e2e::Proc {
-        child,
-        name: "display".into(),
-    }
-}
-
 fn screenshot_luma(display: &str, dir: &Path) -> Vec<u8> {
     let shot = dir.join("shot.rgb");
     run(Command::new("import")
@@ -452,13 +434,13 @@ fn a_shared_screen_arrives_as_it_looks() {
         ])
         .args(["-fill", "#3060c0", "-draw", "circle 900,450 1000,550"])
         .arg(&second));
-    let shown = show(&x.display, &first);
+    let shown = x.show(&first);
     let first_luma = screenshot_luma(&x.display, dir.path());
 
     let (a, b, received, _second_shown) = share_screen(dir.path(), &x, 41, 7, &[], || {
         // Half way through the call the screen changes: what arrives must follow it.
         std::thread::sleep(Duration::from_secs(3));
-        let second_shown = show(&x.display, &second);
+        let second_shown = x.show(&second);
         drop(shown);
         second_shown
     });
@@ -549,7 +531,7 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
         .args(["-size", "640x360", "gradient:#f0e0c0-#304060"])
         .args(["-fill", "#20a040", "-draw", "rectangle 40,40 300,200"])
         .arg(&slide));
-    let _shown = show(&x.display, &slide);
+    let _shown = x.show(&slide);
     let screen = screenshot_luma(&x.display, dir.path());
 
     let xcap = [("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned())];

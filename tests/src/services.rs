@@ -312,6 +312,25 @@ impl Xvfb {
         self.proc.pid()
     }
 
+    /// Shows `png` in a window at the top-left of the display until the returned process is
+    /// dropped (a real window: X servers return the root window's background pixmap as black to
+    /// a GetImage, which is what screen capture does).
+    pub fn show(&self, png: &Path) -> Proc {
+        let child = Command::new("display")
+            .args(["-display", &self.display, "-geometry", "+0+0"])
+            .arg(png)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("display (ImageMagick; scripts/setup.sh --test installs it)");
+        // Give it time to map and draw.
+        std::thread::sleep(Duration::from_millis(1500));
+        Proc {
+            child,
+            name: "display".into(),
+        }
+    }
+
     pub fn start(width: u32, height: u32) -> Self {
         let n = (90..400)
             .find(|n| {
