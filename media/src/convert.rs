@@ -144,7 +144,12 @@ pub fn packed_to_i420(
     Ok(frame)
 }
 
-/// YUYV 4:2:2 (Y0 U Y1 V) to I420.
+/// YUYV 4:2:2 (Y0 U Y1 V) to I420: chroma is the rounded-up average of each two rows'.
+///
+/// Whole rows at a time: the two rows averaged in one pass (a vector average), then the bytes
+/// picked out with `even_bytes`; 720p in 0.54-0.59 ms where picking pixel by pixel took 1.60-1.70
+/// (`cargo bench -p confab-media --bench convert`). yuvutils-rs has a SIMD YUYV to I420, but it
+/// takes chroma from every other row only.
 pub fn yuyv_to_i420(
     data: &[u8],
     width: u32,
@@ -153,25 +158,43 @@ pub fn yuyv_to_i420(
 ) -> Result<VideoFrame, SizeError> {
     let stride = width as usize * 2;
     let (w, h) = check(data, width, height, stride * height as usize, "YUYV")?;
-    let mut frame = VideoFrame::black(w, h, capture_ts_us);
+    let mut frame = unfilled(w, h, capture_ts_us);
     let (wu, hu) = (w as usize, h as usize);
+    let row = |y: usize| &data[y * stride..y * stride + wu * 2];
     let (yp, up, vp) = frame.planes_mut();
-    for y in 0..hu {
-        let row = &data[y * stride..];
-        for x in 0..wu {
-            yp[y * wu + x] = row[x * 2];
-        }
+    for (y, luma) in yp.chunks_exact_mut(wu).enumerate() {
+        even_bytes(luma, row(y));
     }
-    for y in (0..hu).step_by(2) {
-        let (r0, r1) = (&data[y * stride..], &data[(y + 1) * stride..]);
-        for x in (0..wu).step_by(2) {
-            let o = x * 2;
-            let c = (y / 2) * (wu / 2) + x / 2;
-            up[c] = (u16::from(r0[o + 1]) + u16::from(r1[o + 1])).div_ceil(2) as u8;
-            vp[c] = (u16::from(r0[o + 3]) + u16::from(r1[o + 3])).div_ceil(2) as u8;
+    let rows = up.chunks_exact_mut(wu / 2).zip(vp.chunks_exact_mut(wu / 2));
+    let (mut avg, mut uv) = (vec![0u8; wu * 2], vec![0u8; wu]);
+    for (y, (u, v)) in rows.take(hu / 2).enumerate() {
+        for ((m, a), b) in avg.iter_mut().zip(row(2 * y)).zip(row(2 * y + 1)) {
+            *m = ((u16::from(*a) + u16::from(*b) + 1) >> 1) as u8;
         }
+        // Y U Y V -> U V -> U and V.
+        even_bytes(&mut uv, &avg[1..]);
+        even_bytes(u, &uv);
+        even_bytes(v, &uv[1..]);
     }
     Ok(frame)
+}
+
+/// Every other byte of `src` into `dst` (YUYV's luma): eight bytes at a time as a word whose
+/// even bytes are squeezed together (the compiler leaves a byte gather scalar), then the rest.
+fn even_bytes(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(8)) {
+        let mut x = u64::from_le_bytes(s.try_into().expect("8 bytes")) & 0x00ff_00ff_00ff_00ff;
+        x = (x | x >> 8) & 0x0000_ffff_0000_ffff;
+        x = (x | x >> 16) & 0xffff_ffff;
+        d.copy_from_slice(&(x as u32).to_le_bytes());
+    }
+    let done = (dst.len() / 4).min(src.len() / 8) * 4;
+    for (d, s) in dst[done..]
+        .iter_mut()
+        .zip(src.iter().skip(done * 2).step_by(2))
+    {
+        *d = *s;
+    }
 }
 
 /// NV12 (Y plane, then interleaved U/V at quarter size) to I420.
@@ -184,18 +207,17 @@ pub fn nv12_to_i420(
     let (wf, hf) = (width as usize, height as usize);
     let needed = wf * hf + wf * (hf / 2);
     let (w, h) = check(data, width, height, needed, "NV12")?;
-    let mut frame = VideoFrame::black(w, h, capture_ts_us);
+    let mut frame = unfilled(w, h, capture_ts_us);
     let (wu, hu) = (w as usize, h as usize);
     let (yp, up, vp) = frame.planes_mut();
-    for y in 0..hu {
-        yp[y * wu..(y + 1) * wu].copy_from_slice(&data[y * wf..y * wf + wu]);
+    for (dst, src) in yp.chunks_exact_mut(wu).zip(data.chunks(wf)) {
+        dst.copy_from_slice(&src[..wu]);
     }
-    let uv = &data[wf * hf..];
-    for y in 0..hu / 2 {
-        for x in 0..wu / 2 {
-            up[y * (wu / 2) + x] = uv[y * wf + 2 * x];
-            vp[y * (wu / 2) + x] = uv[y * wf + 2 * x + 1];
-        }
+    let uv_rows = data[wf * hf..].chunks(wf).take(hu / 2);
+    let rows = up.chunks_exact_mut(wu / 2).zip(vp.chunks_exact_mut(wu / 2));
+    for ((u, v), src) in rows.zip(uv_rows) {
+        even_bytes(u, src);
+        even_bytes(v, &src[1..]);
     }
     Ok(frame)
 }
@@ -697,6 +719,57 @@ mod tests {
             proptest::prop_assert!((mean(frame.y()) - mean(small.y())).abs() < 4.0);
             let (lo, hi) = (sy.iter().min().copied().unwrap(), sy.iter().max().copied().unwrap());
             proptest::prop_assert!(small.y().iter().all(|&v| (lo..=hi).contains(&v)));
+        }
+
+        /// Any size (odd ones crop) and any bytes: YUYV's luma is its Y samples and its chroma
+        /// each 2x2 block's two samples averaged, rounding up; NV12's planes are its own, split.
+        /// The sizes cover the vectorized loops' remainders.
+        #[test]
+        fn camera_formats_split_into_planes(
+            width in 2u32..77,
+            height in 2u32..9,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let (wf, hf) = (width as usize, height as usize);
+            let mut state = seed | 1;
+            let data: Vec<u8> = (0..wf * hf * 2)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let (w, h) = (wf & !1, hf & !1);
+            let (cw, ch) = (w / 2, h / 2);
+
+            let f = yuyv_to_i420(&data, width, height, 7).unwrap();
+            proptest::prop_assert_eq!((f.width as usize, f.height as usize, f.capture_ts_us), (w, h, 7));
+            let at = |x: usize, y: usize| data[y * wf * 2 + x];
+            for y in 0..h {
+                for x in 0..w {
+                    proptest::prop_assert_eq!(f.y()[y * w + x], at(2 * x, y), "Y at {},{}", x, y);
+                }
+            }
+            for cy in 0..ch {
+                for cx in 0..cw {
+                    let avg = |o: usize| ((u16::from(at(4 * cx + o, 2 * cy)) + u16::from(at(4 * cx + o, 2 * cy + 1))).div_ceil(2)) as u8;
+                    proptest::prop_assert_eq!((f.u()[cy * cw + cx], f.v()[cy * cw + cx]), (avg(1), avg(3)), "chroma at {},{}", cx, cy);
+                }
+            }
+
+            let f = nv12_to_i420(&data, width, height, 7).unwrap();
+            proptest::prop_assert_eq!((f.width as usize, f.height as usize), (w, h));
+            for y in 0..h {
+                proptest::prop_assert_eq!(&f.y()[y * w..(y + 1) * w], &data[y * wf..y * wf + w]);
+            }
+            let uv = &data[wf * hf..];
+            for cy in 0..ch {
+                for cx in 0..cw {
+                    let want = (uv[cy * wf + 2 * cx], uv[cy * wf + 2 * cx + 1]);
+                    proptest::prop_assert_eq!((f.u()[cy * cw + cx], f.v()[cy * cw + cx]), want, "chroma at {},{}", cx, cy);
+                }
+            }
         }
     }
 }
