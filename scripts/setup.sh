@@ -20,7 +20,7 @@ BUILD_PKGS=(build-essential pkg-config cmake nasm ninja-build libclang-dev clang
   libpipewire-0.3-dev libgbm-dev libegl-dev libxcb1-dev libwayland-dev python3 python3-venv ca-certificates
   libgl1-mesa-dri libegl1 libegl-mesa0 libglx-mesa0 libxkbcommon-x11-0 libx11-xcb1 libxcursor1 libxrandr2 libxi6
   xdg-utils)
-TEST_PKGS=(xvfb x11-apps imagemagick xdotool pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
+TEST_PKGS=(xvfb x11-apps x11-utils openbox imagemagick xdotool pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
   espeak-ng sox ffmpeg chromium coturn iptables iproute2 libnetfilter-queue-dev
   dpkg-dev openssl procps psmisc fonts-dejavu-core desktop-file-utils binutils rpm rpm2cpio cpio)
 

@@ -123,7 +123,8 @@ pub struct JoinArgs {
     /// Speaker: a device name or index, `file:PATH.wav`, or `null`.
     #[arg(long, value_name = "SPEC", default_value = "default")]
     pub speaker: String,
-    /// Share a screen instead of the camera: a screen index or name, or `window:TITLE`.
+    /// Share a screen instead of the camera: a screen index or name, or `window:TITLE` (a window
+    /// whose title, or else whose application's name, contains TITLE).
     #[arg(long, value_name = "SPEC")]
     pub screen: Option<String>,
     /// Turn off echo cancellation.

@@ -1,8 +1,9 @@
 //! Screen sharing sources through xcap: a whole monitor, or one window where the platform can
 //! capture windows (on X11 this needs a window manager). Frames are converted to I420, scaled
 //! down to fit 1920x1080 (text stays legible, the encoder keeps up) and paced at a low frame rate
-//! (screens change little; 10 fps by default). On X11 a monitor is read from the X server
-//! directly (`X11Region`), for a third (4K) to a half (1080p) of xcap's CPU; `CONFAB_SCREEN_CAPTURE=xcap` turns that off.
+//! (screens change little; 10 fps by default). On X11 a monitor or a window is read from the X
+//! server directly (`X11Region`), for a third (4K) to a half (1080p) of xcap's CPU;
+//! `CONFAB_SCREEN_CAPTURE=xcap` turns that off.
 
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ pub const MAX_SIZE: (u32, u32) = confab_media::SCREEN_MAX_SIZE;
 /// Frame rate of a shared screen.
 pub const DEFAULT_FPS: u32 = confab_media::SCREEN_FPS;
 
-/// What to share: `0`/`1`/... or a monitor name; `window:TITLE` for one window.
+/// What to share: `0`/`1`/... or a monitor name; `window:TITLE` for one window (by title, else by
+/// application name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScreenSpec {
     Monitor(String),
@@ -116,11 +118,30 @@ enum Target {
     Window(Window),
 }
 
-/// A monitor read straight from the X server: one connection kept for the whole share, the root
-/// window's region taken as the server holds it (32-bit pixels, B G R X in memory) and converted
-/// once. xcap connects anew for every frame and copies each pixel into RGBA through a function
-/// call, which was 40% of sharing a 4K screen. `None` where this does not apply (Wayland, other
-/// pixel formats, other OSes): xcap then does it.
+/// A region of a drawable: x, y, width, height (X11's types).
+type Rect = (i16, i16, u16, u16);
+
+/// What an `X11Region` reads.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy)]
+enum X11Target {
+    /// A monitor's region of the root window.
+    Monitor {
+        x: i16,
+        y: i16,
+        width: u16,
+        height: u16,
+    },
+    /// A window's own pixels (not its frame), wherever it is: its size and the part of it on the
+    /// screen are asked for every frame, since it may move or be resized.
+    Window(xcb::x::Window),
+}
+
+/// A monitor or a window read straight from the X server: one connection kept for the whole
+/// share, the pixels taken as the server holds them (32-bit, B G R X in memory) and converted
+/// once. xcap connects anew for every frame (three times for a window) and copies each pixel into
+/// RGBA through a function call, which was 40% of sharing a 4K screen. `None` where this does not
+/// apply (Wayland, other pixel formats, other OSes): xcap then does it.
 #[cfg(target_os = "linux")]
 struct X11Region {
     /// The server writes the image here when it can (MIT-SHM: same machine, extension present);
@@ -128,15 +149,31 @@ struct X11Region {
     shm: Option<crate::x11_shm::SharedImage>,
     conn: xcb::Connection,
     root: xcb::x::Window,
-    x: i16,
-    y: i16,
-    width: u16,
-    height: u16,
+    /// The root window's size: no part of a window outside it can be read.
+    screen: (u16, u16),
+    target: X11Target,
 }
 
 #[cfg(target_os = "linux")]
 impl X11Region {
-    fn open(monitor: &Monitor) -> Option<Self> {
+    fn monitor(monitor: &Monitor) -> Option<Self> {
+        let target = X11Target::Monitor {
+            x: i16::try_from(monitor.x().ok()?).ok()?,
+            y: i16::try_from(monitor.y().ok()?).ok()?,
+            width: u16::try_from(monitor.width().ok()?).ok()?,
+            height: u16::try_from(monitor.height().ok()?).ok()?,
+        };
+        Self::open(target, "screen")
+    }
+
+    fn window(window: &Window) -> Option<Self> {
+        Self::open(
+            X11Target::Window(xcb::XidNew::new(window.id().ok()?)),
+            "window",
+        )
+    }
+
+    fn open(target: X11Target, what: &str) -> Option<Self> {
         let var = |name: &str| std::env::var(name).unwrap_or_default().to_lowercase();
         if var(CAPTURE_ENV) == "xcap" {
             return None;
@@ -149,7 +186,15 @@ impl X11Region {
             xcb::Connection::connect_with_extensions(None, &[], &[xcb::Extension::Shm]).ok()?;
         let setup = conn.get_setup();
         let root = setup.roots().nth(usize::try_from(screen).ok()?)?;
-        let depth = root.root_depth();
+        let depth = match target {
+            X11Target::Monitor { .. } => root.root_depth(),
+            X11Target::Window(window) => {
+                let cookie = conn.send_request(&xcb::x::GetGeometry {
+                    drawable: xcb::x::Drawable::Window(window),
+                });
+                conn.wait_for_reply(cookie).ok()?.depth()
+            }
+        };
         let format = setup.pixmap_formats().iter().find(|f| f.depth() == depth)?;
         if !matches!(depth, 24 | 32)
             || format.bits_per_pixel() != 32
@@ -157,10 +202,16 @@ impl X11Region {
         {
             return None;
         }
+        let screen = (root.width_in_pixels(), root.height_in_pixels());
         let root = root.root();
-        let (width, height) = (monitor.width().ok()?, monitor.height().ok()?);
+        // A window's visible part is at most the screen, wherever it moves.
+        let (width, height) = match target {
+            X11Target::Monitor { width, height, .. } => (width, height),
+            X11Target::Window(_) => screen,
+        };
         let shm = if conn.active_extensions().any(|e| e == xcb::Extension::Shm) {
-            crate::x11_shm::SharedImage::attach(&conn, width as usize * height as usize * 4)
+            let len = usize::from(width) * usize::from(height) * 4;
+            crate::x11_shm::SharedImage::attach(&conn, len)
                 .inspect_err(|err| tracing::debug!(%err, "no shared memory with the X server"))
                 .ok()
         } else {
@@ -168,28 +219,64 @@ impl X11Region {
         };
         tracing::debug!(
             shared_memory = shm.is_some(),
-            "reading the screen from the X server directly"
+            "reading the {what} from the X server directly"
         );
         Some(Self {
             shm,
             conn,
             root,
-            x: i16::try_from(monitor.x().ok()?).ok()?,
-            y: i16::try_from(monitor.y().ok()?).ok()?,
-            width: u16::try_from(width).ok()?,
-            height: u16::try_from(height).ok()?,
+            screen,
+            target,
         })
     }
 
+    /// The drawable to read and the region of it, in its own coordinates.
+    fn region(&self) -> Result<(xcb::x::Drawable, Rect), String> {
+        let window = match self.target {
+            X11Target::Monitor {
+                x,
+                y,
+                width,
+                height,
+            } => return Ok((xcb::x::Drawable::Window(self.root), (x, y, width, height))),
+            X11Target::Window(window) => window,
+        };
+        // Both questions go out before either answer is awaited: one round trip.
+        let geometry = self.conn.send_request(&xcb::x::GetGeometry {
+            drawable: xcb::x::Drawable::Window(window),
+        });
+        let origin = self.conn.send_request(&xcb::x::TranslateCoordinates {
+            src_window: window,
+            dst_window: self.root,
+            src_x: 0,
+            src_y: 0,
+        });
+        let geometry = self
+            .conn
+            .wait_for_reply(geometry)
+            .map_err(|e| e.to_string())?;
+        let origin = self
+            .conn
+            .wait_for_reply(origin)
+            .map_err(|e| e.to_string())?;
+        let visible = visible_part(
+            (i32::from(origin.dst_x()), i32::from(origin.dst_y())),
+            (geometry.width(), geometry.height()),
+            self.screen,
+        )
+        .ok_or("the window is not on the screen")?;
+        Ok((xcb::x::Drawable::Window(window), visible))
+    }
+
     fn grab(&mut self) -> Result<VideoFrame, String> {
-        let (w, h) = (u32::from(self.width), u32::from(self.height));
+        let (drawable, region) = self.region()?;
+        let (w, h) = (u32::from(region.2), u32::from(region.3));
         let to_i420 = |data: &[u8]| {
             packed_to_i420(data, w, h, w as usize * 4, Packed::Bgra, clock::now_us())
                 .map_err(|e| e.to_string())
         };
         if let Some(shm) = &mut self.shm {
-            let region = (self.x, self.y, self.width, self.height);
-            match shm.get_image(&self.conn, xcb::x::Drawable::Window(self.root), region) {
+            match shm.get_image(&self.conn, drawable, region) {
                 Ok(data) => return to_i420(data),
                 Err(err) => {
                     tracing::warn!(%err, "reading the screen through shared memory failed; reading it through the socket");
@@ -199,11 +286,11 @@ impl X11Region {
         }
         let cookie = self.conn.send_request(&xcb::x::GetImage {
             format: xcb::x::ImageFormat::ZPixmap,
-            drawable: xcb::x::Drawable::Window(self.root),
-            x: self.x,
-            y: self.y,
-            width: self.width,
-            height: self.height,
+            drawable,
+            x: region.0,
+            y: region.1,
+            width: region.2,
+            height: region.3,
             plane_mask: u32::MAX,
         });
         let reply = self
@@ -212,6 +299,29 @@ impl X11Region {
             .map_err(|e| e.to_string())?;
         to_i420(reply.data())
     }
+}
+
+/// The part of a `size` window whose top-left corner is at `origin` on a `screen`-sized root that
+/// is on the screen, in the window's coordinates (X11 reads no pixel of a window off the screen);
+/// `None` when less than 2x2 of it is.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn visible_part(
+    (ox, oy): (i32, i32),
+    (width, height): (u16, u16),
+    (screen_w, screen_h): (u16, u16),
+) -> Option<Rect> {
+    let (x0, y0) = ((-ox).max(0), (-oy).max(0));
+    let x1 = i32::from(width).min(i32::from(screen_w) - ox);
+    let y1 = i32::from(height).min(i32::from(screen_h) - oy);
+    if x1 - x0 < 2 || y1 - y0 < 2 {
+        return None;
+    }
+    Some((
+        i16::try_from(x0).ok()?,
+        i16::try_from(y0).ok()?,
+        u16::try_from(x1 - x0).ok()?,
+        u16::try_from(y1 - y0).ok()?,
+    ))
 }
 
 /// A screen or window, captured in real time.
@@ -260,13 +370,21 @@ impl ScreenSource {
                 (Target::Monitor(monitor), name)
             }
             ScreenSpec::Window(title) => {
+                // By title, else by application (some windows have no title xcap can read).
                 let wanted = title.to_lowercase();
-                let window = all_windows()?
-                    .into_iter()
-                    .find(|w| w.title().is_ok_and(|t| t.to_lowercase().contains(&wanted)))
-                    .ok_or_else(|| {
-                        unavailable(format!("no window titled {title:?} (see `confab devices`)"))
-                    })?;
+                let has = |text: xcap::XCapResult<String>| {
+                    text.is_ok_and(|t| t.to_lowercase().contains(&wanted))
+                };
+                let mut windows = all_windows()?;
+                let found = match windows.iter().position(|w| has(w.title())) {
+                    Some(i) => Some(i),
+                    None => windows.iter().position(|w| has(w.app_name())),
+                };
+                let window = found.map(|i| windows.swap_remove(i)).ok_or_else(|| {
+                    unavailable(format!(
+                        "no window titled {title:?}, nor of an application of that name (see `confab devices`)"
+                    ))
+                })?;
                 let name = format!("window {:?}", window.title().unwrap_or_default());
                 (Target::Window(window), name)
             }
@@ -274,8 +392,8 @@ impl ScreenSource {
         let mut source = Self {
             #[cfg(target_os = "linux")]
             x11: match &target {
-                Target::Monitor(monitor) => X11Region::open(monitor),
-                Target::Window(_) => None,
+                Target::Monitor(monitor) => X11Region::monitor(monitor),
+                Target::Window(window) => X11Region::window(window),
             },
             target,
             pacer: Pacer::new(Duration::from_secs(1) / fps.max(1)),
@@ -292,7 +410,7 @@ impl ScreenSource {
             match x11.grab() {
                 Ok(frame) => return Ok(fit_to_send(frame)),
                 Err(err) => {
-                    tracing::warn!(%err, screen = %self.name, "reading the X server directly failed; capturing through xcap");
+                    tracing::warn!(%err, source = %self.name, "reading the X server directly failed; capturing through xcap");
                     self.x11 = None;
                 }
             }
@@ -347,5 +465,32 @@ mod tests {
             ScreenSpec::parse("window: Terminal "),
             ScreenSpec::Window("Terminal".into())
         );
+    }
+
+    #[test]
+    fn only_the_part_of_a_window_on_the_screen_is_read() {
+        let screen = (1920, 1080);
+        assert_eq!(
+            visible_part((100, 50), (640, 480), screen),
+            Some((0, 0, 640, 480))
+        );
+        // Hanging off the left and top edges: the part from the edge on.
+        assert_eq!(
+            visible_part((-100, -30), (640, 480), screen),
+            Some((100, 30, 540, 450))
+        );
+        // Off the right and bottom edges, and larger than the screen.
+        assert_eq!(
+            visible_part((1800, 1000), (640, 480), screen),
+            Some((0, 0, 120, 80))
+        );
+        assert_eq!(
+            visible_part((-10, -10), (4000, 3000), screen),
+            Some((10, 10, 1920, 1080))
+        );
+        // Gone from the screen, or a sliver of one pixel: nothing to read.
+        assert_eq!(visible_part((2000, 0), (640, 480), screen), None);
+        assert_eq!(visible_part((1919, 0), (640, 480), screen), None);
+        assert_eq!(visible_part((0, -480), (640, 480), screen), None);
     }
 }

@@ -2,11 +2,13 @@
 //! peer, with the X server read directly (the default on X11) and through xcap
 //! (`CONFAB_SCREEN_CAPTURE=xcap`), alternated round by round in one run.
 //!
-//!     cargo bench -p confab-e2e --bench screen -- [SECONDS] [WxH] [ROUNDS]
+//!     cargo bench -p confab-e2e --bench screen -- [SECONDS] [WxH] [ROUNDS] [window]
 //!
 //! Defaults: 10 s calls, a 3840x2160 display, 2 rounds. Each call is a private Xvfb of that size
 //! showing a picture (a gradient with text and shapes, static), `confab serve`, peer a sharing
-//! screen 0 (no camera, no microphone) and peer b receiving. Prints per call: a's cores over the
+//! screen 0 (no camera, no microphone) and peer b receiving. With `window`, the picture is a
+//! WxH window (on a display 200 pixels larger each way, openbox managing it) and peer a shares
+//! that window. Prints per call: a's cores over the
 //! call, frames captured and encoded a second, CPU ms per captured frame, and the X server's cores
 //! (it copies each frame out to the client).
 
@@ -48,12 +50,23 @@ fn picture(path: &Path, width: u32, height: u32) {
     assert!(status.success(), "convert failed");
 }
 
-fn call(secs: u64, width: u32, height: u32, xcap: bool, round: u32) -> Option<Call> {
+fn call(
+    secs: u64,
+    (width, height): (u32, u32),
+    window: bool,
+    xcap: bool,
+    round: u32,
+) -> Option<Call> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let x = Xvfb::start(width, height);
     let png = dir.path().join("screen.png");
     picture(&png, width, height);
-    let _shown = x.show(&png);
+    let margin = if window { 200 } else { 0 };
+    let x = Xvfb::start(width + margin, height + margin);
+    let (_wm, _shown) = if window {
+        (Some(x.window_manager()), x.show_window(&png, "shared"))
+    } else {
+        (None, x.show(&png))
+    };
     let server = Server::start(&[]);
     let room = room_code(70 + u64::from(round));
     let duration = secs.to_string();
@@ -63,7 +76,7 @@ fn call(secs: u64, width: u32, height: u32, xcap: bool, round: u32) -> Option<Ca
     }
     let quiet = ["--camera", "none", "--mic", "none", "--speaker", "null"];
     let timing = ["--duration", &duration, "--wait", "30"];
-    let mut a_args = vec!["--screen", "0"];
+    let mut a_args = vec!["--screen", if window { "window:shared" } else { "0" }];
     a_args.extend(quiet.iter().chain(&timing));
     let b_args: Vec<&str> = quiet.iter().chain(&timing).copied().collect();
     let x_before = cpu_seconds(x.pid())?;
@@ -114,8 +127,10 @@ fn main() {
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
         .unwrap_or((3840u32, 2160u32));
     let rounds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2u32);
+    let window = args.iter().any(|a| a == "window");
+    let what = if window { "window" } else { "display" };
     println!(
-        "screen sharing benchmark: a {width}x{height} display shared at 10 fps, {secs} s calls, \
+        "screen sharing benchmark: a {width}x{height} {what} shared at 10 fps, {secs} s calls, \
          {rounds} rounds (the sharing peer's process; CPU over the whole call, start included)"
     );
     let mut ratios = Vec::new();
@@ -128,7 +143,7 @@ fn main() {
         let mut per_frame = [0.0; 2];
         for xcap in order {
             let how = if xcap { "xcap  " } else { "direct" };
-            let Some(c) = call(secs, width, height, xcap, round) else {
+            let Some(c) = call(secs, (width, height), window, xcap, round) else {
                 continue;
             };
             println!(

@@ -437,7 +437,7 @@ fn a_shared_screen_arrives_as_it_looks() {
     let shown = x.show(&first);
     let first_luma = screenshot_luma(&x.display, dir.path());
 
-    let (a, b, received, _second_shown) = share_screen(dir.path(), &x, 41, 7, &[], || {
+    let (a, b, received, _second_shown) = share_screen(dir.path(), &x, "0", 41, 7, &[], || {
         // Half way through the call the screen changes: what arrives must follow it.
         std::thread::sleep(Duration::from_secs(3));
         let second_shown = x.show(&second);
@@ -468,12 +468,14 @@ fn a_shared_screen_arrives_as_it_looks() {
     );
 }
 
-/// A call of `secs` in which peer a shares screen 0 of `x` (with `env` added to its environment
-/// and its devices' debug log on) and peer b records what arrives; `during` runs while the call
-/// is on, and what it returns is handed back. Both peers must end well.
+/// A call of `secs` in which peer a shares `what` of `x` (`--screen`: `0`, `window:TITLE`; with
+/// `env` added to its environment and its devices' debug log on) and peer b records what
+/// arrives; `during` runs while the call is on, and what it returns is handed back. Both peers
+/// must end well.
 fn share_screen<T>(
     dir: &Path,
     x: &Xvfb,
+    what: &str,
     salt: u64,
     secs: u32,
     env: &[(String, String)],
@@ -503,7 +505,7 @@ fn share_screen<T>(
         ("RUST_LOG".to_owned(), "confab_devices=debug".to_owned()),
     ];
     a_env.extend_from_slice(env);
-    let mut a_args = vec!["--screen", "0"];
+    let mut a_args = vec!["--screen", what];
     a_args.extend(both);
     let a = Peer::start_with_env(dir, "a", &server.url, &room, &a_args, &a_env);
     let mut b_args = both.to_vec();
@@ -535,7 +537,7 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     let screen = screenshot_luma(&x.display, dir.path());
 
     let xcap = [("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned())];
-    let (a, _, received, ()) = share_screen(dir.path(), &x, 43, 3, &xcap, || ());
+    let (a, _, received, ()) = share_screen(dir.path(), &x, "0", 43, 3, &xcap, || ());
     assert!(
         !a.stderr.contains("from the X server directly"),
         "CONFAB_SCREEN_CAPTURE=xcap must keep the direct read off: {}",
@@ -546,6 +548,51 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     let db = psnr(&screen, &got);
     eprintln!("screen share through xcap: PSNR {db:.1} dB against the screen");
     assert!(db >= 30.0, "PSNR {db:.1} dB");
+}
+
+/// One window shared, where a window manager put it: only its pixels arrive, read from the X
+/// server directly (through shared memory), and through xcap when that is turned off.
+#[test]
+fn a_shared_window_arrives_as_it_looks() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(1280, 720);
+    let _wm = x.window_manager();
+    let slide = dir.path().join("slide.png");
+    run(Command::new("convert")
+        .args(["-size", "480x270", "gradient:#f0e0c0-#304060"])
+        .args(["-fill", "#20a040", "-draw", "rectangle 40,40 200,150"])
+        .arg(&slide));
+    let rgb = dir.path().join("slide.rgb");
+    run(Command::new("convert")
+        .arg(&slide)
+        .args(["-depth", "8"])
+        .arg(format!("rgb:{}", rgb.display())));
+    let want = confab_media::convert::rgb_luma(&std::fs::read(&rgb).unwrap());
+    let _shown = x.show_window(&slide, "confab slide");
+
+    let direct: [(String, String); 0] = [];
+    let xcap = [("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned())];
+    for (how, env, salt) in [
+        ("directly", &direct[..], 44),
+        ("through xcap", &xcap[..], 45),
+    ] {
+        let (a, _, received, ()) =
+            share_screen(dir.path(), &x, "window:confab slide", salt, 3, env, || ());
+        let read_directly = a
+            .stderr
+            .contains("reading the window from the X server directly shared_memory=true");
+        assert_eq!(read_directly, env.is_empty(), "{how}: {}", a.stderr);
+        let (w, h, got) = last_y4m_frame(&received);
+        assert_eq!(
+            (w, h),
+            (480, 270),
+            "{how}: the window's size, not the screen's"
+        );
+        let db = psnr(&want, &got);
+        eprintln!("window share {how}: PSNR {db:.1} dB against the window's picture");
+        assert!(db >= 30.0, "{how}: PSNR {db:.1} dB");
+    }
 }
 
 #[test]

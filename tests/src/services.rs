@@ -331,6 +331,78 @@ impl Xvfb {
         }
     }
 
+    /// Runs a window manager (openbox) on the display until the returned process is dropped: xcap
+    /// finds windows through the list a window manager keeps (`_NET_CLIENT_LIST_STACKING`).
+    pub fn window_manager(&self) -> Proc {
+        let child = Command::new("openbox")
+            .args(["--sm-disable"])
+            .env("DISPLAY", &self.display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("openbox (scripts/setup.sh --test installs it)");
+        let managed = || {
+            Command::new("xprop")
+                .args([
+                    "-display",
+                    &self.display,
+                    "-root",
+                    "_NET_SUPPORTING_WM_CHECK",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("window id"))
+        };
+        wait_for("openbox", Duration::from_secs(10), managed);
+        Proc {
+            child,
+            name: "openbox".into(),
+        }
+    }
+
+    /// Shows `png` in a window titled `title`, wherever the window manager puts it, until the
+    /// returned process is dropped. The title is also set as `_NET_WM_NAME` in UTF-8, as toolkits
+    /// do (ImageMagick sets only the older `WM_NAME`, which xcap does not read).
+    pub fn show_window(&self, png: &Path, title: &str) -> Proc {
+        let child = Command::new("display")
+            .args(["-display", &self.display, "-title", title])
+            .arg(png)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("display (ImageMagick; scripts/setup.sh --test installs it)");
+        let shown = Proc {
+            child,
+            name: "display".into(),
+        };
+        let mut id = String::new();
+        wait_for("the window", Duration::from_secs(10), || {
+            let found = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", title])
+                .env("DISPLAY", &self.display)
+                .output();
+            id = found.map_or_else(
+                |_| String::new(),
+                |o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                },
+            );
+            !id.is_empty()
+        });
+        let set = Command::new("xprop")
+            .args(["-display", &self.display, "-id", &id])
+            .args(["-f", "_NET_WM_NAME", "8u", "-set", "_NET_WM_NAME", title])
+            .status()
+            .expect("xprop (x11-utils)");
+        assert!(set.success(), "xprop could not title window {id}");
+        // Give it time to draw.
+        std::thread::sleep(Duration::from_millis(500));
+        shown
+    }
+
     pub fn start(width: u32, height: u32) -> Self {
         let n = (90..400)
             .find(|n| {
