@@ -470,27 +470,23 @@ mod tests {
     #[test]
     fn only_the_part_of_a_window_on_the_screen_is_read() {
         let screen = (1920, 1080);
-        assert_eq!(
-            visible_part((100, 50), (640, 480), screen),
-            Some((0, 0, 640, 480))
-        );
-        // Hanging off the left and top edges: the part from the edge on.
-        assert_eq!(
-            visible_part((-100, -30), (640, 480), screen),
-            Some((100, 30, 540, 450))
-        );
-        // Off the right and bottom edges, and larger than the screen.
-        assert_eq!(
-            visible_part((1800, 1000), (640, 480), screen),
-            Some((0, 0, 120, 80))
-        );
-        assert_eq!(
-            visible_part((-10, -10), (4000, 3000), screen),
-            Some((10, 10, 1920, 1080))
-        );
-        // Gone from the screen, or a sliver of one pixel: nothing to read.
-        assert_eq!(visible_part((2000, 0), (640, 480), screen), None);
-        assert_eq!(visible_part((1919, 0), (640, 480), screen), None);
-        assert_eq!(visible_part((0, -480), (640, 480), screen), None);
+        for (origin, size, want) in [
+            ((100, 50), (640, 480), Some((0, 0, 640, 480))),
+            // Hanging off the left and top edges: the part from the edge on.
+            ((-100, -30), (640, 480), Some((100, 30, 540, 450))),
+            // Off the right and bottom edges, and larger than the screen.
+            ((1800, 1000), (640, 480), Some((0, 0, 120, 80))),
+            ((-10, -10), (4000, 3000), Some((10, 10, 1920, 1080))),
+            // Gone from the screen, or a sliver of one pixel: nothing to read.
+            ((2000, 0), (640, 480), None),
+            ((1919, 0), (640, 480), None),
+            ((0, -480), (640, 480), None),
+        ] {
+            assert_eq!(
+                visible_part(origin, size, screen),
+                want,
+                "{origin:?} {size:?}"
+            );
+        }
     }
 }
