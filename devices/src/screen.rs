@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use xcap::{Monitor, Window};
 
-use confab_media::convert::{fit, packed_to_i420, scale, Packed};
+use confab_media::convert::{fit, packed_to_i420_into, scale, Packed};
 use confab_media::{clock, VideoFrame};
 use confab_media::{CaptureError, Pacer, VideoSource};
 
@@ -268,12 +268,13 @@ impl X11Region {
         Ok((xcb::x::Drawable::Window(window), visible))
     }
 
-    fn grab(&mut self) -> Result<VideoFrame, String> {
+    /// Reads the target into `out`.
+    fn grab(&mut self, out: &mut VideoFrame) -> Result<(), String> {
         let (drawable, region) = self.region()?;
         let (w, h) = (u32::from(region.2), u32::from(region.3));
-        let to_i420 = |data: &[u8]| {
-            packed_to_i420(data, w, h, w as usize * 4, Packed::Bgra, clock::now_us())
-                .map_err(|e| e.to_string())
+        let mut to_i420 = |data: &[u8]| {
+            let image = (data, w, h, w as usize * 4, Packed::Bgra);
+            packed_to_i420_into(image, clock::now_us(), out).map_err(|e| e.to_string())
         };
         if let Some(shm) = &mut self.shm {
             match shm.get_image(&self.conn, drawable, region) {
@@ -329,6 +330,8 @@ pub struct ScreenSource {
     target: Target,
     #[cfg(target_os = "linux")]
     x11: Option<X11Region>,
+    /// The last capture at full size: kept for the next one when it was scaled down to be sent.
+    full: VideoFrame,
     pacer: Pacer,
     name: String,
 }
@@ -396,6 +399,7 @@ impl ScreenSource {
                 Target::Window(window) => X11Region::window(window),
             },
             target,
+            full: VideoFrame::default(),
             pacer: Pacer::new(Duration::from_secs(1) / fps.max(1)),
             name,
         };
@@ -407,8 +411,8 @@ impl ScreenSource {
     fn capture(&mut self) -> Result<VideoFrame, CaptureError> {
         #[cfg(target_os = "linux")]
         if let Some(x11) = &mut self.x11 {
-            match x11.grab() {
-                Ok(frame) => return Ok(fit_to_send(frame)),
+            match x11.grab(&mut self.full) {
+                Ok(()) => return Ok(self.fit_to_send()),
                 Err(err) => {
                     tracing::warn!(%err, source = %self.name, "reading the X server directly failed; capturing through xcap");
                     self.x11 = None;
@@ -421,26 +425,28 @@ impl ScreenSource {
         }
         .map_err(|e| CaptureError::Stopped(format!("{}: {e}", self.name)))?;
         let (w, h) = (image.width(), image.height());
-        let frame = packed_to_i420(
-            image.as_raw(),
+        let rgba = (
+            image.as_raw().as_slice(),
             w,
             h,
             w as usize * 4,
             Packed::Rgba,
-            clock::now_us(),
-        )
-        .map_err(|e| CaptureError::Stopped(format!("{}: {e}", self.name)))?;
-        Ok(fit_to_send(frame))
+        );
+        packed_to_i420_into(rgba, clock::now_us(), &mut self.full)
+            .map_err(|e| CaptureError::Stopped(format!("{}: {e}", self.name)))?;
+        Ok(self.fit_to_send())
     }
-}
 
-/// The frame scaled down to fit `MAX_SIZE` (the same frame when it fits).
-fn fit_to_send(frame: VideoFrame) -> VideoFrame {
-    let (tw, th) = fit(frame.width, frame.height, MAX_SIZE.0, MAX_SIZE.1);
-    if (tw, th) == (frame.width, frame.height) {
-        return frame;
+    /// The capture scaled down to fit `MAX_SIZE` (its full-size buffer kept for the next), or
+    /// the capture itself when it fits.
+    fn fit_to_send(&mut self) -> VideoFrame {
+        let full = &self.full;
+        let (tw, th) = fit(full.width, full.height, MAX_SIZE.0, MAX_SIZE.1);
+        if (tw, th) == (full.width, full.height) {
+            return std::mem::take(&mut self.full);
+        }
+        scale(full, tw, th)
     }
-    scale(&frame, tw, th)
 }
 
 impl VideoSource for ScreenSource {

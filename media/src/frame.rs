@@ -1,7 +1,8 @@
 //! Raw video: one I420 (YUV 4:2:0 planar) image with its capture time.
 
 /// An I420 frame: a full-resolution Y plane followed by quarter-size U and V planes, no padding.
-#[derive(Clone, PartialEq, Eq)]
+/// The default is an empty (0x0) frame.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct VideoFrame {
     pub width: u32,
     pub height: u32,
