@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use confab_e2e::services::{Pulse, Xvfb};
 use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
+use confab_media::VideoFrame;
 
 /// 16-bit mono WAV samples as f32 (the header is skipped by finding the `data` chunk).
 fn read_wav(path: &Path) -> (u32, Vec<f32>) {
@@ -547,6 +548,44 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     assert_eq!((w, h), (640, 360));
     let db = psnr(&screen, &got);
     eprintln!("screen share through xcap: PSNR {db:.1} dB against the screen");
+    assert!(db >= 30.0, "PSNR {db:.1} dB");
+}
+
+/// A screen larger than what is sent (1440p) arrives scaled to fit 1920x1080: captured into the
+/// full-size frame the source keeps between captures, then scaled, frame after frame.
+#[test]
+fn a_screen_larger_than_1080p_arrives_scaled_to_fit() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(2560, 1440);
+    let slide = dir.path().join("slide.png");
+    run(Command::new("convert")
+        .args(["-size", "2560x1440", "gradient:#304060-#f0e0c0"])
+        .args(["-fill", "#c03030", "-draw", "rectangle 200,200 1400,900"])
+        .args(["-fill", "#20a040", "-draw", "circle 1900,1000 2200,1200"])
+        .arg(&slide));
+    let _shown = x.show(&slide);
+    let screen = screenshot_luma(&x.display, dir.path());
+    // The screen's luma scaled as the sender scales it (chroma does not change luma's scale).
+    let full = VideoFrame {
+        width: 2560,
+        height: 1440,
+        data: [screen, vec![128; 2 * 1280 * 720]].concat(),
+        capture_ts_us: 0,
+    };
+    let want = confab_media::convert::scale(&full, 1920, 1080);
+
+    let (a, _, received, ()) = share_screen(dir.path(), &x, "0", 46, 3, &[], || ());
+    assert!(
+        a.stderr
+            .contains("from the X server directly shared_memory=true"),
+        "{}",
+        a.stderr
+    );
+    let (w, h, got) = last_y4m_frame(&received);
+    assert_eq!((w, h), (1920, 1080));
+    let db = psnr(want.y(), &got);
+    eprintln!("1440p screen share: received 1920x1080; PSNR {db:.1} dB against the screen scaled");
     assert!(db >= 30.0, "PSNR {db:.1} dB");
 }
 
