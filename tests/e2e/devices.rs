@@ -384,6 +384,16 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
     confab_media::quality::psnr(a, b).expect("two planes of the same size")
 }
 
+/// The last frame of the `received` recording is `size` and its luma within 30 dB of `want`
+/// (PSNR); prints the PSNR under `what`.
+fn arrived_as(received: &Path, size: (u32, u32), want: &[u8], what: &str) {
+    let (w, h, got) = last_y4m_frame(received);
+    assert_eq!((w, h), size, "{what}: the size sent");
+    let db = psnr(want, &got);
+    eprintln!("{what}: PSNR {db:.1} dB");
+    assert!(db >= 30.0, "{what}: PSNR {db:.1} dB");
+}
+
 #[test]
 fn a_shared_screen_arrives_as_it_looks() {
     let _machine = serial();
@@ -544,11 +554,12 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
         "CONFAB_SCREEN_CAPTURE=xcap must keep the direct read off: {}",
         a.stderr
     );
-    let (w, h, got) = last_y4m_frame(&received);
-    assert_eq!((w, h), (640, 360));
-    let db = psnr(&screen, &got);
-    eprintln!("screen share through xcap: PSNR {db:.1} dB against the screen");
-    assert!(db >= 30.0, "PSNR {db:.1} dB");
+    arrived_as(
+        &received,
+        (640, 360),
+        &screen,
+        "screen share through xcap, against the screen",
+    );
 }
 
 /// A screen larger than what is sent (1440p) arrives scaled to fit 1920x1080: captured into the
@@ -582,11 +593,8 @@ fn a_screen_larger_than_1080p_arrives_scaled_to_fit() {
         "{}",
         a.stderr
     );
-    let (w, h, got) = last_y4m_frame(&received);
-    assert_eq!((w, h), (1920, 1080));
-    let db = psnr(want.y(), &got);
-    eprintln!("1440p screen share: received 1920x1080; PSNR {db:.1} dB against the screen scaled");
-    assert!(db >= 30.0, "PSNR {db:.1} dB");
+    let what = "1440p screen share, against the screen scaled";
+    arrived_as(&received, (1920, 1080), want.y(), what);
 }
 
 /// One window shared, where a window manager put it: only its pixels arrive, read from the X
@@ -622,15 +630,8 @@ fn a_shared_window_arrives_as_it_looks() {
             .stderr
             .contains("reading the window from the X server directly shared_memory=true");
         assert_eq!(read_directly, env.is_empty(), "{how}: {}", a.stderr);
-        let (w, h, got) = last_y4m_frame(&received);
-        assert_eq!(
-            (w, h),
-            (480, 270),
-            "{how}: the window's size, not the screen's"
-        );
-        let db = psnr(&want, &got);
-        eprintln!("window share {how}: PSNR {db:.1} dB against the window's picture");
-        assert!(db >= 30.0, "{how}: PSNR {db:.1} dB");
+        let what = format!("window share {how}, against the window's picture");
+        arrived_as(&received, (480, 270), &want, &what);
     }
 }
 
