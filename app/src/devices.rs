@@ -89,7 +89,7 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         )
     });
     section("Windows", &devices.windows, |w| {
-        format!("window:{} ({}, {}x{})", w.title, w.app, w.width, w.height)
+        format!("window:{} ({}, {}x{})", w.name(), w.app, w.width, w.height)
     });
     Ok(())
 }

@@ -57,6 +57,17 @@ pub struct WindowDescription {
     pub height: u32,
 }
 
+impl WindowDescription {
+    /// What names this window: its title, or its application's when it has no title.
+    pub fn name(&self) -> &str {
+        if self.title.is_empty() {
+            &self.app
+        } else {
+            &self.title
+        }
+    }
+}
+
 fn unavailable(what: impl std::fmt::Display) -> CaptureError {
     CaptureError::Unavailable(what.to_string())
 }
@@ -280,7 +291,7 @@ impl X11Region {
             match shm.get_image(&self.conn, drawable, region) {
                 Ok(data) => return to_i420(data),
                 Err(err) => {
-                    tracing::warn!(%err, "reading the screen through shared memory failed; reading it through the socket");
+                    tracing::warn!(%err, "reading the X server through shared memory failed; reading it through the socket");
                     self.shm = None;
                 }
             }
@@ -373,6 +384,11 @@ impl ScreenSource {
                 (Target::Monitor(monitor), name)
             }
             ScreenSpec::Window(title) => {
+                if title.is_empty() {
+                    return Err(unavailable(
+                        "`window:` needs a window's title or its application's name (see `confab devices`)",
+                    ));
+                }
                 // By title, else by application (some windows have no title xcap can read).
                 let wanted = title.to_lowercase();
                 let has = |text: xcap::XCapResult<String>| {
@@ -470,6 +486,24 @@ mod tests {
         assert_eq!(
             ScreenSpec::parse("window: Terminal "),
             ScreenSpec::Window("Terminal".into())
+        );
+    }
+
+    #[test]
+    fn a_window_is_named_by_its_title_or_else_its_application() {
+        let window = |title: &str| WindowDescription {
+            title: title.into(),
+            app: "Display-im6.q16".into(),
+            width: 480,
+            height: 270,
+        };
+        assert_eq!(window("slides").name(), "slides");
+        assert_eq!(window("").name(), "Display-im6.q16");
+        // `window:` alone would match every title: it is an error, before any display is asked.
+        let err = ScreenSource::open(&ScreenSpec::parse("window: "), 10).err();
+        assert!(
+            matches!(&err, Some(CaptureError::Unavailable(m)) if m.contains("needs a window's title")),
+            "{err:?}"
         );
     }
 

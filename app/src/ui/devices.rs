@@ -80,11 +80,11 @@ impl DeviceLists {
             screen::windows()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|w| !w.title.is_empty())
+                .filter(|w| !w.name().is_empty())
                 .map(|w| {
                     Choice::new(
-                        format!("Window: {}", w.title),
-                        format!("window:{}", w.title),
+                        format!("Window: {}", w.name()),
+                        format!("window:{}", w.name()),
                     )
                 }),
         );
