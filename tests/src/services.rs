@@ -316,15 +316,22 @@ impl Xvfb {
     /// dropped (a real window: X servers return the root window's background pixmap as black to
     /// a GetImage, which is what screen capture does).
     pub fn show(&self, png: &Path) -> Proc {
+        let shown = self.display(png, &["-geometry", "+0+0"]);
+        // Give it time to map and draw.
+        std::thread::sleep(Duration::from_millis(1500));
+        shown
+    }
+
+    /// ImageMagick's `display` showing `png` on this display, with `args`.
+    fn display(&self, png: &Path, args: &[&str]) -> Proc {
         let child = Command::new("display")
-            .args(["-display", &self.display, "-geometry", "+0+0"])
+            .args(["-display", &self.display])
+            .args(args)
             .arg(png)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("display (ImageMagick; scripts/setup.sh --test installs it)");
-        // Give it time to map and draw.
-        std::thread::sleep(Duration::from_millis(1500));
         Proc {
             child,
             name: "display".into(),
@@ -363,17 +370,7 @@ impl Xvfb {
     /// returned process is dropped. The title is also set as `_NET_WM_NAME` in UTF-8, as toolkits
     /// do (ImageMagick sets only the older `WM_NAME`, which xcap does not read).
     pub fn show_window(&self, png: &Path, title: &str) -> Proc {
-        let child = Command::new("display")
-            .args(["-display", &self.display, "-title", title])
-            .arg(png)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("display (ImageMagick; scripts/setup.sh --test installs it)");
-        let shown = Proc {
-            child,
-            name: "display".into(),
-        };
+        let shown = self.display(png, &["-title", title]);
         let mut id = String::new();
         wait_for("the window", Duration::from_secs(10), || {
             let found = Command::new("xdotool")
