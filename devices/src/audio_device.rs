@@ -28,6 +28,8 @@ const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
 /// playout thread to wake up, decode and write before the device would run dry. Every
 /// millisecond of it is a millisecond of mouth to ear (NOTES.md, "Through the devices").
 const SPEAKER_CUSHION: Duration = Duration::from_millis(10);
+/// The period asked of a PulseAudio server, in 48 kHz frames: 10 ms, the capture blocks' length.
+const PULSE_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 100;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AudioDeviceDescription {
@@ -93,8 +95,42 @@ impl Direction {
     }
 }
 
-fn devices(direction: Direction) -> Result<Vec<Device>, CaptureError> {
-    let host = cpal::default_host();
+/// Whether `host` is PulseAudio's native protocol (cpal prefers it on Linux when a PulseAudio or
+/// PipeWire pulse server runs; ALSA otherwise).
+fn is_pulse(host: &cpal::Host) -> bool {
+    is_pulse_host(host.id())
+}
+
+#[cfg(target_os = "linux")]
+fn is_pulse_host(id: cpal::HostId) -> bool {
+    id == cpal::HostId::PulseAudio
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_pulse_host(_id: cpal::HostId) -> bool {
+    false
+}
+
+/// The device a PulseAudio client plays to or records from when it names none: the server's
+/// default, unless `PULSE_SINK` / `PULSE_SOURCE` name another, as libpulse's clients honour
+/// (and ALSA's pulse plugin did for us before the native host).
+fn pulse_default_override(direction: Direction) -> Option<String> {
+    let var = match direction {
+        Direction::Input => "PULSE_SOURCE",
+        Direction::Output => "PULSE_SINK",
+    };
+    std::env::var(var)
+        .ok()
+        .filter(|name| !name.trim().is_empty())
+}
+
+/// A device's name as its host knows it (PulseAudio: the sink's or source's name, such as
+/// `alsa_output.pci-0000_00_1f.3.analog-stereo`); empty when the host gives none.
+fn device_id(device: &Device) -> String {
+    device.id().map(|id| id.id().to_owned()).unwrap_or_default()
+}
+
+fn devices(host: &cpal::Host, direction: Direction) -> Result<Vec<Device>, CaptureError> {
     let list = match direction {
         Direction::Input => host.input_devices(),
         Direction::Output => host.output_devices(),
@@ -112,14 +148,12 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
         Direction::Output
     };
     let host = cpal::default_host();
-    let default = match direction {
-        Direction::Input => host.default_input_device(),
-        Direction::Output => host.default_output_device(),
-    }
-    .map(|d| device_name(&d));
+    let default = default_device(&host, direction)
+        .ok()
+        .map(|d| device_name(&d));
     // Devices that cannot say how they would run (ALSA lists every PCM plugin installed, most of
     // them unusable here) are left out; indices stay those `find` understands.
-    Ok(devices(direction)?
+    Ok(devices(&host, direction)?
         .iter()
         .enumerate()
         .filter_map(|(index, device)| {
@@ -162,22 +196,50 @@ fn jack_server_running() -> bool {
     })
 }
 
-/// `default`, an index, or part of a name.
+/// The system's default microphone or speaker.
+fn default_device(host: &cpal::Host, direction: Direction) -> Result<Device, CaptureError> {
+    if let Some(name) = is_pulse(host)
+        .then(|| pulse_default_override(direction))
+        .flatten()
+    {
+        let list = devices(host, direction)?;
+        let ids: Vec<String> = list.iter().map(device_id).collect();
+        return list
+            .into_iter()
+            .find(|d| device_id(d) == name)
+            .ok_or_else(|| {
+                unavailable(format!(
+                    "the environment asks for the {} {name:?} (PULSE_SINK / PULSE_SOURCE), \
+                     which PulseAudio does not have; it has: {}",
+                    direction.noun(),
+                    ids.join(", ")
+                ))
+            });
+    }
+    match direction {
+        Direction::Input => host.default_input_device(),
+        Direction::Output => host.default_output_device(),
+    }
+    .ok_or_else(|| unavailable(format!("no {} found", direction.noun())))
+}
+
+/// `default`, an index, the host's name for it, or part of the name people see.
 fn find(spec: &str, direction: Direction) -> Result<Device, CaptureError> {
     let _quiet = quiet_alsa();
     let host = cpal::default_host();
     if spec == "default" {
-        let device = match direction {
-            Direction::Input => host.default_input_device(),
-            Direction::Output => host.default_output_device(),
-        };
-        return device.ok_or_else(|| unavailable(format!("no {} found", direction.noun())));
+        return default_device(&host, direction);
     }
-    let list = devices(direction)?;
+    let list = devices(&host, direction)?;
     if let Ok(i) = spec.parse::<usize>() {
         if let Some(device) = list.get(i) {
             return Ok(device.clone());
         }
+    }
+    // The host's own name for it, exactly (a PulseAudio sink's or source's name), or part of
+    // the name people see.
+    if let Some(i) = list.iter().position(|d| device_id(d) == spec) {
+        return Ok(list[i].clone());
     }
     let wanted = spec.to_lowercase();
     let names: Vec<String> = list.iter().map(device_name).collect();
@@ -404,6 +466,8 @@ struct DeviceConfig {
     device: Device,
     direction: Direction,
     name: String,
+    /// The audio system it is reached through (PulseAudio, ALSA, WASAPI, CoreAudio...).
+    host: &'static str,
     config: StreamConfig,
     rate: u32,
     channels: u16,
@@ -419,16 +483,28 @@ impl DeviceConfig {
             Direction::Output => device.default_output_config(),
         }
         .map_err(|e| unavailable(format!("{} {name}: {e}", direction.noun())))?;
-        let (rate, channels, format) = (
+        let (mut rate, channels, mut format) = (
             supported.sample_rate(),
             supported.channels(),
             supported.sample_format(),
         );
+        let mut config: StreamConfig = supported.into();
+        let host = device.id().ok().map(|id| id.host());
+        if host.is_some_and(is_pulse_host) {
+            // The server converts and resamples for its clients, so take the calls' own rate
+            // and float samples (its sinks may be 24-bit), in 10 ms periods: the capture blocks'
+            // length, and a playback buffer of two of them. Left to itself it would buffer up
+            // to 2 s (NOTES.md, "Through the devices").
+            (rate, format) = (SAMPLE_RATE_HZ, SampleFormat::F32);
+            config.sample_rate = rate;
+            config.buffer_size = cpal::BufferSize::Fixed(PULSE_PERIOD_FRAMES);
+        }
         Ok(Self {
             device,
             direction,
             name,
-            config: supported.into(),
+            host: host.map_or("an unknown host", |h| h.name()),
+            config,
             rate,
             channels,
             format,
@@ -455,10 +531,12 @@ impl DeviceConfig {
         let state = Arc::new(StreamState::default());
         let stop = Arc::new(AtomicBool::new(false));
         let what = format!("{} {}", self.direction.noun(), self.name);
+        let (host, period) = (self.host, self.config.buffer_size);
         let callback_state = state.clone();
-        run_stream(what, stop.clone(), state.clone(), move || {
+        run_stream(what.clone(), stop.clone(), state.clone(), move || {
             build(&self.device, self.config, self.format, callback_state)
         })?;
+        tracing::info!(device = what, host, ?period, "audio device open");
         Ok((state, stop))
     }
 }
@@ -479,7 +557,8 @@ impl MicSource {
     pub fn open(spec: &str) -> Result<Self, CaptureError> {
         let dc = DeviceConfig::find(spec, Direction::Input)?;
         let (prod, cons) = dc.ring().split();
-        let (name, rate, channels, format) = (dc.name.clone(), dc.rate, dc.channels, dc.format);
+        let (name, rate, channels, format, host) =
+            (dc.name.clone(), dc.rate, dc.channels, dc.format, dc.host);
         let (state, stop) = dc.start(move |device, config, format, state| {
             by_format!(format, input_stream, device, config, prod, state)
         })?;
@@ -491,7 +570,7 @@ impl MicSource {
             mono: Vec::new(),
             state,
             stop,
-            name: format!("{name} ({rate} Hz, {channels} ch, {format})"),
+            name: format!("{name} ({rate} Hz, {channels} ch, {format}, {host})"),
         })
     }
 }
@@ -610,7 +689,8 @@ impl SpeakerSink {
     pub fn open(spec: &str) -> Result<Self, CaptureError> {
         let dc = DeviceConfig::find(spec, Direction::Output)?;
         let (prod, cons) = dc.ring().split();
-        let (name, rate, channels, format) = (dc.name.clone(), dc.rate, dc.channels, dc.format);
+        let (name, rate, channels, format, host) =
+            (dc.name.clone(), dc.rate, dc.channels, dc.format, dc.host);
         let (state, stop) = dc.start(move |device, config, format, state| {
             by_format!(format, output_stream, device, config, cons, state)
         })?;
@@ -625,7 +705,7 @@ impl SpeakerSink {
             stop,
             dropped: 0,
             progress: (0, Instant::now()),
-            name: format!("{name} ({rate} Hz, {channels} ch, {format})"),
+            name: format!("{name} ({rate} Hz, {channels} ch, {format}, {host})"),
             underruns_seen: 0,
             echo: None,
         })

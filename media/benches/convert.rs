@@ -1,8 +1,9 @@
 //! What the capture and send paths' pixel work costs per frame, outside the codecs: a screen's
 //! RGBA to I420 and its scale to the 1080p the screen share sends, a camera's YUYV or NV12 to
 //! I420, the sender's scale to a lower rung of the ladder, the window's self-view thumbnail and
-//! the CPU path's I420 to RGBA. Printed per case: the best of the rounds in ms a frame, and what
-//! that costs at the frame rate the case runs at.
+//! the CPU path's I420 to RGBA; and, for audio, a 44.1 kHz device's 10 ms block resampled to
+//! 48 kHz. Printed per case: the best of the rounds in ms a frame (a block), and what that costs
+//! at the rate the case runs at.
 //!
 //! `cargo bench -p confab-media --bench convert -- [ROUNDS] [FRAMES]`
 
@@ -12,6 +13,7 @@ use std::time::Instant;
 use confab_media::convert::{
     i420_to_rgba, nv12_to_i420, packed_to_i420, scale, scale_to, yuyv_to_i420, Packed,
 };
+use confab_media::stream_resampler::StreamResampler;
 use confab_media::{pattern, VideoFrame};
 
 /// Bytes that vary like a picture does (a gradient with noise), so no branch or cache effect
@@ -104,6 +106,23 @@ fn main() {
         move || {
             i420_to_rgba(&source, &mut rgba);
             black_box(&rgba);
+        },
+    ));
+
+    let mut resampler = StreamResampler::new(44_100, 48_000).expect("rates");
+    let speech: Vec<f32> = bytes(441)
+        .iter()
+        .map(|&b| f32::from(b) / 255.0 - 0.5)
+        .collect();
+    let mut block = vec![0.0; 480];
+    cases.push(case(
+        "microphone at 44.1 kHz: 10 ms resampled to 48 kHz",
+        100.0,
+        move || {
+            resampler.push(&speech);
+            while resampler.pop(&mut block) {
+                black_box(&block);
+            }
         },
     ));
 

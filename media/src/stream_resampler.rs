@@ -1,13 +1,15 @@
-//! A streaming mono resampler (rubato's FFT resampler) for device audio: push samples at one rate
-//! as they come, pop them at another.
+//! A streaming mono resampler (rubato's windowed-sinc resampler) for device audio: push samples at
+//! one rate as they come, pop them at another.
 
 use std::collections::VecDeque;
 
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
-use rubato::{Fft, FixedSync, Resampler as _};
+use rubato::{Async, Resampler as _};
+
+use crate::resample::sinc_resampler;
 
 pub struct StreamResampler {
-    resampler: Option<Fft<f32>>,
+    resampler: Option<Async<f32>>,
     input: Vec<f32>,
     chunk: usize,
     out_buf: Vec<f32>,
@@ -19,19 +21,12 @@ impl StreamResampler {
         if from_hz == 0 || to_hz == 0 {
             return Err(format!("cannot resample {from_hz} Hz to {to_hz} Hz"));
         }
-        // 10 ms chunks keep the delay low; rates that do not divide by 100 use 1024 samples.
-        let chunk = if from_hz.is_multiple_of(100) {
-            from_hz as usize / 100
-        } else {
-            1024
-        };
+        // 10 ms chunks: the blocks the rest of the audio moves in.
+        let chunk = (from_hz as usize / 100).max(1);
         let resampler = if from_hz == to_hz {
             None
         } else {
-            Some(
-                Fft::<f32>::new(from_hz as usize, to_hz as usize, chunk, 1, FixedSync::Input)
-                    .map_err(|e| e.to_string())?,
-            )
+            Some(sinc_resampler(from_hz, to_hz, chunk)?)
         };
         let out_len = resampler.as_ref().map_or(0, |r| r.output_frames_max());
         Ok(Self {
@@ -106,5 +101,26 @@ mod tests {
         assert!(same.pop(&mut ten) && ten == [0.5; 10]);
         assert!(!same.pop(&mut ten));
         assert!(StreamResampler::new(0, 48_000).is_err());
+    }
+
+    #[test]
+    fn a_device_at_44_1_khz_is_delayed_by_two_milliseconds_at_most() {
+        // 10 ms a block in, 10 ms a block out (the FFT resampler waited for 1024 samples).
+        let mut r = StreamResampler::new(44_100, 48_000).unwrap();
+        let mut click = vec![0.0; 441];
+        click[0] = 1.0;
+        r.push(&click);
+        assert!((470..=480).contains(&r.available()), "{}", r.available());
+        for _ in 0..4 {
+            r.push(&[0.0; 441]);
+        }
+        let mut out = vec![0.0; 4 * 480];
+        assert!(r.pop(&mut out));
+        let peak = (0..out.len())
+            .max_by(|&a, &b| out[a].abs().total_cmp(&out[b].abs()))
+            .unwrap();
+        // The click comes out once, where the filter's delay puts it.
+        assert!(peak <= 96, "the click came out {peak} samples late");
+        assert!(out[peak].abs() > 0.5, "{}", out[peak]);
     }
 }

@@ -9,7 +9,7 @@
 //!     cargo bench -p confab-e2e --bench call -- [SECONDS] [WxH] [FPS] [DELAY_MS] [--pulse] [PEER FLAGS]
 //!
 //! `--pulse`: the peers' microphones and speakers are real devices, null sinks of a PulseAudio
-//! the bench starts (through cpal and ALSA's pulse plugin); each microphone hears a tone in
+//! the bench starts (cpal speaks PulseAudio's protocol to it); each microphone hears a tone in
 //! bursts, so mouth to ear is measured by the sender reports only (no test-signal markers), the
 //! devices' own buffering included, and the stages show what the devices add.
 

@@ -1,5 +1,5 @@
 //! Real device paths, driven through virtual devices: PulseAudio null sinks as microphones and
-//! speakers (cpal through ALSA), a call where one peer's speaker feeds its own microphone (AEC on
+//! speakers (cpal through PulseAudio's protocol), a call where one peer's speaker feeds its own microphone (AEC on
 //! and off), screen sharing of an Xvfb display compared with a screenshot (read from the X server
 //! directly, and through xcap), device listing, and
 //! camera, microphone and speaker switched mid-call.
@@ -130,6 +130,21 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
     rec_b.wait(Duration::from_secs(5));
     assert!(a.status.success(), "a: {}", a.stderr);
     assert!(b.status.success(), "b: {}", b.stderr);
+    for (name, said) in [("a", &a.stderr), ("b", &b.stderr)] {
+        // Both devices through PulseAudio's own protocol, in 10 ms periods (not ALSA's pulse
+        // plugin and its 10.7 ms ones).
+        let opened: Vec<&str> = said
+            .lines()
+            .filter(|l| l.contains("audio device open"))
+            .collect();
+        assert_eq!(opened.len(), 2, "{name}: {said}");
+        for line in opened {
+            assert!(
+                line.contains("PulseAudio") && line.contains("Fixed(480)"),
+                "{name}: {line}"
+            );
+        }
+    }
     for (name, s) in [("a", a.stats.unwrap()), ("b", b.stats.unwrap())] {
         assert!(
             num(&s, "/audio_send/frames_encoded") > 250.0,
@@ -676,14 +691,44 @@ fn devices_are_listed_and_missing_ones_explained() {
             .is_some_and(|m| !m.is_empty()),
         "{json:#}"
     );
-    assert!(
-        json["speakers"].as_array().is_some_and(|m| !m.is_empty()),
+    // PulseAudio's devices by their descriptions; the one PULSE_SINK names is the default.
+    let named = |list: &str, name: &str| {
+        json[list]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["name"] == name))
+            .cloned()
+    };
+    assert_eq!(
+        named("speakers", "spk").map(|d| d["default"].clone()),
+        Some(serde_json::json!(true)),
         "{json:#}"
     );
+    assert!(named("microphones", "Monitor of spk").is_some(), "{json:#}");
     assert_eq!(json["screens"][0]["width"], 800);
 
-    // Asking for a camera that is not there says so, and the call goes on without video.
+    // A default speaker the environment names but the server lacks is explained, and the call
+    // goes on without sound.
+    let mut no_sink = pulse.env(Some("gone"), Some("spk.monitor"));
+    no_sink.push(("DISPLAY".to_owned(), x.display.clone()));
     let server = Server::start(&[]);
+    let p = Peer::start_with_env(
+        dir.path(),
+        "nosink",
+        &server.url,
+        &room_code(52),
+        &["--camera", "none", "--speaker", "default", "--wait", "1"],
+        &no_sink,
+    )
+    .finish(Duration::from_secs(20));
+    assert!(
+        p.stderr.contains("\"gone\" (PULSE_SINK / PULSE_SOURCE)")
+            && p.stderr.contains("it has: spk")
+            && p.stderr.contains("continuing without a speaker"),
+        "{}",
+        p.stderr
+    );
+
+    // Asking for a camera that is not there says so, and the call goes on without video.
     let p = Peer::start_with_env(
         dir.path(),
         "nocam",

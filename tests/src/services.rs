@@ -1,6 +1,7 @@
 //! Real services the device tests need, each started on private sockets and stopped on drop:
-//! PulseAudio in user space with null sinks as virtual speakers and microphones (cpal reaches it
-//! through ALSA's pulse plugin), and Xvfb as a display to capture.
+//! PulseAudio in user space with null sinks as virtual speakers and microphones (cpal speaks its
+//! protocol; ALSA's default goes there too, for the ALSA fallback), and Xvfb as a display to
+//! capture.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,7 +35,8 @@ impl Pulse {
         let run = dir.path().join("run");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&run).unwrap();
-        // cpal talks to ALSA; ALSA's default device goes to PulseAudio.
+        // For a client on ALSA (cpal's fallback when it finds no PulseAudio): ALSA's default
+        // device goes to PulseAudio too.
         std::fs::write(
             home.join(".asoundrc"),
             "pcm.!default { type pulse }\nctl.!default { type pulse }\n",
