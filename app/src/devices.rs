@@ -67,9 +67,14 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     });
     let audio = |d: &AudioDeviceDescription| {
         format!(
-            "{}: {}{} ({} Hz, {} ch, {})",
+            "{}: {}{}{} ({} Hz, {} ch, {})",
             d.index,
             d.name,
+            if d.id.is_empty() || d.id == d.name {
+                String::new()
+            } else {
+                format!(" [{}]", d.id)
+            },
             if d.default { " (default)" } else { "" },
             d.sample_rate_hz.map_or("?".into(), |r| r.to_string()),
             d.channels.map_or("?".into(), |c| c.to_string()),

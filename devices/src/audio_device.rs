@@ -35,6 +35,10 @@ const PULSE_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 100;
 pub struct AudioDeviceDescription {
     pub index: usize,
     pub name: String,
+    /// What its audio system calls it (PulseAudio: the sink's or source's name; ALSA: the PCM),
+    /// which stays the same while devices come and go, where `index` may not; empty when the
+    /// system gives none. Either names the device in a SPEC.
+    pub id: String,
     pub default: bool,
     pub sample_rate_hz: Option<u32>,
     pub channels: Option<u16>,
@@ -95,6 +99,22 @@ impl Direction {
     }
 }
 
+/// The audio system the devices are reached through: on Linux PulseAudio's protocol when a
+/// PulseAudio or PipeWire pulse server runs, ALSA otherwise.
+fn audio_host() -> cpal::Host {
+    let host = cpal::default_host();
+    if !is_pulse(&host) && cpal::available_hosts().into_iter().any(is_pulse_host) {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        TOLD.call_once(|| {
+            tracing::info!(
+                "a PulseAudio server runs but did not take our connection (no client cookie in \
+                 ~/.config/pulse?); audio devices go through ALSA, with more delay"
+            );
+        });
+    }
+    host
+}
+
 /// Whether `host` is PulseAudio's native protocol (cpal prefers it on Linux when a PulseAudio or
 /// PipeWire pulse server runs; ALSA otherwise).
 fn is_pulse(host: &cpal::Host) -> bool {
@@ -147,7 +167,7 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
     } else {
         Direction::Output
     };
-    let host = cpal::default_host();
+    let host = audio_host();
     let default = default_device(&host, direction)
         .ok()
         .map(|d| device_name(&d));
@@ -170,6 +190,7 @@ pub fn describe(input: bool) -> Result<Vec<AudioDeviceDescription>, CaptureError
                 index,
                 default: default.as_deref() == Some(name.as_str()),
                 name,
+                id: device_id(device),
                 sample_rate_hz: Some(config.sample_rate()),
                 channels: Some(config.channels()),
                 sample_format: Some(config.sample_format().to_string()),
@@ -226,7 +247,7 @@ fn default_device(host: &cpal::Host, direction: Direction) -> Result<Device, Cap
 /// `default`, an index, the host's name for it, or part of the name people see.
 fn find(spec: &str, direction: Direction) -> Result<Device, CaptureError> {
     let _quiet = quiet_alsa();
-    let host = cpal::default_host();
+    let host = audio_host();
     if spec == "default" {
         return default_device(&host, direction);
     }

@@ -35,6 +35,13 @@ impl Pulse {
         let run = dir.path().join("run");
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&run).unwrap();
+        // A client cookie, as a desktop's server or libpulse's first client writes one. The
+        // server takes anyone (`auth-anonymous=1`), but it still reads 256 bytes of cookie, and
+        // the `pulseaudio` crate under cpal's native host sends none when it finds no file: the
+        // server drops that connection and cpal falls back to ALSA (NOTES.md, "Through the
+        // devices").
+        std::fs::create_dir_all(home.join(".config/pulse")).unwrap();
+        std::fs::write(home.join(".config/pulse/cookie"), [0u8; 256]).unwrap();
         // For a client on ALSA (cpal's fallback when it finds no PulseAudio): ALSA's default
         // device goes to PulseAudio too.
         std::fs::write(
