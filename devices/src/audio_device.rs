@@ -29,6 +29,8 @@ const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
 /// millisecond of it is a millisecond of mouth to ear (NOTES.md, "Through the devices").
 const SPEAKER_CUSHION: Duration = Duration::from_millis(10);
 /// The period asked of a PulseAudio server, in 48 kHz frames: 10 ms, the capture blocks' length.
+/// 5 ms took another 12-17 ms off mouth to ear, for 0.07-0.1 cores more a peer (NOTES.md,
+/// "Through the devices").
 const PULSE_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 100;
 
 #[derive(Debug, Clone, Serialize)]
@@ -680,6 +682,9 @@ pub struct SpeakerSink {
     name: String,
     /// The stream's underrun count already acted on.
     underruns_seen: u64,
+    /// The stream's underrun count at the first write: the silence it played before there was
+    /// anything to play is no glitch.
+    underruns_before_first_write: Option<u64>,
     echo: Option<EchoTrack>,
 }
 
@@ -728,6 +733,7 @@ impl SpeakerSink {
             progress: (0, Instant::now()),
             name: format!("{name} ({rate} Hz, {channels} ch, {format}, {host})"),
             underruns_seen: 0,
+            underruns_before_first_write: None,
             echo: None,
         })
     }
@@ -740,6 +746,10 @@ impl AudioSink for SpeakerSink {
 
     fn write(&mut self, samples: &[f32]) -> Result<(), CaptureError> {
         self.check_playing()?;
+        if self.underruns_before_first_write.is_none() {
+            self.underruns_before_first_write =
+                Some(self.state.underrun_samples.load(Ordering::Relaxed));
+        }
         self.keep_fed();
         if let Some(echo) = &mut self.echo {
             // Played as they are after resampling (a constant delay), unless the device falls so
@@ -800,7 +810,13 @@ impl AudioSink for SpeakerSink {
     }
 
     fn underrun_samples(&self) -> u64 {
-        self.state.underrun_samples.load(Ordering::Relaxed) / self.channels as u64
+        self.underruns_before_first_write.map_or(0, |before| {
+            self.state
+                .underrun_samples
+                .load(Ordering::Relaxed)
+                .saturating_sub(before)
+                / self.channels as u64
+        })
     }
 
     fn output_delay(&self) -> Option<Duration> {

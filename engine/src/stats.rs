@@ -191,7 +191,8 @@ pub struct AudioRecvStats {
     pub frames_dropped_overflow: u64,
     /// Speaker samples (per channel, at the device rate) discarded because its buffer was full.
     pub speaker_samples_dropped: u64,
-    /// Speaker samples (per channel, at the device rate) played as silence because it ran dry.
+    /// Speaker samples (per channel, at the device rate) played as silence because it ran dry,
+    /// once playout had begun.
     pub speaker_underrun_samples: u64,
     /// Packets the decoder could not decode (concealed instead).
     pub frames_undecodable: u64,

@@ -74,7 +74,8 @@ pub trait AudioSink: Send {
         0
     }
     /// Samples (per channel, at the device's rate) the device played as silence because it had
-    /// run dry. 0 for sinks without a device.
+    /// run dry, since the first samples were written to it (the silence before is no glitch).
+    /// 0 for sinks without a device.
     fn underrun_samples(&self) -> u64 {
         0
     }

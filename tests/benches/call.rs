@@ -71,7 +71,8 @@ fn print_audio(name: &str, receiver: &serde_json::Value, sender: &serde_json::Va
          to sent {}, markers' onsets late out of \
          audio processing {} (sender), to arrival {}, \
          waited in the jitter buffer {} (target now {:.0} ms, {:.0} ms packets, {} stretched, \
-         {} trimmed, {} concealed, {} late), the speaker and its device {}; a/v skew p50/p95 {} ms \
+         {} trimmed, {} concealed, {} late), the speaker and its device {} (ran dry for {:.0} ms); a/v \
+         skew p50/p95 {} ms \
          (video minus audio), video held p50 {:.0} ms, audio delayed {:.0} ms for video",
         p50_p95(r, "/audio_recv/latency_ms"),
         num(r, "/audio_recv/latency_ms/count"),
@@ -91,6 +92,7 @@ fn print_audio(name: &str, receiver: &serde_json::Value, sender: &serde_json::Va
         num(r, "/audio_recv/frames_concealed"),
         num(r, "/audio_recv/packets_late"),
         p50_p95(r, "/audio_recv/speaker_delay_ms"),
+        num(r, "/audio_recv/speaker_underrun_samples") / 48.0,
         p50_p95(r, "/sync/skew_ms"),
         num(r, "/sync/video_hold_ms/p50"),
         num(r, "/sync/audio_delay_ms"),
