@@ -14,8 +14,10 @@ use clap::Parser;
 use cli::{Cli, Command};
 use confab_signaling::{ServeArgs, SignalCli};
 
-/// Our own progress at info; the WebRTC stack's chatter only when it is an error.
-const DEFAULT_LOG: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error,confab=info,confab_signaling=info";
+/// Our own progress at info; the WebRTC stack's chatter only when it is an error. The
+/// `pulseaudio` crate under cpal logs an error each time a connection closes, even ours on
+/// purpose (every device listing closes one); a real failure reaches us through cpal.
+const DEFAULT_LOG: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,webrtc=error,pulseaudio=off,confab=info,confab_signaling=info";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
