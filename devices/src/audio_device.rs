@@ -299,6 +299,8 @@ struct StreamState {
     device_us: AtomicU64,
     /// Output: when (wall clock, µs) the latest callback took its samples.
     callback_us: AtomicU64,
+    /// Input: the thread reading the ring, woken by each callback instead of polling for it.
+    reader: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl StreamState {
@@ -397,6 +399,9 @@ where
                 // Only copy: convert the sample type into the ring, and count what did not fit.
                 let lost = push_frames(&mut ring, data, channels);
                 state.frames.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(reader) = state.reader.get() {
+                    reader.unpark();
+                }
                 if lost > 0 {
                     state.overrun_samples.fetch_add(lost, Ordering::Relaxed);
                 }
@@ -632,7 +637,7 @@ impl AudioSource for MicSource {
             }
             if self.resampler.pop(out) {
                 // The newest of these samples reached the ring about now, as old as the
-                // device's buffering made it (we poll every 2 ms).
+                // device's buffering made it (each callback wakes us).
                 let span_us = (out.len() + self.resampler.available()) as u64 * 1_000_000
                     / u64::from(SAMPLE_RATE_HZ);
                 let device_us = self.state.device_us.load(Ordering::Relaxed);
@@ -645,7 +650,10 @@ impl AudioSource for MicSource {
                     STALL.as_secs()
                 )));
             }
-            std::thread::sleep(Duration::from_millis(2));
+            // The next callback wakes us (a MicSource is read by one thread: the first to read
+            // it); the timeout only paces the stall check when the device goes quiet.
+            let _ = self.state.reader.set(std::thread::current());
+            std::thread::park_timeout(Duration::from_millis(20));
         }
     }
 
