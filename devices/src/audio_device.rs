@@ -47,6 +47,25 @@ pub struct AudioDeviceDescription {
     pub sample_format: Option<String>,
 }
 
+impl AudioDeviceDescription {
+    /// The SPEC that names this device for `--mic` / `--speaker` and in saved settings: its
+    /// system's name for it, unless that name would read as something else in a SPEC (ALSA has
+    /// PCMs called `default` and `null`; a number is a place in the list; `none`, `test` and
+    /// `file:` mean sources of their own); then its place in the list.
+    pub fn spec(&self) -> String {
+        let id = self.id.as_str();
+        let means_something_else = id.trim() != id
+            || matches!(id, "default" | "null")
+            || id.parse::<usize>().is_ok()
+            || crate::VideoSpec::parse(id) != crate::VideoSpec::Device(id.to_owned());
+        if means_something_else {
+            self.index.to_string()
+        } else {
+            id.to_owned()
+        }
+    }
+}
+
 /// ALSA prints its complaints (a machine without a sound card has many) straight to stderr;
 /// while the returned guard lives, this thread's are collected instead, for the debug log.
 #[cfg(target_os = "linux")]
@@ -987,6 +1006,43 @@ impl Drop for SpeakerSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn described(index: usize, id: &str) -> AudioDeviceDescription {
+        AudioDeviceDescription {
+            index,
+            name: "Built-in Audio Analog Stereo".into(),
+            id: id.into(),
+            default: false,
+            sample_rate_hz: Some(48_000),
+            channels: Some(2),
+            sample_format: Some("f32".into()),
+        }
+    }
+
+    #[test]
+    fn a_device_is_named_by_its_systems_name_unless_that_means_something_else() {
+        let id = "alsa_output.pci-0000_00_1f.3.analog-stereo";
+        assert_eq!(described(3, id).spec(), id);
+        assert_eq!(
+            described(3, "hw:CARD=PCH,DEV=0").spec(),
+            "hw:CARD=PCH,DEV=0"
+        );
+        // ALSA's `null` PCM is not "no sound", its `default` not the system's choice, and a
+        // number is a place in the list: such devices are named by their place.
+        for taken in [
+            "",
+            "null",
+            "default",
+            "none",
+            "test",
+            "test:2",
+            "file:x.wav",
+            "7",
+            " a",
+        ] {
+            assert_eq!(described(4, taken).spec(), "4", "{taken:?}");
+        }
+    }
 
     #[test]
     fn the_microphone_reader_leaves_half_a_frame_for_later() {

@@ -719,18 +719,15 @@ fn devices_are_listed_and_missing_ones_explained() {
 
     // A default speaker the environment names but the server lacks is explained, and the call
     // goes on without sound.
+    let server = Server::start(&[]);
+    let alone = |name: &str, room: u64, args: &[&str], env: &[(String, String)]| {
+        Peer::start_with_env(dir.path(), name, &server.url, &room_code(room), args, env)
+            .finish(Duration::from_secs(20))
+    };
     let mut no_sink = pulse.env(Some("gone"), Some("spk.monitor"));
     no_sink.push(("DISPLAY".to_owned(), x.display.clone()));
-    let server = Server::start(&[]);
-    let p = Peer::start_with_env(
-        dir.path(),
-        "nosink",
-        &server.url,
-        &room_code(52),
-        &["--camera", "none", "--speaker", "default", "--wait", "1"],
-        &no_sink,
-    )
-    .finish(Duration::from_secs(20));
+    let args = ["--camera", "none", "--speaker", "default", "--wait", "1"];
+    let p = alone("nosink", 52, &args, &no_sink);
     assert!(
         p.stderr.contains("\"gone\" (PULSE_SINK / PULSE_SOURCE)")
             && p.stderr.contains("it has: spk")
@@ -740,15 +737,12 @@ fn devices_are_listed_and_missing_ones_explained() {
     );
 
     // Asking for a camera that is not there says so, and the call goes on without video.
-    let p = Peer::start_with_env(
-        dir.path(),
+    let p = alone(
         "nocam",
-        &server.url,
-        &room_code(51),
+        51,
         &["--camera", "default", "--mic", "none", "--wait", "1"],
         &env,
-    )
-    .finish(Duration::from_secs(20));
+    );
     assert!(
         p.stderr.contains("no camera found") && p.stderr.contains("continuing without video"),
         "{}",

@@ -21,16 +21,6 @@ impl Choice {
     }
 }
 
-/// The SPEC a picked microphone or speaker is saved as: its audio system's own name for it, which
-/// still finds it after other devices came or went; its place in the list when it has none.
-fn audio_spec(d: &audio_device::AudioDeviceDescription) -> String {
-    if d.id.is_empty() || d.id == "default" {
-        d.index.to_string()
-    } else {
-        d.id.clone()
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct DeviceLists {
     pub cameras: Vec<Choice>,
@@ -57,7 +47,7 @@ impl DeviceLists {
                 list.extend(
                     devices
                         .into_iter()
-                        .map(|d| Choice::new(d.name.clone(), audio_spec(&d))),
+                        .map(|d| Choice::new(d.name.clone(), d.spec())),
                 );
             }
             list.extend(test);
@@ -130,31 +120,5 @@ impl DeviceLists {
             .iter()
             .find(|c| c.spec == spec)
             .map_or(spec, |c| c.label.as_str())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn described(index: usize, id: &str) -> audio_device::AudioDeviceDescription {
-        audio_device::AudioDeviceDescription {
-            index,
-            name: "Built-in Audio Analog Stereo".into(),
-            id: id.into(),
-            default: false,
-            sample_rate_hz: Some(48_000),
-            channels: Some(2),
-            sample_format: Some("f32".into()),
-        }
-    }
-
-    #[test]
-    fn a_picked_audio_device_is_saved_by_its_systems_name() {
-        let id = "alsa_output.pci-0000_00_1f.3.analog-stereo";
-        assert_eq!(audio_spec(&described(3, id)), id);
-        // No name of its own, or one that a SPEC reads as the system's default: its place.
-        assert_eq!(audio_spec(&described(3, "")), "3");
-        assert_eq!(audio_spec(&described(4, "default")), "4");
     }
 }
