@@ -671,7 +671,9 @@ impl AudioSource for MicSource {
             }
             // The next callback wakes us (a MicSource is read by one thread: the first to read
             // it); the timeout only paces the stall check when the device goes quiet.
-            let _ = self.state.reader.set(std::thread::current());
+            if self.state.reader.get().is_none() {
+                let _ = self.state.reader.set(std::thread::current());
+            }
             std::thread::park_timeout(Duration::from_millis(20));
         }
     }
