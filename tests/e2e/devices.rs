@@ -4,7 +4,7 @@
 //! directly, and through xcap), device listing, and
 //! camera, microphone and speaker switched mid-call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -393,6 +393,47 @@ fn last_y4m_frame(path: &Path) -> (u32, u32, Vec<u8>) {
     (w, h, bytes[start..start + (w * h) as usize].to_vec())
 }
 
+/// A slide for the screen tests: a gradient of `size` with shapes drawn on it, each an
+/// ImageMagick fill colour and `-draw` primitive.
+fn slide(dir: &Path, size: &str, gradient: &str, shapes: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join("slide.png");
+    let mut convert = Command::new("convert");
+    convert.args(["-size", size, &format!("gradient:{gradient}")]);
+    for (fill, shape) in shapes {
+        convert.args(["-fill", fill, "-draw", shape]);
+    }
+    run(convert.arg(&path));
+    path
+}
+
+/// A display of `width` x `height` showing a `slide` full screen, and its luma as a screenshot
+/// reads it: what a screen share of it should deliver.
+struct SlideOnScreen {
+    dir: tempfile::TempDir,
+    x: Xvfb,
+    _shown: confab_e2e::Proc,
+    screen: Vec<u8>,
+}
+
+fn slide_on_screen(
+    width: u32,
+    height: u32,
+    gradient: &str,
+    shapes: &[(&str, &str)],
+) -> SlideOnScreen {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(width, height);
+    let slide = slide(dir.path(), &format!("{width}x{height}"), gradient, shapes);
+    let shown = x.show(&slide);
+    let screen = screenshot_luma(&x.display, dir.path());
+    SlideOnScreen {
+        dir,
+        x,
+        _shown: shown,
+        screen,
+    }
+}
+
 fn screenshot_luma(display: &str, dir: &Path) -> Vec<u8> {
     let shot = dir.join("shot.rgb");
     run(Command::new("import")
@@ -558,18 +599,15 @@ fn share_screen<T>(
 #[test]
 fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     let _machine = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let x = Xvfb::start(640, 360);
-    let slide = dir.path().join("slide.png");
-    run(Command::new("convert")
-        .args(["-size", "640x360", "gradient:#f0e0c0-#304060"])
-        .args(["-fill", "#20a040", "-draw", "rectangle 40,40 300,200"])
-        .arg(&slide));
-    let _shown = x.show(&slide);
-    let screen = screenshot_luma(&x.display, dir.path());
+    let shown = slide_on_screen(
+        640,
+        360,
+        "#f0e0c0-#304060",
+        &[("#20a040", "rectangle 40,40 300,200")],
+    );
 
     let xcap = [("CONFAB_SCREEN_CAPTURE".to_owned(), "xcap".to_owned())];
-    let (a, _, received, ()) = share_screen(dir.path(), &x, "0", 43, 3, &xcap, || ());
+    let (a, _, received, ()) = share_screen(shown.dir.path(), &shown.x, "0", 43, 3, &xcap, || ());
     assert!(
         !a.stderr.contains("from the X server directly"),
         "CONFAB_SCREEN_CAPTURE=xcap must keep the direct read off: {}",
@@ -578,7 +616,7 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
     arrived_as(
         &received,
         (640, 360),
-        &screen,
+        &shown.screen,
         "screen share through xcap, against the screen",
     );
 }
@@ -588,26 +626,25 @@ fn a_screen_shared_through_xcap_arrives_as_it_looks() {
 #[test]
 fn a_screen_larger_than_1080p_arrives_scaled_to_fit() {
     let _machine = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let x = Xvfb::start(2560, 1440);
-    let slide = dir.path().join("slide.png");
-    run(Command::new("convert")
-        .args(["-size", "2560x1440", "gradient:#304060-#f0e0c0"])
-        .args(["-fill", "#c03030", "-draw", "rectangle 200,200 1400,900"])
-        .args(["-fill", "#20a040", "-draw", "circle 1900,1000 2200,1200"])
-        .arg(&slide));
-    let _shown = x.show(&slide);
-    let screen = screenshot_luma(&x.display, dir.path());
+    let shown = slide_on_screen(
+        2560,
+        1440,
+        "#304060-#f0e0c0",
+        &[
+            ("#c03030", "rectangle 200,200 1400,900"),
+            ("#20a040", "circle 1900,1000 2200,1200"),
+        ],
+    );
     // The screen's luma scaled as the sender scales it (chroma does not change luma's scale).
     let full = VideoFrame {
         width: 2560,
         height: 1440,
-        data: [screen, vec![128; 2 * 1280 * 720]].concat(),
+        data: [shown.screen.clone(), vec![128; 2 * 1280 * 720]].concat(),
         capture_ts_us: 0,
     };
     let want = confab_media::convert::scale(&full, 1920, 1080);
 
-    let (a, _, received, ()) = share_screen(dir.path(), &x, "0", 46, 3, &[], || ());
+    let (a, _, received, ()) = share_screen(shown.dir.path(), &shown.x, "0", 46, 3, &[], || ());
     assert!(
         a.stderr
             .contains("from the X server directly shared_memory=true"),
@@ -628,11 +665,12 @@ fn a_shared_window_arrives_as_it_looks() {
     let dir = tempfile::tempdir().unwrap();
     let x = Xvfb::start(1280, 720);
     let _wm = x.window_manager();
-    let slide = dir.path().join("slide.png");
-    run(Command::new("convert")
-        .args(["-size", "480x270", "gradient:#f0e0c0-#304060"])
-        .args(["-fill", "#20a040", "-draw", "rectangle 40,40 200,150"])
-        .arg(&slide));
+    let slide = slide(
+        dir.path(),
+        "480x270",
+        "#f0e0c0-#304060",
+        &[("#20a040", "rectangle 40,40 200,150")],
+    );
     let rgb = dir.path().join("slide.rgb");
     run(Command::new("convert")
         .arg(&slide)
