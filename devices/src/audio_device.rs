@@ -120,9 +120,39 @@ impl Direction {
     }
 }
 
+/// Names the audio system to use instead of cpal's choice (`alsa`, `pulseaudio`, `jack`,
+/// `wasapi`...): for a PulseAudio server that misbehaves, and for the tests of the ALSA path.
+pub const HOST_ENV: &str = "CONFAB_AUDIO_HOST";
+
 /// The audio system the devices are reached through: on Linux PulseAudio's protocol when a
-/// PulseAudio or PipeWire pulse server runs, ALSA otherwise.
+/// PulseAudio or PipeWire pulse server runs, ALSA otherwise; `CONFAB_AUDIO_HOST` overrides.
 fn audio_host() -> cpal::Host {
+    if let Some(wanted) = std::env::var(HOST_ENV)
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+    {
+        match wanted
+            .trim()
+            .parse::<cpal::HostId>()
+            .and_then(cpal::host_from_id)
+        {
+            Ok(host) => return host,
+            Err(err) => {
+                static TOLD: std::sync::Once = std::sync::Once::new();
+                TOLD.call_once(|| {
+                    let here: Vec<String> = cpal::available_hosts()
+                        .iter()
+                        .map(|h| h.to_string())
+                        .collect();
+                    tracing::warn!(
+                        "{HOST_ENV}={wanted:?} cannot be used ({err}); this system has: {}; \
+                         using the default",
+                        here.join(", ")
+                    );
+                });
+            }
+        }
+    }
     let host = cpal::default_host();
     if !is_pulse(&host) && cpal::available_hosts().into_iter().any(is_pulse_host) {
         static TOLD: std::sync::Once = std::sync::Once::new();

@@ -103,15 +103,12 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
         "--wait",
         "30",
     ];
-    let a = Peer::start_with_env(
-        dir.path(),
-        "a",
-        &server.url,
-        &room,
-        &args,
-        &pulse.env(Some("spk_a"), Some("mic_a.monitor")),
-    );
-    // b names its devices by their PulseAudio names; a takes the defaults its environment sets.
+    // a goes through ALSA (its pulse plugin), cpal's way when no PulseAudio server answers, and
+    // takes the default devices its environment sets; b goes through PulseAudio's protocol and
+    // names its devices by their PulseAudio names.
+    let mut a_env = pulse.env(Some("spk_a"), Some("mic_a.monitor"));
+    a_env.push(("CONFAB_AUDIO_HOST".to_owned(), "alsa".to_owned()));
+    let a = Peer::start_with_env(dir.path(), "a", &server.url, &room, &args, &a_env);
     let mut b_args = args;
     b_args[3] = "mic_b.monitor";
     b_args[5] = "spk_b";
@@ -134,9 +131,12 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
     rec_b.wait(Duration::from_secs(5));
     assert!(a.status.success(), "a: {}", a.stderr);
     assert!(b.status.success(), "b: {}", b.stderr);
-    for (name, said) in [("a", &a.stderr), ("b", &b.stderr)] {
-        // Both devices through PulseAudio's own protocol, in 10 ms periods (not ALSA's pulse
-        // plugin and its 10.7 ms ones).
+    for (name, said, host) in [
+        ("a", &a.stderr, "host=\"ALSA\" period=Default"),
+        ("b", &b.stderr, "host=\"PulseAudio\" period=Fixed(480)"),
+    ] {
+        // Both devices through the host asked for: b's through PulseAudio's own protocol in
+        // 10 ms periods, a's through ALSA at the device's own.
         let opened: Vec<&str> = said
             .lines()
             .filter(|l| l.contains("audio device open"))
@@ -145,10 +145,7 @@ fn audio_flows_both_ways_through_pulseaudio_devices() {
         // Closing a PulseAudio connection on purpose (each listing does) is no error to show.
         assert!(!said.contains("Reactor error"), "{name}: {said}");
         for line in opened {
-            assert!(
-                line.contains("PulseAudio") && line.contains("Fixed(480)"),
-                "{name}: {line}"
-            );
+            assert!(line.contains(host), "{name}: {line}");
         }
     }
     for (name, s) in [("a", a.stats.unwrap()), ("b", b.stats.unwrap())] {
@@ -754,6 +751,18 @@ fn devices_are_listed_and_missing_ones_explained() {
         "{json:#}"
     );
     assert_eq!(json["screens"][0]["width"], 800);
+    // An audio system asked for that is not there is explained, and the listing goes on.
+    let out = Command::new(confab_e2e::bin("confab"))
+        .args(["devices", "--json"])
+        .envs(env.clone())
+        .env("CONFAB_AUDIO_HOST", "nope")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("CONFAB_AUDIO_HOST=\"nope\" cannot be used"),
+        "{said}"
+    );
 
     // A default speaker the environment names but the server lacks is explained, and the call
     // goes on without sound.
