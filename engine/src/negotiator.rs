@@ -10,6 +10,13 @@
 //! When a connected call drops, the older peer restarts ICE first (`RESTART_AFTER` in
 //! `Disconnected`, at once on `Failed` or when the machine's addresses change); the newer one
 //! only if that did not bring it back, so the two rarely collide (and glare handles it if they do).
+//!
+//! Signaling can lose a message: one written into a socket that died before anyone noticed (a
+//! changed address, a restarting server). An offer unanswered for `OFFER_RESEND`, or when the
+//! signaling connection comes back, is sent again as it is; an answer to either copy answers it,
+//! so no late answer can be mistaken for one to a newer offer. A restart that falls due while our
+//! offer is unanswered sends that offer again instead of queueing a new one behind it (else an
+//! older side whose offer was lost ignores the newer side's offers forever, and both wait).
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +31,10 @@ pub const RESTART_AFTER: Duration = Duration::from_millis(2500);
 pub const RESTART_RETRY: Duration = Duration::from_secs(4);
 /// A connection down this long (restarts included) ends the call.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
+/// An offer with no answer after this long is sent again: it (or its answer) was most likely
+/// lost with a signaling socket that died before anyone noticed. Answering takes a peer tens of
+/// milliseconds, a browser well under a second.
+pub const OFFER_RESEND: Duration = Duration::from_secs(3);
 
 /// The connection as far as restarts go (the PeerConnection's state, once it has connected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +92,10 @@ pub enum Action {
     RestartIce,
     /// The connection stayed down for `GIVE_UP_AFTER`: end the call.
     GiveUp,
+    /// Send our offer again, as the local description is now (with the candidates gathered
+    /// since): it has had no answer for `OFFER_RESEND`. The same offer, so an answer to either
+    /// copy answers it, and a peer that did answer the first copy answers the second alike.
+    ResendOffer,
 }
 
 /// Where the offer/answer exchange stands (the PeerConnection's signaling state, as far as
@@ -119,6 +134,10 @@ pub struct Negotiator {
     failed: bool,
     /// When we last restarted ICE while it is down.
     last_restart: Option<Instant>,
+    /// When our unanswered offer was last sent (in `HaveLocalOffer`).
+    offer_sent: Option<Instant>,
+    /// The machine has no address to connect from: restarts wait for one.
+    offline: bool,
 }
 
 /// The notice for a peer whose video we cannot decode (a VP8-only browser).
@@ -138,6 +157,8 @@ impl Negotiator {
             down_since: None,
             failed: false,
             last_restart: None,
+            offer_sent: None,
+            offline: false,
         }
     }
 
@@ -164,25 +185,32 @@ impl Negotiator {
     }
 
     /// The machine's addresses changed (an interface went away or came up): the candidates we
-    /// gave are stale, so restart at once, whichever side we are.
-    pub fn addresses_changed(&mut self, now: Instant) -> Vec<Action> {
+    /// gave are stale, so restart at once, whichever side we are. `offline`: it has none left
+    /// (between two networks): no restart until one comes, since a restart then has nothing to
+    /// gather on (and webrtc-rs ends the connection when its new sockets find no interface).
+    pub fn addresses_changed(&mut self, now: Instant, offline: bool) -> Vec<Action> {
+        self.offline = offline;
         if self.remote.is_none() || !self.has_remote_description {
             return Vec::new();
         }
         self.down_since.get_or_insert(now);
+        if offline {
+            return Vec::new();
+        }
         self.restart(now)
     }
 
-    /// Time passed: restart ICE when it is our turn, give up when it has been down too long.
+    /// Time passed: restart ICE when it is our turn, give up when it has been down too long,
+    /// send an offer again that has waited too long for its answer.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
-        let Some(since) = self.down_since else {
+        if self.remote.is_none() {
             return Vec::new();
+        }
+        let Some(since) = self.down_since else {
+            return self.resend_unanswered(now, OFFER_RESEND);
         };
         if now.duration_since(since) >= GIVE_UP_AFTER {
             return vec![Action::GiveUp];
-        }
-        if self.remote.is_none() {
-            return Vec::new();
         }
         let due = match self.last_restart {
             Some(at) => at + RESTART_RETRY,
@@ -191,10 +219,32 @@ impl Negotiator {
             None if self.failed => since,
             None => since + RESTART_AFTER,
         };
-        if now >= due {
-            self.restart(now)
-        } else {
-            Vec::new()
+        if now < due || self.offline {
+            return self.resend_unanswered(now, OFFER_RESEND);
+        }
+        if self.exchange == Exchange::HaveLocalOffer {
+            // Our last restart's offer is still unanswered: a new restart would only queue
+            // behind it, so send that one again instead.
+            self.last_restart = Some(now);
+            return self.resend_unanswered(now, Duration::ZERO);
+        }
+        self.restart(now)
+    }
+
+    /// The signaling connection is back after a drop: an offer sent before it may have gone
+    /// into the dead socket, so send it again now rather than after `OFFER_RESEND`.
+    pub fn signaling_resumed(&mut self, now: Instant) -> Vec<Action> {
+        self.resend_unanswered(now, Duration::ZERO)
+    }
+
+    /// `ResendOffer` when our offer has been unanswered for `after`.
+    fn resend_unanswered(&mut self, now: Instant, after: Duration) -> Vec<Action> {
+        match self.offer_sent {
+            Some(sent) if self.exchange == Exchange::HaveLocalOffer && now >= sent + after => {
+                self.offer_sent = Some(now);
+                vec![Action::ResendOffer]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -272,6 +322,8 @@ impl Negotiator {
             SignalPayload::EndOfCandidates => {}
             SignalPayload::Bye => actions.push(Action::PeerLeft),
             SignalPayload::DescriptionError { message } => {
+                // Our offer cannot be used there: sending it again would not help.
+                self.offer_sent = None;
                 // Their words, shown to the person: one short line of printable text.
                 let message: String = message
                     .chars()
@@ -331,13 +383,23 @@ impl Negotiator {
         actions
     }
 
-    /// Our offer is the local description now; send it.
-    pub fn local_offer_set(&mut self, sdp: String) -> Vec<Action> {
+    /// Our offer is the local description now (at `now`); send it.
+    pub fn local_offer_set(&mut self, sdp: String, now: Instant) -> Vec<Action> {
         if self.exchange != Exchange::MakingOffer {
             // A colliding offer was accepted meanwhile (we rolled back): this one is stale.
             return Vec::new();
         }
         self.exchange = Exchange::HaveLocalOffer;
+        self.offer_sent = Some(now);
+        self.send(SignalPayload::Offer { sdp })
+    }
+
+    /// Our offer as the local description is now (`ResendOffer`): send it again if it is still
+    /// unanswered.
+    pub fn resend_offer(&mut self, sdp: String) -> Vec<Action> {
+        if self.exchange != Exchange::HaveLocalOffer {
+            return Vec::new();
+        }
         self.send(SignalPayload::Offer { sdp })
     }
 
@@ -484,6 +546,8 @@ mod tests {
         /// The remote description each side ended up with.
         remote_sdp: [Option<String>; 2],
         added: [Vec<Candidate>; 2],
+        /// The time the sides are told (offers are stamped with it).
+        now: Instant,
     }
 
     impl Pair {
@@ -493,6 +557,7 @@ mod tests {
                 wire: [Vec::new(), Vec::new()],
                 remote_sdp: [None, None],
                 added: [Vec::new(), Vec::new()],
+                now: Instant::now(),
             }
         }
 
@@ -502,8 +567,12 @@ mod tests {
                 let mut next = Vec::new();
                 for action in actions {
                     match action {
-                        Action::MakeOffer => {
-                            next.extend(self.sides[i].local_offer_set(format!("offer-from-{i}")))
+                        Action::MakeOffer => next.extend(
+                            self.sides[i].local_offer_set(format!("offer-from-{i}"), self.now),
+                        ),
+                        // The local description is still the offer made last.
+                        Action::ResendOffer => {
+                            next.extend(self.sides[i].resend_offer(format!("offer-from-{i}")))
                         }
                         Action::Rollback => {}
                         Action::AcceptOffer(sdp) => {
@@ -667,7 +736,7 @@ mod tests {
         // Renegotiation asked for while our first offer is still out: nothing yet.
         assert!(n.offer_needed().is_empty());
         assert_eq!(
-            n.local_offer_set("o1".into()),
+            n.local_offer_set("o1".into(), Instant::now()),
             vec![Action::Send(NEW, offer("o1"))]
         );
         assert!(n.offer_needed().is_empty());
@@ -720,7 +789,7 @@ mod tests {
         // A bad answer leaves our offer standing, so a good answer can still complete it.
         let mut n = Negotiator::new(OLD);
         n.peer_arrived(NEW, true);
-        n.local_offer_set("o".into());
+        n.local_offer_set("o".into(), Instant::now());
         n.on_signal(NEW, answer("bad"));
         n.remote_description_failed("bad");
         assert_eq!(
@@ -755,7 +824,7 @@ mod tests {
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nm=video 0 UDP/TLS/RTP/SAVPF 0\r\n";
         let mut n = Negotiator::new(OLD);
         n.peer_arrived(NEW, true);
-        n.local_offer_set("o".into());
+        n.local_offer_set("o".into(), Instant::now());
         assert_eq!(
             n.on_signal(NEW, answer(rejecting)),
             vec![
@@ -861,8 +930,8 @@ mod tests {
         let t0 = Instant::now();
         let mut pair = connected_pair();
         // Both see their addresses change at the same instant.
-        let a = pair.sides[0].addresses_changed(t0);
-        let b = pair.sides[1].addresses_changed(t0);
+        let a = pair.sides[0].addresses_changed(t0, false);
+        let b = pair.sides[1].addresses_changed(t0, false);
         assert_eq!(a, vec![Action::RestartIce, Action::MakeOffer]);
         assert_eq!(b, vec![Action::RestartIce, Action::MakeOffer]);
         pair.run(0, a);
@@ -870,6 +939,117 @@ mod tests {
         pair.settle();
         assert_eq!(pair.remote_sdp[1].as_deref(), Some("offer-from-0"));
         assert_eq!(pair.remote_sdp[0].as_deref(), Some("answer-from-1"));
+    }
+
+    #[test]
+    fn an_offer_or_answer_lost_on_the_way_is_made_good_by_sending_the_offer_again() {
+        let mut pair = Pair::new();
+        let t0 = pair.now;
+        let actions = pair.sides[1].peer_arrived(OLD, true);
+        pair.run(1, actions);
+        pair.sides[0].peer_arrived(NEW, false);
+        pair.wire[0].clear(); // the offer is lost
+        assert!(pair.sides[1]
+            .tick(t0 + OFFER_RESEND - Duration::from_millis(1))
+            .is_empty());
+        let actions = pair.sides[1].tick(t0 + OFFER_RESEND);
+        assert_eq!(actions, vec![Action::ResendOffer]);
+        pair.run(1, actions);
+        // This time the offer arrives, and its answer is lost.
+        let to_old = std::mem::take(&mut pair.wire[0]);
+        for payload in to_old {
+            let actions = pair.sides[0].on_signal(NEW, payload);
+            pair.run(0, actions);
+        }
+        assert_eq!(pair.wire[1], vec![answer("answer-from-0")]);
+        pair.wire[1].clear();
+        // Another wait, another copy; the side that answered already answers it again.
+        assert!(pair.sides[1]
+            .tick(t0 + OFFER_RESEND * 2 - Duration::from_millis(1))
+            .is_empty());
+        let actions = pair.sides[1].tick(t0 + OFFER_RESEND * 2);
+        assert_eq!(actions, vec![Action::ResendOffer]);
+        pair.run(1, actions);
+        pair.settle();
+        pair.assert_negotiated();
+        // Answered: nothing more is sent, however long we wait.
+        assert!(pair.sides[1].tick(t0 + Duration::from_secs(60)).is_empty());
+        assert!(pair.sides[0].tick(t0 + Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
+    fn an_offer_is_sent_again_when_signaling_comes_back() {
+        let mut n = Negotiator::new(OLD);
+        let t0 = Instant::now();
+        assert!(n.signaling_resumed(t0).is_empty(), "no peer, no offer");
+        n.peer_arrived(NEW, true);
+        n.local_offer_set("o".into(), t0);
+        assert_eq!(
+            n.signaling_resumed(t0 + Duration::from_millis(10)),
+            vec![Action::ResendOffer]
+        );
+        n.on_signal(NEW, answer("a"));
+        n.remote_description_set();
+        assert!(n.signaling_resumed(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    /// The failure seen once with a browser: the connection drops while signaling is out too;
+    /// the older side's restart offer is lost, and the newer side's offer then collides with the
+    /// older side's unanswered one, which the older side keeps. Each side must send its offer
+    /// again (not queue a restart behind it) until one gets through.
+    #[test]
+    fn restart_offers_lost_while_signaling_is_out_do_not_leave_both_sides_waiting() {
+        for signaling_back_ms in [3_000, 7_000, 12_000] {
+            let mut pair = connected_pair();
+            let t0 = pair.now;
+            for i in 0..2 {
+                let actions = pair.sides[i].link_changed(Link::Disconnected, t0);
+                pair.run(i, actions);
+            }
+            let mut offers_lost = 0;
+            for ms in (100..=16_000).step_by(100) {
+                pair.now = t0 + Duration::from_millis(ms);
+                for i in 0..2 {
+                    let actions = pair.sides[i].tick(pair.now);
+                    pair.run(i, actions);
+                }
+                if ms < signaling_back_ms {
+                    for wire in &mut pair.wire {
+                        offers_lost += wire
+                            .drain(..)
+                            .filter(|p| matches!(p, SignalPayload::Offer { .. }))
+                            .count();
+                    }
+                } else {
+                    pair.settle();
+                }
+            }
+            assert!(offers_lost >= 1, "the outage lost an offer");
+            pair.settle();
+            pair.assert_negotiated();
+        }
+    }
+
+    #[test]
+    fn no_restart_while_the_machine_has_no_address() {
+        let t0 = Instant::now();
+        let mut pair = connected_pair();
+        // The old network's address went away before the new one came (a Wi-Fi switch).
+        assert!(pair.sides[0].addresses_changed(t0, true).is_empty());
+        for ms in (100..=10_000).step_by(100) {
+            let actions = pair.sides[0].tick(t0 + Duration::from_millis(ms));
+            assert!(actions.is_empty(), "at {ms} ms: {actions:?}");
+        }
+        // The new address: restart at once.
+        let t1 = t0 + Duration::from_millis(10_050);
+        assert_eq!(
+            pair.sides[0].addresses_changed(t1, false),
+            vec![Action::RestartIce, Action::MakeOffer]
+        );
+        // Still no way out after `GIVE_UP_AFTER` from the drop: the call ends.
+        let mut pair = connected_pair();
+        pair.sides[0].addresses_changed(t0, true);
+        assert_eq!(pair.sides[0].tick(t0 + GIVE_UP_AFTER), vec![Action::GiveUp]);
     }
 
     #[test]
@@ -884,7 +1064,7 @@ mod tests {
         assert_eq!(pair.sides[1].tick(t0 + GIVE_UP_AFTER), vec![Action::GiveUp]);
         // Without a peer (or a description) there is nothing to restart.
         let mut alone = Negotiator::new(OLD);
-        assert!(alone.addresses_changed(t0).is_empty());
+        assert!(alone.addresses_changed(t0, false).is_empty());
         assert!(alone.tick(t0 + Duration::from_secs(10)).is_empty());
     }
 }

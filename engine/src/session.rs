@@ -244,7 +244,7 @@ impl Negotiation {
                 Action::MakeOffer => match self.make_offer().await {
                     Ok(sdp) => {
                         self.stats.lock().offer_seen();
-                        self.neg.local_offer_set(sdp)
+                        self.neg.local_offer_set(sdp, Instant::now())
                     }
                     Err(err) => self.neg.local_description_failed(&err.to_string()),
                 },
@@ -315,6 +315,16 @@ impl Negotiation {
                     }
                     Vec::new()
                 }
+                Action::ResendOffer => match self.local_sdp().await {
+                    Ok(sdp) => {
+                        tracing::info!("no answer to our offer yet; sending it again");
+                        self.neg.resend_offer(sdp)
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, "no offer to send again");
+                        Vec::new()
+                    }
+                },
                 Action::PeerLeft => return Flow::PeerLeft,
                 Action::GiveUp => return Flow::GaveUp,
                 Action::RestartIce => {
@@ -646,7 +656,8 @@ impl CallLoop {
                             "back on the signaling server".into(),
                         ))
                         .await;
-                        None
+                        let actions = self.negotiation.neg.signaling_resumed(Instant::now());
+                        self.carry_out(actions).await
                     }
                     Err(err) => {
                         signaling_alive = false;
@@ -671,15 +682,19 @@ impl CallLoop {
                     self.stats.lock().tick_second();
                     None
                 }
-                _ = restart_tick.tick(), if self.ever_connected => {
+                _ = restart_tick.tick() => {
                     let now = Instant::now();
                     let mut actions = self.negotiation.neg.tick(now);
                     let seen = local_addresses();
                     if seen != addresses {
                         tracing::info!(?seen, "the machine's addresses changed");
+                        let offline = seen.is_empty();
                         addresses = seen;
-                        signaling.reconnect_now();
-                        actions.extend(self.negotiation.neg.addresses_changed(now));
+                        // Without an address a new socket could not connect: wait for one.
+                        if !offline {
+                            signaling.reconnect_now();
+                        }
+                        actions.extend(self.negotiation.neg.addresses_changed(now, offline));
                     }
                     self.carry_out(actions).await
                 }

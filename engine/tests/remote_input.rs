@@ -90,7 +90,9 @@ fn drive(
         seen.push(action.clone());
         let ok = outcomes.next().unwrap_or(true);
         let next = match action {
-            Action::MakeOffer if ok => n.local_offer_set("our offer".into()),
+            Action::MakeOffer if ok => {
+                n.local_offer_set("our offer".into(), std::time::Instant::now())
+            }
             Action::MakeOffer => n.local_description_failed("no"),
             Action::AcceptOffer(_) if ok => {
                 let mut next = n.remote_description_set();

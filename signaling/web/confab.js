@@ -63,6 +63,9 @@ const RESTART_AFTER_MS = 2500;
 const RESTART_RETRY_MS = 4000;
 /** A connection down this long (restarts included) ends the call. */
 const GIVE_UP_MS = 30000;
+/** An offer with no answer after this long is sent again (it, or its answer, may have gone into a
+ *  signaling socket that died before anyone noticed), as the native app does. */
+const OFFER_RESEND_MS = 3000;
 
 /** What the server's error codes mean, for errors that come without a message. */
 const SERVER_ERRORS = {
@@ -375,6 +378,7 @@ if (typeof document !== 'undefined') {
       timing: {},
       iceRestarts: 0, // ICE restarts this page started in the current call
       resumes: 0, // times the page took its seat back after the signaling socket dropped
+      offersResent: 0, // offers sent again because no answer came
       stats,
       sendChat,
       sendFile,
@@ -547,6 +551,7 @@ if (typeof document !== 'undefined') {
         this.failed = false;
         this.lastRestart = null;
         this.restartTimer = null;
+        this.offerTimer = null; // sends our offer again while it has no answer
         this.heartbeatTimer = null;
         this.lastHeard = performance.now(); // the last message from the server
         this.networkChanged = false; // the call and the server went quiet together
@@ -712,6 +717,8 @@ if (typeof document !== 'undefined') {
               log('back on the signaling server');
               showMessage('Back on the signaling server.');
               for (const waiting of this.outbox.splice(0)) this.send(waiting);
+              // An offer sent before the drop may have gone into the dead socket.
+              if (this.pc && this.pc.signalingState === 'have-local-offer') this.watchOffer(0);
               if (this.networkChanged && this.downSince !== null) this.scheduleRestart();
               return undefined;
             }
@@ -934,7 +941,12 @@ if (typeof document !== 'undefined') {
         const wait = Math.min(due, this.downSince + GIVE_UP_MS) - now;
         this.restartTimer = setTimeout(() => {
           if (this.closed || this.downSince === null) return;
-          if (performance.now() >= due) {
+          if (performance.now() >= due && this.pc.signalingState === 'have-local-offer') {
+            // Our last offer is still unanswered: a new restart would only wait behind it (and
+            // an older peer ignores our offers while its own is out), so send that one again.
+            this.lastRestart = performance.now();
+            this.watchOffer(0);
+          } else if (performance.now() >= due) {
             this.lastRestart = performance.now();
             log('restarting ICE');
             confab.iceRestarts += 1;
@@ -1001,6 +1013,25 @@ if (typeof document !== 'undefined') {
         this.mark('offer');
         log('sending offer');
         this.signal({ kind: 'offer', sdp: this.pc.localDescription.sdp });
+        this.watchOffer();
+      }
+
+      /** Sends our offer again after `wait` ms if it is still unanswered: the same offer, as the
+       *  local description now is (with the candidates gathered since), so an answer to either
+       *  copy answers it and no late answer can be taken for one to a newer offer. */
+      watchOffer(wait = OFFER_RESEND_MS) {
+        clearTimeout(this.offerTimer);
+        this.offerTimer = setTimeout(() => {
+          this.inbox = this.inbox
+            .then(() => {
+              if (this.closed || this.makingOffer || this.pc.signalingState !== 'have-local-offer') return;
+              log('no answer to our offer yet; sending it again');
+              confab.offersResent += 1;
+              this.signal({ kind: 'offer', sdp: this.pc.localDescription.sdp });
+              this.watchOffer();
+            })
+            .catch((err) => log('could not send our offer again', err));
+        }, wait);
       }
 
       async onOffer(sdp) {
@@ -1450,6 +1481,8 @@ if (typeof document !== 'undefined') {
         clearTimeout(this.joinTimer);
         clearInterval(this.statsTimer);
         clearInterval(this.heartbeatTimer);
+        clearTimeout(this.restartTimer);
+        clearTimeout(this.offerTimer);
         for (const dc of Object.values(this.channels)) dc.close();
         this.channels = {};
         if (this.pc) this.pc.close();
@@ -1697,6 +1730,7 @@ if (typeof document !== 'undefined') {
       confab.timing = {};
       confab.iceRestarts = 0;
       confab.resumes = 0;
+      confab.offersResent = 0;
       confab.chatReceived = [];
       confab.chatSent = [];
       confab.filesReceived = [];

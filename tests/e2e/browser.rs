@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use confab_e2e::relay::{lose_first, HostileRelay};
 use confab_e2e::{num, room_code, serial, test_media, Peer, Server};
 
 fn web_dir() -> PathBuf {
@@ -169,6 +170,37 @@ fn a_browser_joins_a_native_peer_who_waits() {
 #[test]
 fn a_native_peer_joins_a_browser_who_waits() {
     call_with_browser(false);
+}
+
+/// A signaling relay in front of the native peer loses the first offer it would deliver: the
+/// browser's (it arrived second, so it offers). The page sends its offer again and the call
+/// connects.
+#[test]
+fn a_browser_whose_offer_is_lost_sends_it_again() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let relay = HostileRelay::start(&server.url, lose_first("offer"));
+    let room = room_code(66);
+    let url = confab_e2e::browser::page_url(&server.url, &room, "Browser");
+    let native_args = test_media("320x180", &["--duration", "3", "--wait", "30"]);
+    let native = Peer::start(dir.path(), "native", &relay.url, &room, &native_args);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, json, stderr) = browser(&url, &["--frames", "30", "--timeout", "30", "--hold", "3"]);
+    let native = native.finish(Duration::from_secs(60));
+    assert!(ok, "browser side failed: {json}\n{stderr}");
+    assert!(
+        native.status.success(),
+        "native side failed: {}",
+        native.stderr
+    );
+    assert!(num(&json, "/offersResent") >= 1.0, "{json}\n{stderr}");
+    assert!(
+        stderr.contains("no answer to our offer yet; sending it again"),
+        "{stderr}"
+    );
+    let stats = native.stats.expect("native stats");
+    assert!(num(&stats, "/video_recv/frames_decoded") > 0.0, "{stats:#}");
 }
 
 /// The page's security code construction gives the value engine/src/security.rs's known-vector

@@ -3,12 +3,13 @@
 //! the same code), and one that swaps the fingerprints for another certificate's (the call must
 //! fail its DTLS handshake, or the codes must differ). And one that garbles offers: the peer that
 //! receives one says so (to the person and to the other side) and stays in the call until its own
-//! wait runs out.
+//! wait runs out. And one that loses the first offer, or the first answer, as a signaling socket
+//! that died unnoticed does: the offerer sends its offer again and the call connects.
 
 use std::time::Duration;
 
 use confab_e2e::relay::{
-    add_fingerprints, garble_offers, replace_fingerprints, HostileRelay, Tamper,
+    add_fingerprints, garble_offers, lose_first, replace_fingerprints, HostileRelay, Tamper,
 };
 use confab_e2e::{room_code, serial, test_media, Outcome, Peer, Server};
 
@@ -87,4 +88,43 @@ fn a_malformed_offer_is_a_notice_not_the_end_of_the_call() {
         "{}",
         b.stderr
     );
+}
+
+/// The relay loses the first `kind` it delivers; `b` (who offered) must send its offer again, and
+/// the call must connect and carry video both ways.
+fn call_survives_a_lost(kind: &'static str, salt: u64) {
+    let (a, b) = call_through(lose_first(kind), salt, "20");
+    for (o, who) in [(&a, "a"), (&b, "b")] {
+        assert!(
+            o.status.success(),
+            "{who} failed after a lost {kind}: {}",
+            o.stderr
+        );
+        let stats = o.stats.as_ref().expect("stats");
+        assert!(
+            confab_e2e::num(stats, "/video_recv/frames_decoded") > 0.0,
+            "{who} got video: {stats:#}"
+        );
+    }
+    assert!(
+        b.stderr
+            .contains("no answer to our offer yet; sending it again"),
+        "{}",
+        b.stderr
+    );
+    assert!(
+        !a.stderr.contains("sending it again"),
+        "a made no offer to send again: {}",
+        a.stderr
+    );
+}
+
+#[test]
+fn a_lost_offer_is_sent_again_and_the_call_connects() {
+    call_survives_a_lost("offer", 74);
+}
+
+#[test]
+fn a_lost_answer_is_made_good_and_the_call_connects() {
+    call_survives_a_lost("answer", 75);
 }

@@ -471,13 +471,20 @@ impl NetLab {
     /// Gives `side`'s home machine a new address in its network (as when a laptop moves to
     /// another network): the old address is gone at once, and the default route comes back.
     pub fn renumber(&mut self, side: Side, addr: Ipv4Addr) {
+        self.renumber_after(side, addr, Duration::ZERO);
+    }
+
+    /// Like `renumber`, with `gap` between the old address going and the new one coming, when
+    /// the machine has no address at all (a laptop between two Wi-Fi networks).
+    pub fn renumber_after(&mut self, side: Side, addr: Ipv4Addr, gap: Duration) {
         let host = match side {
             Side::Alice => &mut self.alice,
             Side::Bob => &mut self.bob,
         };
         let (ns, old, n) = (&host.netns, host.addr, side.index() + 1);
+        must(&format!("ip -n {ns} addr del {old}/24 dev eth0"));
+        std::thread::sleep(gap);
         for line in [
-            format!("ip -n {ns} addr del {old}/24 dev eth0"),
             format!("ip -n {ns} addr add {addr}/24 dev eth0"),
             format!("ip -n {ns} route replace default via 192.168.{n}.1"),
         ] {

@@ -1,20 +1,36 @@
 //! A hostile signaling relay for tests: sits between the peers and the real signaling server,
 //! forwards every WebSocket message, and rewrites the descriptions the server delivers (as a
-//! compromised server could), so tests can check what the security code makes of it.
+//! compromised server could), so tests can check what the security code makes of it, or loses
+//! one (as a signaling socket that died unnoticed does), so tests can check the call recovers.
 
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tungstenite::{Message, WebSocket};
 
-/// What the relay does to each description on its way to a peer.
-pub type Tamper = Arc<dyn Fn(&str) -> String + Send + Sync>;
+/// What the relay does to each description on its way to a peer, given its kind (`offer` or
+/// `answer`) and SDP: the SDP to deliver instead, or `None` to lose the message.
+pub type Tamper = Arc<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
+
+/// Loses the first description of `kind` (`offer` or `answer`) the server delivers to anyone;
+/// the rest pass unchanged.
+pub fn lose_first(kind: &'static str) -> Tamper {
+    let lost = AtomicBool::new(false);
+    Arc::new(move |k: &str, sdp: &str| {
+        if k == kind && !lost.swap(true, Ordering::SeqCst) {
+            None
+        } else {
+            Some(sdp.to_owned())
+        }
+    })
+}
 
 /// Adds `n` junk `a=fingerprint` lines after every real one (they are never verified by DTLS).
 pub fn add_fingerprints(n: usize) -> Tamper {
-    Arc::new(move |sdp: &str| {
+    Arc::new(move |_kind: &str, sdp: &str| {
         let mut out = String::new();
         for (i, line) in sdp.split_inclusive('\n').enumerate() {
             out.push_str(line);
@@ -27,15 +43,16 @@ pub fn add_fingerprints(n: usize) -> Tamper {
                 }
             }
         }
-        out
+        Some(out)
     })
 }
 
 /// Replaces every fingerprint with the one of another certificate (the relay's own).
 pub fn replace_fingerprints() -> Tamper {
-    Arc::new(|sdp: &str| {
+    Arc::new(|_kind: &str, sdp: &str| {
         let theirs = colon_hex(&Sha256::digest(b"the relay's own certificate"));
-        sdp.split_inclusive('\n')
+        let replaced = sdp
+            .split_inclusive('\n')
             .map(|line| {
                 if line.starts_with("a=fingerprint:") {
                     format!("a=fingerprint:sha-256 {theirs}\r\n")
@@ -43,18 +60,19 @@ pub fn replace_fingerprints() -> Tamper {
                     line.to_owned()
                 }
             })
-            .collect()
+            .collect();
+        Some(replaced)
     })
 }
 
 /// Replaces every offer with text that is not SDP at all (answers pass unchanged).
 pub fn garble_offers() -> Tamper {
-    Arc::new(|sdp: &str| {
-        if sdp.contains("a=setup:actpass") {
+    Arc::new(|kind: &str, sdp: &str| {
+        Some(if kind == "offer" {
             "v=0\r\nthis is not a description\r\n".to_owned()
         } else {
             sdp.to_owned()
-        }
+        })
     })
 }
 
@@ -111,7 +129,7 @@ fn relay(client: TcpStream, upstream: &str, tamper: &Tamper) {
         let _ = s.set_read_timeout(tick);
     }
     loop {
-        let up = pump(&mut client, &mut server, &|m| m);
+        let up = pump(&mut client, &mut server, &Some);
         let down = pump(&mut server, &mut client, &|m| tamper_message(m, tamper));
         if !(up && down) {
             return;
@@ -123,16 +141,17 @@ fn relay(client: TcpStream, upstream: &str, tamper: &Tamper) {
 fn pump<A, B>(
     from: &mut WebSocket<A>,
     to: &mut WebSocket<B>,
-    change: &dyn Fn(String) -> String,
+    change: &dyn Fn(String) -> Option<String>,
 ) -> bool
 where
     A: std::io::Read + std::io::Write,
     B: std::io::Read + std::io::Write,
 {
     match from.read() {
-        Ok(Message::Text(text)) => to
-            .send(Message::text(change(text.as_str().to_owned())))
-            .is_ok(),
+        Ok(Message::Text(text)) => match change(text.as_str().to_owned()) {
+            Some(text) => to.send(Message::text(text)).is_ok(),
+            None => true,
+        },
         Ok(Message::Close(_)) => {
             let _ = to.close(None);
             let _ = to.flush();
@@ -152,17 +171,22 @@ where
     }
 }
 
-fn tamper_message(text: String, tamper: &Tamper) -> String {
+fn tamper_message(text: String, tamper: &Tamper) -> Option<String> {
     let Ok(mut msg) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return text;
+        return Some(text);
     };
-    if let Some(sdp) = msg
-        .pointer_mut("/payload/sdp")
-        .filter(|_| text.contains("\"signal\""))
-    {
+    if msg["type"] != "signal" {
+        return Some(text);
+    }
+    let kind = msg
+        .pointer("/payload/kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    if let Some(sdp) = msg.pointer_mut("/payload/sdp") {
         if let Some(original) = sdp.as_str() {
-            *sdp = serde_json::Value::String(tamper(original));
+            *sdp = serde_json::Value::String(tamper(&kind, original)?);
         }
     }
-    msg.to_string()
+    Some(msg.to_string())
 }

@@ -161,6 +161,7 @@ async function snapshot(page) {
       timing: { ...c.timing },
       iceRestarts: c.iceRestarts || 0,
       resumes: c.resumes || 0,
+      offersResent: c.offersResent || 0,
       stats: await c.stats(),
     };
   });
@@ -439,6 +440,7 @@ function summarize(snap) {
     timing: snap.timing,
     iceRestarts: snap.iceRestarts,
     resumes: snap.resumes,
+    offersResent: snap.offersResent,
     stats: s,
   };
 }
