@@ -231,9 +231,10 @@ impl Negotiator {
         self.restart(now)
     }
 
-    /// The signaling connection is back after a drop: an offer sent before it may have gone
-    /// into the dead socket, so send it again now rather than after `OFFER_RESEND`.
-    pub fn signaling_resumed(&mut self, now: Instant) -> Vec<Action> {
+    /// A signaling connection is back after a drop, ours or the other peer's (the server says
+    /// `peer_back`): an offer sent before may have gone into the dead socket, so send it again
+    /// now rather than after `OFFER_RESEND`.
+    pub fn signaling_back(&mut self, now: Instant) -> Vec<Action> {
         self.resend_unanswered(now, Duration::ZERO)
     }
 
@@ -978,19 +979,19 @@ mod tests {
     }
 
     #[test]
-    fn an_offer_is_sent_again_when_signaling_comes_back() {
+    fn an_offer_is_sent_again_when_either_side_is_back_on_signaling() {
         let mut n = Negotiator::new(OLD);
         let t0 = Instant::now();
-        assert!(n.signaling_resumed(t0).is_empty(), "no peer, no offer");
+        assert!(n.signaling_back(t0).is_empty(), "no peer, no offer");
         n.peer_arrived(NEW, true);
         n.local_offer_set("o".into(), t0);
         assert_eq!(
-            n.signaling_resumed(t0 + Duration::from_millis(10)),
+            n.signaling_back(t0 + Duration::from_millis(10)),
             vec![Action::ResendOffer]
         );
         n.on_signal(NEW, answer("a"));
         n.remote_description_set();
-        assert!(n.signaling_resumed(t0 + Duration::from_secs(1)).is_empty());
+        assert!(n.signaling_back(t0 + Duration::from_secs(1)).is_empty());
     }
 
     /// The failure seen once with a browser: the connection drops while signaling is out too;

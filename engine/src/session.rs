@@ -656,7 +656,7 @@ impl CallLoop {
                             "back on the signaling server".into(),
                         ))
                         .await;
-                        let actions = self.negotiation.neg.signaling_resumed(Instant::now());
+                        let actions = self.negotiation.neg.signaling_back(Instant::now());
                         self.carry_out(actions).await
                     }
                     Err(err) => {
@@ -726,6 +726,10 @@ impl CallLoop {
                 ))
                 .await;
                 Vec::new()
+            }
+            ServerMessage::PeerBack { id } if Some(id) == remote => {
+                tracing::info!("the other person is back on the signaling server");
+                self.negotiation.neg.signaling_back(Instant::now())
             }
             ServerMessage::Signal { from, payload } => {
                 tracing::debug!(%from, kind = payload.kind(), "signal in");

@@ -729,6 +729,10 @@ if (typeof document !== 'undefined') {
             }
             return undefined;
           case 'peer_back':
+            // What we sent while their socket was dead may be lost: an unanswered offer goes again.
+            if (this.remote && msg.id === this.remote.id && this.pc && this.pc.signalingState === 'have-local-offer') {
+              this.watchOffer(0);
+            }
             return undefined;
           case 'peer_joined':
             if (!this.remote && msg.peer) {

@@ -334,8 +334,10 @@ async function run(opts, result) {
       });
     }
     const page = await context.newPage();
-    page.on('console', (msg) => console.error(`[page ${msg.type()}] ${msg.text()}`));
-    page.on('pageerror', (err) => console.error(`[page exception] ${err.message}`));
+    // Stamped with the wall clock, as the native peer's log lines are, so the two line up.
+    const stamp = () => new Date().toISOString();
+    page.on('console', (msg) => console.error(`${stamp()} [page ${msg.type()}] ${msg.text()}`));
+    page.on('pageerror', (err) => console.error(`${stamp()} [page exception] ${err.message}`));
     await page.addInitScript(sampleEverySecond);
     result.msToLaunch = Date.now() - tStart;
     // The page asks before keeping a file; files this run expects are accepted (?acceptfiles=1).
