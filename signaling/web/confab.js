@@ -554,7 +554,7 @@ if (typeof document !== 'undefined') {
         this.offerTimer = null; // sends our offer again while it has no answer
         this.heartbeatTimer = null;
         this.lastHeard = performance.now(); // the last message from the server
-        this.networkChanged = false; // the call and the server went quiet together
+        this.networkChanged = false; // the call and the server went quiet together, or the browser came back online
         this.outbox = []; // signals written while the socket was being resumed
       }
 
@@ -719,7 +719,13 @@ if (typeof document !== 'undefined') {
               for (const waiting of this.outbox.splice(0)) this.send(waiting);
               // An offer sent before the drop may have gone into the dead socket.
               if (this.pc && this.pc.signalingState === 'have-local-offer') this.watchOffer(0);
-              if (this.networkChanged && this.downSince !== null) this.scheduleRestart();
+              if (this.networkChanged && this.downSince !== null) {
+                this.scheduleRestart();
+              } else if (this.networkChanged) {
+                // The call has not noticed yet (it may never: the old path may still work).
+                this.networkChanged = false;
+                this.restartNow();
+              }
               return undefined;
             }
             return this.onWelcome(msg);
@@ -945,23 +951,40 @@ if (typeof document !== 'undefined') {
         const wait = Math.min(due, this.downSince + GIVE_UP_MS) - now;
         this.restartTimer = setTimeout(() => {
           if (this.closed || this.downSince === null) return;
-          if (performance.now() >= due && this.pc.signalingState === 'have-local-offer') {
-            // Our last offer is still unanswered: a new restart would only wait behind it (and
-            // an older peer ignores our offers while its own is out), so send that one again.
+          if (performance.now() >= due) {
             this.lastRestart = performance.now();
-            this.watchOffer(0);
-          } else if (performance.now() >= due) {
-            this.lastRestart = performance.now();
-            log('restarting ICE');
-            confab.iceRestarts += 1;
-            this.send({ type: 'ice_servers' }); // fresh TURN credentials for the new candidates
-            this.pc.restartIce();
-            this.inbox = this.inbox
-              .then(() => (this.closed || this.pc.signalingState !== 'stable' ? undefined : this.makeOffer()))
-              .catch((err) => log('ICE restart failed', err));
+            this.restartNow();
           }
           this.scheduleRestart();
         }, Math.max(0, wait) + 10);
+      }
+
+      /** Restarts ICE: an offer with new credentials, or, while our last offer is unanswered,
+       *  that offer again (a new restart would only wait behind it, and an older peer ignores
+       *  our offers while its own is out). */
+      restartNow() {
+        if (this.pc.signalingState === 'have-local-offer') {
+          this.watchOffer(0);
+          return;
+        }
+        log('restarting ICE');
+        confab.iceRestarts += 1;
+        this.send({ type: 'ice_servers' }); // fresh TURN credentials for the new candidates
+        this.pc.restartIce();
+        this.inbox = this.inbox
+          .then(() => (this.closed || this.pc.signalingState !== 'stable' ? undefined : this.makeOffer()))
+          .catch((err) => log('ICE restart failed', err));
+      }
+
+      /** The browser is online again after being offline: the machine's network changed, and
+       *  our address with it, most likely. As the app does when its addresses change: a new
+       *  signaling socket (the old one may be bound to an address that is gone), then an ICE
+       *  restart at once, whichever side we are, without waiting for ICE to notice the drop. */
+      onNetworkChanged() {
+        if (this.closed || !this.everConnected) return;
+        log('the network changed; restarting ICE once back on the signaling server');
+        this.networkChanged = true;
+        this.dropSocket('the network changed');
       }
 
       /** Puts our tracks on senders that carry none yet (after an offer created the transceivers). */
@@ -1783,6 +1806,12 @@ if (typeof document !== 'undefined') {
     ui.fileInput.addEventListener('change', () => {
       for (const file of ui.fileInput.files) if (call && !call.closed) call.offerFile(file);
       ui.fileInput.value = '';
+    });
+    // The browser went offline and back (a page sees no addresses; this is its sign that the
+    // machine's network changed, seconds before ICE notices).
+    window.addEventListener('offline', () => log('the browser is offline'));
+    window.addEventListener('online', () => {
+      if (call && !call.closed) call.onNetworkChanged();
     });
     window.addEventListener('pagehide', () => {
       if (call && !call.closed) {

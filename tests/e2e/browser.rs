@@ -65,6 +65,23 @@ fn meet(
     }
 }
 
+/// Waits for the native peer; both sides ended well. Returns the native peer's stats.
+fn both_succeeded(
+    native: Peer,
+    ok: bool,
+    json: &serde_json::Value,
+    stderr: &str,
+) -> serde_json::Value {
+    let native = native.finish(Duration::from_secs(60));
+    assert!(ok, "browser side failed: {json}\n{stderr}");
+    assert!(
+        native.status.success(),
+        "native side failed: {}",
+        native.stderr
+    );
+    native.stats.expect("native stats")
+}
+
 fn call_with_browser(native_first: bool) {
     let _machine = serial();
     let dir = tempfile::tempdir().unwrap();
@@ -109,14 +126,7 @@ fn call_with_browser(native_first: bool) {
         &browser_args,
         native_first,
     );
-    let native = native.finish(Duration::from_secs(60));
-    assert!(ok, "browser side failed: {json}\n{stderr}");
-    assert!(
-        native.status.success(),
-        "native side failed: {}",
-        native.stderr
-    );
-    let stats = native.stats.expect("native stats");
+    let stats = both_succeeded(native, ok, &json, &stderr);
 
     // The browser decoded our H.264 and got our chat.
     assert!(
@@ -187,19 +197,12 @@ fn a_browser_whose_offer_is_lost_sends_it_again() {
     let native = Peer::start(dir.path(), "native", &relay.url, &room, &native_args);
     std::thread::sleep(Duration::from_millis(500));
     let (ok, json, stderr) = browser(&url, &["--frames", "30", "--timeout", "30", "--hold", "3"]);
-    let native = native.finish(Duration::from_secs(60));
-    assert!(ok, "browser side failed: {json}\n{stderr}");
-    assert!(
-        native.status.success(),
-        "native side failed: {}",
-        native.stderr
-    );
+    let stats = both_succeeded(native, ok, &json, &stderr);
     assert!(num(&json, "/offersResent") >= 1.0, "{json}\n{stderr}");
     assert!(
         stderr.contains("no answer to our offer yet; sending it again"),
         "{stderr}"
     );
-    let stats = native.stats.expect("native stats");
     assert!(num(&stats, "/video_recv/frames_decoded") > 0.0, "{stats:#}");
 }
 

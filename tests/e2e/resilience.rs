@@ -476,6 +476,15 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
         tail(&native.stderr, 6000),
         tail(&browser.stderr, 6000),
     );
+    // Chromium went offline and online with the address change: the page restarted ICE then,
+    // not seconds later when ICE noticed the drop.
+    assert!(
+        browser
+            .stderr
+            .contains("the network changed; restarting ICE"),
+        "the page took the browser's online event for a network change: {}",
+        tail(&browser.stderr, 6000),
+    );
 
     // Confab -> Chromium: the page saw the outage (seconds without frames once video had
     // started) and then video again, for several seconds in a row.
