@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use confab_e2e::browser::{page_url, Browser};
 use confab_e2e::netem::{Nat, NetLab, Profile, Side};
-use confab_e2e::{room_code, test_media, InNetns, Peer};
+use confab_e2e::{room_code, tail, test_media, InNetns, Peer};
 use serde_json::Value;
 
 /// coturn's shared secret in the relay lab.
@@ -373,7 +373,14 @@ fn chromium_recovery(
             .filter(|&ms| ms <= 10_000.0)
             .ok_or_else(|| format!("{who}: no new frame within 10 s: {}", json["reason"]))
     };
-    Ok(back("a", &a.json)?.max(back("b", &b.json)?))
+    let both = back("a", &a.json).and_then(|ta| Ok(ta.max(back("b", &b.json)?)));
+    both.map_err(|err| {
+        format!(
+            "{err}\npage a:\n{}\npage b:\n{}",
+            tail(&a.stderr, 3000),
+            tail(&b.stderr, 3000)
+        )
+    })
 }
 
 fn main() {
