@@ -984,7 +984,9 @@ if (typeof document !== 'undefined') {
         if (this.closed || !this.everConnected) return;
         log('the network changed; restarting ICE once back on the signaling server');
         this.networkChanged = true;
-        this.dropSocket('the network changed');
+        // A socket that is not open is being resumed already (its welcome does the restart);
+        // dropping it too would start a second resume beside the one under way.
+        if (this.ws && this.ws.readyState === WebSocket.OPEN) this.dropSocket('the network changed');
       }
 
       /** Puts our tracks on senders that carry none yet (after an offer created the transceivers). */
