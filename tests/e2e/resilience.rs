@@ -99,8 +99,10 @@ fn assert_survived(what: &str, a: &Outcome, b: &Outcome, event_s: f64) {
         );
         assert!(
             flowing,
-            "{what}, {who}: video flows at the end: {:?}",
-            received(receiver)
+            "{what}, {who}: video flows at the end: {:?}\nalice: {}\nbob: {}",
+            received(receiver),
+            tail(&a.stderr, 4000),
+            tail(&b.stderr, 4000),
         );
         // The stats name the path in use, whatever kind of candidate each end is (a restart
         // often ends on a peer-reflexive one, which no trickled candidate describes).
