@@ -633,7 +633,8 @@ where
         // below, and a Refresh(0) sent from a new socket would not match the allocation's
         // 5-tuple, leaving it on the server until it expires. The initial bind has no previous
         // generation to release.
-        if !self.udp_sockets.is_empty() {
+        let rebinding = !self.udp_sockets.is_empty();
+        if rebinding {
             self.turn_relayer.close()?;
             self.poll_writes().await?;
         }
@@ -645,7 +646,19 @@ where
         self.tcp_transport = RTCTcpTransport::new(HashMap::new());
 
         if self.mdns_mode != MulticastDnsMode::Disabled {
-            self.mdns_socket = Some(runtime.wrap_udp_socket(MulticastSocket::new().into_std()?)?);
+            // (Confab patch) On an ICE restart's rebind, a multicast socket that cannot be made
+            // costs mDNS for this generation, not the connection. Joining the mDNS group needs a
+            // route to it, and a machine that has just changed networks can have its new address
+            // a moment before its default route (a DHCP client sets them one after the other):
+            // the join then fails with `ENODEV`, and failing the rebind for it ended the driver
+            // and so the call. The first bind still fails, so the caller can choose another mode.
+            match MulticastSocket::new().into_std() {
+                Ok(socket) => self.mdns_socket = Some(runtime.wrap_udp_socket(socket)?),
+                Err(err) if rebinding => {
+                    warn!("mDNS is off until the next ICE restart: {err}");
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
 
         // Resolve here, not at construction: this runs again on every ICE-restart rebind, which
