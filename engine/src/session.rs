@@ -638,7 +638,7 @@ impl CallLoop {
         // change of the machine's addresses, which restarts at once).
         let mut restart_tick = tokio::time::interval(RESTART_TICK);
         restart_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut addresses = local_addresses();
+        let mut addresses = usable_addresses(signaling.server_addr());
         let mut signaling_alive = true;
         loop {
             let step: Step = tokio::select! {
@@ -685,9 +685,10 @@ impl CallLoop {
                 _ = restart_tick.tick() => {
                     let now = Instant::now();
                     let mut actions = self.negotiation.neg.tick(now);
-                    let seen = local_addresses();
+                    let seen = usable_addresses(signaling.server_addr());
                     if seen != addresses {
-                        tracing::info!(?seen, "the machine's addresses changed");
+                        // Empty also while there is no route to the server.
+                        tracing::info!(?seen, "the machine's usable addresses changed");
                         let offline = seen.is_empty();
                         addresses = seen;
                         // Without an address a new socket could not connect: wait for one.
@@ -1074,6 +1075,34 @@ fn local_addresses() -> Vec<std::net::IpAddr> {
     addrs.sort();
     addrs.dedup();
     addrs
+}
+
+/// The machine's addresses as a call can use them: none while it has no route to the signaling
+/// server. A machine that has just joined a network has its address a moment before its default
+/// route (a DHCP client sets them one after the other); an ICE restart made in that moment
+/// gathers no server-reflexive candidate (its STUN request cannot leave), so behind a NAT the
+/// other peer has no address to answer to, and the call waits for the next restart.
+fn usable_addresses(server: Option<std::net::SocketAddr>) -> Vec<std::net::IpAddr> {
+    let addrs = local_addresses();
+    match server {
+        Some(server) if !addrs.is_empty() && !routable(server) => {
+            tracing::debug!(?addrs, %server, "no route to the signaling server");
+            Vec::new()
+        }
+        _ => addrs,
+    }
+}
+
+/// Whether the machine has a route to `to`. A UDP socket's `connect` looks the route up and
+/// sends nothing.
+fn routable(to: std::net::SocketAddr) -> bool {
+    let any: std::net::SocketAddr = match to {
+        std::net::SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        std::net::SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|socket| socket.connect(to))
+        .is_ok()
 }
 
 fn no_relay() -> CallError {

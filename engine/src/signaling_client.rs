@@ -8,6 +8,7 @@ use confab_protocol::{
     ClientMessage, ErrorCode, IceServer, PeerId, PeerInfo, RoomCode, ServerMessage,
     PROTOCOL_VERSION,
 };
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct SignalingClient {
     tx: mpsc::Sender<ClientMessage>,
     rx: mpsc::Receiver<Result<SignalingEvent, CallError>>,
     reconnect: Arc<Notify>,
+    /// The server's address as first connected to (`None` if the socket could not say).
+    server_addr: Option<SocketAddr>,
 }
 
 /// The first waits between reconnection attempts; then the last one, over and over.
@@ -107,6 +110,15 @@ async fn connect(url: &str, trust: &ServerTrust) -> Result<Socket, CallError> {
     Ok(ws)
 }
 
+/// The address at the other end of `ws`'s TCP connection.
+fn peer_addr(ws: &Socket) -> Option<SocketAddr> {
+    match ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.peer_addr().ok(),
+        tokio_tungstenite::MaybeTlsStream::Rustls(tls) => tls.get_ref().0.peer_addr().ok(),
+        _ => None,
+    }
+}
+
 async fn send_on(ws: &mut Socket, msg: &ClientMessage) -> Result<(), CallError> {
     let text = serde_json::to_string(msg).map_err(|e| CallError::WebRtc(e.to_string()))?;
     ws.send(Message::Text(text.into()))
@@ -163,6 +175,7 @@ impl SignalingClient {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ws = connect(&url, &trust).await?;
+        let server_addr = peer_addr(&ws);
         let answer = hello(
             &mut ws,
             &ClientMessage::Join {
@@ -221,6 +234,7 @@ impl SignalingClient {
                 tx: out_tx,
                 rx: in_rx,
                 reconnect,
+                server_addr,
             },
             joined,
         ))
@@ -242,6 +256,11 @@ impl SignalingClient {
     /// socket may name an address that is gone, and would only be noticed dead much later).
     pub fn reconnect_now(&self) {
         self.reconnect.notify_one();
+    }
+
+    /// The signaling server's address (to tell whether the machine has a route to it).
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        self.server_addr
     }
 
     /// The next event; an error once the server is gone for good.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use confab_e2e::netem::{NetLab, Profile, Side, PUBLIC_ADDR, STUN_PORT};
-use confab_e2e::{num, room_code, serial, tail, test_media, Outcome, Peer, Server};
+use confab_e2e::{logged_at, num, room_code, serial, tail, test_media, Outcome, Peer, Server};
 use serde_json::Value;
 
 /// How long each call lasts once connected.
@@ -119,8 +119,9 @@ fn assert_survived(what: &str, a: &Outcome, b: &Outcome, event_s: f64) {
     }
 }
 
-/// Bob's machine moves to another address, with 1.5 s without any address between the two (a
-/// laptop going from one Wi-Fi network to another).
+/// Bob's machine moves to another network twice. First with 1.5 s without any address between
+/// the two (a laptop going from one Wi-Fi network to another), and the new address 300 ms
+/// without a route; then to a network that routes only to the servers' side (no default route).
 #[test]
 fn a_call_goes_on_when_one_peer_changes_address() {
     let _machine = serial();
@@ -131,13 +132,49 @@ fn a_call_goes_on_when_one_peer_changes_address() {
     wait_connected(&b);
     std::thread::sleep(Duration::from_secs(4));
     let event_s = started.elapsed().as_secs_f64();
-    lab.renumber_after(
+    // A Wi-Fi switch: 1.5 s without any address, then the new one, and its default route
+    // 300 ms after it (the order a DHCP client sets them in).
+    let changed = std::time::SystemTime::now();
+    let routed = lab.renumber_after(
         Side::Bob,
         std::net::Ipv4Addr::new(192, 168, 2, 20),
         Duration::from_millis(1500),
+        Duration::from_millis(300),
+        "default",
     );
+    // Then a network with a route to the servers' side only. Joining the mDNS group needs a
+    // route to it, so the restart's new sockets have no mDNS: the call must go on without it.
+    std::thread::sleep(Duration::from_secs(8));
+    let second_s = started.elapsed().as_secs_f64();
+    lab.renumber_after(
+        Side::Bob,
+        std::net::Ipv4Addr::new(192, 168, 2, 30),
+        Duration::ZERO,
+        Duration::ZERO,
+        "203.0.113.0/24",
+    );
+    let mdns_group = std::net::Ipv4Addr::new(224, 0, 0, 251);
+    assert!(!lab.has_route(Side::Bob, mdns_group), "no route for mDNS");
     let (a, b) = finish(a, b);
+    for (receiver, who) in [(&b, "alice -> bob"), (&a, "bob -> alice")] {
+        let stats = receiver.stats.as_ref().expect("stats");
+        let (back, _) = recovery(&received(stats), second_s);
+        eprintln!(
+            "second address change, {who}: video back {} s after it",
+            back.map_or("never".into(), |s| format!("{s:.0}")),
+        );
+    }
     assert_survived("address change", &a, &b, event_s);
+    // Bob restarted only once he had a way out: a restart without a route gathers no
+    // server-reflexive candidate, so Alice (behind her NAT) could not answer it, and the call
+    // waited 4 s for the next one.
+    let restarted = logged_at(&b.stderr, "restarting ICE");
+    assert!(
+        restarted.iter().all(|t| *t < changed || *t >= routed),
+        "bob restarted before his route was back ({:?} after the change): {}",
+        routed.duration_since(changed),
+        b.stderr
+    );
     // Nothing was tried while there was no address to try it from (a restart then has nothing
     // to gather on, and webrtc-rs ends the connection when its new sockets find no interface).
     assert!(
@@ -151,7 +188,7 @@ fn a_call_goes_on_when_one_peer_changes_address() {
         .sum();
     // Bob sees his address change and restarts at once: often before either side even
     // notices the connection dropped.
-    assert!(restarts >= 1.0, "an ICE restart carried the call");
+    assert!(restarts >= 2.0, "an ICE restart carried the call each time");
 }
 
 #[test]

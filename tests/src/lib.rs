@@ -360,6 +360,39 @@ pub fn tail(text: &str, bytes: usize) -> &str {
     &text[start..]
 }
 
+/// When each line of a peer's log that contains `message` was written: the log's lines start
+/// with a UTC timestamp (`2026-12-05T01:56:33.970301Z`). Lines without one are skipped.
+pub fn logged_at(log: &str, message: &str) -> Vec<std::time::SystemTime> {
+    log.lines()
+        .filter(|line| line.contains(message))
+        .filter_map(|line| utc_timestamp(line.split_whitespace().next()?))
+        .collect()
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` as a time.
+fn utc_timestamp(text: &str) -> Option<std::time::SystemTime> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
+    let (y, m, d) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.splitn(3, ':').map(str::parse::<u64>);
+    let (hh, mm, ss) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
+    let nanos: u32 = format!("{fraction:0<9}").get(..9)?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
+}
+
 /// Reads a number at a JSON pointer like `/video_recv/frames_decoded`.
 pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
     stats
@@ -387,4 +420,30 @@ pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn log_lines_are_timed_by_their_timestamp() {
+        let log = "2026-12-05T01:56:33.970301Z  INFO confab_engine::session: restarting ICE\n\
+                   confab: restarting ICE (no timestamp)\n\
+                   2000-02-29T23:59:59Z  INFO x: restarting ICE\n\
+                   1970-01-01T00:00:00.5Z  INFO x: something else\n";
+        assert_eq!(
+            logged_at(log, "restarting ICE"),
+            vec![
+                // date -u -d 2026-12-05T01:56:33Z +%s
+                UNIX_EPOCH + Duration::new(1_796_435_793, 970_301_000),
+                UNIX_EPOCH + Duration::from_secs(951_868_799),
+            ]
+        );
+        assert_eq!(
+            logged_at(log, "something else"),
+            vec![UNIX_EPOCH + Duration::from_millis(500)]
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::{InNetns, Proc, Server};
 
@@ -471,12 +471,24 @@ impl NetLab {
     /// Gives `side`'s home machine a new address in its network (as when a laptop moves to
     /// another network): the old address is gone at once, and the default route comes back.
     pub fn renumber(&mut self, side: Side, addr: Ipv4Addr) {
-        self.renumber_after(side, addr, Duration::ZERO);
+        self.renumber_after(side, addr, Duration::ZERO, Duration::ZERO, "default");
     }
 
     /// Like `renumber`, with `gap` between the old address going and the new one coming, when
-    /// the machine has no address at all (a laptop between two Wi-Fi networks).
-    pub fn renumber_after(&mut self, side: Side, addr: Ipv4Addr, gap: Duration) {
+    /// the machine has no address at all (a laptop between two Wi-Fi networks), and `route_lag`
+    /// between the new address and its route (a DHCP client sets the address first and the
+    /// routes after it; until then the machine has an address but no way out). The route is to
+    /// `route_to` through the home's router: `default`, or a network such as
+    /// `203.0.113.0/24` (the public side, with the servers) for a network that routes nowhere
+    /// else. Returns the wall-clock time just before the route was set.
+    pub fn renumber_after(
+        &mut self,
+        side: Side,
+        addr: Ipv4Addr,
+        gap: Duration,
+        route_lag: Duration,
+        route_to: &str,
+    ) -> SystemTime {
         let host = match side {
             Side::Alice => &mut self.alice,
             Side::Bob => &mut self.bob,
@@ -484,13 +496,23 @@ impl NetLab {
         let (ns, old, n) = (&host.netns, host.addr, side.index() + 1);
         must(&format!("ip -n {ns} addr del {old}/24 dev eth0"));
         std::thread::sleep(gap);
-        for line in [
-            format!("ip -n {ns} addr add {addr}/24 dev eth0"),
-            format!("ip -n {ns} route replace default via 192.168.{n}.1"),
-        ] {
-            must(&line);
-        }
+        must(&format!("ip -n {ns} addr add {addr}/24 dev eth0"));
+        std::thread::sleep(route_lag);
+        let routed = SystemTime::now();
+        must(&format!(
+            "ip -n {ns} route replace {route_to} via 192.168.{n}.1"
+        ));
         host.addr = addr;
+        routed
+    }
+
+    /// Whether `side`'s home machine has a route to `to` (`ip route get`).
+    pub fn has_route(&self, side: Side, to: Ipv4Addr) -> bool {
+        let host = match side {
+            Side::Alice => &self.alice,
+            Side::Bob => &self.bob,
+        };
+        run(&format!("ip -n {} route get {to}", host.netns)).is_ok()
     }
 
     /// Drops every UDP packet the routers would forward (both ways, both homes), or lets them
