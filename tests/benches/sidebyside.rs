@@ -2,14 +2,17 @@
 //! pair (`confab join --headless`) and a Chromium pair (the web page in Debian's headless Chromium,
 //! H.264), both sending the same 720p30 .y4m and .wav, and per peer what each costs: cores and PSS
 //! of its whole process tree over a steady window, time to the first remote frame, encode and
-//! decode ms per frame. Prints each round, then medians with Confab/Chromium ratios and the goals,
+//! decode ms per frame, and audio mouth to ear (by the sender reports) and jitter-buffer wait.
+//! Prints each round, then medians with Confab/Chromium ratios and the goals,
 //! and the cores ratio round by round (the steadier reading when the machine's speed drifts).
 //!
-//!     cargo bench -p confab-e2e --bench sidebyside -- [ROUNDS] [WINDOW_S] [SETTLE_S]
+//!     cargo bench -p confab-e2e --bench sidebyside -- [ROUNDS] [WINDOW_S] [SETTLE_S] [WxH]
 //!
 //! Defaults: 3 rounds, a 20 s window starting 25 s after the peers were started (by then
 //! Chromium's bandwidth estimate on loopback has ramped up and it sends 720p, as Confab does;
-//! at 8 s it still sends ~360p).
+//! at 8 s it still sends ~360p). WxH (default 1280x720, the size the goals are for) sets the
+//! video's size: a small one leaves the machine's CPU free, to compare the audio paths of two
+//! peers that are not short of it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +22,8 @@ use confab_e2e::browser::{page_url, write_pattern_y4m, Browser, BrowserOutcome};
 use confab_e2e::{num, room_code, Peer, Server};
 use serde_json::Value;
 
+/// Opus's encoder lookahead at 48 kHz (312 samples), ms.
+const OPUS_LOOKAHEAD_MS: f64 = 6.5;
 /// Clock ticks per second of /proc/PID/stat (`USER_HZ`, 100 on Linux).
 const TICKS_PER_S: f64 = 100.0;
 /// Goals for Confab/Chromium (issue 13): cores per peer, memory, time to the first frame.
@@ -43,6 +48,15 @@ struct Cost {
     send_fps: f64,
     send_height: f64,
     send_kbps: f64,
+    /// Mouth to ear of the audio by the sender reports, p50, Opus's lookahead included.
+    /// Confab: `audio_recv.latency_estimated_ms` over the call; Chromium: its inbound audio's
+    /// `estimatedPlayoutTimestamp` against the wall clock, sampled once a second in the window,
+    /// plus the same 6.5 ms lookahead (its encoder has it too, and the stat leaves it out).
+    audio_ms: Option<f64>,
+    /// How long the audio played had waited in the jitter buffer, p50. Confab:
+    /// `audio_recv.waited_ms` over the call; Chromium: NetEq's `jitterBufferDelay` per sample
+    /// emitted, per second in the window.
+    audio_jitter_ms: Option<f64>,
 }
 
 /// Every live process's parent pid, from /proc.
@@ -167,6 +181,9 @@ fn mean(xs: &[f64]) -> f64 {
 
 /// Settings shared by both kinds of pair.
 struct Setup {
+    /// The video's size, as `--video-size` takes it, and its height.
+    size: String,
+    height: f64,
     settle: Duration,
     window: Duration,
     y4m: String,
@@ -197,7 +214,7 @@ fn run_confab(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
         "--speaker",
         "null",
         "--video-size",
-        "1280x720",
+        &setup.size,
         "--fps",
         "30",
         "--duration",
@@ -254,6 +271,12 @@ fn run_confab(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
             send_fps: mean(&field("send_fps")),
             send_height: mean(&field("send_height")),
             send_kbps: mean(&field("send_kbps")),
+            audio_ms: s
+                .pointer("/audio_recv/latency_estimated_ms/p50")
+                .and_then(Value::as_f64),
+            audio_jitter_ms: s
+                .pointer("/audio_recv/waited_ms/p50")
+                .and_then(Value::as_f64),
         };
     }
     eprintln!(
@@ -337,6 +360,8 @@ fn run_chromium(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
             send_fps: mean(&field("send_fps")),
             send_height: mean(&field("send_height")),
             send_kbps: mean(&field("send_kbps")),
+            audio_ms: median(field("audio_mouth_to_ear_ms")).map(|ms| ms + OPUS_LOOKAHEAD_MS),
+            audio_jitter_ms: median(field("audio_jitter_buffer_ms")),
         };
     }
     eprintln!(
@@ -380,6 +405,8 @@ fn per_peer(costs: &[Cost; 2]) -> Cost {
         send_fps: avg(|c| c.send_fps),
         send_height: avg(|c| c.send_height),
         send_kbps: avg(|c| c.send_kbps),
+        audio_ms: avg_opt(|c| c.audio_ms),
+        audio_jitter_ms: avg_opt(|c| c.audio_jitter_ms),
     }
 }
 
@@ -407,7 +434,8 @@ fn show(who: &str, round: usize, c: &Cost) {
     eprintln!(
         "round {round} {who}: {:.2} cores/peer, PSS {:.0} MiB/peer, first frame {} ms after the offer \
          ({} ms after starting to join), encode {} ms, \
-         decode {} ms per frame, sending {:.1} fps at {:.0}p, {:.0} kbit/s",
+         decode {} ms per frame, sending {:.1} fps at {:.0}p, {:.0} kbit/s; audio mouth to ear \
+         {} ms, {} ms of it in the jitter buffer",
         c.cores,
         c.pss_mib,
         cell(c.first_frame_ms, 0),
@@ -417,6 +445,8 @@ fn show(who: &str, round: usize, c: &Cost) {
         c.send_fps,
         c.send_height,
         c.send_kbps,
+        cell(c.audio_ms, 1),
+        cell(c.audio_jitter_ms, 1),
     );
 }
 
@@ -433,12 +463,21 @@ fn main() {
     let rounds = arg(0, 3) as usize;
     let window_s = arg(1, 20);
     let settle_s = arg(2, 25);
+    let size = args.get(3).map_or("1280x720", String::as_str);
+    let Some((width, height)) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .filter(|&(w, h)| w >= 16 && h >= 16 && w % 2 == 0 && h % 2 == 0)
+    else {
+        eprintln!("the video size must be WxH, even and at least 16x16, like 1280x720: {size}");
+        std::process::exit(2);
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let (y4m, wav) = (
-        dir.path().join("pattern-720p30.y4m"),
+        dir.path().join(format!("pattern-{size}.y4m")),
         dir.path().join("signal-48k.wav"),
     );
-    write_pattern_y4m(&y4m, 1280, 720, 60);
+    write_pattern_y4m(&y4m, width, height, 60);
     write_signal_wav(&wav);
     let text = |p: &Path| {
         p.to_str()
@@ -446,6 +485,8 @@ fn main() {
             .to_owned()
     };
     let setup = Setup {
+        size: size.to_owned(),
+        height: height as f64,
         settle: Duration::from_secs(settle_s),
         window: Duration::from_secs(window_s),
         y4m: text(&y4m),
@@ -478,7 +519,7 @@ fn main() {
     let med =
         |runs: &[Cost], f: fn(&Cost) -> Option<f64>| median(runs.iter().filter_map(f).collect());
     println!(
-        "\nSide by side on loopback, 1280x720@30 from the same .y4m and .wav, H.264; medians of \
+        "\nSide by side on loopback, {size}@30 from the same .y4m and .wav, H.264; medians of \
          {} Confab and {} Chromium rounds (each the mean of its two peers); cores and PSS over a \
          {window_s} s window from {settle_s} s after start, whole process trees (Chromium: every \
          process under its node driver).\n",
@@ -487,7 +528,7 @@ fn main() {
     );
     println!("| per peer | Confab | Chromium | Confab/Chromium | goal |");
     println!("|---|---|---|---|---|");
-    let rows: [Row; 10] = [
+    let rows: [Row; 12] = [
         ("cores", |c| Some(c.cores), 2, Some(GOAL_CORES)),
         ("PSS MiB", |c| Some(c.pss_mib), 0, Some(GOAL_MEMORY)),
         (
@@ -513,8 +554,23 @@ fn main() {
         ("sent fps", |c| Some(c.send_fps), 1, None),
         ("sent height", |c| Some(c.send_height), 0, None),
         ("sent video kbit/s", |c| Some(c.send_kbps), 0, None),
+        (
+            "audio mouth to ear ms by sender reports, p50",
+            |c| c.audio_ms,
+            1,
+            None,
+        ),
+        (
+            "audio ms waited in the jitter buffer, p50",
+            |c| c.audio_jitter_ms,
+            1,
+            None,
+        ),
     ];
+    // The goals are for a 720p call.
+    let judged = size == "1280x720";
     for (name, f, digits, goal) in rows {
+        let goal = goal.filter(|_| judged);
         let (c, b) = (med(&confab, f), med(&chromium, f));
         let ratio = c.zip(b).filter(|(_, b)| *b > 0.0).map(|(c, b)| c / b);
         let verdict = match (ratio, goal) {
@@ -537,7 +593,7 @@ fn main() {
     // The machine's speed drifts between rounds (a slow hour makes both sides' codecs slower),
     // and each side's median can come from a different round. A round's two pairs ran back to
     // back, so the median of the rounds' own ratios is the steadier reading of the goal.
-    if let Some(ratio) = median(paired.clone()) {
+    if let Some(ratio) = median(paired.clone()).filter(|_| judged) {
         let rounds: Vec<String> = paired.iter().map(|r| format!("{r:.3}")).collect();
         println!(
             "\nCores, Confab/Chromium round by round (each round's pairs back to back): {}; \
@@ -555,12 +611,13 @@ fn main() {
     for (who, runs) in [("Confab", &confab), ("Chromium", &chromium)] {
         let fps = med(runs, |c| Some(c.send_fps)).unwrap_or(0.0);
         let height = med(runs, |c| Some(c.send_height)).unwrap_or(0.0);
-        if fps < MIN_VALID_FPS || height < 720.0 {
+        if fps < MIN_VALID_FPS || height < setup.height {
             println!(
-                "\nWARNING: {who} sent {fps:.1} fps at {height:.0}p, not 30 at 720p: it ran out of \
+                "\nWARNING: {who} sent {fps:.1} fps at {height:.0}p, not 30 at {}p: it ran out of \
                  CPU, so its cores are what the machine had, not what it needed, and the cores \
                  ratio does not judge the goal; compare core-ms per frame sent, or run again on a \
-                 quieter machine."
+                 quieter machine.",
+                setup.height
             );
         }
     }

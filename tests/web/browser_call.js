@@ -252,6 +252,15 @@ function sampleEverySecond() {
       } else if (r.type === 'inbound-rtp' && r.kind === 'audio') {
         now.concealed = r.concealedSamples || 0;
         now.samples = r.totalSamplesReceived || 0;
+        now.jbDelayS = r.jitterBufferDelay || 0;
+        now.jbTargetS = r.jitterBufferTargetDelay || 0;
+        now.jbEmitted = r.jitterBufferEmittedCount || 0;
+        // The sender's NTP time (ms since 1900) of the audio playing now, by its sender reports.
+        now.playoutNtpMs = r.estimatedPlayoutTimestamp;
+        now.playoutAt = Date.now();
+      } else if (r.type === 'media-playout') {
+        now.playoutDelayS = r.totalPlayoutDelay || 0;
+        now.playoutSamples = r.totalSamplesCount || 0;
       } else if (r.type === 'transport' && r.selectedCandidatePairId) {
         pair = report.get(r.selectedCandidatePairId) || pair;
       }
@@ -260,6 +269,11 @@ function sampleEverySecond() {
       const secs = (now.t - prev.t) / 1000;
       const rate = (key) => Math.max(0, (now[key] || 0) - (prev[key] || 0)) / secs;
       const samples = (now.samples || 0) - (prev.samples || 0);
+      // Per sample emitted (or played) in this second, in ms; null when none was.
+      const perSample = (total, count) => {
+        const n = (now[count] || 0) - (prev[count] || 0);
+        return n > 0 ? (((now[total] || 0) - (prev[total] || 0)) * 1000) / n : null;
+      };
       timeline.push({
         t_s: Math.round((now.t - t0) / 100) / 10,
         epoch_ms: Date.now(), // wall clock, to line samples up with a network scenario
@@ -279,6 +293,14 @@ function sampleEverySecond() {
         audio_concealed: samples > 0 ? Math.max(0, (now.concealed || 0) - (prev.concealed || 0)) / samples : 0,
         audio_concealed_total: now.concealed || 0,
         audio_samples_total: now.samples || 0,
+        // Audio in the jitter buffer (NetEq) when played, and its target, ms.
+        audio_jitter_buffer_ms: perSample('jbDelayS', 'jbEmitted'),
+        audio_jitter_target_ms: perSample('jbTargetS', 'jbEmitted'),
+        // From the audio device's callback to the speaker, ms (media-playout stats).
+        audio_playout_delay_ms: perSample('playoutDelayS', 'playoutSamples'),
+        // Mouth to ear by the sender reports: now, less the sender's NTP time of the audio
+        // playing now (NTP counts from 1900, the wall clock from 1970). One machine, one clock.
+        audio_mouth_to_ear_ms: now.playoutNtpMs ? now.playoutAt - (now.playoutNtpMs - 2208988800000) : null,
         // Cumulative, for ms per frame: total_encode_s / frames_encoded_total.
         frames_encoded_total: now.framesEncoded || 0,
         total_encode_s: now.encodeS || 0,
