@@ -57,6 +57,11 @@ const SILENCE_LIMIT_MS = 15000;
 /** When the call's connection drops, a ping not answered within this long means the signaling
  *  socket died too (the network changed under it): a new one is made before the ICE restart. */
 const PROBE_MS = 2000;
+/** A connection that still says "connected" but has brought nothing (media, RTCP or consent
+ *  checks) for this long gets the same check of the signaling socket as a dropped one: the
+ *  browser may have moved to another network while staying online (no `online` event), and
+ *  Chromium reports the connection down only ~7.6 s after the path died. */
+const STALL_MS = 2000;
 /** A dropped connection may come back by itself this long before the older peer restarts ICE. */
 const RESTART_AFTER_MS = 2500;
 /** A restart that has not connected again after this long is tried again. */
@@ -543,6 +548,7 @@ if (typeof document !== 'undefined') {
         this.closed = false;
         this.ending = false;
         this.statsTimer = null;
+        this.flowTimer = null;
         this.joinTimer = null;
         this.resumeToken = null; // from `welcome`: gets our seat back after a dropped socket
         this.resumeAttempts = 0;
@@ -920,6 +926,7 @@ if (typeof document !== 'undefined') {
           setState('connected');
           showMessage(`In a call with ${this.remote && this.remote.name ? this.remote.name : 'the other person'}.`);
           if (!this.statsTimer) this.statsTimer = setInterval(() => showStats(), 1000);
+          if (!this.flowTimer) this.flowTimer = setInterval(() => this.watchFlow(), 500);
         } else if (state === 'disconnected' && confab.state === 'connected') {
           setState('connecting');
           showMessage('The connection dropped; trying to get it back…');
@@ -974,6 +981,35 @@ if (typeof document !== 'undefined') {
         this.inbox = this.inbox
           .then(() => (this.closed || this.pc.signalingState !== 'stable' ? undefined : this.makeOffer()))
           .catch((err) => log('ICE restart failed', err));
+      }
+
+      /** Looks at what the connection's path has brought in: nothing for STALL_MS while the
+       *  connection says "connected" means the path died without the browser saying so; the
+       *  signaling socket is checked at once, and if it is dead too, our network changed and ICE
+       *  restarts as soon as we are back on the server (`probeSignaling`). Once per silence. */
+      async watchFlow() {
+        if (this.closed || this.pc.connectionState !== 'connected') return;
+        let received = null;
+        try {
+          const report = await this.pc.getStats();
+          report.forEach((r) => {
+            if (r.type === 'transport' && r.selectedCandidatePairId) {
+              const pair = report.get(r.selectedCandidatePairId);
+              if (pair) received = pair.bytesReceived || 0;
+            }
+          });
+        } catch (err) {
+          return;
+        }
+        if (received === null) return;
+        const now = performance.now();
+        if (this.flow === undefined || received !== this.flow.bytes) {
+          this.flow = { bytes: received, since: now, probed: false };
+        } else if (!this.flow.probed && now - this.flow.since >= STALL_MS) {
+          this.flow.probed = true;
+          log(`nothing has arrived for ${Math.round(now - this.flow.since)} ms; checking the signaling server`);
+          this.probeSignaling();
+        }
       }
 
       /** The browser is online again after being offline: the machine's network changed, and
@@ -1509,6 +1545,7 @@ if (typeof document !== 'undefined') {
         this.closed = true;
         clearTimeout(this.joinTimer);
         clearInterval(this.statsTimer);
+        clearInterval(this.flowTimer);
         clearInterval(this.heartbeatTimer);
         clearTimeout(this.restartTimer);
         clearTimeout(this.offerTimer);

@@ -427,7 +427,7 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     );
     // Chromium takes a moment to start and join.
     std::thread::sleep(Duration::from_secs(3));
-    let args = test_media("320x180", &["--duration", "40", "--wait", "30"]);
+    let args = test_media("320x180", &["--duration", "50", "--wait", "30"]);
     let started = Instant::now();
     let native = Peer::start_in(lab.bob(), dir.path(), "confab", &server.url, &room, &args);
     wait_connected(&native);
@@ -443,7 +443,21 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     wait_resumed(&native);
     std::thread::sleep(Duration::from_secs(2));
     let renumbered_s = started.elapsed().as_secs_f64();
-    lab.renumber(Side::Alice, std::net::Ipv4Addr::new(192, 168, 1, 20));
+    // A second without any address (with none at all for only an instant, Chromium does not
+    // always go offline and online, as in one run on 12-05).
+    lab.renumber_after(
+        Side::Alice,
+        std::net::Ipv4Addr::new(192, 168, 1, 20),
+        Duration::from_secs(1),
+        Duration::ZERO,
+        "default",
+    );
+    // And again, with the new address before the old one goes: Chromium stays online, so the
+    // page gets no event, and the path dies with the connection still saying "connected".
+    std::thread::sleep(Duration::from_secs(8));
+    let moved_s = started.elapsed().as_secs_f64();
+    let moved = std::time::SystemTime::now();
+    lab.renumber_staying_online(Side::Alice, std::net::Ipv4Addr::new(192, 168, 1, 30));
 
     let native = native.finish(Duration::from_secs(90));
     let browser = browser.finish(Duration::from_secs(30));
@@ -504,7 +518,12 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
         "the page restarted ICE after its address changed: {}",
         browser.json
     );
-    let (back, flowing) = recovery(&timeline, renumbered_s);
+    let before_move: Vec<(f64, f64)> = timeline
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t < moved_s)
+        .collect();
+    let (back, flowing) = recovery(&before_move, renumbered_s);
     eprintln!(
         "browser call, chromium -> confab: video back {} s after the page's address changed",
         back.map_or("never".into(), |s| format!("{s:.0}")),
@@ -522,6 +541,40 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
             .stderr
             .contains("the network changed; restarting ICE"),
         "the page took the browser's online event for a network change: {}",
+        tail(&browser.stderr, 6000),
+    );
+
+    // The second move: the page found its path dead by itself (nothing arriving) and restarted
+    // before Chromium said the connection was down (~7.6 s after the path died).
+    let since_move = |message: &str| -> Vec<std::time::SystemTime> {
+        logged_at(&browser.stderr, message)
+            .into_iter()
+            .filter(|t| *t >= moved)
+            .collect()
+    };
+    let (restarted, down) = (
+        since_move("] restarting ICE"),
+        since_move("connection state disconnected"),
+    );
+    let (back, flowing) = recovery(&timeline, moved_s);
+    eprintln!(
+        "browser call, chromium -> confab: video back {} s after the page moved staying online; \
+         the page restarted {:?} after it, Chromium said disconnected {:?} after it",
+        back.map_or("never".into(), |s| format!("{s:.0}")),
+        restarted.first().map(|t| t.duration_since(moved)),
+        down.first().map(|t| t.duration_since(moved)),
+    );
+    assert!(
+        flowing,
+        "chromium -> confab flows after the second move: {timeline:?}\nconfab: {}\npage: {}",
+        tail(&native.stderr, 6000),
+        tail(&browser.stderr, 6000),
+    );
+    assert!(
+        restarted
+            .first()
+            .is_some_and(|r| down.first().is_none_or(|d| r < d)),
+        "the page restarted ICE before Chromium reported the connection down: {}",
         tail(&browser.stderr, 6000),
     );
 

@@ -506,6 +506,28 @@ impl NetLab {
         routed
     }
 
+    /// Moves `side`'s home machine to `addr` without a moment offline: the new address comes
+    /// first, then the old one goes (a laptop whose Ethernet is unplugged while its Wi-Fi is up).
+    /// The machine always has an address, so a browser on it stays online throughout.
+    pub fn renumber_staying_online(&mut self, side: Side, addr: Ipv4Addr) {
+        let host = match side {
+            Side::Alice => &mut self.alice,
+            Side::Bob => &mut self.bob,
+        };
+        let (ns, old, n) = (&host.netns, host.addr, side.index() + 1);
+        // Both addresses are in the home's /24: the new one is a secondary, which must become the
+        // primary when the old goes (by default the kernel deletes secondaries with it).
+        must(&format!(
+            "ip netns exec {ns} sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1"
+        ));
+        must(&format!("ip -n {ns} addr add {addr}/24 dev eth0"));
+        must(&format!("ip -n {ns} addr del {old}/24 dev eth0"));
+        must(&format!(
+            "ip -n {ns} route replace default via 192.168.{n}.1"
+        ));
+        host.addr = addr;
+    }
+
     /// Whether `side`'s home machine has a route to `to` (`ip route get`).
     pub fn has_route(&self, side: Side, to: Ipv4Addr) -> bool {
         let host = match side {
