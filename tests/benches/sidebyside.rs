@@ -12,13 +12,16 @@
 //! Chromium's bandwidth estimate on loopback has ramped up and it sends 720p, as Confab does;
 //! at 8 s it still sends ~360p). WxH (default 1280x720, the size the goals are for) sets the
 //! video's size: a small one leaves the machine's CPU free, to compare the audio paths of two
-//! peers that are not short of it.
+//! peers that are not short of it. With `--pulse` every peer plays into a null sink of its own
+//! on a PulseAudio the bench starts (Confab through its default speaker, Chromium through its
+//! PulseAudio output), so mouth to ear includes a real output device's buffering on both sides.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use confab_e2e::browser::{page_url, write_pattern_y4m, Browser, BrowserOutcome};
+use confab_e2e::services::Pulse;
 use confab_e2e::{num, room_code, Peer, Server};
 use serde_json::Value;
 
@@ -188,6 +191,17 @@ struct Setup {
     window: Duration,
     y4m: String,
     wav: String,
+    /// The audio server whose sinks the peers play into (`--pulse`); none: no device.
+    pulse: Option<Pulse>,
+}
+
+impl Setup {
+    /// The environment of a peer that plays into `sink` (nothing without `--pulse`).
+    fn speaker_env(&self, sink: &str) -> Vec<(String, String)> {
+        self.pulse
+            .as_ref()
+            .map_or_else(Vec::new, |p| p.env(Some(sink), None))
+    }
 }
 
 impl Setup {
@@ -206,13 +220,11 @@ fn run_confab(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
     let camera = format!("file:{}", setup.y4m);
     let mic = format!("file:{}", setup.wav);
     let duration = setup.call_secs();
-    let args = [
+    let mut args = vec![
         "--camera",
         &camera,
         "--mic",
         &mic,
-        "--speaker",
-        "null",
         "--video-size",
         &setup.size,
         "--fps",
@@ -222,10 +234,17 @@ fn run_confab(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
         "--wait",
         "30",
     ];
+    if setup.pulse.is_none() {
+        args.extend(["--speaker", "null"]);
+    }
     let started = Instant::now();
-    let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
+    let peer = |name: &str| {
+        let env = setup.speaker_env(&format!("confab_{name}"));
+        Peer::start_with_env(dir.path(), name, &server.url, &room, &args, &env)
+    };
+    let a = peer("a");
     std::thread::sleep(Duration::from_millis(300));
-    let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
+    let b = peer("b");
     let trees = [(a.proc.pid(), true), (b.proc.pid(), true)];
     let (usage, _) = measure(trees, started, setup.settle, setup.window);
     let timeout = Duration::from_secs(60);
@@ -304,11 +323,15 @@ fn run_chromium(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
         "--fake-audio",
         &setup.wav,
     ];
-    let url = |name| page_url(&server.url, &room, name);
+    let url = |name: &str| page_url(&server.url, &room, name);
     let started = Instant::now();
-    let a = Browser::start(None, dir.path(), "alice", &url("Alice"), &args);
+    let browser = |name: &str, shown: &str| {
+        let env = setup.speaker_env(&format!("chromium_{name}"));
+        Browser::start_with_env(None, dir.path(), name, &url(shown), &args, &env)
+    };
+    let a = browser("alice", "Alice");
     std::thread::sleep(Duration::from_millis(300));
-    let b = Browser::start(None, dir.path(), "bob", &url("Bob"), &args);
+    let b = browser("bob", "Bob");
     // The tree under node: Chromium's processes, not the node script that drives it.
     let trees = [(a.pid(), false), (b.pid(), false)];
     let (usage, (e0, e1)) = measure(trees, started, setup.settle, setup.window);
@@ -484,7 +507,11 @@ fn main() {
             .expect("invariant: a temp path is UTF-8")
             .to_owned()
     };
+    let pulse = std::env::args()
+        .any(|a| a == "--pulse")
+        .then(|| Pulse::start(&["confab_a", "confab_b", "chromium_alice", "chromium_bob"]));
     let setup = Setup {
+        pulse,
         size: size.to_owned(),
         height: height as f64,
         settle: Duration::from_secs(settle_s),
@@ -522,9 +549,14 @@ fn main() {
         "\nSide by side on loopback, {size}@30 from the same .y4m and .wav, H.264; medians of \
          {} Confab and {} Chromium rounds (each the mean of its two peers); cores and PSS over a \
          {window_s} s window from {settle_s} s after start, whole process trees (Chromium: every \
-         process under its node driver).\n",
+         process under its node driver); audio played into {}.\n",
         confab.len(),
-        chromium.len()
+        chromium.len(),
+        if setup.pulse.is_some() {
+            "a PulseAudio null sink per peer"
+        } else {
+            "no device"
+        }
     );
     println!("| per peer | Confab | Chromium | Confab/Chromium | goal |");
     println!("|---|---|---|---|---|");

@@ -57,6 +57,18 @@ impl Browser {
         url: &str,
         args: &[&str],
     ) -> Self {
+        Self::start_with_env(ns, dir, name, url, args, &[])
+    }
+
+    /// Like `start`, with extra environment variables for the browser (an audio server).
+    pub fn start_with_env(
+        ns: Option<&dyn InNetns>,
+        dir: &Path,
+        name: &str,
+        url: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Self {
         assert!(
             web_dir().join("node_modules/playwright-core").exists(),
             "playwright-core is missing: run `npm install` in tests/web (scripts/setup.sh --test does)"
@@ -75,6 +87,7 @@ impl Browser {
             .arg(web_dir().join("browser_call.js"))
             .arg(url)
             .args(args)
+            .envs(env.iter().cloned())
             .stdout(std::fs::File::create(&stdout_path).expect("browser stdout file"))
             .stderr(std::fs::File::create(&stderr_path).expect("browser stderr file"))
             .spawn()
