@@ -350,13 +350,6 @@ impl Xvfb {
     /// Runs a window manager (openbox) on the display until the returned process is dropped: xcap
     /// finds windows through the list a window manager keeps (`_NET_CLIENT_LIST_STACKING`).
     pub fn window_manager(&self) -> Proc {
-        let child = Command::new("openbox")
-            .args(["--sm-disable"])
-            .env("DISPLAY", &self.display)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("openbox (scripts/setup.sh --test installs it)");
         let managed = || {
             Command::new("xprop")
                 .args([
@@ -368,11 +361,51 @@ impl Xvfb {
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("window id"))
         };
-        wait_for("openbox", Duration::from_secs(10), managed);
-        Proc {
-            child,
-            name: "openbox".into(),
+        // Openbox sometimes exits at once with status 1 and no message (3 of about 10 starts on
+        // 12-05, in the full suite and alone; cause not known): it is started again, up to three
+        // times.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let log = tempfile::NamedTempFile::new().expect("a temp file for openbox's messages");
+            let mut child = Command::new("openbox")
+                .args(["--sm-disable"])
+                .env("DISPLAY", &self.display)
+                .stdout(Stdio::null())
+                .stderr(log.reopen().expect("openbox's log"))
+                .spawn()
+                .expect("openbox (scripts/setup.sh --test installs it)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let exited = loop {
+                if managed() {
+                    return Proc {
+                        child,
+                        name: "openbox".into(),
+                    };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let said = std::fs::read_to_string(log.path()).unwrap_or_default();
+            eprintln!(
+                "openbox did not come up on {} ({exited:?}): {said}",
+                self.display
+            );
+            failures.push(format!("{exited:?}: {said}"));
+            if exited.is_none() {
+                break; // it ran but never managed the display: starting it again will not help
+            }
         }
+        panic!(
+            "openbox did not come up on {} (exit status, then its messages, per start: {failures:?})",
+            self.display
+        );
     }
 
     /// Shows `png` in a window titled `title`, wherever the window manager puts it, until the
