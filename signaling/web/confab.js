@@ -548,7 +548,6 @@ if (typeof document !== 'undefined') {
         this.closed = false;
         this.ending = false;
         this.statsTimer = null;
-        this.flowTimer = null;
         this.joinTimer = null;
         this.resumeToken = null; // from `welcome`: gets our seat back after a dropped socket
         this.resumeAttempts = 0;
@@ -926,7 +925,6 @@ if (typeof document !== 'undefined') {
           setState('connected');
           showMessage(`In a call with ${this.remote && this.remote.name ? this.remote.name : 'the other person'}.`);
           if (!this.statsTimer) this.statsTimer = setInterval(() => showStats(), 1000);
-          if (!this.flowTimer) this.flowTimer = setInterval(() => this.watchFlow(), 500);
         } else if (state === 'disconnected' && confab.state === 'connected') {
           setState('connecting');
           showMessage('The connection dropped; trying to get it back…');
@@ -983,25 +981,13 @@ if (typeof document !== 'undefined') {
           .catch((err) => log('ICE restart failed', err));
       }
 
-      /** Looks at what the connection's path has brought in: nothing for STALL_MS while the
-       *  connection says "connected" means the path died without the browser saying so; the
-       *  signaling socket is checked at once, and if it is dead too, our network changed and ICE
-       *  restarts as soon as we are back on the server (`probeSignaling`). Once per silence. */
-      async watchFlow() {
-        if (this.closed || this.pc.connectionState !== 'connected') return;
-        let received = null;
-        try {
-          const report = await this.pc.getStats();
-          report.forEach((r) => {
-            if (r.type === 'transport' && r.selectedCandidatePairId) {
-              const pair = report.get(r.selectedCandidatePairId);
-              if (pair) received = pair.bytesReceived || 0;
-            }
-          });
-        } catch (err) {
-          return;
-        }
-        if (received === null) return;
+      /** Told, with each second's stats, the bytes the connection's path has brought in so far
+       *  (null without a selected pair): nothing new for STALL_MS while the connection says
+       *  "connected" means the path died without the browser saying so. The signaling socket is
+       *  checked at once, and if it is dead too, our network changed and ICE restarts as soon as
+       *  we are back on the server (`probeSignaling`). Once per silence. */
+      noteFlow(received) {
+        if (this.closed || received === null || this.pc.connectionState !== 'connected') return;
         const now = performance.now();
         if (this.flow === undefined || received !== this.flow.bytes) {
           this.flow = { bytes: received, since: now, probed: false };
@@ -1545,7 +1531,6 @@ if (typeof document !== 'undefined') {
         this.closed = true;
         clearTimeout(this.joinTimer);
         clearInterval(this.statsTimer);
-        clearInterval(this.flowTimer);
         clearInterval(this.heartbeatTimer);
         clearTimeout(this.restartTimer);
         clearTimeout(this.offerTimer);
@@ -1619,6 +1604,7 @@ if (typeof document !== 'undefined') {
         candidateType: null, // local end of the selected pair
         remoteCandidateType: null,
         rttMs: null,
+        pathBytesReceived: null, // everything the selected pair has brought in
       };
       if (!pc || pc.connectionState === 'closed') return out;
       const report = await pc.getStats();
@@ -1664,6 +1650,7 @@ if (typeof document !== 'undefined') {
         const remote = report.get(pair.remoteCandidateId) || {};
         out.candidateType = local.candidateType || null;
         out.remoteCandidateType = remote.candidateType || null;
+        out.pathBytesReceived = pair.bytesReceived || 0;
         if (pair.currentRoundTripTime !== undefined) out.rttMs = Math.round(pair.currentRoundTripTime * 1000 * 10) / 10;
       }
       return out;
@@ -1676,8 +1663,10 @@ if (typeof document !== 'undefined') {
     }
 
     async function showStats() {
-      if (!call || call.closed) return;
-      const s = await collectStats(call.pc);
+      const current = call;
+      if (!current || current.closed) return;
+      const s = await collectStats(current.pc);
+      current.noteFlow(s.pathBytesReceived);
       const codec = s.codec ? s.codec.replace('video/', '') : '-';
       ui.callStats.textContent = `${s.frameWidth}x${s.frameHeight} ${Math.round(s.framesPerSecond)} fps ${codec} · `
         + `${s.framesDecoded} frames · ${s.candidateType || '-'} > ${s.remoteCandidateType || '-'}`
