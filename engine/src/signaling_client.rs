@@ -42,9 +42,26 @@ pub enum SignalingEvent {
 pub struct SignalingClient {
     tx: mpsc::Sender<ClientMessage>,
     rx: mpsc::Receiver<Result<SignalingEvent, CallError>>,
-    reconnect: Arc<Notify>,
-    /// The server's address as first connected to (`None` if the socket could not say).
-    server_addr: Option<SocketAddr>,
+    link: Arc<Link>,
+}
+
+/// What the session and the socket task share.
+struct Link {
+    /// Wakes the socket task to drop its socket and resume on a new one.
+    reconnect: Notify,
+    /// The server's address at the other end of the latest socket (`None` if it could not say).
+    server_addr: std::sync::Mutex<Option<SocketAddr>>,
+}
+
+impl Link {
+    fn set_server_addr(&self, ws: &Socket) {
+        if let Some(addr) = peer_addr(ws) {
+            *self
+                .server_addr
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+        }
+    }
 }
 
 /// The first waits between reconnection attempts; then the last one, over and over.
@@ -175,7 +192,6 @@ impl SignalingClient {
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut ws = connect(&url, &trust).await?;
-        let server_addr = peer_addr(&ws);
         let answer = hello(
             &mut ws,
             &ClientMessage::Join {
@@ -219,7 +235,11 @@ impl SignalingClient {
         };
         let (out_tx, out_rx) = mpsc::channel::<ClientMessage>(256);
         let (in_tx, in_rx) = mpsc::channel(256);
-        let reconnect = Arc::new(Notify::new());
+        let link = Arc::new(Link {
+            reconnect: Notify::new(),
+            server_addr: std::sync::Mutex::new(None),
+        });
+        link.set_server_addr(&ws);
         tokio::spawn(run_socket(
             url,
             trust,
@@ -227,14 +247,13 @@ impl SignalingClient {
             token,
             out_rx,
             in_tx,
-            reconnect.clone(),
+            link.clone(),
         ));
         Ok((
             Self {
                 tx: out_tx,
                 rx: in_rx,
-                reconnect,
-                server_addr,
+                link,
             },
             joined,
         ))
@@ -255,12 +274,17 @@ impl SignalingClient {
     /// Drop the socket and resume on a new one now (the machine's addresses changed: the old
     /// socket may name an address that is gone, and would only be noticed dead much later).
     pub fn reconnect_now(&self) {
-        self.reconnect.notify_one();
+        self.link.reconnect.notify_one();
     }
 
-    /// The signaling server's address (to tell whether the machine has a route to it).
+    /// The signaling server's address, as the latest socket reached it (to tell whether the
+    /// machine has a route to it; a resume after a network change may reach it at another one).
     pub fn server_addr(&self) -> Option<SocketAddr> {
-        self.server_addr
+        *self
+            .link
+            .server_addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The next event; an error once the server is gone for good.
@@ -281,7 +305,7 @@ async fn run_socket(
     token: Option<String>,
     mut out_rx: mpsc::Receiver<ClientMessage>,
     in_tx: mpsc::Sender<Result<SignalingEvent, CallError>>,
-    reconnect: Arc<Notify>,
+    link: Arc<Link>,
 ) {
     loop {
         let lost = loop {
@@ -290,7 +314,7 @@ async fn run_socket(
                 // the session asks for a new socket and then sends its restart offer, which the
                 // old socket (bound to an address that is gone) would swallow without an error.
                 biased;
-                () = reconnect.notified() => break "the network changed".to_owned(),
+                () = link.reconnect.notified() => break "the network changed".to_owned(),
                 out = out_rx.recv() => match out {
                     Some(msg) => {
                         if let Err(err) = send_on(&mut ws, &msg).await {
@@ -347,7 +371,10 @@ async fn run_socket(
                 }
             };
             match hello(&mut ws, &resume).await {
-                Ok(ServerMessage::Welcome { .. }) => break ws,
+                Ok(ServerMessage::Welcome { .. }) => {
+                    link.set_server_addr(&ws);
+                    break ws;
+                }
                 Ok(ServerMessage::Error { message, .. }) => {
                     let _ = in_tx.send(Err(CallError::Refused(message))).await;
                     return;
