@@ -28,10 +28,14 @@ const MAX_SPEAKER_BUFFER: Duration = Duration::from_millis(200);
 /// playout thread to wake up, decode and write before the device would run dry. Every
 /// millisecond of it is a millisecond of mouth to ear (NOTES.md, "Through the devices").
 const SPEAKER_CUSHION: Duration = Duration::from_millis(10);
-/// The period asked of a PulseAudio server, in 48 kHz frames: 10 ms, the capture blocks' length.
-/// 5 ms took another 12-17 ms off mouth to ear, for 0.07-0.1 cores more a peer (NOTES.md,
-/// "Through the devices").
-const PULSE_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 100;
+/// The microphone's period asked of a PulseAudio server, in 48 kHz frames: 10 ms, the capture
+/// blocks' length.
+const PULSE_CAPTURE_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 100;
+/// The speaker's: 5 ms, so the server's playback buffer (two periods) is 10 ms, as Chromium's
+/// own PulseAudio output asks. Against 10 ms periods it takes 12 ms off the speaker's delay and
+/// costs no CPU a call can measure since the protocol client stopped zeroing 1 MiB per read
+/// (NOTES.md, "Through the devices").
+const PULSE_PLAYBACK_PERIOD_FRAMES: u32 = SAMPLE_RATE_HZ / 200;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AudioDeviceDescription {
@@ -569,12 +573,15 @@ impl DeviceConfig {
         let host = device.id().ok().map(|id| id.host());
         if host.is_some_and(is_pulse_host) {
             // The server converts and resamples for its clients, so take the calls' own rate
-            // and float samples (its sinks may be 24-bit), in 10 ms periods: the capture blocks'
-            // length, and a playback buffer of two of them. Left to itself it would buffer up
-            // to 2 s (NOTES.md, "Through the devices").
+            // and float samples (its sinks may be 24-bit), in short periods: a microphone's in
+            // the capture blocks' 10 ms, a speaker's in 5 ms (a playback buffer of two of them).
+            // Left to itself it would buffer up to 2 s (NOTES.md, "Through the devices").
             (rate, format) = (SAMPLE_RATE_HZ, SampleFormat::F32);
             config.sample_rate = rate;
-            config.buffer_size = cpal::BufferSize::Fixed(PULSE_PERIOD_FRAMES);
+            config.buffer_size = cpal::BufferSize::Fixed(match direction {
+                Direction::Input => PULSE_CAPTURE_PERIOD_FRAMES,
+                Direction::Output => PULSE_PLAYBACK_PERIOD_FRAMES,
+            });
         }
         Ok(Self {
             device,
