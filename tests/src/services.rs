@@ -3,7 +3,8 @@
 //! protocol; ALSA's default goes there too, for the ALSA fallback), and Xvfb as a display to
 //! capture.
 
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -443,34 +444,59 @@ impl Xvfb {
     }
 
     pub fn start(width: u32, height: u32) -> Self {
-        let n = (90..400)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                    && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
-            .expect("a free X display number");
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
+        // Xvfb takes the first display number free on this machine and says which (`-displayfd`,
+        // on its stdout), once it accepts connections: no race with another X server starting
+        // beside it, and the lock of one that was killed is no obstacle (Xvfb takes over a lock
+        // whose process is gone).
+        let mut child = Command::new("Xvfb")
             .args([
-                &display,
+                "-displayfd",
+                "1",
                 "-screen",
                 "0",
                 &format!("{width}x{height}x24"),
                 "-nolisten",
                 "tcp",
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb is needed for the screen tests (scripts/setup.sh --test installs it)");
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        wait_for("Xvfb", Duration::from_secs(10), || socket.exists());
+        let stdout = child.stdout.take().expect("Xvfb's stdout");
+        let proc = Proc {
+            child,
+            name: "Xvfb".into(),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("xvfb-display".into())
+            .spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = tx.send(line);
+            })
+            .expect("a thread to read Xvfb's display");
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("Xvfb did not say its display within 10 s");
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb exited without a display: {line:?}"));
         Self {
-            proc: Proc {
-                child,
-                name: "Xvfb".into(),
-            },
-            display,
+            proc,
+            display: format!(":{n}"),
         }
+    }
+}
+
+impl Drop for Xvfb {
+    /// Asks the server to stop, so that it removes its socket and lock from /tmp (killed, it
+    /// leaves both behind); killed only if it has not exited within 2 s.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.proc.pid().to_string()])
+            .status();
+        self.proc.wait_or_kill(Duration::from_secs(2));
     }
 }
