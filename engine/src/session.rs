@@ -494,13 +494,29 @@ async fn run(
     commands: mpsc::Receiver<SessionCommand>,
     stats: StatsHandle,
 ) -> Result<Ended, CallError> {
-    let (signaling, joined) = SignalingClient::join(
+    let (mut signaling, joined) = SignalingClient::join(
         &config.server_url,
         config.room.as_ref(),
         &config.name,
         &config.server_trust,
     )
     .await?;
+    let outcome = in_room(config, io, events, commands, stats, &mut signaling, joined).await;
+    // However the call ended, our seat is given up now, not held for a resume that will not come.
+    signaling.leave().await;
+    outcome
+}
+
+/// The call, once we are in the room.
+async fn in_room(
+    config: SessionConfig,
+    io: MediaIo,
+    events: EventSender,
+    commands: mpsc::Receiver<SessionCommand>,
+    stats: StatsHandle,
+    signaling: &mut SignalingClient,
+    joined: Joined,
+) -> Result<Ended, CallError> {
     {
         let mut c = stats.lock();
         c.stats.ms_to.signaling = Some(c.ms_now());
@@ -616,7 +632,7 @@ impl CallLoop {
     async fn run(
         &mut self,
         joined: Joined,
-        mut signaling: SignalingClient,
+        signaling: &mut SignalingClient,
         mut peer_rx: mpsc::Receiver<PeerEvent>,
         mut link_rx: mpsc::Receiver<LinkEvent>,
         mut error_rx: mpsc::Receiver<String>,

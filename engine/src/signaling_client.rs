@@ -43,7 +43,13 @@ pub struct SignalingClient {
     tx: mpsc::Sender<ClientMessage>,
     rx: mpsc::Receiver<Result<SignalingEvent, CallError>>,
     link: Arc<Link>,
+    /// The socket task: it ends once our goodbye is written (or the server is gone for good).
+    task: tokio::task::JoinHandle<()>,
 }
+
+/// How long leaving waits for the goodbye to be written. A socket being resumed does not send
+/// it; the server then frees the seat when its resume grace is over.
+const LEAVE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the session and the socket task share.
 struct Link {
@@ -240,7 +246,7 @@ impl SignalingClient {
             server_addr: std::sync::Mutex::new(None),
         });
         link.set_server_addr(&ws);
-        tokio::spawn(run_socket(
+        let task = tokio::spawn(run_socket(
             url,
             trust,
             ws,
@@ -254,9 +260,26 @@ impl SignalingClient {
                 tx: out_tx,
                 rx: in_rx,
                 link,
+                task,
             },
             joined,
         ))
+    }
+
+    /// Leaves the room: a goodbye after what is already queued, so that the server frees our
+    /// seat at once (a socket that only closed keeps it for a resume), and waits up to
+    /// `LEAVE_GRACE` until it was written. A process that exits right after the call would
+    /// otherwise stop the socket task before it ran, and the room would look full to a third
+    /// person, or to us coming back, for the server's resume grace.
+    pub async fn leave(self) {
+        let Self { tx, task, .. } = self;
+        if task.is_finished() {
+            return;
+        }
+        let _ = tx.send(ClientMessage::Leave).await;
+        if tokio::time::timeout(LEAVE_GRACE, task).await.is_err() {
+            tracing::debug!("the goodbye to the signaling server was not written in time");
+        }
     }
 
     pub async fn send(&self, msg: ClientMessage) -> Result<(), CallError> {
@@ -316,6 +339,11 @@ async fn run_socket(
                 biased;
                 () = link.reconnect.notified() => break "the network changed".to_owned(),
                 out = out_rx.recv() => match out {
+                    Some(ClientMessage::Leave) => {
+                        let _ = send_on(&mut ws, &ClientMessage::Leave).await;
+                        let _ = ws.close(None).await;
+                        return;
+                    }
                     Some(msg) => {
                         if let Err(err) = send_on(&mut ws, &msg).await {
                             break err.to_string();

@@ -135,6 +135,12 @@ fn run_call(first_is_offerer_side: bool) {
     let b: Outcome = b.finish(Duration::from_secs(60));
     assert!(a.status.success(), "a failed: {}", a.stderr);
     assert!(b.status.success(), "b failed: {}", b.stderr);
+    // Both said goodbye before they exited: the room is empty now, not in 30 s.
+    assert!(
+        server.peers_within(0, Duration::from_secs(2)),
+        "seats held after the call: {:?}",
+        server.health()
+    );
     let (sa, sb) = (a.stats.expect("a stats"), b.stats.expect("b stats"));
 
     assert_video_flowed(&sa, &sb, "a -> b");
@@ -295,6 +301,13 @@ fn joins_that_cannot_happen_say_why() {
         Peer::start(dir.path(), "alone", &server.url, &room, &alone)
             .finish(Duration::from_secs(20)),
         "nobody joined room",
+    );
+    // Its seat went with it (a peer that only closed its socket keeps one for 30 s, for a
+    // resume: the room would look full to the next two people).
+    assert!(
+        server.peers_within(0, Duration::from_secs(2)),
+        "a peer that gave up waiting still has a seat: {:?}",
+        server.health()
     );
 
     // A third person in a full room.

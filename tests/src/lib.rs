@@ -176,18 +176,26 @@ impl Server {
     /// Waits until `n` people are in rooms (peers take a moment to start and join); on failure
     /// the panic shows what `peers` printed.
     pub fn wait_for_peers(&self, n: u64, peers: &[&Peer]) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        if !self.peers_within(n, Duration::from_secs(30)) {
+            let said: Vec<String> = peers.iter().map(|p| p.stderr_so_far()).collect();
+            panic!(
+                "{n} peers never joined: {:?}\npeers said:\n{}",
+                self.health(),
+                said.join("\n---\n")
+            );
+        }
+    }
+
+    /// Whether the server counts `n` people in rooms within `timeout`.
+    pub fn peers_within(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
         while self.health().and_then(|h| h["peers"].as_u64()) != Some(n) {
             if Instant::now() > deadline {
-                let said: Vec<String> = peers.iter().map(|p| p.stderr_so_far()).collect();
-                panic!(
-                    "{n} peers never joined: {:?}\npeers said:\n{}",
-                    self.health(),
-                    said.join("\n---\n")
-                );
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        true
     }
 }
 
