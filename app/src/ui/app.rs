@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use confab_protocol::RoomCode;
 
@@ -728,6 +728,10 @@ fn notify_desktop(text: String) {
     }
 }
 
+/// How long closing the window during a call waits for the call to end (the session's teardown
+/// and its goodbye to the signaling server, up to 1 s of it).
+const EXIT_GRACE: Duration = Duration::from_secs(3);
+
 impl eframe::App for ConfabApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
@@ -736,7 +740,7 @@ impl eframe::App for ConfabApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.save_settings();
         if let Some(call) = &mut self.call {
-            call.hang_up();
+            call.end_before_exit(&self.runtime, EXIT_GRACE);
         }
     }
 }

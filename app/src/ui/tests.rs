@@ -268,6 +268,45 @@ fn lobby_join_call_chat_toggles_hang_up() {
 }
 
 #[test]
+fn closing_the_window_during_a_call_leaves_the_room() {
+    let (net, server) = local_server();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), &url, "none", "none");
+    let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
+    let mut harness = harness_for(app);
+    let room = "kfq-wmzt-pxd";
+    harness.state_mut().room_input = room.into();
+    harness.get_by_label("Join").click();
+    run_until(&mut harness, "waiting", |h| {
+        h.query_by_label("Waiting for the other person…").is_some()
+    });
+    let peer = net.block_on(async { peer(&url, room, Instant::now()) });
+    run_until(&mut harness, "connected", |h| {
+        h.query_by_label("In a call with Peer").is_some()
+    });
+    assert_eq!(server.hub().counts(), (1, 2));
+
+    // The window closes: eframe calls `on_exit`, then the app (and its runtime) is dropped.
+    eframe::App::on_exit(harness.state_mut(), None);
+    drop(harness);
+    // The peer hears at once that we left (a seat kept for a resume would be "away" for 30 s),
+    // ends its call too, and the room is empty.
+    let ended =
+        net.block_on(async { tokio::time::timeout(Duration::from_secs(2), peer.task).await });
+    assert!(
+        matches!(ended, Ok(Ok(Ok(confab_engine::session::Ended::PeerLeft)))),
+        "{ended:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while server.hub().counts() != (0, 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.hub().counts(), (0, 0), "rooms and people left");
+    net.block_on(server.shutdown()).unwrap();
+}
+
+#[test]
 fn a_room_nobody_can_reach_says_why() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on.
