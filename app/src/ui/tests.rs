@@ -113,6 +113,26 @@ fn local_server() -> (tokio::runtime::Runtime, confab_signaling::RunningServer) 
     (net, server)
 }
 
+/// Joins a room nobody is in yet from the lobby, then lets a headless peer (returned) join it,
+/// until the window says the call is on.
+fn join_and_meet(
+    harness: &mut Harness<'_, ConfabApp>,
+    net: &tokio::runtime::Runtime,
+    url: &str,
+) -> Session {
+    let room = "kfq-wmzt-pxd";
+    harness.state_mut().room_input = room.into();
+    harness.get_by_label("Join").click();
+    run_until(harness, "waiting", |h| {
+        h.query_by_label("Waiting for the other person…").is_some()
+    });
+    let peer = net.block_on(async { peer(url, room, Instant::now()) });
+    run_until(harness, "connected", |h| {
+        h.query_by_label("In a call with Peer").is_some()
+    });
+    peer
+}
+
 #[test]
 fn lobby_join_call_chat_toggles_hang_up() {
     let (net, server) = local_server();
@@ -146,17 +166,7 @@ fn lobby_join_call_chat_toggles_hang_up() {
     harness.state_mut().settings.download_dir = dir.path().join("downloads").display().to_string();
     harness.state_mut().settings.camera = "test".into();
     harness.state_mut().settings.mic = "test".into();
-    let room = "kfq-wmzt-pxd";
-    harness.state_mut().room_input = room.into();
-    harness.get_by_label("Join").click();
-    run_until(&mut harness, "waiting", |h| {
-        h.query_by_label("Waiting for the other person…").is_some()
-    });
-
-    let peer = net.block_on(async { peer(&url, room, Instant::now()) });
-    run_until(&mut harness, "connected", |h| {
-        h.query_by_label("In a call with Peer").is_some()
-    });
+    let peer = join_and_meet(&mut harness, &net, &url);
     run_until(&mut harness, "remote video", |h| {
         h.state()
             .call
@@ -275,16 +285,7 @@ fn closing_the_window_during_a_call_leaves_the_room() {
     settings_for(dir.path(), &url, "none", "none");
     let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
     let mut harness = harness_for(app);
-    let room = "kfq-wmzt-pxd";
-    harness.state_mut().room_input = room.into();
-    harness.get_by_label("Join").click();
-    run_until(&mut harness, "waiting", |h| {
-        h.query_by_label("Waiting for the other person…").is_some()
-    });
-    let peer = net.block_on(async { peer(&url, room, Instant::now()) });
-    run_until(&mut harness, "connected", |h| {
-        h.query_by_label("In a call with Peer").is_some()
-    });
+    let peer = join_and_meet(&mut harness, &net, &url);
     assert_eq!(server.hub().counts(), (1, 2));
 
     // The window closes: eframe calls `on_exit`, then the app (and its runtime) is dropped.
