@@ -48,7 +48,8 @@ pub struct SignalingClient {
 }
 
 /// How long leaving waits for the goodbye to be written. A socket being resumed does not send
-/// it; the server then frees the seat when its resume grace is over.
+/// it (the task is stopped instead); the server then frees the seat when its resume grace is
+/// over.
 const LEAVE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the session and the socket task share.
@@ -272,13 +273,16 @@ impl SignalingClient {
     /// otherwise stop the socket task before it ran, and the room would look full to a third
     /// person, or to us coming back, for the server's resume grace.
     pub async fn leave(self) {
-        let Self { tx, task, .. } = self;
+        let Self { tx, mut task, .. } = self;
         if task.is_finished() {
             return;
         }
         let _ = tx.send(ClientMessage::Leave).await;
-        if tokio::time::timeout(LEAVE_GRACE, task).await.is_err() {
+        if tokio::time::timeout(LEAVE_GRACE, &mut task).await.is_err() {
+            // Most likely resuming a lost socket: stopped, so that it cannot take the seat back
+            // after the call is over (the server frees it when its resume grace ends).
             tracing::debug!("the goodbye to the signaling server was not written in time");
+            task.abort();
         }
     }
 
