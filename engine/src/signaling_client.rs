@@ -343,7 +343,9 @@ async fn run_socket(
                 biased;
                 () = link.reconnect.notified() => break "the network changed".to_owned(),
                 out = out_rx.recv() => match out {
-                    Some(ClientMessage::Leave) => {
+                    // The call is over (`leave`, or every sender gone): a goodbye frees our seat
+                    // at once, and the socket has nothing more to carry.
+                    Some(ClientMessage::Leave) | None => {
                         let _ = send_on(&mut ws, &ClientMessage::Leave).await;
                         let _ = ws.close(None).await;
                         return;
@@ -352,12 +354,6 @@ async fn run_socket(
                         if let Err(err) = send_on(&mut ws, &msg).await {
                             break err.to_string();
                         }
-                    }
-                    None => {
-                        // The call is over: a goodbye frees our seat at once.
-                        let _ = send_on(&mut ws, &ClientMessage::Leave).await;
-                        let _ = ws.close(None).await;
-                        return;
                     }
                 },
                 msg = recv_on(&mut ws) => match msg {
