@@ -245,11 +245,24 @@ impl DataLink {
 
     /// A channel opened: remember it, and send what was waiting for it.
     pub async fn opened(&mut self, dc: Arc<dyn DataChannel>) -> Vec<LinkNotice> {
-        match dc.label().await.unwrap_or_default().as_str() {
-            CONTROL_LABEL => self.control = Some(dc),
-            FILE_LABEL => self.file = Some(dc),
-            other => tracing::debug!(label = other, "ignoring an unknown data channel"),
+        let label = dc.label().await.unwrap_or_default();
+        let slot = match label.as_str() {
+            CONTROL_LABEL => &mut self.control,
+            FILE_LABEL => &mut self.file,
+            other => {
+                tracing::debug!(label = other, "ignoring an unknown data channel");
+                return Vec::new();
+            }
+        };
+        match slot {
+            // The same channel, reported open twice (open when first looked at, then its event).
+            Some(known) if Arc::ptr_eq(known, &dc) => return Vec::new(),
+            // Each side creates the pair once per call; a second one means the other peer opened
+            // it again. The newer one is used from now on.
+            Some(_) => tracing::warn!(%label, "a second data channel with this label opened"),
+            None => tracing::info!(%label, "data channel open"),
         }
+        *slot = Some(dc);
         let mut notices = Vec::new();
         if self.control.is_some() {
             if let Some(hash) = self.sas.commit() {

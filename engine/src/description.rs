@@ -117,6 +117,13 @@ fn is_direction(line: &str) -> bool {
     )
 }
 
+/// Whether a description carries a live data channel section (`m=application`, port not 0).
+pub fn has_data_channels(sdp: &str) -> bool {
+    sections(sdp)
+        .iter()
+        .any(|section| section.starts_with("m=application ") && !is_rejected(section))
+}
+
 /// The DTLS role a description states (`a=setup:` of its first section that has one):
 /// "active", "passive" or "actpass".
 pub fn dtls_setup(sdp: &str) -> Option<&str> {
@@ -218,5 +225,13 @@ mod tests {
         );
         assert_eq!(dtls_setup(&restated), Some("passive"));
         assert_eq!(dtls_setup("v=0\r\nm=audio 9 RTP/AVP 0\r\n"), None);
+    }
+
+    #[test]
+    fn a_data_channel_section_is_found_unless_rejected() {
+        assert!(has_data_channels(&format!("{SESSION}{AUDIO}{H264}{DATA}")));
+        assert!(!has_data_channels(&format!("{SESSION}{AUDIO}{H264}")));
+        let rejected = DATA.replace("m=application 9 ", "m=application 0 ");
+        assert!(!has_data_channels(&format!("{SESSION}{AUDIO}{rejected}")));
     }
 }

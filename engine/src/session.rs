@@ -264,8 +264,12 @@ impl Negotiation {
                 }
                 Action::AcceptOffer(sdp) => {
                     self.stats.lock().offer_seen();
+                    let carries_channels = description::has_data_channels(&sdp);
                     match self.set_remote(RTCSessionDescription::offer(sdp)).await {
                         Ok(()) => {
+                            // The other side created the data channels: ours would be a second
+                            // pair, opened on our first offer (an ICE restart).
+                            self.channels_created |= carries_channels;
                             let mut next = self.neg.remote_description_set();
                             match self.make_answer().await {
                                 Ok(sdp) => next.extend(self.neg.local_answer_set(sdp)),
@@ -363,7 +367,8 @@ impl Negotiation {
         Ok(())
     }
 
-    /// Creates our offer (and, the first time, the data channels it carries) and sets it.
+    /// Creates our offer (and, unless either side has already, the data channels it carries) and
+    /// sets it.
     async fn make_offer(&mut self) -> Result<String, CallError> {
         if !self.channels_created {
             self.channels_created = true;
@@ -810,6 +815,7 @@ impl CallLoop {
                 Vec::new()
             }
             PeerEvent::DataChannel(dc) => {
+                self.negotiation.channels_created = true;
                 watch_channel(dc, self.negotiation.link_events.clone());
                 Vec::new()
             }

@@ -212,7 +212,26 @@ fn a_call_goes_on_after_six_seconds_without_udp() {
             "{who} saw the drop end: {}",
             o.stderr
         );
+        // Alice restarted ICE with her first own offer (she had answered Bob's): the data
+        // channels Bob created carry on, and no second pair is opened.
+        assert_channels_opened_once(who, &o.stderr);
     }
+}
+
+/// `log` (a peer's or the page's) shows the call's two data channels opening once each: an ICE
+/// restart offered by the side that answered the first offer opens no second pair.
+fn assert_channels_opened_once(who: &str, log: &str) {
+    assert_eq!(
+        log.matches("data channel open").count(),
+        2,
+        "{who} saw the two data channels open, once each: {}",
+        tail(log, 6000)
+    );
+    assert!(
+        !log.contains("a second data channel"),
+        "{who}: {}",
+        tail(log, 6000)
+    );
 }
 
 /// Signs resume tokens in the tests that restart the server.
@@ -478,6 +497,8 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
         "the page took its seat back: {}",
         browser.json
     );
+    assert_channels_opened_once("confab", &native.stderr);
+    assert_channels_opened_once("the page", &browser.stderr);
 
     // Chromium -> Confab: video came back after the outage and did not stop for the server.
     let stats = native.stats.as_ref().expect("confab's stats");
