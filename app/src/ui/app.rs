@@ -16,7 +16,7 @@ use super::hooks::Hooks;
 use super::hosted::HostState;
 use super::lobby::{self, LobbyView};
 use super::paint_meter::PaintMeter;
-use super::preview::Preview;
+use super::preview::{DevicesInUse, Preview};
 use super::settings::{ServerMode, Settings};
 use super::theme::{humane_error, Problem};
 use super::video::{SelfView, VideoSlot, SELF_VIEW_WAIT};
@@ -61,6 +61,9 @@ pub struct ConfabApp {
     pub links: Option<Inbox>,
     /// A link that came during a call: joined once the person agrees to leave the call.
     pub pending_link: Option<JoinLink>,
+    /// Calls hung up whose sessions may still be ending: whoever opens the devices next (the
+    /// next call, the lobby preview) waits for them to let go of the devices and their seat.
+    ending_calls: DevicesInUse,
     /// The lobby's toggles for the call being started from it: (muted, camera off).
     lobby_toggles: Option<(bool, bool)>,
     /// The video the current call sends (a camera chosen during it opens at this size).
@@ -119,6 +122,7 @@ impl ConfabApp {
             ctx,
             links: None,
             pending_link: None,
+            ending_calls: DevicesInUse::default(),
             lobby_toggles: None,
             paints: PaintMeter::new(),
             call_video: VideoChoice::default(),
@@ -176,10 +180,10 @@ impl ConfabApp {
         );
     }
 
-    /// Starts the lobby preview; its threads first wait for the previous preview's to end.
+    /// Starts the lobby preview; its threads first wait for the previous preview, and any call
+    /// that is ending, to let go of the devices.
     pub fn restart_preview(&mut self) {
-        let previous = self.preview.take().map(Preview::stop);
-        self.preview_texture = None;
+        let previous = self.devices_in_use();
         let off = "none".to_owned();
         let camera = if self.settings.camera_on {
             &self.settings.camera
@@ -234,9 +238,9 @@ impl ConfabApp {
             self.settings.last_room = room.to_string();
         }
         self.save_settings();
-        // The preview holds the devices: the device thread waits for it to let go.
-        let previous = self.preview.take().map(Preview::stop);
-        self.preview_texture = None;
+        // The preview, or a call that is ending, holds the devices: the device thread waits for
+        // them to let go.
+        let previous = self.devices_in_use();
         let remote = VideoSlot::new(Some(self.ctx.clone()));
         let local = VideoSlot::waiting(Some(self.ctx.clone()), SELF_VIEW_WAIT);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -249,9 +253,7 @@ impl ConfabApp {
         let spawned = std::thread::Builder::new()
             .name("open-devices".into())
             .spawn(move || {
-                if let Some(previous) = previous {
-                    previous.join();
-                }
+                previous.wait();
                 let mut problems = Vec::new();
                 let video = config.video;
                 let camera = match open_camera(
@@ -326,7 +328,7 @@ impl ConfabApp {
 
     fn join_link(&mut self, link: JoinLink) {
         self.pending_link = None;
-        self.call = None;
+        self.retire_call();
         let mut config = self.settings.call_config(Some(link.room.clone()));
         if link.server.is_some() {
             config.server_url = link.server;
@@ -372,9 +374,26 @@ impl ConfabApp {
         }
     }
 
+    /// Takes the call away, hanging it up if it is still on; whoever opens the devices next
+    /// waits for it to end.
+    fn retire_call(&mut self) {
+        if let Some(call) = self.call.take() {
+            let ending = call.end(self.runtime.handle(), CALL_END_WAIT);
+            self.ending_calls = std::mem::take(&mut self.ending_calls).and(ending);
+        }
+    }
+
+    /// What the next one to open the devices waits for: the preview (stopped here) and the
+    /// calls that are ending.
+    fn devices_in_use(&mut self) -> DevicesInUse {
+        self.preview_texture = None;
+        let preview = self.preview.take().map(Preview::stop).unwrap_or_default();
+        preview.and(std::mem::take(&mut self.ending_calls))
+    }
+
     /// Leaves the call view for the lobby.
     pub fn back_to_lobby(&mut self) {
-        self.call = None;
+        self.retire_call();
         self.starting = None;
         self.waiting_for_server = None;
         self.lobby_toggles = None;
@@ -728,9 +747,10 @@ fn notify_desktop(text: String) {
     }
 }
 
-/// How long closing the window during a call waits for the call to end (the session's teardown
-/// and its goodbye to the signaling server, up to 1 s of it).
-const EXIT_GRACE: Duration = Duration::from_secs(3);
+/// How long closing the window during a call, or the next call or preview after one, waits for
+/// the call to end (the session's teardown and its goodbye to the signaling server, up to 1 s of
+/// it).
+const CALL_END_WAIT: Duration = Duration::from_secs(3);
 
 impl eframe::App for ConfabApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -740,7 +760,7 @@ impl eframe::App for ConfabApp {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.save_settings();
         if let Some(call) = &mut self.call {
-            call.end_before_exit(&self.runtime, EXIT_GRACE);
+            call.end_before_exit(&self.runtime, CALL_END_WAIT);
         }
     }
 }

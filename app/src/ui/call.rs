@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::preview::DevicesInUse;
 use super::video::{VideoSlot, VideoTexture};
 use confab_engine::collector::StatsHandle;
 use confab_engine::data_link::LinkNotice;
@@ -649,6 +650,16 @@ impl CallUi {
 
     pub fn hang_up(&mut self) {
         self.command(SessionCommand::Hangup);
+    }
+
+    /// Hangs up; what is returned waits, at most `within`, for the call to have let go of its
+    /// devices and its seat in the room (for the next call or preview to wait on).
+    pub fn end(mut self, runtime: &tokio::runtime::Handle, within: Duration) -> DevicesInUse {
+        self.hang_up();
+        match self.task.take() {
+            Some(task) => DevicesInUse::ending_call(runtime, task, within),
+            None => DevicesInUse::default(),
+        }
     }
 
     /// Hangs up and waits, at most `within`, for the call to end, so that the other person

@@ -23,41 +23,87 @@ pub struct Preview {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The threads of a stopped preview: joining them waits until its devices are released.
-#[must_use = "the devices are free only once these threads are joined"]
-pub struct PreviewThreads(Vec<JoinHandle<()>>);
+/// Whoever may still hold the devices: a stopped preview's threads, a call that is ending (its
+/// session's task ends once its media threads have closed the devices and it has left the room).
+/// Whoever opens the devices next waits for these first, on its own thread, never the UI's: a
+/// camera is opened by one program at a time, and a call joining the room it is leaving needs
+/// its seat.
+#[must_use = "the devices are free only once these are waited for"]
+#[derive(Default)]
+pub struct DevicesInUse(Vec<Box<dyn FnOnce() + Send>>);
 
-impl PreviewThreads {
-    /// Waits for the threads (which may take as long as a camera takes to open); never call
-    /// this on the UI thread.
-    pub fn join(self) {
-        for thread in self.0 {
-            let _ = thread.join();
+impl DevicesInUse {
+    fn threads(threads: Vec<JoinHandle<()>>) -> Self {
+        Self(
+            threads
+                .into_iter()
+                .map(|thread| {
+                    Box::new(move || {
+                        let _ = thread.join();
+                    }) as Box<dyn FnOnce() + Send>
+                })
+                .collect(),
+        )
+    }
+
+    /// A call's session, hung up and ending on `runtime`; waited for at most `within`. (No
+    /// timer of the runtime's: one that is shutting down, the app exiting, ends the wait at
+    /// once.)
+    pub fn ending_call<T: Send + 'static>(
+        runtime: &tokio::runtime::Handle,
+        task: tokio::task::JoinHandle<T>,
+        within: Duration,
+    ) -> Self {
+        let (ended, wait) = std::sync::mpsc::sync_channel::<()>(1);
+        runtime.spawn(async move {
+            let _ = task.await;
+            let _ = ended.send(());
+        });
+        Self(vec![Box::new(move || {
+            let _ = wait.recv_timeout(within);
+        })])
+    }
+
+    /// These and `other`.
+    pub fn and(mut self, other: Self) -> Self {
+        self.0.extend(other.0);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Waits for every one of them (as long as a camera takes to open, or a call to end); never
+    /// call this on the UI thread.
+    pub fn wait(self) {
+        for wait in self.0 {
+            wait();
         }
     }
 }
 
-/// Joins `previous` once, holding the lock meanwhile so that every thread waiting on it waits
-/// until the devices are free.
-fn wait_for(previous: &std::sync::Mutex<Option<PreviewThreads>>) {
+/// Waits once for `previous`, holding the lock meanwhile so that every thread waiting on it
+/// waits until the devices are free.
+fn wait_for(previous: &std::sync::Mutex<Option<DevicesInUse>>) {
     let mut guard = previous.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(threads) = guard.take() {
-        threads.join();
+    if let Some(in_use) = guard.take() {
+        in_use.wait();
     }
 }
 
 impl Preview {
     /// Starts the preview of `camera` and `mic` (device specs); its threads first wait for
-    /// `previous` (an earlier preview's) to let go of the devices.
+    /// `previous` (an earlier preview, a call that is ending) to let go of the devices.
     pub fn start(
         ctx: &egui::Context,
         camera: &str,
         mic: &str,
         open_camera: &OpenCamera,
         open_mic: &OpenMic,
-        previous: Option<PreviewThreads>,
+        previous: DevicesInUse,
     ) -> Self {
-        let previous = Arc::new(std::sync::Mutex::new(previous));
+        let previous = Arc::new(std::sync::Mutex::new(Some(previous)));
         let slot = VideoSlot::new(Some(ctx.clone()));
         let level = Arc::new(AtomicU32::new(f32::NEG_INFINITY.to_bits()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -152,23 +198,23 @@ impl Preview {
 
 impl Preview {
     /// Stops the preview at once; the returned threads end when the devices are released.
-    pub fn stop(mut self) -> PreviewThreads {
+    pub fn stop(mut self) -> DevicesInUse {
         self.stop.store(true, Ordering::Relaxed);
-        PreviewThreads(std::mem::take(&mut self.threads))
+        DevicesInUse::threads(std::mem::take(&mut self.threads))
     }
 }
 
 impl Drop for Preview {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let threads = PreviewThreads(std::mem::take(&mut self.threads));
-        if threads.0.is_empty() {
+        let threads = DevicesInUse::threads(std::mem::take(&mut self.threads));
+        if threads.is_empty() {
             return;
         }
         // Opening a camera can take seconds: a named thread waits for it, not the UI.
         let reaper = std::thread::Builder::new()
             .name("preview-reaper".into())
-            .spawn(move || threads.join());
+            .spawn(move || threads.wait());
         if let Err(err) = reaper {
             tracing::warn!(%err, "cannot reap the preview threads; they end on their own");
         }

@@ -307,6 +307,139 @@ fn closing_the_window_during_a_call_leaves_the_room() {
     net.block_on(server.shutdown()).unwrap();
 }
 
+/// A camera open in one place at a time, as a real one is (V4L2 refuses a second stream):
+/// opening it while it is open fails and is counted.
+#[derive(Clone, Default)]
+struct OneCamera {
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct HeldCamera {
+    pattern: TestPattern,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl confab_media::VideoSource for HeldCamera {
+    fn name(&self) -> &str {
+        "the one camera"
+    }
+    fn next_frame(&mut self) -> Result<VideoFrame, confab_media::CaptureError> {
+        confab_media::VideoSource::next_frame(&mut self.pattern)
+    }
+}
+
+impl Drop for HeldCamera {
+    fn drop(&mut self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl OneCamera {
+    fn hooks(&self) -> Hooks {
+        let camera = self.clone();
+        Hooks {
+            open_camera: std::sync::Arc::new(move |_spec, width, height, fps| {
+                use std::sync::atomic::Ordering::SeqCst;
+                if camera.open.swap(true, SeqCst) {
+                    camera.refused.fetch_add(1, SeqCst);
+                    return Err(confab_media::CaptureError::Unavailable(
+                        "the camera is in use".into(),
+                    ));
+                }
+                camera.opened.fetch_add(1, SeqCst);
+                Ok(Some(Box::new(HeldCamera {
+                    pattern: TestPattern::new(width, height, fps),
+                    open: camera.open.clone(),
+                }) as _))
+            }),
+            ..Hooks::default()
+        }
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A link to the room we are in, opened during a call (the invitation clicked again): the next
+/// call opens the camera once the call being left has closed it (a real camera is open in one
+/// place at a time), and joins once that call has left the room.
+#[test]
+fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
+    use super::call::CallState;
+
+    let (net, server) = local_server();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), &url, "test", "none");
+    let camera = OneCamera::default();
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        camera.hooks(),
+    );
+    let mut harness = harness_for(app);
+    // A call with media flowing: its threads take a moment to stop.
+    let peer = join_and_meet(&mut harness, &net, &url);
+    assert_eq!(
+        (camera.opened(), camera.refused()),
+        (2, 0),
+        "the preview's camera, then the call's"
+    );
+
+    harness.state_mut().open_link(crate::link::JoinLink {
+        room: "kfq-wmzt-pxd".parse().unwrap(),
+        server: None,
+    });
+    run_until(&mut harness, "the question", |h| {
+        h.query_by_label("Leave this call and join room kfq-wmzt-pxd?")
+            .is_some()
+    });
+    harness.get_by_label("Join").click();
+    // The peer hears that we left, and its call ends (it leaves the room too).
+    run_until(&mut harness, "the peer's call to end", |_| {
+        peer.task.is_finished()
+    });
+    let ended = net.block_on(peer.task);
+    assert!(
+        matches!(ended, Ok(Ok(confab_engine::session::Ended::PeerLeft))),
+        "{ended:?}"
+    );
+    // The new call is in the room: waiting, or it met the peer on its way out.
+    run_until(&mut harness, "the new call in the room", |h| {
+        h.state().starting.is_none()
+            && h.state()
+                .call
+                .as_ref()
+                .is_some_and(|c| matches!(c.state, CallState::Waiting | CallState::PeerLeft))
+    });
+    assert_eq!(
+        (camera.opened(), camera.refused()),
+        (3, 0),
+        "the new call opened the camera, and not while the old one had it"
+    );
+    let warnings: Vec<String> = harness
+        .state()
+        .call
+        .as_ref()
+        .expect("in the new call")
+        .warnings
+        .iter()
+        .map(|(_, w)| w.clone())
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    eframe::App::on_exit(harness.state_mut(), None);
+    drop(harness);
+    net.block_on(server.shutdown()).unwrap();
+}
+
 #[test]
 fn a_room_nobody_can_reach_says_why() {
     let dir = tempfile::tempdir().unwrap();
