@@ -440,6 +440,37 @@ fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
     net.block_on(server.shutdown()).unwrap();
 }
 
+/// Hanging up a call with media flowing: the lobby's preview opens the camera once the call
+/// has closed it.
+#[test]
+fn after_hanging_up_the_preview_opens_the_camera_once_the_call_has_let_go() {
+    let (net, server) = local_server();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), &url, "test", "none");
+    let camera = OneCamera::default();
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        camera.hooks(),
+    );
+    let mut harness = harness_for(app);
+    let _peer = join_and_meet(&mut harness, &net, &url);
+    harness.get_by_label("Hang up").click();
+    run_until(&mut harness, "the preview's picture", |h| {
+        h.state().preview_texture.is_some()
+    });
+    assert_eq!(
+        (camera.opened(), camera.refused()),
+        (3, 0),
+        "the preview opened the camera again, and not while the call had it"
+    );
+    eframe::App::on_exit(harness.state_mut(), None);
+    drop(harness);
+    net.block_on(server.shutdown()).unwrap();
+}
+
 #[test]
 fn a_room_nobody_can_reach_says_why() {
     let dir = tempfile::tempdir().unwrap();
