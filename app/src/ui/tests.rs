@@ -367,13 +367,16 @@ impl OneCamera {
     }
 }
 
-/// A link to the room we are in, opened during a call (the invitation clicked again): the next
-/// call opens the camera once the call being left has closed it (a real camera is open in one
-/// place at a time), and joins once that call has left the room.
-#[test]
-fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
-    use super::call::CallState;
-
+/// The app in a call with media flowing (its threads take a moment to stop), with a peer
+/// session on a local server; its camera a `OneCamera`, opened by the preview, then the call.
+fn in_a_call_with_one_camera() -> (
+    tokio::runtime::Runtime,
+    confab_signaling::RunningServer,
+    tempfile::TempDir,
+    OneCamera,
+    Harness<'static, ConfabApp>,
+    Session,
+) {
     let (net, server) = local_server();
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
@@ -386,13 +389,34 @@ fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
         camera.hooks(),
     );
     let mut harness = harness_for(app);
-    // A call with media flowing: its threads take a moment to stop.
     let peer = join_and_meet(&mut harness, &net, &url);
     assert_eq!(
         (camera.opened(), camera.refused()),
         (2, 0),
         "the preview's camera, then the call's"
     );
+    (net, server, dir, camera, harness, peer)
+}
+
+/// Closes the window as eframe does, then stops the server.
+fn close(
+    mut harness: Harness<'static, ConfabApp>,
+    net: &tokio::runtime::Runtime,
+    server: confab_signaling::RunningServer,
+) {
+    eframe::App::on_exit(harness.state_mut(), None);
+    drop(harness);
+    net.block_on(server.shutdown()).unwrap();
+}
+
+/// A link to the room we are in, opened during a call (the invitation clicked again): the next
+/// call opens the camera once the call being left has closed it (a real camera is open in one
+/// place at a time), and joins once that call has left the room.
+#[test]
+fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
+    use super::call::CallState;
+
+    let (net, server, _dir, camera, mut harness, peer) = in_a_call_with_one_camera();
 
     harness.state_mut().open_link(crate::link::JoinLink {
         room: "kfq-wmzt-pxd".parse().unwrap(),
@@ -435,28 +459,14 @@ fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
         .map(|(_, w)| w.clone())
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
-    eframe::App::on_exit(harness.state_mut(), None);
-    drop(harness);
-    net.block_on(server.shutdown()).unwrap();
+    close(harness, &net, server);
 }
 
 /// Hanging up a call with media flowing: the lobby's preview opens the camera once the call
 /// has closed it.
 #[test]
 fn after_hanging_up_the_preview_opens_the_camera_once_the_call_has_let_go() {
-    let (net, server) = local_server();
-    let url = server.ws_url();
-    let dir = tempfile::tempdir().unwrap();
-    settings_for(dir.path(), &url, "test", "none");
-    let camera = OneCamera::default();
-    let app = ConfabApp::with_hooks(
-        egui::Context::default(),
-        Some(dir.path().to_owned()),
-        None,
-        camera.hooks(),
-    );
-    let mut harness = harness_for(app);
-    let _peer = join_and_meet(&mut harness, &net, &url);
+    let (net, server, _dir, camera, mut harness, _peer) = in_a_call_with_one_camera();
     harness.get_by_label("Hang up").click();
     run_until(&mut harness, "the preview's picture", |h| {
         h.state().preview_texture.is_some()
@@ -466,9 +476,7 @@ fn after_hanging_up_the_preview_opens_the_camera_once_the_call_has_let_go() {
         (3, 0),
         "the preview opened the camera again, and not while the call had it"
     );
-    eframe::App::on_exit(harness.state_mut(), None);
-    drop(harness);
-    net.block_on(server.shutdown()).unwrap();
+    close(harness, &net, server);
 }
 
 #[test]
