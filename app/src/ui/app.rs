@@ -16,7 +16,7 @@ use super::hooks::Hooks;
 use super::hosted::HostState;
 use super::lobby::{self, LobbyView};
 use super::paint_meter::PaintMeter;
-use super::preview::{DevicesInUse, Preview};
+use super::preview::{CallEnded, DevicesInUse, Preview};
 use super::settings::{ServerMode, Settings};
 use super::theme::{humane_error, Problem};
 use super::video::{SelfView, VideoSlot, SELF_VIEW_WAIT};
@@ -64,6 +64,8 @@ pub struct ConfabApp {
     /// Calls hung up whose sessions may still be ending: whoever opens the devices next (the
     /// next call, the lobby preview) waits for them to let go of the devices and their seat.
     ending_calls: DevicesInUse,
+    /// The same calls' ends, waited for (briefly) before the app exits.
+    calls_to_end: Vec<CallEnded>,
     /// The lobby's toggles for the call being started from it: (muted, camera off).
     lobby_toggles: Option<(bool, bool)>,
     /// The video the current call sends (a camera chosen during it opens at this size).
@@ -123,6 +125,7 @@ impl ConfabApp {
             links: None,
             pending_link: None,
             ending_calls: DevicesInUse::default(),
+            calls_to_end: Vec::new(),
             lobby_toggles: None,
             paints: PaintMeter::new(),
             call_video: VideoChoice::default(),
@@ -378,8 +381,10 @@ impl ConfabApp {
     /// waits for it to end.
     fn retire_call(&mut self) {
         if let Some(call) = self.call.take() {
-            let ending = call.end(self.runtime.handle(), CALL_END_WAIT);
+            let (ending, ended) = call.end(self.runtime.handle(), CALL_END_WAIT);
             self.ending_calls = std::mem::take(&mut self.ending_calls).and(ending);
+            self.calls_to_end.retain(|ended| !ended.is_set());
+            self.calls_to_end.extend(ended);
         }
     }
 
@@ -761,6 +766,12 @@ impl eframe::App for ConfabApp {
         self.save_settings();
         if let Some(call) = &mut self.call {
             call.end_before_exit(&self.runtime, CALL_END_WAIT);
+        }
+        // A call hung up just before (the window closed right after "Hang up") says goodbye too:
+        // the runtime, dropped with the app, would cancel it in the middle of its teardown.
+        let deadline = Instant::now() + CALL_END_WAIT;
+        for ended in &self.calls_to_end {
+            ended.wait_until(deadline);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::preview::DevicesInUse;
+use super::preview::{CallEnded, DevicesInUse};
 use super::video::{VideoSlot, VideoTexture};
 use confab_engine::collector::StatsHandle;
 use confab_engine::data_link::LinkNotice;
@@ -653,12 +653,20 @@ impl CallUi {
     }
 
     /// Hangs up; what is returned waits, at most `within`, for the call to have let go of its
-    /// devices and its seat in the room (for the next call or preview to wait on).
-    pub fn end(mut self, runtime: &tokio::runtime::Handle, within: Duration) -> DevicesInUse {
+    /// devices and its seat in the room (for the next call or preview to wait on), with the
+    /// call's end (none when it had already ended).
+    pub fn end(
+        mut self,
+        runtime: &tokio::runtime::Handle,
+        within: Duration,
+    ) -> (DevicesInUse, Option<CallEnded>) {
         self.hang_up();
         match self.task.take() {
-            Some(task) => DevicesInUse::ending_call(runtime, task, within),
-            None => DevicesInUse::default(),
+            Some(task) => {
+                let (wait, ended) = DevicesInUse::ending_call(runtime, task, within);
+                (wait, Some(ended))
+            }
+            None => (DevicesInUse::default(), None),
         }
     }
 

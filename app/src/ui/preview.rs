@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::hooks::{OpenCamera, OpenMic};
 use super::video::VideoSlot;
@@ -46,22 +46,26 @@ impl DevicesInUse {
         )
     }
 
-    /// A call's session, hung up and ending on `runtime`; waited for at most `within`. (No
-    /// timer of the runtime's: one that is shutting down, the app exiting, ends the wait at
-    /// once.)
+    /// A call's session, hung up and ending on `runtime`; waited for at most `within`. Also
+    /// returns its end, for whoever else must wait for it (the app, before it exits). (No timer
+    /// of the runtime's: one that is shutting down, the app exiting, ends the wait at once.)
     pub fn ending_call<T: Send + 'static>(
         runtime: &tokio::runtime::Handle,
         task: tokio::task::JoinHandle<T>,
         within: Duration,
-    ) -> Self {
-        let (ended, wait) = std::sync::mpsc::sync_channel::<()>(1);
+    ) -> (Self, CallEnded) {
+        let ended = CallEnded::default();
+        // Set when the task ends, or when the runtime drops this future unfinished.
+        let set_on_drop = SetOnDrop(ended.clone());
         runtime.spawn(async move {
+            let _set_on_drop = set_on_drop;
             let _ = task.await;
-            let _ = ended.send(());
         });
-        Self(vec![Box::new(move || {
-            let _ = wait.recv_timeout(within);
-        })])
+        let waiter = ended.clone();
+        let wait = Self(vec![Box::new(move || {
+            waiter.wait_until(Instant::now() + within);
+        })]);
+        (wait, ended)
     }
 
     /// These and `other`.
@@ -80,6 +84,47 @@ impl DevicesInUse {
         for wait in self.0 {
             wait();
         }
+    }
+}
+
+/// Set once a call's session has ended, or can no longer run (its runtime went away).
+#[derive(Clone, Default)]
+pub struct CallEnded(Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl CallEnded {
+    fn set(&self) {
+        let (done, changed) = &*self.0;
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+    }
+
+    pub fn is_set(&self) -> bool {
+        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until it is set or `deadline` passes; whether it is set.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        let (done, changed) = &*self.0;
+        let mut set = done.lock().unwrap_or_else(|p| p.into_inner());
+        while !*set {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            set = changed
+                .wait_timeout(set, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+struct SetOnDrop(CallEnded);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
     }
 }
 

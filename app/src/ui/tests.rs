@@ -291,8 +291,35 @@ fn closing_the_window_during_a_call_leaves_the_room() {
     // The window closes: eframe calls `on_exit`, then the app (and its runtime) is dropped.
     eframe::App::on_exit(harness.state_mut(), None);
     drop(harness);
-    // The peer hears at once that we left (a seat kept for a resume would be "away" for 30 s),
-    // ends its call too, and the room is empty.
+    assert_we_left(&net, server, peer);
+}
+
+/// The window closes right after "Hang up": the call hung up is still ending when the app (and
+/// its runtime) goes, and must say goodbye all the same.
+#[test]
+fn closing_the_window_right_after_hanging_up_leaves_the_room() {
+    let (net, server) = local_server();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), &url, "none", "none");
+    let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
+    let mut harness = harness_for(app);
+    let peer = join_and_meet(&mut harness, &net, &url);
+    harness.get_by_label("Hang up").click();
+    harness.step();
+    assert!(harness.state().call.is_none(), "hung up, back in the lobby");
+    eframe::App::on_exit(harness.state_mut(), None);
+    drop(harness);
+    assert_we_left(&net, server, peer);
+}
+
+/// The peer hears at once that we left (a seat kept for a resume would be "away" for 30 s),
+/// ends its call too, and the room is empty; then the server stops.
+fn assert_we_left(
+    net: &tokio::runtime::Runtime,
+    server: confab_signaling::RunningServer,
+    peer: Session,
+) {
     let ended =
         net.block_on(async { tokio::time::timeout(Duration::from_secs(2), peer.task).await });
     assert!(
