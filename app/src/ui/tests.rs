@@ -277,15 +277,47 @@ fn lobby_join_call_chat_toggles_hang_up() {
     net.block_on(server.shutdown()).unwrap();
 }
 
-#[test]
-fn closing_the_window_during_a_call_leaves_the_room() {
+/// The app (no camera, no microphone) in a call with a peer session on a local server.
+fn in_a_call() -> (
+    tokio::runtime::Runtime,
+    confab_signaling::RunningServer,
+    tempfile::TempDir,
+    Harness<'static, ConfabApp>,
+    Session,
+) {
+    in_a_call_with("none", Hooks::default())
+}
+
+/// The app, with `camera` opened through `hooks`, in a call with a peer session on a local
+/// server.
+fn in_a_call_with(
+    camera: &str,
+    hooks: Hooks,
+) -> (
+    tokio::runtime::Runtime,
+    confab_signaling::RunningServer,
+    tempfile::TempDir,
+    Harness<'static, ConfabApp>,
+    Session,
+) {
     let (net, server) = local_server();
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
-    settings_for(dir.path(), &url, "none", "none");
-    let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
+    settings_for(dir.path(), &url, camera, "none");
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        hooks,
+    );
     let mut harness = harness_for(app);
     let peer = join_and_meet(&mut harness, &net, &url);
+    (net, server, dir, harness, peer)
+}
+
+#[test]
+fn closing_the_window_during_a_call_leaves_the_room() {
+    let (net, server, _dir, mut harness, peer) = in_a_call();
     assert_eq!(server.hub().counts(), (1, 2));
 
     // The window closes: eframe calls `on_exit`, then the app (and its runtime) is dropped.
@@ -298,13 +330,7 @@ fn closing_the_window_during_a_call_leaves_the_room() {
 /// its runtime) goes, and must say goodbye all the same.
 #[test]
 fn closing_the_window_right_after_hanging_up_leaves_the_room() {
-    let (net, server) = local_server();
-    let url = server.ws_url();
-    let dir = tempfile::tempdir().unwrap();
-    settings_for(dir.path(), &url, "none", "none");
-    let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
-    let mut harness = harness_for(app);
-    let peer = join_and_meet(&mut harness, &net, &url);
+    let (net, server, _dir, mut harness, peer) = in_a_call();
     harness.get_by_label("Hang up").click();
     harness.step();
     assert!(harness.state().call.is_none(), "hung up, back in the lobby");
@@ -404,19 +430,8 @@ fn in_a_call_with_one_camera() -> (
     Harness<'static, ConfabApp>,
     Session,
 ) {
-    let (net, server) = local_server();
-    let url = server.ws_url();
-    let dir = tempfile::tempdir().unwrap();
-    settings_for(dir.path(), &url, "test", "none");
     let camera = OneCamera::default();
-    let app = ConfabApp::with_hooks(
-        egui::Context::default(),
-        Some(dir.path().to_owned()),
-        None,
-        camera.hooks(),
-    );
-    let mut harness = harness_for(app);
-    let peer = join_and_meet(&mut harness, &net, &url);
+    let (net, server, dir, harness, peer) = in_a_call_with("test", camera.hooks());
     assert_eq!(
         (camera.opened(), camera.refused()),
         (2, 0),
