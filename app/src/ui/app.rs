@@ -764,11 +764,11 @@ impl eframe::App for ConfabApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.save_settings();
-        if let Some(call) = &mut self.call {
-            call.end_before_exit(&self.runtime, CALL_END_WAIT);
-        }
-        // A call hung up just before (the window closed right after "Hang up") says goodbye too:
-        // the runtime, dropped with the app, would cancel it in the middle of its teardown.
+        // The call on now, and any hung up just before (the window closed right after "Hang
+        // up"), end before the app goes: its runtime, dropped with it, would cancel them in the
+        // middle of their teardown, and the other person would see us "away", our seat kept.
+        // The window is closing: there is nothing left to draw while we wait.
+        self.retire_call();
         let deadline = Instant::now() + CALL_END_WAIT;
         for ended in &self.calls_to_end {
             ended.wait_until(deadline);

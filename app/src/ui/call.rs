@@ -669,18 +669,6 @@ impl CallUi {
             None => (DevicesInUse::default(), None),
         }
     }
-
-    /// Hangs up and waits, at most `within`, for the call to end, so that the other person
-    /// hears we left and the server frees our seat before the process goes: the app's runtime,
-    /// dropped with it, would otherwise cancel the session in the middle of its teardown.
-    pub fn end_before_exit(&mut self, runtime: &tokio::runtime::Runtime, within: Duration) {
-        self.hang_up();
-        if let Some(task) = self.task.take() {
-            // The window is closing: there is nothing left to draw while we wait.
-            #[allow(clippy::disallowed_methods)]
-            let _ = runtime.block_on(async move { tokio::time::timeout(within, task).await });
-        }
-    }
 }
 
 impl Drop for CallUi {

@@ -102,21 +102,20 @@ impl CallEnded {
         *self.0 .0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until it is set or `deadline` passes; whether it is set.
-    pub fn wait_until(&self, deadline: Instant) -> bool {
+    /// Waits until it is set or `deadline` passes.
+    pub fn wait_until(&self, deadline: Instant) {
         let (done, changed) = &*self.0;
         let mut set = done.lock().unwrap_or_else(|p| p.into_inner());
         while !*set {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return;
             }
             set = changed
                 .wait_timeout(set, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        true
     }
 }
 
