@@ -277,29 +277,23 @@ fn lobby_join_call_chat_toggles_hang_up() {
     net.block_on(server.shutdown()).unwrap();
 }
 
-/// The app (no camera, no microphone) in a call with a peer session on a local server.
-fn in_a_call() -> (
+/// The network runtime and server, the settings folder, the app and the peer, of a call.
+type InACall = (
     tokio::runtime::Runtime,
     confab_signaling::RunningServer,
     tempfile::TempDir,
     Harness<'static, ConfabApp>,
     Session,
-) {
+);
+
+/// The app (no camera, no microphone) in a call with a peer session on a local server.
+fn in_a_call() -> InACall {
     in_a_call_with("none", Hooks::default())
 }
 
 /// The app, with `camera` opened through `hooks`, in a call with a peer session on a local
 /// server.
-fn in_a_call_with(
-    camera: &str,
-    hooks: Hooks,
-) -> (
-    tokio::runtime::Runtime,
-    confab_signaling::RunningServer,
-    tempfile::TempDir,
-    Harness<'static, ConfabApp>,
-    Session,
-) {
+fn in_a_call_with(camera: &str, hooks: Hooks) -> InACall {
     let (net, server) = local_server();
     let url = server.ws_url();
     let dir = tempfile::tempdir().unwrap();
