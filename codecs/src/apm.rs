@@ -76,9 +76,13 @@ impl AudioProcessor {
 
     /// Tells the echo canceller what the speaker plays (10 ms blocks; longer input is split).
     pub fn render(&self, samples: &[f32]) {
-        for block in samples.chunks_exact(BLOCK_SAMPLES) {
-            let mut copy = block.to_vec();
-            if let Err(e) = self.processor.analyze_render_frame([copy.as_mut_slice()]) {
+        self.render_in_place(&mut samples.to_vec());
+    }
+
+    /// `render` without a copy, for a speaker's callback (the samples are only read).
+    pub fn render_in_place(&self, samples: &mut [f32]) {
+        for block in samples.chunks_exact_mut(BLOCK_SAMPLES) {
+            if let Err(e) = self.processor.analyze_render_frame([block]) {
                 tracing::debug!(?e, "render frame rejected");
             }
         }
@@ -223,6 +227,48 @@ mod tests {
             eprintln!("AEC: echo delay {delay_ms} ms, gain {gain}: echo reduced by {erle:.1} dB");
             assert!(erle >= 25.0, "echo reduction {erle:.1} dB at {delay_ms} ms");
         }
+    }
+
+    /// ERLE (dB) on `far` echoed back after `delay_ms` (a pure delay, as a PulseAudio monitor
+    /// gives), with the far end told `told_late` blocks after the capture block it belongs with.
+    fn erle_told_late(far: &[f32], delay_ms: usize, told_late: usize) -> f64 {
+        let mic = echo_of(far, delay_ms, 1.0);
+        let apm = AudioProcessor::new(aec_only()).unwrap();
+        let mut out = mic.clone();
+        let blocks = far.len() / BLOCK_SAMPLES;
+        let block = |b: usize| b * BLOCK_SAMPLES..(b + 1) * BLOCK_SAMPLES;
+        for b in 0..blocks {
+            if let Some(r) = b.checked_sub(told_late) {
+                apm.render(&far[block(r)]);
+            }
+            apm.capture(&mut out[block(b)]);
+        }
+        let mask = active(&mic);
+        db(masked_energy(&mic, &mask, 600) / masked_energy(&out, &mask, 600))
+    }
+
+    /// AEC3 pairs each capture block with the far end it was told of before it: an echo that comes
+    /// less than ~5 ms after its far end by that count is not cancelled at all. So a speaker tells
+    /// the canceller what it plays ahead of playing it, by a steady lead (`confab_devices`'
+    /// `ECHO_LEAD`), never after (NOTES.md, "The echo test").
+    #[test]
+    fn the_far_end_must_be_told_before_its_echo_is_captured() {
+        let far = speech(FAR_TEXT, "en-us");
+        let len = far.len() - far.len() % BLOCK_SAMPLES;
+        let far = pad(&far, len);
+        let ahead = erle_told_late(&far, 15, 0);
+        let level = erle_told_late(&far, 10, 1);
+        let late = erle_told_late(&far, 15, 3);
+        eprintln!(
+            "AEC: echo 15 ms after its far end {ahead:.1} dB less; level with it {level:.1} dB; \
+             15 ms before it {late:.1} dB"
+        );
+        assert!(ahead >= 25.0, "{ahead:.1} dB");
+        assert!(
+            level < 10.0,
+            "{level:.1} dB: AEC3 cancels an echo as early as its far end now"
+        );
+        assert!(late < 10.0, "{late:.1} dB");
     }
 
     #[test]

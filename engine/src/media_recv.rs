@@ -355,7 +355,7 @@ fn echo_reference(apm: Arc<AudioProcessor>) -> EchoReference {
     Box::new(move |samples| {
         pending.extend_from_slice(samples);
         let whole = pending.len() / BLOCK_SAMPLES * BLOCK_SAMPLES;
-        apm.render(&pending[..whole]);
+        apm.render_in_place(&mut pending[..whole]);
         pending.drain(..whole);
     })
 }
