@@ -20,7 +20,7 @@ use super::bwe::BweShared;
 use super::collector::StatsHandle;
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Limitation, Rung};
-use super::sync::{Anchor, RtpClock, VIDEO_CLOCK_HZ};
+use super::sync::{Anchor, RtpClock, AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{DeblockingPolicy, EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
@@ -93,6 +93,7 @@ const DELAYED_MAX: usize = 256;
 /// timestamps kept. `stats`: where the time from capture to the track goes (audio).
 fn spawn_writer(
     out: TrackOut,
+    clock_rate: u32,
     mut rx: mpsc::Receiver<Encoded>,
     rate: Arc<BweShared>,
     delay: Duration,
@@ -100,8 +101,7 @@ fn spawn_writer(
 ) {
     tokio::spawn(async move {
         let mut delayed: VecDeque<(tokio::time::Instant, Encoded)> = VecDeque::new();
-        // The ticks of the first sample written.
-        let mut first_ticks: Option<u64> = None;
+        let mut stamps = WrittenStamps::new(clock_rate);
         loop {
             let e = if let Some(&(due, _)) = delayed.front() {
                 tokio::select! {
@@ -134,27 +134,67 @@ fn spawn_writer(
                 duration: e.duration,
                 ..Sample::new(e.at)
             };
-            match out
+            let result = out
                 .track
                 .sample_writer(out.ssrc, out.payload_type)
                 .write_sample(&sample)
-                .await
-            {
+                .await;
+            // The packetizer stamped it (a failed send comes after that).
+            let anchor = stamps.written(e.ticks, e.duration, e.anchor);
+            match result {
                 Ok(()) => {
                     if let Some(stats) = stats.as_ref().filter(|_| e.capture_us > 0) {
                         let ms = clock::now_us().saturating_sub(e.capture_us) as f64 / 1000.0;
                         stats.lock().audio_sent(ms);
                     }
-                    let first = *first_ticks.get_or_insert(e.ticks);
-                    if let Some(anchor) = e.anchor {
-                        let ticks = anchor.ticks - first as i64;
-                        rate.sync.set_anchor(out.ssrc, Anchor { ticks, ..anchor });
+                    if let Some(anchor) = anchor {
+                        rate.sync.set_anchor(out.ssrc, anchor);
                     }
                 }
                 Err(err) => tracing::debug!(%err, "could not send a sample"),
             }
         }
     });
+}
+
+/// The RTP timestamps the track's packetizer gave the samples written, in ticks since the first
+/// one's: it stamps each with the sum of the durations written before it, so a sample dropped
+/// before the track (its queue full while the network side was stalled) is not in them. The
+/// anchors published for lip sync and the sender reports follow these stamps, not the encoder's
+/// count: counted by the encoder, every frame dropped moved the other side's reading of the
+/// capture clock by its length for the rest of the call (a 6 s stall read as 6 s of mouth to
+/// ear; NOTES.md, "A call that stalled").
+struct WrittenStamps {
+    clock_rate: f64,
+    /// The next sample's stamp.
+    next: i64,
+}
+
+impl WrittenStamps {
+    fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate: f64::from(clock_rate),
+            next: 0,
+        }
+    }
+
+    /// A sample the encoder counted at `ticks`, lasting `duration`, went to the packetizer: the
+    /// anchor to publish for it, on the stamps the packetizer gave.
+    fn written(
+        &mut self,
+        ticks: u64,
+        duration: Duration,
+        anchor: Option<Anchor>,
+    ) -> Option<Anchor> {
+        let stamp = self.next;
+        // As the packetizer counts a sample's length.
+        self.next += (duration.as_secs_f64() * self.clock_rate) as u32 as i64;
+        anchor.map(|anchor| Anchor {
+            // Where the anchor stands against this sample's own first tick, moved onto its stamp.
+            ticks: stamp + (anchor.ticks - ticks as i64),
+            ..anchor
+        })
+    }
 }
 
 /// Answers keyframe requests (PLI/FIR) arriving for this track.
@@ -528,7 +568,7 @@ pub fn start_video(
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
     let (control, control_rx) = std::sync::mpsc::sync_channel::<VideoControl>(CONTROL_QUEUE);
-    spawn_writer(out.clone(), rx, rate.clone(), delay, None);
+    spawn_writer(out.clone(), VIDEO_CLOCK_HZ, rx, rate.clone(), delay, None);
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
         let stop = stop.clone();
@@ -651,7 +691,14 @@ pub fn start_audio(
 ) -> Pipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(8);
-    spawn_writer(out, rx, rate.clone(), delay, Some(stats.clone()));
+    spawn_writer(
+        out,
+        AUDIO_CLOCK_HZ,
+        rx,
+        rate.clone(),
+        delay,
+        Some(stats.clone()),
+    );
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -789,6 +836,42 @@ pub fn start_audio(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 10 ms audio packet the encoder counted at `ticks`, captured at `capture_us`.
+    fn packet(stamps: &mut WrittenStamps, ticks: u64, capture_us: f64) -> Option<Anchor> {
+        let anchor = Anchor {
+            ticks: ticks as i64,
+            capture_us,
+        };
+        stamps.written(ticks, Duration::from_millis(10), Some(anchor))
+    }
+
+    #[test]
+    fn anchors_follow_the_stamps_written_not_the_frames_dropped_before_them() {
+        let mut stamps = WrittenStamps::new(AUDIO_CLOCK_HZ);
+        let t0 = 1.7e15;
+        for n in 0..3u64 {
+            let anchor = packet(&mut stamps, 1000 + n * 480, t0 + n as f64 * 10e3);
+            assert_eq!(anchor.map(|a| a.ticks), Some(n as i64 * 480));
+        }
+        // 600 packets (6 s) dropped before the track: the packetizer never saw them, so the next
+        // one is stamped right after the last one written, and its capture time goes with that.
+        let after = packet(&mut stamps, 1000 + 603 * 480, t0 + 6.03e6).unwrap();
+        assert_eq!(after.ticks, 3 * 480);
+        assert_eq!(after.capture_us, t0 + 6.03e6);
+        // Video: an anchor off its sample's stamp keeps its offset.
+        let mut stamps = WrittenStamps::new(VIDEO_CLOCK_HZ);
+        let frame = Duration::from_secs_f64(3000.5 / 90_000.0);
+        stamps.written(0, frame, None);
+        let anchor = Anchor {
+            ticks: 9010,
+            capture_us: t0 + 100_111.0,
+        };
+        assert_eq!(
+            stamps.written(9000, frame, Some(anchor)).unwrap().ticks,
+            3010
+        );
+    }
 
     #[test]
     fn the_rate_signal_leaves_room_for_audio_and_follows_loss() {
