@@ -140,7 +140,7 @@ fn spawn_writer(
                 .write_sample(&sample)
                 .await;
             // The packetizer stamped it (a failed send comes after that).
-            let anchor = stamps.written(e.ticks, e.duration, e.anchor);
+            let anchor = stamps.written(e.ticks, e.duration, e.anchor, result.is_ok());
             match result {
                 Ok(()) => {
                     if let Some(stats) = stats.as_ref().filter(|_| e.capture_us > 0) {
@@ -158,7 +158,8 @@ fn spawn_writer(
 }
 
 /// The RTP timestamps the track's packetizer gave the samples written, in ticks since the first
-/// one's: it stamps each with the sum of the durations written before it, so a sample dropped
+/// one the track took (before it is bound, a write fails after the packetizer stamped it): it
+/// stamps each with the sum of the durations written before it, so a sample dropped
 /// before the track (its queue full while the network side was stalled) is not in them. The
 /// anchors published for lip sync and the sender reports follow these stamps, not the encoder's
 /// count: counted by the encoder, every frame dropped moved the other side's reading of the
@@ -168,6 +169,8 @@ struct WrittenStamps {
     clock_rate: f64,
     /// The next sample's stamp.
     next: i64,
+    /// The stamp of the first sample the track took.
+    origin: Option<i64>,
 }
 
 impl WrittenStamps {
@@ -175,23 +178,30 @@ impl WrittenStamps {
         Self {
             clock_rate: f64::from(clock_rate),
             next: 0,
+            origin: None,
         }
     }
 
-    /// A sample the encoder counted at `ticks`, lasting `duration`, went to the packetizer: the
-    /// anchor to publish for it, on the stamps the packetizer gave.
+    /// A sample the encoder counted at `ticks`, lasting `duration`, went to the packetizer, and
+    /// the track took it (`sent`) or not: the anchor to publish for it, on the stamps the
+    /// packetizer gave; none for a sample not sent.
     fn written(
         &mut self,
         ticks: u64,
         duration: Duration,
         anchor: Option<Anchor>,
+        sent: bool,
     ) -> Option<Anchor> {
         let stamp = self.next;
         // As the packetizer counts a sample's length.
         self.next += (duration.as_secs_f64() * self.clock_rate) as u32 as i64;
+        if !sent {
+            return None;
+        }
+        let origin = *self.origin.get_or_insert(stamp);
         anchor.map(|anchor| Anchor {
             // Where the anchor stands against this sample's own first tick, moved onto its stamp.
-            ticks: stamp + (anchor.ticks - ticks as i64),
+            ticks: stamp - origin + (anchor.ticks - ticks as i64),
             ..anchor
         })
     }
@@ -843,13 +853,21 @@ mod tests {
             ticks: ticks as i64,
             capture_us,
         };
-        stamps.written(ticks, Duration::from_millis(10), Some(anchor))
+        stamps.written(ticks, Duration::from_millis(10), Some(anchor), true)
     }
 
     #[test]
     fn anchors_follow_the_stamps_written_not_the_frames_dropped_before_them() {
         let mut stamps = WrittenStamps::new(AUDIO_CLOCK_HZ);
         let t0 = 1.7e15;
+        // Before the track is bound: stamped, not sent, not counted from.
+        let early = Anchor {
+            ticks: 0,
+            capture_us: t0 - 20e3,
+        };
+        let ten_ms = Duration::from_millis(10);
+        assert_eq!(stamps.written(0, ten_ms, Some(early), false), None);
+        assert_eq!(stamps.written(480, ten_ms, Some(early), false), None);
         for n in 0..3u64 {
             let anchor = packet(&mut stamps, 1000 + n * 480, t0 + n as f64 * 10e3);
             assert_eq!(anchor.map(|a| a.ticks), Some(n as i64 * 480));
@@ -862,13 +880,16 @@ mod tests {
         // Video: an anchor off its sample's stamp keeps its offset.
         let mut stamps = WrittenStamps::new(VIDEO_CLOCK_HZ);
         let frame = Duration::from_secs_f64(3000.5 / 90_000.0);
-        stamps.written(0, frame, None);
+        stamps.written(0, frame, None, true);
         let anchor = Anchor {
             ticks: 9010,
             capture_us: t0 + 100_111.0,
         };
         assert_eq!(
-            stamps.written(9000, frame, Some(anchor)).unwrap().ticks,
+            stamps
+                .written(9000, frame, Some(anchor), true)
+                .unwrap()
+                .ticks,
             3010
         );
     }
