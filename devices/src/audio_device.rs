@@ -778,9 +778,8 @@ struct EchoTap {
     reference: Arc<Mutex<Option<EchoReference>>>,
     /// Samples queued and then dropped before the device: passed over.
     skip: Arc<AtomicU64>,
-    rate: u32,
-    /// Device frames taken and not yet passed on as 48 kHz samples, times 48 kHz.
-    remainder: u64,
+    /// The device frames taken, in 48 kHz samples.
+    taken: At48k,
     /// 48 kHz samples told minus those the device took (or played as silence).
     ahead: i64,
     lead: i64,
@@ -798,20 +797,12 @@ impl EchoTap {
             ring,
             reference,
             skip,
-            rate: rate.max(1),
-            remainder: 0,
+            taken: At48k::new(rate),
             ahead: 0,
             lead: (ECHO_LEAD.as_secs_f64() * f64::from(SAMPLE_RATE_HZ)) as i64,
             // Periods longer than a second are cut to one (a device never asks for that much).
             buf: Vec::with_capacity(SAMPLE_RATE_HZ as usize),
         }
-    }
-
-    /// 48 kHz samples for `frames` device frames (the fraction carried to the next call).
-    fn at_48k(&mut self, frames: usize) -> usize {
-        let scaled = frames as u64 * u64::from(SAMPLE_RATE_HZ) + self.remainder;
-        self.remainder = scaled % u64::from(self.rate);
-        (scaled / u64::from(self.rate)) as usize
     }
 
     /// The device took `played` frames from its ring and then played `silent` frames of silence.
@@ -822,7 +813,7 @@ impl EchoTap {
             self.skip
                 .fetch_add((skip - skipped) as u64, Ordering::Relaxed);
         }
-        let (played, silent) = (self.at_48k(played), self.at_48k(silent));
+        let (played, silent) = (self.taken.samples(played), self.taken.samples(silent));
         self.ahead -= (played + silent) as i64;
         // The device ran dry where what was told so far ends: its silence goes on from there.
         let silent = silent.min(self.buf.capacity());
@@ -845,15 +836,36 @@ impl EchoTap {
     }
 }
 
+/// Device frames as 48 kHz samples, the fraction carried from one count to the next (no drift).
+struct At48k {
+    rate: u64,
+    /// Device frames not yet counted as a whole sample, times 48 kHz.
+    remainder: u64,
+}
+
+impl At48k {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: u64::from(rate.max(1)),
+            remainder: 0,
+        }
+    }
+
+    fn samples(&mut self, frames: usize) -> usize {
+        let scaled = frames as u64 * u64::from(SAMPLE_RATE_HZ) + self.remainder;
+        self.remainder = scaled % self.rate;
+        (scaled / self.rate) as usize
+    }
+}
+
 /// The writing side of an `EchoTap`.
 struct EchoFeed {
     ring: HeapProd<f32>,
     reference: Arc<Mutex<Option<EchoReference>>>,
     /// 48 kHz samples queued that the device will never play, for the tap to pass over.
     skip: Arc<AtomicU64>,
-    rate: u32,
-    /// Device frames passed on as 48 kHz counts, the fraction carried, times 48 kHz.
-    remainder: u64,
+    /// The device frames dropped or padded, in 48 kHz samples.
+    counted: At48k,
 }
 
 impl EchoFeed {
@@ -867,22 +879,15 @@ impl EchoFeed {
             ring: prod,
             reference,
             skip,
-            rate: rate.max(1),
-            remainder: 0,
+            counted: At48k::new(rate),
         };
         (feed, tap)
-    }
-
-    fn at_48k(&mut self, frames: usize) -> usize {
-        let scaled = frames as u64 * u64::from(SAMPLE_RATE_HZ) + self.remainder;
-        self.remainder = scaled % u64::from(self.rate);
-        (scaled / u64::from(self.rate)) as usize
     }
 
     /// 48 kHz samples written, of which the newest `dropped` device frames' worth will not be
     /// played (the device ring had no room).
     fn queued(&mut self, samples: &[f32], dropped: usize) {
-        let dropped = self.at_48k(dropped);
+        let dropped = self.counted.samples(dropped);
         let kept = samples.len().saturating_sub(dropped);
         self.ring.push_slice(&samples[..kept]);
         if dropped > samples.len() {
@@ -895,12 +900,8 @@ impl EchoFeed {
 
     /// `frames` device frames of silence go into the device ring ahead of what comes next.
     fn silence(&mut self, frames: usize) {
-        let n = self.at_48k(frames);
-        for _ in 0..n {
-            if self.ring.try_push(0.0).is_err() {
-                break;
-            }
-        }
+        let n = self.counted.samples(frames);
+        self.ring.push_iter(std::iter::repeat_n(0.0, n));
     }
 
     fn set(&self, reference: Option<EchoReference>) {
