@@ -19,7 +19,7 @@ use confab_e2e::{bin, Proc};
 /// Milliseconds from spawning the window to its first frame on screen.
 fn first_frame_ms(display: &str, config: &Path) -> f64 {
     let start = Instant::now();
-    let child = Command::new(bin("confab"))
+    let child = confab_e2e::command(bin("confab"))
         .env("DISPLAY", display)
         .env("CONFAB_CONFIG_DIR", config)
         .env("CONFAB_INSTANCE_SOCKET", config.join("instance.sock"))
@@ -102,7 +102,7 @@ fn main() {
     // Xvfb resets when its last client leaves, and refuses connections meanwhile: one client
     // stays connected (waiting for a window that never comes) between the runs.
     let _keeper = Proc {
-        child: Command::new("xdotool")
+        child: confab_e2e::command("xdotool")
             .args(["search", "--sync", "--name", "^no window has this name$"])
             .env("DISPLAY", &x.display)
             .stdout(Stdio::null())

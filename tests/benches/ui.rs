@@ -7,7 +7,7 @@
 //!
 //!     cargo bench -p confab-e2e --bench ui -- [SECONDS] [--runs N] [--only TEXT]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use confab_e2e::services::Xvfb;
@@ -93,7 +93,7 @@ fn window_with(
     envs: &[(&str, &str)],
 ) -> Proc {
     let log = std::fs::File::create(log_path(config)).expect("window log");
-    let child = Command::new(bin("confab"))
+    let child = confab_e2e::command(bin("confab"))
         .args(args)
         .envs(envs.iter().copied())
         .env("DISPLAY", display)

@@ -98,7 +98,7 @@ fn a_bad_link_is_refused_with_the_reason() {
 fn a_second_launch_hands_its_link_to_the_listening_one() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/instance.sock");
-    let mut first = Command::new(bin("confab"))
+    let mut first = confab_e2e::command(bin("confab"))
         .arg("--listen-links")
         .env("CONFAB_INSTANCE_SOCKET", &socket)
         .stdout(Stdio::piped())
@@ -150,7 +150,7 @@ fn the_running_window_joins_the_room_of_a_link_handed_to_it() {
     )
     .unwrap();
     let stderr_path = dir.path().join("window.stderr");
-    let window = Command::new(bin("confab"))
+    let window = confab_e2e::command(bin("confab"))
         .env("DISPLAY", &x.display)
         .env("CONFAB_CONFIG_DIR", dir.path())
         .env("CONFAB_INSTANCE_SOCKET", &socket)

@@ -23,7 +23,7 @@ fn the_window_shows_the_other_persons_video() {
     let server = Server::start(&[]);
     let room = room_code(71);
     let layout = dir.path().join("layout.json");
-    let window = Command::new(bin("confab"))
+    let window = confab_e2e::command(bin("confab"))
         .args([
             "join",
             &room,

@@ -77,11 +77,11 @@ impl Browser {
         let stderr_path = dir.join(format!("{name}.browser.stderr"));
         let mut cmd = match ns {
             Some(ns) => {
-                let mut cmd = Command::new("ip");
+                let mut cmd = crate::command("ip");
                 cmd.args(["netns", "exec", ns.netns_name(), "node"]);
                 cmd
             }
-            None => Command::new("node"),
+            None => crate::command("node"),
         };
         let child = cmd
             .arg(web_dir().join("browser_call.js"))

@@ -78,6 +78,33 @@ impl Drop for Proc {
     }
 }
 
+/// A command for a process the harness keeps running beside a test (a server, a peer, a device
+/// server): on Linux the kernel kills it when the test's thread dies. `Proc`'s drop covers a test
+/// that fails; this covers a test process that is killed (by a signal, a timeout, Ctrl-C), where
+/// no destructor runs and the children would otherwise be left running.
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: the closure runs in the child between fork and exec and only makes one
+        // async-signal-safe system call, allocating nothing. The signal is kept across the exec
+        // (`ip netns exec` execs the program in turn), and it is sent when the thread that
+        // forked exits: the harness starts its processes on the test's own thread, which
+        // outlives them.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
 /// A network namespace programs can be started in (`ip netns exec NAME ...`).
 pub trait InNetns {
     fn netns_name(&self) -> &str;
@@ -93,11 +120,11 @@ impl InNetns for services::Netns {
 fn wrapped(ns: Option<&dyn InNetns>, name: &str) -> Command {
     match ns {
         Some(ns) => {
-            let mut cmd = Command::new("ip");
+            let mut cmd = command("ip");
             cmd.args(["netns", "exec", ns.netns_name()]).arg(bin(name));
             cmd
         }
-        None => Command::new(bin(name)),
+        None => command(bin(name)),
     }
 }
 
@@ -434,6 +461,45 @@ pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    /// What a killed test leaves behind: the thread that started a process is gone without
+    /// dropping its `Proc` (here it forgets it, as a signal would), and the process must die too.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_process_dies_with_the_thread_that_started_it() {
+        let pid = std::thread::Builder::new()
+            .name("starter".into())
+            .spawn(|| {
+                let child = command("sleep")
+                    .arg("30")
+                    .spawn()
+                    .expect("sleep is part of coreutils");
+                let pid = child.id();
+                std::mem::forget(child);
+                pid
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // The child is ours, so it stays a zombie once killed until it is reaped: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child's pid, writing into a local.
+            #[allow(unsafe_code)]
+            let reaped = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+            if reaped == pid as libc::pid_t {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the child outlived its thread by 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(libc::WIFSIGNALED(status), "status {status:#x}");
+        assert_eq!(libc::WTERMSIG(status), libc::SIGKILL);
+    }
 
     #[test]
     fn log_lines_are_timed_by_their_timestamp() {

@@ -342,7 +342,7 @@ impl NetLab {
                 must(&format!("ip netns exec {nat} {line}"));
             }
             // The delay tool first: an NFQUEUE rule with no listener drops everything.
-            let mut child = Command::new("ip")
+            let mut child = crate::command("ip")
                 .args(["netns", "exec", nat])
                 .arg(tool)
                 .arg(QUEUE_NUM)
@@ -416,7 +416,7 @@ impl NetLab {
 
     /// `program` run inside `host`'s namespace.
     pub fn command(&self, host: &Host, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
+        let mut cmd = crate::command("ip");
         cmd.args(["netns", "exec", &host.netns]).arg(program);
         cmd
     }

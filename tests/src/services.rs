@@ -51,7 +51,7 @@ impl Pulse {
         )
         .unwrap();
         let socket = dir.path().join("native");
-        let mut cmd = Command::new("pulseaudio");
+        let mut cmd = crate::command("pulseaudio");
         cmd.args([
             "-n",
             "--daemonize=no",
@@ -129,7 +129,7 @@ impl Pulse {
 
     /// Plays a WAV file into `sink` (in the background; killed on drop).
     pub fn play(&self, sink: &str, wav: &Path) -> Proc {
-        let child = Command::new("paplay")
+        let child = crate::command("paplay")
             .arg(format!("--device={sink}"))
             .arg(wav)
             .envs(self.env(None, None))
@@ -145,7 +145,7 @@ impl Pulse {
 
     /// Records `source` to a WAV file (48 kHz mono) until the returned process is stopped.
     pub fn record(&self, source: &str, wav: &Path) -> Proc {
-        let child = Command::new("parecord")
+        let child = crate::command("parecord")
             .args([
                 &format!("--device={source}"),
                 "--file-format=wav",
@@ -184,7 +184,7 @@ impl Coturn {
         // Relay ports in a range of their own.
         let min = 40_000 + (port % 2_000) * 10;
         let log = std::fs::File::create(dir.path().join("turnserver.log")).expect("log file");
-        let child = Command::new("turnserver")
+        let child = crate::command("turnserver")
             .args([
                 "-n",
                 "--no-tls",
@@ -334,7 +334,7 @@ impl Xvfb {
 
     /// ImageMagick's `display` showing `png` on this display, with `args`.
     fn display(&self, png: &Path, args: &[&str]) -> Proc {
-        let child = Command::new("display")
+        let child = crate::command("display")
             .args(["-display", &self.display])
             .args(args)
             .arg(png)
@@ -368,7 +368,7 @@ impl Xvfb {
         let mut failures = Vec::new();
         for _ in 0..3 {
             let log = tempfile::NamedTempFile::new().expect("a temp file for openbox's messages");
-            let mut child = Command::new("openbox")
+            let mut child = crate::command("openbox")
                 .args(["--sm-disable"])
                 .env("DISPLAY", &self.display)
                 .stdout(Stdio::null())
@@ -448,7 +448,7 @@ impl Xvfb {
         // on its stdout), once it accepts connections: no race with another X server starting
         // beside it, and the lock of one that was killed is no obstacle (Xvfb takes over a lock
         // whose process is gone).
-        let mut child = Command::new("Xvfb")
+        let mut child = crate::command("Xvfb")
             .args([
                 "-displayfd",
                 "1",
