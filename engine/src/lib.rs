@@ -34,5 +34,6 @@ pub mod signaling_client;
 pub mod stats;
 pub mod sync;
 pub mod video_delay;
+pub mod watchdog;
 
 pub use error::CallError;

@@ -42,6 +42,7 @@ use super::security::{certificate_fingerprint, first_sha256_fingerprint, securit
 pub use super::server_trust::ServerTrust;
 use super::signaling_client::{Joined, SignalingClient, SignalingEvent};
 use super::stats::BweStats;
+use super::watchdog::RuntimeWatchdog;
 use super::CallError;
 
 /// How to place the call.
@@ -499,6 +500,17 @@ async fn run(
     commands: mpsc::Receiver<SessionCommand>,
     stats: StatsHandle,
 ) -> Result<Ended, CallError> {
+    let _watchdog = RuntimeWatchdog::start(tokio::runtime::Handle::current(), {
+        let stats = stats.clone();
+        move |stall| {
+            let mut c = stats.lock();
+            let runtime = &mut c.stats.runtime;
+            runtime.stalls += 1;
+            runtime.longest_stall_ms = runtime.longest_stall_ms.max(stall.as_secs_f64() * 1e3);
+        }
+    })
+    .inspect_err(|err| tracing::warn!(%err, "no runtime watchdog"))
+    .ok();
     let (mut signaling, joined) = SignalingClient::join(
         &config.server_url,
         config.room.as_ref(),

@@ -265,9 +265,18 @@ pub struct CallStats {
     pub security_code: Option<String>,
     /// The congestion controller: what the network allows us to send, and why.
     pub bwe: BweStats,
+    /// Whether this process kept up: stalls of the async runtime that carries the network.
+    pub runtime: RuntimeStats,
     /// One sample a second since the call connected (the last ten minutes at most), so a script
     /// can look at the end of a call rather than whole-call averages.
     pub timeline: Vec<Second>,
+}
+
+/// Stalls of the async runtime (`watchdog.rs`): times it ran no task for 500 ms or more.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RuntimeStats {
+    pub stalls: u64,
+    pub longest_stall_ms: f64,
 }
 
 /// Send-side congestion control (transport-wide feedback from the other peer).

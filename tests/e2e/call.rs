@@ -431,3 +431,72 @@ fn leaving_a_call_finalizes_the_recordings() {
         "the recording holds {samples} samples for {played} frames played"
     );
 }
+
+/// A peer that stops running for a while (SIGSTOP here; a machine swapping, or blocking code on
+/// its network runtime, would do the same) says so in its stats: a frozen call then tells
+/// whether a process stalled or the network did. The other peer, which only stopped hearing
+/// from it, reports no stall of its own, and the call goes on.
+#[test]
+fn a_peer_that_stalls_says_so_and_the_other_does_not() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(73);
+    let args = confab_e2e::test_media("320x180", &["--duration", "8", "--wait", "30"]);
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !a.stderr_so_far().contains("confab: connected") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never connected: {}",
+            a.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &a.proc.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(1_500));
+    signal("-CONT");
+    let a = a.finish(Duration::from_secs(60));
+    let b = b.finish(Duration::from_secs(60));
+    assert!(a.status.success(), "a failed: {}", a.stderr);
+    assert!(b.status.success(), "b failed: {}", b.stderr);
+    let (a_stats, b_stats) = (a.stats.expect("a's stats"), b.stats.expect("b's stats"));
+    assert!(
+        num(&a_stats, "/runtime/stalls") >= 1.0,
+        "a: {}",
+        a_stats["runtime"]
+    );
+    // Stopped for 1.5 s: the watchdog's 250 ms sleep between probes may cover part of it.
+    let longest = num(&a_stats, "/runtime/longest_stall_ms");
+    assert!(
+        (1_200.0..5_000.0).contains(&longest),
+        "a's longest stall: {longest} ms"
+    );
+    assert!(
+        a.stderr.contains("the network runtime was stalled"),
+        "{}",
+        a.stderr
+    );
+    assert_eq!(
+        num(&b_stats, "/runtime/stalls"),
+        0.0,
+        "b: {}",
+        b_stats["runtime"]
+    );
+    // The call went on: b saw a's video again in the call's last seconds.
+    let timeline = b_stats["timeline"].as_array().expect("a timeline");
+    let last = &timeline[timeline.len().saturating_sub(3)..];
+    assert!(
+        last.iter().all(|s| num(s, "/recv_fps") >= 20.0),
+        "b's last seconds: {last:?}"
+    );
+}
