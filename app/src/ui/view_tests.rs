@@ -445,6 +445,25 @@ fn the_call_window_fits_and_looks_right_at_both_sizes() {
 }
 
 #[test]
+fn the_statistics_say_when_this_computer_stalled() {
+    let mut harness = call_harness(Call::StatsOpen, SIZES[0]);
+    assert!(
+        harness.query_by_label("This computer").is_none(),
+        "no row before a stall"
+    );
+    {
+        let stats = &harness.state_mut().call.stats;
+        let mut c = stats.lock();
+        c.stats.runtime.stalls = 2;
+        c.stats.runtime.longest_stall_ms = 1_305.6;
+    }
+    harness.run_steps(2);
+    harness.get_by_label("This computer");
+    harness.get_by_label("stalled 2 times (longest 1.3 s)");
+    assert_no_clipped_text(&harness, "stats with a stall");
+}
+
+#[test]
 fn a_settled_call_window_draws_each_frame_in_one_pass() {
     // The call panels are drawn again when their height changes (`call_view::settled`); once
     // the window has settled, no frame may pay for a second pass.

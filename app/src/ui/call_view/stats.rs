@@ -3,7 +3,7 @@
 
 use egui_plot::{Legend, Line, Plot};
 
-use confab_engine::stats::Limitation;
+use confab_engine::stats::{Limitation, RuntimeStats};
 
 use crate::ui::call::{CallUi, StatsSample};
 use crate::ui::command::UiCommand;
@@ -87,6 +87,11 @@ pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
                             _ => "–".into(),
                         },
                     );
+                    // Only once it happened: a frozen call then says it was this computer, not
+                    // the network (`engine/src/watchdog.rs`).
+                    if s.runtime.stalls > 0 {
+                        row(ui, "This computer", stalled(&s.runtime));
+                    }
                 });
             let series = |f: fn(&StatsSample) -> f64| -> Vec<[f64; 2]> {
                 call.history.iter().map(|h| [h.t, f(h)]).collect()
@@ -118,4 +123,14 @@ pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
     } else {
         vec![UiCommand::CloseStats]
     }
+}
+
+/// "stalled 2 times (longest 1.3 s)".
+fn stalled(runtime: &RuntimeStats) -> String {
+    format!(
+        "stalled {} {} (longest {:.1} s)",
+        runtime.stalls,
+        if runtime.stalls == 1 { "time" } else { "times" },
+        runtime.longest_stall_ms / 1e3
+    )
 }
