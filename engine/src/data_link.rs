@@ -145,6 +145,16 @@ impl LinkNotice {
 pub fn watch_channel(dc: Arc<dyn DataChannel>, tx: mpsc::Sender<LinkEvent>) {
     tokio::spawn(async move {
         let label = dc.label().await.unwrap_or_default();
+        if label != CONTROL_LABEL && label != FILE_LABEL {
+            // Not ours (a newer version's, or a hostile peer opening channel after channel):
+            // closed at once, so it holds no stream, buffer or task here. The other side sees
+            // it close.
+            tracing::debug!(%label, "closing a data channel we do not use");
+            if let Err(err) = dc.close().await {
+                tracing::debug!(%label, %err, "could not close the data channel");
+            }
+            return;
+        }
         if matches!(dc.ready_state().await, Ok(RTCDataChannelState::Open)) {
             let _ = tx.send(LinkEvent::Open(dc.clone())).await;
         }

@@ -389,6 +389,10 @@ if (typeof document !== 'undefined') {
       sendFile,
       join,
       hangup,
+      // Data channels the page opened that the other side has no use for, and how many of them
+      // it closed (tests: a peer that opens channel after channel must not hold them open).
+      foreignChannels: { opened: 0, closed: 0 },
+      openForeignChannels,
     };
     window.confab = confab;
 
@@ -892,6 +896,13 @@ if (typeof document !== 'undefined') {
           if (track.kind === 'video') watchFirstFrame(this);
         };
         pc.ondatachannel = ({ channel }) => {
+          if (channel.label !== CONTROL_LABEL && channel.label !== FILE_LABEL) {
+            // Not ours (a newer version's, or a peer opening channel after channel): closed at
+            // once, as the native client does, so it holds nothing here.
+            log('closing a data channel we do not use:', channel.label);
+            channel.close();
+            return;
+          }
           // The other side made the channels: an offer of ours (an ICE restart) must not add more.
           this.channelsCreated = true;
           this.watchChannel(channel);
@@ -1811,6 +1822,18 @@ if (typeof document !== 'undefined') {
     function sendChat(text) {
       if (!call || call.closed) throw new Error('not in a call');
       call.chat(text);
+    }
+
+    /** Opens `n` data channels with labels the other side does not use (see `foreignChannels`). */
+    function openForeignChannels(n) {
+      if (!call || call.closed || !call.pc) throw new Error('not in a call');
+      for (let i = 0; i < n; i++) {
+        const channel = call.pc.createDataChannel(`foreign-${confab.foreignChannels.opened}`);
+        confab.foreignChannels.opened += 1;
+        channel.onclose = () => {
+          confab.foreignChannels.closed += 1;
+        };
+      }
     }
 
     /** Offers a File (from the file input, or made by a test) to the other side. */

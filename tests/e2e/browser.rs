@@ -115,6 +115,9 @@ fn call_with_browser(native_first: bool) {
         "hi from browser",
         "--expect-chat",
         "1",
+        // The browser also opens 20 data channels we have no use for: each must be closed.
+        "--foreign-channels",
+        "20",
     ];
 
     let (native, (ok, json, stderr)) = meet(
@@ -169,6 +172,12 @@ fn call_with_browser(native_first: bool) {
     assert!(
         num(&stats, "/video_recv/frames_dropped") <= 2.0,
         "{stats:#}"
+    );
+    // The channels it had no use for were closed, and chat and the code went on beside them.
+    assert_eq!(
+        json["foreignChannels"],
+        serde_json::json!({"opened": 20, "closed": 20}),
+        "{json}"
     );
 }
 
@@ -347,4 +356,60 @@ fn a_vp8_only_browser_joins_a_native_peer_who_waits() {
 #[test]
 fn a_native_peer_joins_a_vp8_only_browser_who_waits() {
     call_with_vp8_only_browser(false);
+}
+
+/// Two browsers: the page closes the data channels it has no use for (as the native peer does,
+/// `a_browser_joins_a_native_peer_who_waits`), and the call goes on.
+#[test]
+fn the_web_page_closes_data_channels_it_does_not_use() {
+    use confab_e2e::browser::{page_url, Browser};
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(67);
+    let goals = ["--frames", "10", "--timeout", "40", "--hold", "3"];
+    let opener_args = [&goals[..], &["--foreign-channels", "5"]].concat();
+    let opener = Browser::start(
+        None,
+        dir.path(),
+        "opener",
+        &page_url(&server.url, &room, "Opener"),
+        &opener_args,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let page = Browser::start(
+        None,
+        dir.path(),
+        "page",
+        &page_url(&server.url, &room, "Page"),
+        &goals,
+    );
+    let opener = opener.finish(Duration::from_secs(60));
+    let page = page.finish(Duration::from_secs(60));
+    assert!(
+        opener.ok,
+        "{}\n{}",
+        opener.json,
+        confab_e2e::tail(&opener.stderr, 4000)
+    );
+    assert!(
+        page.ok,
+        "{}\n{}",
+        page.json,
+        confab_e2e::tail(&page.stderr, 4000)
+    );
+    assert_eq!(
+        opener.json["foreignChannels"],
+        serde_json::json!({"opened": 5, "closed": 5}),
+        "{}",
+        opener.json
+    );
+    assert_eq!(
+        page.stderr
+            .matches("closing a data channel we do not use")
+            .count(),
+        5,
+        "{}",
+        confab_e2e::tail(&page.stderr, 4000)
+    );
 }

@@ -15,7 +15,7 @@
 //   node browser_call.js URL [--frames N] [--timeout SECS] [--chat TEXT]... [--expect-chat N]
 //        [--send-file PATH]... [--expect-files N] [--hold SECS] [--fake-video FILE.y4m]
 //        [--fake-audio FILE.wav]
-//        [--deny-media] [--no-h264] [--chromium PATH]
+//        [--deny-media] [--no-h264] [--foreign-channels N] [--chromium PATH]
 // URL is the page with its room, e.g.
 //   http://127.0.0.1:8000/?room=kfq-wmzt-pxd&autojoin=1&server=ws://127.0.0.1:8443/ws
 
@@ -37,6 +37,8 @@ const USAGE = `usage: node browser_call.js URL [options]
   --fake-audio FILE     microphone from a .wav file (--use-file-for-fake-audio-capture)
   --deny-media          refuse camera and microphone: the page joins receive-only (use
                         --frames 0 when the other side sends nothing either)
+  --foreign-channels N  once connected, open N data channels the other side has no use for,
+                        and also wait until the other side has closed every one of them
   --no-h264             hide H.264 from the page's codec capabilities, so it offers and
                         answers VP8 (and the like) only: a browser that cannot do H.264
   --chromium PATH       the browser (default /usr/bin/chromium)`;
@@ -91,6 +93,7 @@ function parseArgs(argv) {
     fakeAudio: null,
     denyMedia: false,
     noH264: false,
+    foreignChannels: 0,
     chromium: '/usr/bin/chromium',
   };
   const number = (flag, value) => {
@@ -116,6 +119,7 @@ function parseArgs(argv) {
       case '--fake-audio': opts.fakeAudio = value(); break;
       case '--deny-media': opts.denyMedia = true; break;
       case '--no-h264': opts.noH264 = true; break;
+      case '--foreign-channels': opts.foreignChannels = number(arg, value()); break;
       case '--chromium': opts.chromium = value(); break;
       case '-h':
       case '--help':
@@ -162,6 +166,7 @@ async function snapshot(page) {
       iceRestarts: c.iceRestarts || 0,
       resumes: c.resumes || 0,
       offersResent: c.offersResent || 0,
+      foreignChannels: { ...c.foreignChannels },
       stats: await c.stats(),
     };
   });
@@ -323,6 +328,8 @@ function missing(opts, snap) {
   if (chats < opts.expectChat) return `received ${chats} of ${opts.expectChat} chat messages`;
   const verified = snap.filesReceived.filter((f) => f.ok).length;
   if (verified < opts.expectFiles) return `received ${verified} of ${opts.expectFiles} files intact`;
+  const closed = snap.foreignChannels.closed;
+  if (closed < opts.foreignChannels) return `the other side closed ${closed} of ${opts.foreignChannels} foreign data channels`;
   return null;
 }
 
@@ -376,6 +383,7 @@ async function run(opts, result) {
     const deadline = Date.now() + opts.timeout * 1000;
     let chatsSent = false;
     let filesSent = false;
+    let foreignOpened = false;
     let snap = null;
     let why = 'timed out';
     for (;;) {
@@ -386,12 +394,17 @@ async function run(opts, result) {
         break;
       }
       if (snap.state === 'ended') {
-        why = 'the call ended before the goals were met';
+        const need = missing(opts, { ...snap, state: 'connected' });
+        why = `the call ended before the goals were met${need ? `: ${need}` : ''}`;
         break;
       }
       if (snap.state === 'connected' && !chatsSent) {
         chatsSent = true;
         for (const text of opts.chat) await page.evaluate((t) => window.confab.sendChat(t), text);
+      }
+      if (snap.state === 'connected' && !foreignOpened && opts.foreignChannels > 0) {
+        foreignOpened = true;
+        await page.evaluate((n) => window.confab.openForeignChannels(n), opts.foreignChannels);
       }
       if (snap.state === 'connected' && !filesSent && opts.sendFile.length) {
         // The file input is enabled once both data channels are open.
@@ -463,6 +476,7 @@ function summarize(snap) {
     filesReceived: snap.filesReceived,
     timing: snap.timing,
     iceRestarts: snap.iceRestarts,
+    foreignChannels: snap.foreignChannels,
     resumes: snap.resumes,
     offersResent: snap.offersResent,
     stats: s,
