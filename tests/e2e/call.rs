@@ -445,15 +445,7 @@ fn a_peer_that_stalls_says_so_and_the_other_does_not() {
     let args = confab_e2e::test_media("320x180", &["--duration", "8", "--wait", "30"]);
     let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
     let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !a.stderr_so_far().contains("confab: connected") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never connected: {}",
-            a.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    a.wait_connected();
     std::thread::sleep(Duration::from_secs(2));
     let signal = |sig: &str| {
         let status = std::process::Command::new("kill")

@@ -37,19 +37,6 @@ fn start_call_with(
     (server, a, b, started)
 }
 
-/// Waits until `peer` says it is connected.
-fn wait_connected(peer: &Peer) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !peer.stderr_so_far().contains("confab: connected") {
-        assert!(
-            Instant::now() < deadline,
-            "never connected: {}",
-            peer.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// (second, frames decoded in it) of a peer's timeline.
 fn received(stats: &Value) -> Vec<(f64, f64)> {
     stats["timeline"]
@@ -128,8 +115,8 @@ fn a_call_goes_on_when_one_peer_changes_address() {
     let mut lab = NetLab::new(Profile::GOOD);
     let dir = tempfile::tempdir().unwrap();
     let (_server, a, b, started) = start_call(&mut lab, dir.path(), &room_code(1101));
-    wait_connected(&a);
-    wait_connected(&b);
+    a.wait_connected();
+    b.wait_connected();
     std::thread::sleep(Duration::from_secs(4));
     let event_s = started.elapsed().as_secs_f64();
     // A Wi-Fi switch: 1.5 s without any address, then the new one, and its default route
@@ -197,8 +184,8 @@ fn a_call_goes_on_after_six_seconds_without_udp() {
     let mut lab = NetLab::new(Profile::GOOD);
     let dir = tempfile::tempdir().unwrap();
     let (_server, a, b, started) = start_call(&mut lab, dir.path(), &room_code(1102));
-    wait_connected(&a);
-    wait_connected(&b);
+    a.wait_connected();
+    b.wait_connected();
     std::thread::sleep(Duration::from_secs(4));
     lab.block_udp(true);
     std::thread::sleep(Duration::from_secs(6));
@@ -281,8 +268,8 @@ fn a_call_keeps_its_media_while_the_signaling_server_restarts() {
         &room_code(1103),
         &["--resume-key", RESUME_KEY],
     );
-    wait_connected(&a);
-    wait_connected(&b);
+    a.wait_connected();
+    b.wait_connected();
     std::thread::sleep(Duration::from_secs(3));
     let event_s = started.elapsed().as_secs_f64();
     let _server = restart_server(&lab, server);
@@ -319,8 +306,8 @@ fn a_peer_whose_signaling_is_gone_for_good_leaves_after_the_grace_period() {
         &room_code(1104),
         &["--idle-timeout", "3", "--resume-grace", "3"],
     );
-    wait_connected(&a);
-    wait_connected(&b);
+    a.wait_connected();
+    b.wait_connected();
     // Bob's signaling goes silent for good (his media still flows).
     lab.block_tcp(Side::Bob, true);
     let a = a.finish(Duration::from_secs(90));
@@ -449,7 +436,7 @@ fn a_browser_call_survives_an_outage_and_a_server_restart() {
     let args = test_media("320x180", &["--duration", "50", "--wait", "30"]);
     let started = Instant::now();
     let native = Peer::start_in(lab.bob(), dir.path(), "confab", &server.url, &room, &args);
-    wait_connected(&native);
+    native.wait_connected();
     std::thread::sleep(Duration::from_secs(4));
     lab.block_udp(true);
     std::thread::sleep(Duration::from_secs(6));

@@ -310,6 +310,19 @@ impl Peer {
         }
     }
 
+    /// Waits up to 30 s until the peer says it is connected; panics with its stderr otherwise.
+    pub fn wait_connected(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr_so_far().contains("confab: connected") {
+            assert!(
+                Instant::now() < deadline,
+                "never connected: {}",
+                self.stderr_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// What the peer has written to stderr so far (and whether it is still running).
     pub fn stderr_so_far(&self) -> String {
         let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
