@@ -59,7 +59,6 @@ impl Drop for RuntimeWatchdog {
 }
 
 fn watch(runtime: &tokio::runtime::Handle, stop: &AtomicBool, stalled: &dyn Fn(Duration)) {
-    let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
         let (ran_tx, ran) = mpsc::sync_channel(1);
         let sent = Instant::now();
@@ -67,6 +66,8 @@ fn watch(runtime: &tokio::runtime::Handle, stop: &AtomicBool, stalled: &dyn Fn(D
         drop(runtime.spawn(async move {
             let _ = ran_tx.send(());
         }));
+        // Said once while it lasts, then again with its length once it is over.
+        let mut warned = false;
         let waited = loop {
             match ran.recv_timeout(STALL) {
                 Ok(()) => break sent.elapsed(),
@@ -91,7 +92,6 @@ fn watch(runtime: &tokio::runtime::Handle, stop: &AtomicBool, stalled: &dyn Fn(D
             );
             stalled(waited);
         }
-        warned = false;
         // A stall of the whole process (stopped, swapped out, a paused machine) holds this
         // thread too, and is seen as a sleep that lasted that much longer.
         let asleep = Instant::now();
