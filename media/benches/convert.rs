@@ -14,7 +14,7 @@ use confab_media::convert::{
     i420_to_rgba, nv12_to_i420, packed_to_i420, scale, scale_to, yuyv_to_i420, Packed,
 };
 use confab_media::stream_resampler::StreamResampler;
-use confab_media::{pattern, VideoFrame};
+use confab_media::{pattern, quality, stamp, VideoFrame};
 
 /// Bytes that vary like a picture does (a gradient with noise), so no branch or cache effect
 /// favours a flat buffer.
@@ -108,6 +108,26 @@ fn main() {
             black_box(&rgba);
         },
     ));
+
+    // The receiver's test instruments, on every stamped frame (a test camera's or .y4m's): its
+    // stamp read on each, and its luma PSNR against the source on one in four.
+    let mut received = pattern::render(7, 1280, 720, 0);
+    received.data.iter_mut().step_by(3).for_each(|p| *p ^= 3);
+    cases.push(case(
+        "receiver: stamp of a 1280x720 frame",
+        30.0,
+        move || {
+            black_box(stamp::read_stamped(&received));
+        },
+    ));
+    let (a, b) = (pattern::render(7, 1280, 720, 0), bytes(1280 * 720 * 3 / 2));
+    let b = VideoFrame {
+        data: b,
+        ..a.clone()
+    };
+    cases.push(case("receiver: luma PSNR of 1280x720", 7.5, move || {
+        black_box(quality::psnr_y(&a, &b));
+    }));
 
     let mut resampler = StreamResampler::new(44_100, 48_000).expect("rates");
     let speech: Vec<f32> = bytes(441)

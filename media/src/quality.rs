@@ -16,12 +16,22 @@ pub fn psnr(a: &[u8], b: &[u8]) -> Option<f64> {
     if a.len() != b.len() || a.is_empty() {
         return None;
     }
+    // Summed in u32 over chunks that cannot overflow it (255^2 x 2^16 < 2^32): the compiler
+    // turns that into vector multiply-adds, where a u64 sum per sample stayed scalar.
+    const CHUNK: usize = 1 << 16;
     let sse: u64 = a
-        .iter()
-        .zip(b)
-        .map(|(&p, &q)| {
-            let d = i64::from(p) - i64::from(q);
-            (d * d) as u64
+        .chunks(CHUNK)
+        .zip(b.chunks(CHUNK))
+        .map(|(a, b)| {
+            let chunk: u32 = a
+                .iter()
+                .zip(b)
+                .map(|(&p, &q)| {
+                    let d = i16::from(p) - i16::from(q);
+                    (i32::from(d) * i32::from(d)) as u32
+                })
+                .sum();
+            u64::from(chunk)
         })
         .sum();
     if sse == 0 {
@@ -45,5 +55,19 @@ mod tests {
         let psnr = psnr_y(&a, &b).unwrap();
         assert!((psnr - 48.1308).abs() < 1e-3, "{psnr}");
         assert_eq!(psnr_y(&a, &VideoFrame::black(8, 8, 0)), None);
+    }
+
+    #[test]
+    fn the_largest_errors_over_many_chunks_sum_exactly() {
+        // Every sample off by 255, over more than a chunk's worth: a u32 sum over the whole
+        // plane would have wrapped after 66,051 samples.
+        let n = 3 * 65_536 + 17;
+        let (black, white) = (vec![0u8; n], vec![255u8; n]);
+        assert_eq!(psnr(&black, &white), Some(0.0));
+        // Half the samples off by 255 (the odd count rounds up): about 3.01 dB.
+        let half: Vec<u8> = (0..n).map(|i| if i % 2 == 0 { 255 } else { 0 }).collect();
+        let exact = 10.0 * (n as f64 / (n as f64 / 2.0).ceil()).log10();
+        let got = psnr(&black, &half).unwrap();
+        assert!((got - exact).abs() < 1e-9, "{got} vs {exact}");
     }
 }
