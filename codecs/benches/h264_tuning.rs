@@ -1,7 +1,9 @@
 //! Which openh264 settings a call should use, by measurement: every variant encodes the same
-//! 720p30 content (the test pattern, and the pattern with camera-like sensor noise) at the call
-//! bitrate, interleaved over rounds; printed are encoder CPU per frame, wall time per frame,
-//! the bitrate reached, skipped frames, luma PSNR of the decoded picture against the source, and
+//! 720p30 content (the test pattern; the pattern with camera-like sensor noise; and a camera's
+//! usual picture, a still background with a moving subject in the middle, all under sensor
+//! noise) at the call bitrate, interleaved over rounds; printed are encoder CPU per frame, wall time per frame,
+//! the bitrate reached, skipped frames, luma PSNR of the decoded picture against the source (and
+//! of the middle third, where the subject moves), and
 //! the CPU of decoding each stream with FFmpeg and with openh264 (which must agree to the pixel).
 //!
 //! `cargo bench -p confab-codecs --bench h264_tuning -- [FRAMES] [ROUNDS] [KBIT/S]`
@@ -12,7 +14,7 @@ use confab_codecs::h264::{
     default_bitrate_bps, Complexity, Deblocking, DecoderBackend, EncoderSettings, EncoderTuning,
     H264Decoder, H264Encoder,
 };
-use confab_media::quality::psnr_y;
+use confab_media::quality::{psnr, psnr_y};
 use confab_media::{pattern, VideoFrame};
 
 const WIDTH: u32 = 1280;
@@ -29,7 +31,37 @@ struct Sample {
     kbps: f64,
     skipped: usize,
     psnr_db: f64,
+    /// Luma PSNR of the middle third (`SUBJECT`).
+    subject_psnr_db: f64,
     qp: f64,
+}
+
+/// What the encoder is given.
+#[derive(Clone, Copy, PartialEq)]
+enum Content {
+    Pattern,
+    Noisy,
+    /// The pattern's first frame standing still, the moving pattern in the middle third
+    /// (`SUBJECT`), sensor noise over all of it: a person in front of a room.
+    StillBackground,
+}
+
+/// The middle third of the picture, in luma pixels: x, y, width, height (even).
+const SUBJECT: (usize, usize, usize, usize) = (
+    WIDTH as usize / 3,
+    HEIGHT as usize / 3 / 2 * 2,
+    WIDTH as usize / 3,
+    HEIGHT as usize / 3 / 2 * 2,
+);
+
+/// The luma of `SUBJECT`, row after row.
+fn subject_luma(frame: &VideoFrame) -> Vec<u8> {
+    let (x, y, w, h) = SUBJECT;
+    let stride = frame.width as usize;
+    (y..y + h)
+        .flat_map(|row| &frame.y()[row * stride + x..row * stride + x + w])
+        .copied()
+        .collect()
 }
 
 fn variants() -> Vec<(&'static str, EncoderTuning)> {
@@ -55,6 +87,13 @@ fn variants() -> Vec<(&'static str, EncoderTuning)> {
             with(|t| t.background_detection = false),
         ),
         (
+            "neither detection",
+            with(|t| {
+                t.scene_change_detect = false;
+                t.background_detection = false;
+            }),
+        ),
+        (
             "no adaptive quantization",
             with(|t| t.adaptive_quantization = false),
         ),
@@ -76,16 +115,39 @@ fn process_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
-/// Frame `index` of the content: the pattern, plus deterministic sensor-like noise if `noisy`.
-fn source(index: u32, noisy: bool) -> VideoFrame {
-    let mut frame = pattern::render(index, WIDTH, HEIGHT, u64::from(index) * 33_333);
-    if noisy {
-        pattern::add_sensor_noise(&mut frame, index);
-    }
+/// Frame `index` of the content.
+fn source(index: u32, content: Content) -> VideoFrame {
+    let ts = u64::from(index) * 33_333;
+    let moving = pattern::render(index, WIDTH, HEIGHT, ts);
+    let mut frame = match content {
+        Content::Pattern => return moving,
+        Content::Noisy => moving,
+        Content::StillBackground => {
+            let mut still = pattern::render(0, WIDTH, HEIGHT, ts);
+            let (x, y, w, h) = SUBJECT;
+            let width = WIDTH as usize;
+            let (luma, cw) = (width * HEIGHT as usize, width / 2);
+            let chroma = cw * HEIGHT as usize / 2;
+            // Each plane: (offset, stride, x, y, w, h).
+            let planes = [
+                (0, width, x, y, w, h),
+                (luma, cw, x / 2, y / 2, w / 2, h / 2),
+                (luma + chroma, cw, x / 2, y / 2, w / 2, h / 2),
+            ];
+            for (offset, stride, px, py, pw, ph) in planes {
+                for row in py..py + ph {
+                    let at = offset + row * stride + px;
+                    still.data[at..at + pw].copy_from_slice(&moving.data[at..at + pw]);
+                }
+            }
+            still
+        }
+    };
+    pattern::add_sensor_noise(&mut frame, index);
     frame
 }
 
-fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sample {
+fn run(tuning: EncoderTuning, frames: u32, content: Content, bitrate_bps: u32) -> Sample {
     let settings = EncoderSettings {
         bitrate_bps,
         max_fps: FPS as f32,
@@ -97,8 +159,9 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
     let mut openh264_cpu = 0.0;
     let (mut cpu, mut wall, mut bytes, mut skipped) = (0.0, 0.0, 0usize, 0usize);
     let (mut psnr_sum, mut decoded, mut decode_cpu, mut qp_sum) = (0.0, 0usize, 0.0, 0.0);
+    let mut subject_psnr_sum = 0.0;
     for index in 0..frames {
-        let frame = source(index, noisy);
+        let frame = source(index, content);
         let (cpu0, wall0) = (process_cpu_ms(), Instant::now());
         let encoded = encoder.encode(&frame).expect("encode");
         cpu += process_cpu_ms() - cpu0;
@@ -121,6 +184,8 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
         );
         if let Some(picture) = picture {
             psnr_sum += psnr_y(&picture, &frame).expect("same size");
+            subject_psnr_sum +=
+                psnr(&subject_luma(&picture), &subject_luma(&frame)).expect("same size");
             decoded += 1;
         }
     }
@@ -133,6 +198,7 @@ fn run(tuning: EncoderTuning, frames: u32, noisy: bool, bitrate_bps: u32) -> Sam
         kbps: bytes as f64 * 8.0 / (n / f64::from(FPS)) / 1e3,
         skipped,
         psnr_db: psnr_sum / decoded.max(1) as f64,
+        subject_psnr_db: subject_psnr_sum / decoded.max(1) as f64,
         qp: qp_sum / decoded.max(1) as f64,
     }
 }
@@ -158,26 +224,34 @@ fn main() {
         "{WIDTH}x{HEIGHT}@{FPS}, {} kbit/s target, {frames} frames, {rounds} rounds (medians)",
         bitrate_bps / 1000
     );
-    for (content, noisy) in [("test pattern", false), ("pattern + sensor noise", true)] {
+    for (name, content) in [
+        ("test pattern", Content::Pattern),
+        ("pattern + sensor noise", Content::Noisy),
+        (
+            "still background, moving subject, sensor noise",
+            Content::StillBackground,
+        ),
+    ] {
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); variants.len()];
         for _ in 0..rounds {
             for (i, (_, tuning)) in variants.iter().enumerate() {
-                samples[i].push(run(*tuning, frames, noisy, bitrate_bps));
+                samples[i].push(run(*tuning, frames, content, bitrate_bps));
             }
         }
-        println!("\n{content}");
-        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | CPU vs calls | FFmpeg decoder CPU ms/frame | openh264 decoder | QP |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("\n{name}");
+        println!("| variant | encoder CPU ms/frame | wall ms/frame | kbit/s | skipped | PSNR dB | subject PSNR dB | CPU vs calls | FFmpeg decoder CPU ms/frame | openh264 decoder | QP |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         let of = |s: &[Sample], field: fn(&Sample) -> f64| median(s.iter().map(field).collect());
         let base = of(&samples[0], |x| x.cpu_ms_per_frame);
         for ((name, _), s) in variants.iter().zip(&samples) {
             let cpu = of(s, |x| x.cpu_ms_per_frame);
             println!(
-                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                "| {name} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
                 of(s, |x| x.wall_ms_per_frame),
                 of(s, |x| x.kbps),
                 of(s, |x| x.skipped as f64),
                 of(s, |x| x.psnr_db),
+                of(s, |x| x.subject_psnr_db),
                 cpu / base,
                 of(s, |x| x.decode_cpu_ms_per_frame),
                 of(s, |x| x.openh264_decode_cpu_ms_per_frame),
