@@ -196,6 +196,10 @@ pub struct JoinArgs {
     /// Test hook: hold encoded audio this long before sending (capture timestamps kept).
     #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
     pub test_audio_delay_ms: u64,
+    /// Test hook: encoding a 720p frame takes MS longer (in proportion to a frame's pixels), as
+    /// on a slower computer.
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub test_slow_encoder_ms: u64,
     /// Test hook: play received audio and video as they come, without lip sync.
     #[arg(long, hide = true)]
     pub no_lip_sync: bool,

@@ -221,6 +221,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         video_delay: Duration::from_millis(args.test_video_delay_ms),
         audio_delay: Duration::from_millis(args.test_audio_delay_ms),
         no_lip_sync: args.no_lip_sync,
+        slow_encoder: Duration::from_millis(args.test_slow_encoder_ms),
     };
     let io = MediaIo {
         camera,

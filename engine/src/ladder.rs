@@ -88,6 +88,8 @@ pub struct Ladder {
     up_after: Vec<Duration>,
     /// The rung last stepped up to, and when, until it has held `FAILED_UP_WITHIN`.
     last_up: Option<(usize, Instant)>,
+    /// The largest rung this computer keeps up with (`encode_load`): 0 while it keeps up with all.
+    cpu_cap: usize,
 }
 
 impl Ladder {
@@ -130,6 +132,7 @@ impl Ladder {
             below_since: None,
             above_since: None,
             last_up: None,
+            cpu_cap: 0,
         }
     }
 
@@ -137,13 +140,40 @@ impl Ladder {
         self.rungs[self.current]
     }
 
-    /// Whether a lower rung than the top is in use because of the bitrate.
+    /// Why a lower rung than the top is in use: the processor when it is at the processor's cap
+    /// (as libwebrtc, which names the processor first when both hold the picture down), else the
+    /// bitrate.
     pub fn limitation(&self) -> Limitation {
         if self.current == 0 {
             Limitation::None
+        } else if self.current == self.cpu_cap {
+            Limitation::Cpu
         } else {
             Limitation::Bandwidth
         }
+    }
+
+    /// The processor did not keep up with the current rung: the next `update` goes a rung lower,
+    /// and no higher than that until `cpu_up`. False at the bottom.
+    pub fn cpu_down(&mut self) -> bool {
+        if self.current + 1 >= self.rungs.len() {
+            return false;
+        }
+        self.cpu_cap = self.current + 1;
+        true
+    }
+
+    /// The processor would keep up with the rung above its cap.
+    pub fn cpu_up(&mut self) {
+        self.cpu_cap = self.cpu_cap.saturating_sub(1);
+    }
+
+    /// How many times the work of a frame now a frame of the rung above the processor's cap
+    /// is (pixels a second); `None` when the processor holds nothing down.
+    pub fn cpu_up_ratio(&self) -> Option<f64> {
+        let above = self.rungs[self.cpu_cap.checked_sub(1)?];
+        let work = |r: Rung| f64::from(r.width) * f64::from(r.height) * f64::from(r.fps.max(1));
+        Some(work(above) / work(self.current()))
     }
 
     /// Feeds the bitrate available for video now; returns the new rung when it changes.
@@ -151,6 +181,14 @@ impl Ladder {
     /// down that is waiting is taken at once then: a new rung costs a keyframe, and this one is
     /// paid for already (otherwise the keyframe at the old size is followed by another at the new).
     pub fn update(&mut self, video_bps: u32, now: Instant, keyframe_due: bool) -> Option<Rung> {
+        if self.current < self.cpu_cap {
+            // Down for the processor, at once. Not a failed step up for the bitrate's sake.
+            self.current = self.cpu_cap;
+            self.below_since = None;
+            self.above_since = None;
+            self.last_up = None;
+            return Some(self.current());
+        }
         let rung = self.current();
         let bps = f64::from(video_bps);
         if let Some((index, at)) = self.last_up {
@@ -176,7 +214,7 @@ impl Ladder {
             return None;
         }
         self.below_since = None;
-        if self.current > 0 {
+        if self.current > self.cpu_cap {
             let up = self.rungs[self.current - 1];
             if bps >= UP_HEADROOM * f64::from(up.min_bps) {
                 let since = *self.above_since.get_or_insert(now);
@@ -331,6 +369,47 @@ mod tests {
         assert!(feed(&mut ladder, t0, 0, 10_000, 1_800_000).is_empty());
         assert_eq!(ladder.current(), CAMERA[0]);
         assert_eq!(ladder.limitation(), Limitation::None);
+    }
+
+    #[test]
+    fn the_processor_caps_the_ladder_below_what_the_link_allows() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        assert_eq!(ladder.cpu_up_ratio(), None);
+        assert!(ladder.cpu_down());
+        // Down at the next frame, plenty of bitrate or not, and kept there.
+        let steps = feed(&mut ladder, t0, 0, 20_000, 5_000_000);
+        assert_eq!(steps, vec![(0, (960, 540, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Cpu);
+        // 720p is 1.78 times 540p's pixels a second.
+        let ratio = ladder.cpu_up_ratio().unwrap();
+        assert!((ratio - 1280.0 * 720.0 / (960.0 * 540.0)).abs() < 1e-9);
+        // The link can still take it lower than the processor's cap: then it is the link's.
+        let steps = feed(&mut ladder, t0, 20_000, 20_200, 150_000);
+        assert_eq!(steps, vec![(20_000, (480, 270, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+        // With the bitrate back the ladder climbs to the cap, not past it.
+        let steps = feed(&mut ladder, t0, 20_200, 40_000, 5_000_000);
+        assert_eq!(steps.last().map(|s| s.1), Some((960, 540, 30)), "{steps:?}");
+        assert_eq!(ladder.limitation(), Limitation::Cpu);
+        // Once the processor allows it, the bitrate's usual wait, then up.
+        ladder.cpu_up();
+        let steps = feed(&mut ladder, t0, 40_000, 50_000, 5_000_000);
+        assert_eq!(steps, vec![(43_000, (1280, 720, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::None);
+    }
+
+    #[test]
+    fn the_processor_cannot_take_the_ladder_below_its_bottom() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        let mut rungs = Vec::new();
+        while ladder.cpu_down() {
+            rungs.extend(feed(&mut ladder, t0, 0, 100, 5_000_000));
+        }
+        assert_eq!(rungs.len(), CAMERA.len() - 1);
+        assert_eq!(ladder.current(), CAMERA[CAMERA.len() - 1]);
+        assert_eq!(ladder.limitation(), Limitation::Cpu);
     }
 
     #[test]

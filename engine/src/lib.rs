@@ -13,6 +13,7 @@ pub mod description;
 pub mod device_swap;
 #[cfg(test)]
 mod dtls_tests;
+pub mod encode_load;
 pub mod error;
 pub mod frame_assembler;
 #[cfg(test)]

@@ -42,12 +42,14 @@ pub struct MediaSettings {
 }
 
 /// Test hooks (hidden `join` flags): one send path made slower, its capture timestamps kept (the
-/// lip-sync tests), and lip sync turned off (to measure what it does).
+/// lip-sync tests), lip sync turned off (to measure what it does), and an encoder as slow as a
+/// slower computer's (`slow_encoder` more for a 720p frame, in proportion to its pixels).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TestHooks {
     pub video_delay: Duration,
     pub audio_delay: Duration,
     pub no_lip_sync: bool,
+    pub slow_encoder: Duration,
 }
 
 /// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
@@ -160,7 +162,7 @@ impl MediaEngine {
                 self.rate.clone(),
                 self.stats.clone(),
                 self.errors.clone(),
-                self.settings.test.video_delay,
+                self.settings.test,
             ));
         }
         if let (Some(source), Some(out)) = (self.io.mic.take(), audio) {

@@ -18,8 +18,10 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
+use super::encode_load::{EncodeLoad, Verdict, Window};
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Limitation, Rung};
+use super::media_engine::TestHooks;
 use super::sync::{Anchor, RtpClock, AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{DeblockingPolicy, EncoderSettings, H264Encoder};
@@ -394,10 +396,18 @@ struct VideoSender {
     encoder: Option<H264Encoder>,
     /// What the last encoder learned of the content, for the next (`DeblockingPolicy`).
     deblocking: DeblockingPolicy,
+    /// Whether this computer keeps up with the rung (`encode_load`).
+    load: EncodeLoad,
+    /// Test hook: a 720p frame takes this much longer to encode (in proportion to its pixels),
+    /// as on a slower computer.
+    slow_encoder: Duration,
 }
 
+/// The picture the test hook's `slow_encoder` is for: a frame of this many pixels takes it.
+const SLOW_ENCODER_PIXELS: f64 = 1280.0 * 720.0;
+
 impl VideoSender {
-    fn new(settings: EncoderSettings, first: &VideoFrame) -> Self {
+    fn new(settings: EncoderSettings, first: &VideoFrame, slow_encoder: Duration) -> Self {
         let rungs: &[Rung] = if settings.screen {
             &ladder::SCREEN
         } else {
@@ -413,6 +423,8 @@ impl VideoSender {
             gate: FrameGate::default(),
             encoder: None,
             deblocking: DeblockingPolicy::new(),
+            load: EncodeLoad::default(),
+            slow_encoder,
         }
     }
 
@@ -459,16 +471,52 @@ impl VideoSender {
             height = rung.height,
             fps = rung.fps,
             budget,
+            limitation = ?self.ladder.limitation(),
             "video rung"
         );
+        self.load.restart(now);
         // A new size needs a new encoder (and so a keyframe); a new frame rate, new settings.
         self.drop_encoder();
     }
 
     /// Encodes `frame` at the current rung if its frame rate lets it through; `None` when it is
     /// thinned out or the encoder skipped it. The duration it returns is the rung's frame
-    /// interval (the RTP clock turns it into the real one) and the frame's capture time.
+    /// interval (the RTP clock turns it into the real one) and the frame's capture time. What
+    /// the frame took (scaling and encoding) counts towards the processor's load.
     fn encode(
+        &mut self,
+        frame: VideoFrame,
+        rate: &BweShared,
+        keyframes: &mut KeyframeLimiter,
+        stats: &StatsHandle,
+    ) -> Result<Option<(Encoded, u64)>, CodecError> {
+        let started = Instant::now();
+        let encoded = self.encode_frame(frame, rate, keyframes, stats);
+        let now = Instant::now();
+        let window = self
+            .load
+            .record(now - started, now, self.ladder.cpu_up_ratio());
+        if let Some(Window { load, verdict }) = window {
+            stats.lock().stats.video_send.encoder_load = load;
+            let rung = self.ladder.current();
+            match verdict {
+                Some(Verdict::Down) if self.ladder.cpu_down() => tracing::info!(
+                    load,
+                    width = rung.width,
+                    height = rung.height,
+                    "this computer does not keep up with the picture: sending a smaller one"
+                ),
+                Some(Verdict::Up) => {
+                    self.ladder.cpu_up();
+                    tracing::info!(load, "this computer would keep up with a larger picture");
+                }
+                _ => {}
+            }
+        }
+        encoded
+    }
+
+    fn encode_frame(
         &mut self,
         frame: VideoFrame,
         rate: &BweShared,
@@ -522,6 +570,10 @@ impl VideoSender {
             encoder.request_keyframe();
         }
         let at = Instant::now();
+        if !self.slow_encoder.is_zero() {
+            let pixels = f64::from(frame.width) * f64::from(frame.height);
+            std::thread::sleep(self.slow_encoder.mul_f64(pixels / SLOW_ENCODER_PIXELS));
+        }
         let Some(encoded) = encoder.encode(&frame)? else {
             // The rate controller skipped it to hold the bitrate.
             stats.lock().frame_skipped_by_encoder();
@@ -565,20 +617,28 @@ pub struct VideoPipeline {
 const CONTROL_QUEUE: usize = 8;
 
 /// `rate`: what the network allows (the congestion controller's target, the pacer's backlog),
-/// and where the RTP clock's anchor goes (lip sync). `delay`: a test hook, see `spawn_writer`.
+/// and where the RTP clock's anchor goes (lip sync). `hooks`: the video delay (see
+/// `spawn_writer`) and the slow encoder (`VideoSender`).
 pub fn start_video(
     initial: Vec<(Box<dyn VideoSource>, EncoderSettings)>,
     out: TrackOut,
     rate: Arc<BweShared>,
     stats: StatsHandle,
     errors: PipelineErrors,
-    delay: Duration,
+    hooks: TestHooks,
 ) -> VideoPipeline {
     let stop = Arc::new(AtomicBool::new(false));
     let keyframe = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Encoded>(4);
     let (control, control_rx) = std::sync::mpsc::sync_channel::<VideoControl>(CONTROL_QUEUE);
-    spawn_writer(out.clone(), VIDEO_CLOCK_HZ, rx, rate.clone(), delay, None);
+    spawn_writer(
+        out.clone(),
+        VIDEO_CLOCK_HZ,
+        rx,
+        rate.clone(),
+        hooks.video_delay,
+        None,
+    );
     spawn_keyframe_listener(out.track.clone(), keyframe.clone(), stats.clone());
     let thread = {
         let stop = stop.clone();
@@ -644,7 +704,9 @@ pub fn start_video(
                     if keyframe.swap(false, Ordering::Relaxed) {
                         keyframes.request();
                     }
-                    let sender = sender.get_or_insert_with(|| VideoSender::new(settings, &frame));
+                    let sender = sender.get_or_insert_with(|| {
+                        VideoSender::new(settings, &frame, hooks.slow_encoder)
+                    });
                     sender.follow(&rate, &keyframes);
                     if sender.skips(&rate, tx.capacity() == 0) {
                         stats.lock().frame_skipped_congestion();
@@ -934,7 +996,7 @@ mod tests {
             max_fps: 30.0,
             screen: false,
         };
-        let mut sender = VideoSender::new(settings, &first);
+        let mut sender = VideoSender::new(settings, &first, Duration::ZERO);
         let rate = BweShared::default();
         rate.target_bps.store(2_500_000, Ordering::Relaxed);
         let mut keyframes = KeyframeLimiter::new(KEYFRAME_MIN_GAP);

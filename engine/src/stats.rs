@@ -57,6 +57,9 @@ pub struct VideoSendStats {
     pub max_fps: u32,
     /// Why less than the top rung is sent.
     pub quality_limitation: Limitation,
+    /// The share of the last 2 s the encode thread spent on frames (scaling and encoding; 1.0:
+    /// it did nothing else). Above 0.85 for 4 s the picture steps down (`encode_load`).
+    pub encoder_load: f64,
     pub encode_ms: Percentiles,
     /// The encoded frames' mean quantizers (0-51: lower is finer).
     pub qp: Percentiles,

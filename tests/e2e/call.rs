@@ -492,3 +492,69 @@ fn a_peer_that_stalls_says_so_and_the_other_does_not() {
         "b's last seconds: {last:?}"
     );
 }
+
+/// A computer too slow for 720p30 (the test hook makes a 720p frame take 35 ms longer to encode,
+/// less for smaller ones): its encoder's load goes over 85%, and within seconds it sends a smaller
+/// picture at the full frame rate, saying the processor is why. The other side, on the same
+/// machine without the hook, keeps sending 720p.
+#[test]
+fn a_computer_that_cannot_keep_up_sends_a_smaller_picture_at_full_frame_rate() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(74);
+    let common = confab_e2e::test_media("1280x720", &["--duration", "12", "--wait", "30"]);
+    let slow = [&common[..], &["--test-slow-encoder-ms", "35"]].concat();
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &slow);
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &common);
+    let (a, b) = (
+        a.finish(Duration::from_secs(60)),
+        b.finish(Duration::from_secs(60)),
+    );
+    assert!(a.status.success(), "a failed: {}", a.stderr);
+    assert!(b.status.success(), "b failed: {}", b.stderr);
+    let (a, b) = (a.stats.expect("a's stats"), b.stats.expect("b's stats"));
+    let timeline = |s: &serde_json::Value| s["timeline"].as_array().expect("a timeline").clone();
+    let (a_secs, b_secs) = (timeline(&a), timeline(&b));
+    for s in &a_secs {
+        eprintln!(
+            "a {:>5.1} s: sent {}p at {:.0} fps, limited by {}; b got {}",
+            num(s, "/t_s"),
+            num(s, "/send_height"),
+            num(s, "/send_fps"),
+            s["quality_limitation"],
+            b_secs
+                .iter()
+                .find(|x| (num(x, "/t_s") - num(s, "/t_s")).abs() < 0.5)
+                .map_or("-".into(), |x| format!(
+                    "{:.0} fps at {}p",
+                    num(x, "/recv_fps"),
+                    num(x, "/recv_height")
+                )),
+        );
+    }
+    // It started at 720p, and stepped down for the processor.
+    assert!(
+        a_secs.iter().any(|s| num(s, "/send_height") == 720.0),
+        "a never sent 720p"
+    );
+    let last = &a_secs[a_secs.len().saturating_sub(3)..];
+    for s in last {
+        assert!(num(s, "/send_height") < 720.0, "a's last seconds: {s}");
+        assert_eq!(s["quality_limitation"], "cpu", "a's last seconds: {s}");
+        assert!(num(s, "/send_fps") >= 25.0, "a's last seconds: {s}");
+    }
+    let load = num(&a, "/video_send/encoder_load");
+    assert!(load < 0.85, "a's encoder is still overloaded: {load}");
+    assert_eq!(a["video_send"]["quality_limitation"], "cpu");
+    // The smaller picture arrives at the full frame rate.
+    let b_last = &b_secs[b_secs.len().saturating_sub(3)..];
+    for s in b_last {
+        assert!(num(s, "/recv_fps") >= 25.0, "b's last seconds: {s}");
+        assert!(num(s, "/recv_height") < 720.0, "b's last seconds: {s}");
+    }
+    // b's encoder keeps up: 720p, nothing limiting it.
+    assert_eq!(b["video_send"]["quality_limitation"], "none");
+    assert_eq!(num(&b, "/video_send/height"), 720.0);
+    assert!(num(&b, "/video_send/encoder_load") < 0.85);
+}

@@ -464,6 +464,20 @@ fn the_statistics_say_when_this_computer_stalled() {
 }
 
 #[test]
+fn the_statistics_say_when_this_computer_holds_the_picture_down() {
+    let mut harness = call_harness(Call::StatsOpen, SIZES[0]);
+    harness.get_by_label("nothing");
+    {
+        let stats = &harness.state_mut().call.stats;
+        let mut c = stats.lock();
+        c.stats.video_send.quality_limitation = confab_engine::ladder::Limitation::Cpu;
+    }
+    harness.run_steps(2);
+    harness.get_by_label("this computer's processor");
+    assert_no_clipped_text(&harness, "stats limited by the processor");
+}
+
+#[test]
 fn a_settled_call_window_draws_each_frame_in_one_pass() {
     // The call panels are drawn again when their height changes (`call_view::settled`); once
     // the window has settled, no frame may pay for a second pass.

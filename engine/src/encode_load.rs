@@ -1,0 +1,261 @@
+//! Whether this computer keeps up with the picture it sends. A slow processor (or one busy with
+//! other programs) cannot encode 720p30: frames then come out late and fewer, and the encoder's
+//! thread takes the cores the audio and the window need. Like libwebrtc's overuse detector
+//! ("CPU adaptation"), the sender measures how much of the wall clock its encode thread spends on
+//! the frames (scaling and encoding), and steps the ladder down a rung when that stays above 85%,
+//! and back up when the rung above would fit comfortably, waiting longer after each step up that
+//! did not hold. Pure logic with time as a parameter.
+
+use std::time::{Duration, Instant};
+
+/// The load is measured over windows this long.
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// A window whose frames took this share of it is overuse (libwebrtc's 85%)...
+pub const OVERUSE: f64 = 0.85;
+/// ... and this many overused windows in a row step the picture down. A burst of other work on
+/// the computer (an app starting) passes without a smaller picture.
+pub const OVERUSE_WINDOWS: u32 = 2;
+/// A step up is taken when the load, scaled by how much more work a frame of the rung above is,
+/// stays below this (between libwebrtc's 42% low mark times a rung's 1.8-2.3x more pixels, and
+/// the overuse mark, so that a step up is not undone by the next window)...
+pub const UP_PREDICTED: f64 = 0.7;
+/// ... for this long, at first.
+pub const UP_AFTER: Duration = Duration::from_secs(10);
+/// A step up followed by overuse within this long failed...
+pub const FAILED_UP_WITHIN: Duration = Duration::from_secs(30);
+/// ... and doubles the wait before the next one, up to this.
+pub const MAX_UP_AFTER: Duration = Duration::from_secs(80);
+
+/// A window that ended: its load, and what it asks of the ladder.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// The share of the window spent on frames (1.0: the thread did nothing else).
+    pub load: f64,
+    pub verdict: Option<Verdict>,
+}
+
+/// What the load asks of the ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A smaller picture: this one cannot be kept up with.
+    Down,
+    /// The rung above would fit now.
+    Up,
+}
+
+#[derive(Debug)]
+pub struct EncodeLoad {
+    window_start: Option<Instant>,
+    busy: Duration,
+    overused: u32,
+    /// Since when every window was light enough for the rung above.
+    light_since: Option<Instant>,
+    up_after: Duration,
+    last_up: Option<Instant>,
+}
+
+impl Default for EncodeLoad {
+    fn default() -> Self {
+        Self {
+            window_start: None,
+            busy: Duration::ZERO,
+            overused: 0,
+            light_since: None,
+            up_after: UP_AFTER,
+            last_up: None,
+        }
+    }
+}
+
+impl EncodeLoad {
+    /// Starts measuring afresh at `now`: a new rung's encoder and its first keyframe cost more
+    /// than its frames will, and the old rung's windows say nothing of the new one.
+    pub fn restart(&mut self, now: Instant) {
+        self.window_start = Some(now);
+        self.busy = Duration::ZERO;
+        self.overused = 0;
+        self.light_since = None;
+    }
+
+    /// A frame took `busy` of the thread, ending at `now`. `up_ratio`: how many times the work of
+    /// a frame now a frame of the rung above would be (pixels a second), or `None` when the
+    /// processor is not what holds the picture down. Returns the window this frame ended, if any.
+    pub fn record(
+        &mut self,
+        busy: Duration,
+        now: Instant,
+        up_ratio: Option<f64>,
+    ) -> Option<Window> {
+        let start = *self
+            .window_start
+            .get_or_insert_with(|| now.checked_sub(busy).unwrap_or(now));
+        self.busy += busy;
+        let length = now.saturating_duration_since(start);
+        if length < WINDOW {
+            return None;
+        }
+        let load = self.busy.as_secs_f64() / length.as_secs_f64();
+        let verdict = self.verdict(load, start, now, up_ratio);
+        self.window_start = Some(now);
+        self.busy = Duration::ZERO;
+        Some(Window { load, verdict })
+    }
+
+    fn verdict(
+        &mut self,
+        load: f64,
+        start: Instant,
+        now: Instant,
+        up_ratio: Option<f64>,
+    ) -> Option<Verdict> {
+        if self
+            .last_up
+            .is_some_and(|at| now.saturating_duration_since(at) >= FAILED_UP_WITHIN)
+        {
+            // The step up held: the next one waits the usual time again.
+            self.last_up = None;
+            self.up_after = UP_AFTER;
+        }
+        if load >= OVERUSE {
+            self.light_since = None;
+            self.overused += 1;
+            if self.overused < OVERUSE_WINDOWS {
+                return None;
+            }
+            self.overused = 0;
+            if self.last_up.take().is_some() {
+                self.up_after = (self.up_after * 2).min(MAX_UP_AFTER);
+            }
+            return Some(Verdict::Down);
+        }
+        self.overused = 0;
+        match up_ratio {
+            Some(ratio) if load * ratio < UP_PREDICTED => {
+                let since = *self.light_since.get_or_insert(start);
+                if now.saturating_duration_since(since) >= self.up_after {
+                    self.light_since = None;
+                    self.last_up = Some(now);
+                    return Some(Verdict::Up);
+                }
+            }
+            _ => self.light_since = None,
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames at `fps` from `from_s` to `to_s` seconds, each taking `busy_ms`; the verdicts with
+    /// the second they came at.
+    fn feed(
+        load: &mut EncodeLoad,
+        t0: Instant,
+        (from_s, to_s): (f64, f64),
+        fps: f64,
+        busy_ms: f64,
+        up_ratio: Option<f64>,
+    ) -> Vec<(f64, Verdict)> {
+        let mut verdicts = Vec::new();
+        let mut t = from_s;
+        while t < to_s {
+            let now = t0 + Duration::from_secs_f64(t);
+            let busy = Duration::from_secs_f64(busy_ms / 1000.0);
+            if let Some(Window {
+                verdict: Some(v), ..
+            }) = load.record(busy, now, up_ratio)
+            {
+                verdicts.push((t, v));
+            }
+            t += 1.0 / fps;
+        }
+        verdicts
+    }
+
+    #[test]
+    fn a_computer_that_keeps_up_is_left_alone() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        // 720p30 at 15 ms a frame: 45% busy, and nothing holds the picture down.
+        assert_eq!(feed(&mut load, t0, (0.0, 60.0), 30.0, 15.0, None), []);
+        let window = (0..100)
+            .find_map(|i| {
+                let now = t0 + Duration::from_millis(60_000 + i * 33);
+                load.record(Duration::from_millis(15), now, None)
+            })
+            .expect("a window ends within 3.3 s");
+        assert!((0.43..0.47).contains(&window.load), "{window:?}");
+    }
+
+    #[test]
+    fn an_encoder_that_cannot_keep_up_steps_down_after_two_windows() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        // 40 ms a frame: the thread is never idle (a frame every 40 ms, not every 33).
+        let verdicts = feed(&mut load, t0, (0.0, 10.0), 25.0, 40.0, None);
+        let downs: Vec<f64> = verdicts.iter().map(|(t, _)| *t).collect();
+        assert!(
+            verdicts.iter().all(|(_, v)| *v == Verdict::Down),
+            "{verdicts:?}"
+        );
+        assert!((3.9..4.2).contains(&downs[0]), "{downs:?}");
+        // Still too slow: another step every two windows.
+        assert!((7.9..8.2).contains(&downs[1]), "{downs:?}");
+    }
+
+    #[test]
+    fn one_busy_window_is_not_enough() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        let mut verdicts = feed(&mut load, t0, (0.0, 2.05), 25.0, 40.0, None);
+        verdicts.extend(feed(&mut load, t0, (2.05, 4.1), 30.0, 15.0, None));
+        verdicts.extend(feed(&mut load, t0, (4.1, 6.15), 25.0, 40.0, None));
+        assert_eq!(verdicts, []);
+    }
+
+    #[test]
+    fn a_step_up_comes_when_the_rung_above_would_fit_and_waits_longer_after_one_that_failed() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        // At 540p, 10 ms a frame: 30% busy; 720p is 1.78 times the pixels: 53% predicted.
+        let ups = feed(&mut load, t0, (0.0, 12.0), 30.0, 10.0, Some(1.78));
+        assert_eq!(ups.len(), 1, "{ups:?}");
+        assert_eq!(ups[0].1, Verdict::Up);
+        assert!((9.9..10.2).contains(&ups[0].0), "after UP_AFTER: {ups:?}");
+        // Right after the step up the bigger frames are too much: down again...
+        load.restart(t0 + Duration::from_secs(12));
+        let downs = feed(&mut load, t0, (12.0, 17.0), 25.0, 40.0, None);
+        assert_eq!(
+            downs.iter().map(|d| d.1).collect::<Vec<_>>(),
+            [Verdict::Down]
+        );
+        // ... and the next step up waits twice as long.
+        load.restart(t0 + Duration::from_secs(17));
+        let ups = feed(&mut load, t0, (17.0, 60.0), 30.0, 10.0, Some(1.78));
+        assert!(
+            (36.9..37.3).contains(&ups[0].0),
+            "after 2 x UP_AFTER: {ups:?}"
+        );
+    }
+
+    #[test]
+    fn no_step_up_when_the_rung_above_would_overload() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        // 540p at 20 ms a frame: 60% busy, 107% predicted at 720p.
+        assert_eq!(feed(&mut load, t0, (0.0, 60.0), 30.0, 20.0, Some(1.78)), []);
+    }
+
+    #[test]
+    fn a_step_up_that_held_resets_the_wait() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        let first = feed(&mut load, t0, (0.0, 11.0), 30.0, 10.0, Some(1.78));
+        assert_eq!(first.len(), 1);
+        // The bigger rung holds for a minute (nothing above it to predict).
+        load.restart(t0 + Duration::from_secs(11));
+        assert_eq!(feed(&mut load, t0, (11.0, 71.0), 30.0, 18.0, None), []);
+        // Overuse now is not the step's fault: down, and the next step up after UP_AFTER.
+        let down = feed(&mut load, t0, (71.0, 76.0), 25.0, 40.0, None);
+        assert_eq!(down.len(), 1);
+        load.restart(t0 + Duration::from_secs(76));
+        let up = feed(&mut load, t0, (76.0, 100.0), 30.0, 10.0, Some(1.78));
+        assert!((85.9..86.2).contains(&up[0].0), "{up:?}");
+    }
+}
