@@ -503,7 +503,7 @@ fn a_computer_that_cannot_keep_up_sends_a_smaller_picture_at_full_frame_rate() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&[]);
     let room = room_code(74);
-    let common = confab_e2e::test_media("1280x720", &["--duration", "12", "--wait", "30"]);
+    let common = confab_e2e::test_media("1280x720", &["--duration", "14", "--wait", "30"]);
     let slow = [&common[..], &["--test-slow-encoder-ms", "35"]].concat();
     let a = Peer::start(dir.path(), "a", &server.url, &room, &slow);
     let b = Peer::start(dir.path(), "b", &server.url, &room, &common);
