@@ -16,10 +16,15 @@ use confab_engine::data_link::LinkNotice;
 use confab_engine::session::{
     Ended, MediaIo, Session, SessionCommand, SessionConfig, SessionEvent,
 };
-use confab_engine::stats::Direction;
+use confab_engine::stats::{Direction, Limitation};
 use confab_engine::CallError;
 use confab_media::audio::SPEAKING_DBFS;
 use confab_media::VideoSource;
+
+/// The notice when this computer's processor starts holding the picture sent down
+/// (`engine::encode_load`).
+pub const CPU_LIMITED: &str =
+    "This computer is too busy for the full picture: sending a smaller one";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallState {
@@ -153,6 +158,9 @@ pub struct CallUi {
     task: Option<tokio::task::JoinHandle<Result<Ended, CallError>>>,
     last_sample: Instant,
     last_frames: u64,
+    /// Whether the picture sent was held down by this computer's processor at the last sample
+    /// (a notice says so when it starts to be).
+    cpu_limited: bool,
     /// A screen being opened on a helper thread (opening captures a frame: not on the UI thread).
     screen_opening: Option<std::sync::mpsc::Receiver<Result<Box<dyn VideoSource>, String>>>,
     /// Devices opened on helper threads for a switch (`switch_device`) report here.
@@ -244,6 +252,7 @@ impl CallUi {
             task: Some(session.task),
             last_sample: Instant::now(),
             last_frames: 0,
+            cpu_limited: false,
             screen_opening: None,
             switch_tx,
             switch_rx,
@@ -404,6 +413,11 @@ impl CallUi {
         while self.history.len() > 60 {
             self.history.pop_front();
         }
+        let cpu_limited = s.video_send.quality_limitation == Limitation::Cpu;
+        if cpu_limited && !self.cpu_limited {
+            self.warn(CPU_LIMITED.to_string());
+        }
+        self.cpu_limited = cpu_limited;
     }
 
     fn apply(&mut self, event: SessionEvent) {
@@ -640,6 +654,7 @@ impl CallUi {
             task: Some(runtime.spawn(std::future::pending())),
             last_sample: Instant::now(),
             last_frames: 0,
+            cpu_limited: false,
             screen_opening: None,
             switch_tx,
             switch_rx,
@@ -724,6 +739,36 @@ mod tests {
         assert_eq!(call.state.label(), "Connection lost, reconnecting…");
         call.apply(SessionEvent::PeerLeft);
         assert!(call.is_over());
+    }
+
+    #[test]
+    fn a_notice_says_when_the_processor_starts_holding_the_picture_down() {
+        let mut call = bare();
+        let limit = |call: &CallUi, l: Limitation| {
+            call.stats.lock().stats.video_send.quality_limitation = l;
+        };
+        let notices = |call: &CallUi| {
+            call.warnings
+                .iter()
+                .filter(|(_, w)| w == CPU_LIMITED)
+                .count()
+        };
+        limit(&call, Limitation::Bandwidth);
+        call.sample();
+        assert_eq!(
+            notices(&call),
+            0,
+            "the network's limits are not this computer's"
+        );
+        limit(&call, Limitation::Cpu);
+        call.sample();
+        call.sample();
+        assert_eq!(notices(&call), 1, "once, when it starts");
+        limit(&call, Limitation::None);
+        call.sample();
+        limit(&call, Limitation::Cpu);
+        call.sample();
+        assert_eq!(notices(&call), 2, "again when it comes back");
     }
 
     #[test]

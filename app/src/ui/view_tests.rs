@@ -478,6 +478,21 @@ fn the_statistics_say_when_this_computer_holds_the_picture_down() {
 }
 
 #[test]
+fn the_notice_that_the_processor_holds_the_picture_down_fits_every_window() {
+    for size in SIZES {
+        let mut harness = call_harness(Call::Connected, size);
+        harness
+            .state_mut()
+            .call
+            .warnings
+            .push_back((Instant::now(), super::call::CPU_LIMITED.to_string()));
+        harness.run_steps(2);
+        harness.get_by_label(super::call::CPU_LIMITED);
+        assert_no_clipped_text(&harness, &format!("the processor's notice at {size:?}"));
+    }
+}
+
+#[test]
 fn a_settled_call_window_draws_each_frame_in_one_pass() {
     // The call panels are drawn again when their height changes (`call_view::settled`); once
     // the window has settled, no frame may pay for a second pass.
