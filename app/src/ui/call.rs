@@ -26,6 +26,11 @@ use confab_media::VideoSource;
 pub const CPU_LIMITED: &str =
     "This computer is too busy for the full picture: sending a smaller one";
 
+/// The notice when the decoder falls behind the video that arrives (frames skipped to the next
+/// keyframe), at most once in `DECODER_NOTICE_GAP`.
+pub const DECODER_BEHIND: &str = "This computer is too busy to show all of the video it receives";
+const DECODER_NOTICE_GAP: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallState {
     Joining,
@@ -161,6 +166,9 @@ pub struct CallUi {
     /// Whether the picture sent was held down by this computer's processor at the last sample
     /// (a notice says so when it starts to be).
     cpu_limited: bool,
+    /// Frames the decoder had skipped at the last sample, and when a notice last said so.
+    decoder_behind: u64,
+    decoder_notice: Option<Instant>,
     /// A screen being opened on a helper thread (opening captures a frame: not on the UI thread).
     screen_opening: Option<std::sync::mpsc::Receiver<Result<Box<dyn VideoSource>, String>>>,
     /// Devices opened on helper threads for a switch (`switch_device`) report here.
@@ -253,6 +261,8 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             cpu_limited: false,
+            decoder_behind: 0,
+            decoder_notice: None,
             screen_opening: None,
             switch_tx,
             switch_rx,
@@ -418,6 +428,15 @@ impl CallUi {
             self.warn(CPU_LIMITED.to_string());
         }
         self.cpu_limited = cpu_limited;
+        let behind = s.video_recv.frames_dropped_decoder_behind;
+        let quiet = self
+            .decoder_notice
+            .is_none_or(|at| at.elapsed() >= DECODER_NOTICE_GAP);
+        if behind > self.decoder_behind && quiet {
+            self.warn(DECODER_BEHIND.to_string());
+            self.decoder_notice = Some(Instant::now());
+        }
+        self.decoder_behind = behind;
     }
 
     fn apply(&mut self, event: SessionEvent) {
@@ -655,6 +674,8 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             cpu_limited: false,
+            decoder_behind: 0,
+            decoder_notice: None,
             screen_opening: None,
             switch_tx,
             switch_rx,
@@ -769,6 +790,38 @@ mod tests {
         limit(&call, Limitation::Cpu);
         call.sample();
         assert_eq!(notices(&call), 2, "again when it comes back");
+    }
+
+    #[test]
+    fn a_notice_says_when_the_decoder_falls_behind_at_most_once_a_minute() {
+        let mut call = bare();
+        let skipped = |call: &CallUi, n: u64| {
+            call.stats
+                .lock()
+                .stats
+                .video_recv
+                .frames_dropped_decoder_behind = n;
+        };
+        let notices = |call: &CallUi| {
+            call.warnings
+                .iter()
+                .filter(|(_, w)| w == DECODER_BEHIND)
+                .count()
+        };
+        call.sample();
+        assert_eq!(notices(&call), 0);
+        skipped(&call, 3);
+        call.sample();
+        assert_eq!(notices(&call), 1);
+        skipped(&call, 9);
+        call.sample();
+        assert_eq!(notices(&call), 1, "not again within the minute");
+        call.decoder_notice = Some(Instant::now() - DECODER_NOTICE_GAP);
+        call.sample();
+        assert_eq!(notices(&call), 1, "nothing new skipped");
+        skipped(&call, 10);
+        call.sample();
+        assert_eq!(notices(&call), 2, "a minute later, again");
     }
 
     #[test]

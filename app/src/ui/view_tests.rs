@@ -478,17 +478,20 @@ fn the_statistics_say_when_this_computer_holds_the_picture_down() {
 }
 
 #[test]
-fn the_notice_that_the_processor_holds_the_picture_down_fits_every_window() {
+fn the_notices_that_this_computer_is_too_busy_fit_every_window() {
     for size in SIZES {
         let mut harness = call_harness(Call::Connected, size);
-        harness
-            .state_mut()
-            .call
-            .warnings
-            .push_back((Instant::now(), super::call::CPU_LIMITED.to_string()));
+        for notice in [super::call::CPU_LIMITED, super::call::DECODER_BEHIND] {
+            harness
+                .state_mut()
+                .call
+                .warnings
+                .push_back((Instant::now(), notice.to_string()));
+        }
         harness.run_steps(2);
         harness.get_by_label(super::call::CPU_LIMITED);
-        assert_no_clipped_text(&harness, &format!("the processor's notice at {size:?}"));
+        harness.get_by_label(super::call::DECODER_BEHIND);
+        assert_no_clipped_text(&harness, &format!("the busy notices at {size:?}"));
     }
 }
 
