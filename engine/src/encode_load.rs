@@ -47,6 +47,8 @@ pub enum Verdict {
 pub struct EncodeLoad {
     window_start: Option<Instant>,
     busy: Duration,
+    /// When the last frame was done.
+    last_frame: Option<Instant>,
     overused: u32,
     /// Since when every window was light enough for the rung above.
     light_since: Option<Instant>,
@@ -59,6 +61,7 @@ impl Default for EncodeLoad {
         Self {
             window_start: None,
             busy: Duration::ZERO,
+            last_frame: None,
             overused: 0,
             light_since: None,
             up_after: UP_AFTER,
@@ -86,9 +89,17 @@ impl EncodeLoad {
         now: Instant,
         up_ratio: Option<f64>,
     ) -> Option<Window> {
-        let start = *self
-            .window_start
-            .get_or_insert_with(|| now.checked_sub(busy).unwrap_or(now));
+        let began = now.checked_sub(busy).unwrap_or(now);
+        if self
+            .last_frame
+            .is_some_and(|last| began.saturating_duration_since(last) >= WINDOW)
+        {
+            // No frame for a whole window (the camera off, nothing to send): that time says
+            // nothing of what a frame costs.
+            self.restart(began);
+        }
+        self.last_frame = Some(now);
+        let start = *self.window_start.get_or_insert(began);
         self.busy += busy;
         let length = now.saturating_duration_since(start);
         if length < WINDOW {
@@ -234,6 +245,21 @@ mod tests {
             (36.9..37.3).contains(&ups[0].0),
             "after 2 x UP_AFTER: {ups:?}"
         );
+    }
+
+    #[test]
+    fn a_pause_in_the_frames_is_not_taken_for_a_light_load() {
+        let (t0, mut load) = (Instant::now(), EncodeLoad::default());
+        // At 540p, 20 ms a frame: 60% busy, 107% predicted at 720p: no step up...
+        assert_eq!(feed(&mut load, t0, (0.0, 8.0), 30.0, 20.0, Some(1.78)), []);
+        // ... and none after the camera was off for 30 s either: the pause is not a light load.
+        assert_eq!(
+            feed(&mut load, t0, (38.0, 60.0), 30.0, 20.0, Some(1.78)),
+            []
+        );
+        // Nor is it taken for half a window of overuse: 40 ms frames need two whole windows.
+        let downs = feed(&mut load, t0, (90.0, 100.0), 25.0, 40.0, None);
+        assert!((93.9..94.2).contains(&downs[0].0), "{downs:?}");
     }
 
     #[test]
