@@ -504,7 +504,7 @@ impl VideoSender {
                     load,
                     width = rung.width,
                     height = rung.height,
-                    "this computer does not keep up with the picture: sending a smaller one"
+                    "this computer does not keep up with the video: a rung lower"
                 ),
                 Some(Verdict::Up) => {
                     self.ladder.cpu_up();

@@ -23,8 +23,7 @@ use confab_media::VideoSource;
 
 /// The notice when this computer's processor starts holding the picture sent down
 /// (`engine::encode_load`).
-pub const CPU_LIMITED: &str =
-    "This computer is too busy for the full picture: sending a smaller one";
+pub const CPU_LIMITED: &str = "This computer is too busy for the best video: sending less of it";
 
 /// The notice when the decoder falls behind the video that arrives (frames skipped to the next
 /// keyframe), at most once in `DECODER_NOTICE_GAP`.
