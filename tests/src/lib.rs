@@ -233,6 +233,20 @@ pub struct Outcome {
     pub stats: Option<serde_json::Value>,
 }
 
+impl Outcome {
+    /// The stats of a peer whose call ended well; fails the test with its log otherwise.
+    pub fn succeeded(self, who: &str) -> serde_json::Value {
+        assert!(
+            self.status.success(),
+            "{who} failed ({}): {}",
+            self.status,
+            self.stderr
+        );
+        self.stats
+            .unwrap_or_else(|| panic!("{who} wrote no stats: {}", self.stderr))
+    }
+}
+
 /// A `confab join --headless` in progress.
 pub struct Peer {
     pub proc: Proc,
