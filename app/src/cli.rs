@@ -200,6 +200,10 @@ pub struct JoinArgs {
     /// on a slower computer.
     #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
     pub test_slow_encoder_ms: u64,
+    /// Test hook: decoding a 720p frame takes MS longer (in proportion to a frame's pixels), as
+    /// on a slower computer.
+    #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
+    pub test_slow_decoder_ms: u64,
     /// Test hook: play received audio and video as they come, without lip sync.
     #[arg(long, hide = true)]
     pub no_lip_sync: bool,

@@ -222,6 +222,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         audio_delay: Duration::from_millis(args.test_audio_delay_ms),
         no_lip_sync: args.no_lip_sync,
         slow_encoder: Duration::from_millis(args.test_slow_encoder_ms),
+        slow_decoder: Duration::from_millis(args.test_slow_decoder_ms),
     };
     let io = MediaIo {
         camera,

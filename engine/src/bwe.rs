@@ -363,6 +363,12 @@ pub struct BweShared {
     pub receive_horizon: ReceiveHorizon,
     /// Lip sync: the send pipelines' capture clocks and the other side's sender reports.
     pub sync: super::sync::SyncShared,
+    /// What the other side's decoder keeps up with, in pixels a second (0: it asked for no
+    /// limit): its `video_limit` message sets it, and the video sender's ladder follows it.
+    pub receiver_max_pixel_rate: AtomicU64,
+    /// What our decoder asks of the other side's video, in pixels a second (0: nothing): written
+    /// by the decode thread (`thread_load::DecoderAsk`), sent on the data channel.
+    pub decoder_asks_pixel_rate: AtomicU64,
 }
 
 /// Which half of the estimate limits the target.

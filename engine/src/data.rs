@@ -3,7 +3,8 @@
 //! chunks as binary messages `[u32 transfer id, big-endian][bytes]`, so a large file never holds up
 //! a chat message. A receiver writes into its receive folder only, under a sanitized name, and
 //! keeps a file only if its size and SHA-256 match what the sender announced. The control channel
-//! also carries the security code's commit-then-reveal exchange (`sas_commit`, `sas_reveal`).
+//! also carries the security code's commit-then-reveal exchange (`sas_commit`, `sas_reveal`), and
+//! what the receiver's decoder keeps up with (`video_limit`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -54,6 +55,12 @@ pub enum ControlMessage {
     /// Our random value, hex, sent only once the other side's commitment is in.
     SasReveal {
         nonce: String,
+    },
+    /// The sender's video should stay at or below this many pixels a second (width x height x
+    /// frames a second), as the receiver's decoder cannot keep up with more; `null` takes the
+    /// limit back. Each message replaces the last.
+    VideoLimit {
+        max_pixel_rate: Option<u64>,
     },
 }
 
@@ -375,6 +382,25 @@ mod tests {
             Some((7, &b"xyz"[..]))
         );
         assert_eq!(parse_chunk(&[1, 2]), None);
+        // What the web page reads too (`onVideoLimit`): a number, or null to take it back.
+        let limit = |max| ControlMessage::VideoLimit {
+            max_pixel_rate: max,
+        };
+        assert_eq!(
+            serde_json::to_value(limit(Some(16_588_800))).unwrap(),
+            serde_json::json!({"type": "video_limit", "max_pixel_rate": 16_588_800})
+        );
+        assert_eq!(
+            serde_json::from_str::<ControlMessage>(
+                r#"{"type":"video_limit","max_pixel_rate":null}"#
+            )
+            .unwrap(),
+            limit(None)
+        );
+        assert!(serde_json::from_str::<ControlMessage>(
+            r#"{"type":"video_limit","max_pixel_rate":-1}"#
+        )
+        .is_err());
     }
 
     #[test]

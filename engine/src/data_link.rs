@@ -212,6 +212,12 @@ pub struct DataLink {
     stats: StatsHandle,
     /// The security code's commit-then-reveal exchange.
     sas: SasExchange,
+    /// What our decoder asks of the other side's video (pixels a second), and what was last sent
+    /// of it (`None`: nothing yet).
+    video_limit_wanted: Option<u64>,
+    video_limit_sent: Option<Option<u64>>,
+    /// What the other side's decoder asked of ours, not yet taken by the session.
+    video_limit_received: Option<Option<u64>>,
 }
 
 impl DataLink {
@@ -235,7 +241,31 @@ impl DataLink {
             events,
             stats,
             sas: SasExchange::random(),
+            video_limit_wanted: None,
+            video_limit_sent: None,
+            video_limit_received: None,
         }
+    }
+
+    /// Asks the other side to send at most `max_pixel_rate` pixels a second (`None`: all it
+    /// has), once the control channel is open; a repeat of what was last sent is not sent again.
+    pub async fn ask_video_limit(&mut self, max_pixel_rate: Option<u64>) {
+        self.video_limit_wanted = max_pixel_rate;
+        if self.control.is_none() || self.video_limit_sent == Some(max_pixel_rate) {
+            return;
+        }
+        // Before any ask, "no limit" is what the other side assumes already.
+        if self.video_limit_sent.is_none() && max_pixel_rate.is_none() {
+            return;
+        }
+        self.video_limit_sent = Some(max_pixel_rate);
+        self.send_control(&ControlMessage::VideoLimit { max_pixel_rate })
+            .await;
+    }
+
+    /// What the other side last asked of our video, once: `Some(None)` takes its limit back.
+    pub fn take_video_limit(&mut self) -> Option<Option<u64>> {
+        self.video_limit_received.take()
     }
 
     /// Where the security code's exchange stands.
@@ -284,6 +314,9 @@ impl DataLink {
             }
             while let Some(text) = self.queued_chat.pop_front() {
                 self.chat(text).await;
+            }
+            if self.video_limit_sent.is_none() {
+                self.ask_video_limit(self.video_limit_wanted).await;
             }
             if self.file.is_some() {
                 while let Some((id, path)) = self.queued_files.pop_front() {
@@ -439,6 +472,10 @@ impl DataLink {
             }
             ControlMessage::SasReveal { nonce } => {
                 self.sas.on_reveal(&nonce);
+                Vec::new()
+            }
+            ControlMessage::VideoLimit { max_pixel_rate } => {
+                self.video_limit_received = Some(max_pixel_rate);
                 Vec::new()
             }
             ControlMessage::Chat { text } => {

@@ -74,6 +74,8 @@ pub enum Limitation {
     None,
     Bandwidth,
     Cpu,
+    /// The other side's processor: its decoder asked for less (W3C's "other").
+    Receiver,
 }
 
 #[derive(Debug)]
@@ -88,8 +90,13 @@ pub struct Ladder {
     up_after: Vec<Duration>,
     /// The rung last stepped up to, and when, until it has held `FAILED_UP_WITHIN`.
     last_up: Option<(usize, Instant)>,
-    /// The largest rung this computer keeps up with (`encode_load`): 0 while it keeps up with all.
+    /// The largest rung this computer keeps up with (`thread_load`): 0 while it keeps up with all.
     cpu_cap: usize,
+    /// The largest rung the receiver's decoder keeps up with (what it asked for, see
+    /// `thread_load::DecoderAsk`): 0 while it asks for nothing.
+    receiver_cap: usize,
+    /// The source's size, which decides the size each rung is sent at.
+    source: (u32, u32),
 }
 
 impl Ladder {
@@ -133,6 +140,8 @@ impl Ladder {
             above_since: None,
             last_up: None,
             cpu_cap: 0,
+            receiver_cap: 0,
+            source,
         }
     }
 
@@ -148,9 +157,31 @@ impl Ladder {
             Limitation::None
         } else if self.current == self.cpu_cap {
             Limitation::Cpu
+        } else if self.current == self.receiver_cap {
+            Limitation::Receiver
         } else {
             Limitation::Bandwidth
         }
+    }
+
+    /// The largest rung allowed: what both this computer and the receiver keep up with.
+    fn cap(&self) -> usize {
+        self.cpu_cap.max(self.receiver_cap)
+    }
+
+    /// The receiver asks for at most `max_pixel_rate` pixels a second (`None`: all there is): the
+    /// largest rung whose picture (at the source's aspect) and frame rate fit, the lowest if none.
+    /// The next `update` moves there at once, if that is lower; it climbs back only as far.
+    pub fn set_receiver_limit(&mut self, max_pixel_rate: Option<u64>) {
+        self.receiver_cap = max_pixel_rate.map_or(0, |max| {
+            let rate = |r: Rung| {
+                let (w, h) = send_size(self.source.0, self.source.1, r);
+                u64::from(w) * u64::from(h) * u64::from(r.fps)
+            };
+            (0..self.rungs.len())
+                .find(|&i| rate(self.rungs[i]) <= max)
+                .unwrap_or(self.rungs.len() - 1)
+        });
     }
 
     /// The processor did not keep up with the current rung: the next `update` goes a rung lower,
@@ -181,9 +212,10 @@ impl Ladder {
     /// down that is waiting is taken at once then: a new rung costs a keyframe, and this one is
     /// paid for already (otherwise the keyframe at the old size is followed by another at the new).
     pub fn update(&mut self, video_bps: u32, now: Instant, keyframe_due: bool) -> Option<Rung> {
-        if self.current < self.cpu_cap {
-            // Down for the processor, at once. Not a failed step up for the bitrate's sake.
-            self.current = self.cpu_cap;
+        if self.current < self.cap() {
+            // Down for a processor (ours or the receiver's), at once. Not a failed step up for
+            // the bitrate's sake.
+            self.current = self.cap();
             self.below_since = None;
             self.above_since = None;
             self.last_up = None;
@@ -214,7 +246,7 @@ impl Ladder {
             return None;
         }
         self.below_since = None;
-        if self.current > self.cpu_cap {
+        if self.current > self.cap() {
             let up = self.rungs[self.current - 1];
             if bps >= UP_HEADROOM * f64::from(up.min_bps) {
                 let since = *self.above_since.get_or_insert(now);
@@ -397,6 +429,54 @@ mod tests {
         let steps = feed(&mut ladder, t0, 40_000, 50_000, 5_000_000);
         assert_eq!(steps, vec![(43_000, (1280, 720, 30))]);
         assert_eq!(ladder.limitation(), Limitation::None);
+    }
+
+    #[test]
+    fn a_receiver_that_asks_for_less_caps_the_ladder_at_the_rung_that_fits() {
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        // 0.6 of 720p30: 540p30 fits.
+        ladder.set_receiver_limit(Some(1280 * 720 * 30 * 6 / 10));
+        let steps = feed(&mut ladder, t0, 0, 10_000, 5_000_000);
+        assert_eq!(steps, vec![(0, (960, 540, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Receiver);
+        // Both processors: ours names itself first, and the lower cap holds.
+        assert!(ladder.cpu_down());
+        let steps = feed(&mut ladder, t0, 10_000, 10_100, 5_000_000);
+        assert_eq!(steps, vec![(10_000, (640, 360, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Cpu);
+        ladder.cpu_up();
+        let steps = feed(&mut ladder, t0, 10_100, 20_000, 5_000_000);
+        assert_eq!(steps, vec![(13_100, (960, 540, 30))]);
+        // Both hold it at 540p now; once ours would take 720p, only the receiver does.
+        assert_eq!(ladder.limitation(), Limitation::Cpu);
+        ladder.cpu_up();
+        assert!(feed(&mut ladder, t0, 19_900, 20_000, 5_000_000).is_empty());
+        assert_eq!(ladder.limitation(), Limitation::Receiver);
+        // Less than the lowest rung asks for the lowest; the ask taken back, the top again.
+        ladder.set_receiver_limit(Some(1000));
+        let steps = feed(&mut ladder, t0, 20_000, 20_100, 5_000_000);
+        assert_eq!(steps, vec![(20_000, (320, 180, 20))]);
+        assert_eq!(ladder.limitation(), Limitation::Receiver);
+        ladder.set_receiver_limit(None);
+        let steps = feed(&mut ladder, t0, 20_100, 40_000, 5_000_000);
+        assert_eq!(
+            steps.last().map(|s| s.1),
+            Some((1280, 720, 30)),
+            "{steps:?}"
+        );
+        assert_eq!(ladder.limitation(), Limitation::None);
+    }
+
+    #[test]
+    fn a_receivers_ask_counts_the_pictures_sent_at_the_sources_aspect() {
+        // A 4:3 camera's "720p" is 960x720: 0.6 of its pixels a second fits 720x540.
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (960, 720), 30);
+        ladder.set_receiver_limit(Some(960 * 720 * 30 * 6 / 10));
+        let steps = feed(&mut ladder, t0, 0, 1_000, 5_000_000);
+        assert_eq!(steps, vec![(0, (960, 540, 30))]);
+        assert_eq!(send_size(960, 720, ladder.current()), (720, 540));
     }
 
     #[test]

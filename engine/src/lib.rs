@@ -13,7 +13,6 @@ pub mod description;
 pub mod device_swap;
 #[cfg(test)]
 mod dtls_tests;
-pub mod encode_load;
 pub mod error;
 pub mod frame_assembler;
 #[cfg(test)]
@@ -34,6 +33,7 @@ pub mod session;
 pub mod signaling_client;
 pub mod stats;
 pub mod sync;
+pub mod thread_load;
 pub mod video_delay;
 pub mod watchdog;
 

@@ -42,14 +42,16 @@ pub struct MediaSettings {
 }
 
 /// Test hooks (hidden `join` flags): one send path made slower, its capture timestamps kept (the
-/// lip-sync tests), lip sync turned off (to measure what it does), and an encoder as slow as a
-/// slower computer's (`slow_encoder` more for a 720p frame, in proportion to its pixels).
+/// lip-sync tests), lip sync turned off (to measure what it does), and an encoder or a decoder as
+/// slow as a slower computer's (`slow_encoder` or `slow_decoder` more for a 720p frame, in
+/// proportion to its pixels).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TestHooks {
     pub video_delay: Duration,
     pub audio_delay: Duration,
     pub no_lip_sync: bool,
     pub slow_encoder: Duration,
+    pub slow_decoder: Duration,
 }
 
 /// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
@@ -197,6 +199,7 @@ impl MediaEngine {
             self.rate.clone(),
             self.sync_link(),
             self.stop_receivers.clone(),
+            self.settings.test.slow_decoder,
         );
         self.receivers.extend(thread);
     }

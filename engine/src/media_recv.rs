@@ -5,7 +5,9 @@
 //! whenever a device sink has room (its clock sets the pace) or every 20 ms for a file or nothing.
 //! Lip sync (`sync::LipSync`, from the sender reports): a decoded video frame waits in a short
 //! queue while audio of its capture instant has not played yet; late video makes audio wait. On a
-//! lossy link frames also wait a round trip for resends (`video_delay::VideoDelay`).
+//! lossy link frames also wait a round trip for resends (`video_delay::VideoDelay`). The decode
+//! thread measures its own load; when it cannot keep up it asks the sender for less video
+//! (`thread_load::DecoderAsk`, published in `BweShared::decoder_asks_pixel_rate`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use super::bwe::BweShared;
 use super::collector::{StampReader, StatsHandle};
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
 use super::sync::{LipSync, AUDIO_CLOCK_HZ, MAX_DELAY, VIDEO_CLOCK_HZ};
+use super::thread_load::DecoderAsk;
 use super::video_delay::VideoDelay;
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::H264Decoder;
@@ -64,7 +67,8 @@ impl SyncLink {
 
 /// `transport`: its round trip sets how long a gap waits for NACK, and the assembler's progress is
 /// published there so that NACK stops asking for what was given up.
-/// Returns the decode thread, which ends soon after `stop` is set.
+/// Returns the decode thread, which ends soon after `stop` is set. `slow_decoder`: a test hook, a
+/// 720p frame takes this much longer to decode (in proportion to its pixels).
 pub fn spawn_video(
     track: Arc<dyn TrackRemote>,
     out: Arc<dyn VideoOut>,
@@ -72,6 +76,7 @@ pub fn spawn_video(
     transport: Arc<BweShared>,
     sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
+    slow_decoder: Duration,
 ) -> Option<JoinHandle<()>> {
     let (frame_tx, frame_rx) = sync_channel::<Queued>(DECODE_QUEUE);
     let need_keyframe = Arc::new(AtomicBool::new(false));
@@ -81,7 +86,13 @@ pub fn spawn_video(
         let spawned = std::thread::Builder::new()
             .name("video-decode".into())
             .spawn(move || {
-                decode_loop(frame_rx, out, stats, need_keyframe, &transport, sync, stop)
+                let decode = Decode {
+                    need_keyframe,
+                    transport,
+                    sync,
+                    slow: slow_decoder,
+                };
+                decode_loop(frame_rx, out, stats, decode, stop)
             });
         match spawned {
             Ok(thread) => thread,
@@ -239,16 +250,34 @@ fn present(
     out.frame(&picture);
 }
 
-/// `transport`: its round trip is what a lossy link's frames wait for (`VideoDelay`).
+/// What the decode thread shares with the rest of the call.
+struct Decode {
+    /// Set to have the receive task ask for a keyframe.
+    need_keyframe: Arc<AtomicBool>,
+    /// Its round trip is what a lossy link's frames wait for (`VideoDelay`); what the decoder
+    /// asks of the sender goes there too.
+    transport: Arc<BweShared>,
+    sync: Option<SyncLink>,
+    /// Test hook: a 720p frame takes this much longer (see `spawn_video`).
+    slow: Duration,
+}
+
+/// The picture the test hook's `slow` is for: a frame of this many pixels takes it.
+const SLOW_DECODER_PIXELS: f64 = 1280.0 * 720.0;
+
 fn decode_loop(
     frames: Receiver<Queued>,
     out: Arc<dyn VideoOut>,
     stats: StatsHandle,
-    need_keyframe: Arc<AtomicBool>,
-    transport: &BweShared,
-    sync: Option<SyncLink>,
+    decode: Decode,
     stop: Arc<AtomicBool>,
 ) {
+    let Decode {
+        need_keyframe,
+        transport,
+        sync,
+        slow,
+    } = decode;
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
         Err(err) => {
@@ -261,6 +290,10 @@ fn decode_loop(
     let mut stamps = StampReader::default();
     let mut playout_delay = VideoDelay::default();
     let mut backlog = Backlog::default();
+    // The thread's load: since the last decoded frame, the time it waited for frames and how
+    // many arrived (those the backlog dropped too).
+    let mut ask = DecoderAsk::default();
+    let (mut since, mut idle, mut arrived) = (Instant::now(), Duration::ZERO, 0u32);
     loop {
         let now = Instant::now();
         while held.front().is_some_and(|h| h.due <= now) {
@@ -272,7 +305,10 @@ fn decode_loop(
         let wait = held.front().map_or(Duration::from_millis(100), |h| {
             h.due.saturating_duration_since(now)
         });
-        let Queued { frame, ssrc, at } = match frames.recv_timeout(wait) {
+        let waited = Instant::now();
+        let received = frames.recv_timeout(wait);
+        idle += waited.elapsed();
+        let Queued { frame, ssrc, at } = match received {
             Ok(queued) => queued,
             Err(RecvTimeoutError::Timeout) => {
                 if stop.load(Ordering::Relaxed) {
@@ -285,6 +321,7 @@ fn decode_loop(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        arrived += 1;
         if let Err(fell_behind) = backlog.admit(at.elapsed(), frame.au.keyframe) {
             stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
             if fell_behind {
@@ -296,7 +333,35 @@ fn decode_loop(
         let started = Instant::now();
         match decoder.decode(&frame.au.annexb) {
             Ok(Some(picture)) => {
+                let pixels = u64::from(picture.width) * u64::from(picture.height);
+                if !slow.is_zero() {
+                    std::thread::sleep(slow.mul_f64(pixels as f64 / SLOW_DECODER_PIXELS));
+                }
                 let decode = started.elapsed();
+                let now = Instant::now();
+                let busy = now.saturating_duration_since(since).saturating_sub(idle);
+                if let Some(window) = ask.frame(pixels, arrived, busy, now) {
+                    let asked = ask.asked().unwrap_or(0);
+                    let before = transport
+                        .decoder_asks_pixel_rate
+                        .swap(asked, Ordering::Relaxed);
+                    if asked != before {
+                        tracing::info!(
+                            load = window.load,
+                            max_pixel_rate = asked,
+                            "this computer's decoder {}",
+                            if asked == 0 {
+                                "would keep up with all the video again"
+                            } else {
+                                "does not keep up: asking the sender for less video"
+                            }
+                        );
+                    }
+                    let mut c = stats.lock();
+                    c.stats.video_recv.decoder_load = window.load;
+                    c.stats.video_recv.asked_max_pixel_rate = asked;
+                }
+                (since, idle, arrived) = (now, Duration::ZERO, 0);
                 tracing::trace!(rtp_timestamp = frame.rtp_timestamp, "decoded");
                 // First the wait for resends (on a lossy link), then lip sync, which sees the
                 // frame when it will be shown.

@@ -18,11 +18,11 @@ use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 
 use super::bwe::BweShared;
 use super::collector::StatsHandle;
-use super::encode_load::{EncodeLoad, Verdict, Window};
 use super::keyframe_forwarder::is_keyframe_request;
 use super::ladder::{self, FrameGate, KeyframeLimiter, Ladder, Limitation, Rung};
 use super::media_engine::TestHooks;
 use super::sync::{Anchor, RtpClock, AUDIO_CLOCK_HZ, VIDEO_CLOCK_HZ};
+use super::thread_load::{ThreadLoad, Verdict, Window};
 use confab_codecs::apm::AudioProcessor;
 use confab_codecs::h264::{DeblockingPolicy, EncoderSettings, H264Encoder};
 use confab_codecs::opus::{OpusEncoder, DEFAULT_EXPECTED_LOSS_PERCENT};
@@ -396,11 +396,13 @@ struct VideoSender {
     encoder: Option<H264Encoder>,
     /// What the last encoder learned of the content, for the next (`DeblockingPolicy`).
     deblocking: DeblockingPolicy,
-    /// Whether this computer keeps up with the rung (`encode_load`).
-    load: EncodeLoad,
+    /// Whether this computer keeps up with the rung (`thread_load`).
+    load: ThreadLoad,
     /// Test hook: a 720p frame takes this much longer to encode (in proportion to its pixels),
     /// as on a slower computer.
     slow_encoder: Duration,
+    /// What the receiver last asked for at most, in pixels a second (0: nothing).
+    receiver_limit: u64,
 }
 
 /// The picture the test hook's `slow_encoder` is for: a frame of this many pixels takes it.
@@ -423,8 +425,9 @@ impl VideoSender {
             gate: FrameGate::default(),
             encoder: None,
             deblocking: DeblockingPolicy::new(),
-            load: EncodeLoad::default(),
+            load: ThreadLoad::default(),
             slow_encoder,
+            receiver_limit: 0,
         }
     }
 
@@ -462,6 +465,20 @@ impl VideoSender {
     /// its timers run while the pacer is backed up); a new rung drops the encoder.
     fn follow(&mut self, rate: &BweShared, keyframes: &KeyframeLimiter) {
         let now = Instant::now();
+        let limit = rate.receiver_max_pixel_rate.load(Ordering::Relaxed);
+        if limit != self.receiver_limit {
+            self.receiver_limit = limit;
+            tracing::info!(
+                max_pixel_rate = limit,
+                "the receiver's decoder asks for {}",
+                if limit == 0 {
+                    "all the video again"
+                } else {
+                    "less video"
+                }
+            );
+            self.ladder.set_receiver_limit((limit > 0).then_some(limit));
+        }
         let budget = self.budget(rate);
         let Some(rung) = self.ladder.update(budget, now, keyframes.due(now)) else {
             return;
@@ -496,7 +513,7 @@ impl VideoSender {
         let window = self
             .load
             .record(now - started, now, self.ladder.cpu_up_ratio());
-        if let Some(Window { load, verdict }) = window {
+        if let Some(Window { load, verdict, .. }) = window {
             stats.lock().stats.video_send.encoder_load = load;
             let rung = self.ladder.current();
             match verdict {

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -713,6 +714,9 @@ impl CallLoop {
                     self.refresh_ice_stats().await;
                     fill_bwe_stats(&self.bwe, &self.stats);
                     self.stats.lock().tick_second();
+                    // What our decoder keeps up with, to the sender (when it changed).
+                    let asked = self.bwe.decoder_asks_pixel_rate.load(Ordering::Relaxed);
+                    self.link.ask_video_limit((asked > 0).then_some(asked)).await;
                     None
                 }
                 _ = restart_tick.tick() => {
@@ -1000,6 +1004,15 @@ impl CallLoop {
         };
         self.notify(notices).await;
         self.check_sas().await;
+        if let Some(limit) = self.link.take_video_limit() {
+            // The other side's decoder: the video sender's ladder follows it from the next frame.
+            let max = limit.unwrap_or(0);
+            tracing::debug!(max_pixel_rate = max, "the other side asks for at most");
+            self.bwe
+                .receiver_max_pixel_rate
+                .store(max, Ordering::Relaxed);
+            self.stats.lock().stats.video_send.receiver_max_pixel_rate = max;
+        }
     }
 
     async fn notify(&mut self, notices: Vec<LinkNotice>) {

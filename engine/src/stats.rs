@@ -58,8 +58,11 @@ pub struct VideoSendStats {
     /// Why less than the top rung is sent.
     pub quality_limitation: Limitation,
     /// The share of the last 2 s the encode thread spent on frames (scaling and encoding; 1.0:
-    /// it did nothing else). Above 0.85 for 4 s the picture steps down (`encode_load`).
+    /// it did nothing else). Above 0.85 for 4 s the picture steps down (`thread_load`).
     pub encoder_load: f64,
+    /// What the receiver's decoder asked for at most, in pixels a second (0: no limit); the
+    /// ladder stays at the largest rung that fits (`quality_limitation` "receiver").
+    pub receiver_max_pixel_rate: u64,
     pub encode_ms: Percentiles,
     /// The encoded frames' mean quantizers (0-51: lower is finer).
     pub qp: Percentiles,
@@ -97,6 +100,11 @@ pub struct VideoRecvStats {
     /// Luma PSNR of stamped frames against their source (one stamped frame in four).
     pub psnr_db: Percentiles,
     pub decode_ms: Percentiles,
+    /// The share of the last 2 s the decode thread spent on frames (1.0: it did nothing else).
+    pub decoder_load: f64,
+    /// What this side's decoder asks the sender for at most, in pixels a second (0: nothing), as
+    /// it did not keep up (`thread_load::DecoderAsk`).
+    pub asked_max_pixel_rate: u64,
     /// From a frame's first packet to its last (waits for reordered or retransmitted packets).
     pub assembly_ms: Percentiles,
     pub stamped_frames: u64,

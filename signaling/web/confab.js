@@ -393,6 +393,9 @@ if (typeof document !== 'undefined') {
       // it closed (tests: a peer that opens channel after channel must not hold them open).
       foreignChannels: { opened: 0, closed: 0 },
       openForeignChannels,
+      // What the other side's decoder last asked of our video ({ maxPixelRate, scale }), once it
+      // asked: the picture is scaled down by `scale` to fit.
+      videoLimit: null,
     };
     window.confab = confab;
 
@@ -1301,6 +1304,9 @@ if (typeof document !== 'undefined') {
           case 'sas_reveal':
             await this.onSasReveal(msg.nonce);
             break;
+          case 'video_limit':
+            await this.onVideoLimit(msg.max_pixel_rate);
+            break;
           case 'chat': {
             const line = Array.from(String(msg.text)).slice(0, MAX_CHAT_CHARS).join('');
             confab.chatReceived.push(line);
@@ -1333,6 +1339,30 @@ if (typeof document !== 'undefined') {
           }
           default:
             log('ignoring data-channel message of type', msg.type);
+        }
+      }
+
+      // The other side's decoder keeps up with at most `max` pixels a second (null: with all we
+      // have): our picture is scaled down to fit, its frame rate kept, as the native sender's
+      // ladder does for it. Each ask replaces the last.
+      async onVideoLimit(max) {
+        const sender = this.pc && this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
+        if (!sender) return;
+        const limit = typeof max === 'number' && Number.isFinite(max) && max > 0 ? max : null;
+        const { width = 0, height = 0, frameRate = 30 } = sender.track.getSettings();
+        const rate = width * height * frameRate;
+        const scale = limit !== null && rate > limit ? Math.sqrt(rate / limit) : 1;
+        const params = sender.getParameters();
+        if (!params.encodings || params.encodings.length === 0) return;
+        params.encodings[0].scaleResolutionDownBy = scale;
+        try {
+          await sender.setParameters(params);
+          confab.videoLimit = { maxPixelRate: limit, scale };
+          log(limit === null
+            ? 'the other side keeps up with all of our video again'
+            : `the other side's computer cannot keep up: our video scaled down by ${scale.toFixed(2)}`);
+        } catch (err) {
+          log('could not scale our video down:', err.message);
         }
       }
 

@@ -413,3 +413,78 @@ fn the_web_page_closes_data_channels_it_does_not_use() {
         confab_e2e::tail(&page.stderr, 4000)
     );
 }
+
+/// A native peer whose decoder cannot keep up with the browser's picture asks the page for less
+/// on the data channel; the page scales its picture down (`scaleResolutionDownBy`), and the
+/// native peer gets the smaller picture at the full frame rate. The test hook makes a 720p frame
+/// take 120 ms longer to decode, so that 640x360, which Chromium reaches some 10 s into a call on
+/// loopback (its bandwidth estimate ramps up from 180p), takes 30 ms: a slower machine than any
+/// real one, so that the test does not wait for the rest of Chromium's ramp.
+#[test]
+fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(76);
+    let y4m = dir.path().join("pattern-720p.y4m");
+    confab_e2e::browser::write_pattern_y4m(&y4m, 1280, 720, 60);
+    let y4m = y4m.to_str().expect("invariant: a temp path is UTF-8");
+    let url = confab_e2e::browser::page_url(&server.url, &room, "Browser");
+    let native_args = test_media(
+        "640x360",
+        &[
+            "--duration",
+            "22",
+            "--wait",
+            "40",
+            "--test-slow-decoder-ms",
+            "120",
+        ],
+    );
+    let browser_args = [
+        "--frames",
+        "30",
+        "--timeout",
+        "40",
+        "--hold",
+        "30",
+        "--fake-video",
+        y4m,
+    ];
+    let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, json, stderr) = browser(&url, &browser_args);
+    let stats = both_succeeded(native, ok, &json, &stderr);
+    let secs = stats["timeline"].as_array().expect("a timeline");
+    for s in secs {
+        eprintln!(
+            "native {:>5.1} s: got {:.0} fps at {}p",
+            num(s, "/t_s"),
+            num(s, "/recv_fps"),
+            num(s, "/recv_height"),
+        );
+    }
+    eprintln!(
+        "native's decoder: load {:.2}, asked for {}; the page: {}",
+        num(&stats, "/video_recv/decoder_load"),
+        num(&stats, "/video_recv/asked_max_pixel_rate"),
+        json["videoLimit"]
+    );
+    let before = secs
+        .iter()
+        .map(|s| num(s, "/recv_height"))
+        .fold(0.0, f64::max);
+    assert!(before >= 360.0, "the browser never sent 360p or more");
+    let asked = num(&stats, "/video_recv/asked_max_pixel_rate");
+    assert!(asked > 0.0, "the native decoder asked for nothing");
+    assert_eq!(num(&json, "/videoLimit/maxPixelRate"), asked, "{json}");
+    assert!(num(&json, "/videoLimit/scale") > 1.0, "{json}");
+    let last = &secs[secs.len().saturating_sub(3)..];
+    for s in last {
+        assert!(
+            num(s, "/recv_height") < before,
+            "native's last seconds: {s}"
+        );
+        assert!(num(s, "/recv_fps") >= 25.0, "native's last seconds: {s}");
+    }
+}

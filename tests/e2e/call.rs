@@ -512,25 +512,8 @@ fn a_computer_that_cannot_keep_up_sends_a_smaller_picture_at_full_frame_rate() {
         a.finish(timeout).succeeded("a"),
         b.finish(timeout).succeeded("b"),
     );
-    let timeline = |s: &serde_json::Value| s["timeline"].as_array().expect("a timeline").clone();
     let (a_secs, b_secs) = (timeline(&a), timeline(&b));
-    for s in &a_secs {
-        eprintln!(
-            "a {:>5.1} s: sent {}p at {:.0} fps, limited by {}; b got {}",
-            num(s, "/t_s"),
-            num(s, "/send_height"),
-            num(s, "/send_fps"),
-            s["quality_limitation"],
-            b_secs
-                .iter()
-                .find(|x| (num(x, "/t_s") - num(s, "/t_s")).abs() < 0.5)
-                .map_or("-".into(), |x| format!(
-                    "{:.0} fps at {}p",
-                    num(x, "/recv_fps"),
-                    num(x, "/recv_height")
-                )),
-        );
-    }
+    print_sending(&a_secs, &b_secs);
     // It started at 720p, and stepped down for the processor.
     assert!(
         a_secs.iter().any(|s| num(s, "/send_height") == 720.0),
@@ -558,4 +541,87 @@ fn a_computer_that_cannot_keep_up_sends_a_smaller_picture_at_full_frame_rate() {
     assert_eq!(b["video_send"]["quality_limitation"], "none");
     assert_eq!(num(&b, "/video_send/height"), 720.0);
     assert!(num(&b, "/video_send/encoder_load") < 0.85);
+}
+
+fn timeline(stats: &serde_json::Value) -> Vec<serde_json::Value> {
+    stats["timeline"].as_array().expect("a timeline").clone()
+}
+
+/// Prints what a sent, second by second, and what b got of it.
+fn print_sending(a_secs: &[serde_json::Value], b_secs: &[serde_json::Value]) {
+    for s in a_secs {
+        eprintln!(
+            "a {:>5.1} s: sent {}p at {:.0} fps, limited by {}; b got {}",
+            num(s, "/t_s"),
+            num(s, "/send_height"),
+            num(s, "/send_fps"),
+            s["quality_limitation"],
+            b_secs
+                .iter()
+                .find(|x| (num(x, "/t_s") - num(s, "/t_s")).abs() < 0.5)
+                .map_or("-".into(), |x| format!(
+                    "{:.0} fps at {}p",
+                    num(x, "/recv_fps"),
+                    num(x, "/recv_height")
+                )),
+        );
+    }
+}
+
+/// A computer too slow to decode 720p30 (the test hook makes a 720p frame take 35 ms longer to
+/// decode, less for smaller ones): its decoder's load goes over 85%, it asks the sender for less
+/// on the data channel, and gets a smaller picture at the full frame rate, instead of dropping
+/// frames until each keyframe. The sender says the receiver is why; its own picture, which the
+/// slow side encodes and the other decodes without trouble, stays at 720p.
+#[test]
+fn a_computer_that_cannot_decode_the_picture_asks_for_a_smaller_one() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(75);
+    let common = confab_e2e::test_media("1280x720", &["--duration", "14", "--wait", "30"]);
+    let slow = [&common[..], &["--test-slow-decoder-ms", "35"]].concat();
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &common);
+    let b = Peer::start(dir.path(), "b", &server.url, &room, &slow);
+    let timeout = Duration::from_secs(60);
+    let (a, b) = (
+        a.finish(timeout).succeeded("a"),
+        b.finish(timeout).succeeded("b"),
+    );
+    let (a_secs, b_secs) = (timeline(&a), timeline(&b));
+    print_sending(&a_secs, &b_secs);
+    eprintln!(
+        "b's decoder: load {:.2}, asked for {} pixels/s; a's limit {}",
+        num(&b, "/video_recv/decoder_load"),
+        num(&b, "/video_recv/asked_max_pixel_rate"),
+        num(&a, "/video_send/receiver_max_pixel_rate"),
+    );
+    // a started at 720p, and stepped down for b's decoder.
+    assert!(
+        a_secs.iter().any(|s| num(s, "/send_height") == 720.0),
+        "a never sent 720p"
+    );
+    let last = &a_secs[a_secs.len().saturating_sub(3)..];
+    for s in last {
+        assert!(num(s, "/send_height") < 720.0, "a's last seconds: {s}");
+        assert_eq!(s["quality_limitation"], "receiver", "a's last seconds: {s}");
+        assert!(num(s, "/send_fps") >= 25.0, "a's last seconds: {s}");
+    }
+    let asked = num(&b, "/video_recv/asked_max_pixel_rate");
+    assert!(
+        asked > 0.0 && asked < 1280.0 * 720.0 * 30.0,
+        "b asked for {asked}"
+    );
+    assert_eq!(num(&a, "/video_send/receiver_max_pixel_rate"), asked);
+    // b gets the smaller picture at the full frame rate, and keeps up with it.
+    let b_last = &b_secs[b_secs.len().saturating_sub(3)..];
+    for s in b_last {
+        assert!(num(s, "/recv_fps") >= 25.0, "b's last seconds: {s}");
+        assert!(num(s, "/recv_height") < 720.0, "b's last seconds: {s}");
+    }
+    assert!(num(&b, "/video_recv/decoder_load") < 1.0);
+    // b's own video is not its decoder's business: 720p, nothing limiting it.
+    assert_eq!(b["video_send"]["quality_limitation"], "none");
+    assert_eq!(num(&b, "/video_send/height"), 720.0);
+    assert_eq!(num(&a, "/video_recv/asked_max_pixel_rate"), 0.0);
 }

@@ -167,6 +167,7 @@ async function snapshot(page) {
       resumes: c.resumes || 0,
       offersResent: c.offersResent || 0,
       foreignChannels: { ...c.foreignChannels },
+      videoLimit: c.videoLimit,
       stats: await c.stats(),
     };
   });
@@ -477,6 +478,7 @@ function summarize(snap) {
     timing: snap.timing,
     iceRestarts: snap.iceRestarts,
     foreignChannels: snap.foreignChannels,
+    videoLimit: snap.videoLimit,
     resumes: snap.resumes,
     offersResent: snap.offersResent,
     stats: s,

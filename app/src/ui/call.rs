@@ -22,8 +22,13 @@ use confab_media::audio::SPEAKING_DBFS;
 use confab_media::VideoSource;
 
 /// The notice when this computer's processor starts holding the picture sent down
-/// (`engine::encode_load`).
+/// (`engine::thread_load`).
 pub const CPU_LIMITED: &str = "This computer is too busy for the best video: sending less of it";
+
+/// The notice when this computer's decoder starts asking the other side for less video
+/// (`engine::thread_load::DecoderAsk`).
+pub const ASKING_LESS: &str =
+    "This computer is too busy for all of the video it receives: asking for less of it";
 
 /// The notice when the decoder falls behind the video that arrives (frames skipped to the next
 /// keyframe), at most once in `DECODER_NOTICE_GAP`.
@@ -165,6 +170,8 @@ pub struct CallUi {
     /// Whether the picture sent was held down by this computer's processor at the last sample
     /// (a notice says so when it starts to be).
     cpu_limited: bool,
+    /// Whether our decoder was asking the other side for less video at the last sample.
+    asking_less: bool,
     /// Frames the decoder had skipped at the last sample, and when a notice last said so.
     decoder_behind: u64,
     decoder_notice: Option<Instant>,
@@ -260,6 +267,7 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             cpu_limited: false,
+            asking_less: false,
             decoder_behind: 0,
             decoder_notice: None,
             screen_opening: None,
@@ -427,6 +435,11 @@ impl CallUi {
             self.warn(CPU_LIMITED.to_string());
         }
         self.cpu_limited = cpu_limited;
+        let asking_less = s.video_recv.asked_max_pixel_rate > 0;
+        if asking_less && !self.asking_less {
+            self.warn(ASKING_LESS.to_string());
+        }
+        self.asking_less = asking_less;
         let behind = s.video_recv.frames_dropped_decoder_behind;
         let quiet = self
             .decoder_notice
@@ -673,6 +686,7 @@ impl CallUi {
             last_sample: Instant::now(),
             last_frames: 0,
             cpu_limited: false,
+            asking_less: false,
             decoder_behind: 0,
             decoder_notice: None,
             screen_opening: None,
@@ -789,6 +803,32 @@ mod tests {
         limit(&call, Limitation::Cpu);
         call.sample();
         assert_eq!(notices(&call), 2, "again when it comes back");
+    }
+
+    #[test]
+    fn a_notice_says_when_the_decoder_starts_asking_for_less() {
+        let mut call = bare();
+        let ask = |call: &CallUi, max: u64| {
+            call.stats.lock().stats.video_recv.asked_max_pixel_rate = max;
+        };
+        let notices = |call: &CallUi| {
+            call.warnings
+                .iter()
+                .filter(|(_, w)| w == ASKING_LESS)
+                .count()
+        };
+        call.sample();
+        assert_eq!(notices(&call), 0);
+        ask(&call, 16_000_000);
+        call.sample();
+        ask(&call, 9_000_000);
+        call.sample();
+        assert_eq!(notices(&call), 1, "once, when it starts (not for each ask)");
+        ask(&call, 0);
+        call.sample();
+        ask(&call, 9_000_000);
+        call.sample();
+        assert_eq!(notices(&call), 2, "again when it starts again");
     }
 
     #[test]

@@ -475,13 +475,26 @@ fn the_statistics_say_when_this_computer_holds_the_picture_down() {
     harness.run_steps(2);
     harness.get_by_label("this computer's processor");
     assert_no_clipped_text(&harness, "stats limited by the processor");
+    {
+        let stats = &harness.state_mut().call.stats;
+        let mut c = stats.lock();
+        c.stats.video_send.quality_limitation = confab_engine::ladder::Limitation::Receiver;
+    }
+    harness.run_steps(2);
+    harness.get_by_label("the other computer's processor");
+    assert_no_clipped_text(&harness, "stats limited by the receiver");
 }
 
 #[test]
 fn the_notices_that_this_computer_is_too_busy_fit_every_window() {
     for size in SIZES {
         let mut harness = call_harness(Call::Connected, size);
-        for notice in [super::call::CPU_LIMITED, super::call::DECODER_BEHIND] {
+        let notices = [
+            super::call::CPU_LIMITED,
+            super::call::ASKING_LESS,
+            super::call::DECODER_BEHIND,
+        ];
+        for notice in notices {
             harness
                 .state_mut()
                 .call
@@ -489,8 +502,9 @@ fn the_notices_that_this_computer_is_too_busy_fit_every_window() {
                 .push_back((Instant::now(), notice.to_string()));
         }
         harness.run_steps(2);
-        harness.get_by_label(super::call::CPU_LIMITED);
-        harness.get_by_label(super::call::DECODER_BEHIND);
+        for notice in notices {
+            harness.get_by_label(notice);
+        }
         assert_no_clipped_text(&harness, &format!("the busy notices at {size:?}"));
     }
 }
