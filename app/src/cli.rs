@@ -204,6 +204,10 @@ pub struct JoinArgs {
     /// on a slower computer.
     #[arg(long, hide = true, value_name = "MS", default_value_t = 0)]
     pub test_slow_decoder_ms: u64,
+    /// Test hook: never ask the other side for less video, however far behind the decoder is
+    /// (to measure what asking does).
+    #[arg(long, hide = true)]
+    pub test_no_video_limit: bool,
     /// Test hook: play received audio and video as they come, without lip sync.
     #[arg(long, hide = true)]
     pub no_lip_sync: bool,

@@ -223,6 +223,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
         no_lip_sync: args.no_lip_sync,
         slow_encoder: Duration::from_millis(args.test_slow_encoder_ms),
         slow_decoder: Duration::from_millis(args.test_slow_decoder_ms),
+        no_video_limit: args.test_no_video_limit,
     };
     let io = MediaIo {
         camera,

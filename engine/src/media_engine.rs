@@ -42,9 +42,10 @@ pub struct MediaSettings {
 }
 
 /// Test hooks (hidden `join` flags): one send path made slower, its capture timestamps kept (the
-/// lip-sync tests), lip sync turned off (to measure what it does), and an encoder or a decoder as
+/// lip-sync tests), lip sync turned off (to measure what it does), an encoder or a decoder as
 /// slow as a slower computer's (`slow_encoder` or `slow_decoder` more for a 720p frame, in
-/// proportion to its pixels).
+/// proportion to its pixels), and a decoder that never asks for less video (to measure what
+/// asking does).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TestHooks {
     pub video_delay: Duration,
@@ -52,6 +53,7 @@ pub struct TestHooks {
     pub no_lip_sync: bool,
     pub slow_encoder: Duration,
     pub slow_decoder: Duration,
+    pub no_video_limit: bool,
 }
 
 /// Encoder settings for a shared screen: screen-content mode at its lower frame rate, with the
@@ -199,7 +201,7 @@ impl MediaEngine {
             self.rate.clone(),
             self.sync_link(),
             self.stop_receivers.clone(),
-            self.settings.test.slow_decoder,
+            self.settings.test,
         );
         self.receivers.extend(thread);
     }

@@ -23,6 +23,7 @@ use super::audio_jitter::{AudioJitterBuffer, Playout};
 use super::bwe::BweShared;
 use super::collector::{StampReader, StatsHandle};
 use super::frame_assembler::{AssembledFrame, Event, FrameAssembler, RtpIn};
+use super::media_engine::TestHooks;
 use super::sync::{LipSync, AUDIO_CLOCK_HZ, MAX_DELAY, VIDEO_CLOCK_HZ};
 use super::thread_load::DecoderAsk;
 use super::video_delay::VideoDelay;
@@ -67,8 +68,8 @@ impl SyncLink {
 
 /// `transport`: its round trip sets how long a gap waits for NACK, and the assembler's progress is
 /// published there so that NACK stops asking for what was given up.
-/// Returns the decode thread, which ends soon after `stop` is set. `slow_decoder`: a test hook, a
-/// 720p frame takes this much longer to decode (in proportion to its pixels).
+/// Returns the decode thread, which ends soon after `stop` is set. `hooks`: a slower decoder, and
+/// one that never asks for less (see `TestHooks`).
 pub fn spawn_video(
     track: Arc<dyn TrackRemote>,
     out: Arc<dyn VideoOut>,
@@ -76,21 +77,27 @@ pub fn spawn_video(
     transport: Arc<BweShared>,
     sync: Option<SyncLink>,
     stop: Arc<AtomicBool>,
-    slow_decoder: Duration,
+    hooks: TestHooks,
 ) -> Option<JoinHandle<()>> {
     let (frame_tx, frame_rx) = sync_channel::<Queued>(DECODE_QUEUE);
     let need_keyframe = Arc::new(AtomicBool::new(false));
+    // Complete frames that came off the network, for the decoder's load: its rate is what the
+    // sender sends, however the decoder's queue bunches them up.
+    let arrived = Arc::new(AtomicU64::new(0));
     let decoder = {
         let (stats, need_keyframe, stop) = (stats.clone(), need_keyframe.clone(), stop.clone());
+        let arrived = arrived.clone();
         let transport = transport.clone();
         let spawned = std::thread::Builder::new()
             .name("video-decode".into())
             .spawn(move || {
                 let decode = Decode {
                     need_keyframe,
+                    arrived,
                     transport,
                     sync,
-                    slow: slow_decoder,
+                    slow: hooks.slow_decoder,
+                    asks: !hooks.no_video_limit,
                 };
                 decode_loop(frame_rx, out, stats, decode, stop)
             });
@@ -154,6 +161,7 @@ pub fn spawn_video(
             for event in events {
                 match event {
                     Event::Frame(frame) => {
+                        arrived.fetch_add(1, Ordering::Relaxed);
                         stats.lock().video_frame_received(
                             frame.au.annexb.len(),
                             frame.first_arrival.elapsed(),
@@ -254,12 +262,16 @@ fn present(
 struct Decode {
     /// Set to have the receive task ask for a keyframe.
     need_keyframe: Arc<AtomicBool>,
+    /// Complete frames the receive task assembled (taken as they are counted).
+    arrived: Arc<AtomicU64>,
     /// Its round trip is what a lossy link's frames wait for (`VideoDelay`); what the decoder
     /// asks of the sender goes there too.
     transport: Arc<BweShared>,
     sync: Option<SyncLink>,
     /// Test hook: a 720p frame takes this much longer (see `spawn_video`).
     slow: Duration,
+    /// Whether what the decoder would ask for is published (off: a test hook).
+    asks: bool,
 }
 
 /// The picture the test hook's `slow` is for: a frame of this many pixels takes it.
@@ -274,9 +286,11 @@ fn decode_loop(
 ) {
     let Decode {
         need_keyframe,
+        arrived,
         transport,
         sync,
         slow,
+        asks,
     } = decode;
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
@@ -290,10 +304,9 @@ fn decode_loop(
     let mut stamps = StampReader::default();
     let mut playout_delay = VideoDelay::default();
     let mut backlog = Backlog::default();
-    // The thread's load: since the last decoded frame, the time it waited for frames and how
-    // many arrived (those the backlog dropped too).
+    // The thread's load: since the last decoded frame, the time it waited for frames.
     let mut ask = DecoderAsk::default();
-    let (mut since, mut idle, mut arrived) = (Instant::now(), Duration::ZERO, 0u32);
+    let (mut since, mut idle) = (Instant::now(), Duration::ZERO);
     loop {
         let now = Instant::now();
         while held.front().is_some_and(|h| h.due <= now) {
@@ -321,7 +334,6 @@ fn decode_loop(
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        arrived += 1;
         if let Err(fell_behind) = backlog.admit(at.elapsed(), frame.au.keyframe) {
             stats.lock().stats.video_recv.frames_dropped_decoder_behind += 1;
             if fell_behind {
@@ -340,8 +352,9 @@ fn decode_loop(
                 let decode = started.elapsed();
                 let now = Instant::now();
                 let busy = now.saturating_duration_since(since).saturating_sub(idle);
-                if let Some(window) = ask.frame(pixels, arrived, busy, now) {
-                    let asked = ask.asked().unwrap_or(0);
+                let came = arrived.swap(0, Ordering::Relaxed).min(u64::from(u32::MAX)) as u32;
+                if let Some(window) = ask.frame(pixels, came, busy, now) {
+                    let asked = ask.asked().filter(|_| asks).unwrap_or(0);
                     let before = transport
                         .decoder_asks_pixel_rate
                         .swap(asked, Ordering::Relaxed);
@@ -361,7 +374,7 @@ fn decode_loop(
                     c.stats.video_recv.decoder_load = window.load;
                     c.stats.video_recv.asked_max_pixel_rate = asked;
                 }
-                (since, idle, arrived) = (now, Duration::ZERO, 0);
+                (since, idle) = (now, Duration::ZERO);
                 tracing::trace!(rtp_timestamp = frame.rtp_timestamp, "decoded");
                 // First the wait for resends (on a lossy link), then lip sync, which sees the
                 // frame when it will be shown.

@@ -200,8 +200,8 @@ pub struct DecoderAsk {
 
 impl DecoderAsk {
     /// A frame of `pixels` took the decode thread `busy`, ending at `now`; `arrived`: the frames
-    /// it stands for (itself and those dropped since the last one, as the decoder was behind), so
-    /// that the rate is what the sender sends. Returns the window it ended, if any: its load;
+    /// that came off the network since the last one (those the decoder dropped as it was behind
+    /// too), so that the rate is what the sender sends. Returns the window it ended, if any: its load;
     /// `asked` says what to ask for now.
     pub fn frame(
         &mut self,
@@ -228,7 +228,7 @@ impl DecoderAsk {
             self.load.restart(began);
         }
         self.last_pixels = pixels;
-        self.pixels += pixels as f64 * f64::from(arrived.max(1));
+        self.pixels += pixels as f64 * f64::from(arrived);
         // How much more the picture asked away is than what arrives (by the last window).
         let up_ratio = self
             .asks

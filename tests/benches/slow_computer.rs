@@ -4,13 +4,16 @@
 //! throttles it the way a slow processor would, not in long pauses), peer b free. Prints, per
 //! quota and round, what a sends in the call's second half (size, frame rate, why it is limited,
 //! its encoder's load), what b gets of it (frame rate, glass-to-glass latency, freezes) and the
-//! audio from a (mouth to ear by the sender reports, concealed share).
+//! audio from a (mouth to ear by the sender reports, concealed share); and the other way: what b
+//! sends and why, and what a, whose decoder shares the quota, gets of it and asks for.
 //!
 //!     cargo bench -p confab-e2e --bench slow_computer -- [PERCENT ...] [--secs N] [--rounds N]
+//!         [--compare-asks]
 //!
-//! Defaults: quotas of 30% and 22% of a core, 20 s calls, 2 rounds. Needs root and a cgroup `cpu`
-//! controller (v2's `cpu.max`, or v1's `cpu.cfs_quota_us`); the bench makes its own group and
-//! removes it.
+//! Defaults: quotas of 30% and 22% of a core, 20 s calls, 2 rounds. `--compare-asks` runs each
+//! call twice, alternating which goes first: as is, and with both peers' decoders never asking for
+//! less video (`--test-no-video-limit`). Needs root and a cgroup `cpu` controller (v2's
+//! `cpu.max`, or v1's `cpu.cfs_quota_us`); the bench makes its own group and removes it.
 
 use std::fs;
 use std::path::PathBuf;
@@ -86,13 +89,25 @@ fn seconds_after(stats: &Value, from_s: f64) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn call(percent: u32, secs: u32, room: u64) -> Result<String, String> {
+/// The values of string field `key` over `secs`, each once.
+fn distinct(secs: &[Value], key: &str) -> String {
+    let mut values: Vec<&str> = secs
+        .iter()
+        .map(|s| s.pointer(key).and_then(Value::as_str).unwrap_or("-"))
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    values.join(", ")
+}
+
+fn call(percent: u32, secs: u32, room: u64, extra: &[&str]) -> Result<String, String> {
     let quota = Quota::new(percent)?;
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&[]);
     let room = room_code(room);
     let duration = secs.to_string();
     let args = confab_e2e::test_media("1280x720", &["--duration", &duration, "--wait", "30"]);
+    let args = [&args[..], extra].concat();
     let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
     quota.add(a.proc.pid());
     let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
@@ -109,18 +124,20 @@ fn call(percent: u32, secs: u32, room: u64) -> Result<String, String> {
         .map(|h| *h as u64)
         .collect();
     heights.dedup();
-    let mut limits: Vec<String> = a_secs
+    let mut b_heights: Vec<u64> = field(&b_secs, "/send_height")
         .iter()
-        .map(|s| s["quality_limitation"].as_str().unwrap_or("-").to_string())
+        .map(|h| *h as u64)
         .collect();
-    limits.sort();
-    limits.dedup();
+    b_heights.dedup();
     Ok(format!(
         "a sends {:.1} fps at {heights:?}p (limited by {}), encoder load {:.2}; b gets {:.1} fps, \
          glass to glass p50/p95 {:.0}/{:.0} ms, {} freezes; audio from a: mouth to ear p50/p95 \
-         {:.0}/{:.0} ms, {:.1}% concealed",
+         {:.0}/{:.0} ms, {:.1}% concealed\n    \
+         b sends {:.1} fps at {b_heights:?}p (limited by {}); a gets {:.1} fps, glass to glass \
+         p50/p95 {:.0}/{:.0} ms, {} freezes, {} frames dropped behind; a's decoder load {:.2}, \
+         asks for {:.1} M pixels/s",
         mean(&field(&a_secs, "/send_fps")),
-        limits.join(", "),
+        distinct(&a_secs, "/quality_limitation"),
         num(&sa, "/video_send/encoder_load"),
         mean(&field(&b_secs, "/recv_fps")),
         num(&sb, "/video_recv/latency_ms/p50"),
@@ -129,6 +146,15 @@ fn call(percent: u32, secs: u32, room: u64) -> Result<String, String> {
         num(&sb, "/audio_recv/latency_estimated_ms/p50"),
         num(&sb, "/audio_recv/latency_estimated_ms/p95"),
         num(&sb, "/audio_recv/concealed_ratio") * 100.0,
+        mean(&field(&b_secs, "/send_fps")),
+        distinct(&b_secs, "/quality_limitation"),
+        mean(&field(&a_secs, "/recv_fps")),
+        num(&sa, "/video_recv/latency_ms/p50"),
+        num(&sa, "/video_recv/latency_ms/p95"),
+        num(&sa, "/video_recv/freezes"),
+        num(&sa, "/video_recv/frames_dropped_decoder_behind"),
+        num(&sa, "/video_recv/decoder_load"),
+        num(&sa, "/video_recv/asked_max_pixel_rate") / 1e6,
     ))
 }
 
@@ -142,10 +168,13 @@ fn main() {
             .unwrap_or(default)
     };
     let (secs, rounds) = (flag("--secs", 20), flag("--rounds", 2));
+    let compare = args.iter().any(|a| a == "--compare-asks");
     let mut quotas: Vec<u32> = Vec::new();
     let mut rest = args.iter();
     while let Some(a) = rest.next() {
-        if a.starts_with("--") {
+        if a == "--compare-asks" {
+            continue;
+        } else if a.starts_with("--") {
             rest.next();
         } else if let Ok(p) = a.parse() {
             quotas.push(p);
@@ -156,14 +185,26 @@ fn main() {
     }
     println!("720p30 both ways; peer a held to a share of one core; the call's second half");
     let mut room = 7_100;
+    let no_asks: &[&str] = &["--test-no-video-limit"];
     for round in 1..=rounds {
         for &percent in &quotas {
-            room += 1;
-            match call(percent, secs, room) {
-                Ok(line) => println!("round {round}, a at {percent}% of a core: {line}"),
-                Err(why) => {
-                    eprintln!("cannot run: {why}");
-                    std::process::exit(2);
+            let mut variants: Vec<(&str, &[&str])> = vec![("asks", &[])];
+            if compare {
+                variants.push(("no asks", no_asks));
+                if round % 2 == 0 {
+                    variants.reverse();
+                }
+            }
+            for (name, extra) in variants {
+                room += 1;
+                match call(percent, secs, room, extra) {
+                    Ok(line) => {
+                        println!("round {round}, a at {percent}% of a core, {name}: {line}")
+                    }
+                    Err(why) => {
+                        eprintln!("cannot run: {why}");
+                        std::process::exit(2);
+                    }
                 }
             }
         }

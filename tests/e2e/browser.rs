@@ -417,9 +417,9 @@ fn the_web_page_closes_data_channels_it_does_not_use() {
 /// A native peer whose decoder cannot keep up with the browser's picture asks the page for less
 /// on the data channel; the page scales its picture down (`scaleResolutionDownBy`), and the
 /// native peer gets the smaller picture at the full frame rate. The test hook makes a 720p frame
-/// take 120 ms longer to decode, so that 640x360, which Chromium reaches some 10 s into a call on
-/// loopback (its bandwidth estimate ramps up from 180p), takes 30 ms: a slower machine than any
-/// real one, so that the test does not wait for the rest of Chromium's ramp.
+/// take 214 ms longer to decode, so that 480x270, which Chromium reaches 3-11 s into a call on
+/// loopback (its bandwidth estimate ramps up from 180p or 360p), takes 30 ms: a slower machine
+/// than any real one, so that the test does not wait for the rest of Chromium's ramp.
 #[test]
 fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
     let _machine = serial();
@@ -434,11 +434,11 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
         "640x360",
         &[
             "--duration",
-            "22",
+            "26",
             "--wait",
             "40",
             "--test-slow-decoder-ms",
-            "120",
+            "214",
         ],
     );
     let browser_args = [
