@@ -8,11 +8,12 @@
 //! sends and why, and what a, whose decoder shares the quota, gets of it and asks for.
 //!
 //!     cargo bench -p confab-e2e --bench slow_computer -- [PERCENT ...] [--secs N] [--rounds N]
-//!         [--compare-asks]
+//!         [--compare-asks] [--a-size WxH]
 //!
 //! Defaults: quotas of 30% and 22% of a core, 20 s calls, 2 rounds. `--compare-asks` runs each
 //! call twice, alternating which goes first: as is, and with both peers' decoders never asking for
-//! less video (`--test-no-video-limit`). Needs root and a cgroup `cpu` controller (v2's
+//! less video (`--test-no-video-limit`). `--a-size 320x180` has a send a small picture, so that
+//! what holds it back is decoding b's 720p. Needs root and a cgroup `cpu` controller (v2's
 //! `cpu.max`, or v1's `cpu.cfs_quota_us`); the bench makes its own group and removes it.
 
 use std::fs;
@@ -100,15 +101,22 @@ fn distinct(secs: &[Value], key: &str) -> String {
     values.join(", ")
 }
 
-fn call(percent: u32, secs: u32, room: u64, extra: &[&str]) -> Result<String, String> {
+fn call(
+    percent: u32,
+    secs: u32,
+    room: u64,
+    a_size: &str,
+    extra: &[&str],
+) -> Result<String, String> {
     let quota = Quota::new(percent)?;
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&[]);
     let room = room_code(room);
     let duration = secs.to_string();
-    let args = confab_e2e::test_media("1280x720", &["--duration", &duration, "--wait", "30"]);
-    let args = [&args[..], extra].concat();
-    let a = Peer::start(dir.path(), "a", &server.url, &room, &args);
+    let common = ["--duration", &duration, "--wait", "30"];
+    let args = [&confab_e2e::test_media("1280x720", &common)[..], extra].concat();
+    let a_args = [&confab_e2e::test_media(a_size, &common)[..], extra].concat();
+    let a = Peer::start(dir.path(), "a", &server.url, &room, &a_args);
     quota.add(a.proc.pid());
     let b = Peer::start(dir.path(), "b", &server.url, &room, &args);
     let timeout = Duration::from_secs(u64::from(secs) + 60);
@@ -169,6 +177,11 @@ fn main() {
     };
     let (secs, rounds) = (flag("--secs", 20), flag("--rounds", 2));
     let compare = args.iter().any(|a| a == "--compare-asks");
+    let a_size = args
+        .iter()
+        .position(|a| a == "--a-size")
+        .and_then(|i| args.get(i + 1))
+        .map_or("1280x720", String::as_str);
     let mut quotas: Vec<u32> = Vec::new();
     let mut rest = args.iter();
     while let Some(a) = rest.next() {
@@ -183,7 +196,10 @@ fn main() {
     if quotas.is_empty() {
         quotas = vec![30, 22];
     }
-    println!("720p30 both ways; peer a held to a share of one core; the call's second half");
+    println!(
+        "a sends {a_size}, b 1280x720, at 30 fps; peer a held to a share of one core; the call's \
+         second half"
+    );
     let mut room = 7_100;
     let no_asks: &[&str] = &["--test-no-video-limit"];
     for round in 1..=rounds {
@@ -197,7 +213,7 @@ fn main() {
             }
             for (name, extra) in variants {
                 room += 1;
-                match call(percent, secs, room, extra) {
+                match call(percent, secs, room, a_size, extra) {
                     Ok(line) => {
                         println!("round {round}, a at {percent}% of a core, {name}: {line}")
                     }
