@@ -469,6 +469,27 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_flips_its_ask_gets_the_least_and_no_keyframe_storm() {
+        // A hostile peer asks for the least and for everything in turn, every 100 ms, for a
+        // minute: the first ask is a step down at once; a step back up needs the next rung's
+        // 3 s of room without an ask in between, so the picture stays at the bottom: one change
+        // (one keyframe), not one for each ask.
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        let mut changes = Vec::new();
+        for i in 0..600u64 {
+            ladder.set_receiver_limit((i % 2 == 0).then_some(1));
+            changes.extend(ladder.update(5_000_000, ms(t0, i * 100), false));
+        }
+        assert_eq!(changes, [CAMERA[CAMERA.len() - 1]]);
+        // Once it stops, the climb as usual: a rung each 3 s, back to the top.
+        ladder.set_receiver_limit(None);
+        let steps = feed(&mut ladder, t0, 60_000, 80_000, 5_000_000);
+        assert_eq!(steps.len(), CAMERA.len() - 1, "{steps:?}");
+        assert_eq!(ladder.current(), CAMERA[0]);
+    }
+
+    #[test]
     fn a_receivers_ask_counts_the_pictures_sent_at_the_sources_aspect() {
         // A 4:3 camera's "720p" is 960x720: 0.6 of its pixels a second fits 720x540.
         let t0 = Instant::now();
