@@ -88,6 +88,12 @@ impl ThreadLoad {
         self.light_since = None;
     }
 
+    /// Whether a frame that began at `began` comes after a whole window without frames.
+    pub fn paused_before(&self, began: Instant) -> bool {
+        self.last_frame
+            .is_some_and(|last| began.saturating_duration_since(last) >= WINDOW)
+    }
+
     /// A frame took `busy` of the thread, ending at `now`. `up_ratio`: how many times the work of
     /// a frame now a frame of the rung above would be (pixels a second), or `None` when the
     /// processor is not what holds the picture down. Returns the window this frame ended, if any.
@@ -98,10 +104,7 @@ impl ThreadLoad {
         up_ratio: Option<f64>,
     ) -> Option<Window> {
         let began = now.checked_sub(busy).unwrap_or(now);
-        if self
-            .last_frame
-            .is_some_and(|last| began.saturating_duration_since(last) >= WINDOW)
-        {
+        if self.paused_before(began) {
             // No frame for a whole window (the camera off, nothing to send): that time says
             // nothing of what a frame costs.
             self.restart(began);
@@ -192,8 +195,6 @@ pub struct DecoderAsk {
     /// The last frame's size: a smaller one (the sender took a rung lower) starts the measurement
     /// again.
     last_pixels: u64,
-    /// When the last frame was done.
-    last_at: Option<Instant>,
     /// The asks made, the latest on top; taking one back returns to the one below.
     asks: Vec<Ask>,
 }
@@ -201,8 +202,8 @@ pub struct DecoderAsk {
 impl DecoderAsk {
     /// A frame of `pixels` took the decode thread `busy`, ending at `now`; `arrived`: the frames
     /// that came off the network since the last one (those the decoder dropped as it was behind
-    /// too), so that the rate is what the sender sends. Returns the window it ended, if any: its load;
-    /// `asked` says what to ask for now.
+    /// too), so that the rate is what the sender sends. Returns the window it ended, if any: its
+    /// load; `asked` says what to ask for now.
     pub fn frame(
         &mut self,
         pixels: u64,
@@ -211,10 +212,7 @@ impl DecoderAsk {
         now: Instant,
     ) -> Option<Window> {
         let began = now.checked_sub(busy).unwrap_or(now);
-        let paused = self
-            .last_at
-            .is_some_and(|last| began.saturating_duration_since(last) >= WINDOW);
-        self.last_at = Some(now);
+        let paused = self.load.paused_before(began);
         let smaller = pixels < self.last_pixels;
         if self.last_pixels == 0 || smaller || paused {
             // The first frame, or a rung lower (what was asked for, perhaps): the larger
