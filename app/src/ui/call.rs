@@ -775,18 +775,18 @@ mod tests {
         assert!(call.is_over());
     }
 
+    /// How many of the call's notices say `text`.
+    fn notices_saying(call: &CallUi, text: &str) -> usize {
+        call.warnings.iter().filter(|(_, w)| w == text).count()
+    }
+
     #[test]
     fn a_notice_says_when_the_processor_starts_holding_the_picture_down() {
         let mut call = bare();
         let limit = |call: &CallUi, l: Limitation| {
             call.stats.lock().stats.video_send.quality_limitation = l;
         };
-        let notices = |call: &CallUi| {
-            call.warnings
-                .iter()
-                .filter(|(_, w)| w == CPU_LIMITED)
-                .count()
-        };
+        let notices = |call: &CallUi| notices_saying(call, CPU_LIMITED);
         limit(&call, Limitation::Bandwidth);
         call.sample();
         assert_eq!(
@@ -811,12 +811,7 @@ mod tests {
         let ask = |call: &CallUi, max: u64| {
             call.stats.lock().stats.video_recv.asked_max_pixel_rate = max;
         };
-        let notices = |call: &CallUi| {
-            call.warnings
-                .iter()
-                .filter(|(_, w)| w == ASKING_LESS)
-                .count()
-        };
+        let notices = |call: &CallUi| notices_saying(call, ASKING_LESS);
         call.sample();
         assert_eq!(notices(&call), 0);
         ask(&call, 16_000_000);
@@ -841,12 +836,7 @@ mod tests {
                 .video_recv
                 .frames_dropped_decoder_behind = n;
         };
-        let notices = |call: &CallUi| {
-            call.warnings
-                .iter()
-                .filter(|(_, w)| w == DECODER_BEHIND)
-                .count()
-        };
+        let notices = |call: &CallUi| notices_saying(call, DECODER_BEHIND);
         call.sample();
         assert_eq!(notices(&call), 0);
         skipped(&call, 3);
