@@ -23,6 +23,7 @@ const MAX_NAME_CHARS = 64; // protocol::MAX_NAME_CHARS
 const CONTROL_LABEL = 'confab'; // data::CONTROL_LABEL: JSON chat and file handshake
 const FILE_LABEL = 'confab-file'; // data::FILE_LABEL: binary chunks [u32 BE id][bytes]
 const CHUNK_BYTES = 16 * 1024; // data::CHUNK_BYTES
+const MAX_SCALE_DOWN = 16; // the most a `video_limit` ask scales our video down by
 const MAX_CONTROL_BYTES = 64 * 1024; // data::MAX_CONTROL_BYTES
 const MAX_CHAT_CHARS = 4000; // data::MAX_CHAT_CHARS
 /** Files are received into memory (a Blob), so the page refuses offers larger than this. */
@@ -1346,12 +1347,18 @@ if (typeof document !== 'undefined') {
       // have): our picture is scaled down to fit, its frame rate kept, as the native sender's
       // ladder does for it. Each ask replaces the last.
       async onVideoLimit(max) {
+        if (max !== null && !(typeof max === 'number' && Number.isFinite(max) && max >= 0)) {
+          // As the app does: a value that is not a pixel rate is not read as one (nor as "all").
+          log('ignoring an unreadable video_limit:', String(max).slice(0, 40));
+          return;
+        }
         const sender = this.pc && this.pc.getSenders().find((s) => s.track && s.track.kind === 'video');
         if (!sender) return;
-        const limit = typeof max === 'number' && Number.isFinite(max) && max > 0 ? max : null;
+        const limit = max;
         const { width = 0, height = 0, frameRate = 30 } = sender.track.getSettings();
         const rate = width * height * frameRate;
-        const scale = limit !== null && rate > limit ? Math.sqrt(rate / limit) : 1;
+        // At most 16 times smaller (80x45 of 720p), however little is asked for.
+        const scale = limit !== null && rate > limit ? Math.min(MAX_SCALE_DOWN, Math.sqrt(rate / Math.max(limit, 1))) : 1;
         const params = sender.getParameters();
         if (!params.encodings || params.encodings.length === 0) return;
         params.encodings[0].scaleResolutionDownBy = scale;
