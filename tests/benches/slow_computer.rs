@@ -127,16 +127,16 @@ fn call(
     let half = f64::from(secs) / 2.0;
     let (a_secs, b_secs) = (seconds_after(&sa, half), seconds_after(&sb, half));
     let field = |secs: &[Value], k: &str| -> Vec<f64> { secs.iter().map(|s| num(s, k)).collect() };
-    let mut heights: Vec<u64> = field(&a_secs, "/send_height")
-        .iter()
-        .map(|h| *h as u64)
-        .collect();
-    heights.dedup();
-    let mut b_heights: Vec<u64> = field(&b_secs, "/send_height")
-        .iter()
-        .map(|h| *h as u64)
-        .collect();
-    b_heights.dedup();
+    // The heights sent, each run of equal seconds once.
+    let sent_heights = |secs: &[Value]| -> Vec<u64> {
+        let mut heights: Vec<u64> = field(secs, "/send_height")
+            .iter()
+            .map(|h| *h as u64)
+            .collect();
+        heights.dedup();
+        heights
+    };
+    let (heights, b_heights) = (sent_heights(&a_secs), sent_heights(&b_secs));
     Ok(format!(
         "a sends {:.1} fps at {heights:?}p (limited by {}), encoder load {:.2}; b gets {:.1} fps, \
          glass to glass p50/p95 {:.0}/{:.0} ms, {} freezes; audio from a: mouth to ear p50/p95 \
