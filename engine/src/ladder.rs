@@ -60,6 +60,12 @@ const FAILED_UP_WITHIN: Duration = Duration::from_secs(10);
 /// a target swinging around a rung's threshold (congestion control's sawtooth on a 400 kbit/s
 /// link) stepped up and down every few seconds, a keyframe and a freeze each time.
 const MAX_UP_AFTER: Duration = Duration::from_secs(24);
+/// When a cap (this computer's processor, or what the receiver asked for) lifts, the ladder goes
+/// back to the rung the link carried before the cap took it down, in one step and after this
+/// long, instead of a rung each `UP_AFTER`: the link was not what held the picture down. (A
+/// window restored after it was minimized would otherwise show a small picture for 12 s.) A
+/// rung that fails there waits as any failed step up does (`up_after`).
+const LIFT_AFTER: Duration = Duration::from_secs(1);
 /// Far below the rung: step down at once.
 const FAR_BELOW: f64 = 0.6;
 /// Stepping up needs this much more than the next rung's minimum, so a target hovering at a
@@ -95,6 +101,12 @@ pub struct Ladder {
     /// The largest rung the receiver's decoder keeps up with (what it asked for, see
     /// `thread_load::DecoderAsk`): 0 while it asks for nothing.
     receiver_cap: usize,
+    /// The rung the link carried when a cap first took the ladder below it, until the ladder is
+    /// back there or the link itself takes it lower.
+    before_cap: Option<usize>,
+    /// Which cap took it there (the processor's, named first, or the receiver's): still the
+    /// reason for a lower rung while the ladder waits to go back after the cap lifts.
+    capped_by: Limitation,
     /// The source's size, which decides the size each rung is sent at.
     source: (u32, u32),
 }
@@ -141,6 +153,8 @@ impl Ladder {
             last_up: None,
             cpu_cap: 0,
             receiver_cap: 0,
+            before_cap: None,
+            capped_by: Limitation::None,
             source,
         }
     }
@@ -159,6 +173,9 @@ impl Ladder {
             Limitation::Cpu
         } else if self.current == self.receiver_cap {
             Limitation::Receiver
+        } else if self.before_cap.is_some_and(|before| before < self.current) {
+            // A cap lifted; the ladder goes back within `LIFT_AFTER`.
+            self.capped_by
         } else {
             Limitation::Bandwidth
         }
@@ -215,7 +232,13 @@ impl Ladder {
         if self.current < self.cap() {
             // Down for a processor (ours or the receiver's), at once. Not a failed step up for
             // the bitrate's sake.
+            self.before_cap.get_or_insert(self.current);
             self.current = self.cap();
+            self.capped_by = if self.current == self.cpu_cap {
+                Limitation::Cpu
+            } else {
+                Limitation::Receiver
+            };
             self.below_since = None;
             self.above_since = None;
             self.last_up = None;
@@ -241,11 +264,26 @@ impl Ladder {
                 let fits = (self.current..self.rungs.len())
                     .find(|&i| bps >= f64::from(self.rungs[i].min_bps))
                     .unwrap_or(self.rungs.len() - 1);
+                // The link holds the picture down now; a cap that lifts gives back only this.
+                self.before_cap = None;
                 return self.step_to(fits.max(self.current + 1), now);
             }
             return None;
         }
         self.below_since = None;
+        if let Some(target) = self.lifted_to(bps) {
+            // A rung that failed after an earlier lift waits its longer time.
+            let wait = if self.up_after[target] > UP_AFTER {
+                self.up_after[target]
+            } else {
+                LIFT_AFTER
+            };
+            let since = *self.above_since.get_or_insert(now);
+            if now - since >= wait {
+                return self.step_to(target, now);
+            }
+            return None;
+        }
         if self.current > self.cap() {
             let up = self.rungs[self.current - 1];
             if bps >= UP_HEADROOM * f64::from(up.min_bps) {
@@ -258,6 +296,25 @@ impl Ladder {
         }
         self.above_since = None;
         None
+    }
+
+    /// A cap lifted above the current rung: the rung to go back to, the one the link carried
+    /// before the cap (or the new cap, if lower), as far as the bitrate still carries it with
+    /// headroom. `None` when no cap lifted; when the bitrate has no room above, the link is
+    /// what holds the picture down now, and the rung before the cap is forgotten.
+    fn lifted_to(&mut self, bps: f64) -> Option<usize> {
+        let before = self.before_cap?;
+        if before >= self.current {
+            self.before_cap = None;
+            return None;
+        }
+        let highest = before.max(self.cap());
+        let fits = (highest..self.current)
+            .find(|&i| bps >= UP_HEADROOM * f64::from(self.rungs[i].min_bps));
+        if fits.is_none() && self.current > self.cap() {
+            self.before_cap = None;
+        }
+        fits
     }
 
     fn step_to(&mut self, index: usize, now: Instant) -> Option<Rung> {
@@ -446,8 +503,9 @@ mod tests {
         assert_eq!(steps, vec![(10_000, (640, 360, 30))]);
         assert_eq!(ladder.limitation(), Limitation::Cpu);
         ladder.cpu_up();
+        // Back to 540p, the receiver's cap, a second later (the link was never in the way).
         let steps = feed(&mut ladder, t0, 10_100, 20_000, 5_000_000);
-        assert_eq!(steps, vec![(13_100, (960, 540, 30))]);
+        assert_eq!(steps, vec![(11_100, (960, 540, 30))]);
         // Both hold it at 540p now; once ours would take 720p, only the receiver does.
         assert_eq!(ladder.limitation(), Limitation::Cpu);
         ladder.cpu_up();
@@ -471,9 +529,9 @@ mod tests {
     #[test]
     fn a_receiver_that_flips_its_ask_gets_the_least_and_no_keyframe_storm() {
         // A hostile peer asks for the least and for everything in turn, every 100 ms, for a
-        // minute: the first ask is a step down at once; a step back up needs the next rung's
-        // 3 s of room without an ask in between, so the picture stays at the bottom: one change
-        // (one keyframe), not one for each ask.
+        // minute: the first ask is a step down at once; a step back up needs a second without an
+        // ask, so the picture stays at the bottom: one change (one keyframe), not one for each
+        // ask.
         let t0 = Instant::now();
         let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
         let mut changes = Vec::new();
@@ -482,10 +540,11 @@ mod tests {
             changes.extend(ladder.update(5_000_000, ms(t0, i * 100), false));
         }
         assert_eq!(changes, [CAMERA[CAMERA.len() - 1]]);
-        // Once it stops, the climb as usual: a rung each 3 s, back to the top.
+        // Once it stops (its last ask, at 59.9 s, took the limit back), back to the top, where the
+        // link had it, a second later.
         ladder.set_receiver_limit(None);
         let steps = feed(&mut ladder, t0, 60_000, 80_000, 5_000_000);
-        assert_eq!(steps.len(), CAMERA.len() - 1, "{steps:?}");
+        assert_eq!(steps, vec![(60_900, (1280, 720, 30))]);
         assert_eq!(ladder.current(), CAMERA[0]);
     }
 
@@ -498,6 +557,87 @@ mod tests {
         let steps = feed(&mut ladder, t0, 0, 1_000, 5_000_000);
         assert_eq!(steps, vec![(0, (960, 540, 30))]);
         assert_eq!(send_size(960, 720, ladder.current()), (720, 540));
+    }
+
+    #[test]
+    fn a_lifted_cap_gives_back_what_the_link_carried_in_one_step() {
+        // A receiver that asks for the least (a minimized window) and then for everything: the
+        // top again a second later, not a rung each 3 s.
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        ladder.set_receiver_limit(Some(1));
+        assert_eq!(
+            feed(&mut ladder, t0, 0, 10_000, 5_000_000),
+            vec![(0, (320, 180, 20))]
+        );
+        ladder.set_receiver_limit(None);
+        // Until it goes back, the picture is still down for the receiver, not the link.
+        assert_eq!(ladder.update(5_000_000, ms(t0, 10_000), false), None);
+        assert_eq!(ladder.limitation(), Limitation::Receiver);
+        let steps = feed(&mut ladder, t0, 10_100, 30_000, 5_000_000);
+        assert_eq!(steps, vec![(11_000, (1280, 720, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::None);
+
+        // Only as far as the link carried it: 540p on an 800 kbit/s target, which has no room
+        // for 720p.
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        assert_eq!(
+            feed(&mut ladder, t0, 0, 2_000, 800_000),
+            vec![(1_000, (960, 540, 30))]
+        );
+        ladder.set_receiver_limit(Some(1));
+        feed(&mut ladder, t0, 2_000, 5_000, 800_000);
+        ladder.set_receiver_limit(None);
+        let steps = feed(&mut ladder, t0, 5_000, 30_000, 800_000);
+        assert_eq!(steps, vec![(6_000, (960, 540, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+
+        // The link shrank while the cap held: the lift goes as far as the target carries now.
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        ladder.set_receiver_limit(Some(1));
+        feed(&mut ladder, t0, 0, 1_000, 5_000_000);
+        ladder.set_receiver_limit(None);
+        let steps = feed(&mut ladder, t0, 1_000, 10_000, 400_000);
+        assert_eq!(steps, vec![(2_000, (640, 360, 30))]);
+        assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+
+        // And no further than the bottom, if that is all the link carries: then it is the link
+        // that holds the picture down.
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        ladder.set_receiver_limit(Some(1));
+        feed(&mut ladder, t0, 0, 1_000, 5_000_000);
+        ladder.set_receiver_limit(None);
+        assert!(feed(&mut ladder, t0, 1_000, 5_000, 150_000).is_empty());
+        assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+    }
+
+    #[test]
+    fn a_lift_to_a_rung_that_fails_waits_longer_next_time() {
+        // Back to 720p after a lift, and the link cannot carry it there (the target falls within
+        // 10 s): 720p's next try waits 6 s, as after a failed step up of the link's own.
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        ladder.set_receiver_limit(Some(1));
+        feed(&mut ladder, t0, 0, 1_000, 5_000_000);
+        ladder.set_receiver_limit(None);
+        assert_eq!(
+            feed(&mut ladder, t0, 1_000, 3_000, 5_000_000),
+            vec![(2_000, (1280, 720, 30))]
+        );
+        assert_eq!(
+            feed(&mut ladder, t0, 3_000, 3_200, 580_000),
+            vec![(3_000, (960, 540, 30))]
+        );
+        // Another ask and its lift: back to 540p, where the link had it, a second later; then
+        // 720p only after its doubled wait.
+        ladder.set_receiver_limit(Some(1));
+        feed(&mut ladder, t0, 3_200, 4_000, 5_000_000);
+        ladder.set_receiver_limit(None);
+        let steps = feed(&mut ladder, t0, 4_000, 30_000, 5_000_000);
+        assert_eq!(
+            steps,
+            vec![(5_000, (960, 540, 30)), (11_100, (1280, 720, 30))]
+        );
     }
 
     #[test]
