@@ -363,8 +363,9 @@ pub struct BweShared {
     pub receive_horizon: ReceiveHorizon,
     /// Lip sync: the send pipelines' capture clocks and the other side's sender reports.
     pub sync: super::sync::SyncShared,
-    /// What the other side's decoder keeps up with, in pixels a second (0: it asked for no
-    /// limit): its `video_limit` message sets it, and the video sender's ladder follows it.
+    /// What the other side asked our video to stay within, in pixels a second (0: it asked for
+    /// no limit; see `set_receiver_limit`): its `video_limit` message sets it, and the video
+    /// sender's ladder follows it.
     pub receiver_max_pixel_rate: AtomicU64,
     /// What our decoder asks of the other side's video, in pixels a second (0: nothing): written
     /// by the decode thread (`thread_load::DecoderAsk`), sent on the data channel.
@@ -407,6 +408,15 @@ impl BweSnapshot {
 }
 
 impl BweShared {
+    /// The other side's `video_limit`: at most `max_pixel_rate` pixels a second, `None` for no
+    /// limit. An ask for 0 is an ask for the least (the lowest rung), as the web page reads it,
+    /// not for no limit; returns what is stored.
+    pub fn set_receiver_limit(&self, max_pixel_rate: Option<u64>) -> u64 {
+        let stored = max_pixel_rate.map_or(0, |max| max.max(1));
+        self.receiver_max_pixel_rate.store(stored, Relaxed);
+        stored
+    }
+
     /// Has the estimate start at `bps` instead of `INITIAL_BPS`, when the path is known before any
     /// media is sent (at connect, from the ICE round trip): the encoder reads it at once, the
     /// estimator takes it on its next feedback or timeout, if it has had no feedback yet.
@@ -1083,6 +1093,16 @@ mod tests {
             .find(|(t, _)| *t >= since)
             .map(|(_, bps)| *bps)
             .expect("the trace covers the instant")
+    }
+
+    #[test]
+    fn an_ask_for_no_video_is_an_ask_for_the_least_not_for_no_limit() {
+        let shared = BweShared::default();
+        assert_eq!(shared.set_receiver_limit(Some(0)), 1);
+        assert_eq!(shared.receiver_max_pixel_rate.load(Relaxed), 1);
+        assert_eq!(shared.set_receiver_limit(Some(16_588_800)), 16_588_800);
+        assert_eq!(shared.set_receiver_limit(None), 0);
+        assert_eq!(shared.receiver_max_pixel_rate.load(Relaxed), 0);
     }
 
     #[test]

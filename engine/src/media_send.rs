@@ -470,7 +470,7 @@ impl VideoSender {
             self.receiver_limit = limit;
             tracing::info!(
                 max_pixel_rate = limit,
-                "the receiver's decoder asks for {}",
+                "the receiver asks for {}",
                 if limit == 0 {
                     "all the video again"
                 } else {

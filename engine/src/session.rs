@@ -43,6 +43,7 @@ use super::security::{certificate_fingerprint, first_sha256_fingerprint, securit
 pub use super::server_trust::ServerTrust;
 use super::signaling_client::{Joined, SignalingClient, SignalingEvent};
 use super::stats::BweStats;
+use super::thread_load;
 use super::watchdog::RuntimeWatchdog;
 use super::CallError;
 
@@ -119,6 +120,11 @@ pub enum SessionCommand {
     /// Use another camera: sent at once, or, while a screen is shared, when sharing stops; a
     /// camera that is off stays off. Its size may differ (the encoder restarts with a keyframe).
     SwitchCamera(Box<dyn VideoSource>),
+    /// Whether the other person's video is shown now. While it is not (the window is minimized),
+    /// the other side is asked for the least video (`video_limit`, 180p20): both computers
+    /// save most of the video's work, and the picture comes back about a second after it is
+    /// shown again.
+    SetVideoShown(bool),
     Hangup,
 }
 
@@ -608,6 +614,7 @@ async fn in_room(
         lost_at: None,
         bwe,
         sas_settled: false,
+        video_shown: true,
     };
     let outcome = call
         .run(joined, signaling, peer_rx, link_rx, error_rx, commands)
@@ -635,6 +642,8 @@ struct CallLoop {
     bwe: Arc<BweShared>,
     /// The security code was shown (or its failure reported).
     sas_settled: bool,
+    /// The person sees the other side's video (`SessionCommand::SetVideoShown`).
+    video_shown: bool,
 }
 
 /// What one event means for the loop.
@@ -715,8 +724,7 @@ impl CallLoop {
                     fill_bwe_stats(&self.bwe, &self.stats);
                     self.stats.lock().tick_second();
                     // What our decoder keeps up with, to the sender (when it changed).
-                    let asked = self.bwe.decoder_asks_pixel_rate.load(Ordering::Relaxed);
-                    self.link.ask_video_limit((asked > 0).then_some(asked)).await;
+                    self.ask_for_video().await;
                     None
                 }
                 _ = restart_tick.tick() => {
@@ -1005,14 +1013,24 @@ impl CallLoop {
         self.notify(notices).await;
         self.check_sas().await;
         if let Some(limit) = self.link.take_video_limit() {
-            // The other side's decoder: the video sender's ladder follows it from the next frame.
-            let max = limit.unwrap_or(0);
+            // The other side's decoder, or its window: the video sender's ladder follows it from
+            // the next frame.
+            let max = self.bwe.set_receiver_limit(limit);
             tracing::debug!(max_pixel_rate = max, "the other side asks for at most");
-            self.bwe
-                .receiver_max_pixel_rate
-                .store(max, Ordering::Relaxed);
             self.stats.lock().stats.video_send.receiver_max_pixel_rate = max;
         }
+    }
+
+    /// Asks the other side for at most what our decoder keeps up with, or for the least while
+    /// the video is not shown; a repeat of the last ask is not sent.
+    async fn ask_for_video(&mut self) {
+        let decoder = self.bwe.decoder_asks_pixel_rate.load(Ordering::Relaxed);
+        let ask = if self.video_shown {
+            (decoder > 0).then_some(decoder)
+        } else {
+            Some(thread_load::MIN_ASK)
+        };
+        self.link.ask_video_limit(ask).await;
     }
 
     async fn notify(&mut self, notices: Vec<LinkNotice>) {
@@ -1057,6 +1075,12 @@ impl CallLoop {
             Some(SessionCommand::SwitchCamera(source)) => {
                 let switched = self.media.switch_camera(source);
                 self.switch_problem(switched, "camera").await;
+            }
+            Some(SessionCommand::SetVideoShown(shown)) => {
+                self.video_shown = shown;
+                self.stats.lock().stats.video_recv.not_shown = !shown;
+                // At once: the person is waiting for the picture to come back.
+                self.ask_for_video().await;
             }
             Some(SessionCommand::Hangup) | None => {
                 let actions = self.negotiation.neg.hang_up();

@@ -105,6 +105,9 @@ pub struct VideoRecvStats {
     /// What this side's decoder asks the sender for at most, in pixels a second (0: nothing), as
     /// it did not keep up (`thread_load::DecoderAsk`).
     pub asked_max_pixel_rate: u64,
+    /// The person is not shown the video now (the window is minimized), so the least of it is
+    /// asked for (`SessionCommand::SetVideoShown`).
+    pub not_shown: bool,
     /// From a frame's first packet to its last (waits for reordered or retransmitted packets).
     pub assembly_ms: Percentiles,
     pub stamped_frames: u64,
