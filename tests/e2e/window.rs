@@ -115,3 +115,109 @@ fn the_window_shows_the_other_persons_video() {
     let peer = peer.finish(Duration::from_secs(40));
     assert!(peer.status.success(), "{}", peer.stderr);
 }
+
+/// Runs `xdotool` on `display` with `args`; what it printed.
+fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool (scripts/setup.sh --test installs it)");
+    assert!(out.status.success(), "xdotool {args:?} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The window minimized (by the window manager, as a person would) draws nothing; the app still
+/// runs its logic, and asks the other side for the least video: the peer sends 180p until the
+/// window is shown again, and then 720p again in one step, not a rung at a time.
+#[test]
+fn a_minimized_window_asks_for_the_least_video_until_it_is_shown_again() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(1280, 800);
+    let _wm = x.window_manager();
+    let server = Server::start(&[]);
+    let room = room_code(77);
+    let layout = dir.path().join("layout.json");
+    let stderr = dir.path().join("window.stderr");
+    let window = confab_e2e::command(bin("confab"))
+        .args(["join", &room, "--server", &server.url])
+        .args(["--camera", "none", "--mic", "none", "--speaker", "null"])
+        .env("DISPLAY", &x.display)
+        .env("CONFAB_CONFIG_DIR", dir.path())
+        .env("CONFAB_UI_LAYOUT", &layout)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("confab window");
+    let mut window = Proc {
+        child: window,
+        name: "confab window".into(),
+    };
+    let peer = Peer::start(
+        dir.path(),
+        "peer",
+        &server.url,
+        &room,
+        &test_media("1280x720", &["--duration", "20", "--wait", "30"]),
+    );
+    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !layout.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed remote video: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let id = xdotool(&x.display, &["search", "--name", "Confab"]);
+    let id = id
+        .lines()
+        .next()
+        .expect("the window, by its title")
+        .to_owned();
+    xdotool(&x.display, &["windowminimize", &id]);
+    std::thread::sleep(Duration::from_secs(5));
+    xdotool(&x.display, &["windowactivate", &id]);
+    let peer = peer.finish(Duration::from_secs(40)).succeeded("peer");
+    assert!(
+        window.child.try_wait().unwrap().is_none(),
+        "the window is still up"
+    );
+    let said = log();
+    assert!(
+        said.contains("no longer shows the other person's video")
+            && said.contains("the window shows the other person's video"),
+        "the window saw itself minimized and shown again: {said}"
+    );
+
+    // What the peer sent, second by second: 720p, 180p for the receiver while minimized, then
+    // 720p again with nothing in between.
+    let seconds: Vec<(u64, String)> = peer["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["send_height"].as_u64().unwrap_or(0) > 0)
+        .map(|s| {
+            (
+                s["send_height"].as_u64().unwrap(),
+                s["quality_limitation"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let mut heights: Vec<u64> = seconds.iter().map(|s| s.0).collect();
+    heights.dedup();
+    assert_eq!(
+        heights,
+        [720, 180, 720],
+        "heights sent, second by second: {seconds:?}"
+    );
+    let minimized: Vec<&(u64, String)> = seconds.iter().filter(|s| s.0 == 180).collect();
+    assert!(
+        minimized.len() >= 3 && minimized.iter().all(|s| s.1 == "receiver"),
+        "180p for the receiver while minimized: {seconds:?}"
+    );
+}

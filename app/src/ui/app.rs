@@ -662,14 +662,25 @@ impl ConfabApp {
         }
     }
 
-    /// The whole window; used by eframe and by the UI tests.
+    /// What runs whether the window is drawn or not (eframe draws nothing while it is minimized
+    /// or covered, and then calls only this): the call's events are taken (a chat's desktop
+    /// notice, a file's progress; the session waits once `EVENT_QUEUE` of them are queued), and
+    /// the other side is asked for the least video while none of it is shown.
+    pub fn tick(&mut self, ctx: &egui::Context) {
+        self.poll();
+        if let Some(call) = &mut self.call {
+            let shown = ctx.input(|i| i.viewport().visible()).unwrap_or(true);
+            call.set_video_shown(shown);
+        }
+    }
+
+    /// The whole window; used by eframe and by the UI tests (after `tick`, as eframe does).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         if !super::theme::ensure_installed(ui.ctx()) {
             return;
         }
         let remote = self.call.as_ref().map(|call| &*call.remote);
         let _ = self.paints.pass(ui.ctx(), remote, Instant::now());
-        self.poll();
         let in_call =
             self.call.is_some() || self.starting.is_some() || self.waiting_for_server.is_some();
         let commands = if in_call {
@@ -758,6 +769,11 @@ fn notify_desktop(text: String) {
 const CALL_END_WAIT: Duration = Duration::from_secs(3);
 
 impl eframe::App for ConfabApp {
+    /// Before every `ui`, and alone while the window is hidden.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.tick(ctx);
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
     }

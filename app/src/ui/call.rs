@@ -172,6 +172,9 @@ pub struct CallUi {
     cpu_limited: bool,
     /// Whether our decoder was asking the other side for less video at the last sample.
     asking_less: bool,
+    /// Whether the window shows the other person's video (it is not minimized or covered), as
+    /// last told to the session.
+    video_shown: bool,
     /// Frames the decoder had skipped at the last sample, and when a notice last said so.
     decoder_behind: u64,
     decoder_notice: Option<Instant>,
@@ -268,6 +271,7 @@ impl CallUi {
             last_frames: 0,
             cpu_limited: false,
             asking_less: false,
+            video_shown: true,
             decoder_behind: 0,
             decoder_notice: None,
             screen_opening: None,
@@ -281,6 +285,22 @@ impl CallUi {
     pub fn command(&self, command: SessionCommand) {
         // The session is gone when this fails; the state shows it already.
         let _ = self.commands.try_send(command);
+    }
+
+    /// The window shows the other person's video, or not (minimized, or covered where the
+    /// system says so): while it does not, the session asks the other side for the least video,
+    /// which saves both computers most of the video's work.
+    pub fn set_video_shown(&mut self, shown: bool) {
+        if shown == self.video_shown {
+            return;
+        }
+        self.video_shown = shown;
+        tracing::info!(
+            shown,
+            "the window {} the other person's video",
+            if shown { "shows" } else { "no longer shows" }
+        );
+        self.command(SessionCommand::SetVideoShown(shown));
     }
 
     /// Opens the screen (or window) `spec` names on a helper thread; sharing starts when it is
@@ -647,10 +667,22 @@ impl CallUi {
     /// A call with no session behind it (commands go nowhere), for the tests of the views.
     #[cfg(test)]
     pub fn bare() -> CallUi {
+        Self::wired().0
+    }
+
+    /// A call with no session behind it, and the ends a session would hold: what feeds its
+    /// events, and what it commands.
+    #[cfg(test)]
+    pub fn wired() -> (
+        CallUi,
+        mpsc::Sender<SessionEvent>,
+        mpsc::Receiver<SessionCommand>,
+    ) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let (commands, _rx) = mpsc::channel(8);
+        let (commands, commands_rx) = mpsc::channel(8);
+        let (events_tx, events) = mpsc::channel(8);
         let (switch_tx, switch_rx) = std::sync::mpsc::sync_channel(SWITCHES_OPENING);
-        CallUi {
+        let call = CallUi {
             room: "kfq-wmzt-pxd".into(),
             state: CallState::Joining,
             peer_name: None,
@@ -680,13 +712,14 @@ impl CallUi {
             started: Instant::now(),
             connected_at: None,
             commands,
-            events: mpsc::channel(1).1,
+            events,
             repaint: egui::Context::default(),
             task: Some(runtime.spawn(std::future::pending())),
             last_sample: Instant::now(),
             last_frames: 0,
             cpu_limited: false,
             asking_less: false,
+            video_shown: true,
             decoder_behind: 0,
             decoder_notice: None,
             screen_opening: None,
@@ -694,7 +727,8 @@ impl CallUi {
             switch_rx,
             switched: Vec::new(),
             next_transfer_id: 1,
-        }
+        };
+        (call, events_tx, commands_rx)
     }
 
     pub fn hang_up(&mut self) {
@@ -773,6 +807,29 @@ mod tests {
         assert_eq!(call.state.label(), "Connection lost, reconnecting…");
         call.apply(SessionEvent::PeerLeft);
         assert!(call.is_over());
+    }
+
+    #[test]
+    fn the_session_hears_when_the_video_stops_and_starts_being_shown_once_each() {
+        let (mut call, _events, mut commands) = CallUi::wired();
+        let mut told = || {
+            let mut shown = Vec::new();
+            while let Ok(command) = commands.try_recv() {
+                if let SessionCommand::SetVideoShown(s) = command {
+                    shown.push(s);
+                }
+            }
+            shown
+        };
+        // Every frame says so; the session hears only the changes.
+        call.set_video_shown(true);
+        assert_eq!(told(), Vec::<bool>::new());
+        call.set_video_shown(false);
+        call.set_video_shown(false);
+        assert_eq!(told(), [false]);
+        call.set_video_shown(true);
+        call.set_video_shown(true);
+        assert_eq!(told(), [true]);
     }
 
     /// How many of the call's notices say `text`.

@@ -120,13 +120,25 @@ fn join_and_meet(
     net: &tokio::runtime::Runtime,
     url: &str,
 ) -> Session {
+    join_and_meet_with(harness, net, url, |url, room| {
+        peer(url, room, Instant::now())
+    })
+}
+
+/// Like `join_and_meet`, with the peer `start` makes (from the server's address and the room).
+fn join_and_meet_with(
+    harness: &mut Harness<'_, ConfabApp>,
+    net: &tokio::runtime::Runtime,
+    url: &str,
+    start: impl FnOnce(&str, &str) -> Session,
+) -> Session {
     let room = "kfq-wmzt-pxd";
     harness.state_mut().room_input = room.into();
     harness.get_by_label("Join").click();
     run_until(harness, "waiting", |h| {
         h.query_by_label("Waiting for the other person…").is_some()
     });
-    let peer = net.block_on(async { peer(url, room, Instant::now()) });
+    let peer = net.block_on(async { start(url, room) });
     run_until(harness, "connected", |h| {
         h.query_by_label("In a call with Peer").is_some()
     });
@@ -144,7 +156,7 @@ fn lobby_join_call_chat_toggles_hang_up() {
     let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1100.0, 720.0))
-        .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
+        .build_ui_state(run_app, app);
     let ctx = harness.ctx.clone();
     harness.state_mut().ctx = ctx;
     run_until(&mut harness, "device lists", |h| {
@@ -331,6 +343,111 @@ fn closing_the_window_right_after_hanging_up_leaves_the_room() {
     eframe::App::on_exit(harness.state_mut(), None);
     drop(harness);
     assert_we_left(&net, server, peer);
+}
+
+/// Minimized, the window draws nothing, and eframe runs only the app's logic (`tick`): the
+/// call's events are still taken, and the other side is asked for the least video (180p20)
+/// until the window shows again, when the picture comes back about a second later.
+#[test]
+fn a_minimized_window_asks_for_the_least_video_and_still_takes_the_calls_events() {
+    let (net, server) = local_server();
+    let url = server.ws_url();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), &url, "none", "none");
+    let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
+    let mut harness = harness_for(app);
+    let peer = join_and_meet_with(&mut harness, &net, &url, |url, room| {
+        let io = MediaIo {
+            camera: Some(Box::new(TestPattern::new(640, 360, 15))),
+            mic: None,
+            speaker: Some(Box::new(NullSink)),
+            screen: None,
+            video_out: std::sync::Arc::new(Discard),
+        };
+        peer_with(url, room, Instant::now(), io)
+    });
+    let sent = |peer: &Session| {
+        let s = peer.stats.snapshot();
+        (s.video_send.height, s.video_send.receiver_max_pixel_rate)
+    };
+    run_until(&mut harness, "360p from the peer", |_| {
+        sent(&peer) == (360, 0)
+    });
+
+    // Minimized: frames of logic alone, as eframe runs them while nothing is drawn.
+    let ctx = harness.ctx.clone();
+    let mut hidden = egui::RawInput::default();
+    hidden
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .minimized = Some(true);
+    peer.commands
+        .try_send(confab_engine::session::SessionCommand::Chat(
+            "still there?".into(),
+        ))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let chat_taken = |app: &ConfabApp| {
+        app.call
+            .as_ref()
+            .is_some_and(|c| c.chat.iter().any(|l| l.text == "still there?"))
+    };
+    loop {
+        let _ = ctx.run_logic(&hidden, |ctx| harness.state_mut().tick(ctx));
+        let least = sent(&peer) == (180, confab_engine::thread_load::MIN_ASK);
+        if least && chat_taken(harness.state()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "minimized: the peer sends {:?} (height, asked pixels a second); chat taken: {}",
+            sent(&peer),
+            chat_taken(harness.state())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        harness
+            .state()
+            .call
+            .as_ref()
+            .unwrap()
+            .stats
+            .snapshot()
+            .video_recv
+            .not_shown
+    );
+
+    // Shown again: the ask is taken back at once, and the peer goes back to 360p in one step
+    // (not through 270p, a rung each 3 s, as a link that had been too slow).
+    let mut heights = Vec::new();
+    run_until(&mut harness, "360p again", |_| {
+        let (height, asked) = sent(&peer);
+        if heights.last() != Some(&height) {
+            heights.push(height);
+        }
+        (height, asked) == (360, 0)
+    });
+    assert_eq!(
+        heights,
+        [180, 360],
+        "heights sent after the window showed again"
+    );
+    assert!(
+        !harness
+            .state()
+            .call
+            .as_ref()
+            .unwrap()
+            .stats
+            .snapshot()
+            .video_recv
+            .not_shown
+    );
+    drop(harness);
+    drop(peer);
+    net.block_on(server.shutdown()).unwrap();
 }
 
 /// The peer hears at once that we left (a seat kept for a resume would be "away" for 30 s),
@@ -533,7 +650,7 @@ fn a_room_nobody_can_reach_says_why() {
     let app = ConfabApp::new(egui::Context::default(), Some(dir.path().to_owned()), None);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1100.0, 720.0))
-        .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
+        .build_ui_state(run_app, app);
     let ctx = harness.ctx.clone();
     harness.state_mut().ctx = ctx;
     harness.state_mut().room_input = "kfq-wmzt-pxd".into();
@@ -554,10 +671,16 @@ fn dead_port() -> u16 {
         .port()
 }
 
+/// A frame of the app as eframe runs it: its logic, then its window.
+fn run_app(ui: &mut egui::Ui, app: &mut ConfabApp) {
+    app.tick(ui.ctx());
+    app.show(ui);
+}
+
 fn harness_for(app: ConfabApp) -> Harness<'static, ConfabApp> {
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1100.0, 720.0))
-        .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
+        .build_ui_state(run_app, app);
     let ctx = harness.ctx.clone();
     harness.state_mut().ctx = ctx;
     harness

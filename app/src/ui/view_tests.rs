@@ -193,7 +193,13 @@ fn lobby_harness_in(
     let mut harness = Harness::builder()
         .with_size(egui::vec2(size.0, size.1))
         .with_theme(theme)
-        .build_ui_state(|ui, app: &mut ConfabApp| app.show(ui), app);
+        .build_ui_state(
+            |ui, app: &mut ConfabApp| {
+                app.tick(ui.ctx());
+                app.show(ui);
+            },
+            app,
+        );
     let ctx = harness.ctx.clone();
     harness.state_mut().ctx = ctx;
     wait(&mut harness, "device lists", |h| {
