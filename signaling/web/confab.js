@@ -24,6 +24,7 @@ const CONTROL_LABEL = 'confab'; // data::CONTROL_LABEL: JSON chat and file hands
 const FILE_LABEL = 'confab-file'; // data::FILE_LABEL: binary chunks [u32 BE id][bytes]
 const CHUNK_BYTES = 16 * 1024; // data::CHUNK_BYTES
 const MAX_SCALE_DOWN = 16; // the most a `video_limit` ask scales our video down by
+const LEAST_VIDEO = 320 * 180 * 20; // thread_load::MIN_ASK: what a hidden page asks for
 const MAX_CONTROL_BYTES = 64 * 1024; // data::MAX_CONTROL_BYTES
 const MAX_CHAT_CHARS = 4000; // data::MAX_CHAT_CHARS
 /** Files are received into memory (a Blob), so the page refuses offers larger than this. */
@@ -397,6 +398,8 @@ if (typeof document !== 'undefined') {
       // What the other side's decoder last asked of our video ({ maxPixelRate, scale }), once it
       // asked: the picture is scaled down by `scale` to fit.
       videoLimit: null,
+      // Whether the page last asked the other side for the least video, as it is hidden.
+      askedLeastVideo: false,
     };
     window.confab = confab;
 
@@ -558,6 +561,7 @@ if (typeof document !== 'undefined') {
         this.statsTimer = null;
         this.joinTimer = null;
         this.resumeToken = null; // from `welcome`: gets our seat back after a dropped socket
+        this.askedLeast = false; // we asked for the least video, as the page is hidden
         this.resumeAttempts = 0;
         this.everConnected = false;
         this.downSince = null; // the connection dropped (after it first connected)
@@ -1212,9 +1216,24 @@ if (typeof document !== 'undefined') {
         ui.chatSend.disabled = !control;
         ui.fileInput.disabled = !(control && file);
         if (control) {
+          this.askForVideo();
           this.startSas().catch((err) => log('security code exchange failed:', err.message));
           while (this.queuedChat.length) this.chat(this.queuedChat.shift());
           if (file) while (this.queuedFiles.length) this.offerFile(this.queuedFiles.shift());
+        }
+      }
+
+      // While the page is hidden (another tab in front, the browser minimized) nobody sees the
+      // other side's video: ask it for the least (`video_limit`), as the app does while its window
+      // is minimized, and take the ask back when the page shows again. Both computers save most
+      // of the video's work meanwhile.
+      askForVideo() {
+        const hidden = document.visibilityState === 'hidden';
+        if (hidden === this.askedLeast) return;
+        if (this.sendControl({ type: 'video_limit', max_pixel_rate: hidden ? LEAST_VIDEO : null })) {
+          this.askedLeast = hidden;
+          confab.askedLeastVideo = hidden;
+          log(hidden ? 'the page is hidden: asking for the least video' : 'the page shows again: asking for all the video');
         }
       }
 
@@ -1900,6 +1919,9 @@ if (typeof document !== 'undefined') {
     window.addEventListener('offline', () => log('the browser is offline'));
     window.addEventListener('online', () => {
       if (call && !call.closed) call.onNetworkChanged();
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (call && !call.closed) call.askForVideo();
     });
     window.addEventListener('pagehide', () => {
       if (call && !call.closed) {

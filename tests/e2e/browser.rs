@@ -488,3 +488,37 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
         assert!(num(s, "/recv_fps") >= 25.0, "native's last seconds: {s}");
     }
 }
+
+/// A page that is hidden (another tab in front, the browser minimized) asks the native sender
+/// for the least video, and for all of it once it shows again: the native peer sends 180p while
+/// the page is hidden, then 720p in one step. (Headless Chromium shows every page: the harness
+/// hides it in the page's DOM, `--hide`, which is what the page's script sees of a background
+/// tab.)
+#[test]
+fn a_hidden_page_asks_the_native_peer_for_the_least_video() {
+    let _machine = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&[]);
+    let room = room_code(78);
+    let url = confab_e2e::browser::page_url(&server.url, &room, "Browser");
+    let native_args = test_media("1280x720", &["--duration", "22", "--wait", "40"]);
+    let browser_args = [
+        "--frames",
+        "30",
+        "--timeout",
+        "40",
+        "--hold",
+        "20",
+        "--hide",
+        "3:9",
+    ];
+    let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, json, stderr) = browser(&url, &browser_args);
+    let stats = both_succeeded(native, ok, &json, &stderr);
+    confab_e2e::assert_least_video_then_all(&confab_e2e::sent_by_second(&stats));
+    assert_eq!(
+        json["askedLeastVideo"], false,
+        "shown again at the end: {json}"
+    );
+}

@@ -196,28 +196,5 @@ fn a_minimized_window_asks_for_the_least_video_until_it_is_shown_again() {
 
     // What the peer sent, second by second: 720p, 180p for the receiver while minimized, then
     // 720p again with nothing in between.
-    let seconds: Vec<(u64, String)> = peer["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["send_height"].as_u64().unwrap_or(0) > 0)
-        .map(|s| {
-            (
-                s["send_height"].as_u64().unwrap(),
-                s["quality_limitation"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    let mut heights: Vec<u64> = seconds.iter().map(|s| s.0).collect();
-    heights.dedup();
-    assert_eq!(
-        heights,
-        [720, 180, 720],
-        "heights sent, second by second: {seconds:?}"
-    );
-    let minimized: Vec<&(u64, String)> = seconds.iter().filter(|s| s.0 == 180).collect();
-    assert!(
-        minimized.len() >= 3 && minimized.iter().all(|s| s.1 == "receiver"),
-        "180p for the receiver while minimized: {seconds:?}"
-    );
+    confab_e2e::assert_least_video_then_all(&confab_e2e::sent_by_second(&peer));
 }

@@ -456,6 +456,40 @@ fn utc_timestamp(text: &str) -> Option<std::time::SystemTime> {
 }
 
 /// Reads a number at a JSON pointer like `/video_recv/frames_decoded`.
+/// What a peer sent, second by second, from its stats' timeline: (height, quality limitation),
+/// for the seconds it sent video.
+pub fn sent_by_second(stats: &serde_json::Value) -> Vec<(u64, String)> {
+    stats["timeline"]
+        .as_array()
+        .expect("a timeline")
+        .iter()
+        .filter(|s| s["send_height"].as_u64().unwrap_or(0) > 0)
+        .map(|s| {
+            (
+                s["send_height"].as_u64().unwrap_or(0),
+                s["quality_limitation"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A peer's picture went from 720p to 180p for the receiver (at least 3 s of it) and back to
+/// 720p with nothing in between: the receiver asked for the least video and took the ask back.
+pub fn assert_least_video_then_all(sent: &[(u64, String)]) {
+    let mut heights: Vec<u64> = sent.iter().map(|s| s.0).collect();
+    heights.dedup();
+    assert_eq!(
+        heights,
+        [720, 180, 720],
+        "heights sent, second by second: {sent:?}"
+    );
+    let least: Vec<&(u64, String)> = sent.iter().filter(|s| s.0 == 180).collect();
+    assert!(
+        least.len() >= 3 && least.iter().all(|s| s.1 == "receiver"),
+        "180p for the receiver: {sent:?}"
+    );
+}
+
 pub fn num(stats: &serde_json::Value, pointer: &str) -> f64 {
     stats
         .pointer(pointer)

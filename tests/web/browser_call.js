@@ -41,6 +41,10 @@ const USAGE = `usage: node browser_call.js URL [options]
                         and also wait until the other side has closed every one of them
   --no-h264             hide H.264 from the page's codec capabilities, so it offers and
                         answers VP8 (and the like) only: a browser that cannot do H.264
+  --hide FROM:TO        during --hold, the page is hidden from FROM to TO seconds into it: its
+                        document reports visibilityState "hidden" and fires visibilitychange
+                        (headless Chromium shows every page, so this is done in the page's DOM,
+                        as a tab sent to the background would look to the page's script)
   --chromium PATH       the browser (default /usr/bin/chromium)`;
 
 /**
@@ -94,6 +98,7 @@ function parseArgs(argv) {
     denyMedia: false,
     noH264: false,
     foreignChannels: 0,
+    hide: null, // [from, to] seconds into --hold
     chromium: '/usr/bin/chromium',
   };
   const number = (flag, value) => {
@@ -120,6 +125,12 @@ function parseArgs(argv) {
       case '--deny-media': opts.denyMedia = true; break;
       case '--no-h264': opts.noH264 = true; break;
       case '--foreign-channels': opts.foreignChannels = number(arg, value()); break;
+      case '--hide': {
+        const [from, to] = value().split(':').map((v) => number(arg, v));
+        if (!(to > from)) throw new Error('--hide needs FROM:TO with TO after FROM');
+        opts.hide = [from, to];
+        break;
+      }
       case '--chromium': opts.chromium = value(); break;
       case '-h':
       case '--help':
@@ -146,6 +157,16 @@ function pageHosts(url) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Runs in the page: the document is hidden (or shown), as for a tab sent to the background. */
+function setHidden(hidden) {
+  Object.defineProperty(document, 'visibilityState', {
+    configurable: true,
+    get: () => (hidden ? 'hidden' : 'visible'),
+  });
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+  document.dispatchEvent(new Event('visibilitychange'));
+}
+
 /** What the page says about itself, in one round trip. */
 async function snapshot(page) {
   return page.evaluate(async () => {
@@ -168,6 +189,7 @@ async function snapshot(page) {
       offersResent: c.offersResent || 0,
       foreignChannels: { ...c.foreignChannels },
       videoLimit: c.videoLimit,
+      askedLeastVideo: c.askedLeastVideo,
       stats: await c.stats(),
     };
   });
@@ -431,9 +453,19 @@ async function run(opts, result) {
 
     if (result.ok && opts.hold > 0) {
       // Stay so the other side can measure what we send (and deliver its files and chat).
-      const holdUntil = Date.now() + opts.hold * 1000;
+      const holdFrom = Date.now();
+      const holdUntil = holdFrom + opts.hold * 1000;
+      let hidden = false;
       while (Date.now() < holdUntil) {
         await sleep(250);
+        if (opts.hide) {
+          const at = (Date.now() - holdFrom) / 1000;
+          const hide = at >= opts.hide[0] && at < opts.hide[1];
+          if (hide !== hidden) {
+            hidden = hide;
+            await page.evaluate(setHidden, hide);
+          }
+        }
         const state = await page.evaluate(() => window.confab.state);
         if (state !== 'connected' && state !== 'connecting') break;
       }
@@ -479,6 +511,7 @@ function summarize(snap) {
     iceRestarts: snap.iceRestarts,
     foreignChannels: snap.foreignChannels,
     videoLimit: snap.videoLimit,
+    askedLeastVideo: snap.askedLeastVideo,
     resumes: snap.resumes,
     offersResent: snap.offersResent,
     stats: s,
