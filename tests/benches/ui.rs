@@ -181,7 +181,75 @@ fn main() {
             let room = room_code(81 + (run * configs.len() + n) as u64);
             call_cores(&x.display, dir.path(), &server.url, &room, secs, config);
         }
+        if only
+            .as_ref()
+            .is_none_or(|only| "minimized".contains(only.as_str()))
+        {
+            let room = room_code(181 + run as u64);
+            minimized_cores(&x, dir.path(), &server.url, &room, secs);
+        }
     }
+}
+
+/// The glow window receiving 1280x720@30, shown and then minimized (by openbox, through
+/// xdotool): the window's cores and the sending peer's, over `secs` each. Minimized, the window
+/// draws nothing and asks the peer for the least video (180p20).
+fn minimized_cores(x: &Xvfb, dir: &std::path::Path, server_url: &str, room: &str, secs: u64) {
+    let _wm = x.window_manager();
+    let args = [
+        "join",
+        room,
+        "--server",
+        server_url,
+        "--camera",
+        "none",
+        "--mic",
+        "none",
+        "--speaker",
+        "null",
+    ];
+    let call = window_with(&x.display, dir, &args, &[("CONFAB_RENDERER", "glow")]);
+    let peer = Peer::start(
+        dir,
+        &format!("peer-{room}"),
+        server_url,
+        room,
+        &test_media(
+            "1280x720",
+            &["--duration", &(2 * secs + 12).to_string(), "--wait", "30"],
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let both = |what: &str| {
+        std::thread::sleep(Duration::from_secs(2));
+        let (window, peer_before) = (cpu_seconds(call.pid()), cpu_seconds(peer.proc.pid()));
+        std::thread::sleep(Duration::from_secs(secs));
+        let window = (cpu_seconds(call.pid()) - window) / secs as f64;
+        let sent = (cpu_seconds(peer.proc.pid()) - peer_before) / secs as f64;
+        println!(
+            "window receiving a 1280x720@30 call, {what}: the window {window:.3} cores, the peer \
+             sending to it {sent:.3} cores"
+        );
+    };
+    both("shown");
+    let xdotool = |args: &[&str]| {
+        std::process::Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &x.display)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(id) = xdotool(&["search", "--name", "Confab"])
+        .and_then(|ids| ids.lines().next().map(str::to_owned))
+    else {
+        println!("(no window to minimize: xdotool found none)");
+        return;
+    };
+    xdotool(&["windowminimize", &id]);
+    both("minimized");
+    drop(call);
+    let _ = peer.finish(Duration::from_secs(60));
 }
 
 /// One way the window is run: its renderer and video path (environment), and what it sends.
