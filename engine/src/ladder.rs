@@ -66,6 +66,11 @@ const MAX_UP_AFTER: Duration = Duration::from_secs(24);
 /// window restored after it was minimized would otherwise show a small picture for 12 s.) A
 /// rung that fails there waits as any failed step up does (`up_after`).
 const LIFT_AFTER: Duration = Duration::from_secs(1);
+/// A lift undone by a cap within this long (a receiver that asks again at once) doubles the wait
+/// before the next lift to that rung, as a failed step up does: a peer that takes its ask back
+/// and asks again, over and over, gets a keyframe pair at most every `MAX_UP_AFTER`, not every
+/// second. Longer than a person's glance at a window they minimize again, shorter than a call.
+const LIFT_HELD: Duration = Duration::from_secs(3);
 /// Far below the rung: step down at once.
 const FAR_BELOW: f64 = 0.6;
 /// Stepping up needs this much more than the next rung's minimum, so a target hovering at a
@@ -104,6 +109,8 @@ pub struct Ladder {
     /// The rung the link carried when a cap first took the ladder below it, until the ladder is
     /// back there or the link itself takes it lower.
     before_cap: Option<usize>,
+    /// The rung the last lift went back to, and when.
+    last_lift: Option<(usize, Instant)>,
     /// Which cap took it there (the processor's, named first, or the receiver's): still the
     /// reason for a lower rung while the ladder waits to go back after the cap lifts.
     capped_by: Limitation,
@@ -154,6 +161,7 @@ impl Ladder {
             cpu_cap: 0,
             receiver_cap: 0,
             before_cap: None,
+            last_lift: None,
             capped_by: Limitation::None,
             source,
         }
@@ -233,6 +241,11 @@ impl Ladder {
             // Down for a processor (ours or the receiver's), at once. Not a failed step up for
             // the bitrate's sake.
             self.before_cap.get_or_insert(self.current);
+            if let Some((lifted, at)) = self.last_lift.take() {
+                if now.saturating_duration_since(at) < LIFT_HELD {
+                    self.up_after[lifted] = (self.up_after[lifted] * 2).min(MAX_UP_AFTER);
+                }
+            }
             self.current = self.cap();
             self.capped_by = if self.current == self.cpu_cap {
                 Limitation::Cpu
@@ -264,8 +277,10 @@ impl Ladder {
                 let fits = (self.current..self.rungs.len())
                     .find(|&i| bps >= f64::from(self.rungs[i].min_bps))
                     .unwrap_or(self.rungs.len() - 1);
-                // The link holds the picture down now; a cap that lifts gives back only this.
+                // The link holds the picture down now; a cap that lifts gives back only this. (A
+                // lift that led here failed as a step up, which `step_to` counts.)
                 self.before_cap = None;
+                self.last_lift = None;
                 return self.step_to(fits.max(self.current + 1), now);
             }
             return None;
@@ -280,6 +295,7 @@ impl Ladder {
             };
             let since = *self.above_since.get_or_insert(now);
             if now - since >= wait {
+                self.last_lift = Some((target, now));
                 return self.step_to(target, now);
             }
             return None;
@@ -609,6 +625,37 @@ mod tests {
         ladder.set_receiver_limit(None);
         assert!(feed(&mut ladder, t0, 1_000, 5_000, 150_000).is_empty());
         assert_eq!(ladder.limitation(), Limitation::Bandwidth);
+    }
+
+    #[test]
+    fn a_receiver_that_asks_again_right_after_each_lift_gets_no_keyframe_storm() {
+        // A hostile peer takes its ask back for 1.1 s and asks again for 0.1 s, for a minute:
+        // the first lift goes back to the top; being undone at once, the next lift to the top
+        // waits 6 s, which this peer never leaves: three changes, not one a second.
+        let t0 = Instant::now();
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        let mut changes = Vec::new();
+        for i in 0..600u64 {
+            ladder.set_receiver_limit((i % 12 == 0).then_some(1));
+            changes.extend(ladder.update(5_000_000, ms(t0, i * 100), false));
+        }
+        let bottom = CAMERA[CAMERA.len() - 1];
+        assert_eq!(changes, [bottom, CAMERA[0], bottom]);
+        // A person who minimizes the window again only after a few seconds gets the picture
+        // back a second after each restore.
+        let mut ladder = Ladder::new(&CAMERA, (1280, 720), 30);
+        let mut t = 0;
+        for _ in 0..5 {
+            ladder.set_receiver_limit(Some(1));
+            assert_eq!(
+                feed(&mut ladder, t0, t, t + 5_000, 5_000_000),
+                [(t, (320, 180, 20))]
+            );
+            ladder.set_receiver_limit(None);
+            let back = feed(&mut ladder, t0, t + 5_000, t + 10_000, 5_000_000);
+            assert_eq!(back, [(t + 6_000, (1280, 720, 30))]);
+            t += 10_000;
+        }
     }
 
     #[test]
