@@ -487,7 +487,7 @@ fn the_statistics_say_when_this_computer_holds_the_picture_down() {
         c.stats.video_send.quality_limitation = confab_engine::ladder::Limitation::Receiver;
     }
     harness.run_steps(2);
-    harness.get_by_label("the other computer's processor");
+    harness.get_by_label("what the other side asked for");
     assert_no_clipped_text(&harness, "stats limited by the receiver");
 }
 

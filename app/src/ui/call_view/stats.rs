@@ -54,7 +54,7 @@ pub fn stats_ui(call: &CallUi, ctx: &egui::Context) -> Vec<UiCommand> {
                             Limitation::None => "nothing".into(),
                             Limitation::Bandwidth => "the network's bandwidth".into(),
                             Limitation::Cpu => "this computer's processor".into(),
-                            Limitation::Receiver => "the other computer's processor".into(),
+                            Limitation::Receiver => "what the other side asked for".into(),
                         },
                     );
                     row(
