@@ -209,16 +209,7 @@ fn minimized_cores(x: &Xvfb, dir: &std::path::Path, server_url: &str, room: &str
         "null",
     ];
     let call = window_with(&x.display, dir, &args, &[("CONFAB_RENDERER", "glow")]);
-    let peer = Peer::start(
-        dir,
-        &format!("peer-{room}"),
-        server_url,
-        room,
-        &test_media(
-            "1280x720",
-            &["--duration", &(2 * secs + 12).to_string(), "--wait", "30"],
-        ),
-    );
+    let peer = sending_peer(dir, server_url, room, 2 * secs + 12);
     std::thread::sleep(Duration::from_secs(3));
     let both = |what: &str| {
         std::thread::sleep(Duration::from_secs(2));
@@ -283,6 +274,20 @@ fn paint_rate(config: &std::path::Path, field: &str) -> Option<f64> {
     rates.get(rates.len() / 2).copied()
 }
 
+/// The headless peer the window calls: it sends the 1280x720@30 test pattern for `secs`.
+fn sending_peer(dir: &std::path::Path, server_url: &str, room: &str, secs: u64) -> Peer {
+    Peer::start(
+        dir,
+        &format!("peer-{room}"),
+        server_url,
+        room,
+        &test_media(
+            "1280x720",
+            &["--duration", &secs.to_string(), "--wait", "30"],
+        ),
+    )
+}
+
 /// The window in a call with a peer sending 1280x720@30: its cores, RSS and busiest threads.
 fn call_cores(
     display: &str,
@@ -300,16 +305,7 @@ fn call_cores(
     });
     args.extend_from_slice(&["--mic", "none", "--speaker", "null"]);
     let call = window_with(display, dir, &args, envs);
-    let peer = Peer::start(
-        dir,
-        &format!("peer-{room}"),
-        server_url,
-        room,
-        &test_media(
-            "1280x720",
-            &["--duration", &(secs + 8).to_string(), "--wait", "30"],
-        ),
-    );
+    let peer = sending_peer(dir, server_url, room, secs + 8);
     std::thread::sleep(Duration::from_secs(3));
     let (cores, rss, threads) = measure_threads(call.pid(), secs);
     let threads: Vec<String> = threads

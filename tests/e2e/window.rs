@@ -15,6 +15,67 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// The `confab` window on `x`, joined to `room` with `devices` (camera, microphone, speaker
+/// flags), in a call with a headless peer sending the test pattern at `size` for `secs`; returned
+/// once the window shows the peer's video, with the file the window reports its layout in and
+/// its log.
+struct WindowCall {
+    window: Proc,
+    peer: Peer,
+    layout: PathBuf,
+    log: PathBuf,
+}
+
+fn window_call(
+    x: &Xvfb,
+    dir: &std::path::Path,
+    server: &Server,
+    room: &str,
+    devices: &[&str],
+    (size, secs): (&str, &str),
+) -> WindowCall {
+    let layout = dir.join("layout.json");
+    let log = dir.join("window.stderr");
+    let window = confab_e2e::command(bin("confab"))
+        .args(["join", room, "--server", &server.url])
+        .args(devices)
+        .env("DISPLAY", &x.display)
+        .env("CONFAB_CONFIG_DIR", dir)
+        .env("CONFAB_UI_LAYOUT", &layout)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("confab window");
+    let window = Proc {
+        child: window,
+        name: "confab window".into(),
+    };
+    let peer = Peer::start(
+        dir,
+        "peer",
+        &server.url,
+        room,
+        &test_media(size, &["--duration", secs, "--wait", "30"]),
+    );
+    // The window reports where it draws the remote video once it does.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !layout.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed remote video: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    WindowCall {
+        window,
+        peer,
+        layout,
+        log,
+    }
+}
+
 #[test]
 fn the_window_shows_the_other_persons_video() {
     let _machine = serial();
@@ -22,51 +83,22 @@ fn the_window_shows_the_other_persons_video() {
     let x = Xvfb::start(1280, 800);
     let server = Server::start(&[]);
     let room = room_code(71);
-    let layout = dir.path().join("layout.json");
-    let window = confab_e2e::command(bin("confab"))
-        .args([
-            "join",
-            &room,
-            "--server",
-            &server.url,
-            "--camera",
-            "test",
-            "--mic",
-            "test",
-            "--speaker",
-            "null",
-            "--name",
-            "Window",
-        ])
-        .env("DISPLAY", &x.display)
-        .env("CONFAB_CONFIG_DIR", dir.path())
-        .env("CONFAB_UI_LAYOUT", &layout)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("window.stderr")).unwrap())
-        .spawn()
-        .expect("confab window");
-    let _window = Proc {
-        child: window,
-        name: "confab window".into(),
-    };
-    let peer = Peer::start(
-        dir.path(),
-        "peer",
-        &server.url,
-        &room,
-        &test_media("640x360", &["--duration", "12", "--wait", "30"]),
-    );
-
-    // The window reports where it draws the remote video once it does.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !layout.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the window never showed remote video: {}",
-            std::fs::read_to_string(dir.path().join("window.stderr")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let devices = [
+        "--camera",
+        "test",
+        "--mic",
+        "test",
+        "--speaker",
+        "null",
+        "--name",
+        "Window",
+    ];
+    let WindowCall {
+        window: _window,
+        peer,
+        layout,
+        ..
+    } = window_call(&x, dir.path(), &server, &room, &devices, ("640x360", "12"));
     std::thread::sleep(Duration::from_secs(3));
     let shot = screenshots_dir().join("call.png");
     let status = Command::new("import")
@@ -138,40 +170,14 @@ fn a_minimized_window_asks_for_the_least_video_until_it_is_shown_again() {
     let _wm = x.window_manager();
     let server = Server::start(&[]);
     let room = room_code(77);
-    let layout = dir.path().join("layout.json");
-    let stderr = dir.path().join("window.stderr");
-    let window = confab_e2e::command(bin("confab"))
-        .args(["join", &room, "--server", &server.url])
-        .args(["--camera", "none", "--mic", "none", "--speaker", "null"])
-        .env("DISPLAY", &x.display)
-        .env("CONFAB_CONFIG_DIR", dir.path())
-        .env("CONFAB_UI_LAYOUT", &layout)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("confab window");
-    let mut window = Proc {
-        child: window,
-        name: "confab window".into(),
-    };
-    let peer = Peer::start(
-        dir.path(),
-        "peer",
-        &server.url,
-        &room,
-        &test_media("1280x720", &["--duration", "20", "--wait", "30"]),
-    );
-    let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !layout.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the window never showed remote video: {}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let devices = ["--camera", "none", "--mic", "none", "--speaker", "null"];
+    let WindowCall {
+        mut window,
+        peer,
+        log,
+        ..
+    } = window_call(&x, dir.path(), &server, &room, &devices, ("1280x720", "20"));
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
     std::thread::sleep(Duration::from_secs(2));
     let id = xdotool(&x.display, &["search", "--name", "Confab"]);
     let id = id

@@ -407,17 +407,11 @@ fn a_minimized_window_asks_for_the_least_video_and_still_takes_the_calls_events(
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        harness
-            .state()
-            .call
-            .as_ref()
-            .unwrap()
-            .stats
-            .snapshot()
-            .video_recv
-            .not_shown
-    );
+    let not_shown = |h: &Harness<'_, ConfabApp>| {
+        let call = h.state().call.as_ref().expect("in the call");
+        call.stats.snapshot().video_recv.not_shown
+    };
+    assert!(not_shown(&harness));
 
     // Shown again: the ask is taken back at once, and the peer goes back to 360p in one step
     // (not through 270p, a rung each 3 s, as a link that had been too slow).
@@ -434,17 +428,7 @@ fn a_minimized_window_asks_for_the_least_video_and_still_takes_the_calls_events(
         [180, 360],
         "heights sent after the window showed again"
     );
-    assert!(
-        !harness
-            .state()
-            .call
-            .as_ref()
-            .unwrap()
-            .stats
-            .snapshot()
-            .video_recv
-            .not_shown
-    );
+    assert!(!not_shown(&harness));
     drop(harness);
     drop(peer);
     net.block_on(server.shutdown()).unwrap();
