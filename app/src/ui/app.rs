@@ -48,6 +48,9 @@ pub struct ConfabApp {
     pub error: Option<String>,
     pub preview: Option<Preview>,
     pub preview_texture: Option<super::video::VideoTexture>,
+    /// The lobby preview was stopped because the window is hidden; it starts again when the
+    /// window shows.
+    preview_paused: bool,
     /// A call asked for while the hosted server starts: it starts when the server is up.
     pub waiting_for_server: Option<CallConfig>,
     pub starting: Option<Starting>,
@@ -113,6 +116,7 @@ impl ConfabApp {
             new_room: None,
             error: None,
             preview: None,
+            preview_paused: false,
             preview_texture: None,
             waiting_for_server: None,
             starting: None,
@@ -668,9 +672,32 @@ impl ConfabApp {
     /// the other side is asked for the least video while none of it is shown.
     pub fn tick(&mut self, ctx: &egui::Context) {
         self.poll();
+        let shown = ctx.input(|i| i.viewport().visible()).unwrap_or(true);
         if let Some(call) = &mut self.call {
-            let shown = ctx.input(|i| i.viewport().visible()).unwrap_or(true);
             call.set_video_shown(shown);
+        }
+        self.pause_preview_while_hidden(shown);
+    }
+
+    /// Nobody sees the lobby's preview while the window is hidden: the camera (and its light)
+    /// and the microphone are let go until the window shows again.
+    fn pause_preview_while_hidden(&mut self, shown: bool) {
+        let in_lobby =
+            self.call.is_none() && self.starting.is_none() && self.waiting_for_server.is_none();
+        if !in_lobby {
+            self.preview_paused = false;
+        } else if !shown && self.preview.is_some() {
+            tracing::info!(
+                "the window is hidden: the preview lets go of the camera and microphone"
+            );
+            // The next to open the devices (the preview again, or a call) waits for them.
+            self.ending_calls = self.devices_in_use();
+            self.preview_paused = true;
+        } else if shown && self.preview_paused {
+            self.preview_paused = false;
+            if self.preview.is_none() {
+                self.restart_preview();
+            }
         }
     }
 

@@ -510,6 +510,10 @@ impl OneCamera {
         self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn opened(&self) -> usize {
         self.opened.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -601,6 +605,51 @@ fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
 
 /// Hanging up a call with media flowing: the lobby's preview opens the camera once the call
 /// has closed it.
+/// Minimized in the lobby, nobody sees the preview: the camera (and its light) is let go until
+/// the window shows again, when the preview opens it again.
+#[test]
+fn a_minimized_lobby_lets_go_of_the_camera_until_the_window_shows_again() {
+    let camera = OneCamera::default();
+    let dir = tempfile::tempdir().unwrap();
+    settings_for(dir.path(), "ws://127.0.0.1:9", "test", "none");
+    let app = ConfabApp::with_hooks(
+        egui::Context::default(),
+        Some(dir.path().to_owned()),
+        None,
+        camera.hooks(),
+    );
+    let mut harness = harness_for(app);
+    run_until(&mut harness, "the preview's picture", |h| {
+        h.state().preview_texture.is_some()
+    });
+    assert!(camera.is_open());
+
+    // Frames of logic alone, as eframe runs them while the window is minimized.
+    let ctx = harness.ctx.clone();
+    let mut hidden = egui::RawInput::default();
+    hidden
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .minimized = Some(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while camera.is_open() {
+        assert!(Instant::now() < deadline, "the camera is still open");
+        let _ = ctx.run_logic(&hidden, |ctx| harness.state_mut().tick(ctx));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(harness.state().preview.is_none());
+
+    run_until(&mut harness, "the preview again", |h| {
+        h.state().preview_texture.is_some()
+    });
+    assert_eq!(
+        (camera.opened(), camera.refused()),
+        (2, 0),
+        "the preview opened the camera again, once"
+    );
+}
+
 #[test]
 fn after_hanging_up_the_preview_opens_the_camera_once_the_call_has_let_go() {
     let (net, server, _dir, camera, mut harness, _peer) = in_a_call_with_one_camera();
