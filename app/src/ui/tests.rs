@@ -375,38 +375,28 @@ fn a_minimized_window_asks_for_the_least_video_and_still_takes_the_calls_events(
     });
 
     // Minimized: frames of logic alone, as eframe runs them while nothing is drawn.
-    let ctx = harness.ctx.clone();
-    let mut hidden = egui::RawInput::default();
-    hidden
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .minimized = Some(true);
     peer.commands
         .try_send(confab_engine::session::SessionCommand::Chat(
             "still there?".into(),
         ))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
     let chat_taken = |app: &ConfabApp| {
         app.call
             .as_ref()
             .is_some_and(|c| c.chat.iter().any(|l| l.text == "still there?"))
     };
-    loop {
-        let _ = ctx.run_logic(&hidden, |ctx| harness.state_mut().tick(ctx));
-        let least = sent(&peer) == (180, confab_engine::thread_load::MIN_ASK);
-        if least && chat_taken(harness.state()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "minimized: the peer sends {:?} (height, asked pixels a second); chat taken: {}",
-            sent(&peer),
-            chat_taken(harness.state())
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run_minimized_until(
+        &mut harness,
+        |app| {
+            format!(
+                "the peer to send the least and the chat to be taken; the peer sends {:?} \
+                 (height, asked pixels a second); chat taken: {}",
+                sent(&peer),
+                chat_taken(app)
+            )
+        },
+        |app| sent(&peer) == (180, confab_engine::thread_load::MIN_ASK) && chat_taken(app),
+    );
     let not_shown = |h: &Harness<'_, ConfabApp>| {
         let call = h.state().call.as_ref().expect("in the call");
         call.stats.snapshot().video_recv.not_shown
@@ -625,19 +615,11 @@ fn a_minimized_lobby_lets_go_of_the_camera_until_the_window_shows_again() {
     assert!(camera.is_open());
 
     // Frames of logic alone, as eframe runs them while the window is minimized.
-    let ctx = harness.ctx.clone();
-    let mut hidden = egui::RawInput::default();
-    hidden
-        .viewports
-        .entry(egui::ViewportId::ROOT)
-        .or_default()
-        .minimized = Some(true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while camera.is_open() {
-        assert!(Instant::now() < deadline, "the camera is still open");
-        let _ = ctx.run_logic(&hidden, |ctx| harness.state_mut().tick(ctx));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run_minimized_until(
+        &mut harness,
+        |_| "the camera to close".into(),
+        |_| !camera.is_open(),
+    );
     assert!(harness.state().preview.is_none());
 
     run_until(&mut harness, "the preview again", |h| {
@@ -702,6 +684,35 @@ fn dead_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Runs frames of the app's logic alone, as eframe does while the window is minimized (nothing
+/// is drawn), until `done` or 20 s; `what` says what was waited for, on failure.
+fn run_minimized_until(
+    harness: &mut Harness<'_, ConfabApp>,
+    what: impl Fn(&ConfabApp) -> String,
+    mut done: impl FnMut(&ConfabApp) -> bool,
+) {
+    let ctx = harness.ctx.clone();
+    let mut hidden = egui::RawInput::default();
+    hidden
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .minimized = Some(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let _ = ctx.run_logic(&hidden, |ctx| harness.state_mut().tick(ctx));
+        if done(harness.state()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "minimized, timed out waiting for: {}",
+            what(harness.state())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A frame of the app as eframe runs it: its logic, then its window.
