@@ -199,14 +199,21 @@ impl Ladder {
     /// The next `update` moves there at once, if that is lower; it climbs back only as far.
     pub fn set_receiver_limit(&mut self, max_pixel_rate: Option<u64>) {
         self.receiver_cap = max_pixel_rate.map_or(0, |max| {
-            let rate = |r: Rung| {
-                let (w, h) = send_size(self.source.0, self.source.1, r);
-                u64::from(w) * u64::from(h) * u64::from(r.fps)
-            };
             (0..self.rungs.len())
-                .find(|&i| rate(self.rungs[i]) <= max)
+                .find(|&i| self.pixel_rate(self.rungs[i]) <= max)
                 .unwrap_or(self.rungs.len() - 1)
         });
+    }
+
+    /// The pixels a second `rung` sends, at the source's aspect.
+    fn pixel_rate(&self, rung: Rung) -> u64 {
+        let (w, h) = send_size(self.source.0, self.source.1, rung);
+        u64::from(w) * u64::from(h) * u64::from(rung.fps)
+    }
+
+    /// The current rung's pixels a second over the top rung's (1 at the top).
+    pub fn pixel_share(&self) -> f64 {
+        self.pixel_rate(self.current()) as f64 / self.pixel_rate(self.rungs[0]).max(1) as f64
     }
 
     /// The processor did not keep up with the current rung: the next `update` goes a rung lower,

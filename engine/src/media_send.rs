@@ -386,6 +386,10 @@ const CONGESTED_QUEUE_MS: u64 = 150;
 const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(300);
 /// The smallest bitrate change worth telling the encoder about.
 const RETUNE_RATIO: f64 = 0.1;
+/// The least a rung held down by a cap is given (`VideoSender::encoder_bps`): what the codec's
+/// default gives the smallest pictures (180p20 scaled from 720p30 would be 80 kbit/s, which
+/// blurs its motion).
+const CAPPED_RUNG_MIN_BPS: u32 = 150_000;
 
 /// Encodes one source: picks the rung of the ladder the network allows, thins and scales frames
 /// to it, keeps the encoder's bitrate on the target, and times the RTP clock by capture time.
@@ -445,6 +449,23 @@ impl VideoSender {
                 bps.min(self.settings.bitrate_bps)
             })
             .max(50_000)
+    }
+
+    /// What the encoder is given of `budget`. While a cap (this computer's processor, or what the
+    /// receiver asked for) holds the picture below what the link carries, the rung gets the call's
+    /// bitrate scaled to its pixels a second, as many bits a pixel as the top rung, and no more:
+    /// the link's whole share went into a small picture nobody asked to be sharper (180p20 of a
+    /// minimized window took ~0.4 Mbit/s of a 2 Mbit/s link), and every extra bit is work for the
+    /// processor that asked for less. Not while the link holds the picture down: there the
+    /// encoder fills what the link carries, which is how the estimate learns the link.
+    fn encoder_bps(&self, budget: u32) -> u32 {
+        match self.ladder.limitation() {
+            Limitation::Cpu | Limitation::Receiver => {
+                let share = f64::from(self.settings.bitrate_bps) * self.ladder.pixel_share();
+                budget.min((share as u32).max(CAPPED_RUNG_MIN_BPS))
+            }
+            Limitation::None | Limitation::Bandwidth => budget,
+        }
     }
 
     /// The next frame starts a new encoder, with a keyframe.
@@ -542,6 +563,7 @@ impl VideoSender {
     ) -> Result<Option<(Encoded, u64)>, CodecError> {
         let now = Instant::now();
         let budget = self.budget(rate);
+        let bps = self.encoder_bps(budget);
         let rung = self.ladder.current();
         if !self.gate.admit(frame.capture_ts_us, rung.fps) {
             stats.lock().frame_thinned();
@@ -555,8 +577,8 @@ impl VideoSender {
         };
         if let Some(e) = &mut self.encoder {
             let current = f64::from(e.bitrate_bps());
-            if (f64::from(budget) - current).abs() > RETUNE_RATIO * current {
-                if let Err(err) = e.set_bitrate(budget) {
+            if (f64::from(bps) - current).abs() > RETUNE_RATIO * current {
+                if let Err(err) = e.set_bitrate(bps) {
                     // Not worth losing video over: a new encoder starts at the new bitrate (one
                     // keyframe).
                     tracing::warn!(%err, "a new encoder for the new bitrate");
@@ -568,7 +590,7 @@ impl VideoSender {
             Some(e) => e,
             None => {
                 let settings = EncoderSettings {
-                    bitrate_bps: budget,
+                    bitrate_bps: bps,
                     max_fps: rung.fps as f32,
                     screen: self.settings.screen,
                 };
@@ -600,7 +622,7 @@ impl VideoSender {
             // One lock per frame: the playout thread takes this one too.
             let mut c = stats.lock();
             c.frame_encoded(&encoded, at.elapsed(), frame.width, frame.height);
-            c.video_target(budget, rung.fps, self.ladder.limitation());
+            c.video_target(bps, rung.fps, self.ladder.limitation());
         }
         let frame_interval = Duration::from_secs_f32(1.0 / (rung.fps.max(1) as f32));
         tracing::trace!(
@@ -1003,6 +1025,68 @@ mod tests {
         assert!(!rate.congested());
         rate.pacer_queue_ms.store(400, Ordering::Relaxed);
         assert!(rate.congested());
+    }
+
+    #[test]
+    fn a_rung_held_down_by_a_cap_gets_its_share_of_the_bitrate_not_the_links() {
+        let call_bps = confab_codecs::h264::default_bitrate_bps(1280, 720, 30);
+        let new_sender = || {
+            let settings = EncoderSettings {
+                bitrate_bps: call_bps,
+                max_fps: 30.0,
+                screen: false,
+            };
+            VideoSender::new(settings, &VideoFrame::black(1280, 720, 0), Duration::ZERO)
+        };
+        let rate = BweShared::default();
+        let mut keyframes = KeyframeLimiter::new(KEYFRAME_MIN_GAP);
+        let stats = StatsHandle::new(Instant::now());
+        let mut at_us = 0;
+        // Follows the rate and encodes a frame: the rung's height and the encoder's bitrate.
+        let mut encode = |sender: &mut VideoSender, rate: &BweShared| {
+            sender.follow(rate, &keyframes);
+            at_us += 100_000;
+            let frame = VideoFrame::black(1280, 720, at_us);
+            sender
+                .encode(frame, rate, &mut keyframes, &stats)
+                .expect("encodes");
+            let encoder = sender.encoder.as_ref().expect("an encoder");
+            (sender.ladder.current().height, encoder.bitrate_bps())
+        };
+        let mut sender = new_sender();
+        rate.target_bps.store(2_500_000, Ordering::Relaxed);
+        assert_eq!(encode(&mut sender, &rate), (720, call_bps), "the call's");
+        // The receiver asks for 360p30: a quarter of the pixels, a quarter of the bits, though
+        // the link carries 2 Mbit/s.
+        rate.set_receiver_limit(Some(640 * 360 * 30));
+        assert_eq!(encode(&mut sender, &rate), (360, call_bps / 4));
+        assert_eq!(sender.ladder.limitation(), Limitation::Receiver);
+        // A link that carries less than that share is what holds the encoder.
+        rate.target_bps.store(400_000, Ordering::Relaxed);
+        let link = rate.video_bps().expect("an estimate");
+        assert!(link < call_bps / 4);
+        assert_eq!(encode(&mut sender, &rate), (360, link));
+        // The least (a minimized window): 180p20, 1/24 of the call's bitrate (80 kbit/s) raised
+        // to the floor.
+        rate.target_bps.store(2_500_000, Ordering::Relaxed);
+        rate.set_receiver_limit(Some(0));
+        assert_eq!(encode(&mut sender, &rate), (180, CAPPED_RUNG_MIN_BPS));
+        assert_eq!(stats.lock().stats.video_send.target_kbps, 150.0);
+
+        // The same rung held down by the link alone gets the link's whole share, to fill and
+        // probe: the link drops far below 720p (360p at once), then carries more, and the ladder
+        // waits before it steps up.
+        let rate = BweShared::default();
+        let mut sender = new_sender();
+        rate.target_bps.store(2_500_000, Ordering::Relaxed);
+        encode(&mut sender, &rate);
+        rate.target_bps.store(500_000, Ordering::Relaxed);
+        assert_eq!(encode(&mut sender, &rate).0, 360);
+        rate.target_bps.store(1_200_000, Ordering::Relaxed);
+        let link = rate.video_bps().expect("an estimate");
+        assert!(link > call_bps / 4);
+        assert_eq!(encode(&mut sender, &rate), (360, link));
+        assert_eq!(sender.ladder.limitation(), Limitation::Bandwidth);
     }
 
     #[test]

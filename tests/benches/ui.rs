@@ -8,7 +8,7 @@
 //!     cargo bench -p confab-e2e --bench ui -- [SECONDS] [--runs N] [--only TEXT]
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use confab_e2e::services::Xvfb;
 use confab_e2e::{bin, room_code, test_media, Peer, Proc, Server};
@@ -209,18 +209,19 @@ fn minimized_cores(x: &Xvfb, dir: &std::path::Path, server_url: &str, room: &str
         "null",
     ];
     let call = window_with(&x.display, dir, &args, &[("CONFAB_RENDERER", "glow")]);
+    let started = Instant::now();
     let peer = sending_peer(dir, server_url, room, 2 * secs + 12);
     std::thread::sleep(Duration::from_secs(3));
-    let both = |what: &str| {
+    // Each state's cores, and its seconds in the peer's timeline (from when it started).
+    let mut states = Vec::new();
+    let mut both = |what: &'static str| {
         std::thread::sleep(Duration::from_secs(2));
+        let from = started.elapsed().as_secs_f64();
         let (window, peer_before) = (cpu_seconds(call.pid()), cpu_seconds(peer.proc.pid()));
         std::thread::sleep(Duration::from_secs(secs));
         let window = (cpu_seconds(call.pid()) - window) / secs as f64;
         let sent = (cpu_seconds(peer.proc.pid()) - peer_before) / secs as f64;
-        println!(
-            "window receiving a 1280x720@30 call, {what}: the window {window:.3} cores, the peer \
-             sending to it {sent:.3} cores"
-        );
+        states.push((what, window, sent, from..started.elapsed().as_secs_f64()));
     };
     both("shown");
     let xdotool = |args: &[&str]| {
@@ -231,16 +232,38 @@ fn minimized_cores(x: &Xvfb, dir: &std::path::Path, server_url: &str, room: &str
             .ok()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
-    let Some(id) = xdotool(&["search", "--name", "Confab"])
-        .and_then(|ids| ids.lines().next().map(str::to_owned))
-    else {
+    let id = xdotool(&["search", "--name", "Confab"])
+        .and_then(|ids| ids.lines().next().map(str::to_owned));
+    if let Some(id) = &id {
+        xdotool(&["windowminimize", id]);
+        both("minimized");
+    } else {
         println!("(no window to minimize: xdotool found none)");
-        return;
-    };
-    xdotool(&["windowminimize", &id]);
-    both("minimized");
+    }
     drop(call);
-    let _ = peer.finish(Duration::from_secs(60));
+    let stats = peer.finish(Duration::from_secs(60)).stats;
+    for (what, window, sent, seconds) in states {
+        // The peer's video bitrate over the state's whole seconds, median.
+        let kbps = stats.as_ref().and_then(|s| {
+            let mut kbps: Vec<f64> = s["timeline"]
+                .as_array()?
+                .iter()
+                .filter(|x| {
+                    x["t_s"]
+                        .as_f64()
+                        .is_some_and(|t| t - 1.0 >= seconds.start && t <= seconds.end)
+                })
+                .filter_map(|x| x["send_kbps"].as_f64())
+                .collect();
+            kbps.sort_by(f64::total_cmp);
+            kbps.get(kbps.len() / 2).copied()
+        });
+        println!(
+            "window receiving a 1280x720@30 call, {what}: the window {window:.3} cores, the peer \
+             sending to it {sent:.3} cores and {} kbit/s of video",
+            kbps.map_or("?".into(), |k| format!("{k:.0}"))
+        );
+    }
 }
 
 /// One way the window is run: its renderer and video path (environment), and what it sends.
