@@ -458,10 +458,11 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
     let secs = stats["timeline"].as_array().expect("a timeline");
     for s in secs {
         eprintln!(
-            "native {:>5.1} s: got {:.0} fps at {}p",
+            "native {:>5.1} s: got {:.0} fps at {}p, {:.0} kbit/s",
             num(s, "/t_s"),
             num(s, "/recv_fps"),
             num(s, "/recv_height"),
+            num(s, "/recv_kbps"),
         );
     }
     eprintln!(
@@ -478,7 +479,16 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
     let asked = num(&stats, "/video_recv/asked_max_pixel_rate");
     assert!(asked > 0.0, "the native decoder asked for nothing");
     assert_eq!(num(&json, "/videoLimit/maxPixelRate"), asked, "{json}");
-    assert!(num(&json, "/videoLimit/scale") > 1.0, "{json}");
+    let scale = num(&json, "/videoLimit/scale");
+    assert!(scale > 1.0, "{json}");
+    // The page holds the smaller picture's bitrate to what it needs, as the native sender does
+    // a capped rung: 0.07 bits a pixel of 720p30 scaled down, at least 150 kbit/s.
+    let max_kbps = num(&json, "/videoLimit/maxBitrate") / 1000.0;
+    let expected = (0.07 * 1280.0 * 720.0 * 30.0 / (scale * scale) / 1000.0).max(150.0);
+    assert!(
+        (max_kbps - expected).abs() < 1.0,
+        "{max_kbps} kbit/s: {json}"
+    );
     let last = &secs[secs.len().saturating_sub(3)..];
     for s in last {
         assert!(
@@ -486,6 +496,11 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
             "native's last seconds: {s}"
         );
         assert!(num(s, "/recv_fps") >= 25.0, "native's last seconds: {s}");
+        // The receive rate counts the packets' headers too (~40 kbit/s at 30 fps).
+        assert!(
+            num(s, "/recv_kbps") <= max_kbps * 1.2 + 40.0,
+            "native's last seconds: {s}, the page's limit {max_kbps:.0} kbit/s"
+        );
     }
 }
 
