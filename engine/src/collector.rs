@@ -67,6 +67,12 @@ struct TickCounts {
 /// A shown frame older than this says nothing about the skew at a marker (video stalled).
 const SKEW_FRAME_AGE: Duration = Duration::from_millis(200);
 
+/// A stamp whose capture time is further than this from now was not stamped live by a clock like
+/// ours: a recording of the test pattern (the side-by-side's .y4m) carries the times it was
+/// rendered at, which read as 56 years of latency. No latency or skew is read from such a stamp;
+/// its index and PSNR still count.
+const LIVE_STAMP_US: u64 = 60_000_000;
+
 /// Seconds of timeline kept.
 const TIMELINE_SECONDS: usize = 600;
 
@@ -269,9 +275,12 @@ impl Collector {
         self.freezes.frame(at);
         if let Some(StampReading { stamp: s, psnr_db }) = reading {
             r.stamped_frames += 1;
-            let latency_us = clock::now_us().saturating_sub(s.capture_ts_us);
-            self.video_latency_ms.record(latency_us as f64 / 1000.0);
-            self.last_video_latency = Some((latency_us as f64 / 1000.0, now));
+            let now_us = clock::now_us();
+            if now_us.abs_diff(s.capture_ts_us) <= LIVE_STAMP_US {
+                let latency_ms = now_us.saturating_sub(s.capture_ts_us) as f64 / 1000.0;
+                self.video_latency_ms.record(latency_ms);
+                self.last_video_latency = Some((latency_ms, now));
+            }
             self.stamp_range = Some(match self.stamp_range {
                 None => (s.index, s.index),
                 Some((lo, hi)) => (lo.min(s.index), hi.max(s.index)),
@@ -530,6 +539,40 @@ mod tests {
             .and_then(|r| r.psnr_db)
             .expect("sampled");
         assert!((20.0..60.0).contains(&db), "{db}");
+    }
+
+    #[test]
+    fn a_recorded_stamp_gives_no_latency_but_still_counts() {
+        let stats = StatsHandle::new(Instant::now());
+        let decoded = |capture_ts_us: u64, index: u32| {
+            let frame = VideoFrame::black(64, 36, 0);
+            let reading = StampReading {
+                stamp: Stamp {
+                    index,
+                    capture_ts_us,
+                },
+                psnr_db: Some(40.0),
+            };
+            stats
+                .lock()
+                .frame_decoded(&frame, Duration::from_millis(1), Some(reading));
+        };
+        // A .y4m of the pattern rendered from time 0, played now.
+        decoded(33_333, 1);
+        decoded(66_666, 2);
+        let s = stats.snapshot();
+        assert_eq!(s.video_recv.stamped_frames, 2);
+        assert_eq!(
+            s.video_recv.latency_ms.count, 0,
+            "{:?}",
+            s.video_recv.latency_ms
+        );
+        assert_eq!(s.video_recv.psnr_db.count, 2);
+        // Stamped live, 20 ms ago.
+        decoded(clock::now_us() - 20_000, 3);
+        let s = stats.snapshot();
+        assert_eq!(s.video_recv.latency_ms.count, 1);
+        assert!((20.0..1000.0).contains(&s.video_recv.latency_ms.p50));
     }
 
     #[test]
