@@ -831,6 +831,8 @@ pub fn start_audio(
                     DEFAULT_EXPECTED_LOSS_PERCENT;
                 let mut blocks = 0u64;
                 let mut level = LevelMeter::default();
+                // What the microphone hears while muted (measured only).
+                let mut muted_level: Option<LevelMeter> = None;
                 let mut captured_at = Instant::now();
                 let mut packet_first_us = 0;
                 let mut clock = AudioClock::default();
@@ -880,7 +882,12 @@ pub fn start_audio(
                         }
                     }
                     if muted.load(Ordering::Relaxed) {
+                        muted_level
+                            .get_or_insert_with(LevelMeter::default)
+                            .push(block);
                         block.fill(0.0);
+                    } else {
+                        muted_level = None;
                     }
                     filled += BLOCK_SAMPLES;
                     if filled < packet_samples {
@@ -910,6 +917,7 @@ pub fn start_audio(
                         source.capture_delay().map(|d| d.as_secs_f64() * 1000.0);
                     c.stats.audio_send.packet_ms = duration.as_secs_f64() * 1000.0;
                     c.stats.audio_send.level_dbfs = Some(level_dbfs);
+                    c.stats.audio_send.muted_level_dbfs = muted_level.map(|m| m.level());
                     if let Some(apm) = apm.as_ref().filter(|_| blocks.is_multiple_of(100)) {
                         let (erle, delay) = apm.echo_stats();
                         tracing::debug!(?erle, ?delay, "echo canceller");

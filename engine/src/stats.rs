@@ -139,6 +139,10 @@ pub struct AudioSendStats {
     /// Loudness of what is sent (after processing; the floor while muted), dBFS with a slow
     /// fall: above `SPEAKING_DBFS` you are speaking. None before the first packet.
     pub level_dbfs: Option<f64>,
+    /// While muted: the loudness of what the microphone hears (after processing, measured as
+    /// `level_dbfs`; none of it is sent), so that the window can tell someone who speaks while
+    /// muted. None while not muted.
+    pub muted_level_dbfs: Option<f64>,
     /// From a packet's first sample captured to the packet encoded (the packet's length plus
     /// processing and encoding): the send side's share of the latency.
     pub capture_to_encoded_ms: Percentiles,

@@ -126,6 +126,42 @@ pub struct LinkQuality {
     pub recv_kbps: Option<f64>,
 }
 
+/// What the window says to someone who speaks while muted.
+pub const MUTED_NOTICE: &str = "You are muted. Press M to unmute, or hold Space to talk.";
+/// Speech heard without a break this long while muted brings the notice (a cough or a door
+/// does not)...
+const MUTED_SPEECH_FOR: Duration = Duration::from_secs(1);
+/// ... and at most once in this long, however long someone talks into a muted microphone.
+const MUTED_NOTICE_EVERY: Duration = Duration::from_secs(20);
+
+/// Whether a muted microphone hears someone talking, as other call apps tell: speech above
+/// `SPEAKING_DBFS` (after noise suppression) for `MUTED_SPEECH_FOR`, at most one notice in
+/// `MUTED_NOTICE_EVERY`.
+#[derive(Debug, Default)]
+struct MutedSpeech {
+    since: Option<Instant>,
+    last_notice: Option<Instant>,
+}
+
+impl MutedSpeech {
+    /// Takes whether speech is heard while muted now; true when the notice is due.
+    fn heard(&mut self, speech: bool, now: Instant) -> bool {
+        if !speech {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        let recent = self
+            .last_notice
+            .is_some_and(|at| now.duration_since(at) < MUTED_NOTICE_EVERY);
+        if now.duration_since(since) < MUTED_SPEECH_FOR || recent {
+            return false;
+        }
+        self.last_notice = Some(now);
+        true
+    }
+}
+
 pub struct CallUi {
     pub room: String,
     pub state: CallState,
@@ -146,6 +182,8 @@ pub struct CallUi {
     pub remote_speaking: bool,
     /// Our own sent voice is (muted sends silence, so this is off while muted).
     pub self_speaking: bool,
+    /// Speech the microphone hears while muted, for the "you are muted" notice.
+    muted_speech: MutedSpeech,
     pub self_view: SelfViewPlace,
     pub remote: Arc<VideoSlot>,
     pub local: Arc<VideoSlot>,
@@ -251,6 +289,7 @@ impl CallUi {
             talking: false,
             remote_speaking: false,
             self_speaking: false,
+            muted_speech: MutedSpeech::default(),
             self_view: SelfViewPlace::default(),
             remote,
             local,
@@ -410,7 +449,7 @@ impl CallUi {
                 }
             }
         }
-        self.update_speaking();
+        self.update_speaking(Instant::now());
         if self.last_sample.elapsed() >= Duration::from_secs(1) {
             self.sample();
         }
@@ -419,12 +458,19 @@ impl CallUi {
             .retain(|(at, _)| now.duration_since(*at) < Duration::from_secs(8));
     }
 
-    /// Who is speaking now, from the levels the engine measures on what is sent and played.
-    fn update_speaking(&mut self) {
+    /// Who is speaking now, from the levels the engine measures on what is sent and played; and
+    /// a notice for someone who speaks while muted.
+    fn update_speaking(&mut self, now: Instant) {
         let speaking = |level: Option<f64>| level.is_some_and(|db| db > SPEAKING_DBFS);
         let c = self.stats.lock();
         self.remote_speaking = speaking(c.stats.audio_recv.level_dbfs);
         self.self_speaking = speaking(c.stats.audio_send.level_dbfs);
+        let muted_speech =
+            self.mic_muted && !self.talking && speaking(c.stats.audio_send.muted_level_dbfs);
+        drop(c);
+        if self.muted_speech.heard(muted_speech, now) {
+            self.warn(MUTED_NOTICE.to_owned());
+        }
     }
 
     fn sample(&mut self) {
@@ -699,6 +745,7 @@ impl CallUi {
             talking: false,
             remote_speaking: false,
             self_speaking: false,
+            muted_speech: MutedSpeech::default(),
             self_view: SelfViewPlace::default(),
             remote: VideoSlot::new(None),
             local: VideoSlot::new(None),
@@ -772,7 +819,7 @@ mod tests {
     #[test]
     fn the_speaking_indicator_follows_the_measured_levels() {
         let mut call = bare();
-        call.update_speaking();
+        call.update_speaking(Instant::now());
         assert!(!call.remote_speaking && !call.self_speaking, "no audio yet");
         let set = |call: &CallUi, remote: Option<f64>, own: Option<f64>| {
             let mut c = call.stats.lock();
@@ -780,11 +827,58 @@ mod tests {
             c.stats.audio_send.level_dbfs = own;
         };
         set(&call, Some(-25.0), Some(-90.0));
-        call.update_speaking();
+        call.update_speaking(Instant::now());
         assert!(call.remote_speaking && !call.self_speaking);
         set(&call, Some(-60.0), Some(-30.0));
-        call.update_speaking();
+        call.update_speaking(Instant::now());
         assert!(!call.remote_speaking && call.self_speaking);
+    }
+
+    #[test]
+    fn speaking_into_a_muted_microphone_brings_a_notice_now_and_then() {
+        let mut call = bare();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let notices = |call: &CallUi| {
+            call.warnings
+                .iter()
+                .filter(|(_, w)| w == MUTED_NOTICE)
+                .count()
+        };
+        call.stats.lock().stats.audio_send.muted_level_dbfs = Some(-25.0);
+        call.update_speaking(at(0));
+        call.update_speaking(at(1500));
+        assert_eq!(
+            notices(&call),
+            0,
+            "not muted: the level is not even measured then"
+        );
+        call.mic_muted = true;
+        call.update_speaking(at(2000));
+        call.update_speaking(at(2900));
+        assert_eq!(notices(&call), 0, "under a second of it");
+        call.update_speaking(at(3000));
+        assert_eq!(notices(&call), 1);
+        for ms in (3000..23_000).step_by(100) {
+            call.update_speaking(at(ms));
+        }
+        assert_eq!(notices(&call), 1, "once in 20 s, however long it goes on");
+        call.update_speaking(at(23_000));
+        assert_eq!(notices(&call), 2);
+        // A pause starts the second over; quiet is no speech; push-to-talk is talking.
+        call.stats.lock().stats.audio_send.muted_level_dbfs = Some(-60.0);
+        call.update_speaking(at(45_000));
+        call.stats.lock().stats.audio_send.muted_level_dbfs = Some(-25.0);
+        call.update_speaking(at(45_500));
+        call.update_speaking(at(46_400));
+        assert_eq!(notices(&call), 2);
+        call.talking = true;
+        call.update_speaking(at(47_000));
+        assert_eq!(notices(&call), 2, "Space held: the microphone is open");
+        call.talking = false;
+        call.update_speaking(at(47_100));
+        call.update_speaking(at(48_200));
+        assert_eq!(notices(&call), 3);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use confab_signaling::{Server, ServerConfig};
 use egui_kittest::kittest::Queryable as _;
 use egui_kittest::Harness;
 
+use super::call::MUTED_NOTICE;
 use super::command::UiCommand;
 use super::hooks::Hooks;
 use super::hosted::HostState;
@@ -230,6 +231,20 @@ fn lobby_join_call_chat_toggles_hang_up() {
     harness.run_steps(2);
     assert!(harness.state().call.as_ref().unwrap().mic_muted);
     harness.get_by_label("Unmute");
+    // The test signal goes on into the muted microphone: the window says so, once.
+    let notices = |h: &Harness<'_, ConfabApp>| {
+        let call = h.state().call.as_ref().unwrap();
+        let muted = call.stats.snapshot().audio_send.muted_level_dbfs;
+        let shown = call.warnings.iter().filter(|(_, w)| w == MUTED_NOTICE);
+        (shown.count(), muted)
+    };
+    run_until(&mut harness, "the notice that we are muted", |h| {
+        notices(h).0 > 0
+    });
+    harness.run_steps(2);
+    harness.get_by_label_contains("You are muted");
+    harness.run_steps(30);
+    assert_eq!(notices(&harness).0, 1, "{:?}", notices(&harness));
     harness.key_press(egui::Key::V);
     harness.run_steps(2);
     assert!(harness.state().call.as_ref().unwrap().camera_off);
