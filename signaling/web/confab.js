@@ -404,6 +404,8 @@ if (typeof document !== 'undefined') {
       videoLimit: null,
       // Whether the page last asked the other side for the least video, as it is hidden.
       askedLeastVideo: false,
+      // How many times the page told its user they were speaking while muted.
+      mutedNotices: 0,
     };
     window.confab = confab;
 
@@ -500,6 +502,7 @@ if (typeof document !== 'undefined') {
     function closeMedia() {
       if (!localStream) return;
       for (const track of localStream.getTracks()) track.stop();
+      watchMutedSpeech();
       localStream = null;
       ui.localVideo.srcObject = null;
       updateToggles();
@@ -519,7 +522,63 @@ if (typeof document !== 'undefined') {
     ui.toggleMic.addEventListener('click', () => {
       for (const track of localStream ? localStream.getAudioTracks() : []) track.enabled = !track.enabled;
       updateToggles();
+      watchMutedSpeech();
     });
+
+    // Speaking into a muted microphone: as the app does (call.rs, MutedSpeech), a second of
+    // speech above the speaking level brings a notice, at most one in 20 s. A clone of the muted
+    // track is measured, never sent.
+    const SPEAKING_DBFS = -45; // audio::SPEAKING_DBFS
+    const LEVEL_DECAY_DB_PER_S = 40; // audio::LEVEL_DECAY_DB_PER_S
+    const MUTED_SPEECH_MS = 1000;
+    const MUTED_NOTICE_EVERY_MS = 20000;
+    const MUTED_NOTICE = 'You are muted. Press Unmute to speak.';
+    let mutedProbe = null; // { track, context, timer } while muted
+
+    function watchMutedSpeech() {
+      const audio = localStream ? localStream.getAudioTracks()[0] : null;
+      const muted = !!audio && !audio.enabled && audio.readyState === 'live';
+      if (!muted) {
+        if (mutedProbe) {
+          clearInterval(mutedProbe.timer);
+          mutedProbe.track.stop();
+          mutedProbe.context.close().catch(() => {});
+          mutedProbe = null;
+        }
+        return;
+      }
+      if (mutedProbe) return;
+      const track = audio.clone();
+      track.enabled = true;
+      const context = new AudioContext();
+      const analyser = context.createAnalyser();
+      analyser.fftSize = 2048;
+      context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+      const samples = new Float32Array(analyser.fftSize);
+      const tickMs = 100;
+      let level = -100;
+      let since = null;
+      let lastNotice = -Infinity;
+      const timer = setInterval(() => {
+        analyser.getFloatTimeDomainData(samples);
+        let sum = 0;
+        for (const x of samples) sum += x * x;
+        const rms = 10 * Math.log10(sum / samples.length + 1e-12);
+        level = Math.max(rms, level - (LEVEL_DECAY_DB_PER_S * tickMs) / 1000, -100);
+        const now = Date.now();
+        if (level <= SPEAKING_DBFS) {
+          since = null;
+          return;
+        }
+        if (since === null) since = now;
+        if (now - since >= MUTED_SPEECH_MS && now - lastNotice >= MUTED_NOTICE_EVERY_MS) {
+          lastNotice = now;
+          confab.mutedNotices += 1;
+          showMessage(MUTED_NOTICE);
+        }
+      }, tickMs);
+      mutedProbe = { track, context, timer };
+    }
     ui.toggleCamera.addEventListener('click', () => {
       for (const track of localStream ? localStream.getVideoTracks() : []) track.enabled = !track.enabled;
       updateToggles();

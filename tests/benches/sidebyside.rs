@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use confab_e2e::browser::{page_url, write_pattern_y4m, Browser, BrowserOutcome};
+use confab_e2e::browser::{page_url, write_pattern_y4m, write_signal_wav, Browser, BrowserOutcome};
 use confab_e2e::services::Pulse;
 use confab_e2e::{num, room_code, Peer, Server};
 use serde_json::Value;
@@ -393,25 +393,6 @@ fn run_chromium(setup: &Setup, room: u64) -> Option<[Cost; 2]> {
         cell(costs[1].first_frame_ms, 0)
     );
     Some(costs)
-}
-
-/// Ten seconds of the test signal as 48 kHz mono 16-bit WAV (Chromium and Confab loop it).
-fn write_signal_wav(path: &Path) {
-    let rate = confab_media::SAMPLE_RATE_HZ;
-    let mut samples = vec![0.0f32; rate as usize * 10];
-    confab_media::test_signal::Voice::First.fill(&mut samples, 0);
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut out = hound::WavWriter::create(path, spec).expect("create the .wav");
-    for s in samples {
-        out.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
-            .expect("write .wav");
-    }
-    out.finalize().expect("write .wav");
 }
 
 /// The mean of the two peers of a round.

@@ -508,15 +508,20 @@ fn a_native_peer_that_cannot_decode_the_browsers_picture_gets_a_smaller_one() {
 /// for the least video, and for all of it once it shows again: the native peer sends 180p while
 /// the page is hidden, then 720p in one step. (Headless Chromium shows every page: the harness
 /// hides it in the page's DOM, `--hide`, which is what the page's script sees of a background
-/// tab.)
+/// tab.) Later in the same call the page is muted while its microphone (the test signal) goes
+/// on: the page tells its user, once, as the app does.
 #[test]
-fn a_hidden_page_asks_the_native_peer_for_the_least_video() {
+fn a_hidden_page_asks_the_native_peer_for_the_least_video_and_a_muted_one_says_so() {
     let _machine = serial();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&[]);
     let room = room_code(78);
     let url = confab_e2e::browser::page_url(&server.url, &room, "Browser");
     let native_args = test_media("1280x720", &["--duration", "22", "--wait", "40"]);
+    // The page's microphone is the test signal, never quiet: muted 12 s in, the page says so.
+    let wav = dir.path().join("signal.wav");
+    confab_e2e::browser::write_signal_wav(&wav);
+    let wav = wav.to_str().expect("invariant: a temp path is UTF-8");
     let browser_args = [
         "--frames",
         "30",
@@ -526,6 +531,10 @@ fn a_hidden_page_asks_the_native_peer_for_the_least_video() {
         "20",
         "--hide",
         "3:9",
+        "--fake-audio",
+        wav,
+        "--mute-at",
+        "12",
     ];
     let native = Peer::start(dir.path(), "native", &server.url, &room, &native_args);
     std::thread::sleep(Duration::from_millis(500));
@@ -535,5 +544,9 @@ fn a_hidden_page_asks_the_native_peer_for_the_least_video() {
     assert_eq!(
         json["askedLeastVideo"], false,
         "shown again at the end: {json}"
+    );
+    assert_eq!(
+        json["mutedNotices"], 1,
+        "one notice for 8 s of speaking into a muted microphone: {json}"
     );
 }

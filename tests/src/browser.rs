@@ -159,3 +159,23 @@ pub fn write_pattern_y4m(path: &Path, width: u32, height: u32, frames: u32) {
     }
     out.flush().expect("write .y4m");
 }
+
+/// Ten seconds of the test signal as 48 kHz mono 16-bit WAV (Chromium and Confab loop it): a
+/// microphone that is never quiet.
+pub fn write_signal_wav(path: &Path) {
+    let rate = confab_media::SAMPLE_RATE_HZ;
+    let mut samples = vec![0.0f32; rate as usize * 10];
+    confab_media::test_signal::Voice::First.fill(&mut samples, 0);
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut out = hound::WavWriter::create(path, spec).expect("create the .wav");
+    for s in samples {
+        out.write_sample((s.clamp(-1.0, 1.0) * 32767.0) as i16)
+            .expect("write .wav");
+    }
+    out.finalize().expect("write .wav");
+}

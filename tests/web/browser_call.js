@@ -45,6 +45,9 @@ const USAGE = `usage: node browser_call.js URL [options]
                         document reports visibilityState "hidden" and fires visibilitychange
                         (headless Chromium shows every page, so this is done in the page's DOM,
                         as a tab sent to the background would look to the page's script)
+  --mute-at SECS        during --hold, click Mute SECS seconds into it (the JSON's
+                        mutedNotices says how often the page then told its user they were
+                        speaking while muted)
   --chromium PATH       the browser (default /usr/bin/chromium)`;
 
 /**
@@ -99,6 +102,7 @@ function parseArgs(argv) {
     noH264: false,
     foreignChannels: 0,
     hide: null, // [from, to] seconds into --hold
+    muteAt: null, // seconds into --hold
     chromium: '/usr/bin/chromium',
   };
   const number = (flag, value) => {
@@ -131,6 +135,7 @@ function parseArgs(argv) {
         opts.hide = [from, to];
         break;
       }
+      case '--mute-at': opts.muteAt = number(arg, value()); break;
       case '--chromium': opts.chromium = value(); break;
       case '-h':
       case '--help':
@@ -456,8 +461,13 @@ async function run(opts, result) {
       const holdFrom = Date.now();
       const holdUntil = holdFrom + opts.hold * 1000;
       let hidden = false;
+      let muted = false;
       while (Date.now() < holdUntil) {
         await sleep(250);
+        if (opts.muteAt !== null && !muted && (Date.now() - holdFrom) / 1000 >= opts.muteAt) {
+          muted = true;
+          await page.click('#toggle-mic');
+        }
         if (opts.hide) {
           const at = (Date.now() - holdFrom) / 1000;
           const hide = at >= opts.hide[0] && at < opts.hide[1];
@@ -474,6 +484,7 @@ async function run(opts, result) {
     Object.assign(result, summarize(snap));
     result.timeline = await page.evaluate(() => window.__timeline || []);
     result.marks = await page.evaluate(() => window.__marks || {});
+    result.mutedNotices = await page.evaluate(() => window.confab.mutedNotices);
     // Hang up properly (bye + leave), so the other side ends its call at once rather than
     // waiting for ICE to time out.
     await page.evaluate(() => window.confab.hangup()).catch(() => {});
