@@ -399,8 +399,9 @@ if (typeof document !== 'undefined') {
       // it closed (tests: a peer that opens channel after channel must not hold them open).
       foreignChannels: { opened: 0, closed: 0 },
       openForeignChannels,
-      // What the other side's decoder last asked of our video ({ maxPixelRate, scale }), once it
-      // asked: the picture is scaled down by `scale` to fit.
+      // What the other side's decoder last asked of our video ({ maxPixelRate, scale, maxBitrate }),
+      // once it asked: the picture is scaled down by `scale` to fit, its bitrate held to
+      // `maxBitrate` (null while not scaled).
       videoLimit: null,
       // Whether the page last asked the other side for the least video, as it is hidden.
       askedLeastVideo: false,
@@ -550,10 +551,20 @@ if (typeof document !== 'undefined') {
       if (mutedProbe) return;
       const track = audio.clone();
       track.enabled = true;
-      const context = new AudioContext();
-      const analyser = context.createAnalyser();
-      analyser.fftSize = 2048;
-      context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+      let context;
+      let analyser;
+      try {
+        context = new AudioContext();
+        analyser = context.createAnalyser();
+        analyser.fftSize = 2048;
+        context.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+      } catch (err) {
+        // Muting works without it; only the notice is lost.
+        log('cannot listen to the muted microphone:', err.message);
+        track.stop();
+        if (context) context.close().catch(() => {});
+        return;
+      }
       const samples = new Float32Array(analyser.fftSize);
       const tickMs = 100;
       let level = -100;

@@ -839,12 +839,7 @@ mod tests {
         let mut call = bare();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let notices = |call: &CallUi| {
-            call.warnings
-                .iter()
-                .filter(|(_, w)| w == MUTED_NOTICE)
-                .count()
-        };
+        let notices = |call: &CallUi| notices_saying(call, MUTED_NOTICE);
         call.stats.lock().stats.audio_send.muted_level_dbfs = Some(-25.0);
         call.update_speaking(at(0));
         call.update_speaking(at(1500));

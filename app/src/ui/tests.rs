@@ -608,8 +608,6 @@ fn a_link_during_a_call_opens_the_camera_once_the_call_has_let_go() {
     close(harness, &net, server);
 }
 
-/// Hanging up a call with media flowing: the lobby's preview opens the camera once the call
-/// has closed it.
 /// Minimized in the lobby, nobody sees the preview: the camera (and its light) is let go until
 /// the window shows again, when the preview opens it again.
 #[test]
@@ -647,6 +645,8 @@ fn a_minimized_lobby_lets_go_of_the_camera_until_the_window_shows_again() {
     );
 }
 
+/// Hanging up a call with media flowing: the lobby's preview opens the camera once the call
+/// has closed it.
 #[test]
 fn after_hanging_up_the_preview_opens_the_camera_once_the_call_has_let_go() {
     let (net, server, _dir, camera, mut harness, _peer) = in_a_call_with_one_camera();
